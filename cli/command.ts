@@ -1,0 +1,104 @@
+/**
+ * The sub-command framework: option declarations, `--help` text, required
+ * options, fatal errors ("die") and exit codes, all as nfqlb 1.2.0 prints
+ * them (SPEC 1.2–1.4). Commands write through an {@link Io} so they can be
+ * run in-process by tests.
+ * @module
+ */
+import { getopt } from "../lib/getopt.ts";
+
+/** Where a command writes its output. */
+export interface Io {
+  /** Write to stdout. */
+  out(text: string): void;
+  /** Write to stderr. */
+  err(text: string): void;
+}
+
+/** One option of a command. */
+export interface OptionDecl {
+  /** Name without dashes. */
+  readonly name: string;
+  /** Text of the `--help` line. */
+  readonly desc: string;
+  /** Reported as `Missing option [--name]` when absent. */
+  readonly required?: boolean;
+  /** A flag: takes no value. */
+  readonly flag?: boolean;
+}
+
+/** Parsed options (last occurrence wins) and positional arguments. */
+export interface Invocation {
+  readonly opts: ReadonlyMap<string, string>;
+  readonly args: readonly string[];
+  readonly io: Io;
+}
+
+/** A sub-command. */
+export interface Command {
+  /** The name typed after `nfqlb`. */
+  readonly name: string;
+  /** First lines of `--help`, before the option lines. */
+  readonly help: string;
+  /** Options in declaration order (`--help` is added first automatically). */
+  readonly options: readonly OptionDecl[];
+  /** Do the work; returns the exit status. */
+  run(inv: Invocation): number | Promise<number>;
+}
+
+/** A fatal error: its message goes to stderr and the command exits with `status`. */
+export class Fatal extends Error {
+  /** Exit status. */
+  readonly status: number;
+  constructor(message: string, status = 1) {
+    super(message);
+    this.name = "Fatal";
+    this.status = status;
+  }
+}
+
+/** Abort the command with `message` on stderr and exit status 1 ("die" in 1.2.0). */
+export function die(message: string): never {
+  throw new Fatal(message);
+}
+
+const HELP_OPTION: OptionDecl = { name: "help", desc: "Print this help", flag: true };
+
+/** The `--help` text of a command. */
+export function helpText(cmd: Command): string {
+  const lines = [cmd.help.replace(/\n$/, "")];
+  for (const o of [HELP_OPTION, ...cmd.options]) {
+    lines.push(`  --${o.name}= ${o.desc} ${o.required ? "(required)" : ""}`);
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Parse `args` for `cmd` and run it; returns the exit status. */
+export async function runCommand(cmd: Command, args: readonly string[], io: Io): Promise<number> {
+  const decls = [HELP_OPTION, ...cmd.options];
+  const specs = decls.map((d) => ({ name: d.name, hasArg: !d.flag }));
+  const scan = getopt(cmd.name, specs, args);
+  if (scan.options.some(([name]) => name === "help")) {
+    io.out(helpText(cmd));
+    return 0;
+  }
+  if (scan.error !== undefined) {
+    io.err(scan.error + "\n");
+    return 1;
+  }
+  const opts = new Map(scan.options);
+  const missing = cmd.options.filter((o) => o.required && !opts.has(o.name));
+  if (missing.length > 0) {
+    io.err(missing.map((o) => `Missing option [--${o.name}]\n`).join(""));
+    return 1;
+  }
+  try {
+    return await cmd.run({ opts, args: scan.positionals, io });
+  } catch (e) {
+    if (e instanceof Fatal) {
+      io.err(e.message.endsWith("\n") ? e.message : e.message + "\n");
+      return e.status;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * The command table and top-level dispatch of `nfqlb <command> [opt...]`
+ * (SPEC 1.1).
+ * @module
+ */
+import { type Command, type Io, runCommand } from "./command.ts";
+import { primebelowCommand, versionCommand } from "./basic.ts";
+import { fwmarkCommand } from "./fwmark.ts";
+import {
+  activateCommand,
+  deactivateCommand,
+  deleteCommand,
+  initCommand,
+  showCommand,
+} from "./table.ts";
+
+/** A command of 1.2.0 this implementation does not provide yet: says so and exits 1. */
+function pending(name: string): Command {
+  return {
+    name,
+    help: `${name}\n  Not implemented yet in this version of nfqlb (TypeScript).`,
+    options: [],
+    run(inv) {
+      inv.io.err(`${name}: not implemented yet in this version of nfqlb (TypeScript)\n`);
+      return 1;
+    },
+  };
+}
+
+/** All commands, in the order the usage text lists them. */
+export const COMMANDS: readonly Command[] = [
+  activateCommand,
+  deactivateCommand,
+  versionCommand,
+  pending("flow-set"),
+  pending("flow-delete"),
+  pending("flow-list"),
+  pending("flow-list-names"),
+  pending("flowlb"),
+  fwmarkCommand,
+  pending("lb"),
+  initCommand,
+  deleteCommand,
+  showCommand,
+  pending("stats"),
+  primebelowCommand,
+  pending("trace"),
+  pending("loglevel"),
+  pending("trace-flow-set"),
+  pending("trace-flow-delete"),
+  pending("trace-flow-list"),
+  pending("trace-flow-list-names"),
+];
+
+/** The top-level usage text. */
+export function usage(prog: string): string {
+  return `Usage: ${prog} <command> [opt...]\nCommands:\n` +
+    COMMANDS.map((c) => `  ${c.name}\n`).join("");
+}
+
+/** Run `nfqlb` with `argv` (without the program name); returns the exit status. */
+export function main(prog: string, argv: readonly string[], io: Io): Promise<number> {
+  if (argv.length === 0 || argv[0] === "-h" || argv[0] === "--help") {
+    io.out(usage(prog));
+    return Promise.resolve(0);
+  }
+  const cmd = COMMANDS.find((c) => c.name === argv[0]);
+  if (cmd === undefined) {
+    io.err(`Unknown command [${argv[0]}]\n`);
+    return Promise.resolve(1);
+  }
+  return runCommand(cmd, argv.slice(1), io);
+}

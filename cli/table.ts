@@ -1,0 +1,181 @@
+/**
+ * Target-table commands: `init`, `delete`, `show`, `activate`, `deactivate`
+ * (SPEC 1.5). Inputs are validated completely before the shared memory is
+ * touched, so bad input never leaves a half-changed table.
+ * @module
+ */
+import { parseStrictInt } from "../lib/cnum.ts";
+import { activate, activateIndex, deactivate, deactivateIndex, initTable } from "../lib/maglev.ts";
+import { MAX_M, MIN_M, tableSize } from "../lib/maglev_table.ts";
+import { primeBelow } from "../lib/prime.ts";
+import { createShm, unlinkShm } from "../ffi/shm.ts";
+import { LibcError } from "../ffi/libc.ts";
+import { type Command, die, type Invocation } from "./command.ts";
+import { openTable } from "./open_table.ts";
+
+/** Default target-table name. */
+export const DEFAULT_SHM = "nfqlb";
+const I32_MIN = -2147483648;
+const I32_MAX = 2147483647;
+
+function shmName(inv: Invocation): string {
+  return inv.opts.get("shm") ?? DEFAULT_SHM;
+}
+
+function intOption(inv: Invocation, name: string, dflt: number, min: number, max: number) {
+  const s = inv.opts.get(name);
+  if (s === undefined) return dflt;
+  const v = parseStrictInt(s, min, max);
+  if (v === undefined) die(`Invalid --${name}=${s}; expected an integer in ${min}..${max}`);
+  return v;
+}
+
+/** Parse fwmark arguments: integers that fit a table slot (i32), non-negative unless allowed. */
+function fwmarkArgs(args: readonly string[], allowNegative: boolean): number[] {
+  return args.map((a) => {
+    const v = parseStrictInt(a, allowNegative ? I32_MIN : 0, I32_MAX);
+    if (v === undefined) {
+      die(
+        `Invalid fwmark [${a}]; expected an integer in ${allowNegative ? I32_MIN : 0}..${I32_MAX}`,
+      );
+    }
+    return v;
+  });
+}
+
+function indexOption(inv: Invocation, n: number): number | undefined {
+  const s = inv.opts.get("index");
+  if (s === undefined) return undefined;
+  const v = parseStrictInt(s, I32_MIN, 2 ** 32 - 1);
+  if (v === undefined) die(`Invalid --index=${s}; expected an integer in 0..${n - 1}`);
+  if (v < 0 || v >= n) die(`Lookup index too large; --index=${s}, N=${n}`);
+  return v;
+}
+
+const shmOption = { name: "shm", desc: `Shared memory name (default ${DEFAULT_SHM})` };
+
+/** `init`: create or overwrite a target table. */
+export const initCommand: Command = {
+  name: "init",
+  help: "init [--shm=NAME] [--M=m] [--N=n] [--ownfw=f]\n" +
+    "  Create or overwrite a Maglev target table in shared memory (all targets inactive).",
+  options: [
+    shmOption,
+    { name: "M", desc: "Lookup table size, adjusted down to a prime (default 997)" },
+    { name: "N", desc: "Number of target slots, <= M (default 32)" },
+    { name: "ownfw", desc: "Own fwmark, for an LB-tier table (default 0)" },
+  ],
+  run(inv) {
+    const name = shmName(inv);
+    const requested = intOption(inv, "M", 997, MIN_M, 2 ** 32 - 1);
+    const n = intOption(inv, "N", 32, 0, 2 ** 32 - 1);
+    const ownfw = intOption(inv, "ownfw", 0, I32_MIN, I32_MAX);
+    if (requested > MAX_M) die(`M too large; ${requested} > ${MAX_M}`);
+    const m = primeBelow(requested)!;
+    if (m !== requested) inv.io.out(`M adjusted; ${requested} -> ${m}\n`);
+    if (n > m) die("N can't be larger than M");
+    let mapping;
+    try {
+      mapping = createShm(name, tableSize(m, n));
+    } catch (e) {
+      if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
+      throw e;
+    }
+    try {
+      initTable(mapping.buffer, m, n, ownfw);
+    } finally {
+      mapping.close();
+    }
+    return 0;
+  },
+};
+
+/** `delete`: unlink a shared-memory object (missing is not an error). */
+export const deleteCommand: Command = {
+  name: "delete",
+  help: "delete --shm=NAME\n  Remove a shared memory object.",
+  options: [{ name: "shm", desc: "Shared memory name", required: true }],
+  run(inv) {
+    try {
+      unlinkShm(shmName(inv));
+    } catch (e) {
+      if (e instanceof LibcError) die(e.message);
+      throw e;
+    }
+    return 0;
+  },
+};
+
+/** `show`: print a target table. */
+export const showCommand: Command = {
+  name: "show",
+  help: "show [--shm=NAME]\n  Print a target table.",
+  options: [shmOption],
+  run(inv) {
+    const name = shmName(inv);
+    const { table, close } = openTable(name, false);
+    try {
+      const lookup = Array.from(table.lookup.subarray(0, Math.min(25, table.m)));
+      const active: string[] = [];
+      table.active.forEach((fw, i) => {
+        if (fw >= 0) active.push(` ${fw}(${i})`);
+      });
+      inv.io.out(
+        `Shm: ${name}\n` +
+          `  Fw: own=${table.ownFwmark}\n` +
+          `  Maglev: M=${table.m}, N=${table.n}\n` +
+          `   Lookup:${lookup.map((v) => " " + v).join("")}...\n` +
+          `   Active:${active.join("")}\n`,
+      );
+    } finally {
+      close();
+    }
+    return 0;
+  },
+};
+
+/** `activate`: add targets (fwmarks), or set one slot with `--index`. */
+export const activateCommand: Command = {
+  name: "activate",
+  help: "activate [--shm=NAME] [--index=i] <fwmark>...\n" +
+    "  Activate targets. With --index, set slot i to the (first) fwmark.",
+  options: [shmOption, { name: "index", desc: "Slot index to set" }],
+  run(inv) {
+    if (inv.opts.has("index") && inv.args.length === 0) return 0;
+    const fwmarks = fwmarkArgs(inv.opts.has("index") ? inv.args.slice(0, 1) : inv.args, true);
+    const { table, close } = openTable(shmName(inv), true);
+    try {
+      const index = indexOption(inv, table.n);
+      if (index !== undefined) {
+        activateIndex(table, index, fwmarks[0]);
+      } else {
+        const bad = fwmarks.find((fw) => fw < 0);
+        if (bad !== undefined) die(`Invalid fwmark [${bad}]; a target fwmark is >= 0`);
+        activate(table, fwmarks);
+      }
+    } finally {
+      close();
+    }
+    return 0;
+  },
+};
+
+/** `deactivate`: remove targets by fwmark, or one slot with `--index`. */
+export const deactivateCommand: Command = {
+  name: "deactivate",
+  help: "deactivate [--shm=NAME] [--index=i] <fwmark>...\n" +
+    "  Deactivate targets by fwmark, or the slot given by --index.",
+  options: [shmOption, { name: "index", desc: "Slot index to deactivate" }],
+  run(inv) {
+    const fwmarks = inv.opts.has("index") ? [] : fwmarkArgs(inv.args, false);
+    const { table, close } = openTable(shmName(inv), true);
+    try {
+      const index = indexOption(inv, table.n);
+      if (index !== undefined) deactivateIndex(table, index);
+      else deactivate(table, fwmarks);
+    } finally {
+      close();
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,101 @@
+/**
+ * Deno.dlopen bindings to the parts of glibc nfqlb needs for POSIX shared
+ * memory: `shm_open`, `shm_unlink`, `ftruncate`, `posix_fallocate`, `fstat`,
+ * `mmap`, `munmap`, `close`, plus errno reporting through `strerror`.
+ *
+ * The library is opened lazily on first use so that pure modules importing
+ * this one (for types) do not need `--allow-ffi`.
+ * @module
+ */
+
+/** open(2) flags and mode bits used with `shm_open`. */
+export const O_RDONLY = 0;
+export const O_RDWR = 2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_TRUNC = 0o1000;
+/** mmap(2) protection and flags. */
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const MAP_SHARED = 1;
+/** errno values the callers distinguish. */
+export const ENOENT = 2;
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const EINVAL = 22;
+
+const LIBC_SYMBOLS = {
+  shm_open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  shm_unlink: { parameters: ["buffer"], result: "i32" },
+  ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+  posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
+  fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
+  munmap: { parameters: ["pointer", "usize"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  strerror: { parameters: ["i32"], result: "pointer" },
+  __errno_location: { parameters: [], result: "pointer" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
+
+let libc: Libc | undefined;
+let errnoView: Deno.UnsafePointerView | undefined;
+
+/** The glibc symbols, opened on first use. */
+export function getLibc(): Libc {
+  if (libc === undefined) {
+    libc = Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
+  }
+  return libc;
+}
+
+/** The calling thread's errno (read right after a failed call). */
+export function errno(): number {
+  if (errnoView === undefined) {
+    const p = getLibc().__errno_location();
+    if (p === null) return 0;
+    errnoView = new Deno.UnsafePointerView(p);
+  }
+  return errnoView.getInt32();
+}
+
+/** `strerror(e)` as a JavaScript string, e.g. `"No such file or directory"`. */
+export function strerror(e: number): string {
+  const p = getLibc().strerror(e);
+  return p === null ? `errno ${e}` : Deno.UnsafePointerView.getCString(p);
+}
+
+/** An error from a libc call, carrying errno and glibc's text for it. */
+export class LibcError extends Error {
+  /** errno at the time of the failure. */
+  readonly errno: number;
+  /** The libc function that failed. */
+  readonly call: string;
+  constructor(call: string, e: number) {
+    super(strerror(e));
+    this.name = "LibcError";
+    this.errno = e;
+    this.call = call;
+  }
+}
+
+/** A NUL-terminated copy of `s` for passing to C. */
+export function cString(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new TextEncoder().encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
+
+/** `fstat(fd).st_size` (x86-64 `struct stat`: st_size is the i64 at offset 48). */
+export function fileSize(fd: number): number {
+  const st = new Uint8Array(144);
+  if (getLibc().fstat(fd, st) !== 0) throw new LibcError("fstat", errno());
+  return Number(new DataView(st.buffer).getBigInt64(48, true));
+}
+
+/** Whether a pointer returned by mmap is MAP_FAILED ((void *)-1). */
+export function isMapFailed(p: Deno.PointerValue): boolean {
+  return p === null || BigInt(Deno.UnsafePointer.value(p)) === 0xffffffffffffffffn;
+}

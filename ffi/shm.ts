@@ -1,0 +1,122 @@
+/**
+ * POSIX shared-memory objects (`/dev/shm/<name>`) mapped into the process.
+ *
+ * A {@link ShmMapping} exposes the mapping as an `ArrayBuffer` that aliases
+ * the shared pages directly (no copies): typed-array views over it read and
+ * write the object other processes see.
+ *
+ * @example
+ * ```ts
+ * import { createShm, openShm, unlinkShm } from "./shm.ts";
+ * const m = createShm("demo", 8);
+ * new Int32Array(m.buffer)[0] = 5;
+ * m.close();
+ * const r = openShm("demo", false);
+ * new Int32Array(r.buffer)[0]; // 5
+ * r.close();
+ * unlinkShm("demo");
+ * ```
+ * @module
+ */
+import {
+  cString,
+  ENOENT,
+  errno,
+  fileSize,
+  getLibc,
+  isMapFailed,
+  LibcError,
+  MAP_SHARED,
+  O_CREAT,
+  O_RDONLY,
+  O_RDWR,
+  PROT_READ,
+  PROT_WRITE,
+} from "./libc.ts";
+
+/** A mapped shared-memory object. */
+export interface ShmMapping {
+  /** The name as given by the caller. */
+  readonly name: string;
+  /** Size of the object (and of `buffer`) in bytes. */
+  readonly size: number;
+  /** The shared pages; views over it alias the object. Invalid after `close()`. */
+  readonly buffer: ArrayBuffer;
+  /** Whether the mapping is writable. */
+  readonly writable: boolean;
+  /** Unmap. Views over `buffer` must not be used afterwards. */
+  close(): void;
+}
+
+/** Mode of newly created objects. */
+const SHM_MODE = 0o600;
+
+function mapFd(name: string, fd: number, size: number, writable: boolean): ShmMapping {
+  const libc = getLibc();
+  const prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
+  const p = libc.mmap(null, BigInt(size), prot, MAP_SHARED, fd, 0n);
+  if (isMapFailed(p)) throw new LibcError("mmap", errno());
+  const buffer = Deno.UnsafePointerView.getArrayBuffer(p!, size);
+  let mapped = true;
+  return {
+    name,
+    size,
+    buffer,
+    writable,
+    close() {
+      if (!mapped) return;
+      mapped = false;
+      libc.munmap(p, BigInt(size));
+    },
+  };
+}
+
+/**
+ * Open and map an existing object with its current size.
+ * Throws {@link LibcError} (errno ENOENT when it does not exist).
+ */
+export function openShm(name: string, writable: boolean): ShmMapping {
+  const libc = getLibc();
+  const fd = libc.shm_open(cString(name), writable ? O_RDWR : O_RDONLY, 0);
+  if (fd < 0) throw new LibcError("shm_open", errno());
+  try {
+    const size = fileSize(fd);
+    if (size === 0) throw new LibcError("mmap", 22);
+    return mapFd(name, fd, size, writable);
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/**
+ * Create the object if missing and map it read-write with exactly `size`
+ * bytes. Space is reserved first (`posix_fallocate`) so that a full
+ * `/dev/shm` is an error here instead of a SIGBUS later; an existing object
+ * keeps its inode and contents until the caller overwrites them.
+ */
+export function createShm(name: string, size: number): ShmMapping {
+  const libc = getLibc();
+  const fd = libc.shm_open(cString(name), O_RDWR | O_CREAT, SHM_MODE);
+  if (fd < 0) throw new LibcError("shm_open", errno());
+  try {
+    const old = fileSize(fd);
+    if (size > old) {
+      const rc = libc.posix_fallocate(fd, 0n, BigInt(size));
+      if (rc !== 0) throw new LibcError("posix_fallocate", rc);
+    }
+    if (size !== old && libc.ftruncate(fd, BigInt(size)) !== 0) {
+      throw new LibcError("ftruncate", errno());
+    }
+    return mapFd(name, fd, size, true);
+  } finally {
+    libc.close(fd);
+  }
+}
+
+/** Remove an object. Returns false when it did not exist. */
+export function unlinkShm(name: string): boolean {
+  if (getLibc().shm_unlink(cString(name)) === 0) return true;
+  const e = errno();
+  if (e === ENOENT) return false;
+  throw new LibcError("shm_unlink", e);
+}
