@@ -5,7 +5,14 @@
  * @module
  */
 import { parseStrictInt } from "../lib/cnum.ts";
-import { activate, activateIndex, deactivate, deactivateIndex, initTable } from "../lib/maglev.ts";
+import {
+  activate,
+  activateIndex,
+  deactivate,
+  deactivateIndex,
+  initTable,
+  sleepSync,
+} from "../lib/maglev.ts";
 import { MAX_M, MIN_M, tableSize } from "../lib/maglev_table.ts";
 import { primeBelow } from "../lib/prime.ts";
 import { createShm, unlinkShm } from "../ffi/shm.ts";
@@ -16,6 +23,12 @@ import { openTable } from "./open_table.ts";
 /** Default target-table name. */
 export const DEFAULT_SHM = "nfqlb";
 const I32_MIN = -2147483648;
+/**
+ * How long a deactivation waits between publishing the new lookup table and
+ * clearing the slot, so packet readers that loaded an old entry finish.
+ */
+const DEACTIVATE_GRACE_MS = 20;
+const grace = () => sleepSync(DEACTIVATE_GRACE_MS);
 const I32_MAX = 2147483647;
 
 function shmName(inv: Invocation): string {
@@ -147,11 +160,11 @@ export const activateCommand: Command = {
     try {
       const index = indexOption(inv, table.n);
       if (index !== undefined) {
-        activateIndex(table, index, fwmarks[0]);
+        activateIndex(table, index, fwmarks[0], grace);
       } else {
         const bad = fwmarks.find((fw) => fw < 0);
         if (bad !== undefined) die(`Invalid fwmark [${bad}]; a target fwmark is >= 0`);
-        activate(table, fwmarks);
+        activate(table, fwmarks, grace);
       }
     } finally {
       close();
@@ -172,7 +185,7 @@ export const deactivateCommand: Command = {
     try {
       const index = indexOption(inv, table.n);
       if (index !== undefined) deactivateIndex(table, index);
-      else deactivate(table, fwmarks);
+      else deactivate(table, fwmarks, grace);
     } finally {
       close();
     }

@@ -48,10 +48,15 @@ const DJB2_SEED = 5381;
 /** djb2 over `bytes[start, end)`: `h = h * 33 + b` modulo 2^32. */
 export function djb2(bytes: Uint8Array, start = 0, end = bytes.length): number {
   let h = DJB2_SEED;
-  for (let i = start; i < end; i++) {
-    // (h << 5) + h is h * 33; `| 0` keeps it in int32 range so V8 stays in small ints.
-    h = ((h << 5) + h + bytes[i]) | 0;
+  let i = start;
+  // Four bytes per step: h·33⁴ + b0·33³ + b1·33² + b2·33 + b3 (mod 2^32). The products of
+  // the bytes do not depend on h, so the serial chain is one multiply-add per four bytes
+  // (1.3× faster than byte by byte; bench/maglev_bench.ts).
+  for (; i + 4 <= end; i += 4) {
+    h = (Math.imul(h, 1185921) + Math.imul(bytes[i], 35937) + Math.imul(bytes[i + 1], 1089) +
+      bytes[i + 2] * 33 + bytes[i + 3]) | 0;
   }
+  for (; i < end; i++) h = ((h << 5) + h + bytes[i]) | 0;
   return h >>> 0;
 }
 

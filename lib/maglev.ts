@@ -7,7 +7,10 @@
  * aligned 32-bit write, and slots are activated before and deactivated after
  * the lookup entries that refer to them change. A concurrent reader always
  * sees, per entry, the old or the new value (unlike 1.2.0, which fills the
- * live table with −1 first).
+ * live table with −1 first). A reader that loaded a lookup entry just before
+ * it changed still reads the slot's fwmark afterwards; the optional
+ * `beforeDeactivate` hook (a short grace period, supplied by the writer) lets
+ * such in-flight lookups finish before deactivated slots are cleared.
  *
  * @example
  * ```ts
@@ -99,12 +102,20 @@ export function populate(
   }
 }
 
+/** Called between publishing a new lookup table and clearing deactivated slots. */
+export type GraceHook = () => void;
+
 /**
  * Make `want` the table's active array: rebuild the lookup privately, then
  * store (1) slots that become active or change fwmark, (2) changed lookup
- * entries, (3) slots that become inactive. Returns whether anything changed.
+ * entries, then call `beforeDeactivate` if a slot is being cleared, and
+ * (3) store slots that become inactive. Returns whether anything changed.
  */
-export function commitActive(t: MaglevTable, want: Int32Array): boolean {
+export function commitActive(
+  t: MaglevTable,
+  want: Int32Array,
+  beforeDeactivate?: GraceHook,
+): boolean {
   const active = t.active;
   let changed = false;
   for (let i = 0; i < t.n; i++) if (active[i] !== want[i]) changed = true;
@@ -116,6 +127,9 @@ export function commitActive(t: MaglevTable, want: Int32Array): boolean {
   }
   const live = t.lookup;
   for (let j = 0; j < t.m; j++) if (live[j] !== lookup[j]) live[j] = lookup[j];
+  let clearing = false;
+  for (let i = 0; i < t.n; i++) if (active[i] !== want[i]) clearing = true;
+  if (clearing && beforeDeactivate !== undefined) beforeDeactivate();
   for (let i = 0; i < t.n; i++) if (active[i] !== want[i]) active[i] = want[i];
   return true;
 }
@@ -124,7 +138,11 @@ export function commitActive(t: MaglevTable, want: Int32Array): boolean {
  * Add fwmarks (SPEC 1.5 `activate`): each goes into the first inactive slot
  * unless already present; when the table is full it is ignored. Rebuilds once.
  */
-export function activate(t: MaglevTable, fwmarks: readonly number[]): boolean {
+export function activate(
+  t: MaglevTable,
+  fwmarks: readonly number[],
+  beforeDeactivate?: GraceHook,
+): boolean {
   const want = t.active.slice();
   for (const fw of fwmarks) {
     let free = -1;
@@ -138,35 +156,53 @@ export function activate(t: MaglevTable, fwmarks: readonly number[]): boolean {
     }
     if (!present && free >= 0) want[free] = fw;
   }
-  return commitActive(t, want);
+  return commitActive(t, want, beforeDeactivate);
 }
 
 /** Remove fwmarks: the first slot holding each becomes inactive. Rebuilds once. */
-export function deactivate(t: MaglevTable, fwmarks: readonly number[]): boolean {
+export function deactivate(
+  t: MaglevTable,
+  fwmarks: readonly number[],
+  beforeDeactivate?: GraceHook,
+): boolean {
   const want = t.active.slice();
   for (const fw of fwmarks) {
     const i = want.indexOf(fw);
     if (i >= 0) want[i] = INACTIVE;
   }
-  return commitActive(t, want);
+  return commitActive(t, want, beforeDeactivate);
 }
 
 /**
  * Set slot `index` to `fw` (no duplicate check; negative deactivates), as
  * `activate --index`. The caller checks `index < n`.
  */
-export function activateIndex(t: MaglevTable, index: number, fw: number): boolean {
+export function activateIndex(
+  t: MaglevTable,
+  index: number,
+  fw: number,
+  beforeDeactivate?: GraceHook,
+): boolean {
   const want = t.active.slice();
   want[index] = fw;
-  return commitActive(t, want);
+  return commitActive(t, want, beforeDeactivate);
 }
 
 /** Deactivate slot `index` if it is active, as `deactivate --index`. */
-export function deactivateIndex(t: MaglevTable, index: number): boolean {
+export function deactivateIndex(
+  t: MaglevTable,
+  index: number,
+  beforeDeactivate?: GraceHook,
+): boolean {
   if (t.active[index] < 0) return false;
   const want = t.active.slice();
   want[index] = INACTIVE;
-  return commitActive(t, want);
+  return commitActive(t, want, beforeDeactivate);
+}
+
+/** Block the calling thread for `ms` milliseconds (a grace period between table updates). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** The fwmark for a packet hash (u32), or a negative value for "no target". */

@@ -1,0 +1,34 @@
+/**
+ * The parts of TCP, UDP and SCTP headers nfqlb looks at: the two 16-bit
+ * ports, which all three protocols keep at the same offsets.
+ *
+ * @example
+ * ```ts
+ * import { hasPorts, L4_DPORT, UDP_HEADER_LEN } from "./l4.ts";
+ * hasPorts(17); // true (UDP)
+ * hasPorts(47); // false (GRE)
+ * L4_DPORT; // 2
+ * UDP_HEADER_LEN; // 8: an encapsulated SCTP header follows the UDP header
+ * ```
+ * @module
+ */
+
+import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../hash.ts";
+
+/** Offset of the source port (u16 BE) in TCP, UDP and SCTP. */
+export const L4_SPORT = 0;
+/** Offset of the destination port (u16 BE) in TCP, UDP and SCTP. */
+export const L4_DPORT = 2;
+/** Bytes covering both ports. */
+export const L4_PORTS_LEN = 4;
+/** Length of a UDP header. */
+export const UDP_HEADER_LEN = 8;
+/** Length of a TCP header without options. */
+export const TCP_HEADER_LEN = 20;
+/** Length of an SCTP common header. */
+export const SCTP_HEADER_LEN = 12;
+
+/** True for the protocols whose keys carry ports (TCP, UDP, SCTP). */
+export function hasPorts(proto: number): boolean {
+  return proto === IPPROTO_TCP || proto === IPPROTO_UDP || proto === IPPROTO_SCTP;
+}
