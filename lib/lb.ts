@@ -1,0 +1,109 @@
+/**
+ * The per-packet decision of `nfqlb lb` (SPEC 5.2, 5.3) as a pure function:
+ * packet bytes and tables in, verdict value out (≥ 0: ACCEPT with that
+ * fwmark, < 0: DROP; SPEC 5.1). No FFI, no allocation per packet.
+ *
+ * @example
+ * ```ts
+ * import { LbDecider } from "./lb.ts";
+ * import { activate, initTable } from "./maglev.ts";
+ * import { tableSize } from "./maglev_table.ts";
+ * const table = initTable(new ArrayBuffer(tableSize(997, 4)), 997, 4, 0);
+ * activate(table, [100]);
+ * const lb = new LbDecider({ table });
+ * lb.decide(new Uint8Array(10), 10, 0x0800); // -1: not a parsable IPv4 packet
+ * ```
+ * @module
+ */
+import { addressHash, hashKey, KEY_ID } from "./hash.ts";
+import { fwmarkFor } from "./maglev.ts";
+import type { MaglevTable } from "./maglev_table.ts";
+import { KeyParse, parseKeyInto, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "./packet.ts";
+
+/** What `lb` needs from fragment tracking (SPEC 8.4, 8.5). */
+export interface FragmentTracker {
+  /** A non-first fragment (id-form key): its fwmark (≥ 0) or −1 to DROP (stored or failed). */
+  nonFirst(key: Uint8Array, pkt: Uint8Array, len: number, now: number): number;
+  /** A first fragment that got fwmark `fw` (id-form key): false means DROP it. */
+  first(key: Uint8Array, fw: number, pkt: Uint8Array, len: number, now: number): boolean;
+}
+
+/** Configuration of an {@link LbDecider}. */
+export interface LbOptions {
+  /** The target table (`--tshm`). */
+  readonly table: MaglevTable;
+  /** The LB-tier table (`--lbshm`), consulted for fragments only. */
+  readonly lbTier?: MaglevTable;
+  /** Fragment tracking; without it fragments not sent to the LB tier are dropped. */
+  readonly fragments?: FragmentTracker;
+  /** `--hash_mode` (default 1: SCTP hashes ports only). */
+  readonly hashMode?: number;
+  /** `--sctp_encap`: UDP port carrying SCTP (0 = off). */
+  readonly udpencap?: number;
+  /** `--notargets_fwmark` (default −1 = DROP). */
+  readonly notargetsFwmark?: number;
+}
+
+/** The `lb` decision procedure, with its scratch key parse reused for every packet. */
+export class LbDecider {
+  declare readonly table: MaglevTable;
+  declare readonly lbTier: MaglevTable | undefined;
+  declare readonly fragments: FragmentTracker | undefined;
+  declare readonly hashMode: number;
+  declare readonly udpencap: number;
+  declare readonly notargetsFwmark: number;
+  /** The parse of the last packet (for tracing and tests). */
+  declare readonly parse: KeyParse;
+
+  constructor(opts: LbOptions) {
+    this.table = opts.table;
+    this.lbTier = opts.lbTier;
+    this.fragments = opts.fragments;
+    this.hashMode = (opts.hashMode ?? 1) & 0xffff;
+    this.udpencap = (opts.udpencap ?? 0) & 0xffff;
+    this.notargetsFwmark = opts.notargetsFwmark ?? -1;
+    this.parse = new KeyParse();
+  }
+
+  /**
+   * The verdict value for `pkt[0, len)` with L3 protocol `l3proto`
+   * (0x0800 / 0x86DD); `now` is a monotonic time in nanoseconds (fragments).
+   */
+  decide(pkt: Uint8Array, len: number, l3proto: number, now = 0): number {
+    const p = this.parse;
+    const rc = parseKeyInto(p, pkt, len, l3proto, this.udpencap);
+    if (rc < 0) return -1;
+    const key = p.key;
+    if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
+      const tier = this.lbTier;
+      if (tier !== undefined) {
+        const fw = fwmarkFor(tier, addressHash(key));
+        if (fw >= 0 && fw !== tier.ownFwmark) return fw;
+      }
+      if ((rc & RC_FIRST_FRAG) === 0) {
+        const frags = this.fragments;
+        return frags === undefined ? -1 : frags.nonFirst(key, pkt, len, now);
+      }
+    }
+    const fw = fwmarkFor(this.table, hashKey(key, this.hashMode));
+    if (fw < 0) return this.notargetsFwmark;
+    if ((rc & RC_FIRST_FRAG) !== 0) {
+      toIdForm(key, p.fragId);
+      const frags = this.fragments;
+      if (frags === undefined || !frags.first(key, fw, pkt, len, now)) return -1;
+    }
+    return fw;
+  }
+}
+
+/** Turn a first fragment's key into the id form shared by all its fragments (SPEC 4.1, 5.2). */
+export function toIdForm(key: Uint8Array, fragId: number): void {
+  key[KEY_ID] = fragId & 0xff;
+  key[KEY_ID + 1] = (fragId >>> 8) & 0xff;
+  key[KEY_ID + 2] = (fragId >>> 16) & 0xff;
+  key[KEY_ID + 3] = (fragId >>> 24) & 0xff;
+  key[KEY_ID + 4] = 0;
+  key[KEY_ID + 5] = 0;
+  key[KEY_ID + 6] = 0;
+  key[KEY_ID + 7] = 0;
+}
