@@ -27,6 +27,7 @@ export {
   ETH_P_IPV6,
   KeyParse,
   type ParsedPacket,
+  parseKeyAt,
   parseKeyInto,
   type ParseOptions,
   parsePacket,

@@ -6,6 +6,7 @@
 import { type Command, type Io, runCommand } from "./command.ts";
 import { primebelowCommand, versionCommand } from "./basic.ts";
 import { fwmarkCommand } from "./fwmark.ts";
+import { lbCommand } from "./lb.ts";
 import {
   activateCommand,
   deactivateCommand,
@@ -38,7 +39,7 @@ export const COMMANDS: readonly Command[] = [
   pending("flow-list-names"),
   pending("flowlb"),
   fwmarkCommand,
-  pending("lb"),
+  lbCommand,
   initCommand,
   deleteCommand,
   showCommand,

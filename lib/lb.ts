@@ -11,14 +11,15 @@
  * const table = initTable(new ArrayBuffer(tableSize(997, 4)), 997, 4, 0);
  * activate(table, [100]);
  * const lb = new LbDecider({ table });
- * lb.decide(new Uint8Array(10), 10, 0x0800); // -1: not a parsable IPv4 packet
+ * lb.decide(new Uint8Array(10), 0, 10, 0x0800); // -1: not a parsable IPv4 packet
  * ```
  * @module
  */
-import { addressHash, hashKey, KEY_ID } from "./hash.ts";
+import { addressHash, hashKey } from "./hash.ts";
+import { setIdForm } from "./fragtable.ts";
 import { fwmarkFor } from "./maglev.ts";
 import type { MaglevTable } from "./maglev_table.ts";
-import { KeyParse, parseKeyInto, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "./packet.ts";
+import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "./packet.ts";
 
 /** What `lb` needs from fragment tracking (SPEC 8.4, 8.5). */
 export interface FragmentTracker {
@@ -66,12 +67,13 @@ export class LbDecider {
   }
 
   /**
-   * The verdict value for `pkt[0, len)` with L3 protocol `l3proto`
-   * (0x0800 / 0x86DD); `now` is a monotonic time in nanoseconds (fragments).
+   * The verdict value for the packet at `buf[off, off + len)` (parsed in
+   * place) with L3 protocol `l3proto` (0x0800 / 0x86DD); `now` is a monotonic
+   * time in nanoseconds (fragments). Only fragments get a view of their own.
    */
-  decide(pkt: Uint8Array, len: number, l3proto: number, now = 0): number {
+  decide(buf: Uint8Array, off: number, len: number, l3proto: number, now = 0): number {
     const p = this.parse;
-    const rc = parseKeyInto(p, pkt, len, l3proto, this.udpencap);
+    const rc = parseKeyAt(p, buf, off, len, l3proto, this.udpencap);
     if (rc < 0) return -1;
     const key = p.key;
     if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
@@ -82,28 +84,20 @@ export class LbDecider {
       }
       if ((rc & RC_FIRST_FRAG) === 0) {
         const frags = this.fragments;
-        return frags === undefined ? -1 : frags.nonFirst(key, pkt, len, now);
+        return frags === undefined
+          ? -1
+          : frags.nonFirst(key, buf.subarray(off, off + len), len, now);
       }
     }
     const fw = fwmarkFor(this.table, hashKey(key, this.hashMode));
     if (fw < 0) return this.notargetsFwmark;
     if ((rc & RC_FIRST_FRAG) !== 0) {
-      toIdForm(key, p.fragId);
+      setIdForm(key, p.fragId);
       const frags = this.fragments;
-      if (frags === undefined || !frags.first(key, fw, pkt, len, now)) return -1;
+      if (frags === undefined || !frags.first(key, fw, buf.subarray(off, off + len), len, now)) {
+        return -1;
+      }
     }
     return fw;
   }
-}
-
-/** Turn a first fragment's key into the id form shared by all its fragments (SPEC 4.1, 5.2). */
-export function toIdForm(key: Uint8Array, fragId: number): void {
-  key[KEY_ID] = fragId & 0xff;
-  key[KEY_ID + 1] = (fragId >>> 8) & 0xff;
-  key[KEY_ID + 2] = (fragId >>> 16) & 0xff;
-  key[KEY_ID + 3] = (fragId >>> 24) & 0xff;
-  key[KEY_ID + 4] = 0;
-  key[KEY_ID + 5] = 0;
-  key[KEY_ID + 6] = 0;
-  key[KEY_ID + 7] = 0;
 }

@@ -204,49 +204,56 @@ function innerPorts(
   return rc;
 }
 
-function parseIpv4(out: KeyParse, pkt: Uint8Array, len: number, udpencap: number): number {
+/** IPv4 header at `b`; `end` is one past the last valid byte. */
+function parseIpv4(
+  out: KeyParse,
+  pkt: Uint8Array,
+  b: number,
+  end: number,
+  udpencap: number,
+): number {
   const key = out.key;
-  if (!inBounds(len, 0, IPV4_MIN_HEADER_LEN)) return -1;
-  const ihl = ipv4Ihl(pkt, 0);
+  if (!inBounds(end, b, IPV4_MIN_HEADER_LEN)) return -1;
+  const ihl = ipv4Ihl(pkt, b);
   if (ihl < IPV4_MIN_IHL) return -1;
-  const fo = ipv4FlagsFrag(pkt, 0);
+  const fo = ipv4FlagsFrag(pkt, b);
   let rc = 0;
   if ((fo & IPV4_FRAG_MASK) !== 0) {
     if ((fo & IPV4_FRAG_OFFSET_MASK) === 0) {
-      out.fragId = le16(pkt, IPV4_IDENT);
+      out.fragId = le16(pkt, b + IPV4_IDENT);
       rc = RC_FIRST_FRAG;
     } else {
-      setMapped(key, KEY_SRC, pkt, IPV4_SRC);
-      setMapped(key, KEY_DST, pkt, IPV4_DST);
-      key[KEY_ID] = pkt[IPV4_IDENT];
-      key[KEY_ID + 1] = pkt[IPV4_IDENT + 1];
+      setMapped(key, KEY_SRC, pkt, b + IPV4_SRC);
+      setMapped(key, KEY_DST, pkt, b + IPV4_DST);
+      key[KEY_ID] = pkt[b + IPV4_IDENT];
+      key[KEY_ID + 1] = pkt[b + IPV4_IDENT + 1];
       return RC_NON_FIRST_FRAG;
     }
   }
-  const proto = pkt[IPV4_PROTOCOL];
-  const l4 = ihl << 2;
+  const proto = pkt[b + IPV4_PROTOCOL];
+  const l4 = b + (ihl << 2);
   if (proto === IPPROTO_ICMP) {
-    if (!inBounds(len, l4, 1)) return -1; // #14: type byte must be in the packet
+    if (!inBounds(end, l4, 1)) return -1; // #14: type byte must be in the packet
     const t = pkt[l4 + ICMP_TYPE];
     if (icmpIsError(t)) {
       if ((rc & RC_FIRST_FRAG) !== 0) return -1; // fragmented ICMP error
-      return inner4(key, pkt, len, l4 + ICMP_HEADER_LEN, udpencap);
+      return inner4(key, pkt, end, l4 + ICMP_HEADER_LEN, udpencap);
     }
-    setMapped(key, KEY_SRC, pkt, IPV4_SRC);
-    setMapped(key, KEY_DST, pkt, IPV4_DST);
+    setMapped(key, KEY_SRC, pkt, b + IPV4_SRC);
+    setMapped(key, KEY_DST, pkt, b + IPV4_DST);
     if (t === ICMP_ECHO_REQUEST) {
-      if (!inBounds(len, l4 + ICMP_ECHO_ID, 2)) return -1; // #14: identifier must be in the packet
+      if (!inBounds(end, l4 + ICMP_ECHO_ID, 2)) return -1; // #14: identifier must be in the packet
       key[KEY_USER] = pkt[l4 + ICMP_ECHO_ID];
       key[KEY_USER + 1] = pkt[l4 + ICMP_ECHO_ID + 1];
     }
     setProto(key, IPPROTO_ICMP);
     return rc + RC_ICMP_NO_INNER;
   }
-  setMapped(key, KEY_SRC, pkt, IPV4_SRC);
-  setMapped(key, KEY_DST, pkt, IPV4_DST);
+  setMapped(key, KEY_SRC, pkt, b + IPV4_SRC);
+  setMapped(key, KEY_DST, pkt, b + IPV4_DST);
   setProto(key, proto);
   if (!hasPorts(proto)) return rc + RC_NO_PORTS;
-  const p = ports(key, pkt, len, l4, udpencap);
+  const p = ports(key, pkt, end, l4, udpencap);
   return p < 0 ? -1 : rc + p;
 }
 
@@ -269,18 +276,25 @@ function inner4(
   return innerPorts(key, pkt, len, h + (ihl << 2), udpencap);
 }
 
-function parseIpv6(out: KeyParse, pkt: Uint8Array, len: number, udpencap: number): number {
+/** IPv6 header at `b`; `end` is one past the last valid byte. */
+function parseIpv6(
+  out: KeyParse,
+  pkt: Uint8Array,
+  b: number,
+  end: number,
+  udpencap: number,
+): number {
   const key = out.key;
-  if (!inBounds(len, 0, IPV6_HEADER_LEN)) return -1;
-  if (!ipv6WalkExtensionHeaders(pkt, len, IPV6_HEADER_LEN, ipv6NextHeader(pkt, 0), walk)) {
+  if (!inBounds(end, b, IPV6_HEADER_LEN)) return -1;
+  if (!ipv6WalkExtensionHeaders(pkt, end, b + IPV6_HEADER_LEN, ipv6NextHeader(pkt, b), walk)) {
     return -1;
   }
   let rc = 0;
   if (walk.fragOffset >= 0) {
     const ident = walk.fragOffset + IPV6_FRAG_IDENT;
     if (!walk.fragFirst) {
-      copy16(key, KEY_SRC, pkt, IPV6_SRC);
-      copy16(key, KEY_DST, pkt, IPV6_DST);
+      copy16(key, KEY_SRC, pkt, b + IPV6_SRC);
+      copy16(key, KEY_DST, pkt, b + IPV6_DST);
       key[KEY_ID] = pkt[ident];
       key[KEY_ID + 1] = pkt[ident + 1];
       key[KEY_ID + 2] = pkt[ident + 2];
@@ -293,27 +307,27 @@ function parseIpv6(out: KeyParse, pkt: Uint8Array, len: number, udpencap: number
   const nh = walk.nextHeader;
   const off = walk.offset;
   if (nh === IPPROTO_ICMPV6) {
-    if (!inBounds(len, off, 1)) return -1; // #14: type byte must be in the packet
+    if (!inBounds(end, off, 1)) return -1; // #14: type byte must be in the packet
     const t = pkt[off + ICMP_TYPE];
     if (icmpv6IsError(t)) {
       if ((rc & RC_FIRST_FRAG) !== 0) return -1;
-      return inner6(key, pkt, len, off + ICMP_HEADER_LEN, udpencap);
+      return inner6(key, pkt, end, off + ICMP_HEADER_LEN, udpencap);
     }
-    copy16(key, KEY_SRC, pkt, IPV6_SRC);
-    copy16(key, KEY_DST, pkt, IPV6_DST);
+    copy16(key, KEY_SRC, pkt, b + IPV6_SRC);
+    copy16(key, KEY_DST, pkt, b + IPV6_DST);
     if (t === ICMPV6_ECHO_REQUEST) {
-      if (!inBounds(len, off + ICMP_ECHO_ID, 2)) return -1;
+      if (!inBounds(end, off + ICMP_ECHO_ID, 2)) return -1;
       key[KEY_USER] = pkt[off + ICMP_ECHO_ID];
       key[KEY_USER + 1] = pkt[off + ICMP_ECHO_ID + 1];
     }
     setProto(key, IPPROTO_ICMPV6);
     return rc + RC_ICMP_NO_INNER;
   }
-  copy16(key, KEY_SRC, pkt, IPV6_SRC);
-  copy16(key, KEY_DST, pkt, IPV6_DST);
+  copy16(key, KEY_SRC, pkt, b + IPV6_SRC);
+  copy16(key, KEY_DST, pkt, b + IPV6_DST);
   setProto(key, nh);
   if (!hasPorts(nh)) return rc + RC_NO_PORTS;
-  const p = ports(key, pkt, len, off, udpencap);
+  const p = ports(key, pkt, end, off, udpencap);
   return p < 0 ? -1 : rc + p;
 }
 
@@ -344,28 +358,32 @@ function inner6(
 }
 
 /**
- * Hot-path parse (SPEC 4.3 with the 11/11b fixes): zeroes and fills
+ * Hot-path parse (SPEC 4.3 with the 11/11b fixes) of the packet at
+ * `buf[off, off + len)` (the IP header first), in place: zeroes and fills
  * `out.key`, sets `out.fragId` (first fragments only, else 0) and `out.rc`,
- * and returns rc. `len` is the number of valid bytes in `pkt` (clamped to
- * `pkt.length`); `l3proto` is {@link ETH_P_IP} or {@link ETH_P_IPV6}
- * (anything else gives -1); `udpencap` is a UDP port (u16, 0 = off). On -1 the
- * key is all zero. Never allocates and never throws.
+ * and returns rc. The range is clamped to `buf`; `l3proto` is
+ * {@link ETH_P_IP} or {@link ETH_P_IPV6} (anything else gives -1); `udpencap`
+ * is a UDP port (u16, 0 = off). On -1 the key is all zero. Never allocates,
+ * never throws, and reads nothing outside the range.
  */
-export function parseKeyInto(
+export function parseKeyAt(
   out: KeyParse,
-  pkt: Uint8Array,
+  buf: Uint8Array,
+  off: number,
   len: number,
   l3proto: number,
   udpencap: number,
 ): number {
   clearKey(out);
   out.fragId = 0;
-  let n = len | 0;
-  if (n > pkt.length) n = pkt.length;
+  let b = off | 0;
+  if (b < 0 || b > buf.length) b = buf.length;
+  let end = b + (len | 0);
+  if (end > buf.length || len < 0) end = len < 0 ? b : buf.length;
   const encap = udpencap & 0xffff;
   let rc = -1;
-  if (l3proto === ETH_P_IP) rc = parseIpv4(out, pkt, n, encap);
-  else if (l3proto === ETH_P_IPV6) rc = parseIpv6(out, pkt, n, encap);
+  if (l3proto === ETH_P_IP) rc = parseIpv4(out, buf, b, end, encap);
+  else if (l3proto === ETH_P_IPV6) rc = parseIpv6(out, buf, b, end, encap);
   if (rc < 0) {
     rc = -1;
     clearKey(out);
@@ -373,6 +391,17 @@ export function parseKeyInto(
   }
   out.rc = rc;
   return rc;
+}
+
+/** {@link parseKeyAt} for a packet that starts at `pkt[0]`: `len` valid bytes. */
+export function parseKeyInto(
+  out: KeyParse,
+  pkt: Uint8Array,
+  len: number,
+  l3proto: number,
+  udpencap: number,
+): number {
+  return parseKeyAt(out, pkt, 0, len, l3proto, udpencap);
 }
 
 /** Options of {@link parsePacket}. */

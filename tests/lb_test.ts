@@ -68,7 +68,7 @@ Deno.test("lb: every golden packet gets the golden table's fwmark (or DROP)", ()
       udpencap: row.udpencap,
     });
     const pkt = hex(row.packet);
-    const v = lb.decide(pkt, pkt.length, l3(pkt));
+    const v = lb.decide(pkt, 0, pkt.length, l3(pkt));
     const where = `${row.file}#${row.index} mode ${row.hash_mode} rc ${want.rc}`;
     if (want.rc < 0) assert.equal(v, -1, where);
     else if (want.rc & 2) {
@@ -88,25 +88,28 @@ Deno.test("lb: first fragments register with the id-form key; a refused one is d
   assert.equal(row.rc, 1);
   const pkt = hex(row.packet);
   const ok = new RecordingTracker(0, true);
-  const fw = new LbDecider({ table, fragments: ok }).decide(pkt, pkt.length, ETH_P_IP);
+  const fw = new LbDecider({ table, fragments: ok }).decide(pkt, 0, pkt.length, ETH_P_IP);
   assert.equal(fw, goldenFwmark(row.hash));
   // fragid 32318 = 0x7e3e: id form is its little-endian bytes then zeros (SPEC 4.1).
   assert.deepEqual(ok.calls, [`first ${fw} 3e,7e,0,0,0,0,0,0`]);
   const refuse = new RecordingTracker(0, false);
-  assert.equal(new LbDecider({ table, fragments: refuse }).decide(pkt, pkt.length, ETH_P_IP), -1);
+  assert.equal(
+    new LbDecider({ table, fragments: refuse }).decide(pkt, 0, pkt.length, ETH_P_IP),
+    -1,
+  );
 });
 
 Deno.test("lb: no target gives --notargets_fwmark; activate/deactivate apply to the next packet", () => {
   const table = initTable(new ArrayBuffer(tableSize(997, 8)), 997, 8, 0);
   const row = rows.find((r) => r.rc === 0 && r.hash_mode === 1)!;
   const pkt = hex(row.packet);
-  assert.equal(new LbDecider({ table }).decide(pkt, pkt.length, l3(pkt)), -1);
+  assert.equal(new LbDecider({ table }).decide(pkt, 0, pkt.length, l3(pkt)), -1);
   const lb = new LbDecider({ table, notargetsFwmark: 5 });
-  assert.equal(lb.decide(pkt, pkt.length, l3(pkt)), 5);
+  assert.equal(lb.decide(pkt, 0, pkt.length, l3(pkt)), 5);
   activate(table, [42]);
-  assert.equal(lb.decide(pkt, pkt.length, l3(pkt)), 42);
+  assert.equal(lb.decide(pkt, 0, pkt.length, l3(pkt)), 42);
   deactivate(table, [42]);
-  assert.equal(lb.decide(pkt, pkt.length, l3(pkt)), 5);
+  assert.equal(lb.decide(pkt, 0, pkt.length, l3(pkt)), 5);
 });
 
 Deno.test("lb: LB tier sends fragments owned by another instance there, keeps its own", () => {
@@ -118,20 +121,20 @@ Deno.test("lb: LB tier sends fragments owned by another instance there, keeps it
   activate(other, [2]); // the only instance is "2", we are "1": forward there
   const frags = new RecordingTracker(777, true);
   assert.equal(
-    new LbDecider({ table, lbTier: other, fragments: frags }).decide(pkt, pkt.length, l3(pkt)),
+    new LbDecider({ table, lbTier: other, fragments: frags }).decide(pkt, 0, pkt.length, l3(pkt)),
     2,
   );
   assert.equal(frags.calls.length, 0);
   const mine = initTable(new ArrayBuffer(tableSize(997, 4)), 997, 4, 1);
   activate(mine, [1]); // we own it: handle locally
   assert.equal(
-    new LbDecider({ table, lbTier: mine, fragments: frags }).decide(pkt, pkt.length, l3(pkt)),
+    new LbDecider({ table, lbTier: mine, fragments: frags }).decide(pkt, 0, pkt.length, l3(pkt)),
     777,
   );
   const unfragmented = rows.find((r) => r.rc === 0 && r.hash_mode === 1)!;
   const u = hex(unfragmented.packet);
   assert.equal(
-    new LbDecider({ table, lbTier: other }).decide(u, u.length, l3(u)),
+    new LbDecider({ table, lbTier: other }).decide(u, 0, u.length, l3(u)),
     goldenFwmark(unfragmented.hash),
     "non-fragments never consult the LB tier",
   );

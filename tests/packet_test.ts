@@ -10,6 +10,7 @@ import {
   ETH_P_IP,
   ETH_P_IPV6,
   KeyParse,
+  parseKeyAt,
   parseKeyInto,
   parsePacket,
   RC_FIRST_FRAG,
@@ -628,4 +629,34 @@ Deno.test("wire/ipv6: walker reports L4 offset and fragment header", () => {
   const r = cat(ip6(60), ext(59));
   assert.equal(ipv6WalkExtensionHeaders(r, r.length, 40, 60, w), false);
   assert.equal(ipv6WalkExtensionHeaders(r, r.length + 1, 40, 60, w), true);
+});
+
+Deno.test("parseKeyAt: every golden packet parsed in place at an offset inside garbage", () => {
+  const lines = Deno.readTextFileSync(new URL("./testdata/packets.jsonl", import.meta.url))
+    .trim().split("\n");
+  const big = new Uint8Array(70000);
+  let seed = 7;
+  for (let i = 0; i < big.length; i++) {
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+    big[i] = seed >>> 24;
+  }
+  const a = new KeyParse();
+  const b = new KeyParse();
+  for (const line of lines) {
+    const row = JSON.parse(line);
+    const pkt = Uint8Array.from(row.packet.match(/../g) ?? [], (h: string) => parseInt(h, 16));
+    const l3 = pkt.length > 0 && pkt[0] >> 4 === 6 ? 0x86dd : 0x0800;
+    for (const off of [1, 333, big.length - pkt.length]) {
+      const buf = big.slice();
+      buf.set(pkt, off);
+      const rc = parseKeyAt(a, buf, off, pkt.length, l3, row.udpencap);
+      assert.equal(
+        rc,
+        parseKeyInto(b, pkt, pkt.length, l3, row.udpencap),
+        `${row.file}#${row.index}`,
+      );
+      assert.deepEqual(a.key, b.key);
+      assert.equal(a.fragId, b.fragId);
+    }
+  }
 });
