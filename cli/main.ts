@@ -7,6 +7,7 @@ import { type Command, type Io, runCommand } from "./command.ts";
 import { primebelowCommand, versionCommand } from "./basic.ts";
 import { fwmarkCommand } from "./fwmark.ts";
 import { lbCommand } from "./lb.ts";
+import { loglevelCommand, statsCommand } from "./stats_loglevel.ts";
 import {
   activateCommand,
   deactivateCommand,
@@ -43,10 +44,10 @@ export const COMMANDS: readonly Command[] = [
   initCommand,
   deleteCommand,
   showCommand,
-  pending("stats"),
+  statsCommand,
   primebelowCommand,
   pending("trace"),
-  pending("loglevel"),
+  loglevelCommand,
   pending("trace-flow-set"),
   pending("trace-flow-delete"),
   pending("trace-flow-list"),

@@ -120,3 +120,23 @@ export function unlinkShm(name: string): boolean {
   if (e === ENOENT) return false;
   throw new LibcError("shm_unlink", e);
 }
+
+/**
+ * Map `name` read-write if it exists (as it is, whatever its contents);
+ * otherwise create it with `size` bytes and let `init` write the initial
+ * contents. Throws {@link LibcError}.
+ */
+export function openOrCreateShm(
+  name: string,
+  size: number,
+  init: (buffer: ArrayBuffer) => void,
+): ShmMapping {
+  try {
+    return openShm(name, true);
+  } catch (e) {
+    if (!(e instanceof LibcError) || e.errno !== ENOENT) throw e;
+  }
+  const m = createShm(name, size);
+  init(m.buffer);
+  return m;
+}

@@ -1,0 +1,73 @@
+/**
+ * `stats` (fragment-table statistics, SPEC 1.5) and `loglevel` (the daemons'
+ * log level in `nfqlb-trace`, SPEC 1.6).
+ * @module
+ */
+import { LibcError } from "../ffi/libc.ts";
+import { openOrCreateShm, openShm } from "../ffi/shm.ts";
+import { parseStrictInt } from "../lib/cnum.ts";
+import { formatStats, FTSHM_SIZE } from "../lib/ftshm.ts";
+import {
+  initTraceShm,
+  TRACE_OFF_LOGLEVEL,
+  TRACE_SHM_NAME,
+  TRACE_SHM_SIZE,
+} from "../lib/trace_shm.ts";
+import { type Command, die } from "./command.ts";
+
+/** `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`. */
+export const statsCommand: Command = {
+  name: "stats",
+  help: "stats [--ft_shm=NAME]\n  Print the fragment-table statistics of a running lb/flowlb.",
+  options: [{ name: "ft_shm", desc: "Fragment statistics shm name (default ftshm)" }],
+  run(inv) {
+    const name = inv.opts.get("ft_shm") ?? "ftshm";
+    let m;
+    try {
+      m = openShm(name, false);
+    } catch (e) {
+      if (e instanceof LibcError) die(`FAILED mapSharedData: ${name}`);
+      throw e;
+    }
+    try {
+      if (m.size < FTSHM_SIZE) {
+        die(`FAILED mapSharedData: ${name}; not fragment statistics: ${m.size} bytes, need 72`);
+      }
+      inv.io.out(formatStats(m.buffer));
+    } finally {
+      m.close();
+    }
+    return 0;
+  },
+};
+
+/** `loglevel [level]`: show or set the daemons' log level (4 warning .. 7 debug). */
+export const loglevelCommand: Command = {
+  name: "loglevel",
+  help: "loglevel [level]\n" +
+    "  Show or set the log level of running daemons (4 warning, 5 notice, 6 info, 7 debug).",
+  options: [],
+  run(inv) {
+    let level: number | undefined;
+    if (inv.args.length > 0) {
+      level = parseStrictInt(inv.args[0], -(2 ** 31), 2 ** 31 - 1);
+      if (level === undefined) die(`Invalid log level [${inv.args[0]}]; expected an integer`);
+    }
+    let m;
+    try {
+      m = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
+    } catch (e) {
+      if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
+      throw e;
+    }
+    try {
+      if (m.size < TRACE_SHM_SIZE) die(`${TRACE_SHM_NAME}: object too small (${m.size} bytes)`);
+      const words = new Int32Array(m.buffer, 0, 2);
+      if (level !== undefined) words[TRACE_OFF_LOGLEVEL >> 2] = level;
+      inv.io.out(`loglevel=${words[TRACE_OFF_LOGLEVEL >> 2]}\n`);
+    } finally {
+      m.close();
+    }
+    return 0;
+  },
+};
