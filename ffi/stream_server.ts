@@ -1,0 +1,198 @@
+/**
+ * A blocking stream-socket server over libc, for the control and trace
+ * servers of the daemons (SPEC 7.1, 9.3). Unlike `Deno.listen` it exposes
+ * the peer's credentials (`SO_PEERCRED`), needed to authorise requests on the
+ * abstract socket (SPEC 11 #7). Every blocking call has a timeout, so a
+ * worker thread running it can notice a stop request; replies are sent with
+ * `MSG_NOSIGNAL`, so a client that goes away cannot kill the daemon with
+ * SIGPIPE (SPEC 11 #8).
+ *
+ * @example
+ * ```ts
+ * import { StreamServer } from "./stream_server.ts";
+ * const srv = StreamServer.listen({ kind: "unix", name: "nfqlb-example" }, 128);
+ * const conn = srv.accept(200); // null after 200 ms without a client
+ * conn?.close();
+ * srv.close();
+ * ```
+ * @module
+ */
+import { errno, LibcError } from "./libc.ts";
+import { setIntOption, setReceiveTimeout, SOL_SOCKET } from "./socket.ts";
+import { parseIPv4, parseIPv6 } from "../lib/inet.ts";
+import type { SocketAddress } from "../lib/sockaddr.ts";
+
+const AF_UNIX = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_CLOEXEC = 0o2000000;
+const SO_REUSEADDR = 2;
+const SO_PEERCRED = 17;
+const MSG_NOSIGNAL = 0x4000;
+const EAGAIN = 11;
+const EINTR = 4;
+/** Size of `struct ucred` { pid, uid, gid }. */
+const UCRED_SIZE = 12;
+
+const SYMBOLS = {
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+let lib: Lib | undefined;
+
+function getLib(): Lib {
+  lib ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return lib;
+}
+
+/** The `struct sockaddr` bytes for an address (abstract unix: NUL + name, no trailing NUL). */
+export function sockaddrBytes(addr: SocketAddress): Uint8Array<ArrayBuffer> {
+  if (addr.kind === "unix") {
+    const name = new TextEncoder().encode(addr.name);
+    const b = new Uint8Array(3 + name.length);
+    new DataView(b.buffer).setUint16(0, AF_UNIX, true);
+    b.set(name, 3);
+    return b;
+  }
+  if (addr.v6) {
+    const b = new Uint8Array(28);
+    const dv = new DataView(b.buffer);
+    dv.setUint16(0, AF_INET6, true);
+    dv.setUint16(2, addr.port, false);
+    b.set(parseIPv6(addr.host)!, 8);
+    return b;
+  }
+  const b = new Uint8Array(16);
+  const dv = new DataView(b.buffer);
+  dv.setUint16(0, AF_INET, true);
+  dv.setUint16(2, addr.port, false);
+  b.set(parseIPv4(addr.host)!, 4);
+  return b;
+}
+
+/** The peer process of a unix-socket connection. */
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** One accepted connection. */
+export class Connection {
+  declare readonly fd: number;
+  /** The peer's credentials (unix sockets only). */
+  declare readonly peer: PeerCredentials | undefined;
+  #closed = false;
+
+  constructor(fd: number, unix: boolean) {
+    this.fd = fd;
+    this.peer = unix ? peerCredentials(fd) : undefined;
+  }
+
+  /**
+   * Receive into `buf` waiting at most `timeoutMs`: the byte count, 0 at EOF,
+   * or −1 on timeout or error.
+   */
+  recv(buf: Uint8Array<ArrayBuffer>, timeoutMs: number): number {
+    setReceiveTimeout(this.fd, timeoutMs);
+    for (;;) {
+      const n = Number(getLib().recv(this.fd, buf, BigInt(buf.length), 0));
+      if (n >= 0) return n;
+      if (errno() !== EINTR) return -1;
+    }
+  }
+
+  /** Send all of `bytes`; false if the peer went away (never raises SIGPIPE). */
+  sendAll(bytes: Uint8Array<ArrayBuffer>): boolean {
+    let off = 0;
+    while (off < bytes.length) {
+      const part = off === 0 ? bytes : bytes.slice(off);
+      const n = Number(getLib().send(this.fd, part, BigInt(part.length), MSG_NOSIGNAL));
+      if (n < 0) {
+        if (errno() === EINTR) continue;
+        return false;
+      }
+      off += n;
+    }
+    return true;
+  }
+
+  /** Close the connection. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    getLib().close(this.fd);
+  }
+}
+
+function peerCredentials(fd: number): PeerCredentials | undefined {
+  const cred = new Uint8Array(UCRED_SIZE);
+  const len = new Uint32Array([UCRED_SIZE]);
+  if (getLib().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0) {
+    return undefined;
+  }
+  const dv = new DataView(cred.buffer);
+  return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
+}
+
+/** A listening stream socket. */
+export class StreamServer {
+  declare readonly fd: number;
+  declare readonly unix: boolean;
+  #closed = false;
+
+  private constructor(fd: number, unix: boolean) {
+    this.fd = fd;
+    this.unix = unix;
+  }
+
+  /**
+   * Bind and listen on `addr`. Throws {@link LibcError} whose `call` is
+   * `socket`, `bind` or `listen` (e.g. EADDRINUSE from bind).
+   */
+  static listen(addr: SocketAddress, backlog: number): StreamServer {
+    const l = getLib();
+    const family = addr.kind === "unix" ? AF_UNIX : addr.v6 ? AF_INET6 : AF_INET;
+    const fd = l.socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw new LibcError("socket", errno());
+    try {
+      if (addr.kind === "tcp") setIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+      const sa = sockaddrBytes(addr);
+      if (l.bind(fd, sa, sa.length) !== 0) throw new LibcError("bind", errno());
+      if (l.listen(fd, backlog) !== 0) throw new LibcError("listen", errno());
+    } catch (e) {
+      l.close(fd);
+      throw e;
+    }
+    return new StreamServer(fd, addr.kind === "unix");
+  }
+
+  /** Wait at most `timeoutMs` for a client: the connection, or null on timeout. */
+  accept(timeoutMs: number): Connection | null {
+    setReceiveTimeout(this.fd, timeoutMs);
+    for (;;) {
+      const fd = getLib().accept4(this.fd, null, null, SOCK_CLOEXEC);
+      if (fd >= 0) return new Connection(fd, this.unix);
+      const e = errno();
+      if (e === EINTR) continue;
+      if (e === EAGAIN) return null;
+      throw new LibcError("accept", e);
+    }
+  }
+
+  /** Stop listening. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    getLib().close(this.fd);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The flow data model shared by flow parsing (`flow.ts`), the flow store,
+ * the linear reference matcher and the compiled classifier (SPEC 6.1, 6.5).
+ * A {@link Flow} is immutable once built; the store replaces whole flows.
+ * @module
+ */
+
+/** Protocol bits of {@link Flow.protocols}. */
+export const PROTO_TCP = 1;
+export const PROTO_UDP = 2;
+export const PROTO_SCTP = 4;
+
+/** A CIDR over 16-byte (IPv6 or mapped IPv4) addresses; `addr` is stored masked. */
+export interface Cidr {
+  readonly addr: Uint8Array;
+  /** Prefix length 0..128 (IPv4 entries have +96). */
+  readonly prefix: number;
+}
+
+/** An inclusive port range, 1 ≤ lo ≤ hi ≤ 65535. */
+export interface PortRange {
+  readonly lo: number;
+  readonly hi: number;
+}
+
+/** Byte-match protocols. */
+export type MatchProto = "tcp" | "udp" | "sctp";
+
+/** One byte-match statement: `proto[offset:nbytes] (& mask)? = value`. */
+export interface MatchStatement {
+  readonly proto: MatchProto;
+  readonly offset: number;
+  /** 1, 2 or 4. */
+  readonly nbytes: number;
+  /** 0 = no mask. u32. */
+  readonly mask: number;
+  /** u32. */
+  readonly value: number;
+}
+
+/** A flow (SPEC 6.1). Absent (`undefined`) fields match everything. */
+export interface Flow {
+  readonly name: string;
+  /** i32; higher is matched first. */
+  readonly priority: number;
+  /** Target table shm name; `undefined` for `#name` helper flows (no target). */
+  readonly target: string | undefined;
+  /** Bitmask of PROTO_*; `undefined` = all protocols. */
+  readonly protocols: number | undefined;
+  readonly dsts: readonly Cidr[] | undefined;
+  readonly srcs: readonly Cidr[] | undefined;
+  /** Sorted, merged ranges; an empty array matches nothing. */
+  readonly dports: readonly PortRange[] | undefined;
+  readonly sports: readonly PortRange[] | undefined;
+  readonly match: readonly MatchStatement[] | undefined;
+  /** UDP port carrying SCTP, 0 = none (u16). */
+  readonly udpencap: number;
+}
