@@ -1,0 +1,236 @@
+/**
+ * The flow client commands (SPEC 1.9): `flow-set`, `flow-delete`,
+ * `flow-list`, `flow-list-names` and their `trace-flow-*` counterparts. They
+ * build a request (SPEC 7.3), send it to `$NFQLB_FLOW_ADDRESS` (default
+ * `unix:nfqlb`) through an injected {@link Transport}, and print the reply.
+ *
+ * Deviations from 1.2.0 (SPEC 11): `flow-set` / `trace-flow-set` check the
+ * name rule first (`Invalid name`, #4); the whole reply is read and printed
+ * (#9); `trace-flow-set` gets `OK` and exits 0 (#5, server side); the address
+ * error ends with a newline (#21). Additionally any option value containing
+ * a newline is refused (`<option> contains a newline`) because it would
+ * inject request lines, and a text (NUL-terminated) reply to a list command
+ * is printed as a text reply with exit 255.
+ *
+ * @example
+ * ```ts
+ * import { flowCommands } from "./flow_commands.ts";
+ * const commands = flowCommands(async (_addr, _req) => new TextEncoder().encode("OK\0"));
+ * commands.map((c) => c.name); // ["flow-set", "flow-delete", ...]
+ * ```
+ * @module
+ */
+import { type Action, buildRequest, decodeReply } from "../lib/control_protocol.ts";
+import { byteLength, checkName, type FlowFields } from "../lib/flow.ts";
+import { parseSocketAddress, type SocketAddress } from "../lib/sockaddr.ts";
+import { type Command, die, type Invocation, type OptionDecl } from "./command.ts";
+
+/**
+ * Sends one request and returns the whole reply, read until EOF. Throws
+ * {@link TransportError} when it cannot connect; I/O errors after connecting
+ * end the reply (the bytes read so far are returned).
+ */
+export type Transport = (address: SocketAddress, request: Uint8Array) => Promise<Uint8Array>;
+
+/** A connection failure; `message` is the `strerror` text, e.g. `Connection refused`. */
+export class TransportError extends Error {
+  constructor(strerror: string) {
+    super(strerror);
+    this.name = "TransportError";
+  }
+}
+
+/** Environment variable naming the flow server address. */
+export const FLOW_ADDRESS_ENV = "NFQLB_FLOW_ADDRESS";
+/** Default flow server address. */
+export const DEFAULT_FLOW_ADDRESS = "unix:nfqlb";
+/** Longest `--target` accepted by the client (bytes). */
+export const MAX_TARGET_BYTES = 255;
+/** Longest value of the list options accepted by the client (bytes). */
+export const MAX_VALUE_BYTES = 1000;
+
+/** Reads an environment variable (`undefined` when unset or not permitted). */
+export type EnvLookup = (name: string) => string | undefined;
+
+function defaultEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The list-valued options that `flow-set` / `trace-flow-set` bound to 1000 bytes. */
+const LIST_OPTIONS = ["protocols", "dsts", "srcs", "dports", "sports", "match"] as const;
+
+const opt = (name: string, desc: string, required = false): OptionDecl => ({
+  name,
+  desc,
+  required,
+});
+const NAME_REQUIRED = opt("name", "Flow name", true);
+const SELECTOR_OPTIONS: readonly OptionDecl[] = [
+  opt("protocols", "Protocols, tcp, udp, sctp (comma separated)"),
+  opt("dsts", "Destination CIDRs (comma separated)"),
+  opt("srcs", "Source CIDRs (comma separated)"),
+  opt("dports", "Destination ports and ranges, e.g. 80,1000-2000"),
+  opt("sports", "Source ports and ranges"),
+  opt("match", "Byte-match statements, e.g. 'tcp[2:2]=5001'"),
+];
+
+/** The shared client steps: address, transport, and the failure messages of SPEC 1.9. */
+async function send(
+  transport: Transport,
+  env: EnvLookup,
+  action: Action,
+  fields: FlowFields,
+): Promise<Uint8Array> {
+  for (const [key, value] of Object.entries(fields)) {
+    if (typeof value === "string" && value.includes("\n")) die(`${key} contains a newline`);
+  }
+  const text = env(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
+  const address = parseSocketAddress(text);
+  if (address === undefined) die(`Failed to parse address [${text}]\n`);
+  try {
+    return await transport(address, buildRequest(action, fields));
+  } catch (e) {
+    if (e instanceof TransportError) die(`Connect failed. ${e.message}`);
+    throw e;
+  }
+}
+
+/** Print a text reply + newline; exit 0 if it starts with `OK`, else 255. */
+function printTextReply(inv: Invocation, reply: Uint8Array): number {
+  const { text } = decodeReply(reply);
+  inv.io.out(text + "\n");
+  return text.startsWith("OK") ? 0 : 255;
+}
+
+/** Print a JSON reply verbatim (exit 0); a NUL-terminated text reply is an error (255). */
+function printListReply(inv: Invocation, reply: Uint8Array): number {
+  const { text, terminated } = decodeReply(reply);
+  if (terminated) {
+    inv.io.out(text + "\n");
+    return 255;
+  }
+  inv.io.out(text);
+  return 0;
+}
+
+/** The client checks of `flow-set` / `trace-flow-set` (SPEC 1.9, in order), with the name rule first. */
+function checkSetOptions(opts: ReadonlyMap<string, string>, withTarget: boolean): void {
+  const nameError = checkName(opts.get("name"));
+  if (nameError !== undefined) die(nameError);
+  if (withTarget && byteLength(opts.get("target") ?? "") > MAX_TARGET_BYTES) {
+    die("target too long");
+  }
+  for (const key of LIST_OPTIONS) {
+    const v = opts.get(key);
+    if (v !== undefined && byteLength(v) > MAX_VALUE_BYTES) die(`${key} too long`);
+  }
+  const protocols = opts.get("protocols");
+  if (withTarget && opts.has("udpencap")) {
+    if (protocols === undefined) die("udpencap specified without protocols");
+    if (!protocols.toLowerCase().includes("sctp")) die("udpencap specified without sctp");
+  }
+  if ((opts.has("dports") || opts.has("sports")) && protocols === undefined) {
+    die("ports specified without protocols");
+  }
+}
+
+/** The selector fields given on the command line. */
+function selectorFields(opts: ReadonlyMap<string, string>): FlowFields {
+  return {
+    protocols: opts.get("protocols"),
+    dsts: opts.get("dsts"),
+    srcs: opts.get("srcs"),
+    dports: opts.get("dports"),
+    sports: opts.get("sports"),
+    match: opts.get("match"),
+  };
+}
+
+/**
+ * The eight flow client commands, in the order `flow-set`, `flow-delete`,
+ * `flow-list`, `flow-list-names`, `trace-flow-set`, `trace-flow-delete`,
+ * `trace-flow-list`, `trace-flow-list-names`, sending through `transport`.
+ * `env` reads `NFQLB_FLOW_ADDRESS` (default: the process environment).
+ */
+export function flowCommands(transport: Transport, env: EnvLookup = defaultEnv): Command[] {
+  const request = (action: Action, fields: FlowFields) => send(transport, env, action, fields);
+
+  const flowSet: Command = {
+    name: "flow-set",
+    help: "flow-set --name=NAME --target=SHM [--prio=N] [selectors...] [--udpencap=PORT]\n" +
+      "  Define or redefine a flow in a running flowlb.",
+    options: [
+      NAME_REQUIRED,
+      opt("target", "Shared memory name of the target table", true),
+      opt("prio", "Priority, higher is matched first (default 0)"),
+      ...SELECTOR_OPTIONS,
+      opt("udpencap", "UDP port carrying encapsulated SCTP"),
+    ],
+    async run(inv) {
+      checkSetOptions(inv.opts, true);
+      const o = inv.opts;
+      const fields: FlowFields = {
+        name: o.get("name"),
+        target: o.get("target"),
+        priority: o.get("prio"),
+        ...selectorFields(o),
+        udpencap: o.get("udpencap"),
+      };
+      return printTextReply(inv, await request("set", fields));
+    },
+  };
+
+  const traceSet: Command = {
+    name: "trace-flow-set",
+    help: "trace-flow-set --name=NAME [selectors...]\n" +
+      "  Define or redefine a trace flow in a running flowlb.",
+    options: [NAME_REQUIRED, ...SELECTOR_OPTIONS],
+    async run(inv) {
+      checkSetOptions(inv.opts, false);
+      const fields: FlowFields = { name: inv.opts.get("name"), ...selectorFields(inv.opts) };
+      return printTextReply(inv, await request("trace-set", fields));
+    },
+  };
+
+  const deleter = (name: string, action: Action, what: string): Command => ({
+    name,
+    help: `${name} --name=NAME\n  Delete a ${what} from a running flowlb.`,
+    options: [NAME_REQUIRED],
+    async run(inv) {
+      return printTextReply(inv, await request(action, { name: inv.opts.get("name") }));
+    },
+  });
+
+  const lister = (name: string, action: Action, what: string): Command => ({
+    name,
+    help: `${name} [--name=NAME]\n  List the ${what}s of a running flowlb (JSON).`,
+    options: [opt("name", `Only this ${what}`)],
+    async run(inv) {
+      return printListReply(inv, await request(action, { name: inv.opts.get("name") }));
+    },
+  });
+
+  const namesLister = (name: string, action: Action, what: string): Command => ({
+    name,
+    help: `${name}\n  List the ${what} names of a running flowlb (JSON).`,
+    options: [],
+    async run(inv) {
+      return printListReply(inv, await request(action, {}));
+    },
+  });
+
+  return [
+    flowSet,
+    deleter("flow-delete", "delete", "flow"),
+    lister("flow-list", "list", "flow"),
+    namesLister("flow-list-names", "list-names", "flow"),
+    traceSet,
+    deleter("trace-flow-delete", "trace-delete", "trace flow"),
+    lister("trace-flow-list", "trace-list", "trace flow"),
+    namesLister("trace-flow-list-names", "trace-list-names", "trace flow"),
+  ];
+}
