@@ -37,6 +37,8 @@ export interface DaemonConfig {
   /** NFQA_CFG_F_FAIL_OPEN: accept instead of drop when the queue is full. */
   readonly failOpen: boolean;
   readonly promiscuousPing: boolean;
+  /** `--flow-state` file (flowlb), or "". */
+  readonly flowState: string;
 }
 
 const I32 = [-(2 ** 31), 2 ** 31 - 1] as const;
@@ -61,6 +63,7 @@ export function daemonOptions(kind: "lb" | "flowlb"): OptionDecl[] {
   } else {
     opts.push({ name: "promiscuous_ping", desc: "ICMP echo matches any flow", flag: true });
     opts.push({ name: "nolb_fwmark", desc: "Verdict fwmark when no flow matches (default -1)" });
+    opts.push({ name: "flow-state", desc: "File to save flows in and restore them from" });
   }
   opts.push(
     { name: "notargets_fwmark", desc: "Verdict fwmark when a table has no target (default -1)" },
@@ -136,5 +139,6 @@ export function daemonConfig(inv: Invocation): DaemonConfig {
     traceAddress,
     failOpen: inv.opts.has("fail-open"),
     promiscuousPing: inv.opts.has("promiscuous_ping"),
+    flowState: inv.opts.get("flow-state") ?? "",
   };
 }

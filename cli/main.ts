@@ -5,6 +5,9 @@
  */
 import { type Command, type Io, runCommand } from "./command.ts";
 import { primebelowCommand, versionCommand } from "./basic.ts";
+import { flowCommands } from "./flow_commands.ts";
+import { socketTransport } from "./flow_transport.ts";
+import { flowlbCommand } from "./flowlb.ts";
 import { fwmarkCommand } from "./fwmark.ts";
 import { lbCommand } from "./lb.ts";
 import { loglevelCommand, statsCommand } from "./stats_loglevel.ts";
@@ -29,16 +32,25 @@ function pending(name: string): Command {
   };
 }
 
+const flowClient = new Map(flowCommands(socketTransport).map((c) => [c.name, c]));
+
+/** A flow client command by name. */
+function flow(name: string): Command {
+  const c = flowClient.get(name);
+  if (c === undefined) throw new Error(`no flow command ${name}`);
+  return c;
+}
+
 /** All commands, in the order the usage text lists them. */
 export const COMMANDS: readonly Command[] = [
   activateCommand,
   deactivateCommand,
   versionCommand,
-  pending("flow-set"),
-  pending("flow-delete"),
-  pending("flow-list"),
-  pending("flow-list-names"),
-  pending("flowlb"),
+  flow("flow-set"),
+  flow("flow-delete"),
+  flow("flow-list"),
+  flow("flow-list-names"),
+  flowlbCommand,
   fwmarkCommand,
   lbCommand,
   initCommand,
@@ -48,10 +60,10 @@ export const COMMANDS: readonly Command[] = [
   primebelowCommand,
   pending("trace"),
   loglevelCommand,
-  pending("trace-flow-set"),
-  pending("trace-flow-delete"),
-  pending("trace-flow-list"),
-  pending("trace-flow-list-names"),
+  flow("trace-flow-set"),
+  flow("trace-flow-delete"),
+  flow("trace-flow-list"),
+  flow("trace-flow-list-names"),
 ];
 
 /** The top-level usage text. */

@@ -1,0 +1,56 @@
+/**
+ * The client side of the control protocol (SPEC 7.2): connect to the
+ * daemon's address, send one request, read the reply until EOF.
+ * @module
+ */
+import { strerror } from "../ffi/libc.ts";
+import type { SocketAddress } from "../lib/sockaddr.ts";
+import { TransportError } from "./flow_commands.ts";
+
+/** Longest reply read (a list of many flows); the rest is discarded. */
+const MAX_REPLY = 64 << 20;
+
+/** glibc's text for a Deno connect error ("Connection refused (os error 111)" → strerror(111)). */
+function connectError(e: unknown): TransportError {
+  const m = /\(os error (\d+)\)/.exec(String(e));
+  return new TransportError(m !== null ? strerror(Number(m[1])) : String(e));
+}
+
+/** Send `request` to `address` and return the whole reply. */
+export async function socketTransport(
+  address: SocketAddress,
+  request: Uint8Array,
+): Promise<Uint8Array> {
+  let conn: Deno.Conn;
+  try {
+    conn = address.kind === "unix"
+      ? await Deno.connect({ transport: "unix", path: `\0${address.name}` })
+      : await Deno.connect({ hostname: address.host, port: address.port });
+  } catch (e) {
+    throw connectError(e);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    let off = 0;
+    while (off < request.length) off += await conn.write(request.subarray(off));
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      if (total + n <= MAX_REPLY) chunks.push(buf.slice(0, n));
+      total += n;
+    }
+  } catch {
+    // An I/O error after connecting: return what was read so far.
+  } finally {
+    conn.close();
+  }
+  const out = new Uint8Array(Math.min(total, MAX_REPLY));
+  let off = 0;
+  for (const c of chunks) {
+    out.set(c, off);
+    off += c.length;
+  }
+  return out;
+}
