@@ -15,6 +15,11 @@
  * Run: `deno bench --allow-all bench/classifier_bench.ts`. Divide the time
  * per iteration by {@link MIX} for the cost of one packet. The target:
  * compiled at 10000 flows ≤ 3 × compiled at 1 flow.
+ *
+ * `deno run --allow-all bench/classifier_bench.ts` instead prints medians per
+ * packet measured in interleaved rounds (robust against machine noise), the
+ * 10000/1 ratio, the compile time of 10000 flows, and the compile time and
+ * memory of a worst-case set of 10000 flows at every per-flow limit.
  */
 
 import { compileFlows } from "../lib/classifier.ts";
@@ -251,63 +256,44 @@ function makeMix(flows: Flow[]): Sample[] {
 const out = new FlowMatch();
 let sink = 0;
 
-/** Median of `runs` timings of `fn` (one call classifies the whole mix), per packet, in ns. */
-function medianPerPacket(fn: () => void, runs: number): number {
-  for (let i = 0; i < 200; i++) fn(); // warm up
-  const t: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    const t0 = performance.now();
-    for (let k = 0; k < 10; k++) fn();
-    t.push((performance.now() - t0) / 10);
-  }
-  t.sort((a, b) => a - b);
-  return (t[t.length >> 1] * 1e6) / MIX;
+interface Config {
+  n: number;
+  compiled: () => void;
+  linear: () => void;
 }
 
-const medians: string[] = [];
+const configs: Config[] = [];
+const info: string[] = [];
 for (const n of SIZES) {
   const flows = makeFlows(n);
   const mix = makeMix(flows);
   const cls = compileFlows(flows);
   let won = 0;
   for (const s of mix) if (cls.classify(s.key, s.pkt, 0, s.pkt.length, true, out) >= 0) won++;
-  console.log(
+  // Printed by `deno run` only: stdout must stay pure JSON for `deno bench --json`.
+  info.push(
     `${n} flows: ${won}/${MIX} packets won by a flow, classifier ${
-      (cls.memoryBytes() / 1024).toFixed(1)
+      (cls.memoryBytes() / 1024).toFixed(0)
     } KiB`,
   );
-  const runCompiled = () => {
+  const compiled = () => {
     for (let i = 0; i < MIX; i++) {
       const s = mix[i];
       sink ^= cls.classify(s.key, s.pkt, 0, s.pkt.length, true, out);
     }
   };
-  const runLinear = () => {
+  const linear = () => {
     for (let i = 0; i < MIX; i++) {
       const s = mix[i];
       sink ^= matchFlowLinear(flows, s.key, s.pkt, 0, s.pkt.length, true, out);
     }
   };
-  if (import.meta.main) {
-    const c = medianPerPacket(runCompiled, 301);
-    const l = medianPerPacket(runLinear, n >= 1000 ? 31 : 101);
-    medians.push(`${n}\t${c.toFixed(1)}\t${l.toFixed(1)}`);
-  }
+  configs.push({ n, compiled, linear });
   Deno.bench(`compiled ${n} flows (x${MIX} packets)`, {
     group: "classify",
     baseline: n === 1,
-  }, () => {
-    for (let i = 0; i < MIX; i++) {
-      const s = mix[i];
-      sink ^= cls.classify(s.key, s.pkt, 0, s.pkt.length, true, out);
-    }
-  });
-  Deno.bench(`linear ${n} flows (x${MIX} packets)`, { group: "linear" }, () => {
-    for (let i = 0; i < MIX; i++) {
-      const s = mix[i];
-      sink ^= matchFlowLinear(flows, s.key, s.pkt, 0, s.pkt.length, true, out);
-    }
-  });
+  }, compiled);
+  Deno.bench(`linear ${n} flows (x${MIX} packets)`, { group: "linear" }, linear);
 }
 
 const flows10k = makeFlows(10000);
@@ -319,10 +305,76 @@ globalThis.addEventListener("unload", () => {
   if (sink === 0.5) console.log(sink); // keep `sink` observable
 });
 
+/**
+ * Medians per packet (ns) of `pick(config)` for each of `cs`, measured in
+ * interleaved rounds so that machine noise hits every size alike.
+ */
+function interleavedMedians(
+  cs: Config[],
+  pick: (c: Config) => () => void,
+  rounds: number,
+): number[] {
+  const fns = cs.map(pick);
+  for (const fn of fns) for (let i = 0; i < Math.min(50, rounds); i++) fn(); // warm up
+  const samples = fns.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    for (let c = 0; c < fns.length; c++) {
+      const t0 = performance.now();
+      fns[c]();
+      samples[c].push(performance.now() - t0);
+    }
+  }
+  return samples.map((t) => {
+    t.sort((a, b) => a - b);
+    return (t[t.length >> 1] * 1e6) / MIX;
+  });
+}
+
+/** The largest flow set the index is designed for: 10000 flows at every per-flow limit. */
+function worstFlows(): Flow[] {
+  const out: Flow[] = [];
+  const wide = (): PortRange[] => {
+    // Four ranges with odd ends: ≈ 60 aligned blocks, just under PORT_PREFIX_LIMIT.
+    const r: PortRange[] = [];
+    let p = 1 + int(1000);
+    for (let k = 0; k < 4; k++) {
+      const hi = p + 2000 + int(3000);
+      r.push({ lo: p | 1, hi: hi & ~1 });
+      p = hi + 3;
+    }
+    return r;
+  };
+  // Distinct CIDRs (every one a separate prefix), half IPv4.
+  const anyCidr = () => (chance(0.5) ? cidr4(20 + int(13)) : cidr6(48 + int(81)));
+  for (let i = 0; i < 10000; i++) {
+    out.push({
+      name: `w${i}`,
+      priority: 0,
+      target: "t",
+      protocols: PROTO_TCP | PROTO_UDP | PROTO_SCTP,
+      dsts: Array.from({ length: 32 }, anyCidr),
+      srcs: Array.from({ length: 32 }, anyCidr),
+      dports: wide(),
+      sports: wide(),
+      match: [{ proto: "tcp", offset: 0, nbytes: 4, mask: 0, value: 1 }],
+      udpencap: 0,
+    });
+  }
+  return out;
+}
+
 if (import.meta.main) {
-  // `deno run -A bench/classifier_bench.ts`: medians per packet without the bench harness.
+  // `deno run -A bench/classifier_bench.ts`: interleaved medians per packet, compile times
+  // and the worst-case memory, without the bench harness.
+  for (const line of info) console.log(line);
+  const c = interleavedMedians(configs, (x) => x.compiled, 401);
+  const l = [
+    ...interleavedMedians(configs.slice(0, -1), (x) => x.linear, 31),
+    ...interleavedMedians(configs.slice(-1), (x) => x.linear, 5),
+  ];
   console.log("flows\tcompiled ns/pkt\tlinear ns/pkt");
-  for (const m of medians) console.log(m);
+  SIZES.forEach((n, i) => console.log(`${n}\t${c[i].toFixed(1)}\t${l[i].toFixed(1)}`));
+  console.log(`compiled 10000/1 ratio: ${(c[c.length - 1] / c[0]).toFixed(2)}`);
   const t: number[] = [];
   for (let r = 0; r < 21; r++) {
     const t0 = performance.now();
@@ -330,5 +382,13 @@ if (import.meta.main) {
     t.push(performance.now() - t0);
   }
   t.sort((a, b) => a - b);
-  console.log(`compileFlows(10000 flows): median ${t[10].toFixed(1)} ms`);
+  console.log(`compileFlows(10000 realistic flows): median ${t[10].toFixed(1)} ms`);
+  const worst = worstFlows();
+  const t0 = performance.now();
+  const cw = compileFlows(worst);
+  console.log(
+    `worst case (10000 flows x 32 dsts + 32 srcs, ~60-block dports/sports): compile ${
+      (performance.now() - t0).toFixed(0)
+    } ms, ${(cw.memoryBytes() / 1e6).toFixed(1)} MB`,
+  );
 }

@@ -25,6 +25,10 @@
  * Every flow that matches on the way increments its counter in
  * {@link FlowMatch.counts} when the caller provides one (`matches_count`).
  *
+ * flowlb (SPEC 5.4) uses `out.udpencap` as `encap`: if the key is UDP and its
+ * destination port equals it, re-parse with `udpencap = encap` and classify
+ * again; the result of that second lookup is final.
+ *
  * @example
  * ```ts
  * import { FlowMatch, matchFlowLinear } from "./flow_match.ts";

@@ -599,7 +599,19 @@ function randomAddr(g: Gen, v4: boolean): Uint8Array {
   return a;
 }
 
+/** Addresses at the edges of the IPv4-mapped range `::ffff:0:0/96`. */
+const EDGES = [
+  addr("0.0.0.0"),
+  addr("255.255.255.255"),
+  addr("0.0.0.1"),
+  addr("255.255.255.254"),
+  addr("::fffe:ffff:ffff"),
+  addr("::1:0:0:0"),
+  addr("::"),
+];
+
 function randomCidr(g: Gen, w: World): Cidr {
+  if (g.chance(0.05)) return maskCidr(g.pick(EDGES), g.range(64, 128));
   const base = g.pick(w.addrPool);
   const v4 = isMapped(base);
   let prefix: number;
@@ -696,6 +708,14 @@ function randomFlow(g: Gen, w: World, i: number): Flow {
 function randomWorld(g: Gen): World {
   const nf = g.chance(0.5) ? g.range(1, 20) : g.range(1, 300);
   const addrPool = Array.from({ length: g.range(1, 12) }, () => randomAddr(g, g.chance(0.5)));
+  // Siblings: pool addresses differing only in their last byte(s), so that long prefixes
+  // are ordered by their lowest bits.
+  for (let k = g.int(6); k > 0; k--) {
+    const a = g.pick(addrPool).slice();
+    a[15] = g.int(256);
+    if (g.chance(0.3)) a[14] ^= 1 << g.int(8);
+    addrPool.push(a);
+  }
   const portPool = Array.from(
     { length: g.range(1, 8) },
     () => g.pick([1, 2, 53, 80, 443, 9899, 65535, g.range(1, 65535)]),
@@ -728,6 +748,10 @@ function packetAddr(g: Gen, w: World, v4only: boolean): Uint8Array {
         if (!v4only || isMapped(a)) return a;
       }
     }
+  }
+  if (c === 6 && g.chance(0.3)) {
+    const a = g.pick(EDGES);
+    if (!v4only || isMapped(a)) return a.slice();
   }
   if (c < 8) {
     const a = g.pick(w.addrPool).slice();
@@ -881,4 +905,48 @@ Deno.test("property: compiled classifier === linear scan (seeded, thousands of f
   assert.ok(helpers > 100);
   assert.ok(promiscWins > 100);
   assert.ok(byteMatchWins > 100);
+});
+
+Deno.test("property: large flow sets (≥ 65536 indexed CIDRs: 16-bit radix digits) === linear scan", () => {
+  const g = new Gen(0xb16b00b5);
+  for (let s = 0; s < 2; s++) {
+    const w = randomWorld(g);
+    // 2100 flows with 32 destination CIDRs each: the address index takes its large-set path.
+    // Long, mostly distinct prefixes (so that a packet aimed at one matches few flows),
+    // clustered enough to nest: 10.x.y.z/20-32 or 2001:db8:x::/56-128.
+    const longCidr = (): Cidr => {
+      const a = new Uint8Array(16);
+      if (g.chance(0.6)) {
+        a.set([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, g.int(4), g.int(256), g.int(256)]);
+        return maskCidr(a, 96 + g.range(20, 32));
+      }
+      a.set([0x20, 0x01, 0x0d, 0xb8, 0, g.int(4), g.int(256)]);
+      for (let i = 7; i < 16; i++) a[i] = g.int(256);
+      return maskCidr(a, g.range(56, 128));
+    };
+    const flows: Flow[] = [];
+    for (let i = 0; i < 2100; i++) {
+      const f = randomFlow(g, w, i);
+      flows.push({
+        ...f,
+        dsts: Array.from({ length: 32 }, longCidr),
+        srcs: g.chance(0.3) ? Array.from({ length: 32 }, longCidr) : undefined,
+      });
+    }
+    w.flows = flows.map((f, i) => ({ f, i })).sort((a, b) =>
+      b.f.priority - a.f.priority || a.i - b.i
+    ).map((x) => x.f);
+    const cls = compileFlows(w.flows);
+    let won = 0;
+    w.addrPool = w.flows.slice(0, 50).map((f) => f.dsts![0].addr);
+    for (let p = 0; p < 600; p++) {
+      const { pkt, udpencap } = randomPacket(g, w);
+      const key = keyOf(pkt, udpencap);
+      if (key === null) continue;
+      for (const promisc of [false, true]) {
+        if (classifyBoth(w.flows, pkt, key, promisc, false, cls).index >= 0) won++;
+      }
+    }
+    assert.ok(won > 100, `won ${won}`);
+  }
 });
