@@ -40,6 +40,7 @@
  */
 import assert from "node:assert/strict";
 import { runCli } from "./cli_helpers.ts";
+import { Addressing, buildTopology } from "./e2e_topology.ts";
 import { isRoot, type TestNet, withTestNet } from "./netns.ts";
 
 const ROOT = isRoot();
@@ -53,21 +54,17 @@ const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
 const TARGET = [DENO, "run", "--allow-all", FIXTURES + "e2e_target.ts"];
 const CLIENT = [DENO, "run", "--allow-all", FIXTURES + "e2e_client.ts"];
 
-const VIP4 = "10.203.255.1";
-const VIP6 = "fd00:203:ffff::1";
+const NET = new Addressing(203, 4, 4);
+const { vip4: VIP4, vip6: VIP6, lbCl4: LB_CL4, lbCl6: LB_CL6, cl4: CL4, cl6: CL6 } = NET;
+const TARGETS = NET.targets;
+const tName = (i: number) => NET.tName(i);
+const tMark = (i: number) => NET.tMark(i);
+const tAddr4 = (i: number) => NET.tAddr4(i);
+const tAddr6 = (i: number) => NET.tAddr6(i);
+const lbAddr4 = (i: number) => NET.lbAddr4(i);
+const lbAddr6 = (i: number) => NET.lbAddr6(i);
 const PORT = 80;
-const LB_CL4 = "10.203.0.1";
-const LB_CL6 = "fd00:203::1";
 /** Client addresses: several, so that `--queue-balance` (which hashes addresses) uses both queues. */
-const CL4 = [2, 3, 4, 5].map((i) => `10.203.0.${i}`);
-const CL6 = [2, 3, 4, 5].map((i) => `fd00:203::${i}`);
-const TARGETS = [1, 2, 3, 4];
-const tName = (i: number) => `t${i}`;
-const tMark = (i: number) => 100 + i;
-const tAddr4 = (i: number) => `10.203.${i}.2`;
-const tAddr6 = (i: number) => `fd00:203:${i}::2`;
-const lbAddr4 = (i: number) => `10.203.${i}.1`;
-const lbAddr6 = (i: number) => `fd00:203:${i}::1`;
 const MARK_TO_TARGET = new Map(TARGETS.map((i) => [tMark(i), tName(i)]));
 /** Single-queue number. */
 const Q = 5;
@@ -311,53 +308,8 @@ Deno.test({
     const ftshm = `nfqlbe2e-${Deno.pid}-${token}-ft`;
     try {
       await withTestNet(async (net) => {
-        // ---- topology
-        const cl = await net.addNs("cl");
-        const lb = await net.addNs("lb");
-        const targets = new Map<number, string>();
-        for (const i of TARGETS) targets.set(i, await net.addNs(tName(i)));
-        const all = [cl, lb, ...targets.values()];
-        const sysctl = (ns: string, ...kv: string[]) =>
-          net.run(ns, ["sysctl", "-q", ...kv.flatMap((x) => ["-w", x])]);
-        // Before any interface exists, so every new one inherits "default".
-        await Promise.all(all.map((ns) =>
-          sysctl(
-            ns,
-            "net.ipv4.conf.all.rp_filter=0",
-            "net.ipv4.conf.default.rp_filter=0",
-            "net.ipv6.conf.all.accept_ra=0",
-            "net.ipv6.conf.default.accept_ra=0",
-            "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0",
-          )
-        ));
-        await sysctl(lb, "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1");
-
-        const ip = (ns: string, ...args: string[]) => net.run(ns, ["ip", ...args]);
-        await net.veth(cl, "veth0", lb, "vcl");
-        await ip(lb, "addr", "add", `${LB_CL4}/24`, "dev", "vcl");
-        await ip(lb, "-6", "addr", "add", `${LB_CL6}/64`, "dev", "vcl", "nodad");
-        for (const a of CL4) await ip(cl, "addr", "add", `${a}/24`, "dev", "veth0");
-        for (const a of CL6) await ip(cl, "-6", "addr", "add", `${a}/64`, "dev", "veth0", "nodad");
-        await ip(cl, "route", "add", "default", "via", LB_CL4);
-        await ip(cl, "-6", "route", "add", "default", "via", LB_CL6);
-        for (const [i, ns] of targets) {
-          const lbIf = `vt${i}`;
-          await net.veth(lb, lbIf, ns, "veth0");
-          await ip(lb, "addr", "add", `${lbAddr4(i)}/24`, "dev", lbIf);
-          await ip(lb, "-6", "addr", "add", `${lbAddr6(i)}/64`, "dev", lbIf, "nodad");
-          await ip(ns, "addr", "add", `${tAddr4(i)}/24`, "dev", "veth0");
-          await ip(ns, "-6", "addr", "add", `${tAddr6(i)}/64`, "dev", "veth0", "nodad");
-          await ip(ns, "addr", "add", `${VIP4}/32`, "dev", "lo");
-          await ip(ns, "-6", "addr", "add", `${VIP6}/128`, "dev", "lo");
-          await ip(ns, "route", "add", "default", "via", lbAddr4(i));
-          await ip(ns, "-6", "route", "add", "default", "via", lbAddr6(i));
-          const m = String(tMark(i));
-          await ip(lb, "rule", "add", "fwmark", m, "table", m);
-          await ip(lb, "-6", "rule", "add", "fwmark", m, "table", m);
-          await ip(lb, "route", "add", "default", "via", tAddr4(i), "table", m);
-          await ip(lb, "-6", "route", "add", "default", "via", tAddr6(i), "table", m);
-        }
+        // ---- topology (tests/e2e_topology.ts)
+        const { cl, lb, targets, ip } = await buildTopology(net, NET);
         // Resolve all neighbours up front (the first packets must not wait for ARP/ND).
         const pings: [string, string][] = [[cl, LB_CL4], [cl, LB_CL6]];
         for (const a of [...CL4, ...CL6]) pings.push([lb, a]);
