@@ -16,12 +16,11 @@
 import { type Classifier, compileFlows } from "./classifier.ts";
 import { FlowMatch } from "./flow_match.ts";
 import type { Flow } from "./flow_types.ts";
-import type { FragmentTracker } from "./lb.ts";
-import { setIdForm } from "./fragtable.ts";
-import { addressHash, hashKey, IPPROTO_UDP, KEY_DPORT, KEY_PROTO } from "./hash.ts";
+import { CONTINUE, firstFragment, type FragmentTracker, fragmentVerdict } from "./lb.ts";
+import { hashKey, IPPROTO_UDP, KEY_DPORT, KEY_PROTO } from "./hash.ts";
 import { fwmarkFor } from "./maglev.ts";
 import type { MaglevTable } from "./maglev_table.ts";
-import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "./packet.ts";
+import { KeyParse, parseKeyAt, RC_FIRST_FRAG } from "./packet.ts";
 
 /** Configuration of a {@link FlowLbDecider}. */
 export interface FlowLbOptions {
@@ -117,19 +116,8 @@ export class FlowLbDecider {
     let rc = parseKeyAt(p, buf, off, len, l3proto, 0);
     if (rc < 0) return -1;
     const key = p.key;
-    if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
-      const tier = this.lbTier;
-      if (tier !== undefined) {
-        const fw = fwmarkFor(tier, addressHash(key));
-        if (fw >= 0 && fw !== tier.ownFwmark) return fw;
-      }
-      if ((rc & RC_FIRST_FRAG) === 0) {
-        const frags = this.fragments;
-        return frags === undefined
-          ? -1
-          : frags.nonFirst(key, buf.subarray(off, off + len), len, now);
-      }
-    }
+    const early = fragmentVerdict(rc, key, this.lbTier, this.fragments, buf, off, len, now);
+    if (early !== CONTINUE) return early;
     const set = this.flowSet;
     let winner = this.#classify(set, buf, off, len);
     const encap = this.match.udpencap;
@@ -146,12 +134,8 @@ export class FlowLbDecider {
     if (table === undefined) return this.notargetsFwmark;
     const fw = fwmarkFor(table, hashKey(key, this.hashMode));
     if (fw < 0) return this.notargetsFwmark;
-    if ((rc & RC_FIRST_FRAG) !== 0) {
-      setIdForm(key, p.fragId);
-      const frags = this.fragments;
-      if (frags === undefined || !frags.first(key, fw, buf.subarray(off, off + len), len, now)) {
-        return -1;
-      }
+    if ((rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now)) {
+      return -1;
     }
     return fw;
   }

@@ -75,29 +75,59 @@ export class LbDecider {
     const p = this.parse;
     const rc = parseKeyAt(p, buf, off, len, l3proto, this.udpencap);
     if (rc < 0) return -1;
-    const key = p.key;
-    if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
-      const tier = this.lbTier;
-      if (tier !== undefined) {
-        const fw = fwmarkFor(tier, addressHash(key));
-        if (fw >= 0 && fw !== tier.ownFwmark) return fw;
-      }
-      if ((rc & RC_FIRST_FRAG) === 0) {
-        const frags = this.fragments;
-        return frags === undefined
-          ? -1
-          : frags.nonFirst(key, buf.subarray(off, off + len), len, now);
-      }
-    }
-    const fw = fwmarkFor(this.table, hashKey(key, this.hashMode));
+    const early = fragmentVerdict(rc, p.key, this.lbTier, this.fragments, buf, off, len, now);
+    if (early !== CONTINUE) return early;
+    const fw = fwmarkFor(this.table, hashKey(p.key, this.hashMode));
     if (fw < 0) return this.notargetsFwmark;
-    if ((rc & RC_FIRST_FRAG) !== 0) {
-      setIdForm(key, p.fragId);
-      const frags = this.fragments;
-      if (frags === undefined || !frags.first(key, fw, buf.subarray(off, off + len), len, now)) {
-        return -1;
-      }
+    if ((rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now)) {
+      return -1;
     }
     return fw;
   }
+}
+
+/** {@link fragmentVerdict}: no verdict yet, go on to the target lookup. */
+export const CONTINUE = -2;
+
+/**
+ * The fragment steps of SPEC 5.2/5.3 that come before the target lookup, for
+ * `lb` and `flowlb` alike: a fragment (first or not) whose address hash
+ * selects another LB instance in the LB tier is sent there; a non-first
+ * fragment gets the fwmark recorded for its datagram (−1: DROP). Returns
+ * {@link CONTINUE} for everything else.
+ */
+export function fragmentVerdict(
+  rc: number,
+  key: Uint8Array,
+  tier: MaglevTable | undefined,
+  frags: FragmentTracker | undefined,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  now: number,
+): number {
+  if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) === 0) return CONTINUE;
+  if (tier !== undefined) {
+    const fw = fwmarkFor(tier, addressHash(key));
+    if (fw >= 0 && fw !== tier.ownFwmark) return fw;
+  }
+  if ((rc & RC_FIRST_FRAG) !== 0) return CONTINUE;
+  return frags === undefined ? -1 : frags.nonFirst(key, buf.subarray(off, off + len), len, now);
+}
+
+/**
+ * Record fwmark `fw` for a first fragment's datagram (its key turned into the
+ * id form, SPEC 5.2); false means DROP the first fragment.
+ */
+export function firstFragment(
+  p: KeyParse,
+  fw: number,
+  frags: FragmentTracker | undefined,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  now: number,
+): boolean {
+  setIdForm(p.key, p.fragId);
+  return frags !== undefined && frags.first(p.key, fw, buf.subarray(off, off + len), len, now);
 }
