@@ -120,6 +120,8 @@ export class FlowLbDecider {
     if (early !== CONTINUE) return early;
     const set = this.flowSet;
     let winner = this.#classify(set, buf, off, len);
+    // SCTP over UDP: re-parse and re-classify a UDP packet to the reported udpencap port.
+    // 1.2.0 also does this for encap 0 (UDP to port 0), which only counted the flow twice.
     const encap = this.match.udpencap;
     if (
       encap !== 0 && key[KEY_PROTO] === IPPROTO_UDP && key[KEY_PROTO + 1] === 0 &&
