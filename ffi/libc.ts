@@ -40,7 +40,7 @@ const LIBC_SYMBOLS = {
 type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
 
 let libc: Libc | undefined;
-let errnoView: Deno.UnsafePointerView | undefined;
+let errnoCell: Int32Array | undefined;
 
 /** The glibc symbols, opened on first use. */
 export function getLibc(): Libc {
@@ -50,14 +50,28 @@ export function getLibc(): Libc {
   return libc;
 }
 
+/** The calling thread's errno variable, as a one-element view (errno is thread-local). */
+function errnoVar(): Int32Array | undefined {
+  if (errnoCell === undefined) {
+    const p = getLibc().__errno_location();
+    if (p === null) return undefined;
+    errnoCell = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(p, 4));
+  }
+  return errnoCell;
+}
+
 /** The calling thread's errno (read right after a failed call). */
 export function errno(): number {
-  if (errnoView === undefined) {
-    const p = getLibc().__errno_location();
-    if (p === null) return 0;
-    errnoView = new Deno.UnsafePointerView(p);
-  }
-  return errnoView.getInt32();
+  return errnoVar()?.[0] ?? 0;
+}
+
+/**
+ * Set the calling thread's errno (e.g. to 0 before a library call that may
+ * fail without setting it).
+ */
+export function setErrno(value: number): void {
+  const cell = errnoVar();
+  if (cell !== undefined) cell[0] = value;
 }
 
 /** `strerror(e)` as a JavaScript string, e.g. `"No such file or directory"`. */

@@ -31,7 +31,7 @@
  * @module
  */
 
-import { errno, LibcError, strerror } from "./libc.ts";
+import { errno, LibcError, setErrno, strerror } from "./libc.ts";
 import {
   EAGAIN,
   EBUSY,
@@ -49,7 +49,6 @@ import {
   MSGHDR_OFF_FLAGS,
   MSGHDR_SIZE,
   NETLINK_NO_ENOBUFS,
-  setErrno,
   setIntOption,
   setReceiveTimeout,
   setSendLength,

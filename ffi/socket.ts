@@ -88,7 +88,6 @@ export const SOCKET_SYMBOLS = {
   // because its length lives in the iovec (written with a DataView), so no BigInt is
   // needed per call. The result fits in 32 bits (length of one datagram, or -1).
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The bound socket symbols. */
@@ -133,21 +132,6 @@ export function setReceiveTimeout(fd: number, ms: number): void {
   if (getSocketLib().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, bytes, bytes.length) !== 0) {
     throw new LibcError("setsockopt", errno());
   }
-}
-
-let errnoCell: Int32Array | undefined;
-
-/**
- * Set the calling thread's errno (e.g. to 0 before a library call that may
- * fail without setting it).
- */
-export function setErrno(value: number): void {
-  if (errnoCell === undefined) {
-    const p = getSocketLib().__errno_location();
-    if (p === null) return;
-    errnoCell = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(p, 4));
-  }
-  errnoCell[0] = value;
 }
 
 /** The address of a typed array's first byte, as a number (for struct fields). */

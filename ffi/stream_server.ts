@@ -17,8 +17,8 @@
  * ```
  * @module
  */
-import { errno, LibcError } from "./libc.ts";
-import { setIntOption, setReceiveTimeout, SOL_SOCKET } from "./socket.ts";
+import { errno, getLibc, LibcError } from "./libc.ts";
+import { getSocketLib, setIntOption, setReceiveTimeout, SOL_SOCKET } from "./socket.ts";
 import { parseIPv4, parseIPv6 } from "../lib/inet.ts";
 import type { SocketAddress } from "../lib/sockaddr.ts";
 
@@ -42,8 +42,6 @@ const SYMBOLS = {
   accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
-  close: { parameters: ["i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -130,14 +128,16 @@ export class Connection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    getLib().close(this.fd);
+    getLibc().close(this.fd);
   }
 }
 
 function peerCredentials(fd: number): PeerCredentials | undefined {
   const cred = new Uint8Array(UCRED_SIZE);
   const len = new Uint32Array([UCRED_SIZE]);
-  if (getLib().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0) {
+  if (
+    getSocketLib().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0
+  ) {
     return undefined;
   }
   const dv = new DataView(cred.buffer);
@@ -170,7 +170,7 @@ export class StreamServer {
       if (l.bind(fd, sa, sa.length) !== 0) throw new LibcError("bind", errno());
       if (l.listen(fd, backlog) !== 0) throw new LibcError("listen", errno());
     } catch (e) {
-      l.close(fd);
+      getLibc().close(fd);
       throw e;
     }
     return new StreamServer(fd, addr.kind === "unix");
@@ -193,6 +193,6 @@ export class StreamServer {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    getLib().close(this.fd);
+    getLibc().close(this.fd);
   }
 }

@@ -377,6 +377,23 @@ function addrNode(f: FieldIndex, key: Uint8Array, at: number): number {
   return f.boundNode[lo];
 }
 
+/** Whether the key's port at `keyOff` lies in the ranges of flow record `r`'s port field `field`. */
+function recordPortIn(
+  rec: Int32Array,
+  ranges: Int32Array,
+  r: number,
+  field: number,
+  key: Uint8Array,
+  keyOff: number,
+): boolean {
+  return rangesContain(
+    ranges,
+    rec[r + field],
+    rec[r + field + 1],
+    (key[keyOff] << 8) | key[keyOff + 1],
+  );
+}
+
 /** True if `port` lies in one of the [lo, hi] pairs number `s .. e - 1` of `ranges`. */
 function rangesContain(ranges: Int32Array, s: number, e: number, port: number): boolean {
   for (let r = s; r < e; r++) {
@@ -1036,24 +1053,12 @@ export class Classifier {
       const p = pending & flags;
       if (p !== 0) {
         if ((p & HAS_SRC) !== 0 && !this.srcMatch(rec[r + R_SRC], rec[r + R_SRC + 1])) continue;
-        if (
-          (p & HAS_DPORT) !== 0 &&
-          !rangesContain(
-            this.ranges,
-            rec[r + R_DP],
-            rec[r + R_DP + 1],
-            (key[KEY_DPORT] << 8) | key[KEY_DPORT + 1],
-          )
-        ) continue;
-        if (
-          (p & HAS_SPORT) !== 0 &&
-          !rangesContain(
-            this.ranges,
-            rec[r + R_SP],
-            rec[r + R_SP + 1],
-            (key[KEY_SPORT] << 8) | key[KEY_SPORT + 1],
-          )
-        ) continue;
+        if ((p & HAS_DPORT) !== 0 && !recordPortIn(rec, this.ranges, r, R_DP, key, KEY_DPORT)) {
+          continue;
+        }
+        if ((p & HAS_SPORT) !== 0 && !recordPortIn(rec, this.ranges, r, R_SP, key, KEY_SPORT)) {
+          continue;
+        }
       }
       if ((flags & V_ANY) !== 0 && !promisc) {
         if ((flags & V_MATCH) !== 0) {
@@ -1064,24 +1069,12 @@ export class Classifier {
             continue;
           }
         }
-        if (
-          (flags & V_DPORTS) !== 0 &&
-          !rangesContain(
-            this.ranges,
-            rec[r + R_DP],
-            rec[r + R_DP + 1],
-            (key[KEY_DPORT] << 8) | key[KEY_DPORT + 1],
-          )
-        ) continue;
-        if (
-          (flags & V_SPORTS) !== 0 &&
-          !rangesContain(
-            this.ranges,
-            rec[r + R_SP],
-            rec[r + R_SP + 1],
-            (key[KEY_SPORT] << 8) | key[KEY_SPORT + 1],
-          )
-        ) continue;
+        if ((flags & V_DPORTS) !== 0 && !recordPortIn(rec, this.ranges, r, R_DP, key, KEY_DPORT)) {
+          continue;
+        }
+        if ((flags & V_SPORTS) !== 0 && !recordPortIn(rec, this.ranges, r, R_SP, key, KEY_SPORT)) {
+          continue;
+        }
       }
       if (counts !== null) counts[i]++;
       const kind = flags >>> KIND_SHIFT;

@@ -232,25 +232,55 @@ function parseIpv4(
   }
   const proto = pkt[b + IPV4_PROTOCOL];
   const l4 = b + (ihl << 2);
+  let icmpType = -1;
   if (proto === IPPROTO_ICMP) {
     if (!inBounds(end, l4, 1)) return -1; // #14: type byte must be in the packet
-    const t = pkt[l4 + ICMP_TYPE];
-    if (icmpIsError(t)) {
+    icmpType = pkt[l4 + ICMP_TYPE];
+    if (icmpIsError(icmpType)) {
       if ((rc & RC_FIRST_FRAG) !== 0) return -1; // fragmented ICMP error
       return inner4(key, pkt, end, l4 + ICMP_HEADER_LEN, udpencap);
     }
-    setMapped(key, KEY_SRC, pkt, b + IPV4_SRC);
-    setMapped(key, KEY_DST, pkt, b + IPV4_DST);
-    if (t === ICMP_ECHO_REQUEST) {
-      if (!inBounds(end, l4 + ICMP_ECHO_ID, 2)) return -1; // #14: identifier must be in the packet
-      key[KEY_USER] = pkt[l4 + ICMP_ECHO_ID];
-      key[KEY_USER + 1] = pkt[l4 + ICMP_ECHO_ID + 1];
-    }
-    setProto(key, IPPROTO_ICMP);
-    return rc + RC_ICMP_NO_INNER;
   }
   setMapped(key, KEY_SRC, pkt, b + IPV4_SRC);
   setMapped(key, KEY_DST, pkt, b + IPV4_DST);
+  if (proto === IPPROTO_ICMP) {
+    return icmpNoInner(key, pkt, end, l4, icmpType === ICMP_ECHO_REQUEST, IPPROTO_ICMP, rc);
+  }
+  return transport(key, pkt, end, l4, proto, rc, udpencap);
+}
+
+/**
+ * Key bytes 32–39 of an ICMP/ICMPv6 packet without an inner packet (addresses
+ * already set): the echo request identifier, then the protocol (SPEC 4.3).
+ */
+function icmpNoInner(
+  key: Uint8Array,
+  pkt: Uint8Array,
+  end: number,
+  l4: number,
+  echoRequest: boolean,
+  proto: number,
+  rc: number,
+): number {
+  if (echoRequest) {
+    if (!inBounds(end, l4 + ICMP_ECHO_ID, 2)) return -1; // #14: identifier must be in the packet
+    key[KEY_USER] = pkt[l4 + ICMP_ECHO_ID];
+    key[KEY_USER + 1] = pkt[l4 + ICMP_ECHO_ID + 1];
+  }
+  setProto(key, proto);
+  return rc + RC_ICMP_NO_INNER;
+}
+
+/** Key bytes 32–39 of any other packet (addresses already set): protocol, then ports if it has them. */
+function transport(
+  key: Uint8Array,
+  pkt: Uint8Array,
+  end: number,
+  l4: number,
+  proto: number,
+  rc: number,
+  udpencap: number,
+): number {
   setProto(key, proto);
   if (!hasPorts(proto)) return rc + RC_NO_PORTS;
   const p = ports(key, pkt, end, l4, udpencap);
@@ -306,29 +336,21 @@ function parseIpv6(
   }
   const nh = walk.nextHeader;
   const off = walk.offset;
+  let icmpType = -1;
   if (nh === IPPROTO_ICMPV6) {
     if (!inBounds(end, off, 1)) return -1; // #14: type byte must be in the packet
-    const t = pkt[off + ICMP_TYPE];
-    if (icmpv6IsError(t)) {
+    icmpType = pkt[off + ICMP_TYPE];
+    if (icmpv6IsError(icmpType)) {
       if ((rc & RC_FIRST_FRAG) !== 0) return -1;
       return inner6(key, pkt, end, off + ICMP_HEADER_LEN, udpencap);
     }
-    copy16(key, KEY_SRC, pkt, b + IPV6_SRC);
-    copy16(key, KEY_DST, pkt, b + IPV6_DST);
-    if (t === ICMPV6_ECHO_REQUEST) {
-      if (!inBounds(end, off + ICMP_ECHO_ID, 2)) return -1;
-      key[KEY_USER] = pkt[off + ICMP_ECHO_ID];
-      key[KEY_USER + 1] = pkt[off + ICMP_ECHO_ID + 1];
-    }
-    setProto(key, IPPROTO_ICMPV6);
-    return rc + RC_ICMP_NO_INNER;
   }
   copy16(key, KEY_SRC, pkt, b + IPV6_SRC);
   copy16(key, KEY_DST, pkt, b + IPV6_DST);
-  setProto(key, nh);
-  if (!hasPorts(nh)) return rc + RC_NO_PORTS;
-  const p = ports(key, pkt, end, off, udpencap);
-  return p < 0 ? -1 : rc + p;
+  if (nh === IPPROTO_ICMPV6) {
+    return icmpNoInner(key, pkt, end, off, icmpType === ICMPV6_ECHO_REQUEST, IPPROTO_ICMPV6, rc);
+  }
+  return transport(key, pkt, end, off, nh, rc, udpencap);
 }
 
 /**
