@@ -128,7 +128,10 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       notargetsFwmark: c.notargetsFwmark,
     };
     let decider: LbDecider | FlowLbDecider;
-    let flowSync: (() => Promise<void>) | undefined;
+    /** flowlb: true when a newer flow snapshot than the installed one was announced. */
+    let flowsChanged = () => false;
+    /** flowlb: wait for the announced snapshot's message, then install it. */
+    let flowSync = async () => {};
     const ch = start.flows;
     if (ch === undefined) {
       const target = openTable(c.tshm, false);
@@ -155,9 +158,9 @@ async function serve(start: QueueWorkerStart): Promise<void> {
         Atomics.notify(applied, ch.lane);
       };
       install(current);
+      flowsChanged = () => Atomics.load(version, 0) !== current.version;
       flowSync = async () => {
         const want = Atomics.load(version, 0);
-        if (want === current.version) return;
         // The snapshot message was posted before the version was bumped: let it arrive.
         while (newest === undefined || newest.version < want) {
           await new Promise((r) => setTimeout(r, 0));
@@ -174,7 +177,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     while (Atomics.load(stop, 0) === 0) {
       const n = q.receiveBatch();
       // After the receive, so a batch is decided with the newest flow set.
-      if (flowSync !== undefined) await flowSync();
+      if (flowsChanged()) await flowSync();
       if (n === 0) continue;
       const now = Math.round(performance.now() * 1e6);
       for (let i = 0; i < n; i++) {

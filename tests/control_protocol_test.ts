@@ -4,6 +4,7 @@
  * CLI request bytes → request reader → store → reply → CLI output.
  */
 import assert from "node:assert/strict";
+import { F2_ARGS, F2_JSON } from "./spec_examples.ts";
 import {
   buildRequest,
   type ControlRequest,
@@ -322,46 +323,6 @@ function harness(env: Record<string, string> = {}) {
   };
   return { store, sent, run, commands };
 }
-
-const F2_ARGS = [
-  "--name=f2",
-  "--target=lb-a",
-  "--prio=10",
-  "--protocols=udp,TCP,tcp",
-  "--dsts=10.0.0.0/24,1000::/64",
-  "--dports=80,22,23,100-200,150-300,1000",
-  "--srcs=192.168.1.1/32",
-  "--sports=1024-65535",
-  "--match=tcp[2:2]=5001, udp[0:4] & 0xffff0000 = 0x13890000",
-];
-
-const F2_JSON = `{
-  "name": "f2",
-  "priority": 10,
-  "protocols": [ "tcp", "udp" ],
-  "dests": [
-    "::ffff:10.0.0.0/120",
-    "1000::/64"
-  ],
-  "dports": [
-    "22-23",
-    "80",
-    "100-300",
-    "1000"
-  ],
-  "srcs": [
-    "::ffff:192.168.1.1/128"
-  ],
-  "sports": [
-    "1024-65535"
-  ],
-  "match": [
-    "tcp[2:2]=0x1389",
-    "udp[0:4]&0xffff0000=0x13890000"
-  ],
-  "matches_count": 0,
-  "user_ref": "lb-a"
-}`;
 
 Deno.test("round trip: the f2 example, flow-list, --name, names, delete", async () => {
   const h = harness();

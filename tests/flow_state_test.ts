@@ -1,5 +1,6 @@
 /** --flow-state: flows survive encode → decode → set with identical listings. */
 import assert from "node:assert/strict";
+import { F2_FIELDS } from "./spec_examples.ts";
 import { FlowStore } from "../lib/flow_store.ts";
 import { formatFlowList } from "../lib/flow_format.ts";
 import { decodeFlowState, encodeFlowState } from "../lib/flow_state.ts";
@@ -9,17 +10,7 @@ const targets = { acquire: () => true, release: () => {} };
 Deno.test("flow state round trip keeps every field, order and helper flows", () => {
   const a = new FlowStore(targets);
   const defs = [
-    {
-      name: "f2",
-      target: "lb-a",
-      priority: "10",
-      protocols: "udp,TCP,tcp",
-      dsts: "10.0.0.0/24,1000::/64",
-      dports: "80,22,23,100-200,150-300,1000",
-      srcs: "192.168.1.1/32",
-      sports: "1024-65535",
-      match: "tcp[2:2]=5001, udp[0:4] & 0xffff0000 = 0x13890000",
-    },
+    F2_FIELDS,
     { name: "sctp", target: "lb-b", priority: "-7", protocols: "sctp", udpencap: "9899" },
     { name: "none", target: "lb-a", dports: "" },
   ];

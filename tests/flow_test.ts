@@ -3,6 +3,7 @@
  * Expected values are the spec's examples and the seeds' real outputs.
  */
 import assert from "node:assert/strict";
+import { F2_FIELDS, F2_JSON } from "./spec_examples.ts";
 import {
   checkName,
   checkUdpencap,
@@ -49,48 +50,6 @@ const cidr = (s: string) => {
 const matches = (s: string) => {
   const r = parseMatch(s);
   return r.ok ? r.value?.map(formatMatch) : r.error;
-};
-
-/** The f2 example of SPEC 6.9, verbatim. */
-const F2_JSON = `{
-  "name": "f2",
-  "priority": 10,
-  "protocols": [ "tcp", "udp" ],
-  "dests": [
-    "::ffff:10.0.0.0/120",
-    "1000::/64"
-  ],
-  "dports": [
-    "22-23",
-    "80",
-    "100-300",
-    "1000"
-  ],
-  "srcs": [
-    "::ffff:192.168.1.1/128"
-  ],
-  "sports": [
-    "1024-65535"
-  ],
-  "match": [
-    "tcp[2:2]=0x1389",
-    "udp[0:4]&0xffff0000=0x13890000"
-  ],
-  "matches_count": 0,
-  "user_ref": "lb-a"
-}`;
-
-/** The request of the f2 example (`flow-set --name=f2 --target=lb-a --prio=10 ...`). */
-const F2_FIELDS: FlowFields = {
-  name: "f2",
-  target: "lb-a",
-  priority: "10",
-  protocols: "udp,TCP,tcp",
-  dsts: "10.0.0.0/24,1000::/64",
-  dports: "80,22,23,100-200,150-300,1000",
-  srcs: "192.168.1.1/32",
-  sports: "1024-65535",
-  match: "tcp[2:2]=5001, udp[0:4] & 0xffff0000 = 0x13890000",
 };
 
 Deno.test("6.9: the f2 example request gives the exact JSON object", () => {

@@ -3,6 +3,7 @@
  * keys are built byte by byte from the spec; expected values come from the spec.
  */
 import assert from "node:assert/strict";
+import { DEFAULT_STATS } from "./spec_examples.ts";
 import {
   FRAG_ACCEPT,
   FRAG_DROPPED,
@@ -136,25 +137,6 @@ function table(opts: Partial<FragTableOptions> = {}) {
 }
 
 // ---- statistics object (SPEC 2.4, 1.5) ------------------------------------------------------
-
-const DEFAULT_STATS = `{
-  "hsize":            500,
-  "ttlMillis":        200,
-  "collisions":       0,
-  "inserts":          0,
-  "rejected":         0,
-  "lookups":          0,
-  "objGC":            0,
-  "mtu":              1500,
-  "bucketsMax":       500,
-  "bucketsAllocated": 0,
-  "bucketsUsed":      0,
-  "fragsMax":         0,
-  "fragsAllocated":   0,
-  "fragsDiscarded":   0,
-  "reAssembled":      0
-}
-`;
 
 Deno.test("stats: default daemon values print exactly as SPEC 1.5 (corrected JSON)", () => {
   const { stats } = table({ frags: 0 }); // lb default without --tun: ft_frag forced to 0

@@ -1,27 +1,8 @@
 /** `stats` and `loglevel` through the CLI (SPEC 1.5, 1.6, 2.3, 2.4). */
 import assert from "node:assert/strict";
+import { DEFAULT_STATS } from "./spec_examples.ts";
 import { initFtStats } from "../lib/ftshm.ts";
 import { removeShm, runCli, tempShmName } from "./cli_helpers.ts";
-
-/** The corrected `stats` output for the default daemon options (SPEC 1.5, verbatim). */
-const DEFAULT_STATS = `{
-  "hsize":            500,
-  "ttlMillis":        200,
-  "collisions":       0,
-  "inserts":          0,
-  "rejected":         0,
-  "lookups":          0,
-  "objGC":            0,
-  "mtu":              1500,
-  "bucketsMax":       500,
-  "bucketsAllocated": 0,
-  "bucketsUsed":      0,
-  "fragsMax":         0,
-  "fragsAllocated":   0,
-  "fragsDiscarded":   0,
-  "reAssembled":      0
-}
-`;
 
 Deno.test("stats prints the spec's example for a default daemon's object", async () => {
   const name = tempShmName("ft");
