@@ -12,7 +12,10 @@
  * Data plane: one `recvmmsg` fetches up to `batch` datagrams into
  * preallocated `mtu + 2048` byte slots; `lib/nfnetlink.ts` parses them into
  * preallocated arrays; verdicts are written back to back into one buffer and
- * sent with one `sendmsg` per batch. The library's own receive path
+ * sent with one `sendmsg` per batch. Consecutive packets with the same
+ * verdict and mark (a burst of one flow, or every packet when one target is
+ * active) share one NFQNL_MSG_VERDICT_BATCH message; see
+ * {@link NfQueue.verdict}. The library's own receive path
  * (`nfq_handle_packet`) is never used, so no C → JS callback runs per packet.
  *
  * The `nfq_create_queue` callback: libnetfilter_queue reads the socket itself
@@ -150,6 +153,11 @@ export interface NfQueueOptions {
   batch?: number;
   /** SO_RCVTIMEO in ms (default 200): the longest `receiveBatch` blocks. */
   timeoutMs?: number;
+  /**
+   * Send one batch verdict for a run of consecutive packets with the same
+   * verdict and mark (default true); false sends one message per packet.
+   */
+  batchVerdicts?: boolean;
 }
 
 /** SO_RCVBUF as applied at open (SPEC 5.5 step 5). */
@@ -170,8 +178,12 @@ export interface NfQueueStats {
   packets: number;
   /** Largest number of datagrams returned by one recvmmsg. */
   maxBatch: number;
-  /** Verdict messages written. */
+  /** Packets given a verdict. */
   verdicts: number;
+  /** Verdict messages written (a batch verdict covers several packets). */
+  verdictMessages: number;
+  /** Of those, NFQNL_MSG_VERDICT_BATCH messages. */
+  batchVerdicts: number;
   /** sendmsg calls (one datagram each). */
   sends: number;
   /** Datagrams truncated by the kernel (MSG_TRUNC). */
@@ -224,6 +236,8 @@ export class NfQueue {
     packets: 0,
     maxBatch: 0,
     verdicts: 0,
+    verdictMessages: 0,
+    batchVerdicts: 0,
     sends: 0,
     truncated: 0,
     enobufs: 0,
@@ -246,6 +260,11 @@ export class NfQueue {
   private readonly tx: VerdictBuffer;
   private readonly txMsg: Uint8Array;
   private readonly txIovView: DataView;
+  private readonly coalesce: boolean;
+  /** The pending run of verdicts: packets up to `runId`, all with handler verdict `runMark`. */
+  private runLength = 0;
+  private runId = 0;
+  private runMark = 0;
   private closed = false;
   private maxlen: number;
 
@@ -262,6 +281,7 @@ export class NfQueue {
     this.mtu = opts.mtu;
     this.maxlen = opts.qlength;
     this.batch = opts.batch;
+    this.coalesce = opts.batchVerdicts;
     this.h = h;
     this.qh = qh;
     this.fd = fd;
@@ -301,6 +321,7 @@ export class NfQueue {
       failOpen: opts.failOpen ?? false,
       batch: opts.batch ?? DEFAULT_BATCH,
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      batchVerdicts: opts.batchVerdicts ?? true,
     };
     checkInt("queue", o.queue, 0, 65535);
     checkInt("mtu", o.mtu, 1, 65535);
@@ -437,9 +458,11 @@ export class NfQueue {
   /** Give the packets the library consumed during configuration back to the kernel hook. */
   private repeatStashed(): void {
     const ids = this.state.stashed;
+    if (this.runLength > 0) this.writeRun();
     for (let k = 0; k < ids.length; k++) {
-      if (this.tx.full) this.flush();
+      if (this.tx.full) this.send();
       this.tx.addVerdict(ids[k], NF_REPEAT, -1);
+      this.stats.verdictMessages++;
     }
     this.stats.repeated += ids.length;
     ids.length = 0;
@@ -517,15 +540,49 @@ export class NfQueue {
   /**
    * Queue the verdict for packet `i` (SPEC 5.1): `mark >= 0` accepts with
    * that fwmark (u32), `mark < 0` drops. Sent by {@link NfQueue.flush}.
+   *
+   * Verdicts must be given in receive order, for every packet received
+   * (packets stay queued in the kernel until they get one). A run of
+   * consecutive packets with the same verdict and mark becomes one batch
+   * verdict for the run's last id: the kernel applies it to every queued
+   * packet up to that id, which are exactly the run's packets because all
+   * earlier ones got their verdicts in earlier messages.
    */
   verdict(i: number, mark: number): void {
-    if (this.tx.full) this.flush();
-    this.tx.add(this.table.id[i], mark);
+    const id = this.table.id[i];
+    const v = mark < 0 ? -1 : mark;
     this.stats.verdicts++;
+    if (this.runLength > 0) {
+      if (v === this.runMark && this.coalesce) {
+        this.runId = id;
+        this.runLength++;
+        return;
+      }
+      this.writeRun();
+    }
+    this.runId = id;
+    this.runMark = v;
+    this.runLength = 1;
+  }
+
+  /** Write the pending run as one verdict message (sending the buffer first if it is full). */
+  private writeRun(): void {
+    if (this.tx.full) this.send();
+    const batch = this.runLength > 1;
+    this.tx.add(this.runId, this.runMark, batch);
+    this.runLength = 0;
+    this.stats.verdictMessages++;
+    if (batch) this.stats.batchVerdicts++;
   }
 
   /** Send all pending verdicts with one `sendmsg` (one datagram). Throws LibcError on failure. */
   flush(): void {
+    if (this.runLength > 0) this.writeRun();
+    this.send();
+  }
+
+  /** Send the verdict buffer as one datagram, if it holds anything. */
+  private send(): void {
     const len = this.tx.length;
     if (len === 0) return;
     this.tx.clear();

@@ -90,6 +90,11 @@ export const NFQNL_MSG_VERDICT_BATCH = 3;
 export const NFQ_TYPE_PACKET: number = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET;
 /** Full nlmsg_type of a verdict (0x0301). */
 export const NFQ_TYPE_VERDICT: number = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT;
+/**
+ * Full nlmsg_type of a batch verdict (0x0303): the verdict (and mark) apply to
+ * every packet of the queue whose id is not after the given one.
+ */
+export const NFQ_TYPE_VERDICT_BATCH: number = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_VERDICT_BATCH;
 
 /** `struct nlattr` header size (u16 nla_len, u16 nla_type, host order). */
 export const NLA_HDRLEN = 4;
@@ -355,7 +360,9 @@ function parsePacketMessage(
  * Write an NFQNL_MSG_VERDICT message at `off` and return the offset after it
  * (the caller guarantees room for {@link VERDICT_MARK_MSG_LEN} bytes).
  * `mark >= 0` adds NFQA_MARK with `mark` as u32; `mark < 0` omits it.
- * `seq` defaults to 0 (error replies then carry seq 0).
+ * `seq` defaults to 0 (error replies then carry seq 0). With `batch`, the
+ * message is an NFQNL_MSG_VERDICT_BATCH: the same layout, applied by the
+ * kernel to every queued packet with an id up to `id`.
  */
 export function putVerdict(
   view: DataView,
@@ -365,10 +372,11 @@ export function putVerdict(
   verdict: number,
   mark: number,
   seq = 0,
+  batch = false,
 ): number {
   const len = mark >= 0 ? VERDICT_MARK_MSG_LEN : VERDICT_MSG_LEN;
   view.setUint32(off + NLMSG_OFF_LEN, len, HOST_LE);
-  view.setUint16(off + NLMSG_OFF_TYPE, NFQ_TYPE_VERDICT, HOST_LE);
+  view.setUint16(off + NLMSG_OFF_TYPE, batch ? NFQ_TYPE_VERDICT_BATCH : NFQ_TYPE_VERDICT, HOST_LE);
   view.setUint16(off + NLMSG_OFF_FLAGS, NLM_F_REQUEST, HOST_LE);
   view.setUint32(off + NLMSG_OFF_SEQ, seq >>> 0, HOST_LE);
   view.setUint32(off + NLMSG_OFF_PID, 0, HOST_LE);
@@ -429,6 +437,7 @@ export class VerdictBuffer {
   private readonly words: Uint32Array;
   private readonly limit: number;
   private readonly typeFlags: number;
+  private readonly batchTypeFlags: number;
   private readonly nfgen: number;
   private readonly verdictAttr: number;
   private readonly markAttr: number;
@@ -444,6 +453,8 @@ export class VerdictBuffer {
     const t = new Uint32Array(VERDICT_MARK_MSG_LEN / 4);
     putVerdict(new DataView(t.buffer), 0, queue, 0, 0, 0);
     this.typeFlags = t[1];
+    putVerdict(new DataView(t.buffer), 0, queue, 0, 0, 0, 0, true);
+    this.batchTypeFlags = t[1];
     this.nfgen = t[4];
     this.verdictAttr = t[5];
     this.markAttr = t[8];
@@ -456,15 +467,21 @@ export class VerdictBuffer {
 
   /**
    * Append the verdict for a handler result (SPEC 5.1): `v >= 0` NF_ACCEPT with
-   * mark `v` (u32), else NF_DROP without mark. Returns false (nothing written)
-   * when {@link full}.
+   * mark `v` (u32), else NF_DROP without mark. With `batch`, for every queued
+   * packet up to `id` (see {@link putVerdict}). Returns false (nothing
+   * written) when {@link full}.
    */
-  add(id: number, v: number): boolean {
-    return v >= 0 ? this.addVerdict(id, NF_ACCEPT, v) : this.addVerdict(id, NF_DROP, -1);
+  add(id: number, v: number, batch = false): boolean {
+    return v >= 0
+      ? this.addVerdict(id, NF_ACCEPT, v, batch)
+      : this.addVerdict(id, NF_DROP, -1, batch);
   }
 
-  /** Append a verdict; `mark < 0` omits NFQA_MARK. Returns false when full. */
-  addVerdict(id: number, verdict: number, mark: number): boolean {
+  /**
+   * Append a verdict (a batch verdict with `batch`); `mark < 0` omits
+   * NFQA_MARK. Returns false when full.
+   */
+  addVerdict(id: number, verdict: number, mark: number, batch = false): boolean {
     if (this.length > this.limit) return false;
     const w = this.words;
     const i = this.length >>> 2;
@@ -475,7 +492,7 @@ export class VerdictBuffer {
       w[i + 9] = beWord(mark);
     }
     w[i] = len;
-    w[i + 1] = this.typeFlags;
+    w[i + 1] = batch ? this.batchTypeFlags : this.typeFlags;
     w[i + 2] = 0;
     w[i + 3] = 0;
     w[i + 4] = this.nfgen;

@@ -260,6 +260,37 @@ Deno.test("VerdictBuffer writes exactly the bytes of putVerdict", () => {
   }
 });
 
+Deno.test("batch verdict: type 0x0303 (NFQNL_MSG_VERDICT_BATCH), same layout otherwise", () => {
+  const buf = new Uint8Array(40);
+  const end = putVerdict(
+    new DataView(buf.buffer),
+    0,
+    2,
+    0x12345678,
+    NF_ACCEPT,
+    0xdeadbeef,
+    0,
+    true,
+  );
+  assert.equal(end, 40);
+  assert.equal(
+    toHex(buf),
+    "28000000" + "0303" + "0100" + "00000000" + "00000000" + "00000002" +
+      "0c00" + "0200" + "00000001" + "12345678" + "0800" + "0300" + "deadbeef",
+  );
+  const vb = new VerdictBuffer(4096, 2);
+  assert.ok(vb.add(0x12345678, 0xdeadbeef, true));
+  assert.ok(vb.add(7, -1, true));
+  assert.ok(vb.add(8, 5));
+  const ref = new Uint8Array(112);
+  const rv = new DataView(ref.buffer);
+  let off = putVerdict(rv, 0, 2, 0x12345678, NF_ACCEPT, 0xdeadbeef, 0, true);
+  off = putVerdict(rv, off, 2, 7, NF_DROP, -1, 0, true);
+  off = putVerdict(rv, off, 2, 8, NF_ACCEPT, 5);
+  assert.equal(vb.length, off);
+  assert.equal(toHex(vb.bytes.subarray(0, off)), toHex(ref));
+});
+
 Deno.test("VerdictBuffer: exact bytes, capacity, clear", () => {
   const vb = new VerdictBuffer(100, 2); // room for 2 messages of 40 bytes
   assert.ok(vb.add(0x12345678, 0xdeadbeef));

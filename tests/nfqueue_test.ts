@@ -70,6 +70,8 @@ interface Summary {
     packets: number;
     maxBatch: number;
     verdicts: number;
+    verdictMessages: number;
+    batchVerdicts: number;
     sends: number;
     truncated: number;
     enobufs: number;
@@ -252,8 +254,22 @@ Deno.test({
         "iptables",
         ...count("-m", "mark", "--mark", `${MARK}`, "-m", "comment", "--comment", "udp-marked"),
       );
+      await ipt(
+        "iptables",
+        ...count(
+          "-m",
+          "mark",
+          "--mark",
+          `${MARK + 1}`,
+          "-m",
+          "comment",
+          "--comment",
+          "udp-marked2",
+        ),
+      );
       const all = () => counter(net, lb, "udp-all");
       const marked = () => counter(net, lb, "udp-marked");
+      const marked2 = () => counter(net, lb, "udp-marked2");
 
       const sysctl = async (k: string) =>
         Number(await net.run(lb, ["cat", `/proc/sys/net/core/${k}`]));
@@ -294,6 +310,44 @@ Deno.test({
         await sleep(200);
         assert.equal(await all(), 200, "dropped packets never reach INPUT");
       });
+
+      await t.step(
+        "runs of equal verdicts become batch verdicts; each packet keeps its own mark",
+        async () => {
+          const [all0, m0, m20] = [await all(), await marked(), await marked2()];
+          for (const batchVerdicts of [true, false]) {
+            const r = new Reader(net, lb, [
+              `--queue=${Q}`,
+              `--mark=${MARK}`,
+              "--count=200",
+              "--mark-pattern",
+              "--delay-ms=1000",
+              ...(batchVerdicts ? [] : ["--no-batch-verdicts"]),
+            ]);
+            await r.waitFor(/^READY$/);
+            await send(net, cl, 200);
+            const s = await r.summary();
+            assert.equal(s.received, 200);
+            assert.equal(s.stats.verdicts, 200);
+            assert.equal(s.verdictErrors.count, 0);
+            if (batchVerdicts) {
+              // Tags 0-5 | 6-8 | 9 per ten: 3 messages per ten packets (batches may split runs).
+              assert.ok(s.stats.maxBatch > 10, `packets piled up: max batch ${s.stats.maxBatch}`);
+              assert.ok(s.stats.batchVerdicts >= 30, `batch verdicts: ${s.stats.batchVerdicts}`);
+              assert.ok(s.stats.verdictMessages <= 70, `messages: ${s.stats.verdictMessages}`);
+            } else {
+              assert.equal(s.stats.batchVerdicts, 0);
+              assert.equal(s.stats.verdictMessages, 200);
+            }
+          }
+          // Twice 200 packets: tags t % 10 < 6 with MARK, 6..8 with MARK + 1, 9 dropped.
+          assert.equal(await waitValue(marked, m0 + 240), m0 + 240);
+          assert.equal(await waitValue(marked2, m20 + 120), m20 + 120);
+          await sleep(200);
+          assert.equal(await all(), all0 + 360, "the dropped 40 never reach INPUT");
+          assert.equal(await procQueue(net, lb), null, "queue unbound, nothing left in it");
+        },
+      );
 
       await t.step("ICMP echo over IPv4 and IPv6 is accepted with mark 0", async () => {
         const r = new Reader(net, lb, [`--queue=${Q}`, "--mark=0", "--count=2"]);
