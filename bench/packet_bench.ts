@@ -1,6 +1,7 @@
 /**
  * Benchmarks for the per-packet hot path: parseKeyInto + hashKey over every
- * distinct golden packet, and djb2 over one 40-byte key.
+ * distinct golden packet, the whole `lb` decision (parse + hash + Maglev
+ * lookup, tracing off) over the same packets, and djb2 over one 40-byte key.
  *
  * Run: `deno bench --allow-all bench/packet_bench.ts`. The "x N packets"
  * benches process all N distinct golden packets per iteration: divide the
@@ -8,6 +9,9 @@
  */
 
 import { djb2, hashKey, KEY_LEN } from "../lib/hash.ts";
+import { FragTable } from "../lib/fragtable.ts";
+import { LbDecider } from "../lib/lb.ts";
+import { MaglevTable } from "../lib/maglev_table.ts";
 import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet.ts";
 
 interface Sample {
@@ -76,6 +80,29 @@ Deno.bench(`copy to reused buffer+parseKeyInto+hashKey x ${N} packets`, { group:
     const s = samples[i];
     buf.set(s.pkt);
     if (parseKeyInto(kp, buf, s.pkt.length, s.l3, s.udpencap) >= 0) sink ^= hashKey(kp.key, 1);
+  }
+});
+
+// The golden 1.2.0 table (M=997, N=4 targets) and a fragment table as `lb` has by default.
+const table = MaglevTable.view(
+  Deno.readFileSync(new URL("../tests/testdata/shm/default-4.shm", import.meta.url)).buffer,
+);
+const fragments = new FragTable({
+  size: 500,
+  buckets: 500,
+  frags: 0,
+  mtu: 1500,
+  ttlMs: 200,
+  reassembler: 0,
+  stats: new ArrayBuffer(72),
+});
+const lb = new LbDecider({ table, fragments });
+let now = 0;
+Deno.bench(`LbDecider.decide (parse+hash+lookup) x ${N} packets`, { group: "decide" }, () => {
+  now += 1e6;
+  for (let i = 0; i < N; i++) {
+    const s = samples[i];
+    sink ^= lb.decide(s.pkt, 0, s.pkt.length, s.l3, now);
   }
 });
 

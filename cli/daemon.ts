@@ -11,8 +11,14 @@ import { die, type Invocation } from "./command.ts";
 import type { DaemonConfig } from "./daemon_options.ts";
 import { openTable } from "./open_table.ts";
 import type { FlowChannel, QueueWorkerMessage, QueueWorkerStart } from "./queue_worker.ts";
+import type { TraceMessage, TraceStart } from "./trace_worker.ts";
+import { parseSocketAddress } from "../lib/sockaddr.ts";
+import { TraceRing } from "../lib/trace_ring.ts";
 
 const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
+const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
+/** Bytes of trace lines a queue thread may have waiting for the trace thread. */
+const TRACE_RING_BYTES = 256 * 1024;
 
 /**
  * Steps 2–5 of the start-up (SPEC 1.8): check the LB-tier table, create the
@@ -60,8 +66,42 @@ export interface QueueThreads {
 }
 
 /**
- * Start one thread per queue. `flows(lane)` gives the flow channel of the
- * thread with that lane (flowlb). Any thread's error stops all of them.
+ * Start the trace server thread (SPEC 9.3) on `--trace_address`, reading the
+ * given rings; resolves when it has stopped (after `stop[0]` is set).
+ */
+function startTraceThread(
+  inv: Invocation,
+  c: DaemonConfig,
+  rings: SharedArrayBuffer[],
+  stop: SharedArrayBuffer,
+): Promise<void> {
+  const address = parseSocketAddress(c.traceAddress);
+  if (address === undefined) return Promise.resolve(); // validated with the options
+  const w = new Worker(TRACE_WORKER_URL, { type: "module", name: "trace" });
+  return new Promise<void>((resolve) => {
+    w.onmessage = (e: MessageEvent<TraceMessage>) => {
+      if (e.data.type === "warning") {
+        inv.io.err(e.data.text + "\n");
+        return;
+      }
+      w.terminate();
+      resolve();
+    };
+    w.onerror = (e) => {
+      e.preventDefault();
+      inv.io.err(`trace thread: ${e.message}\n`);
+      w.terminate();
+      resolve();
+    };
+    const start: TraceStart = { address, addressText: c.traceAddress, rings, stop };
+    w.postMessage(start);
+  });
+}
+
+/**
+ * Start one thread per queue, and the trace server thread. `flows(lane)`
+ * gives the flow channel of the thread with that lane (flowlb). Any thread's
+ * error stops all of them.
  */
 export function startQueueThreads(
   inv: Invocation,
@@ -74,7 +114,16 @@ export function startQueueThreads(
   let running = 0;
   let status = 0;
   let done!: (status: number) => void;
-  const finished = new Promise<number>((r) => done = r);
+  const queuesDone = new Promise<number>((r) => done = r);
+  const rings: SharedArrayBuffer[] = [];
+  for (let q = c.queueFirst; q <= c.queueLast; q++) rings.push(TraceRing.create(TRACE_RING_BYTES));
+  const traceDone = startTraceThread(inv, c, rings, stop);
+  // The trace thread stops with the same flag; the daemon ends when both have stopped.
+  const finished = queuesDone.then(async (s) => {
+    Atomics.store(stopFlag, 0, 1);
+    await traceDone;
+    return s;
+  });
   const ended = (w: Worker) => {
     w.terminate();
     if (--running === 0) done(status);
@@ -105,6 +154,7 @@ export function startQueueThreads(
       config: c,
       queue,
       stop,
+      trace: rings[queue - c.queueFirst],
       flows: flows?.(queue - c.queueFirst),
     };
     w.postMessage(start);

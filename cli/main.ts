@@ -5,6 +5,7 @@
  */
 import { type Command, type Io, runCommand } from "./command.ts";
 import { primebelowCommand, versionCommand } from "./basic.ts";
+import { traceCommand } from "./trace.ts";
 import { flowCommands } from "./flow_commands.ts";
 import { socketTransport } from "./flow_transport.ts";
 import { flowlbCommand } from "./flowlb.ts";
@@ -18,19 +19,6 @@ import {
   initCommand,
   showCommand,
 } from "./table.ts";
-
-/** A command of 1.2.0 this implementation does not provide yet: says so and exits 1. */
-function pending(name: string): Command {
-  return {
-    name,
-    help: `${name}\n  Not implemented yet in this version of nfqlb (TypeScript).`,
-    options: [],
-    run(inv) {
-      inv.io.err(`${name}: not implemented yet in this version of nfqlb (TypeScript)\n`);
-      return 1;
-    },
-  };
-}
 
 const flowClient = new Map(flowCommands(socketTransport).map((c) => [c.name, c]));
 
@@ -58,7 +46,7 @@ export const COMMANDS: readonly Command[] = [
   showCommand,
   statsCommand,
   primebelowCommand,
-  pending("trace"),
+  traceCommand,
   loglevelCommand,
   flow("trace-flow-set"),
   flow("trace-flow-delete"),

@@ -11,7 +11,10 @@
  * @module
  */
 import { NfQueue, startupLine } from "../ffi/nfqueue.ts";
-import { openShm } from "../ffi/shm.ts";
+import { openOrCreateShm, openShm } from "../ffi/shm.ts";
+import type { TraceSink } from "../lib/trace.ts";
+import { TraceRing } from "../lib/trace_ring.ts";
+import { initTraceShm, TRACE_OFF_MASK, TRACE_SHM_NAME, TRACE_SHM_SIZE } from "../lib/trace_shm.ts";
 import { FragTable } from "../lib/fragtable.ts";
 import { FlowLbDecider, FlowSet } from "../lib/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow_store.ts";
@@ -40,6 +43,8 @@ export interface QueueWorkerStart {
   readonly queue: number;
   /** Int32Array over it: [0] = stop requested. */
   readonly stop: SharedArrayBuffer;
+  /** This thread's trace ring (read by the trace thread). */
+  readonly trace: SharedArrayBuffer;
   /** Present for `flowlb`. */
   readonly flows?: FlowChannel;
 }
@@ -109,6 +114,12 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     if (lbTier !== undefined) owned.push(lbTier);
     const ft = openShm(c.ftShm, true);
     owned.push(ft);
+    // The trace mask is read once per batch; trace lines go to this thread's ring.
+    const traceShm = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
+    owned.push(traceShm);
+    const traceWords = new Uint32Array(traceShm.buffer, 0, 2);
+    const ring = new TraceRing(start.trace);
+    const trace: TraceSink = { mask: 0, line: (text) => ring.write(text) };
     const fragments = new FragTable({
       size: c.ftSize,
       buckets: c.ftBuckets,
@@ -126,6 +137,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       fragments,
       hashMode: c.hashMode,
       notargetsFwmark: c.notargetsFwmark,
+      trace,
     };
     let decider: LbDecider | FlowLbDecider;
     /** flowlb: true when a newer flow snapshot than the installed one was announced. */
@@ -179,6 +191,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       // After the receive, so a batch is decided with the newest flow set.
       if (flowsChanged()) await flowSync();
       if (n === 0) continue;
+      trace.mask = traceWords[TRACE_OFF_MASK >> 2];
       const now = Math.round(performance.now() * 1e6);
       for (let i = 0; i < n; i++) {
         q.verdict(

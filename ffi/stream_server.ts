@@ -98,14 +98,16 @@ export class Connection {
 
   /**
    * Receive into `buf` waiting at most `timeoutMs`: the byte count, 0 at EOF,
-   * or −1 on timeout or error.
+   * −1 on timeout, −2 on another error (e.g. a reset connection).
    */
   recv(buf: Uint8Array<ArrayBuffer>, timeoutMs: number): number {
     setReceiveTimeout(this.fd, timeoutMs);
     for (;;) {
       const n = Number(getLib().recv(this.fd, buf, BigInt(buf.length), 0));
       if (n >= 0) return n;
-      if (errno() !== EINTR) return -1;
+      const e = errno();
+      if (e === EAGAIN) return -1;
+      if (e !== EINTR) return -2;
     }
   }
 

@@ -17,10 +17,11 @@ import { type Classifier, compileFlows } from "./classifier.ts";
 import { FlowMatch } from "./flow_match.ts";
 import type { Flow } from "./flow_types.ts";
 import { CONTINUE, firstFragment, type FragmentTracker, fragmentVerdict } from "./lb.ts";
-import { hashKey, IPPROTO_UDP, KEY_DPORT, KEY_PROTO } from "./hash.ts";
+import { hashKey, IPPROTO_SCTP, IPPROTO_UDP, KEY_DPORT, KEY_PROTO, keyProto } from "./hash.ts";
 import { fwmarkFor } from "./maglev.ts";
 import type { MaglevTable } from "./maglev_table.ts";
-import { KeyParse, parseKeyAt, RC_FIRST_FRAG } from "./packet.ts";
+import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "./packet.ts";
+import { NO_TRACE, TRACE_PACKET, TRACE_SCTP, type TraceSink } from "./trace.ts";
 
 /** Configuration of a {@link FlowLbDecider}. */
 export interface FlowLbOptions {
@@ -34,6 +35,8 @@ export interface FlowLbOptions {
   readonly nolbFwmark?: number;
   /** `--promiscuous_ping` (SPEC 6.6). */
   readonly promiscuousPing?: boolean;
+  /** Trace output (SPEC 9.2 bits packet, frag and sctp); default off. */
+  readonly trace?: TraceSink;
 }
 
 /** A compiled flow set with the target table of each flow (by flow index). */
@@ -71,6 +74,7 @@ export class FlowLbDecider {
   declare readonly notargetsFwmark: number;
   declare readonly nolbFwmark: number;
   declare readonly promiscuousPing: boolean;
+  declare readonly trace: TraceSink;
   /** The parse of the last packet. */
   declare readonly parse: KeyParse;
   /** The classification of the last packet. */
@@ -85,6 +89,7 @@ export class FlowLbDecider {
     this.notargetsFwmark = opts.notargetsFwmark ?? -1;
     this.nolbFwmark = opts.nolbFwmark ?? -1;
     this.promiscuousPing = opts.promiscuousPing ?? false;
+    this.trace = opts.trace ?? NO_TRACE;
     this.parse = new KeyParse();
     this.match = new FlowMatch();
     this.flowSet = EMPTY;
@@ -116,8 +121,11 @@ export class FlowLbDecider {
     let rc = parseKeyAt(p, buf, off, len, l3proto, 0);
     if (rc < 0) return -1;
     const key = p.key;
-    const early = fragmentVerdict(rc, key, this.lbTier, this.fragments, buf, off, len, now);
-    if (early !== CONTINUE) return early;
+    const t = this.trace;
+    if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
+      const early = fragmentVerdict(rc, key, this.lbTier, this.fragments, buf, off, len, now, t);
+      if (early !== CONTINUE) return early;
+    }
     const set = this.flowSet;
     let winner = this.#classify(set, buf, off, len);
     // SCTP over UDP: re-parse and re-classify a UDP packet to the reported udpencap port.
@@ -127,18 +135,45 @@ export class FlowLbDecider {
       encap !== 0 && key[KEY_PROTO] === IPPROTO_UDP && key[KEY_PROTO + 1] === 0 &&
       ((key[KEY_DPORT] << 8) | key[KEY_DPORT + 1]) === encap
     ) {
+      if ((t.mask & TRACE_SCTP) !== 0) t.line(`Udp encapsulated sctp packet on port ${encap}`);
       rc = parseKeyAt(p, buf, off, len, l3proto, encap);
-      if (rc < 0) return -1;
+      if (rc < 0) {
+        if ((t.mask & TRACE_SCTP) !== 0) t.line("FAILED: Re-compute key with udpencap");
+        return -1;
+      }
       winner = this.#classify(set, buf, off, len);
+      if (winner < 0 && (t.mask & TRACE_SCTP) !== 0) t.line("Failed flowLookup for udpencap");
     }
-    if (winner < 0) return this.nolbFwmark;
+    if (winner < 0) {
+      if ((t.mask & TRACE_PACKET) !== 0) t.line("Failed flowLookup");
+      return this.nolbFwmark;
+    }
     const table = set.tables[winner];
+    if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) this.#traceFlow(rc, winner, len, table);
     if (table === undefined) return this.notargetsFwmark;
     const fw = fwmarkFor(table, hashKey(key, this.hashMode));
     if (fw < 0) return this.notargetsFwmark;
-    if ((rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now)) {
+    if (
+      (rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now, t)
+    ) {
       return -1;
     }
     return fw;
+  }
+
+  /**
+   * `Using LB; <target>` and `Packet; proto=…, len=…, fwmark=…` (SPEC 9.2):
+   * for every packet with bit packet, for SCTP packets with bit sctp.
+   */
+  #traceFlow(rc: number, winner: number, len: number, table: MaglevTable | undefined): void {
+    const t = this.trace;
+    const key = this.parse.key;
+    const proto = keyProto(key);
+    if ((t.mask & TRACE_PACKET) === 0 && proto !== IPPROTO_SCTP) return;
+    const fw = table === undefined ? -1 : fwmarkFor(table, hashKey(key, this.hashMode));
+    t.line(`Using LB; ${this.flowSet.flows[winner].target ?? ""}`);
+    // First fragments show proto=0: 1.2.0 prints the key after its id-form conversion.
+    const shown = (rc & RC_FIRST_FRAG) !== 0 ? 0 : proto;
+    t.line(`Packet; proto=${shown}, len=${len}, fwmark=${fw >>> 0}`);
   }
 }

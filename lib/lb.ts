@@ -20,6 +20,10 @@ import { setIdForm } from "./fragtable.ts";
 import { fwmarkFor } from "./maglev.ts";
 import type { MaglevTable } from "./maglev_table.ts";
 import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "./packet.ts";
+import { NO_TRACE, TRACE_FRAG, TRACE_PACKET, type TraceSink } from "./trace.ts";
+
+/** {@link FragmentTracker.lastStatus}: the last non-first fragment was stored. */
+const FRAG_STORED = 1;
 
 /** What `lb` needs from fragment tracking (SPEC 8.4, 8.5). */
 export interface FragmentTracker {
@@ -27,6 +31,8 @@ export interface FragmentTracker {
   nonFirst(key: Uint8Array, pkt: Uint8Array, len: number, now: number): number;
   /** A first fragment that got fwmark `fw` (id-form key): false means DROP it. */
   first(key: Uint8Array, fw: number, pkt: Uint8Array, len: number, now: number): boolean;
+  /** Outcome of the last `nonFirst` (1 = stored), for the trace. */
+  readonly lastStatus?: number;
 }
 
 /** Configuration of an {@link LbDecider}. */
@@ -43,6 +49,8 @@ export interface LbOptions {
   readonly udpencap?: number;
   /** `--notargets_fwmark` (default −1 = DROP). */
   readonly notargetsFwmark?: number;
+  /** Trace output (SPEC 9.2 bits packet and frag); default off. */
+  readonly trace?: TraceSink;
 }
 
 /** The `lb` decision procedure, with its scratch key parse reused for every packet. */
@@ -53,6 +61,7 @@ export class LbDecider {
   declare readonly hashMode: number;
   declare readonly udpencap: number;
   declare readonly notargetsFwmark: number;
+  declare readonly trace: TraceSink;
   /** The parse of the last packet (for tracing and tests). */
   declare readonly parse: KeyParse;
 
@@ -63,6 +72,7 @@ export class LbDecider {
     this.hashMode = (opts.hashMode ?? 1) & 0xffff;
     this.udpencap = (opts.udpencap ?? 0) & 0xffff;
     this.notargetsFwmark = opts.notargetsFwmark ?? -1;
+    this.trace = opts.trace ?? NO_TRACE;
     this.parse = new KeyParse();
   }
 
@@ -75,11 +85,17 @@ export class LbDecider {
     const p = this.parse;
     const rc = parseKeyAt(p, buf, off, len, l3proto, this.udpencap);
     if (rc < 0) return -1;
-    const early = fragmentVerdict(rc, p.key, this.lbTier, this.fragments, buf, off, len, now);
-    if (early !== CONTINUE) return early;
+    const t = this.trace;
+    if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
+      const early = fragmentVerdict(rc, p.key, this.lbTier, this.fragments, buf, off, len, now, t);
+      if (early !== CONTINUE) return early;
+    }
     const fw = fwmarkFor(this.table, hashKey(p.key, this.hashMode));
+    if ((t.mask & TRACE_PACKET) !== 0) t.line(`Load-balance packet. fw=${fw}`);
     if (fw < 0) return this.notargetsFwmark;
-    if ((rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now)) {
+    if (
+      (rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now, t)
+    ) {
       return -1;
     }
     return fw;
@@ -105,14 +121,29 @@ export function fragmentVerdict(
   off: number,
   len: number,
   now: number,
+  trace: TraceSink = NO_TRACE,
 ): number {
   if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) === 0) return CONTINUE;
+  const traced = (trace.mask & TRACE_FRAG) !== 0;
   if (tier !== undefined) {
     const fw = fwmarkFor(tier, addressHash(key));
-    if (fw >= 0 && fw !== tier.ownFwmark) return fw;
+    if (fw >= 0 && fw !== tier.ownFwmark) {
+      if (traced) trace.line(`Fragment to LB tier. fw=${fw}`);
+      return fw;
+    }
   }
   if ((rc & RC_FIRST_FRAG) !== 0) return CONTINUE;
-  return frags === undefined ? -1 : frags.nonFirst(key, buf.subarray(off, off + len), len, now);
+  const fw = frags === undefined ? -1 : frags.nonFirst(key, buf.subarray(off, off + len), len, now);
+  if (traced) {
+    trace.line(
+      fw >= 0
+        ? `Handle non-first frag locally fwmark=${fw}`
+        : frags?.lastStatus === FRAG_STORED
+        ? "Fragment stored"
+        : "Fragment dropped",
+    );
+  }
+  return fw;
 }
 
 /**
@@ -127,7 +158,13 @@ export function firstFragment(
   off: number,
   len: number,
   now: number,
+  trace: TraceSink = NO_TRACE,
 ): boolean {
   setIdForm(p.key, p.fragId);
-  return frags !== undefined && frags.first(p.key, fw, buf.subarray(off, off + len), len, now);
+  const traced = (trace.mask & TRACE_FRAG) !== 0;
+  if (traced) trace.line("First fragment");
+  const ok = frags !== undefined &&
+    frags.first(p.key, fw, buf.subarray(off, off + len), len, now);
+  if (!ok && traced) trace.line("FAILED: Handle first fragment");
+  return ok;
 }

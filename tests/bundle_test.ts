@@ -25,7 +25,7 @@ Deno.test("scripts/bundle.ts produces a runnable single-file nfqlb", async () =>
     assert.deepEqual(await run("version"), [0, "1.2.0\n"]);
     assert.deepEqual(await run("primebelow", "1000"), [0, "997\n"]);
     // The daemons' worker modules sit next to the CLI, self-contained, and load.
-    for (const w of ["queue_worker.ts", "control_worker.ts"]) {
+    for (const w of ["queue_worker.ts", "control_worker.ts", "trace_worker.ts"]) {
       const code = Deno.readTextFileSync(`${dir}/${w}`);
       assert.ok(!/^import /m.test(code), `${w}: everything is inlined`);
       const r = await new Deno.Command(Deno.execPath(), {

@@ -8,6 +8,7 @@ import { FlowLbDecider, FlowSet } from "../lib/flowlb.ts";
 import { FlowStore } from "../lib/flow_store.ts";
 import { activate, initTable } from "../lib/maglev.ts";
 import { MaglevTable, tableSize } from "../lib/maglev_table.ts";
+import { TRACE_PACKET, TRACE_SCTP } from "../lib/trace.ts";
 
 interface Row {
   file: string;
@@ -117,4 +118,33 @@ Deno.test("flowlb: a table without targets gives --notargets_fwmark", () => {
   store.tbl.get("b")!.active.fill(-1);
   store.tbl.get("b")!.lookup.fill(-1);
   assert.equal(store.decide(telnet), -1);
+});
+
+Deno.test("flowlb: trace lines for packets and SCTP over UDP (SPEC 9.2)", () => {
+  const lines: string[] = [];
+  const trace = { mask: TRACE_PACKET, line: (t: string) => lines.push(t) };
+  const { tbl, decide } = setup([{ name: "telnet", target: "a", protocols: "tcp", dports: "23" }], {
+    trace,
+  });
+  const fw = expected(tbl.get("a")!, telnet.hash);
+  assert.equal(decide(telnet), fw);
+  assert.equal(decide(row("telnet-ipv4.pcap", 1)), 9);
+  const len = bytes(telnet).length;
+  assert.deepEqual(lines, [
+    "Using LB; a",
+    `Packet; proto=6, len=${len}, fwmark=${fw}`,
+    "Failed flowLookup",
+  ]);
+
+  lines.length = 0;
+  trace.mask = TRACE_SCTP;
+  const s = setup([{ name: "sctp", target: "a", protocols: "sctp", udpencap: "9899" }], { trace });
+  const encap = row("sctp-encap-ipv4.pcap", 0, 9899);
+  assert.equal(s.decide(encap), expected(tbl.get("a")!, encap.hash));
+  assert.equal(s.decide(telnet), 9, "no flow: nothing traced without the packet bit");
+  assert.deepEqual(lines, [
+    "Udp encapsulated sctp packet on port 9899",
+    "Using LB; a",
+    `Packet; proto=132, len=${bytes(encap).length}, fwmark=${expected(tbl.get("a")!, encap.hash)}`,
+  ]);
 });

@@ -8,6 +8,7 @@ import { type FragmentTracker, LbDecider } from "../lib/lb.ts";
 import { activate, deactivate, initTable } from "../lib/maglev.ts";
 import { MaglevTable, tableSize } from "../lib/maglev_table.ts";
 import { ETH_P_IP, ETH_P_IPV6 } from "../lib/packet.ts";
+import { TRACE_FRAG, TRACE_PACKET, type TraceSink } from "../lib/trace.ts";
 
 interface Row {
   file: string;
@@ -138,4 +139,49 @@ Deno.test("lb: LB tier sends fragments owned by another instance there, keeps it
     goldenFwmark(unfragmented.hash),
     "non-fragments never consult the LB tier",
   );
+});
+
+/** A trace sink that keeps its lines. */
+function recordingSink(mask: number): TraceSink & { lines: string[] } {
+  const lines: string[] = [];
+  return { mask, lines, line: (t) => lines.push(t) };
+}
+
+Deno.test("lb: trace lines (SPEC 9.2) only for the bits in the mask", () => {
+  const table = MaglevTable.view(golden.slice().buffer);
+  const row = rows.find((r) => r.rc === 0 && r.hash_mode === 1)!;
+  const pkt = hex(row.packet);
+  const fw = goldenFwmark(row.hash);
+  const off = recordingSink(TRACE_FRAG);
+  new LbDecider({ table, trace: off }).decide(pkt, 0, pkt.length, l3(pkt));
+  assert.deepEqual(off.lines, [], "no packet line without the packet bit");
+  const on = recordingSink(TRACE_PACKET);
+  assert.equal(new LbDecider({ table, trace: on }).decide(pkt, 0, pkt.length, l3(pkt)), fw);
+  assert.deepEqual(on.lines, [`Load-balance packet. fw=${fw}`]);
+
+  const frag = rows.find((r) => r.rc === 2 && r.hash_mode === 1)!;
+  const f = hex(frag.packet);
+  const fr = recordingSink(TRACE_FRAG);
+  new LbDecider({ table, fragments: new RecordingTracker(777, true), trace: fr })
+    .decide(f, 0, f.length, l3(f));
+  const stored = recordingSink(TRACE_FRAG);
+  const storing = Object.assign(new RecordingTracker(-1, true), { lastStatus: 1 });
+  new LbDecider({ table, fragments: storing, trace: stored }).decide(f, 0, f.length, l3(f));
+  const dropped = recordingSink(TRACE_FRAG);
+  new LbDecider({ table, trace: dropped }).decide(f, 0, f.length, l3(f));
+  assert.deepEqual(
+    [fr.lines, stored.lines, dropped.lines],
+    [["Handle non-first frag locally fwmark=777"], ["Fragment stored"], ["Fragment dropped"]],
+  );
+
+  const first = rows.find((r) => r.file === "crafted.pcap" && r.index === 15 && r.hash_mode === 1)!;
+  const p1 = hex(first.packet);
+  const both = recordingSink(TRACE_FRAG | TRACE_PACKET);
+  new LbDecider({ table, fragments: new RecordingTracker(0, false), trace: both })
+    .decide(p1, 0, p1.length, ETH_P_IP);
+  assert.deepEqual(both.lines, [
+    `Load-balance packet. fw=${goldenFwmark(first.hash)}`,
+    "First fragment",
+    "FAILED: Handle first fragment",
+  ]);
 });
