@@ -34,22 +34,12 @@ import {
   PROTO_UDP,
 } from "../lib/flow_types.ts";
 import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet.ts";
+import { prng } from "../tests/prng.ts";
 
 /** Packets classified per bench iteration. */
 const MIX = 256;
 const SIZES = [1, 100, 1000, 10000];
 
-/** mulberry32: small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rnd = prng(20240611);
 const int = (n: number) => Math.floor(rnd() * n);
 const chance = (p: number) => rnd() < p;

@@ -13,6 +13,7 @@ import { FragTable } from "../lib/fragtable.ts";
 import { LbDecider } from "../lib/lb.ts";
 import { MaglevTable } from "../lib/maglev_table.ts";
 import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet.ts";
+import { goldenRows, unhex } from "../tests/golden_packets.ts";
 
 interface Sample {
   pkt: Uint8Array;
@@ -20,20 +21,9 @@ interface Sample {
   udpencap: number;
 }
 
-function unhex(s: string): Uint8Array {
-  const out = new Uint8Array(s.length >>> 1);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.substr(i * 2, 2), 16);
-  return out;
-}
-
 const seen = new Set<string>();
 const samples: Sample[] = [];
-for (
-  const line of Deno.readTextFileSync(new URL("../tests/testdata/packets.jsonl", import.meta.url))
-    .split("\n")
-) {
-  if (line.trim() === "") continue;
-  const r = JSON.parse(line) as { packet: string; udpencap: number };
+for (const r of goldenRows) {
   const id = `${r.udpencap}/${r.packet}`;
   if (seen.has(id)) continue;
   seen.add(id);

@@ -16,19 +16,23 @@ function connectError(e: unknown): TransportError {
   return new TransportError(m !== null ? strerror(Number(m[1])) : String(e));
 }
 
-/** Send `request` to `address` and return the whole reply. */
-export async function socketTransport(
-  address: SocketAddress,
-  request: Uint8Array,
-): Promise<Uint8Array> {
-  let conn: Deno.Conn;
+/** Connect to a daemon's address; throws TransportError with glibc's text on failure. */
+export async function connectSocket(address: SocketAddress): Promise<Deno.Conn> {
   try {
-    conn = address.kind === "unix"
+    return address.kind === "unix"
       ? await Deno.connect({ transport: "unix", path: `\0${address.name}` })
       : await Deno.connect({ hostname: address.host, port: address.port });
   } catch (e) {
     throw connectError(e);
   }
+}
+
+/** Send `request` to `address` and return the whole reply. */
+export async function socketTransport(
+  address: SocketAddress,
+  request: Uint8Array,
+): Promise<Uint8Array> {
+  const conn = await connectSocket(address);
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {

@@ -11,10 +11,10 @@
  * @module
  */
 import { NfQueue, startupLine } from "../ffi/nfqueue.ts";
-import { openOrCreateShm, openShm } from "../ffi/shm.ts";
+import { openShm } from "../ffi/shm.ts";
 import type { TraceSink } from "../lib/trace.ts";
 import { TraceRing } from "../lib/trace_ring.ts";
-import { initTraceShm, TRACE_OFF_MASK, TRACE_SHM_NAME, TRACE_SHM_SIZE } from "../lib/trace_shm.ts";
+import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { FragTable } from "../lib/fragtable.ts";
 import { FlowLbDecider, FlowSet } from "../lib/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow_store.ts";
@@ -115,9 +115,9 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     const ft = openShm(c.ftShm, true);
     owned.push(ft);
     // The trace mask is read once per batch; trace lines go to this thread's ring.
-    const traceShm = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
+    const traceShm = openTraceShm();
     owned.push(traceShm);
-    const traceWords = new Uint32Array(traceShm.buffer, 0, 2);
+    const traceWords = traceShm.words;
     const ring = new TraceRing(start.trace);
     const trace: TraceSink = { mask: 0, line: (text) => ring.write(text) };
     const fragments = new FragTable({
@@ -191,7 +191,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       // After the receive, so a batch is decided with the newest flow set.
       if (flowsChanged()) await flowSync();
       if (n === 0) continue;
-      trace.mask = traceWords[TRACE_OFF_MASK >> 2];
+      trace.mask = traceWords[MASK_WORD] >>> 0;
       const now = Math.round(performance.now() * 1e6);
       for (let i = 0; i < n; i++) {
         q.verdict(

@@ -4,16 +4,11 @@
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
-import { openOrCreateShm, openShm } from "../ffi/shm.ts";
+import { openShm } from "../ffi/shm.ts";
 import { parseStrictInt } from "../lib/cnum.ts";
 import { formatStats, FTSHM_SIZE } from "../lib/ftshm.ts";
-import {
-  initTraceShm,
-  TRACE_OFF_LOGLEVEL,
-  TRACE_SHM_NAME,
-  TRACE_SHM_SIZE,
-} from "../lib/trace_shm.ts";
 import { type Command, die } from "./command.ts";
+import { LOGLEVEL_WORD, openTraceShm } from "./open_trace_shm.ts";
 
 /** `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`. */
 export const statsCommand: Command = {
@@ -53,18 +48,10 @@ export const loglevelCommand: Command = {
       level = parseStrictInt(inv.args[0], -(2 ** 31), 2 ** 31 - 1);
       if (level === undefined) die(`Invalid log level [${inv.args[0]}]; expected an integer`);
     }
-    let m;
+    const m = openTraceShm();
     try {
-      m = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
-    } catch (e) {
-      if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
-      throw e;
-    }
-    try {
-      if (m.size < TRACE_SHM_SIZE) die(`${TRACE_SHM_NAME}: object too small (${m.size} bytes)`);
-      const words = new Int32Array(m.buffer, 0, 2);
-      if (level !== undefined) words[TRACE_OFF_LOGLEVEL >> 2] = level;
-      inv.io.out(`loglevel=${words[TRACE_OFF_LOGLEVEL >> 2]}\n`);
+      if (level !== undefined) m.words[LOGLEVEL_WORD] = level;
+      inv.io.out(`loglevel=${m.words[LOGLEVEL_WORD]}\n`);
     } finally {
       m.close();
     }

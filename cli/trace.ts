@@ -4,14 +4,13 @@
  * and copy its trace stream to stdout until the daemon closes it.
  * @module
  */
-import { strerror } from "../ffi/libc.ts";
-import { LibcError } from "../ffi/libc.ts";
-import { openOrCreateShm } from "../ffi/shm.ts";
 import { cStrtol0 } from "../lib/cnum.ts";
 import { parseSocketAddress } from "../lib/sockaddr.ts";
 import { formatMask, selectionMask, TRACE_SELECTION } from "../lib/trace.ts";
-import { initTraceShm, TRACE_OFF_MASK, TRACE_SHM_NAME, TRACE_SHM_SIZE } from "../lib/trace_shm.ts";
-import { type Command, die } from "./command.ts";
+import type { Command } from "./command.ts";
+import { TransportError } from "./flow_commands.ts";
+import { connectSocket } from "./flow_transport.ts";
+import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 
 /** `trace`: set the trace mask and print a running daemon's trace output. */
 export const traceCommand: Command = {
@@ -41,14 +40,8 @@ export const traceCommand: Command = {
       : selectionMask(selection ?? "");
     inv.io.out(`Mask=${formatMask(mask)}\n`);
     // Stored before connecting, as 1.2.0 does (a failed attach still changes the mask).
-    let m;
-    try {
-      m = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
-    } catch (e) {
-      if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
-      throw e;
-    }
-    new Uint32Array(m.buffer, 0, 2)[TRACE_OFF_MASK >> 2] = mask;
+    const m = openTraceShm();
+    m.words[MASK_WORD] = mask;
     m.close();
 
     const text = inv.opts.get("trace_address") ?? "unix:nfqlb-trace";
@@ -59,12 +52,10 @@ export const traceCommand: Command = {
     }
     let conn: Deno.Conn;
     try {
-      conn = address.kind === "unix"
-        ? await Deno.connect({ transport: "unix", path: `\0${address.name}` })
-        : await Deno.connect({ hostname: address.host, port: address.port });
+      conn = await connectSocket(address);
     } catch (e) {
-      const n = /\(os error (\d+)\)/.exec(String(e));
-      inv.io.err(`Trace client connect to ${text}: ${n !== null ? strerror(Number(n[1])) : e}`);
+      if (!(e instanceof TransportError)) throw e;
+      inv.io.err(`Trace client connect to ${text}: ${e.message}`);
       return 1;
     }
     const decoder = new TextDecoder();

@@ -11,18 +11,11 @@
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
-import { openOrCreateShm } from "../ffi/shm.ts";
 import { type Connection, StreamServer } from "../ffi/stream_server.ts";
 import type { SocketAddress } from "../lib/sockaddr.ts";
 import { formatMask, TRACE_LOG } from "../lib/trace.ts";
 import { TraceRing } from "../lib/trace_ring.ts";
-import {
-  initTraceShm,
-  TRACE_OFF_LOGLEVEL,
-  TRACE_OFF_MASK,
-  TRACE_SHM_NAME,
-  TRACE_SHM_SIZE,
-} from "../lib/trace_shm.ts";
+import { LOGLEVEL_WORD, MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 
 /** The message that starts the trace thread. */
 export interface TraceStart {
@@ -53,10 +46,10 @@ const encoder = new TextEncoder();
 function serve(start: TraceStart): void {
   const stop = new Int32Array(start.stop);
   const rings = start.rings.map((b) => new TraceRing(b));
-  const shm = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
-  const words = new Int32Array(shm.buffer, 0, 2);
-  const level = () => Atomics.load(words, TRACE_OFF_LOGLEVEL >> 2);
-  const mask = () => Atomics.load(words, TRACE_OFF_MASK >> 2) >>> 0;
+  const shm = openTraceShm();
+  const words = shm.words;
+  const level = () => Atomics.load(words, LOGLEVEL_WORD);
+  const mask = () => Atomics.load(words, MASK_WORD) >>> 0;
   let client: Connection | null = null;
   let everAttached = false;
 
@@ -103,8 +96,7 @@ function serve(start: TraceStart): void {
         drain();
         continue;
       }
-      // Lines produced before this client attached are not its business.
-      client = null;
+      // Lines produced before this client attached are not its business: discard them.
       everAttached = true;
       drain();
       client = conn;
@@ -117,7 +109,7 @@ function serve(start: TraceStart): void {
         if (n !== -1) open = false; // data, EOF or an error: the client is done
       }
       drain();
-      Atomics.store(words, TRACE_OFF_MASK >> 2, 0);
+      Atomics.store(words, MASK_WORD, 0);
       client = null;
       conn.close();
       warn("Trace: closed");

@@ -16,7 +16,7 @@
 import { type Classifier, compileFlows } from "./classifier.ts";
 import { FlowMatch } from "./flow_match.ts";
 import type { Flow } from "./flow_types.ts";
-import { CONTINUE, firstFragment, type FragmentTracker, fragmentVerdict } from "./lb.ts";
+import { CONTINUE, FragmentSteps, type FragmentTracker } from "./fragment_steps.ts";
 import { hashKey, IPPROTO_SCTP, IPPROTO_UDP, KEY_DPORT, KEY_PROTO, keyProto } from "./hash.ts";
 import { fwmarkFor } from "./maglev.ts";
 import type { MaglevTable } from "./maglev_table.ts";
@@ -68,8 +68,7 @@ const EMPTY = new FlowSet([], [], new Uint32Array(0), null);
 
 /** The `flowlb` decision procedure; swap flow sets with {@link FlowLbDecider.setFlows}. */
 export class FlowLbDecider {
-  declare readonly lbTier: MaglevTable | undefined;
-  declare readonly fragments: FragmentTracker | undefined;
+  declare readonly fragments: FragmentSteps;
   declare readonly hashMode: number;
   declare readonly notargetsFwmark: number;
   declare readonly nolbFwmark: number;
@@ -83,13 +82,12 @@ export class FlowLbDecider {
   declare flowSet: FlowSet;
 
   constructor(opts: FlowLbOptions) {
-    this.lbTier = opts.lbTier;
-    this.fragments = opts.fragments;
     this.hashMode = (opts.hashMode ?? 1) & 0xffff;
     this.notargetsFwmark = opts.notargetsFwmark ?? -1;
     this.nolbFwmark = opts.nolbFwmark ?? -1;
     this.promiscuousPing = opts.promiscuousPing ?? false;
     this.trace = opts.trace ?? NO_TRACE;
+    this.fragments = new FragmentSteps(opts.lbTier, opts.fragments, this.trace);
     this.parse = new KeyParse();
     this.match = new FlowMatch();
     this.flowSet = EMPTY;
@@ -123,7 +121,7 @@ export class FlowLbDecider {
     const key = p.key;
     const t = this.trace;
     if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
-      const early = fragmentVerdict(rc, key, this.lbTier, this.fragments, buf, off, len, now, t);
+      const early = this.fragments.early(rc, key, buf, off, len, now);
       if (early !== CONTINUE) return early;
     }
     const set = this.flowSet;
@@ -149,15 +147,12 @@ export class FlowLbDecider {
       return this.nolbFwmark;
     }
     const table = set.tables[winner];
-    if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) this.#traceFlow(rc, winner, len, table);
-    if (table === undefined) return this.notargetsFwmark;
-    const fw = fwmarkFor(table, hashKey(key, this.hashMode));
-    if (fw < 0) return this.notargetsFwmark;
-    if (
-      (rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now, t)
-    ) {
-      return -1;
+    const fw = table === undefined ? -1 : fwmarkFor(table, hashKey(key, this.hashMode));
+    if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) {
+      this.#traceFlow(rc, set.flows[winner], len, fw);
     }
+    if (fw < 0) return this.notargetsFwmark;
+    if ((rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) return -1;
     return fw;
   }
 
@@ -165,13 +160,11 @@ export class FlowLbDecider {
    * `Using LB; <target>` and `Packet; proto=…, len=…, fwmark=…` (SPEC 9.2):
    * for every packet with bit packet, for SCTP packets with bit sctp.
    */
-  #traceFlow(rc: number, winner: number, len: number, table: MaglevTable | undefined): void {
+  #traceFlow(rc: number, flow: Flow, len: number, fw: number): void {
     const t = this.trace;
-    const key = this.parse.key;
-    const proto = keyProto(key);
+    const proto = keyProto(this.parse.key);
     if ((t.mask & TRACE_PACKET) === 0 && proto !== IPPROTO_SCTP) return;
-    const fw = table === undefined ? -1 : fwmarkFor(table, hashKey(key, this.hashMode));
-    t.line(`Using LB; ${this.flowSet.flows[winner].target ?? ""}`);
+    t.line(`Using LB; ${flow.target ?? ""}`);
     // First fragments show proto=0: 1.2.0 prints the key after its id-form conversion.
     const shown = (rc & RC_FIRST_FRAG) !== 0 ? 0 : proto;
     t.line(`Packet; proto=${shown}, len=${len}, fwmark=${fw >>> 0}`);

@@ -15,25 +15,14 @@
  * ```
  * @module
  */
-import { addressHash, hashKey } from "./hash.ts";
-import { setIdForm } from "./fragtable.ts";
+import { CONTINUE, FragmentSteps, type FragmentTracker } from "./fragment_steps.ts";
+import { hashKey } from "./hash.ts";
 import { fwmarkFor } from "./maglev.ts";
 import type { MaglevTable } from "./maglev_table.ts";
 import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "./packet.ts";
-import { NO_TRACE, TRACE_FRAG, TRACE_PACKET, type TraceSink } from "./trace.ts";
+import { NO_TRACE, TRACE_PACKET, type TraceSink } from "./trace.ts";
 
-/** {@link FragmentTracker.lastStatus}: the last non-first fragment was stored. */
-const FRAG_STORED = 1;
-
-/** What `lb` needs from fragment tracking (SPEC 8.4, 8.5). */
-export interface FragmentTracker {
-  /** A non-first fragment (id-form key): its fwmark (≥ 0) or −1 to DROP (stored or failed). */
-  nonFirst(key: Uint8Array, pkt: Uint8Array, len: number, now: number): number;
-  /** A first fragment that got fwmark `fw` (id-form key): false means DROP it. */
-  first(key: Uint8Array, fw: number, pkt: Uint8Array, len: number, now: number): boolean;
-  /** Outcome of the last `nonFirst` (1 = stored), for the trace. */
-  readonly lastStatus?: number;
-}
+export type { FragmentTracker } from "./fragment_steps.ts";
 
 /** Configuration of an {@link LbDecider}. */
 export interface LbOptions {
@@ -56,8 +45,7 @@ export interface LbOptions {
 /** The `lb` decision procedure, with its scratch key parse reused for every packet. */
 export class LbDecider {
   declare readonly table: MaglevTable;
-  declare readonly lbTier: MaglevTable | undefined;
-  declare readonly fragments: FragmentTracker | undefined;
+  declare readonly fragments: FragmentSteps;
   declare readonly hashMode: number;
   declare readonly udpencap: number;
   declare readonly notargetsFwmark: number;
@@ -67,12 +55,11 @@ export class LbDecider {
 
   constructor(opts: LbOptions) {
     this.table = opts.table;
-    this.lbTier = opts.lbTier;
-    this.fragments = opts.fragments;
     this.hashMode = (opts.hashMode ?? 1) & 0xffff;
     this.udpencap = (opts.udpencap ?? 0) & 0xffff;
     this.notargetsFwmark = opts.notargetsFwmark ?? -1;
     this.trace = opts.trace ?? NO_TRACE;
+    this.fragments = new FragmentSteps(opts.lbTier, opts.fragments, this.trace);
     this.parse = new KeyParse();
   }
 
@@ -87,84 +74,13 @@ export class LbDecider {
     if (rc < 0) return -1;
     const t = this.trace;
     if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
-      const early = fragmentVerdict(rc, p.key, this.lbTier, this.fragments, buf, off, len, now, t);
+      const early = this.fragments.early(rc, p.key, buf, off, len, now);
       if (early !== CONTINUE) return early;
     }
     const fw = fwmarkFor(this.table, hashKey(p.key, this.hashMode));
     if ((t.mask & TRACE_PACKET) !== 0) t.line(`Load-balance packet. fw=${fw}`);
     if (fw < 0) return this.notargetsFwmark;
-    if (
-      (rc & RC_FIRST_FRAG) !== 0 && !firstFragment(p, fw, this.fragments, buf, off, len, now, t)
-    ) {
-      return -1;
-    }
+    if ((rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) return -1;
     return fw;
   }
-}
-
-/** {@link fragmentVerdict}: no verdict yet, go on to the target lookup. */
-export const CONTINUE = -2;
-
-/**
- * The fragment steps of SPEC 5.2/5.3 that come before the target lookup, for
- * `lb` and `flowlb` alike: a fragment (first or not) whose address hash
- * selects another LB instance in the LB tier is sent there; a non-first
- * fragment gets the fwmark recorded for its datagram (−1: DROP). Returns
- * {@link CONTINUE} for everything else.
- */
-export function fragmentVerdict(
-  rc: number,
-  key: Uint8Array,
-  tier: MaglevTable | undefined,
-  frags: FragmentTracker | undefined,
-  buf: Uint8Array,
-  off: number,
-  len: number,
-  now: number,
-  trace: TraceSink = NO_TRACE,
-): number {
-  if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) === 0) return CONTINUE;
-  const traced = (trace.mask & TRACE_FRAG) !== 0;
-  if (tier !== undefined) {
-    const fw = fwmarkFor(tier, addressHash(key));
-    if (fw >= 0 && fw !== tier.ownFwmark) {
-      if (traced) trace.line(`Fragment to LB tier. fw=${fw}`);
-      return fw;
-    }
-  }
-  if ((rc & RC_FIRST_FRAG) !== 0) return CONTINUE;
-  const fw = frags === undefined ? -1 : frags.nonFirst(key, buf.subarray(off, off + len), len, now);
-  if (traced) {
-    trace.line(
-      fw >= 0
-        ? `Handle non-first frag locally fwmark=${fw}`
-        : frags?.lastStatus === FRAG_STORED
-        ? "Fragment stored"
-        : "Fragment dropped",
-    );
-  }
-  return fw;
-}
-
-/**
- * Record fwmark `fw` for a first fragment's datagram (its key turned into the
- * id form, SPEC 5.2); false means DROP the first fragment.
- */
-export function firstFragment(
-  p: KeyParse,
-  fw: number,
-  frags: FragmentTracker | undefined,
-  buf: Uint8Array,
-  off: number,
-  len: number,
-  now: number,
-  trace: TraceSink = NO_TRACE,
-): boolean {
-  setIdForm(p.key, p.fragId);
-  const traced = (trace.mask & TRACE_FRAG) !== 0;
-  if (traced) trace.line("First fragment");
-  const ok = frags !== undefined &&
-    frags.first(p.key, fw, buf.subarray(off, off + len), len, now);
-  if (!ok && traced) trace.line("FAILED: Handle first fragment");
-  return ok;
 }

@@ -21,6 +21,7 @@ import {
   PROTO_UDP,
 } from "../lib/flow_types.ts";
 import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet.ts";
+import { prng } from "./prng.ts";
 
 // ---------------------------------------------------------------------------
 // Packet construction (bytes on the wire, IP header first)
@@ -522,18 +523,6 @@ Deno.test("classifier: no flows, and packets in a larger buffer at an offset", (
 
 // ---------------------------------------------------------------------------
 // Property test: compiled classifier === linear scan
-
-/** mulberry32: small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Gen {
   readonly r: () => number;

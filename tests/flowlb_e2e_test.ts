@@ -46,6 +46,7 @@
 import assert from "node:assert/strict";
 import { runCli } from "./cli_helpers.ts";
 import { Addressing, buildTopology } from "./e2e_topology.ts";
+import { LineProcess } from "./line_process.ts";
 import { type CommandResult, isRoot, type TestNet, withTestNet } from "./netns.ts";
 
 const ROOT = isRoot();
@@ -90,85 +91,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------- processes
 
-/** A process started with TestNet.spawn, with line-wise access to stdout. */
-class Proc {
-  readonly lines: string[] = [];
-  readonly child: Deno.ChildProcess;
-  readonly stderr: Promise<string>;
-  readonly #pump: Promise<void>;
-  #eof = false;
-  #wake: (() => void) | null = null;
-
-  constructor(net: TestNet, ns: string, cmd: string[], readonly label: string) {
-    this.child = net.spawn(ns, cmd);
-    this.stderr = new Response(this.child.stderr).text();
-    this.#pump = this.#read();
-  }
-
-  async #read(): Promise<void> {
-    let partial = "";
-    try {
-      for await (const chunk of this.child.stdout.pipeThrough(new TextDecoderStream())) {
-        const parts = (partial + chunk).split("\n");
-        partial = parts.pop()!;
-        this.lines.push(...parts);
-        this.#wake?.();
-      }
-    } catch {
-      // the stream was cancelled by the cleanup
-    }
-    if (partial !== "") this.lines.push(partial);
-    this.#eof = true;
-    this.#wake?.();
-  }
-
-  get pid(): number {
-    return this.child.pid;
-  }
-
-  /** Wait until stdout line `index` or later matches `re`; returns that line. */
-  async waitLine(re: RegExp, index = 0, ms = 30000): Promise<string> {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const hit = this.lines.slice(index).find((l) => re.test(l));
-      if (hit !== undefined) return hit;
-      const left = deadline - Date.now();
-      if (this.#eof || left <= 0) break;
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await new Promise<void>((r) => {
-        this.#wake = r;
-        timer = setTimeout(r, left);
-      });
-      this.#wake = null;
-      clearTimeout(timer);
-    }
-    const st = this.#eof ? await this.child.status : undefined;
-    throw new Error(
-      `${this.label}: no line matching ${re} (exit ${st?.code ?? "-"}); stdout:\n` +
-        `${this.lines.join("\n")}\nstderr:\n${st ? await this.stderr : "(running)"}`,
-    );
-  }
-
-  /** Wait for `count` lines matching `re`. */
-  async waitCount(re: RegExp, count: number, ms = 30000): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (this.lines.filter((l) => re.test(l)).length < count) {
-      const last = this.lines.length;
-      await this.waitLine(/[^]*/, last, Math.max(1, deadline - Date.now()));
-    }
-  }
-
-  /** Close stdin, wait for the exit; returns status and stderr. */
-  async finish(): Promise<{ code: number; signal: string | null; stderr: string }> {
-    await this.child.stdin.close().catch(() => undefined);
-    const st = await this.child.status;
-    await this.#pump;
-    return { code: st.code, signal: st.signal, stderr: await this.stderr };
-  }
-}
-
 /** `nfqlb flowlb` in the LB namespace. */
-class FlowLb extends Proc {
+class FlowLb extends LineProcess {
   constructor(net: TestNet, ns: string, args: string[]) {
     super(
       net,
@@ -181,7 +105,7 @@ class FlowLb extends Proc {
   /** Wait for the `FragTable;` line and one `queue_length=` line per queue. */
   async ready(): Promise<void> {
     await this.waitLine(/^FragTable; /);
-    await this.waitCount(/^queue_length=1024, mtu=1500, SO_RCVBUF=\d+ \(\d+\)$/, QUEUES.length);
+    await this.waitLines(/^queue_length=1024, mtu=1500, SO_RCVBUF=\d+ \(\d+\)$/, QUEUES.length);
   }
 
   /** SIGTERM and wait for the exit. */
@@ -209,16 +133,14 @@ interface ProbeResult {
 }
 
 /** The prober in the client namespace: runs a batch of jobs concurrently per request. */
-class Prober extends Proc {
+class Prober extends LineProcess {
   constructor(net: TestNet, ns: string) {
     super(net, ns, PROBE, "prober");
   }
 
   async run(jobs: Job[]): Promise<ProbeResult[]> {
     const index = this.lines.length;
-    const w = this.child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(JSON.stringify({ jobs }) + "\n"));
-    w.releaseLock();
+    await this.write(JSON.stringify({ jobs }) + "\n");
     const line = await this.waitLine(/^\{"results"/, index);
     return (JSON.parse(line) as { results: ProbeResult[] }).results;
   }
@@ -367,11 +289,11 @@ Deno.test({
         }
 
         // ---- targets, prober
-        const servers: Proc[] = [];
+        const servers: LineProcess[] = [];
         for (const [i, ns] of targets) {
           for (const port of PORTS) {
             servers.push(
-              new Proc(net, ns, [
+              new LineProcess(net, ns, [
                 ...TARGET,
                 `--name=${tName(i)}`,
                 `--vip4=${VIP4}`,

@@ -9,24 +9,15 @@ import { FlowStore } from "../lib/flow_store.ts";
 import { activate, initTable } from "../lib/maglev.ts";
 import { MaglevTable, tableSize } from "../lib/maglev_table.ts";
 import { TRACE_PACKET, TRACE_SCTP } from "../lib/trace.ts";
+import { type GoldenRow, goldenRows, unhex } from "./golden_packets.ts";
 
-interface Row {
-  file: string;
-  index: number;
-  udpencap: number;
-  hash_mode: number;
-  rc: number;
-  hash: number;
-  packet: string;
-}
-
-const rows: Row[] = Deno.readTextFileSync(new URL("./testdata/packets.jsonl", import.meta.url))
-  .trim().split("\n").map((l) => JSON.parse(l));
+type Row = GoldenRow;
+const rows = goldenRows;
 const row = (file: string, index: number, udpencap = 0) =>
   rows.find((r) =>
     r.file === file && r.index === index && r.hash_mode === 1 && r.udpencap === udpencap
   )!;
-const bytes = (r: Row) => Uint8Array.from(r.packet.match(/../g)!, (h) => parseInt(h, 16));
+const bytes = (r: Row) => unhex(r.packet);
 
 /** Two tables: "a" = golden default-4 (100..103), "b" = fresh with target 200 only. */
 function tables(): Map<string, MaglevTable> {

@@ -41,6 +41,7 @@
 import assert from "node:assert/strict";
 import { runCli } from "./cli_helpers.ts";
 import { Addressing, buildTopology } from "./e2e_topology.ts";
+import { LineProcess } from "./line_process.ts";
 import { isRoot, type TestNet, withTestNet } from "./netns.ts";
 
 const ROOT = isRoot();
@@ -94,82 +95,8 @@ function traceMask(): number {
 
 // ---------------------------------------------------------------- processes
 
-/** A process started with TestNet.spawn, with line-wise access to stdout. */
-class Proc {
-  readonly lines: string[] = [];
-  readonly child: Deno.ChildProcess;
-  private readonly out: ReadableStreamDefaultReader<string>;
-  private readonly stderrText: Promise<string>;
-  private partial = "";
-  private eof = false;
-  private pending: Promise<void> | null = null;
-
-  constructor(net: TestNet, ns: string, cmd: string[], readonly label: string) {
-    this.child = net.spawn(ns, cmd);
-    this.out = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    this.stderrText = new Response(this.child.stderr).text();
-  }
-
-  get pid(): number {
-    return this.child.pid;
-  }
-
-  private readMore(): Promise<void> {
-    this.pending ??= this.out.read().then(({ value, done }) => {
-      this.pending = null;
-      if (done) {
-        this.eof = true;
-        if (this.partial !== "") this.lines.push(this.partial);
-        this.partial = "";
-        return;
-      }
-      const parts = (this.partial + value).split("\n");
-      this.partial = parts.pop()!;
-      this.lines.push(...parts);
-    });
-    return this.pending;
-  }
-
-  /** Wait until `count` stdout lines match `re`; returns them. */
-  async waitLines(re: RegExp, count = 1, ms = 30000): Promise<string[]> {
-    const deadline = Date.now() + ms;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      for (;;) {
-        const hits = this.lines.filter((l) => re.test(l));
-        if (hits.length >= count) return hits;
-        const left = deadline - Date.now();
-        if (this.eof || left <= 0) break;
-        const timeout = new Promise<"timeout">((
-          r,
-        ) => (timer = setTimeout(() => r("timeout"), left)));
-        const r = await Promise.race([this.readMore(), timeout]);
-        clearTimeout(timer);
-        if (r === "timeout") break;
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    const st = this.eof ? await this.child.status : undefined;
-    throw new Error(
-      `${this.label}: no ${count} line(s) matching ${re} (exit ${st?.code ?? "-"}); stdout:\n` +
-        `${this.lines.join("\n")}\nstderr:\n${st ? await this.stderrText : "(running)"}`,
-    );
-  }
-
-  /** Close stdin, wait for the exit; returns status, all stdout lines and stderr. */
-  async finish(): Promise<
-    { code: number; signal: string | null; lines: string[]; stderr: string }
-  > {
-    await this.child.stdin.close().catch(() => undefined);
-    const st = await this.child.status;
-    while (!this.eof) await this.readMore();
-    return { code: st.code, signal: st.signal, lines: this.lines, stderr: await this.stderrText };
-  }
-}
-
 /** `nfqlb lb` in the LB namespace. */
-class Lb extends Proc {
+class Lb extends LineProcess {
   constructor(net: TestNet, ns: string, readonly queues: number[], args: string[]) {
     super(net, ns, [DENO, "run", "--allow-all", CLI, "lb", ...args], "nfqlb lb");
   }
@@ -341,7 +268,7 @@ Deno.test({
 
         // ---- targets
         const servers = [...targets].map(([i, ns]) =>
-          new Proc(net, ns, [
+          new LineProcess(net, ns, [
             ...TARGET,
             `--name=${tName(i)}`,
             `--vip4=${VIP4}`,
@@ -418,7 +345,7 @@ Deno.test({
         await t.step(
           "trace --selection=packet: one line per packet with its fwmark; detaching resets the mask",
           async () => {
-            const tr = new Proc(net, lb, [
+            const tr = new LineProcess(net, lb, [
               DENO,
               "run",
               "--allow-all",
@@ -597,7 +524,7 @@ Deno.test({
               const before = (await procQueues(net, lb)).get(Q)!;
               Deno.kill(d.pid, "SIGSTOP");
               await until(() => Promise.resolve(processState(d.pid)), (s) => s === "T");
-              const client = new Proc(net, cl, [
+              const client = new LineProcess(net, cl, [
                 ...CLIENT,
                 `--dst4=${VIP4}`,
                 `--port=${PORT}`,

@@ -9,24 +9,11 @@ import { activate, deactivate, initTable } from "../lib/maglev.ts";
 import { MaglevTable, tableSize } from "../lib/maglev_table.ts";
 import { ETH_P_IP, ETH_P_IPV6 } from "../lib/packet.ts";
 import { TRACE_FRAG, TRACE_PACKET, type TraceSink } from "../lib/trace.ts";
-
-interface Row {
-  file: string;
-  index: number;
-  udpencap: number;
-  hash_mode: number;
-  rc: number;
-  hash: number;
-  addr_hash: number;
-  key: string;
-  packet: string;
-  fixed?: { rc: number; hash: number; addr_hash: number; key: string };
-}
+import { goldenRows, unhex } from "./golden_packets.ts";
 
 const golden = Deno.readFileSync(new URL("./testdata/shm/default-4.shm", import.meta.url));
-const rows: Row[] = Deno.readTextFileSync(new URL("./testdata/packets.jsonl", import.meta.url))
-  .trim().split("\n").map((l) => JSON.parse(l));
-const hex = (s: string) => Uint8Array.from(s.match(/../g) ?? [], (b) => parseInt(b, 16));
+const rows = goldenRows;
+const hex = unhex;
 
 /** fwmark for `hash` read from the golden default-4 bytes (SPEC 2.2, 3.4). */
 function goldenFwmark(hash: number): number {

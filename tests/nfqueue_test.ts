@@ -9,7 +9,8 @@
  * checked with counting iptables rules in mangle INPUT.
  */
 import assert from "node:assert/strict";
-import { NfQueue, requestedRcvbuf, startupLine } from "../ffi/nfqueue.ts";
+import { NfQueue, type NfQueueStats, requestedRcvbuf, startupLine } from "../ffi/nfqueue.ts";
+import { LineProcess } from "./line_process.ts";
 import { isRoot, type TestNet, withTestNet } from "./netns.ts";
 
 // ---------------------------------------------------------------- pure helpers
@@ -64,90 +65,22 @@ interface Summary {
   l3: Record<string, number>;
   lengths: number[];
   tags: number[];
-  stats: {
-    batches: number;
-    datagrams: number;
-    packets: number;
-    maxBatch: number;
-    verdicts: number;
-    verdictMessages: number;
-    batchVerdicts: number;
-    sends: number;
-    truncated: number;
-    enobufs: number;
-    repeated: number;
-  };
+  stats: NfQueueStats;
   verdictErrors: { count: number; lastErrno: number };
   bad: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A queue_reader.ts subprocess with line-wise access to its stdout. */
-class Reader {
-  readonly lines: string[] = [];
-  private readonly child: Deno.ChildProcess;
-  private readonly out: ReadableStreamDefaultReader<string>;
-  private readonly stdin: WritableStreamDefaultWriter<Uint8Array>;
-  private readonly stderr: Promise<string>;
-  private partial = "";
-  private eof = false;
-
+/** A queue_reader.ts subprocess. */
+class Reader extends LineProcess {
   constructor(net: TestNet, ns: string, args: string[]) {
-    this.child = net.spawn(ns, [...READER, ...args]);
-    this.out = this.child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    this.stdin = this.child.stdin.getWriter();
-    this.stderr = new Response(this.child.stderr).text();
-  }
-
-  private async readMore(): Promise<void> {
-    const { value, done } = await this.out.read();
-    if (done) {
-      this.eof = true;
-      if (this.partial !== "") this.lines.push(this.partial);
-      this.partial = "";
-      return;
-    }
-    const parts = (this.partial + value).split("\n");
-    this.partial = parts.pop()!;
-    this.lines.push(...parts);
+    super(net, ns, [...READER, ...args], "reader");
   }
 
   /** Wait for a stdout line matching `re` (or ERROR), within `ms`. */
-  async waitFor(re: RegExp, ms = 15000): Promise<string> {
-    const deadline = Date.now() + ms;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      for (let i = 0;; i++) {
-        const hit = this.lines.find((l) => re.test(l) || l.startsWith("ERROR"));
-        if (hit !== undefined) return hit;
-        if (this.eof) break;
-        const left = deadline - Date.now();
-        if (left <= 0) break;
-        const timeout = new Promise<"timeout">((
-          r,
-        ) => (timer = setTimeout(() => r("timeout"), left)));
-        const r = await Promise.race([this.readMore(), timeout]);
-        clearTimeout(timer);
-        if (r === "timeout") break;
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-    throw new Error(`reader: no line matching ${re}; output:\n${this.lines.join("\n")}`);
-  }
-
-  /** Write `text` to the reader's stdin. */
-  async write(text: string): Promise<void> {
-    await this.stdin.write(new TextEncoder().encode(text));
-  }
-
-  /** Close stdin (asks the reader to stop), wait for exit, return code, lines and stderr. */
-  async finish(): Promise<{ code: number; lines: string[]; stderr: string }> {
-    await this.stdin.close().catch(() => undefined);
-    const st = await this.child.status;
-    while (!this.eof) await this.readMore();
-    return { code: st.code, lines: this.lines, stderr: await this.stderr };
+  waitFor(re: RegExp, ms = 15000): Promise<string> {
+    return this.waitLine((l) => re.test(l) || l.startsWith("ERROR"), 0, ms);
   }
 
   /** The JSON summary line printed at exit. */

@@ -22,39 +22,17 @@ import {
 } from "../lib/packet.ts";
 import { IPV6_MAX_EXT_HEADERS, Ipv6ExtWalk, ipv6WalkExtensionHeaders } from "../lib/wire/ipv6.ts";
 import { ETH_HEADER_LEN, ethertype, LINKTYPE_ETHERNET, readPcap } from "./pcap.ts";
+import { type GoldenExpect, type GoldenRow, goldenRows, unhex } from "./golden_packets.ts";
+import { prng } from "./prng.ts";
 
 const DATA = new URL("./testdata/", import.meta.url);
-
-interface Expect {
-  rc: number;
-  key: string;
-  hash: number;
-  addr_hash: number;
-  fragid: number;
-}
-interface Row extends Expect {
-  file: string;
-  index: number;
-  udpencap: number;
-  hash_mode: number;
-  packet: string;
-  defect?: string;
-  fixed?: Expect;
-}
 
 function hex(b: Uint8Array): string {
   let s = "";
   for (const x of b) s += x.toString(16).padStart(2, "0");
   return s;
 }
-function unhex(s: string): Uint8Array {
-  const out = new Uint8Array(s.length >>> 1);
-  for (let i = 0; i < out.length; i++) out[i] = parseInt(s.substr(i * 2, 2), 16);
-  return out;
-}
-
-const rows: Row[] = Deno.readTextFileSync(new URL("packets.jsonl", DATA))
-  .split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l));
+const rows = goldenRows;
 
 const pcaps = new Map<string, Uint8Array[]>();
 function frames(file: string): Uint8Array[] {
@@ -69,13 +47,13 @@ function frames(file: string): Uint8Array[] {
 }
 
 /** The expectation a correct implementation must meet (`fixed` where 1.2.0 was wrong). */
-function expected(r: Row): Expect {
+function expected(r: GoldenRow): GoldenExpect {
   return r.fixed ?? r;
 }
 
 const VALID_RC = new Set([-1, 0, 1, 2, 4, 5, 8, 12, 16, 17, 32, 33, 40]);
 
-function row(file: string, index: number, udpencap = 0): Row {
+function row(file: string, index: number, udpencap = 0): GoldenRow {
   const r = rows.find((x) => x.file === file && x.index === index && x.udpencap === udpencap);
   assert.ok(r, `golden row ${file} #${index}`);
   return r;
@@ -230,18 +208,6 @@ Deno.test("SPEC 4.3: udp-ipv6.pcap #0 first fragment (fixed ports, fragid 979822
 });
 
 // ----------------------------------------------------------- (c) robustness
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ka = new KeyParse();
 const kb = new KeyParse();
@@ -632,8 +598,6 @@ Deno.test("wire/ipv6: walker reports L4 offset and fragment header", () => {
 });
 
 Deno.test("parseKeyAt: every golden packet parsed in place at an offset inside garbage", () => {
-  const lines = Deno.readTextFileSync(new URL("./testdata/packets.jsonl", import.meta.url))
-    .trim().split("\n");
   const big = new Uint8Array(70000);
   let seed = 7;
   for (let i = 0; i < big.length; i++) {
@@ -642,9 +606,8 @@ Deno.test("parseKeyAt: every golden packet parsed in place at an offset inside g
   }
   const a = new KeyParse();
   const b = new KeyParse();
-  for (const line of lines) {
-    const row = JSON.parse(line);
-    const pkt = Uint8Array.from(row.packet.match(/../g) ?? [], (h: string) => parseInt(h, 16));
+  for (const row of goldenRows) {
+    const pkt = unhex(row.packet);
     const l3 = pkt.length > 0 && pkt[0] >> 4 === 6 ? 0x86dd : 0x0800;
     for (const off of [1, 333, big.length - pkt.length]) {
       const buf = big.slice();
