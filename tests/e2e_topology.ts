@@ -114,3 +114,18 @@ export async function buildTopology(net: TestNet, a: Addressing): Promise<Topolo
   }
   return { cl, lb, targets, ip, sysctl };
 }
+
+/** One exchange reported by tests/fixtures/e2e_client.ts. */
+export interface ClientResult {
+  proto: "tcp" | "udp";
+  src: string;
+  sport: number;
+  /** Name of the target that answered, null if none did. */
+  target: string | null;
+  tries: number;
+  error?: string;
+}
+
+/** A 5-tuple's identity in result maps: `proto/src/sport` (the VIP and port are fixed). */
+export const tupleKey = (r: { proto: string; src: string; sport: number }): string =>
+  `${r.proto}/${r.src}/${r.sport}`;

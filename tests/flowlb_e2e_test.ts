@@ -45,7 +45,7 @@
  */
 import assert from "node:assert/strict";
 import { runCli } from "./cli_helpers.ts";
-import { Addressing, buildTopology } from "./e2e_topology.ts";
+import { Addressing, buildTopology, type ClientResult, tupleKey } from "./e2e_topology.ts";
 import { LineProcess } from "./line_process.ts";
 import { type CommandResult, isRoot, type TestNet, withTestNet } from "./netns.ts";
 
@@ -176,18 +176,6 @@ async function predict(
   );
   return MARK_TO_TARGET.get(JSON.parse(out).fwmark as number) ?? null;
 }
-
-interface ClientResult {
-  proto: "tcp" | "udp";
-  src: string;
-  sport: number;
-  target: string | null;
-  tries: number;
-  error?: string;
-}
-
-const tupleKey = (r: { proto: string; src: string; sport: number }) =>
-  `${r.proto}/${r.src}/${r.sport}`;
 
 /** One JSON line of `nfqlb flow-list --name=<name>` parsed (for counters). */
 function parseFlow(text: string): { name: string; matches_count: number } {

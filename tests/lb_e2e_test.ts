@@ -40,7 +40,7 @@
  */
 import assert from "node:assert/strict";
 import { runCli } from "./cli_helpers.ts";
-import { Addressing, buildTopology } from "./e2e_topology.ts";
+import { Addressing, buildTopology, type ClientResult, tupleKey } from "./e2e_topology.ts";
 import { LineProcess } from "./line_process.ts";
 import { isRoot, type TestNet, withTestNet } from "./netns.ts";
 
@@ -123,18 +123,6 @@ async function cli(...args: string[]): Promise<string> {
   assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: exit ${r.code}: ${r.err}`);
   return r.out;
 }
-
-interface ClientResult {
-  proto: "tcp" | "udp";
-  src: string;
-  sport: number;
-  target: string | null;
-  tries: number;
-  error?: string;
-}
-
-const tupleKey = (r: { proto: string; src: string; sport: number }) =>
-  `${r.proto}/${r.src}/${r.sport}`;
 
 /** Target name `nfqlb fwmark` predicts for a tuple to the VIP (null: no target). */
 async function predict(shm: string, r: { proto: string; src: string; sport: number }) {
