@@ -21,7 +21,7 @@ export {
   IPPROTO_TCP,
   IPPROTO_UDP,
   KEY_LEN,
-} from "./lib/hash.ts";
+} from "./lib/packet/hash.ts";
 export {
   ETH_P_IP,
   ETH_P_IPV6,
@@ -38,8 +38,8 @@ export {
   RC_NO_PORTS,
   RC_NON_FIRST_FRAG,
   RC_UDP_ENCAP,
-} from "./lib/packet.ts";
-export { MaglevTable, TableFormatError, tableSize } from "./lib/maglev_table.ts";
+} from "./lib/packet/parse.ts";
+export { MaglevTable, TableFormatError, tableSize } from "./lib/maglev/table.ts";
 export {
   activate,
   activateIndex,
@@ -48,7 +48,7 @@ export {
   fwmarkFor,
   initTable,
   populate,
-} from "./lib/maglev.ts";
-export { primeBelow } from "./lib/prime.ts";
-export { GlibcRand } from "./lib/glibc_rand.ts";
-export { formatIPv6, mapIPv4, parseIPv4, parseIPv6 } from "./lib/inet.ts";
+} from "./lib/maglev/maglev.ts";
+export { primeBelow } from "./lib/maglev/prime.ts";
+export { GlibcRand } from "./lib/maglev/glibc_rand.ts";
+export { formatIPv6, mapIPv4, parseIPv4, parseIPv6 } from "./lib/ccompat/inet.ts";

@@ -22,8 +22,8 @@
  * memory of a worst-case set of 10000 flows at every per-flow limit.
  */
 
-import { compileFlows } from "../lib/classifier.ts";
-import { FlowMatch, matchFlowLinear } from "../lib/flow_match.ts";
+import { compileFlows } from "../lib/flow/classifier.ts";
+import { FlowMatch, matchFlowLinear } from "../lib/flow/match.ts";
 import {
   type Cidr,
   type Flow,
@@ -32,9 +32,9 @@ import {
   PROTO_SCTP,
   PROTO_TCP,
   PROTO_UDP,
-} from "../lib/flow_types.ts";
-import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet.ts";
-import { prng } from "../tests/prng.ts";
+} from "../lib/flow/types.ts";
+import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet/parse.ts";
+import { prng } from "../testkit/prng.ts";
 
 /** Packets classified per bench iteration. */
 const MIX = 256;

@@ -10,8 +10,8 @@
  * the worst case for bucket scans.
  */
 
-import { FragTable } from "../lib/fragtable.ts";
-import { FTSHM_SIZE } from "../lib/ftshm.ts";
+import { FragTable } from "../lib/frag/table.ts";
+import { FTSHM_SIZE } from "../lib/frag/stats.ts";
 
 function ipv4Frag(offset8: number, mf: boolean, payload: number): Uint8Array {
   const len = 20 + payload;

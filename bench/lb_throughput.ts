@@ -64,7 +64,7 @@
  * @module
  */
 import { main } from "../cli/main.ts";
-import { exec, isRoot, run, TestNet } from "../tests/netns.ts";
+import { exec, isRoot, run, TestNet } from "../testkit/netns.ts";
 
 const USAGE = "usage: deno run --allow-all bench/lb_throughput.ts [--queues=N] [--runs=R] " +
   "[--duration=S] [--streams=P] [--length=BYTES] [--bitrate=RATE] [--qlength=N] " +

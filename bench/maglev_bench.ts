@@ -4,9 +4,9 @@
  * Run: `deno bench --allow-all bench/maglev_bench.ts`.
  */
 import { createShm, unlinkShm } from "../ffi/shm.ts";
-import { djb2, hashKey, KEY_LEN } from "../lib/hash.ts";
-import { activate, fwmarkFor, initTable, populate } from "../lib/maglev.ts";
-import { type MaglevTable, tableSize } from "../lib/maglev_table.ts";
+import { djb2, hashKey, KEY_LEN } from "../lib/packet/hash.ts";
+import { activate, fwmarkFor, initTable, populate } from "../lib/maglev/maglev.ts";
+import { type MaglevTable, tableSize } from "../lib/maglev/table.ts";
 
 function table(m: number, n: number): MaglevTable {
   const t = initTable(new ArrayBuffer(tableSize(m, n)), m, n, 0);

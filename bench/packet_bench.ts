@@ -8,12 +8,12 @@
  * reported time by N for the cost of one packet.
  */
 
-import { djb2, hashKey, KEY_LEN } from "../lib/hash.ts";
-import { FragTable } from "../lib/fragtable.ts";
-import { LbDecider } from "../lib/lb.ts";
-import { MaglevTable } from "../lib/maglev_table.ts";
-import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet.ts";
-import { goldenRows, unhex } from "../tests/golden_packets.ts";
+import { djb2, hashKey, KEY_LEN } from "../lib/packet/hash.ts";
+import { FragTable } from "../lib/frag/table.ts";
+import { LbDecider } from "../lib/decide/lb.ts";
+import { MaglevTable } from "../lib/maglev/table.ts";
+import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet/parse.ts";
+import { goldenRows, unhex } from "../testkit/golden_packets.ts";
 
 interface Sample {
   pkt: Uint8Array;

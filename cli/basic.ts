@@ -2,8 +2,8 @@
  * Commands that need no shared memory: `version`, `primebelow`.
  * @module
  */
-import { cAtoi, toU32 } from "../lib/cnum.ts";
-import { primeBelow } from "../lib/prime.ts";
+import { cAtoi, toU32 } from "../lib/ccompat/cnum.ts";
+import { primeBelow } from "../lib/maglev/prime.ts";
 import { type Command, die } from "./command.ts";
 
 /** The version this implementation is compatible with. */

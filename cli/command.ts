@@ -5,7 +5,7 @@
  * run in-process by tests.
  * @module
  */
-import { getopt } from "../lib/getopt.ts";
+import { getopt } from "../lib/ccompat/getopt.ts";
 
 /** Where a command writes its output. */
 export interface Io {

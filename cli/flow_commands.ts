@@ -20,9 +20,9 @@
  * ```
  * @module
  */
-import { type Action, buildRequest, decodeReply } from "../lib/control_protocol.ts";
-import { byteLength, checkName, type FlowFields } from "../lib/flow.ts";
-import { parseSocketAddress, type SocketAddress } from "../lib/sockaddr.ts";
+import { type Action, buildRequest, decodeReply } from "../lib/flow/control_protocol.ts";
+import { byteLength, checkName, type FlowFields } from "../lib/flow/parse.ts";
+import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { type Command, die, type Invocation, type OptionDecl } from "./command.ts";
 
 /**

@@ -4,7 +4,7 @@
  * @module
  */
 import { strerror } from "../ffi/libc.ts";
-import type { SocketAddress } from "../lib/sockaddr.ts";
+import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { TransportError } from "./flow_commands.ts";
 
 /** Longest reply read (a list of many flows); the rest is discarded. */

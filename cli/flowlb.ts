@@ -5,12 +5,12 @@
  * and bumps the shared version they poll between batches.
  * @module
  */
-import { parseSocketAddress } from "../lib/sockaddr.ts";
-import type { FlowSnapshot } from "../lib/flow_store.ts";
+import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { type Command, die, type Io } from "./command.ts";
-import { prepareDaemon, startQueueThreads, stopOnSignals } from "./daemon.ts";
-import { daemonConfig, daemonOptions } from "./daemon_options.ts";
-import type { ControlMessage, ControlStart } from "./control_worker.ts";
+import { prepareDaemon, startQueueThreads, stopOnSignals } from "../daemon/threads.ts";
+import { daemonConfig, daemonOptions } from "../daemon/options.ts";
+import type { ControlMessage, ControlStart } from "../daemon/control_worker.ts";
 import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
 
 type Ready = ControlMessage & { type: "ready" };
@@ -32,7 +32,7 @@ class ControlThread {
     let isReady = false;
     this.ready = new Promise<Ready>((res, rej) => [ready, failed] = [res, rej]);
     this.stopped = new Promise<void>((res) => stopped = res);
-    this.#worker = new Worker(new URL("./control_worker.ts", import.meta.url), {
+    this.#worker = new Worker(new URL("../daemon/control_worker.ts", import.meta.url), {
       type: "module",
       name: "control",
     });

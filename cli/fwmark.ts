@@ -3,7 +3,7 @@
  * would compute for an address pair (SPEC 1.5).
  * @module
  */
-import { parseStrictInt } from "../lib/cnum.ts";
+import { parseStrictInt } from "../lib/ccompat/cnum.ts";
 import {
   addressHash,
   hashKey,
@@ -16,10 +16,10 @@ import {
   KEY_PROTO,
   KEY_SPORT,
   KEY_SRC,
-} from "../lib/hash.ts";
-import { mapIPv4, parseIPv4, parseIPv6 } from "../lib/inet.ts";
+} from "../lib/packet/hash.ts";
+import { mapIPv4, parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import { type Command, die } from "./command.ts";
-import { openTable } from "./open_table.ts";
+import { openTable } from "../daemon/open_table.ts";
 
 const MAX_ADDRESS_TEXT = 60;
 const PROTOCOLS: Record<string, number> = {

@@ -6,9 +6,9 @@
  * @module
  */
 import type { Command } from "./command.ts";
-import { prepareDaemon, startQueueThreads, stopOnSignals } from "./daemon.ts";
-import { daemonConfig, daemonOptions } from "./daemon_options.ts";
-import { openTable } from "./open_table.ts";
+import { prepareDaemon, startQueueThreads, stopOnSignals } from "../daemon/threads.ts";
+import { daemonConfig, daemonOptions } from "../daemon/options.ts";
+import { openTable } from "../daemon/open_table.ts";
 
 /** `lb`: load-balance packets from NFQUEUE with one target table. */
 export const lbCommand: Command = {

@@ -5,10 +5,10 @@
  */
 import { LibcError } from "../ffi/libc.ts";
 import { openShm } from "../ffi/shm.ts";
-import { parseStrictInt } from "../lib/cnum.ts";
-import { formatStats, FTSHM_SIZE } from "../lib/ftshm.ts";
+import { parseStrictInt } from "../lib/ccompat/cnum.ts";
+import { formatStats, FTSHM_SIZE } from "../lib/frag/stats.ts";
 import { type Command, die } from "./command.ts";
-import { LOGLEVEL_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
 /** `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`. */
 export const statsCommand: Command = {

@@ -4,7 +4,7 @@
  * touched, so bad input never leaves a half-changed table.
  * @module
  */
-import { parseStrictInt } from "../lib/cnum.ts";
+import { parseStrictInt } from "../lib/ccompat/cnum.ts";
 import {
   activate,
   activateIndex,
@@ -12,13 +12,13 @@ import {
   deactivateIndex,
   initTable,
   sleepSync,
-} from "../lib/maglev.ts";
-import { MAX_M, MIN_M, tableSize } from "../lib/maglev_table.ts";
-import { primeBelow } from "../lib/prime.ts";
+} from "../lib/maglev/maglev.ts";
+import { MAX_M, MIN_M, tableSize } from "../lib/maglev/table.ts";
+import { primeBelow } from "../lib/maglev/prime.ts";
 import { createShm, unlinkShm } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { type Command, die, type Invocation } from "./command.ts";
-import { openTable } from "./open_table.ts";
+import { openTable } from "../daemon/open_table.ts";
 
 /** Default target-table name. */
 export const DEFAULT_SHM = "nfqlb";

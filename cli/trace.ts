@@ -4,13 +4,13 @@
  * and copy its trace stream to stdout until the daemon closes it.
  * @module
  */
-import { cStrtol0 } from "../lib/cnum.ts";
-import { parseSocketAddress } from "../lib/sockaddr.ts";
-import { formatMask, selectionMask, TRACE_SELECTION } from "../lib/trace.ts";
+import { cStrtol0 } from "../lib/ccompat/cnum.ts";
+import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { formatMask, selectionMask, TRACE_SELECTION } from "../lib/trace/mask.ts";
 import type { Command } from "./command.ts";
 import { TransportError } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
-import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { MASK_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
 /** `trace`: set the trace mask and print a running daemon's trace output. */
 export const traceCommand: Command = {

@@ -67,7 +67,7 @@ import {
   PacketTable,
   parseDatagram,
   VerdictBuffer,
-} from "../lib/nfnetlink.ts";
+} from "../lib/nfqueue/codec.ts";
 
 /** Address families for nfq_bind_pf. */
 const AF_INET = 2;

@@ -19,8 +19,8 @@
  */
 import { errno, getLibc, LibcError } from "./libc.ts";
 import { getSocketLib, setIntOption, setReceiveTimeout, SOL_SOCKET } from "./socket.ts";
-import { parseIPv4, parseIPv6 } from "../lib/inet.ts";
-import type { SocketAddress } from "../lib/sockaddr.ts";
+import { parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
+import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 
 const AF_UNIX = 1;
 const AF_INET = 2;

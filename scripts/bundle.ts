@@ -10,7 +10,7 @@
  */
 const SHEBANG = "#!/usr/bin/env -S deno run --allow-all\n";
 /** Worker entry points, bundled under their own names next to the CLI. */
-const WORKERS = ["cli/queue_worker.ts", "cli/control_worker.ts", "cli/trace_worker.ts"];
+const WORKERS = ["daemon/queue_worker.ts", "daemon/control_worker.ts", "daemon/trace_worker.ts"];
 const root = new URL("../", import.meta.url);
 const output = Deno.args[0] ?? new URL("dist/nfqlb", root).pathname;
 const dir = output.replace(/\/[^/]*$/, "") || ".";

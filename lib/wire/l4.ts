@@ -13,7 +13,7 @@
  * @module
  */
 
-import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../hash.ts";
+import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../packet/hash.ts";
 
 /** Offset of the source port (u16 BE) in TCP, UDP and SCTP. */
 export const L4_SPORT = 0;

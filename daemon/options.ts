@@ -1,0 +1,144 @@
+/**
+ * Options of the packet daemons `lb` and `flowlb` (SPEC 1.8): declarations,
+ * defaults, and validation into a plain, structured-cloneable config that
+ * can be handed to the per-queue worker threads.
+ * @module
+ */
+import { parseStrictInt } from "../lib/ccompat/cnum.ts";
+import { die, type Invocation, type OptionDecl } from "../cli/command.ts";
+import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+
+/** Validated daemon configuration. */
+export interface DaemonConfig {
+  /** Target table shm name (`--tshm`, `lb` only). */
+  readonly tshm: string;
+  /** LB-tier table shm name (`--lbshm`), or "" for none. */
+  readonly lbshm: string;
+  readonly mtu: number;
+  /** tun device for re-injecting stored fragments, or "" for none. */
+  readonly tun: string;
+  readonly reassembler: number;
+  /** UDP port carrying SCTP (`--sctp_encap`, 0 = off). */
+  readonly sctpEncap: number;
+  readonly notargetsFwmark: number;
+  readonly nolbFwmark: number;
+  readonly hashMode: number;
+  /** Queue numbers served, first..last. */
+  readonly queueFirst: number;
+  readonly queueLast: number;
+  readonly qlength: number;
+  readonly ftShm: string;
+  readonly ftSize: number;
+  readonly ftBuckets: number;
+  /** Effective `--ft_frag` (0 without `--tun`). */
+  readonly ftFrag: number;
+  readonly ftTtl: number;
+  readonly traceAddress: string;
+  /** NFQA_CFG_F_FAIL_OPEN: accept instead of drop when the queue is full. */
+  readonly failOpen: boolean;
+  readonly promiscuousPing: boolean;
+  /** `--flow-state` file (flowlb), or "". */
+  readonly flowState: string;
+}
+
+const I32 = [-(2 ** 31), 2 ** 31 - 1] as const;
+const U16_MAX = 65535;
+/** Smallest MTU (SPEC 1.8: `< 576` is refused). */
+export const MIN_MTU = 576;
+/** Largest copy range NFQUEUE accepts (the kernel caps it at 0xffff). */
+export const MAX_MTU = 65535;
+
+/** Options shared by `lb` and `flowlb`, in 1.2.0's declaration order where it matters. */
+export function daemonOptions(kind: "lb" | "flowlb"): OptionDecl[] {
+  const opts: OptionDecl[] = [];
+  if (kind === "lb") opts.push({ name: "tshm", desc: "Target table shm name (default nfqlb)" });
+  opts.push(
+    { name: "lbshm", desc: "LB-tier table for fragments (default none)" },
+    { name: "mtu", desc: "Copy range and max stored fragment size, >= 576 (default 1500)" },
+    { name: "tun", desc: "tun device for re-injecting stored fragments (default none)" },
+    { name: "reassembler", desc: "Hole-descriptor pool size, 0 = off (default 0)" },
+  );
+  if (kind === "lb") {
+    opts.push({ name: "sctp_encap", desc: "UDP port of SCTP over UDP, 0 = off (default 0)" });
+  } else {
+    opts.push({ name: "promiscuous_ping", desc: "ICMP echo matches any flow", flag: true });
+    opts.push({ name: "nolb_fwmark", desc: "Verdict fwmark when no flow matches (default -1)" });
+    opts.push({ name: "flow-state", desc: "File to save flows in and restore them from" });
+  }
+  opts.push(
+    { name: "notargets_fwmark", desc: "Verdict fwmark when a table has no target (default -1)" },
+    { name: "hash_mode", desc: "1: SCTP hashes only the ports (default 1)" },
+    { name: "queue", desc: "NFQUEUE number N or range first:last (default 2)" },
+    { name: "qlength", desc: "NFQUEUE max queue length (default 1024)" },
+    { name: "ft_shm", desc: "Fragment statistics shm name (default ftshm)" },
+    { name: "ft_size", desc: "Fragment hash table size, >= 1 (default 500)" },
+    { name: "ft_buckets", desc: "Extra fragment buckets for collisions (default 500)" },
+    { name: "ft_frag", desc: "Max stored out-of-order fragments; 0 without --tun (default 100)" },
+    { name: "ft_ttl", desc: "Fragment entry idle timeout in ms (default 200)" },
+    { name: "trace_address", desc: "Trace server address (default unix:nfqlb-trace)" },
+    {
+      name: "fail-open",
+      desc: "Accept packets instead of dropping them when the queue is full",
+      flag: true,
+    },
+  );
+  return opts;
+}
+
+function int(inv: Invocation, name: string, dflt: number, min: number, max: number): number {
+  const s = inv.opts.get(name);
+  if (s === undefined) return dflt;
+  const v = parseStrictInt(s.trim(), min, max);
+  if (v === undefined) die(`Invalid --${name}=${s}; expected an integer in ${min}..${max}`);
+  return v;
+}
+
+/** Parse `--queue`: `N` or `first:last` (SPEC 5.5). */
+export function parseQueueRange(q: string): [number, number] | undefined {
+  const m = /^([0-9]{1,5})(?::([0-9]{1,5}))?$/.exec(q);
+  if (m === null) return undefined;
+  const first = Number(m[1]);
+  const last = m[2] === undefined ? first : Number(m[2]);
+  if (first > U16_MAX || last > U16_MAX || first > last) return undefined;
+  return [first, last];
+}
+
+/** Validate the options of `lb` / `flowlb`; dies with a clear message on the first bad one. */
+export function daemonConfig(inv: Invocation): DaemonConfig {
+  const mtuText = inv.opts.get("mtu");
+  const mtu = int(inv, "mtu", 1500, I32[0], I32[1]);
+  if (mtu < MIN_MTU) die(`Invalid MTU; ${mtuText}`);
+  if (mtu > MAX_MTU) die(`Invalid MTU; ${mtuText} (at most ${MAX_MTU})`);
+  const queueText = inv.opts.get("queue") ?? "2";
+  const queues = parseQueueRange(queueText);
+  if (queues === undefined) die(`queue invalid [${queueText}]`);
+  const traceAddress = inv.opts.get("trace_address") ?? "unix:nfqlb-trace";
+  if (parseSocketAddress(traceAddress) === undefined) {
+    die(`Failed to parse address [${traceAddress}]`);
+  }
+  const tun = inv.opts.get("tun") ?? "";
+  const ftFrag = int(inv, "ft_frag", 100, 0, 1_000_000);
+  return {
+    tshm: inv.opts.get("tshm") ?? "nfqlb",
+    lbshm: inv.opts.get("lbshm") ?? "",
+    mtu,
+    tun,
+    reassembler: int(inv, "reassembler", 0, 0, 1_000_000),
+    sctpEncap: int(inv, "sctp_encap", 0, 0, U16_MAX),
+    notargetsFwmark: int(inv, "notargets_fwmark", -1, I32[0], I32[1]),
+    nolbFwmark: int(inv, "nolb_fwmark", -1, I32[0], I32[1]),
+    hashMode: int(inv, "hash_mode", 1, 0, U16_MAX),
+    queueFirst: queues[0],
+    queueLast: queues[1],
+    qlength: int(inv, "qlength", 1024, 1, 2 ** 31 - 1),
+    ftShm: inv.opts.get("ft_shm") ?? "ftshm",
+    ftSize: int(inv, "ft_size", 500, 1, 10_000_000),
+    ftBuckets: int(inv, "ft_buckets", 500, 0, 10_000_000),
+    ftFrag: tun === "" ? 0 : ftFrag,
+    ftTtl: int(inv, "ft_ttl", 200, 0, 86_400_000),
+    traceAddress,
+    failOpen: inv.opts.has("fail-open"),
+    promiscuousPing: inv.opts.has("promiscuous_ping"),
+    flowState: inv.opts.get("flow-state") ?? "",
+  };
+}

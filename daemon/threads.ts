@@ -1,0 +1,178 @@
+/**
+ * What `lb` and `flowlb` share: the start-up sequence after option parsing
+ * (fragment statistics object, `FragTable;` line) and the queue threads,
+ * one Worker per queue, stopped cleanly on SIGTERM/SIGINT (SPEC 1.8, 5.5).
+ * @module
+ */
+import { LibcError } from "../ffi/libc.ts";
+import { createShm } from "../ffi/shm.ts";
+import { FTSHM_SIZE, initFtStats } from "../lib/frag/stats.ts";
+import { die, type Invocation } from "../cli/command.ts";
+import type { DaemonConfig } from "./options.ts";
+import { openTable } from "./open_table.ts";
+import type { FlowChannel, QueueWorkerMessage, QueueWorkerStart } from "./queue_worker.ts";
+import type { TraceMessage, TraceStart } from "./trace_worker.ts";
+import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { TraceRing } from "../lib/trace/ring.ts";
+
+const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
+const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
+/** Bytes of trace lines a queue thread may have waiting for the trace thread. */
+const TRACE_RING_BYTES = 256 * 1024;
+
+/**
+ * Steps 2–5 of the start-up (SPEC 1.8): check the LB-tier table, create the
+ * fragment statistics object, warn about `--tun`, print the `FragTable;`
+ * line. Returns the config with the effective `ft_frag`.
+ */
+export function prepareDaemon(inv: Invocation, c: DaemonConfig, name: string): DaemonConfig {
+  if (c.lbshm !== "") openTable(c.lbshm, false).close();
+  let frag = c.ftFrag;
+  if (c.tun !== "") {
+    inv.io.err(
+      `${name}: --tun=${c.tun}: re-injection of stored fragments is not implemented yet; ` +
+        "fragments that arrive before their first fragment are dropped (ft_frag=0)\n",
+    );
+    frag = 0;
+  }
+  let m;
+  try {
+    m = createShm(c.ftShm, FTSHM_SIZE);
+  } catch (e) {
+    if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
+    throw e;
+  }
+  initFtStats(m.buffer, {
+    ttlMs: c.ftTtl,
+    size: c.ftSize,
+    mtu: c.mtu,
+    buckets: c.ftBuckets,
+    frags: frag,
+  });
+  m.close();
+  inv.io.out(
+    `FragTable; size=${c.ftSize}, buckets=${c.ftBuckets}, frag=${frag}, mtu=${c.mtu}, ` +
+      `ttl=${c.ftTtl}\n`,
+  );
+  return { ...c, ftFrag: frag };
+}
+
+/** Running queue threads. */
+export interface QueueThreads {
+  /** Resolves with the exit status once every thread has stopped. */
+  readonly finished: Promise<number>;
+  /** Send a message to every thread. */
+  broadcast(message: unknown): void;
+}
+
+/**
+ * Start the trace server thread (SPEC 9.3) on `--trace_address`, reading the
+ * given rings; resolves when it has stopped (after `stop[0]` is set).
+ */
+function startTraceThread(
+  inv: Invocation,
+  c: DaemonConfig,
+  rings: SharedArrayBuffer[],
+  stop: SharedArrayBuffer,
+): Promise<void> {
+  const address = parseSocketAddress(c.traceAddress);
+  if (address === undefined) return Promise.resolve(); // validated with the options
+  const w = new Worker(TRACE_WORKER_URL, { type: "module", name: "trace" });
+  return new Promise<void>((resolve) => {
+    w.onmessage = (e: MessageEvent<TraceMessage>) => {
+      if (e.data.type === "warning") {
+        inv.io.err(e.data.text + "\n");
+        return;
+      }
+      w.terminate();
+      resolve();
+    };
+    w.onerror = (e) => {
+      e.preventDefault();
+      inv.io.err(`trace thread: ${e.message}\n`);
+      w.terminate();
+      resolve();
+    };
+    const start: TraceStart = { address, addressText: c.traceAddress, rings, stop };
+    w.postMessage(start);
+  });
+}
+
+/**
+ * Start one thread per queue, and the trace server thread. `flows(lane)`
+ * gives the flow channel of the thread with that lane (flowlb). Any thread's
+ * error stops all of them.
+ */
+export function startQueueThreads(
+  inv: Invocation,
+  c: DaemonConfig,
+  stop: SharedArrayBuffer,
+  flows?: (lane: number) => FlowChannel,
+): QueueThreads {
+  const stopFlag = new Int32Array(stop);
+  const workers: Worker[] = [];
+  let running = 0;
+  let status = 0;
+  let done!: (status: number) => void;
+  const queuesDone = new Promise<number>((r) => done = r);
+  const rings: SharedArrayBuffer[] = [];
+  for (let q = c.queueFirst; q <= c.queueLast; q++) rings.push(TraceRing.create(TRACE_RING_BYTES));
+  const traceDone = startTraceThread(inv, c, rings, stop);
+  // The trace thread stops with the same flag; the daemon ends when both have stopped.
+  const finished = queuesDone.then(async (s) => {
+    Atomics.store(stopFlag, 0, 1);
+    await traceDone;
+    return s;
+  });
+  const ended = (w: Worker) => {
+    w.terminate();
+    if (--running === 0) done(status);
+  };
+  const fail = (queue: number, message: string) => {
+    inv.io.err(`queue ${queue}: ${message}\n`);
+    status = 1;
+    Atomics.store(stopFlag, 0, 1);
+  };
+  for (let queue = c.queueFirst; queue <= c.queueLast; queue++) {
+    const w = new Worker(WORKER_URL, { type: "module", name: `queue-${queue}` });
+    running++;
+    w.onmessage = (e: MessageEvent<QueueWorkerMessage>) => {
+      const m = e.data;
+      if (m.type === "started") {
+        inv.io.out(m.line + "\n");
+        return;
+      }
+      if (m.type === "error") fail(m.queue, m.message);
+      ended(w);
+    };
+    w.onerror = (e) => {
+      e.preventDefault();
+      fail(queue, e.message);
+      ended(w);
+    };
+    const start: QueueWorkerStart = {
+      config: c,
+      queue,
+      stop,
+      trace: rings[queue - c.queueFirst],
+      flows: flows?.(queue - c.queueFirst),
+    };
+    w.postMessage(start);
+    workers.push(w);
+  }
+  return {
+    finished,
+    broadcast: (message) => workers.forEach((w) => w.postMessage(message)),
+  };
+}
+
+/** Set `stop[0]` on SIGTERM/SIGINT until `finished` settles. */
+export function stopOnSignals(stop: SharedArrayBuffer, finished: Promise<unknown>): void {
+  const flag = new Int32Array(stop);
+  const onSignal = () => Atomics.store(flag, 0, 1);
+  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  finished.finally(() => {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  });
+}

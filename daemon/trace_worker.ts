@@ -1,0 +1,134 @@
+/**
+ * The trace server thread of `nfqlb lb` and `flowlb` (SPEC 9.3): listens on
+ * `--trace_address` with backlog 1, serves one `nfqlb trace` client at a
+ * time, and forwards the lines the queue threads put in their trace rings.
+ *
+ * On accept it logs `Trace; active mask=0x…` and sends `Trace active,
+ * mask=0x…`; it then streams trace lines until the client sends anything or
+ * closes, sets the mask in `nfqlb-trace` to 0, closes the stream and logs
+ * `Trace: closed`. Until a client has ever attached, trace lines go to
+ * stderr; after one detached they are discarded until the next attaches.
+ * @module
+ */
+import { LibcError } from "../ffi/libc.ts";
+import { type Connection, StreamServer } from "../ffi/stream_server.ts";
+import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { formatMask, TRACE_LOG } from "../lib/trace/mask.ts";
+import { TraceRing } from "../lib/trace/ring.ts";
+import { LOGLEVEL_WORD, MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+
+/** The message that starts the trace thread. */
+export interface TraceStart {
+  readonly address: SocketAddress;
+  /** The address as given (for messages). */
+  readonly addressText: string;
+  /** One ring per producer (queue threads, control thread). */
+  readonly rings: readonly SharedArrayBuffer[];
+  /** Int32Array over it: [0] = stop requested. */
+  readonly stop: SharedArrayBuffer;
+}
+
+/** Messages the trace thread sends. */
+export type TraceMessage = { type: "warning"; text: string } | { type: "stopped" };
+
+const scope = self as unknown as {
+  postMessage(m: TraceMessage): void;
+  onmessage: ((e: MessageEvent<TraceStart>) => void) | null;
+};
+
+/** How often the accept loop looks at the stop flag and the rings. */
+const ACCEPT_POLL_MS = 100;
+/** How often trace lines are forwarded to an attached client. */
+const STREAM_POLL_MS = 20;
+const WARNING = 4;
+const encoder = new TextEncoder();
+
+function serve(start: TraceStart): void {
+  const stop = new Int32Array(start.stop);
+  const rings = start.rings.map((b) => new TraceRing(b));
+  const shm = openTraceShm();
+  const words = shm.words;
+  const level = () => Atomics.load(words, LOGLEVEL_WORD);
+  const mask = () => Atomics.load(words, MASK_WORD) >>> 0;
+  let client: Connection | null = null;
+  let everAttached = false;
+
+  /** Forward every ring's lines: to the client, to stderr before any client, else nowhere. */
+  const drain = (): boolean => {
+    let ok = true;
+    for (const r of rings) {
+      r.drain((bytes) => {
+        if (client !== null) {
+          if (ok) ok = client.sendAll(new Uint8Array(bytes));
+        } else if (!everAttached) {
+          Deno.stderr.writeSync(new Uint8Array(bytes));
+        }
+      });
+    }
+    return ok;
+  };
+  /** A warning-level log line (SPEC 9.1): stderr by level, and the trace stream with bit 0. */
+  const warn = (text: string) => {
+    if (level() >= WARNING) Deno.stderr.writeSync(encoder.encode(text + "\n"));
+    if (client !== null && (mask() & TRACE_LOG) !== 0) client.sendAll(encoder.encode(text + "\n"));
+  };
+
+  let server: StreamServer | null = null;
+  try {
+    server = StreamServer.listen(start.address, 1);
+  } catch (e) {
+    const why = e instanceof LibcError ? `${e.call}: ${e.message}` : String(e);
+    scope.postMessage({
+      type: "warning",
+      text: `Trace server on ${start.addressText} not started: ${why}`,
+    });
+  }
+  const buf = new Uint8Array(256);
+  try {
+    while (Atomics.load(stop, 0) === 0) {
+      if (server === null) {
+        drain();
+        Atomics.wait(stop, 0, 0, ACCEPT_POLL_MS);
+        continue;
+      }
+      const conn = server.accept(ACCEPT_POLL_MS);
+      if (conn === null) {
+        drain();
+        continue;
+      }
+      // Lines produced before this client attached are not its business: discard them.
+      everAttached = true;
+      drain();
+      client = conn;
+      const m = mask();
+      let open = conn.sendAll(encoder.encode(`Trace active, mask=${formatMask(m)}\n`));
+      warn(`Trace; active mask=${formatMask(m)}`);
+      while (open && Atomics.load(stop, 0) === 0) {
+        open = drain();
+        const n = conn.recv(buf, STREAM_POLL_MS);
+        if (n !== -1) open = false; // data, EOF or an error: the client is done
+      }
+      drain();
+      Atomics.store(words, MASK_WORD, 0);
+      client = null;
+      conn.close();
+      warn("Trace: closed");
+    }
+  } finally {
+    client?.close();
+    server?.close();
+    shm.close();
+  }
+}
+
+scope.onmessage = (e) => {
+  try {
+    serve(e.data);
+  } catch (err) {
+    scope.postMessage({
+      type: "warning",
+      text: `Trace server: ${err instanceof Error ? err.message : String(err)}`,
+    });
+  }
+  scope.postMessage({ type: "stopped" });
+};

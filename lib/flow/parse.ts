@@ -1,0 +1,358 @@
+/**
+ * Parsing a flow definition from the raw fields of a control request
+ * (SPEC 6.2, 6.7, 6.8, 6.10) into the immutable {@link Flow} of
+ * `flow_types.ts`. Every function here is total: any input gives either a
+ * value or the exact server error text of 6.8, never an exception.
+ *
+ * Deviations from 1.2.0 (SPEC 11): names must be non-empty and made of
+ * letters, digits, `-`, `+` and `_` only (#4, `Invalid name`); an invalid
+ * `sports` value says `Invalid sports` (#3); the match bound check is exact
+ * (#11).
+ *
+ * @example
+ * ```ts
+ * import { parseFlow } from "./parse.ts";
+ * const r = parseFlow({ name: "f1", target: "lb-a", protocols: "tcp", dports: "80,81" });
+ * if (r.ok) r.flow.dports; // [{ lo: 80, hi: 81 }]
+ * parseFlow({ name: "f1", dports: "0" }); // { ok: false, error: "Invalid dports" }
+ * ```
+ * @module
+ */
+import { cAtoi, cScanU32, cStrtol0 } from "../ccompat/cnum.ts";
+import {
+  type Cidr,
+  type Flow,
+  type MatchProto,
+  type MatchStatement,
+  type PortRange,
+  PROTO_SCTP,
+  PROTO_TCP,
+  PROTO_UDP,
+} from "./types.ts";
+import { parseIPv6 } from "../ccompat/inet.ts";
+
+/**
+ * The raw, unparsed fields of a `set` / `trace-set` request (SPEC 7.3).
+ * `undefined` means the key was not in the request.
+ */
+export interface FlowFields {
+  readonly name?: string;
+  readonly target?: string;
+  /** Read with `C_atoi`. */
+  readonly priority?: string;
+  readonly protocols?: string;
+  readonly dsts?: string;
+  readonly srcs?: string;
+  readonly dports?: string;
+  readonly sports?: string;
+  readonly match?: string;
+  /** Read with `C_atoi`, low 16 bits. */
+  readonly udpencap?: string;
+}
+
+/** The outcome of a parse: a value, or the server's error reply text. */
+export type Parsed<T> =
+  | { readonly ok: true; readonly value: T }
+  | { readonly ok: false; readonly error: string };
+
+/** The outcome of {@link parseFlow}. */
+export type FlowResult =
+  | { readonly ok: true; readonly flow: Flow }
+  | { readonly ok: false; readonly error: string };
+
+/** First character of internal SCTP-over-UDP helper flow names (SPEC 6.7). */
+export const HELPER_PREFIX = "#";
+/** Flow names must be shorter than this many UTF-8 bytes (SPEC 6.10). */
+export const MAX_NAME_BYTES = 1024;
+/** Most CIDRs in a `dsts` / `srcs` list (SPEC 6.10). */
+export const MAX_CIDRS = 32;
+/** Longest byte-match statement, in bytes (SPEC 6.10). */
+export const MAX_MATCH_STATEMENT = 64;
+/** L4 header sizes bounding byte-match statements (SPEC 6.2). */
+export const MATCH_HEADER_SIZE: Readonly<Record<MatchProto, number>> = {
+  tcp: 20,
+  udp: 8,
+  sctp: 12,
+};
+
+/** Server error texts (SPEC 6.8, 11 #3, #4). */
+export const ERR = {
+  nameTooLong: "Name too long",
+  invalidName: "Invalid name",
+  protocols: "Invalid protocols",
+  dports: "Invalid dports",
+  sports: "Invalid sports",
+  dsts: "Invalid dsts",
+  srcs: "Invalid srcs",
+  onlySctp: "FAIL: only sctp for updencap",
+} as const;
+
+const NAME_RE = /^[A-Za-z0-9+_-]+$/;
+const utf8 = new TextEncoder();
+
+/** UTF-8 length of `s` (what C's `strlen` sees). */
+export function byteLength(s: string): number {
+  return utf8.encode(s).length;
+}
+
+/**
+ * Check a user flow name: `Name too long` when ≥ 1024 bytes, `Invalid name`
+ * when absent, empty or containing anything but letters, digits, `-`, `+`,
+ * `_` (so `#` stays reserved for helper flows). Returns the error or
+ * `undefined` when the name is fine.
+ */
+export function checkName(name: string | undefined): string | undefined {
+  if (name !== undefined && byteLength(name) >= MAX_NAME_BYTES) return ERR.nameTooLong;
+  if (name === undefined || !NAME_RE.test(name)) return ERR.invalidName;
+  return undefined;
+}
+
+/** Split on `,` and space, dropping empty tokens (the split of protocols, CIDRs and ports). */
+export function splitList(s: string): string[] {
+  return s.split(/[, ]/).filter((t) => t !== "");
+}
+
+/** Priority: `C_atoi` of the raw value, 0 when absent (an i32). */
+export function parsePriority(s: string | undefined): number {
+  return s === undefined ? 0 : cAtoi(s);
+}
+
+/** udpencap: `C_atoi` of the raw value truncated to 16 bits, 0 when absent. */
+export function parseUdpencap(s: string | undefined): number {
+  return s === undefined ? 0 : cAtoi(s) & 0xffff;
+}
+
+/**
+ * The server's udpencap precondition (SPEC 6.7): with `udpencap != 0` the
+ * protocol list must be exactly one entry, `sctp` in any case. Returns
+ * `FAIL: only sctp for updencap` [sic] or `undefined`.
+ */
+export function checkUdpencap(udpencap: number, protocols: string | undefined): string | undefined {
+  if (udpencap === 0) return undefined;
+  const tokens = protocols === undefined ? [] : splitList(protocols);
+  if (tokens.length !== 1 || tokens[0].toLowerCase() !== "sctp") return ERR.onlySctp;
+  return undefined;
+}
+
+/**
+ * Protocols (SPEC 6.2): a bit set of `PROTO_*`; `undefined` (absent) when the
+ * value has no tokens.
+ */
+export function parseProtocols(s: string): Parsed<number | undefined> {
+  let bits = 0;
+  for (const t of splitList(s)) {
+    const p = t.toLowerCase();
+    if (p === "tcp") bits |= PROTO_TCP;
+    else if (p === "udp") bits |= PROTO_UDP;
+    else if (p === "sctp") bits |= PROTO_SCTP;
+    else return { ok: false, error: ERR.protocols };
+  }
+  return { ok: true, value: bits === 0 ? undefined : bits };
+}
+
+/**
+ * One CIDR entry (SPEC 6.2): an entry without `:` is IPv4 and becomes
+ * `::ffff:<entry>` with prefix + 96 (u32 arithmetic, as in C); the prefix is
+ * read like `sscanf("%u")` and must be ≤ 128; the address is stored masked.
+ */
+export function parseCidr(entry: string): Cidr | undefined {
+  const v4 = !entry.includes(":");
+  const slash = entry.indexOf("/");
+  if (slash < 0) return undefined;
+  const addr = parseIPv6((v4 ? "::ffff:" : "") + entry.slice(0, slash));
+  const scanned = cScanU32(entry, slash + 1);
+  if (addr === undefined || scanned === undefined) return undefined;
+  const prefix = v4 ? (scanned.value + 96) >>> 0 : scanned.value;
+  if (prefix > 128) return undefined;
+  for (let i = 0; i < 16; i++) {
+    const keep = Math.min(8, Math.max(0, prefix - 8 * i));
+    addr[i] &= (0xff00 >> keep) & 0xff;
+  }
+  return { addr, prefix };
+}
+
+/** A `dsts` / `srcs` list; `undefined` (absent) when empty, `null` when invalid. */
+function parseCidrList(s: string): readonly Cidr[] | undefined | null {
+  const entries = splitList(s);
+  if (entries.length === 0) return undefined;
+  if (entries.length > MAX_CIDRS) return null;
+  const out: Cidr[] = [];
+  for (const e of entries) {
+    const c = parseCidr(e);
+    if (c === undefined) return null;
+    out.push(c);
+  }
+  return out;
+}
+
+/**
+ * Port ranges (SPEC 6.2): tokens `a` or `a-b` read like `sscanf("%u-%u")`,
+ * 1 ≤ a ≤ b ≤ 65535, sorted and merged when overlapping or adjacent. An
+ * empty value gives an empty set (which matches nothing). `undefined` when a
+ * token is invalid.
+ */
+export function parsePortRanges(s: string): PortRange[] | undefined {
+  const ranges: PortRange[] = [];
+  for (const t of splitList(s)) {
+    const a = cScanU32(t);
+    if (a === undefined) return undefined;
+    let hi = a.value;
+    if (t[a.end] === "-") {
+      const b = cScanU32(t, a.end + 1);
+      if (b !== undefined) hi = b.value;
+    }
+    if (a.value < 1 || hi > 65535 || hi < a.value) return undefined;
+    ranges.push({ lo: a.value, hi });
+  }
+  ranges.sort((x, y) => x.lo - y.lo);
+  const merged: PortRange[] = [];
+  for (const r of ranges) {
+    const last = merged[merged.length - 1];
+    if (last !== undefined && r.lo <= last.hi + 1) {
+      if (r.hi > last.hi) merged[merged.length - 1] = { lo: last.lo, hi: r.hi };
+    } else {
+      merged.push(r);
+    }
+  }
+  return merged;
+}
+
+/**
+ * The POSIX ERE of SPEC 6.2 as a JS RegExp. Without back-references and
+ * anchored at both ends, POSIX leftmost-longest and JS backtracking accept
+ * exactly the same strings; `$` is end of input only (no `m` flag, as
+ * without `REG_NEWLINE`).
+ */
+export const MATCH_RE =
+  /^(sctp|tcp|udp)\[([0-9]+) *: *([124])\]( *& *(0x[0-9a-f]+))? *= *([0-9]+|0x[0-9a-f]+)$/;
+
+/**
+ * C `strtol(s, NULL, 0)` of a digit string the regexp has accepted, in exact
+ * arithmetic (a leading `0` means octal and parsing stops at the first
+ * non-octal digit; `0x` means hex).
+ */
+function exactStrtol0(s: string): bigint {
+  if (s.startsWith("0x")) return BigInt(s);
+  if (s.startsWith("0")) {
+    const m = /^[0-7]*/.exec(s)![0];
+    return m === "" ? 0n : BigInt("0o" + m);
+  }
+  return BigInt(s);
+}
+
+/**
+ * One byte-match statement (already split and left-trimmed), SPEC 6.2.
+ * Errors are the reasons `String too long`, `Doesn't match regexp`,
+ * `Out of bounds` (without the `Match [...]` wrapper).
+ */
+export function parseMatchStatement(stmt: string): Parsed<MatchStatement> {
+  if (byteLength(stmt) > MAX_MATCH_STATEMENT) return { ok: false, error: "String too long" };
+  const m = MATCH_RE.exec(stmt);
+  if (m === null) return { ok: false, error: "Doesn't match regexp" };
+  const proto = m[1] as MatchProto;
+  const offset = exactStrtol0(m[2]);
+  const nbytes = Number(m[3]);
+  if (offset + BigInt(nbytes) > BigInt(MATCH_HEADER_SIZE[proto])) {
+    return { ok: false, error: "Out of bounds" };
+  }
+  const mask = m[5] === undefined ? 0 : cStrtol0(m[5]).value >>> 0;
+  const value = cStrtol0(m[6]).value >>> 0;
+  return { ok: true, value: { proto, offset: Number(offset), nbytes, mask, value } };
+}
+
+/**
+ * A `match` value: statements split on `,`, leading spaces removed;
+ * statements that are empty after that are skipped, so a value without
+ * statements is absent (`undefined`). Errors are `Match [<statement>] <reason>`.
+ */
+export function parseMatch(s: string): Parsed<readonly MatchStatement[] | undefined> {
+  const out: MatchStatement[] = [];
+  for (const raw of s.split(",")) {
+    const stmt = raw.replace(/^ +/, "");
+    if (stmt === "") continue;
+    const r = parseMatchStatement(stmt);
+    if (!r.ok) return { ok: false, error: `Match [${stmt}] ${r.error}` };
+    out.push(r.value);
+  }
+  return { ok: true, value: out.length === 0 ? undefined : out };
+}
+
+/**
+ * Parse a whole flow in the server's validation order (SPEC 6.8 step 4):
+ * name, protocols, dports, sports, dsts, srcs, match. The target is copied
+ * as given (the store checks it); priority and udpencap never fail.
+ * The udpencap precondition is {@link checkUdpencap}, checked by the store.
+ */
+export function parseFlow(fields: FlowFields): FlowResult {
+  const nameError = checkName(fields.name);
+  if (nameError !== undefined) return { ok: false, error: nameError };
+  let protocols: number | undefined;
+  if (fields.protocols !== undefined) {
+    const p = parseProtocols(fields.protocols);
+    if (!p.ok) return p;
+    protocols = p.value;
+  }
+  const dports = fields.dports === undefined ? undefined : parsePortRanges(fields.dports);
+  if (fields.dports !== undefined && dports === undefined) return { ok: false, error: ERR.dports };
+  const sports = fields.sports === undefined ? undefined : parsePortRanges(fields.sports);
+  if (fields.sports !== undefined && sports === undefined) return { ok: false, error: ERR.sports };
+  const dsts = fields.dsts === undefined ? undefined : parseCidrList(fields.dsts);
+  if (dsts === null) return { ok: false, error: ERR.dsts };
+  const srcs = fields.srcs === undefined ? undefined : parseCidrList(fields.srcs);
+  if (srcs === null) return { ok: false, error: ERR.srcs };
+  let match: readonly MatchStatement[] | undefined;
+  if (fields.match !== undefined) {
+    const r = parseMatch(fields.match);
+    if (!r.ok) return r;
+    match = r.value;
+  }
+  const flow: Flow = {
+    name: fields.name!,
+    priority: parsePriority(fields.priority),
+    target: fields.target,
+    protocols,
+    dsts,
+    srcs,
+    dports,
+    sports,
+    match,
+    udpencap: parseUdpencap(fields.udpencap),
+  };
+  return { ok: true, flow: freezeFlow(flow) };
+}
+
+/**
+ * The SCTP-over-UDP helper flow `#<name>` of a main flow with udpencap P
+ * (SPEC 6.7): same priority, dsts and srcs; protocols udp; dports [P];
+ * no sports, match or target; udpencap P.
+ */
+export function helperFlow(main: Flow): Flow {
+  return freezeFlow({
+    name: HELPER_PREFIX + main.name,
+    priority: main.priority,
+    target: undefined,
+    protocols: PROTO_UDP,
+    dsts: main.dsts,
+    srcs: main.srcs,
+    dports: [{ lo: main.udpencap, hi: main.udpencap }],
+    sports: undefined,
+    match: undefined,
+    udpencap: main.udpencap,
+  });
+}
+
+/** Whether `flow` is an internal helper flow (no target, `#` name). */
+export function isHelperFlow(flow: Flow): boolean {
+  return flow.target === undefined && flow.name.startsWith(HELPER_PREFIX);
+}
+
+/** Freeze a flow and its lists (CIDR address bytes stay typed arrays; never mutate them). */
+function freezeFlow(f: Flow): Flow {
+  for (const list of [f.dsts, f.srcs, f.dports, f.sports, f.match]) {
+    if (list !== undefined) {
+      for (const item of list) Object.freeze(item);
+      Object.freeze(list);
+    }
+  }
+  return Object.freeze(f);
+}

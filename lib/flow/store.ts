@@ -1,0 +1,412 @@
+/**
+ * The flow lists of `flowlb` (SPEC 6.4, 6.7, 6.8, 9.4): set/delete semantics,
+ * stable priority order, SCTP-over-UDP helper flows, target reference
+ * counting, trace flows, and lock-free `matches_count` counters.
+ *
+ * ## Snapshots
+ * Every change publishes a new immutable {@link FlowSnapshot}: the flows in
+ * matching order, a parallel array of counter slots and a version number
+ * (incremented per change). A classifier is compiled from a snapshot off the
+ * hot path and swapped in atomically; listeners registered with
+ * {@link FlowList.onChange} are told about every new snapshot. Snapshots are
+ * plain data (arrays, frozen objects, typed arrays), so they can be posted to
+ * worker threads with `postMessage`.
+ *
+ * ## matches_count
+ * Counters live outside the immutable flows, in a {@link MatchCounters}
+ * `SharedArrayBuffer` of `lanes × capacity` u32 cells. Each packet thread owns
+ * one lane and, when flow `i` of its snapshot matches, does
+ * `lane[snapshot.slots[i]]++` — a single writer per cell, so no locks or
+ * atomics are needed (aligned 32-bit typed-array accesses do not tear). Lanes
+ * are 64-byte aligned so threads do not share cache lines. The listed
+ * `matches_count` is the u32 sum over the lanes.
+ *
+ * Every flow definition gets its own slot: a redefinition gets a fresh,
+ * zeroed slot (which is how `matches_count` is reset), a deletion retires the
+ * slot. Never-used slots are handed out first; retired slots are reused
+ * oldest-first, so a stale classifier would have to survive about
+ * `capacity − live flows` later retirements before its increments could land
+ * on a reused slot.
+ *
+ * ## Atomicity (SPEC 11 #16)
+ * `set` validates everything before changing anything; the only side effect
+ * before the commit is acquiring a target, which is released again on every
+ * failure path. Target names are acquired exactly once per flow binding and
+ * released when the binding goes away (replacement with another target,
+ * deletion).
+ *
+ * @example
+ * ```ts
+ * import { FlowStore } from "./store.ts";
+ * const store = new FlowStore({ acquire: () => true, release: () => {} });
+ * store.set({ name: "a", target: "lb-a", priority: "3" }); // "OK"
+ * store.flows.snapshot.flows.map((f) => f.name); // ["a"]
+ * store.delete("a"); // "OK"
+ * ```
+ * @module
+ */
+import {
+  checkName,
+  checkUdpencap,
+  type FlowFields,
+  HELPER_PREFIX,
+  helperFlow,
+  parseFlow,
+  parseUdpencap,
+} from "./parse.ts";
+import type { FlowListEntry } from "./format.ts";
+import type { Flow } from "./types.ts";
+
+/** Reply texts of the store (SPEC 6.8). */
+export const REPLY = {
+  ok: "OK",
+  noName: "FAIL: no name",
+  alterUdpencap: "FAIL: Alter udpencap not allowed",
+  createLb: "FAIL: Couldn't create load-balancer",
+  createNewLb: "FAIL: Couldn't create new load-balancer",
+  /** Not in 1.2.0 (no limit there): the counter slots are exhausted. */
+  tooManyFlows: "FAIL: too many flows",
+} as const;
+
+/**
+ * The target tables flows refer to by shm name. `acquire` is called once per
+ * flow that starts referring to `name` (map the table on the first reference;
+ * `false` when it cannot be opened), `release` once when that reference
+ * ends (unmap on the last one).
+ */
+export interface TargetRegistry {
+  /** Take a reference to target `name`; `false` if the table cannot be mapped. */
+  acquire(name: string): boolean;
+  /** Drop a reference taken by a successful {@link TargetRegistry.acquire}. */
+  release(name: string): void;
+}
+
+/** Cells per 64-byte cache line. */
+const LINE_CELLS = 16;
+
+/**
+ * Per-thread `matches_count` counters in a `SharedArrayBuffer`: `lanes`
+ * regions of `capacity` u32 cells, each region 64-byte aligned. A worker
+ * rebuilds the same view with `new MatchCounters(lanes, capacity, buffer)`.
+ */
+export class MatchCounters {
+  /** The shared memory (post it to workers). */
+  declare readonly buffer: SharedArrayBuffer;
+  /** Number of lanes (one per packet thread). */
+  declare readonly lanes: number;
+  /** Slots per lane. */
+  declare readonly capacity: number;
+  /** Cells between the starts of two lanes (capacity rounded up to a cache line). */
+  declare readonly stride: number;
+  /** All cells. */
+  declare readonly cells: Uint32Array;
+
+  /** Allocate (or, with `buffer`, attach to) counters for `lanes` × `capacity` slots. */
+  constructor(lanes: number, capacity: number, buffer?: SharedArrayBuffer) {
+    if (!Number.isInteger(lanes) || lanes < 1 || !Number.isInteger(capacity) || capacity < 1) {
+      throw new RangeError(`MatchCounters: bad lanes ${lanes} / capacity ${capacity}`);
+    }
+    const stride = Math.ceil(capacity / LINE_CELLS) * LINE_CELLS;
+    const bytes = lanes * stride * 4;
+    const buf = buffer ?? new SharedArrayBuffer(bytes);
+    if (buf.byteLength < bytes) throw new RangeError("MatchCounters: buffer too small");
+    this.buffer = buf;
+    this.lanes = lanes;
+    this.capacity = capacity;
+    this.stride = stride;
+    this.cells = new Uint32Array(buf, 0, lanes * stride);
+  }
+
+  /** The cells of lane `i`, indexed by slot: a packet thread does `lane[slot]++`. */
+  lane(i: number): Uint32Array {
+    return this.cells.subarray(i * this.stride, i * this.stride + this.capacity);
+  }
+
+  /** `matches_count` of a slot: the sum over all lanes, modulo 2^32. */
+  count(slot: number): number {
+    let sum = 0;
+    for (let l = 0; l < this.lanes; l++) sum += this.cells[l * this.stride + slot];
+    return sum >>> 0;
+  }
+
+  /** Zero a slot in every lane. */
+  clear(slot: number): void {
+    for (let l = 0; l < this.lanes; l++) this.cells[l * this.stride + slot] = 0;
+  }
+}
+
+/**
+ * An immutable flow list state. `flows` are in matching (= listing) order;
+ * `slots[i]` is the {@link MatchCounters} slot of `flows[i]` (never mutate
+ * `slots`). `version` increases by one per change, starting at 0 (empty).
+ */
+export interface FlowSnapshot {
+  readonly version: number;
+  readonly flows: readonly Flow[];
+  readonly slots: Uint32Array;
+}
+
+/** Hands out counter slots: never-used ones first, then retired ones oldest-first. */
+class SlotAllocator {
+  #next = 0;
+  #retired: number[] = [];
+  #head = 0;
+  declare readonly capacity: number;
+  declare readonly counters: MatchCounters;
+
+  constructor(counters: MatchCounters) {
+    this.counters = counters;
+    this.capacity = counters.capacity;
+  }
+
+  /** Slots that {@link SlotAllocator.take} can hand out now. */
+  available(): number {
+    return this.capacity - this.#next + this.#retired.length - this.#head;
+  }
+
+  /** A zeroed slot; call only when {@link SlotAllocator.available} > 0. */
+  take(): number {
+    if (this.#next < this.capacity) return this.#next++;
+    const slot = this.#retired[this.#head++];
+    if (this.#head > 1024 && this.#head * 2 > this.#retired.length) {
+      this.#retired = this.#retired.slice(this.#head);
+      this.#head = 0;
+    }
+    this.counters.clear(slot);
+    return slot;
+  }
+
+  /** Give a slot back (it is reused last). */
+  retire(slot: number): void {
+    this.#retired.push(slot);
+  }
+}
+
+/** Descending priority, proper comparison (SPEC 11 #17). */
+function byPriorityDesc(a: Flow, b: Flow): number {
+  return a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0;
+}
+
+/**
+ * One ordered flow list (normal flows or trace flows) with its counters and
+ * snapshots. Changes go through {@link FlowList.apply}; {@link FlowStore}
+ * adds the set/delete rules on top.
+ */
+export class FlowList {
+  /** The `matches_count` counters of this list. */
+  declare readonly counters: MatchCounters;
+  #alloc: SlotAllocator;
+  #snapshot: FlowSnapshot;
+  #listeners = new Set<(snapshot: FlowSnapshot) => void>();
+
+  /** An empty list whose counters have `lanes` lanes and `capacity` slots. */
+  constructor(lanes: number, capacity: number) {
+    this.counters = new MatchCounters(lanes, capacity);
+    this.#alloc = new SlotAllocator(this.counters);
+    this.#snapshot = Object.freeze({
+      version: 0,
+      flows: Object.freeze([]),
+      slots: new Uint32Array(0),
+    });
+  }
+
+  /** The current snapshot. */
+  get snapshot(): FlowSnapshot {
+    return this.#snapshot;
+  }
+
+  /** Position of the flow named `name` (exact comparison), or -1. */
+  indexOf(name: string): number {
+    return this.#snapshot.flows.findIndex((f) => f.name === name);
+  }
+
+  /** The flow named `name` with its count, if any. */
+  get(name: string): FlowListEntry | undefined {
+    const i = this.indexOf(name);
+    if (i < 0) return undefined;
+    return { flow: this.#snapshot.flows[i], matchesCount: this.#count(i) };
+  }
+
+  /** All flows in order with their counts. */
+  entries(): FlowListEntry[] {
+    return this.#snapshot.flows.map((flow, i) => ({ flow, matchesCount: this.#count(i) }));
+  }
+
+  /** All names in order. */
+  names(): string[] {
+    return this.#snapshot.flows.map((f) => f.name);
+  }
+
+  #count(i: number): number {
+    return this.counters.count(this.#snapshot.slots[i]);
+  }
+
+  /**
+   * Register a listener for new snapshots (called synchronously after each
+   * change; a throwing listener does not undo the change, its error is
+   * rethrown asynchronously). Returns the unsubscribe function.
+   */
+  onChange(listener: (snapshot: FlowSnapshot) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /**
+   * One atomic change: each flow of `put` replaces the flow of the same name
+   * in place (with a fresh counter) or is appended, in `put` order; flows
+   * named in `remove` are removed; then the list is stably sorted by
+   * descending priority and published. Returns `false` (and changes
+   * nothing) when there are not enough counter slots.
+   */
+  apply(put: readonly Flow[], remove: readonly string[] = []): boolean {
+    if (this.#alloc.available() < put.length) return false;
+    const old = this.#snapshot;
+    const flows = old.flows.slice();
+    const slots = Array.from(old.slots);
+    const retired: number[] = [];
+    for (const f of put) {
+      const i = flows.findIndex((g) => g.name === f.name);
+      const slot = this.#alloc.take();
+      if (i >= 0) {
+        retired.push(slots[i]);
+        flows[i] = f;
+        slots[i] = slot;
+      } else {
+        flows.push(f);
+        slots.push(slot);
+      }
+    }
+    for (const name of remove) {
+      const i = flows.findIndex((g) => g.name === name);
+      if (i < 0) continue;
+      retired.push(slots[i]);
+      flows.splice(i, 1);
+      slots.splice(i, 1);
+    }
+    const order = flows.map((_, i) => i).sort((a, b) => byPriorityDesc(flows[a], flows[b]));
+    this.#snapshot = Object.freeze({
+      version: old.version + 1,
+      flows: Object.freeze(order.map((i) => flows[i])),
+      slots: Uint32Array.from(order, (i) => slots[i]),
+    });
+    for (const s of retired) this.#alloc.retire(s);
+    for (const l of this.#listeners) {
+      try {
+        l(this.#snapshot);
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+    return true;
+  }
+}
+
+/** Sizes of a {@link FlowStore}. */
+export interface FlowStoreOptions {
+  /** Counter lanes, one per packet thread (default 1). */
+  readonly lanes?: number;
+  /** Counter slots of the flow list (default 65536); bounds live + recently deleted flows. */
+  readonly capacity?: number;
+  /** Counter slots of the trace-flow list (default 4096). */
+  readonly traceCapacity?: number;
+}
+
+/**
+ * The flows and trace flows of one `flowlb`, with the exact set/delete
+ * replies of SPEC 6.8 / 9.4. Every method returns the reply text (without
+ * the NUL terminator).
+ */
+export class FlowStore {
+  /** The normal flows (each with a target, or a `#name` helper). */
+  declare readonly flows: FlowList;
+  /** The trace flows (no targets). */
+  declare readonly traces: FlowList;
+  #targets: TargetRegistry;
+
+  /** An empty store using `targets` for target tables. */
+  constructor(targets: TargetRegistry, options: FlowStoreOptions = {}) {
+    const lanes = options.lanes ?? 1;
+    this.flows = new FlowList(lanes, options.capacity ?? 65536);
+    this.traces = new FlowList(lanes, options.traceCapacity ?? 4096);
+    this.#targets = targets;
+  }
+
+  /**
+   * `set` (SPEC 6.8): replies `OK` or the first error of: `Name too long` /
+   * `Invalid name`; `FAIL: Alter udpencap not allowed`; `FAIL: Couldn't
+   * create new load-balancer` (redefinition with another target) or `FAIL:
+   * Couldn't create load-balancer`; `FAIL: only sctp for updencap`; the
+   * field errors of `parseFlow`; `FAIL: too many flows`. On failure nothing
+   * changes and any target acquired on the way is released.
+   */
+  set(fields: FlowFields): string {
+    const nameError = checkName(fields.name);
+    if (nameError !== undefined) return nameError;
+    const name = fields.name!;
+    const udpencap = parseUdpencap(fields.udpencap);
+    const existing = this.flows.get(name)?.flow;
+    const target = fields.target;
+    let acquired: string | undefined;
+    if (existing !== undefined) {
+      if (existing.udpencap !== udpencap) return REPLY.alterUdpencap;
+      if (target !== existing.target) {
+        if (target === undefined || !this.#targets.acquire(target)) return REPLY.createNewLb;
+        acquired = target;
+      }
+    } else {
+      if (target === undefined || !this.#targets.acquire(target)) return REPLY.createLb;
+      acquired = target;
+    }
+    const fail = (error: string): string => {
+      if (acquired !== undefined) this.#targets.release(acquired);
+      return error;
+    };
+    const encapError = checkUdpencap(udpencap, fields.protocols);
+    if (encapError !== undefined) return fail(encapError);
+    const parsed = parseFlow(fields);
+    if (!parsed.ok) return fail(parsed.error);
+    const flow = parsed.flow;
+    const put = flow.udpencap !== 0 ? [helperFlow(flow), flow] : [flow];
+    if (!this.flows.apply(put)) return fail(REPLY.tooManyFlows);
+    if (acquired !== undefined && existing?.target !== undefined) {
+      this.#targets.release(existing.target);
+    }
+    return REPLY.ok;
+  }
+
+  /**
+   * `delete` (SPEC 6.8): `FAIL: no name` without a name, else `OK` whether or
+   * not the flow existed; also removes its `#name` helper and releases its
+   * target. Helper flows cannot be deleted on their own (a `#…` name is
+   * ignored) so that a flow with udpencap always has its helper.
+   */
+  delete(name: string | undefined): string {
+    if (name === undefined) return REPLY.noName;
+    if (name.startsWith(HELPER_PREFIX)) return REPLY.ok;
+    const existing = this.flows.get(name)?.flow;
+    if (existing === undefined) return REPLY.ok;
+    this.flows.apply([], [name, HELPER_PREFIX + name]);
+    if (existing.target !== undefined) this.#targets.release(existing.target);
+    return REPLY.ok;
+  }
+
+  /**
+   * `trace-set` (SPEC 9.4): same parsing and name rule as `set`, priority
+   * from a raw `priority` field, no target, udpencap ignored; replies `OK`
+   * (SPEC 11 #5) or the first error.
+   */
+  traceSet(fields: FlowFields): string {
+    const parsed = parseFlow({ ...fields, target: undefined, udpencap: undefined });
+    if (!parsed.ok) return parsed.error;
+    return this.traces.apply([parsed.flow]) ? REPLY.ok : REPLY.tooManyFlows;
+  }
+
+  /** `trace-delete`: `FAIL: no name` without a name, else `OK`. */
+  traceDelete(name: string | undefined): string {
+    if (name === undefined) return REPLY.noName;
+    if (this.traces.indexOf(name) >= 0) this.traces.apply([], [name]);
+    return REPLY.ok;
+  }
+}

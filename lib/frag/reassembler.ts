@@ -1,0 +1,259 @@
+/**
+ * Fragment "reassembler" (SPEC 8.6): it never rebuilds a datagram, it only
+ * detects that every byte of it has been seen, using the RFC 815 hole list.
+ * All lists share one fixed pool of `K` hole descriptors (typed arrays, no
+ * allocation after construction); a tracked datagram uses one head
+ * descriptor plus one per hole.
+ *
+ * {@link fragmentGeometry} extracts `[start, end)` and the "more fragments"
+ * flag from an IPv4 or IPv6 fragment as the spec defines it.
+ *
+ * @example
+ * ```ts
+ * import { FEED_COMPLETE, FragGeometry, fragmentGeometry, HoleLists } from "./reassembler.ts";
+ * const holes = new HoleLists(8);
+ * const list = holes.create(); // [0, ∞)
+ * holes.feed(list, 0, 1480, true); // FEED_INCOMPLETE, holes: [1480, ∞)
+ * holes.feed(list, 1480, 2000, false) === FEED_COMPLETE; // true, list released
+ *
+ * const g = new FragGeometry(); // reuse per packet
+ * const pkt = new Uint8Array(48);
+ * pkt.set([0x45, 0, 0, 48, 0, 1, 0x20, 0]); // IPv4, total length 48, MF, offset 0
+ * fragmentGeometry(pkt, 48, g); // true: g.start 0, g.end 28, g.more true
+ * ```
+ * @module
+ */
+
+import { be16 } from "../wire/bounds.ts";
+import {
+  IPV4_FLAG_MF,
+  IPV4_FRAG_OFFSET_MASK,
+  IPV4_MIN_HEADER_LEN,
+  IPV4_MIN_IHL,
+  IPV4_TOTAL_LEN,
+  ipv4FlagsFrag,
+  ipv4HeaderLen,
+} from "../wire/ipv4.ts";
+import {
+  IPV6_FRAG_FLAG_M,
+  IPV6_FRAG_HEADER_LEN,
+  IPV6_FRAG_OFFSET_MASK,
+  IPV6_HEADER_LEN,
+  Ipv6ExtWalk,
+  ipv6FragOffLg,
+  ipv6NextHeader,
+  ipv6WalkExtensionHeaders,
+} from "../wire/ipv6.ts";
+
+/** {@link HoleLists.feed}: holes remain. */
+export const FEED_INCOMPLETE = 0;
+/** {@link HoleLists.feed}: the hole list became empty; the list has been released. */
+export const FEED_COMPLETE = 1;
+/** {@link HoleLists.feed}: a hole had to be split but the pool was empty; the list has been released. */
+export const FEED_ABANDONED: number = -1;
+
+/** Inclusive "last byte" of the initial hole `[0, ∞)`. */
+const INFINITY = 0x7fffffff;
+
+/**
+ * A pool of `K` hole descriptors holding any number of RFC 815 hole lists.
+ * A list is identified by the index of its head descriptor. Descriptor
+ * memory is preallocated; nothing is allocated per fragment.
+ */
+export class HoleLists {
+  /** Pool size `K`. */
+  declare readonly capacity: number;
+  /** First byte of each hole (inclusive). */
+  declare private readonly first: Int32Array;
+  /** Last byte of each hole (inclusive; {@link INFINITY} for the open hole). */
+  declare private readonly last: Int32Array;
+  /** Next descriptor in a list (or in the free list), -1 at the end. */
+  declare private readonly next: Int32Array;
+  /** Head of the free list. */
+  declare private freeHead: number;
+  /** Descriptors currently free. */
+  declare private freeCount: number;
+
+  /** A pool of `k` descriptors (`k` a non-negative integer; 0 disables tracking). */
+  constructor(k: number) {
+    if (!Number.isSafeInteger(k) || k < 0) {
+      throw new RangeError(`reassembler: pool size must be a non-negative integer, got ${k}`);
+    }
+    this.capacity = k;
+    this.first = new Int32Array(k);
+    this.last = new Int32Array(k);
+    this.next = new Int32Array(k);
+    for (let i = 0; i < k; i++) this.next[i] = i + 1 < k ? i + 1 : -1;
+    this.freeHead = k > 0 ? 0 : -1;
+    this.freeCount = k;
+  }
+
+  /** Descriptors not in use. */
+  get free(): number {
+    return this.freeCount;
+  }
+
+  /** Takes a descriptor from the free list (-1 if none). */
+  private alloc(): number {
+    const d = this.freeHead;
+    if (d >= 0) {
+      this.freeHead = this.next[d];
+      this.freeCount--;
+    }
+    return d;
+  }
+
+  /** Puts a descriptor back on the free list. */
+  private release(d: number): void {
+    this.next[d] = this.freeHead;
+    this.freeHead = d;
+    this.freeCount++;
+  }
+
+  /**
+   * A new list holding the single hole `[0, ∞)` (two descriptors: head and
+   * hole). Returns its handle, or -1 if fewer than two descriptors are free.
+   */
+  create(): number {
+    if (this.freeCount < 2) return -1;
+    const head = this.alloc();
+    const hole = this.alloc();
+    this.first[hole] = 0;
+    this.last[hole] = INFINITY;
+    this.next[hole] = -1;
+    this.next[head] = hole;
+    return head;
+  }
+
+  /** Returns every descriptor of list `head` to the pool. `head` must be a live handle. */
+  destroy(head: number): void {
+    let d = this.next[head];
+    while (d >= 0) {
+      const n = this.next[d];
+      this.release(d);
+      d = n;
+    }
+    this.release(head);
+  }
+
+  /** Number of holes in list `head`. */
+  holes(head: number): number {
+    let n = 0;
+    for (let d = this.next[head]; d >= 0; d = this.next[d]) n++;
+    return n;
+  }
+
+  /**
+   * RFC 815 steps 1–8 for the fragment covering bytes `[start, end)` of the
+   * datagram (`more` = more fragments follow). Returns
+   * {@link FEED_INCOMPLETE}, {@link FEED_COMPLETE} or {@link FEED_ABANDONED}
+   * (the last two release the list). Offsets outside `[0, 2^31 − 1)` or
+   * `end < start` leave the list unchanged (FEED_INCOMPLETE).
+   */
+  feed(head: number, start: number, end: number, more: boolean): number {
+    if (!(start >= 0 && end >= start && end < INFINITY)) return FEED_INCOMPLETE;
+    const fFirst = start | 0;
+    const fLast = (end | 0) - 1;
+    const first = this.first;
+    const last = this.last;
+    const next = this.next;
+    let prev = head;
+    let d = next[head];
+    while (d >= 0) {
+      const hFirst = first[d];
+      const hLast = last[d];
+      // Steps 2 and 3: no overlap with this hole.
+      if (fFirst > hLast || fLast < hFirst) {
+        prev = d;
+        d = next[d];
+        continue;
+      }
+      // Step 4: delete the hole; steps 5 and 6 may put back up to two pieces.
+      const after = next[d];
+      const keepBefore = fFirst > hFirst;
+      const keepAfter = fLast < hLast && more;
+      if (keepBefore && keepAfter) {
+        // Reuse d for the part before, and one new descriptor for the part after.
+        const n = this.alloc();
+        if (n < 0) {
+          this.destroy(head);
+          return FEED_ABANDONED;
+        }
+        last[d] = fFirst - 1;
+        first[n] = fLast + 1;
+        last[n] = hLast;
+        next[n] = after;
+        next[d] = n;
+        prev = n;
+      } else if (keepBefore) {
+        last[d] = fFirst - 1;
+        prev = d;
+      } else if (keepAfter) {
+        first[d] = fLast + 1;
+        prev = d;
+      } else {
+        next[prev] = after;
+        this.release(d);
+      }
+      d = after;
+    }
+    // Step 8.
+    if (next[head] < 0) {
+      this.release(head);
+      return FEED_COMPLETE;
+    }
+    return FEED_INCOMPLETE;
+  }
+}
+
+/** Output of {@link fragmentGeometry}; allocate one and reuse it. */
+export class FragGeometry {
+  /** First byte of the fragment in the datagram's fragmentable part. */
+  start = 0;
+  /** One past the fragment's last byte. */
+  end = 0;
+  /** More fragments follow (IPv4 MF / IPv6 M flag). */
+  more = false;
+}
+
+// Shared scratch for the IPv6 walk (module-private, keeps fragmentGeometry allocation-free).
+const walk = new Ipv6ExtWalk();
+
+/**
+ * Fragment geometry per SPEC 8.6, chosen by the IP version nibble.
+ *
+ * IPv4: the total-length field must equal `len` (else false: the fragment is
+ * ignored); start = offset × 8, length = `len` − ihl × 4, more = MF.
+ * IPv6: the fragment header is found with the extension-header walk;
+ * start = `offlg & 0xFFF8`, length = bytes after the fragment header,
+ * more = M flag. Returns false (ignore the fragment) for anything that is
+ * not a well-formed fragment within `len` bytes. Never throws.
+ */
+export function fragmentGeometry(pkt: Uint8Array, len: number, out: FragGeometry): boolean {
+  if (!(len > 0 && len <= pkt.length) || (len | 0) !== len) return false;
+  const version = pkt[0] >>> 4;
+  if (version === 4) {
+    if (len < IPV4_MIN_HEADER_LEN || be16(pkt, IPV4_TOTAL_LEN) !== len) return false;
+    const hl = ipv4HeaderLen(pkt, 0);
+    if (hl < IPV4_MIN_IHL * 4 || hl > len) return false;
+    const ff = ipv4FlagsFrag(pkt, 0);
+    out.start = (ff & IPV4_FRAG_OFFSET_MASK) << 3;
+    out.end = out.start + len - hl;
+    out.more = (ff & IPV4_FLAG_MF) !== 0;
+    return true;
+  }
+  if (version === 6) {
+    if (len <= IPV6_HEADER_LEN) return false;
+    if (!ipv6WalkExtensionHeaders(pkt, len, IPV6_HEADER_LEN, ipv6NextHeader(pkt, 0), walk)) {
+      return false;
+    }
+    const fh = walk.fragOffset;
+    if (fh < 0) return false;
+    const offlg = ipv6FragOffLg(pkt, fh);
+    out.start = offlg & IPV6_FRAG_OFFSET_MASK;
+    out.end = out.start + len - (fh + IPV6_FRAG_HEADER_LEN);
+    out.more = (offlg & IPV6_FRAG_FLAG_M) !== 0;
+    return true;
+  }
+  return false;
+}

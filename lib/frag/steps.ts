@@ -1,0 +1,89 @@
+/**
+ * The fragment steps of the `lb` and `flowlb` decisions (SPEC 5.2, 5.3):
+ * the LB tier and fragment tracking, with their trace lines (SPEC 9.2, bit
+ * frag). Both deciders own one {@link FragmentSteps}.
+ * @module
+ */
+import { addressHash } from "../packet/hash.ts";
+import { setIdForm } from "./table.ts";
+import { fwmarkFor } from "../maglev/maglev.ts";
+import type { MaglevTable } from "../maglev/table.ts";
+import { type KeyParse, RC_FIRST_FRAG } from "../packet/parse.ts";
+import { NO_TRACE, TRACE_FRAG, type TraceSink } from "../trace/mask.ts";
+
+/** {@link FragmentTracker.lastStatus}: the last non-first fragment was stored. */
+const FRAG_STORED = 1;
+
+/** What the deciders need from fragment tracking (SPEC 8.4, 8.5). */
+export interface FragmentTracker {
+  /** A non-first fragment (id-form key): its fwmark (≥ 0) or −1 to DROP (stored or failed). */
+  nonFirst(key: Uint8Array, pkt: Uint8Array, len: number, now: number): number;
+  /** A first fragment that got fwmark `fw` (id-form key): false means DROP it. */
+  first(key: Uint8Array, fw: number, pkt: Uint8Array, len: number, now: number): boolean;
+  /** Outcome of the last `nonFirst` (1 = stored), for the trace. */
+  readonly lastStatus?: number;
+}
+
+/** {@link FragmentSteps.early}: no verdict yet, go on to the target lookup. */
+export const CONTINUE = -2;
+
+/** The LB tier, fragment tracking and the trace sink of one decider. */
+export class FragmentSteps {
+  /** The LB-tier table (`--lbshm`), consulted for fragments only. */
+  declare readonly tier: MaglevTable | undefined;
+  /** Fragment tracking; without it fragments not sent to the LB tier are dropped. */
+  declare readonly tracker: FragmentTracker | undefined;
+  declare readonly trace: TraceSink;
+
+  constructor(tier?: MaglevTable, tracker?: FragmentTracker, trace: TraceSink = NO_TRACE) {
+    this.tier = tier;
+    this.tracker = tracker;
+    this.trace = trace;
+  }
+
+  /**
+   * The steps before the target lookup, for a fragment (`rc` has a fragment
+   * bit): a fragment whose address hash selects another LB instance in the LB
+   * tier is sent there; a non-first fragment gets the fwmark recorded for its
+   * datagram (−1: DROP). Returns {@link CONTINUE} for a first fragment that
+   * stays here.
+   */
+  early(rc: number, key: Uint8Array, buf: Uint8Array, off: number, len: number, now: number) {
+    const traced = (this.trace.mask & TRACE_FRAG) !== 0;
+    const tier = this.tier;
+    if (tier !== undefined) {
+      const fw = fwmarkFor(tier, addressHash(key));
+      if (fw >= 0 && fw !== tier.ownFwmark) {
+        if (traced) this.trace.line(`Fragment to LB tier. fw=${fw}`);
+        return fw;
+      }
+    }
+    if ((rc & RC_FIRST_FRAG) !== 0) return CONTINUE;
+    const t = this.tracker;
+    const fw = t === undefined ? -1 : t.nonFirst(key, buf.subarray(off, off + len), len, now);
+    if (traced) {
+      this.trace.line(
+        fw >= 0
+          ? `Handle non-first frag locally fwmark=${fw}`
+          : t?.lastStatus === FRAG_STORED
+          ? "Fragment stored"
+          : "Fragment dropped",
+      );
+    }
+    return fw;
+  }
+
+  /**
+   * Record fwmark `fw` for a first fragment's datagram (its key turned into
+   * the id form, SPEC 5.2); false means DROP the first fragment.
+   */
+  first(p: KeyParse, fw: number, buf: Uint8Array, off: number, len: number, now: number): boolean {
+    setIdForm(p.key, p.fragId);
+    const traced = (this.trace.mask & TRACE_FRAG) !== 0;
+    if (traced) this.trace.line("First fragment");
+    const t = this.tracker;
+    const ok = t !== undefined && t.first(p.key, fw, buf.subarray(off, off + len), len, now);
+    if (!ok && traced) this.trace.line("FAILED: Handle first fragment");
+    return ok;
+  }
+}

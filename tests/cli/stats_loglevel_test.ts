@@ -1,0 +1,55 @@
+/** `stats` and `loglevel` through the CLI (SPEC 1.5, 1.6, 2.3, 2.4). */
+import assert from "node:assert/strict";
+import { DEFAULT_STATS } from "../../testkit/spec_examples.ts";
+import { initFtStats } from "../../lib/frag/stats.ts";
+import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
+
+Deno.test("stats prints the spec's example for a default daemon's object", async () => {
+  const name = tempShmName("ft");
+  try {
+    const bytes = new Uint8Array(72);
+    initFtStats(bytes, { ttlMs: 200, size: 500, mtu: 1500, buckets: 500, frags: 0 });
+    Deno.writeFileSync(`/dev/shm/${name}`, bytes);
+    assert.deepEqual(await runCli("stats", `--ft_shm=${name}`), {
+      code: 0,
+      out: DEFAULT_STATS,
+      err: "",
+    });
+    Deno.writeFileSync(`/dev/shm/${name}`, bytes.subarray(0, 10));
+    const short = await runCli("stats", `--ft_shm=${name}`);
+    assert.equal(short.code, 1);
+    assert.match(short.err, /not fragment statistics: 10 bytes/);
+  } finally {
+    removeShm(name);
+  }
+  assert.deepEqual(await runCli("stats", `--ft_shm=${name}`), {
+    code: 1,
+    out: "",
+    err: `FAILED mapSharedData: ${name}\n`,
+  });
+});
+
+Deno.test("loglevel creates nfqlb-trace with level 5, sets and reads it", async () => {
+  const path = "/dev/shm/nfqlb-trace";
+  let saved: Uint8Array | undefined;
+  try {
+    saved = Deno.readFileSync(path);
+  } catch {
+    saved = undefined;
+  }
+  try {
+    removeShm("nfqlb-trace");
+    assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=5\n", err: "" });
+    assert.deepEqual(Array.from(Deno.readFileSync(path)), [5, 0, 0, 0, 0, 0, 0, 0]);
+    assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+    assert.deepEqual(await runCli("loglevel", "7"), { code: 0, out: "loglevel=7\n", err: "" });
+    assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=7\n", err: "" });
+    const bad = await runCli("loglevel", "abc");
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /^Invalid log level \[abc\]/);
+    assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=7\n", err: "" });
+  } finally {
+    if (saved === undefined) removeShm("nfqlb-trace");
+    else Deno.writeFileSync(path, saved);
+  }
+});
