@@ -16,6 +16,7 @@
 import { type Classifier, compileFlows } from "../flow/classifier.ts";
 import { FlowMatch } from "../flow/match.ts";
 import type { Flow } from "../flow/types.ts";
+import type { Decider } from "./decider.ts";
 import { CONTINUE, FragmentSteps, type FragmentTracker } from "../frag/steps.ts";
 import {
   hashKey,
@@ -74,7 +75,7 @@ export class FlowSet {
 const EMPTY = new FlowSet([], [], new Uint32Array(0), null);
 
 /** The `flowlb` decision procedure; swap flow sets with {@link FlowLbDecider.setFlows}. */
-export class FlowLbDecider {
+export class FlowLbDecider implements Decider {
   declare readonly fragments: FragmentSteps;
   declare readonly hashMode: number;
   declare readonly notargetsFwmark: number;

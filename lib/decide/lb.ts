@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import type { Decider } from "./decider.ts";
 import { CONTINUE, FragmentSteps, type FragmentTracker } from "../frag/steps.ts";
 import { hashKey } from "../packet/hash.ts";
 import { fwmarkFor } from "../maglev/maglev.ts";
@@ -43,7 +44,7 @@ export interface LbOptions {
 }
 
 /** The `lb` decision procedure, with its scratch key parse reused for every packet. */
-export class LbDecider {
+export class LbDecider implements Decider {
   declare readonly table: MaglevTable;
   declare readonly fragments: FragmentSteps;
   declare readonly hashMode: number;
