@@ -11,17 +11,15 @@
  * ```
  * @module
  */
+export { addressHash, djb2, hashKey } from "./lib/packet/hash.ts";
+export { KEY_LEN } from "./lib/packet/key.ts";
 export {
-  addressHash,
-  djb2,
-  hashKey,
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPPROTO_SCTP,
   IPPROTO_TCP,
   IPPROTO_UDP,
-  KEY_LEN,
-} from "./lib/packet/hash.ts";
+} from "./lib/wire/ip_proto.ts";
 export {
   ETH_P_IP,
   ETH_P_IPV6,
@@ -46,6 +44,7 @@ export {
   deactivate,
   deactivateIndex,
   fwmarkFor,
+  type GraceHook,
   initTable,
   populate,
 } from "./lib/maglev/maglev.ts";

@@ -10,8 +10,9 @@
  * the worst case for bucket scans.
  */
 
-import { FragTable } from "../lib/frag/table.ts";
+import { FragTable, setIdForm } from "../lib/frag/table.ts";
 import { FTSHM_SIZE } from "../lib/frag/stats.ts";
+import { ETH_P_IP, KeyParse, parseKeyAt, RC_FIRST_FRAG } from "../lib/packet/parse.ts";
 
 function ipv4Frag(offset8: number, mf: boolean, payload: number): Uint8Array {
   const len = 20 + payload;
@@ -28,11 +29,20 @@ let sink = 0;
 const FIRST = ipv4Frag(0, true, 1480);
 const LAST = ipv4Frag(185, false, 520);
 
-function makeKey(): Uint8Array {
-  const k = new Uint8Array(40);
-  k.set([0xff, 0xff, 10, 0, 0, 1], 10);
-  k.set([0xff, 0xff, 10, 0, 0, 2], 26);
-  return k;
+/** The parse of a fragment as `lb` hands it to the table: key in id form (fragment id 0). */
+function fragParse(pkt: Uint8Array): KeyParse {
+  const p = new KeyParse();
+  const rc = parseKeyAt(p, pkt, 0, pkt.length, ETH_P_IP, 0);
+  if ((rc & RC_FIRST_FRAG) !== 0) setIdForm(p.key, p.fragId);
+  return p;
+}
+
+/** Sets the id of a parse's id-form key (bytes 32..35). */
+function setId(key: Uint8Array, id: number): void {
+  key[32] = id & 0xff;
+  key[33] = (id >>> 8) & 0xff;
+  key[34] = (id >>> 16) & 0xff;
+  key[35] = id >>> 24;
 }
 
 function makeTable(reassembler: number, ttlMs = 200): FragTable {
@@ -51,22 +61,21 @@ function makeTable(reassembler: number, ttlMs = 200): FragTable {
 }
 
 function datagramBench(ft: FragTable, stepNs: number, outOfOrder: boolean): () => void {
-  const key = makeKey();
+  const first = fragParse(FIRST);
+  const last = fragParse(LAST);
   let id = 0;
   let now = 1e12;
   return () => {
     id = (id + 1) & 0xffffffff;
-    key[32] = id & 0xff;
-    key[33] = (id >>> 8) & 0xff;
-    key[34] = (id >>> 16) & 0xff;
-    key[35] = id >>> 24;
+    setId(first.key, id);
+    setId(last.key, id);
     now += stepNs;
     if (outOfOrder) {
-      sink += ft.nonFirst(key, LAST, LAST.length, now);
-      sink += ft.first(key, 7, FIRST, FIRST.length, now) ? 1 : 0;
+      sink += ft.nonFirst(last, LAST, 0, LAST.length, now);
+      sink += ft.first(first, 7, FIRST, 0, FIRST.length, now) ? 1 : 0;
     } else {
-      sink += ft.first(key, 7, FIRST, FIRST.length, now) ? 1 : 0;
-      sink += ft.nonFirst(key, LAST, LAST.length, now);
+      sink += ft.first(first, 7, FIRST, 0, FIRST.length, now) ? 1 : 0;
+      sink += ft.nonFirst(last, LAST, 0, LAST.length, now);
     }
   };
 }
@@ -97,13 +106,15 @@ Deno.bench(
 
 // Lookup hit of a valid entry: the cost of each further fragment of a datagram.
 const hitTable = makeTable(0, 1_000_000);
-const hitKey = makeKey();
-hitKey[32] = 0x42;
-hitTable.first(hitKey, 9, FIRST, FIRST.length, 1e12);
+const hitFirst = fragParse(FIRST);
+const hitLast = fragParse(LAST);
+setId(hitFirst.key, 0x42);
+setId(hitLast.key, 0x42);
+hitTable.first(hitFirst, 9, FIRST, 0, FIRST.length, 1e12);
 let hitNow = 1e12;
 Deno.bench("non-first fragment, valid entry (lookup hit)", { group: "fragment" }, () => {
   hitNow += 1000;
-  sink += hitTable.nonFirst(hitKey, LAST, LAST.length, hitNow);
+  sink += hitTable.nonFirst(hitLast, LAST, 0, LAST.length, hitNow);
 });
 
 addEventListener("unload", () => {

@@ -58,6 +58,13 @@
  * Usage: deno run --allow-all bench/lb_throughput.ts [--queues=1] [--runs=5]
  *   [--duration=5] [--streams=8] [--length=64] [--bitrate=0] [--qlength=1024]
  *   [--sender=iperf3|flood] [--paths=nfqlb,c,kernel] [--targets=4]
+ *   [--baseline-cli=OTHER_CHECKOUT/cli.ts]
+ *
+ * `--baseline-cli` adds the path **base**: `nfqlb lb` of another checkout
+ * (e.g. the previous commit in a `git worktree`), on queues 2N..3N-1, measured
+ * alternately with the others in the same run, so a change's effect on the
+ * data path is a same-run ratio (nfqlb / base) rather than a comparison of
+ * two runs on a noisy machine.
  *
  * `--bitrate` is iperf3's `-b`, per stream (0 = unbounded); `--qlength` is
  * passed to both readers.
@@ -68,7 +75,7 @@ import { exec, isRoot, run, TestNet } from "../testkit/netns.ts";
 
 const USAGE = "usage: deno run --allow-all bench/lb_throughput.ts [--queues=N] [--runs=R] " +
   "[--duration=S] [--streams=P] [--length=BYTES] [--bitrate=RATE] [--qlength=N] " +
-  "[--sender=iperf3|flood] [--paths=nfqlb,c,kernel] [--targets=T]";
+  "[--sender=iperf3|flood] [--paths=nfqlb,c,kernel,base] [--targets=T] [--baseline-cli=PATH]";
 const OPTIONS = [
   "queues",
   "runs",
@@ -80,6 +87,7 @@ const OPTIONS = [
   "sender",
   "paths",
   "targets",
+  "baseline-cli",
 ];
 const opt = new Map<string, string>();
 for (const a of Deno.args) {
@@ -113,10 +121,17 @@ if (SENDER !== "iperf3" && SENDER !== "flood") {
   console.error(`--sender=${SENDER}: expected iperf3 or flood`);
   Deno.exit(2);
 }
-type Path = "nfqlb" | "c" | "kernel";
-const ALL_PATHS: readonly Path[] = ["nfqlb", "c", "kernel"];
+type Path = "nfqlb" | "c" | "kernel" | "base";
+const BASELINE_CLI = opt.get("baseline-cli");
+const ALL_PATHS: readonly Path[] = BASELINE_CLI === undefined
+  ? ["nfqlb", "c", "kernel"]
+  : ["nfqlb", "base", "c", "kernel"];
 const pathsExplicit = opt.has("paths");
 const paths = (opt.get("paths") ?? ALL_PATHS.join(",")).split(",") as Path[];
+if (BASELINE_CLI !== undefined && !Deno.statSync(BASELINE_CLI).isFile) {
+  console.error(`--baseline-cli=${BASELINE_CLI}: not a file`);
+  Deno.exit(2);
+}
 if (paths.length === 0 || paths.some((p) => !ALL_PATHS.includes(p))) {
   console.error(`--paths=${opt.get("paths")}: expected a comma list of ${ALL_PATHS.join(", ")}`);
   Deno.exit(2);
@@ -145,6 +160,7 @@ const BASE_PORT = 5201;
 const token = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
 const TSHM = `nfqlbbench-${Deno.pid}-${token}-t`;
 const FTSHM = `nfqlbbench-${Deno.pid}-${token}-ft`;
+const FTSHM_BASE = `${FTSHM}-base`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const T0 = performance.now();
@@ -228,7 +244,7 @@ function cleanup(): Promise<void> {
   cleaned ??= (async () => {
     await Promise.all(readers.map(stopReader));
     await net.cleanup();
-    for (const name of [TSHM, FTSHM]) {
+    for (const name of [TSHM, FTSHM, FTSHM_BASE]) {
       await nfqlb("delete", `--shm=${name}`).catch((e) => log(String(e)));
     }
     await Deno.remove(buildDir, { recursive: true }).catch(() => undefined);
@@ -432,6 +448,27 @@ try {
     queues: { first: 0, last: QUEUES - 1 },
     pids: [lbChild.pid],
   });
+  if (paths.includes("base") && BASELINE_CLI !== undefined) {
+    const first = 2 * QUEUES;
+    const last = 3 * QUEUES - 1;
+    const baseArg = QUEUES === 1 ? String(first) : `${first}:${last}`;
+    const baseChild = await startReader(lb, [
+      DENO,
+      "run",
+      "--allow-all",
+      BASELINE_CLI,
+      "lb",
+      `--tshm=${TSHM}`,
+      `--ft_shm=${FTSHM_BASE}`,
+      `--queue=${baseArg}`,
+      `--qlength=${QLENGTH}`,
+    ], QUEUES);
+    setups.set("base", {
+      label: `baseline nfqlb lb --queue=${baseArg} (${BASELINE_CLI})`,
+      queues: { first, last },
+      pids: [baseChild.pid],
+    });
+  }
   if (paths.includes("c")) {
     const pids: number[] = [];
     for (let q = QUEUES; q < 2 * QUEUES; q++) {
@@ -683,6 +720,8 @@ try {
       console.log(`${text}: ${(med(a, k) / med(b, k)).toFixed(2)}`);
     }
   };
+  ratio("nfqlb", "base", "delivered", "nfqlb / baseline checkout, delivered pkt/s");
+  ratio("base", "nfqlb", "cpuUsPerPacket", "baseline checkout / nfqlb, reader CPU per packet");
   ratio("nfqlb", "c", "delivered", "nfqlb / C baseline, delivered pkt/s");
   ratio("c", "nfqlb", "cpuUsPerPacket", "C baseline / nfqlb, reader CPU per packet");
   ratio("nfqlb", "kernel", "delivered", "nfqlb / kernel, delivered pkt/s");

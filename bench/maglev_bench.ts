@@ -4,7 +4,8 @@
  * Run: `deno bench --allow-all bench/maglev_bench.ts`.
  */
 import { createShm, unlinkShm } from "../ffi/shm.ts";
-import { djb2, hashKey, KEY_LEN } from "../lib/packet/hash.ts";
+import { djb2, hashKey } from "../lib/packet/hash.ts";
+import { KEY_LEN } from "../lib/packet/key.ts";
 import { activate, fwmarkFor, initTable, populate } from "../lib/maglev/maglev.ts";
 import { type MaglevTable, tableSize } from "../lib/maglev/table.ts";
 

@@ -8,7 +8,8 @@
  * reported time by N for the cost of one packet.
  */
 
-import { djb2, hashKey, KEY_LEN } from "../lib/packet/hash.ts";
+import { djb2, hashKey } from "../lib/packet/hash.ts";
+import { KEY_LEN } from "../lib/packet/key.ts";
 import { FragTable } from "../lib/frag/table.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
 import { MaglevTable } from "../lib/maglev/table.ts";

@@ -1,19 +1,15 @@
 /**
  * The sub-command framework: option declarations, `--help` text, required
- * options, fatal errors ("die") and exit codes, all as nfqlb 1.2.0 prints
- * them (SPEC 1.2–1.4). Commands write through an {@link Io} so they can be
- * run in-process by tests.
+ * options, fatal errors ("die", and the daemon layer's `DaemonError`s) and
+ * exit codes, all as nfqlb 1.2.0 prints them (SPEC 1.2–1.4). Commands write
+ * through an {@link Io} so they can be run in-process by tests.
  * @module
  */
 import { getopt } from "../lib/ccompat/getopt.ts";
+import { DaemonError } from "../daemon/errors.ts";
+import type { Io } from "../daemon/io.ts";
 
-/** Where a command writes its output. */
-export interface Io {
-  /** Write to stdout. */
-  out(text: string): void;
-  /** Write to stderr. */
-  err(text: string): void;
-}
+export type { Io };
 
 /** One option of a command. */
 export interface OptionDecl {
@@ -40,7 +36,10 @@ export interface Command {
   readonly name: string;
   /** First lines of `--help`, before the option lines. */
   readonly help: string;
-  /** Options in declaration order (`--help` is added first automatically). */
+  /**
+   * Options in declaration order. `--help` is accepted first (it is first in
+   * 1.2.0's tables, which matters for ambiguous prefixes) but has no help line.
+   */
   readonly options: readonly OptionDecl[];
   /** Do the work; returns the exit status. */
   run(inv: Invocation): number | Promise<number>;
@@ -64,10 +63,14 @@ export function die(message: string): never {
 
 const HELP_OPTION: OptionDecl = { name: "help", desc: "Print this help", flag: true };
 
-/** The `--help` text of a command. */
+/**
+ * The `--help` text of a command: the header, then one line per option
+ * except `--help` itself, `  --<name>= <desc> <"(required)" or "">`
+ * (`docs/COMPATIBILITY.md#command-line`).
+ */
 export function helpText(cmd: Command): string {
   const lines = [cmd.help.replace(/\n$/, "")];
-  for (const o of [HELP_OPTION, ...cmd.options]) {
+  for (const o of cmd.options) {
     lines.push(`  --${o.name}= ${o.desc} ${o.required ? "(required)" : ""}`);
   }
   return lines.join("\n") + "\n";
@@ -96,9 +99,18 @@ export async function runCommand(cmd: Command, args: readonly string[], io: Io):
     return await cmd.run({ opts, args: scan.positionals, io });
   } catch (e) {
     if (e instanceof Fatal) {
-      io.err(e.message.endsWith("\n") ? e.message : e.message + "\n");
+      io.err(withNewline(e.message));
       return e.status;
+    }
+    // A start-up failure of the daemon layer: its one-line message, exit 1 as a die.
+    if (e instanceof DaemonError) {
+      io.err(withNewline(e.message));
+      return 1;
     }
     throw e;
   }
+}
+
+function withNewline(message: string): string {
+  return message.endsWith("\n") ? message : message + "\n";
 }

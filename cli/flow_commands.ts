@@ -99,8 +99,13 @@ async function send(
   }
 }
 
-/** Print a text reply + newline; exit 0 if it starts with `OK`, else 255. */
+/**
+ * Print a text reply (up to its NUL) + newline; exit 0 if it starts with
+ * `OK`, else 255. No reply at all prints nothing (exit 255), as in 1.2.0,
+ * which prints only when its read returned bytes (a lone NUL prints "\n").
+ */
 function printTextReply(inv: Invocation, reply: Uint8Array): number {
+  if (reply.length === 0) return 255;
   const { text } = decodeReply(reply);
   inv.io.out(text + "\n");
   return text.startsWith("OK") ? 0 : 255;

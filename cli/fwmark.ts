@@ -4,19 +4,9 @@
  * @module
  */
 import { parseStrictInt } from "../lib/ccompat/cnum.ts";
-import {
-  addressHash,
-  hashKey,
-  IPPROTO_SCTP,
-  IPPROTO_TCP,
-  IPPROTO_UDP,
-  KEY_DPORT,
-  KEY_DST,
-  KEY_LEN,
-  KEY_PROTO,
-  KEY_SPORT,
-  KEY_SRC,
-} from "../lib/packet/hash.ts";
+import { addressHash, hashKey } from "../lib/packet/hash.ts";
+import { KEY_DPORT, KEY_DST, KEY_LEN, KEY_PROTO, KEY_SPORT, KEY_SRC } from "../lib/packet/key.ts";
+import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../lib/wire/ip_proto.ts";
 import { mapIPv4, parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import { type Command, die } from "./command.ts";
 import { openTable } from "../daemon/open_table.ts";

@@ -72,11 +72,12 @@ export const initCommand: Command = {
   name: "init",
   help: "init [--shm=NAME] [--M=m] [--N=n] [--ownfw=f]\n" +
     "  Create or overwrite a Maglev target table in shared memory (all targets inactive).",
+  // 1.2.0's declaration order, which its --help lists.
   options: [
-    shmOption,
-    { name: "M", desc: "Lookup table size, adjusted down to a prime (default 997)" },
-    { name: "N", desc: "Number of target slots, <= M (default 32)" },
     { name: "ownfw", desc: "Own fwmark, for an LB-tier table (default 0)" },
+    shmOption,
+    { name: "N", desc: "Number of target slots, <= M (default 32)" },
+    { name: "M", desc: "Lookup table size, adjusted down to a prime (default 997)" },
   ],
   run(inv) {
     const name = shmName(inv);
@@ -184,7 +185,7 @@ export const deactivateCommand: Command = {
     const { table, close } = openTable(shmName(inv), true);
     try {
       const index = indexOption(inv, table.n);
-      if (index !== undefined) deactivateIndex(table, index);
+      if (index !== undefined) deactivateIndex(table, index, grace);
       else deactivate(table, fwmarks, grace);
     } finally {
       close();

@@ -2,12 +2,16 @@
  * `trace (--mask=M | --selection=LIST) [--trace_address=ADDR]` (SPEC 1.7):
  * store the trace mask in `nfqlb-trace`, attach to a daemon's trace server
  * and copy its trace stream to stdout until the daemon closes it.
+ *
+ * Unlike 1.2.0 (`docs/COMPATIBILITY.md#differences`): every error message
+ * ends with a newline, and when the address is invalid or the connect fails
+ * the mask in `nfqlb-trace` is left as it was (1.2.0 leaves the new one).
  * @module
  */
 import { cStrtol0 } from "../lib/ccompat/cnum.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { formatMask, selectionMask, TRACE_SELECTION } from "../lib/trace/mask.ts";
-import type { Command } from "./command.ts";
+import { type Command, die } from "./command.ts";
 import { TransportError } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
 import { MASK_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
@@ -26,37 +30,35 @@ export const traceCommand: Command = {
   async run(inv) {
     const maskText = inv.opts.get("mask");
     const selection = inv.opts.get("selection");
-    if ((maskText === undefined) === (selection === undefined)) {
-      // 1.2.0 prints these two without a newline.
-      inv.io.err(
-        maskText === undefined
-          ? "Specify any of --mask or --selection"
-          : "Specify any ONE of --mask or --selection",
-      );
-      return 1;
+    if (maskText === undefined && selection === undefined) {
+      die("Specify any of --mask or --selection");
+    }
+    if (maskText !== undefined && selection !== undefined) {
+      die("Specify any ONE of --mask or --selection");
     }
     const mask = maskText !== undefined
       ? cStrtol0(maskText).value >>> 0
       : selectionMask(selection ?? "");
     inv.io.out(`Mask=${formatMask(mask)}\n`);
-    // Stored before connecting, as 1.2.0 does (a failed attach still changes the mask).
-    const m = openTraceShm();
-    m.words[MASK_WORD] = mask;
-    m.close();
-
     const text = inv.opts.get("trace_address") ?? "unix:nfqlb-trace";
-    const address = parseSocketAddress(text);
-    if (address === undefined) {
-      inv.io.err(`Failed to parse address [${text}]`);
-      return 1;
-    }
+    // Same order of checks as 1.2.0 (map, address, connect); the mask is stored
+    // before connecting, so a daemon that accepts sees it, and put back on failure.
+    const shm = openTraceShm();
     let conn: Deno.Conn;
     try {
-      conn = await connectSocket(address);
-    } catch (e) {
-      if (!(e instanceof TransportError)) throw e;
-      inv.io.err(`Trace client connect to ${text}: ${e.message}`);
-      return 1;
+      const address = parseSocketAddress(text);
+      if (address === undefined) die(`Failed to parse address [${text}]`);
+      const previous = Atomics.exchange(shm.words, MASK_WORD, mask | 0);
+      try {
+        conn = await connectSocket(address);
+      } catch (e) {
+        // Unless something changed it meanwhile, restore the mask this command replaced.
+        Atomics.compareExchange(shm.words, MASK_WORD, mask | 0, previous);
+        if (e instanceof TransportError) die(`Trace client connect to ${text}: ${e.message}`);
+        throw e;
+      }
+    } finally {
+      shm.close();
     }
     const decoder = new TextDecoder();
     const buf = new Uint8Array(65536);

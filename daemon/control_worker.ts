@@ -20,6 +20,7 @@ import { decodeFlowState, encodeFlowState } from "../lib/flow/state_file.ts";
 import { FlowStore, type TargetRegistry } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { ListenError, type ListenFailure } from "./errors.ts";
 import { openTable } from "./open_table.ts";
 
 /** The message that starts the control thread. */
@@ -46,7 +47,8 @@ export type ControlMessage =
   }
   | { type: "flows"; snapshot: FlowSnapshot }
   | { type: "log"; text: string }
-  | { type: "error"; message: string }
+  /** A failure; `listen` is set when the control server socket could not be set up. */
+  | { type: "error"; message: string; listen?: ListenFailure }
   | { type: "stopped" };
 
 /** Actions that change the daemon's state and need an authorised peer. */
@@ -117,7 +119,8 @@ function serve(start: ControlStart): void {
     server = StreamServer.listen(start.address, 128);
   } catch (e) {
     if (e instanceof LibcError) {
-      scope.postMessage({ type: "error", message: `Flow server ${e.call}: ${e.message}` });
+      const listen: ListenFailure = { server: "Flow", call: e.call, strerror: e.message };
+      scope.postMessage({ type: "error", message: new ListenError(listen).message, listen });
       return;
     }
     throw e;

@@ -12,7 +12,7 @@ import {
   TRACE_SHM_NAME,
   TRACE_SHM_SIZE,
 } from "../lib/trace/shm_layout.ts";
-import { die } from "../cli/command.ts";
+import { ShmCreateError, ShmSizeError } from "./errors.ts";
 
 /** Index of the log level (i32) in {@link TraceShm.words}. */
 export const LOGLEVEL_WORD: number = TRACE_OFF_LOGLEVEL >> 2;
@@ -25,18 +25,21 @@ export interface TraceShm {
   close(): void;
 }
 
-/** Map `nfqlb-trace` read-write; dies with a one-line message on failure. */
+/**
+ * Map `nfqlb-trace` read-write; throws {@link ShmCreateError} when it cannot
+ * be created and {@link ShmSizeError} when it is too small.
+ */
 export function openTraceShm(): TraceShm {
   let m;
   try {
     m = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
   } catch (e) {
-    if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
+    if (e instanceof LibcError) throw new ShmCreateError(TRACE_SHM_NAME, e.message);
     throw e;
   }
   if (m.size < TRACE_SHM_SIZE) {
     m.close();
-    die(`${TRACE_SHM_NAME}: object too small (${m.size} bytes)`);
+    throw new ShmSizeError(TRACE_SHM_NAME, m.size);
   }
   return { words: new Int32Array(m.buffer, 0, 2), close: () => m.close() };
 }

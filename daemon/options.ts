@@ -1,12 +1,13 @@
 /**
  * Options of the packet daemons `lb` and `flowlb` (SPEC 1.8): declarations,
  * defaults, and validation into a plain, structured-cloneable config that
- * can be handed to the per-queue worker threads.
+ * can be handed to the per-queue worker threads. Invalid values throw an
+ * {@link OptionError}.
  * @module
  */
 import { parseStrictInt } from "../lib/ccompat/cnum.ts";
-import { die, type Invocation, type OptionDecl } from "../cli/command.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { OptionError } from "./errors.ts";
 
 /** Validated daemon configuration. */
 export interface DaemonConfig {
@@ -48,9 +49,22 @@ export const MIN_MTU = 576;
 /** Largest copy range NFQUEUE accepts (the kernel caps it at 0xffff). */
 export const MAX_MTU = 65535;
 
+/** Parsed option values by name (last occurrence wins); flags map to "". */
+export type OptionValues = ReadonlyMap<string, string>;
+
+/** Declaration of one daemon option (the command layer adds `--help`). */
+export interface DaemonOptionDecl {
+  /** Name without dashes. */
+  readonly name: string;
+  /** Text of the `--help` line. */
+  readonly desc: string;
+  /** A flag: takes no value. */
+  readonly flag?: boolean;
+}
+
 /** Options shared by `lb` and `flowlb`, in 1.2.0's declaration order where it matters. */
-export function daemonOptions(kind: "lb" | "flowlb"): OptionDecl[] {
-  const opts: OptionDecl[] = [];
+export function daemonOptions(kind: "lb" | "flowlb"): DaemonOptionDecl[] {
+  const opts: DaemonOptionDecl[] = [];
   if (kind === "lb") opts.push({ name: "tshm", desc: "Target table shm name (default nfqlb)" });
   opts.push(
     { name: "lbshm", desc: "LB-tier table for fragments (default none)" },
@@ -85,11 +99,11 @@ export function daemonOptions(kind: "lb" | "flowlb"): OptionDecl[] {
   return opts;
 }
 
-function int(inv: Invocation, name: string, dflt: number, min: number, max: number): number {
-  const s = inv.opts.get(name);
+function int(opts: OptionValues, name: string, dflt: number, min: number, max: number): number {
+  const s = opts.get(name);
   if (s === undefined) return dflt;
   const v = parseStrictInt(s.trim(), min, max);
-  if (v === undefined) die(`Invalid --${name}=${s}; expected an integer in ${min}..${max}`);
+  if (v === undefined) throw new OptionError(name, s, { kind: "integer", min, max });
   return v;
 }
 
@@ -103,42 +117,45 @@ export function parseQueueRange(q: string): [number, number] | undefined {
   return [first, last];
 }
 
-/** Validate the options of `lb` / `flowlb`; dies with a clear message on the first bad one. */
-export function daemonConfig(inv: Invocation): DaemonConfig {
-  const mtuText = inv.opts.get("mtu");
-  const mtu = int(inv, "mtu", 1500, I32[0], I32[1]);
-  if (mtu < MIN_MTU) die(`Invalid MTU; ${mtuText}`);
-  if (mtu > MAX_MTU) die(`Invalid MTU; ${mtuText} (at most ${MAX_MTU})`);
-  const queueText = inv.opts.get("queue") ?? "2";
+/**
+ * Validate the options of `lb` / `flowlb` before anything is started;
+ * throws {@link OptionError} for the first bad one.
+ */
+export function daemonConfig(opts: OptionValues): DaemonConfig {
+  const mtuText = opts.get("mtu") ?? "";
+  const mtu = int(opts, "mtu", 1500, I32[0], I32[1]);
+  if (mtu < MIN_MTU) throw new OptionError("mtu", mtuText, { kind: "mtu-low" });
+  if (mtu > MAX_MTU) throw new OptionError("mtu", mtuText, { kind: "mtu-high", max: MAX_MTU });
+  const queueText = opts.get("queue") ?? "2";
   const queues = parseQueueRange(queueText);
-  if (queues === undefined) die(`queue invalid [${queueText}]`);
-  const traceAddress = inv.opts.get("trace_address") ?? "unix:nfqlb-trace";
+  if (queues === undefined) throw new OptionError("queue", queueText, { kind: "queue" });
+  const traceAddress = opts.get("trace_address") ?? "unix:nfqlb-trace";
   if (parseSocketAddress(traceAddress) === undefined) {
-    die(`Failed to parse address [${traceAddress}]`);
+    throw new OptionError("trace_address", traceAddress, { kind: "address" });
   }
-  const tun = inv.opts.get("tun") ?? "";
-  const ftFrag = int(inv, "ft_frag", 100, 0, 1_000_000);
+  const tun = opts.get("tun") ?? "";
+  const ftFrag = int(opts, "ft_frag", 100, 0, 1_000_000);
   return {
-    tshm: inv.opts.get("tshm") ?? "nfqlb",
-    lbshm: inv.opts.get("lbshm") ?? "",
+    tshm: opts.get("tshm") ?? "nfqlb",
+    lbshm: opts.get("lbshm") ?? "",
     mtu,
     tun,
-    reassembler: int(inv, "reassembler", 0, 0, 1_000_000),
-    sctpEncap: int(inv, "sctp_encap", 0, 0, U16_MAX),
-    notargetsFwmark: int(inv, "notargets_fwmark", -1, I32[0], I32[1]),
-    nolbFwmark: int(inv, "nolb_fwmark", -1, I32[0], I32[1]),
-    hashMode: int(inv, "hash_mode", 1, 0, U16_MAX),
+    reassembler: int(opts, "reassembler", 0, 0, 1_000_000),
+    sctpEncap: int(opts, "sctp_encap", 0, 0, U16_MAX),
+    notargetsFwmark: int(opts, "notargets_fwmark", -1, I32[0], I32[1]),
+    nolbFwmark: int(opts, "nolb_fwmark", -1, I32[0], I32[1]),
+    hashMode: int(opts, "hash_mode", 1, 0, U16_MAX),
     queueFirst: queues[0],
     queueLast: queues[1],
-    qlength: int(inv, "qlength", 1024, 1, 2 ** 31 - 1),
-    ftShm: inv.opts.get("ft_shm") ?? "ftshm",
-    ftSize: int(inv, "ft_size", 500, 1, 10_000_000),
-    ftBuckets: int(inv, "ft_buckets", 500, 0, 10_000_000),
+    qlength: int(opts, "qlength", 1024, 1, 2 ** 31 - 1),
+    ftShm: opts.get("ft_shm") ?? "ftshm",
+    ftSize: int(opts, "ft_size", 500, 1, 10_000_000),
+    ftBuckets: int(opts, "ft_buckets", 500, 0, 10_000_000),
     ftFrag: tun === "" ? 0 : ftFrag,
-    ftTtl: int(inv, "ft_ttl", 200, 0, 86_400_000),
+    ftTtl: int(opts, "ft_ttl", 200, 0, 86_400_000),
     traceAddress,
-    failOpen: inv.opts.has("fail-open"),
-    promiscuousPing: inv.opts.has("promiscuous_ping"),
-    flowState: inv.opts.get("flow-state") ?? "",
+    failOpen: opts.has("fail-open"),
+    promiscuousPing: opts.has("promiscuous_ping"),
+    flowState: opts.get("flow-state") ?? "",
   };
 }

@@ -1,20 +1,25 @@
 /**
  * One NFQUEUE reader thread of `nfqlb lb` or `nfqlb flowlb`: maps the tables
- * itself, opens its queue, then loops receive-batch → decide → verdicts
- * until the shared stop flag is set. For `flowlb`, new flow snapshots arrive
- * as messages; the main thread bumps a shared version counter, and the loop
- * picks the snapshot up between two batches and swaps in a newly compiled
- * flow set (old or new for a whole batch, never a mix).
+ * itself, opens its queue, then runs the packet loop (`./packet_loop.ts`)
+ * until the shared stop flag is set. Its per-batch hook reads the trace mask
+ * and the log level from `nfqlb-trace`, and for `flowlb` installs new flow
+ * snapshots: they arrive as messages, the main thread bumps a shared version
+ * counter, and the hook swaps in a newly compiled flow set between two
+ * batches (old or new for a whole batch, never a mix). Trace lines and log
+ * lines go to two bounded rings read by the trace thread, so writing them
+ * never blocks the packet path.
  *
  * Messages to the main thread: `started` (with the start-up line), `stopped`,
  * or `error` (a one-line message).
  * @module
  */
-import { NfQueue, startupLine } from "../ffi/nfqueue.ts";
+import { NfQueue } from "../ffi/nfqueue.ts";
+import { startupLine } from "../lib/nfqueue/rcvbuf.ts";
 import { openShm } from "../ffi/shm.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
-import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { LOGLEVEL_WORD, MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { runPacketLoop } from "./packet_loop.ts";
 import { FragTable } from "../lib/frag/table.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
@@ -45,6 +50,8 @@ export interface QueueWorkerStart {
   readonly stop: SharedArrayBuffer;
   /** This thread's trace ring (read by the trace thread). */
   readonly trace: SharedArrayBuffer;
+  /** This thread's log ring (read by the trace thread, written to stderr). */
+  readonly log: SharedArrayBuffer;
   /** Present for `flowlb`. */
   readonly flows?: FlowChannel;
 }
@@ -114,12 +121,18 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     if (lbTier !== undefined) owned.push(lbTier);
     const ft = openShm(c.ftShm, true);
     owned.push(ft);
-    // The trace mask is read once per batch; trace lines go to this thread's ring.
+    // The trace mask and log level are read once per batch; lines go to this thread's rings.
     const traceShm = openTraceShm();
     owned.push(traceShm);
     const traceWords = traceShm.words;
     const ring = new TraceRing(start.trace);
-    const trace: TraceSink = { mask: 0, line: (text) => ring.write(text) };
+    const logRing = new TraceRing(start.log);
+    const trace: TraceSink = {
+      mask: 0,
+      level: 0,
+      line: (text) => ring.write(text),
+      log: (text) => logRing.write(text),
+    };
     const fragments = new FragTable({
       size: c.ftSize,
       buckets: c.ftBuckets,
@@ -184,24 +197,13 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
     owned.push(q);
     scope.postMessage({ type: "started", queue, line: startupLine(c.qlength, c.mtu, q.rcvbuf) });
-    let packets = 0;
-    const buf = q.buffer;
-    while (Atomics.load(stop, 0) === 0) {
-      const n = q.receiveBatch();
-      // After the receive, so a batch is decided with the newest flow set.
-      if (flowsChanged()) await flowSync();
-      if (n === 0) continue;
+    // After the receive, so a batch is decided with the newest flow set, mask and level.
+    const hook = () => {
       trace.mask = traceWords[MASK_WORD] >>> 0;
-      const now = Math.round(performance.now() * 1e6);
-      for (let i = 0; i < n; i++) {
-        q.verdict(
-          i,
-          decider.decide(buf, q.payloadOffset(i), q.payloadLength(i), q.l3proto(i), now),
-        );
-      }
-      q.flush();
-      packets += n;
-    }
+      trace.level = traceWords[LOGLEVEL_WORD];
+      return flowsChanged() ? flowSync() : undefined;
+    };
+    const packets = await runPacketLoop(q, decider, stop, hook);
     scope.postMessage({ type: "stopped", queue, packets });
   } finally {
     for (const o of owned.reverse()) o.close();

@@ -7,7 +7,8 @@
 import { LibcError } from "../ffi/libc.ts";
 import { createShm } from "../ffi/shm.ts";
 import { FTSHM_SIZE, initFtStats } from "../lib/frag/stats.ts";
-import { die, type Invocation } from "../cli/command.ts";
+import { ShmCreateError } from "./errors.ts";
+import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
 import { openTable } from "./open_table.ts";
 import type { FlowChannel, QueueWorkerMessage, QueueWorkerStart } from "./queue_worker.ts";
@@ -23,13 +24,14 @@ const TRACE_RING_BYTES = 256 * 1024;
 /**
  * Steps 2–5 of the start-up (SPEC 1.8): check the LB-tier table, create the
  * fragment statistics object, warn about `--tun`, print the `FragTable;`
- * line. Returns the config with the effective `ft_frag`.
+ * line. Returns the config with the effective `ft_frag`. Throws a
+ * `TableOpenError` (LB-tier table) or {@link ShmCreateError} (`--ft_shm`).
  */
-export function prepareDaemon(inv: Invocation, c: DaemonConfig, name: string): DaemonConfig {
+export function prepareDaemon(io: Io, c: DaemonConfig, name: string): DaemonConfig {
   if (c.lbshm !== "") openTable(c.lbshm, false).close();
   let frag = c.ftFrag;
   if (c.tun !== "") {
-    inv.io.err(
+    io.err(
       `${name}: --tun=${c.tun}: re-injection of stored fragments is not implemented yet; ` +
         "fragments that arrive before their first fragment are dropped (ft_frag=0)\n",
     );
@@ -39,7 +41,7 @@ export function prepareDaemon(inv: Invocation, c: DaemonConfig, name: string): D
   try {
     m = createShm(c.ftShm, FTSHM_SIZE);
   } catch (e) {
-    if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
+    if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
     throw e;
   }
   initFtStats(m.buffer, {
@@ -50,7 +52,7 @@ export function prepareDaemon(inv: Invocation, c: DaemonConfig, name: string): D
     frags: frag,
   });
   m.close();
-  inv.io.out(
+  io.out(
     `FragTable; size=${c.ftSize}, buckets=${c.ftBuckets}, frag=${frag}, mtu=${c.mtu}, ` +
       `ttl=${c.ftTtl}\n`,
   );
@@ -70,9 +72,10 @@ export interface QueueThreads {
  * given rings; resolves when it has stopped (after `stop[0]` is set).
  */
 function startTraceThread(
-  inv: Invocation,
+  io: Io,
   c: DaemonConfig,
   rings: SharedArrayBuffer[],
+  logs: SharedArrayBuffer[],
   stop: SharedArrayBuffer,
 ): Promise<void> {
   const address = parseSocketAddress(c.traceAddress);
@@ -81,7 +84,7 @@ function startTraceThread(
   return new Promise<void>((resolve) => {
     w.onmessage = (e: MessageEvent<TraceMessage>) => {
       if (e.data.type === "warning") {
-        inv.io.err(e.data.text + "\n");
+        io.err(e.data.text + "\n");
         return;
       }
       w.terminate();
@@ -89,11 +92,11 @@ function startTraceThread(
     };
     w.onerror = (e) => {
       e.preventDefault();
-      inv.io.err(`trace thread: ${e.message}\n`);
+      io.err(`trace thread: ${e.message}\n`);
       w.terminate();
       resolve();
     };
-    const start: TraceStart = { address, addressText: c.traceAddress, rings, stop };
+    const start: TraceStart = { address, addressText: c.traceAddress, rings, logs, stop };
     w.postMessage(start);
   });
 }
@@ -104,7 +107,7 @@ function startTraceThread(
  * error stops all of them.
  */
 export function startQueueThreads(
-  inv: Invocation,
+  io: Io,
   c: DaemonConfig,
   stop: SharedArrayBuffer,
   flows?: (lane: number) => FlowChannel,
@@ -116,8 +119,12 @@ export function startQueueThreads(
   let done!: (status: number) => void;
   const queuesDone = new Promise<number>((r) => done = r);
   const rings: SharedArrayBuffer[] = [];
-  for (let q = c.queueFirst; q <= c.queueLast; q++) rings.push(TraceRing.create(TRACE_RING_BYTES));
-  const traceDone = startTraceThread(inv, c, rings, stop);
+  const logs: SharedArrayBuffer[] = [];
+  for (let q = c.queueFirst; q <= c.queueLast; q++) {
+    rings.push(TraceRing.create(TRACE_RING_BYTES));
+    logs.push(TraceRing.create(TRACE_RING_BYTES));
+  }
+  const traceDone = startTraceThread(io, c, rings, logs, stop);
   // The trace thread stops with the same flag; the daemon ends when both have stopped.
   const finished = queuesDone.then(async (s) => {
     Atomics.store(stopFlag, 0, 1);
@@ -129,7 +136,7 @@ export function startQueueThreads(
     if (--running === 0) done(status);
   };
   const fail = (queue: number, message: string) => {
-    inv.io.err(`queue ${queue}: ${message}\n`);
+    io.err(`queue ${queue}: ${message}\n`);
     status = 1;
     Atomics.store(stopFlag, 0, 1);
   };
@@ -139,7 +146,7 @@ export function startQueueThreads(
     w.onmessage = (e: MessageEvent<QueueWorkerMessage>) => {
       const m = e.data;
       if (m.type === "started") {
-        inv.io.out(m.line + "\n");
+        io.out(m.line + "\n");
         return;
       }
       if (m.type === "error") fail(m.queue, m.message);
@@ -155,6 +162,7 @@ export function startQueueThreads(
       queue,
       stop,
       trace: rings[queue - c.queueFirst],
+      log: logs[queue - c.queueFirst],
       flows: flows?.(queue - c.queueFirst),
     };
     w.postMessage(start);

@@ -8,6 +8,8 @@
  * closes, sets the mask in `nfqlb-trace` to 0, closes the stream and logs
  * `Trace: closed`. Until a client has ever attached, trace lines go to
  * stderr; after one detached they are discarded until the next attaches.
+ * Log lines of the queue threads (their log rings) always go to stderr, and
+ * also to the client while one is attached and the mask has bit `log`.
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
@@ -24,6 +26,8 @@ export interface TraceStart {
   readonly addressText: string;
   /** One ring per producer (queue threads, control thread). */
   readonly rings: readonly SharedArrayBuffer[];
+  /** One log ring per queue thread (lines already filtered by log level). */
+  readonly logs: readonly SharedArrayBuffer[];
   /** Int32Array over it: [0] = stop requested. */
   readonly stop: SharedArrayBuffer;
 }
@@ -46,6 +50,7 @@ const encoder = new TextEncoder();
 function serve(start: TraceStart): void {
   const stop = new Int32Array(start.stop);
   const rings = start.rings.map((b) => new TraceRing(b));
+  const logs = start.logs.map((b) => new TraceRing(b));
   const shm = openTraceShm();
   const words = shm.words;
   const level = () => Atomics.load(words, LOGLEVEL_WORD);
@@ -53,7 +58,10 @@ function serve(start: TraceStart): void {
   let client: Connection | null = null;
   let everAttached = false;
 
-  /** Forward every ring's lines: to the client, to stderr before any client, else nowhere. */
+  /**
+   * Forward every trace ring's lines: to the client, to stderr before any
+   * client, else nowhere; and every log ring's lines to stderr (and the client).
+   */
   const drain = (): boolean => {
     let ok = true;
     for (const r of rings) {
@@ -62,6 +70,14 @@ function serve(start: TraceStart): void {
           if (ok) ok = client.sendAll(new Uint8Array(bytes));
         } else if (!everAttached) {
           Deno.stderr.writeSync(new Uint8Array(bytes));
+        }
+      });
+    }
+    for (const r of logs) {
+      r.drain((bytes) => {
+        Deno.stderr.writeSync(new Uint8Array(bytes));
+        if (client !== null && ok && (mask() & TRACE_LOG) !== 0) {
+          ok = client.sendAll(new Uint8Array(bytes));
         }
       });
     }
@@ -114,6 +130,7 @@ function serve(start: TraceStart): void {
       conn.close();
       warn("Trace: closed");
     }
+    drain(); // what the queue threads wrote before they stopped
   } finally {
     client?.close();
     server?.close();

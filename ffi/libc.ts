@@ -1,10 +1,12 @@
 /**
- * Deno.dlopen bindings to the parts of glibc nfqlb needs for POSIX shared
- * memory: `shm_open`, `shm_unlink`, `ftruncate`, `posix_fallocate`, `fstat`,
- * `mmap`, `munmap`, `close`, plus errno reporting through `strerror`.
+ * The one `Deno.dlopen` of glibc: every libc symbol the FFI modules use
+ * (POSIX shared memory for `./shm.ts`, sockets for `./socket.ts`,
+ * `./nfqueue.ts` and `./stream_server.ts`), plus errno reporting through
+ * `strerror`.
  *
  * The library is opened lazily on first use so that pure modules importing
- * this one (for types) do not need `--allow-ffi`.
+ * this one (for types) do not need `--allow-ffi`; a missing permission
+ * (`Deno.errors.NotCapable`) propagates from that first use.
  * @module
  */
 
@@ -18,13 +20,9 @@ export const O_TRUNC = 0o1000;
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
 export const MAP_SHARED = 1;
-/** errno values the callers distinguish. */
-export const ENOENT = 2;
-export const EINTR = 4;
-export const EAGAIN = 11;
-export const EINVAL = 22;
 
 const LIBC_SYMBOLS = {
+  // shared memory (./shm.ts)
   shm_open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   shm_unlink: { parameters: ["buffer"], result: "i32" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
@@ -33,11 +31,31 @@ const LIBC_SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  // sockets
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
+  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
+  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  // The NFQUEUE data plane. Only typed-array `buffer`, integer and `pointer` parameters
+  // and an i32 result, so Deno can use its fast call path.
+  // int recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags, struct timespec *timeout)
+  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
+  // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags): used instead of send()
+  // because its length lives in the iovec (written with a DataView), so no BigInt is
+  // needed per call. The result fits in 32 bits (length of one datagram, or -1).
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // errno
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
+/** The bound glibc symbols. */
+export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
 
 let libc: Libc | undefined;
 let errnoCell: Int32Array | undefined;

@@ -18,9 +18,9 @@
  * ```
  * @module
  */
+import { EINVAL, ENOENT } from "./constants.ts";
 import {
   cString,
-  ENOENT,
   errno,
   fileSize,
   getLibc,
@@ -81,7 +81,7 @@ export function openShm(name: string, writable: boolean): ShmMapping {
   if (fd < 0) throw new LibcError("shm_open", errno());
   try {
     const size = fileSize(fd);
-    if (size === 0) throw new LibcError("mmap", 22);
+    if (size === 0) throw new LibcError("mmap", EINVAL);
     return mapFd(name, fd, size, writable);
   } finally {
     libc.close(fd);

@@ -1,25 +1,27 @@
 /**
- * Deno.dlopen bindings to the glibc socket calls the NFQUEUE data plane
- * needs: `setsockopt`, `getsockopt`, `recvmmsg` and `sendmsg`, plus helpers
- * for the x86-64 `struct msghdr` / `struct mmsghdr` layouts.
+ * Socket helpers over the glibc symbols of `./libc.ts`: option get/set, the
+ * receive timeout, and the x86-64 `struct msghdr` / `struct mmsghdr` layouts
+ * the NFQUEUE data plane fills once and reuses for every `recvmmsg` and
+ * `sendmsg`. Socket option levels and names are defined here (errno values,
+ * address families and socket types in `./constants.ts`).
  *
- * All calls are blocking (each queue runs in its own Worker). The symbols on
- * the hot path (`recvmmsg`, `sendmsg`) take only typed-array `buffer`, integer
- * and `pointer` parameters and return `i32`, so Deno can use its fast call
- * path for them. errno is read with `errno()` from `./libc.ts`.
- *
- * The library is opened lazily on first use.
+ * All calls are blocking (each queue runs in its own Worker).
  * @module
  */
 
-import { errno, LibcError } from "./libc.ts";
+import { AF_NETLINK, AF_UNIX, SOCK_CLOEXEC, SOCK_RAW } from "./constants.ts";
+import { errno, getLibc, LibcError } from "./libc.ts";
 
 /** Socket option level `SOL_SOCKET`. */
 export const SOL_SOCKET = 1;
+/** `SO_REUSEADDR` (int). */
+export const SO_REUSEADDR = 2;
 /** `SO_SNDBUF` (int). */
 export const SO_SNDBUF = 7;
 /** `SO_RCVBUF` (int; the kernel doubles what is set, capped at rmem_max). */
 export const SO_RCVBUF = 8;
+/** `SO_PEERCRED` (`struct ucred`). */
+export const SO_PEERCRED = 17;
 /** `SO_RCVTIMEO` with a 64-bit `struct timeval` (SO_RCVTIMEO_OLD on x86-64). */
 export const SO_RCVTIMEO = 20;
 /** Socket option level `SOL_NETLINK`. */
@@ -31,19 +33,10 @@ export const NETLINK_NO_ENOBUFS = 5;
 export const MSG_DONTWAIT = 0x40;
 /** msg_flags bit: the datagram was longer than the buffer. */
 export const MSG_TRUNC = 0x20;
+/** send flag: no SIGPIPE when the peer has gone. */
+export const MSG_NOSIGNAL = 0x4000;
 /** recvmmsg flag: block for the first message only. */
 export const MSG_WAITFORONE = 0x10000;
-
-/** errno: operation not permitted. */
-export const EPERM = 1;
-/** errno: interrupted system call. */
-export const EINTR = 4;
-/** errno: try again (also the SO_RCVTIMEO timeout). */
-export const EAGAIN = 11;
-/** errno: device or resource busy. */
-export const EBUSY = 16;
-/** errno: no buffer space available. */
-export const ENOBUFS = 105;
 
 // x86-64 layouts:
 //   struct iovec { void *iov_base; size_t iov_len; }                           16 bytes
@@ -78,29 +71,6 @@ export const MMSGHDR_OFF_LEN = 56;
 /** Size of `struct mmsghdr`. */
 export const MMSGHDR_SIZE = 64;
 
-/** The libc socket symbols bound by {@link getSocketLib}. */
-export const SOCKET_SYMBOLS = {
-  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
-  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
-  // int recvmmsg(int fd, struct mmsghdr *vec, unsigned vlen, int flags, struct timespec *timeout)
-  recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
-  // ssize_t sendmsg(int fd, const struct msghdr *msg, int flags): used instead of send()
-  // because its length lives in the iovec (written with a DataView), so no BigInt is
-  // needed per call. The result fits in 32 bits (length of one datagram, or -1).
-  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-} as const satisfies Deno.ForeignLibraryInterface;
-
-/** The bound socket symbols. */
-export type SocketLib = Deno.DynamicLibrary<typeof SOCKET_SYMBOLS>["symbols"];
-
-let lib: SocketLib | undefined;
-
-/** The glibc socket symbols, opened on first use. */
-export function getSocketLib(): SocketLib {
-  if (lib === undefined) lib = Deno.dlopen("libc.so.6", SOCKET_SYMBOLS).symbols;
-  return lib;
-}
-
 // Explicit ArrayBuffers: their backing stores live outside the V8 heap and never move.
 const intBuf = new Int32Array(new ArrayBuffer(4));
 const intBytes = new Uint8Array(intBuf.buffer);
@@ -110,7 +80,7 @@ const lenBytes = new Uint8Array(lenBuf.buffer);
 /** `setsockopt(fd, level, name, &(int)value)`; throws LibcError on failure. */
 export function setIntOption(fd: number, level: number, name: number, value: number): void {
   intBuf[0] = value | 0;
-  if (getSocketLib().setsockopt(fd, level, name, intBytes, 4) !== 0) {
+  if (getLibc().setsockopt(fd, level, name, intBytes, 4) !== 0) {
     throw new LibcError("setsockopt", errno());
   }
 }
@@ -119,7 +89,7 @@ export function setIntOption(fd: number, level: number, name: number, value: num
 export function getIntOption(fd: number, level: number, name: number): number {
   intBuf[0] = 0;
   lenBuf[0] = 4;
-  if (getSocketLib().getsockopt(fd, level, name, intBytes, lenBytes) !== 0) {
+  if (getLibc().getsockopt(fd, level, name, intBytes, lenBytes) !== 0) {
     throw new LibcError("getsockopt", errno());
   }
   return intBuf[0];
@@ -129,9 +99,48 @@ export function getIntOption(fd: number, level: number, name: number): number {
 export function setReceiveTimeout(fd: number, ms: number): void {
   const tv = new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1000)]);
   const bytes = new Uint8Array(tv.buffer);
-  if (getSocketLib().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, bytes, bytes.length) !== 0) {
+  if (getLibc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, bytes, bytes.length) !== 0) {
     throw new LibcError("setsockopt", errno());
   }
+}
+
+/** Size of `struct sockaddr_nl` { u16 family, u16 pad, u32 pid, u32 groups }. */
+const SOCKADDR_NL_SIZE = 12;
+
+/**
+ * A netlink socket of `protocol` (e.g. NETLINK_NETFILTER), close-on-exec,
+ * bound with port id 0 (the kernel assigns one) and no multicast groups.
+ * Messages sent without an address go to the kernel. Throws LibcError
+ * (`socket` or `bind`).
+ */
+export function openNetlinkSocket(protocol: number): number {
+  const l = getLibc();
+  const fd = l.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+  if (fd < 0) throw new LibcError("socket", errno());
+  const sa = new Uint8Array(SOCKADDR_NL_SIZE);
+  new DataView(sa.buffer).setUint16(0, AF_NETLINK, true);
+  if (l.bind(fd, sa, sa.length) !== 0) {
+    const e = errno();
+    l.close(fd);
+    throw new LibcError("bind", e);
+  }
+  return fd;
+}
+
+/**
+ * A connected pair of unix sockets of `type` (e.g. SOCK_DGRAM), close-on-exec;
+ * e.g. one end standing in for the kernel in tests. Throws LibcError.
+ */
+export function socketPair(type: number): [number, number] {
+  const fds = new Int32Array(2);
+  const r = getLibc().socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, new Uint8Array(fds.buffer));
+  if (r !== 0) throw new LibcError("socketpair", errno());
+  return [fds[0], fds[1]];
+}
+
+/** `close(fd)`, ignoring errors. */
+export function closeFd(fd: number): void {
+  getLibc().close(fd);
 }
 
 /** The address of a typed array's first byte, as a number (for struct fields). */

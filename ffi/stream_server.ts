@@ -17,40 +17,29 @@
  * ```
  * @module
  */
+import {
+  AF_INET,
+  AF_INET6,
+  AF_UNIX,
+  EAGAIN,
+  EINTR,
+  SOCK_CLOEXEC,
+  SOCK_STREAM,
+} from "./constants.ts";
 import { errno, getLibc, LibcError } from "./libc.ts";
-import { getSocketLib, setIntOption, setReceiveTimeout, SOL_SOCKET } from "./socket.ts";
+import {
+  MSG_NOSIGNAL,
+  setIntOption,
+  setReceiveTimeout,
+  SO_PEERCRED,
+  SO_REUSEADDR,
+  SOL_SOCKET,
+} from "./socket.ts";
 import { parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 
-const AF_UNIX = 1;
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_CLOEXEC = 0o2000000;
-const SO_REUSEADDR = 2;
-const SO_PEERCRED = 17;
-const MSG_NOSIGNAL = 0x4000;
-const EAGAIN = 11;
-const EINTR = 4;
 /** Size of `struct ucred` { pid, uid, gid }. */
 const UCRED_SIZE = 12;
-
-const SYMBOLS = {
-  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
-  bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  listen: { parameters: ["i32", "i32"], result: "i32" },
-  accept4: { parameters: ["i32", "pointer", "pointer", "i32"], result: "i32" },
-  recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-  send: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
-} as const satisfies Deno.ForeignLibraryInterface;
-
-type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
-let lib: Lib | undefined;
-
-function getLib(): Lib {
-  lib ??= Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-  return lib;
-}
 
 /** The `struct sockaddr` bytes for an address (abstract unix: NUL + name, no trailing NUL). */
 export function sockaddrBytes(addr: SocketAddress): Uint8Array<ArrayBuffer> {
@@ -103,7 +92,7 @@ export class Connection {
   recv(buf: Uint8Array<ArrayBuffer>, timeoutMs: number): number {
     setReceiveTimeout(this.fd, timeoutMs);
     for (;;) {
-      const n = Number(getLib().recv(this.fd, buf, BigInt(buf.length), 0));
+      const n = Number(getLibc().recv(this.fd, buf, BigInt(buf.length), 0));
       if (n >= 0) return n;
       const e = errno();
       if (e === EAGAIN) return -1;
@@ -116,7 +105,7 @@ export class Connection {
     let off = 0;
     while (off < bytes.length) {
       const part = off === 0 ? bytes : bytes.slice(off);
-      const n = Number(getLib().send(this.fd, part, BigInt(part.length), MSG_NOSIGNAL));
+      const n = Number(getLibc().send(this.fd, part, BigInt(part.length), MSG_NOSIGNAL));
       if (n < 0) {
         if (errno() === EINTR) continue;
         return false;
@@ -138,7 +127,7 @@ function peerCredentials(fd: number): PeerCredentials | undefined {
   const cred = new Uint8Array(UCRED_SIZE);
   const len = new Uint32Array([UCRED_SIZE]);
   if (
-    getSocketLib().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0
+    getLibc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0
   ) {
     return undefined;
   }
@@ -162,7 +151,7 @@ export class StreamServer {
    * `socket`, `bind` or `listen` (e.g. EADDRINUSE from bind).
    */
   static listen(addr: SocketAddress, backlog: number): StreamServer {
-    const l = getLib();
+    const l = getLibc();
     const family = addr.kind === "unix" ? AF_UNIX : addr.v6 ? AF_INET6 : AF_INET;
     const fd = l.socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) throw new LibcError("socket", errno());
@@ -182,7 +171,7 @@ export class StreamServer {
   accept(timeoutMs: number): Connection | null {
     setReceiveTimeout(this.fd, timeoutMs);
     for (;;) {
-      const fd = getLib().accept4(this.fd, null, null, SOCK_CLOEXEC);
+      const fd = getLibc().accept4(this.fd, null, null, SOCK_CLOEXEC);
       if (fd >= 0) return new Connection(fd, this.unix);
       const e = errno();
       if (e === EINTR) continue;

@@ -2,8 +2,8 @@
  * Test helper: a process started with {@link TestNet.spawn} whose stdout is
  * read line by line in the background, with waits for lines that match.
  *
- * @example
- * ```ts
+ * @example Needs a TestNet and one of its namespaces (root)
+ * ```ts ignore
  * const p = new LineProcess(net, ns, ["sh", "-c", "echo READY"], "demo");
  * await p.waitLine(/^READY$/);
  * await p.finish();

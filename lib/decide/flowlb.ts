@@ -13,19 +13,15 @@
  * ```
  * @module
  */
-import { type Classifier, compileFlows } from "../flow/classifier.ts";
+import type { Classifier } from "../flow/classifier.ts";
+import { compileFlows } from "../flow/classifier_build.ts";
 import { FlowMatch } from "../flow/match.ts";
 import type { Flow } from "../flow/types.ts";
 import type { Decider } from "./decider.ts";
 import { CONTINUE, FragmentSteps, type FragmentTracker } from "../frag/steps.ts";
-import {
-  hashKey,
-  IPPROTO_SCTP,
-  IPPROTO_UDP,
-  KEY_DPORT,
-  KEY_PROTO,
-  keyProto,
-} from "../packet/hash.ts";
+import { hashKey } from "../packet/hash.ts";
+import { KEY_DPORT, keyProto } from "../packet/key.ts";
+import { IPPROTO_SCTP, IPPROTO_UDP } from "../wire/ip_proto.ts";
 import { fwmarkFor } from "../maglev/maglev.ts";
 import type { MaglevTable } from "../maglev/table.ts";
 import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "../packet/parse.ts";
@@ -106,16 +102,9 @@ export class FlowLbDecider implements Decider {
     this.flowSet = set;
   }
 
-  #classify(set: FlowSet, buf: Uint8Array, off: number, len: number): number {
+  #classify(set: FlowSet, buf: Uint8Array): number {
     const m = this.match;
-    const winner = set.classifier.classify(
-      this.parse.key,
-      buf,
-      off,
-      len,
-      this.promiscuousPing,
-      m,
-    );
+    const winner = set.classifier.classify(this.parse, buf, this.promiscuousPing, m);
     const counters = set.counters;
     if (m.flow >= 0 && counters !== null) counters[set.slots[m.flow]]++;
     return winner;
@@ -129,16 +118,16 @@ export class FlowLbDecider implements Decider {
     const key = p.key;
     const t = this.trace;
     if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
-      const early = this.fragments.early(rc, key, buf, off, len, now);
+      const early = this.fragments.early(p, buf, off, len, now);
       if (early !== CONTINUE) return early;
     }
     const set = this.flowSet;
-    let winner = this.#classify(set, buf, off, len);
+    let winner = this.#classify(set, buf);
     // SCTP over UDP: re-parse and re-classify a UDP packet to the reported udpencap port.
     // 1.2.0 also does this for encap 0 (UDP to port 0), which only counted the flow twice.
     const encap = this.match.udpencap;
     if (
-      encap !== 0 && key[KEY_PROTO] === IPPROTO_UDP && key[KEY_PROTO + 1] === 0 &&
+      encap !== 0 && keyProto(key) === IPPROTO_UDP &&
       ((key[KEY_DPORT] << 8) | key[KEY_DPORT + 1]) === encap
     ) {
       if ((t.mask & TRACE_SCTP) !== 0) t.line(`Udp encapsulated sctp packet on port ${encap}`);
@@ -147,11 +136,12 @@ export class FlowLbDecider implements Decider {
         if ((t.mask & TRACE_SCTP) !== 0) t.line("FAILED: Re-compute key with udpencap");
         return -1;
       }
-      winner = this.#classify(set, buf, off, len);
+      winner = this.#classify(set, buf);
       if (winner < 0 && (t.mask & TRACE_SCTP) !== 0) t.line("Failed flowLookup for udpencap");
     }
     if (winner < 0) {
       if ((t.mask & TRACE_PACKET) !== 0) t.line("Failed flowLookup");
+      if ((t.level ?? 0) >= 6) t.log?.("Failed flowLookup"); // INFO
       return this.nolbFwmark;
     }
     const table = set.tables[winner];

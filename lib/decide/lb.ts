@@ -67,7 +67,8 @@ export class LbDecider implements Decider {
   /**
    * The verdict value for the packet at `buf[off, off + len)` (parsed in
    * place) with L3 protocol `l3proto` (0x0800 / 0x86DD); `now` is a monotonic
-   * time in nanoseconds (fragments). Only fragments get a view of their own.
+   * time in nanoseconds (fragments). Nothing is allocated: fragment steps
+   * get the parse and the range, not a view of their own.
    */
   decide(buf: Uint8Array, off: number, len: number, l3proto: number, now = 0): number {
     const p = this.parse;
@@ -75,7 +76,7 @@ export class LbDecider implements Decider {
     if (rc < 0) return -1;
     const t = this.trace;
     if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
-      const early = this.fragments.early(rc, p.key, buf, off, len, now);
+      const early = this.fragments.early(p, buf, off, len, now);
       if (early !== CONTINUE) return early;
     }
     const fw = fwmarkFor(this.table, hashKey(p.key, this.hashMode));

@@ -1,41 +1,25 @@
 /**
  * Compiled flow classifier for `flowlb`: exactly the answers of
- * {@link matchFlowLinear} (SPEC 6.5, 6.6, 5.4 with defect #18 fixed), at a
- * per-packet cost that grows far slower than the number of flows.
+ * `matchFlowLinear` (`linear.ts`; SPEC 6.5, 6.6, 5.4 with defect #18 fixed),
+ * at a per-packet cost that grows far slower than the number of flows. This
+ * module is the per-packet part and the layout of the compiled tables;
+ * `compileFlows` in `classifier_build.ts` builds them (and documents them and
+ * their memory).
  *
- * ## Design
- * Flows are numbered in matching order (priority descending, stable), so the
- * winner is the lowest-numbered flow in the intersection of the per-field
- * flow sets that passes its per-flow checks (byte matches). Sets are bitsets
- * over flow numbers (W = ⌈N/32⌉ 32-bit words), mostly stored sparsely:
- * - **dst / src address**: the distinct CIDRs (128-bit keys, IPv4 mapped)
- *   form a laminar family of prefixes. The address space is cut into
- *   elementary intervals at every prefix start and end + 1; a binary search
- *   over the sorted boundaries gives the innermost prefix containing the
- *   address, and its parent chain lists every prefix containing it. IPv4
- *   keys search a compact copy of the `::ffff:0:0/96` boundaries (last word
- *   only) behind a 4096-bucket first-level index. Each prefix stores its
- *   flows as a sparse bitset (sorted (word, bits) pairs); flows without the
- *   field (or with a `/0` CIDR) form the "base" set.
- * - **protocol**: four dense bitsets (tcp, udp, sctp, other key protocol).
- * - **dport / sport**: each flow's ranges are split into aligned
- *   power-of-two port blocks (≤ 30 per range): prefixes of the 16-bit port,
- *   so the same prefix machinery applies, with a 65536-entry table giving the
- *   innermost block of a port. Flows needing more than
- *   {@link PORT_PREFIX_LIMIT} blocks are not indexed: they sit in the base
- *   and are checked against their own ranges when they are candidates.
- *
- * Per packet: the destination is looked up first; every further field is
- * looked up only while the best field so far still leaves more than a few
- * candidate words (the big tables are cache-cold; a handful of candidate
- * flows is cheaper to check against their own CIDRs and ranges, kept in
- * compact per-flow records). The field with the fewest candidate words
- * drives: its sorted sparse lists (chain prefixes + base) are merged in word
- * order, each word is ANDed with the protocol bitset and the other looked-up
- * fields (binary search in their chains), and the surviving bits are tried
- * in order; the first flow that decides ends the search. No allocation per
- * packet; the scratch state makes an instance single-threaded (each worker
- * compiles its own).
+ * ## Per packet
+ * Flows are numbered in matching order, so the winner is the lowest-numbered
+ * flow in the intersection of the per-field flow sets that passes its
+ * per-flow checks (byte matches). The destination is looked up first; every
+ * further field is looked up only while the best field so far still leaves
+ * more than a few candidate words (the big tables are cache-cold; a handful
+ * of candidate flows is cheaper to check against their own CIDRs and ranges,
+ * kept in compact per-flow records). The field with the fewest candidate
+ * words drives: its sorted sparse lists (chain prefixes + base) are merged
+ * in word order, each word is ANDed with the protocol bitset and the other
+ * looked-up fields (binary search in their chains), and the surviving bits
+ * are tried in order; the first flow that decides ends the search. No
+ * allocation per packet; the scratch state makes an instance
+ * single-threaded (each worker compiles its own).
  *
  * With promiscuous ping and a key protocol of ICMP/ICMPv6, the protocol,
  * port and byte-match fields are skipped (SPEC 6.6).
@@ -47,27 +31,9 @@
  * selective (e.g. every flow matches every address and port) the walk is
  * over all ⌈N/32⌉ words — still 32 flows per step, never worse than that.
  *
- * ## Memory
- * Linear in the flow definitions ({@link Classifier.memoryBytes} reports it):
- * - per address field ≈ 64 bytes per distinct CIDR (a 16-byte prefix record,
- *   ≤ 2 interval boundaries of 20 bytes, +16 bytes for the compact copy of
- *   IPv4 ones) + 8 bytes per (CIDR, flow) pair + 16 KiB of first-level index;
- * - per port field 8 bytes per (block, flow) pair (≤ {@link PORT_PREFIX_LIMIT}
- *   blocks per flow) + 16 bytes per distinct block (≤ 131071) + a 256 KiB
- *   port table;
- * - per flow a 40-byte record, 8 bytes per port range, 20 bytes per source
- *   CIDR and per statement; protocol and base bitsets ≈ 9 × ⌈N/32⌉ × 4 bytes.
- *
- * No structure is quadratic: elementary intervals store only their innermost
- * prefix, and a set is stored once per prefix, never per interval. Worst case
- * for 10000 flows, every flow at the limits with distinct CIDRs (32 `dsts` +
- * 32 `srcs`, `dports` and `sports` of ≈ 60 blocks each): ≈ 57 MB, compiled
- * in ≈ 1.1–1.6 s; the 10000 realistic flows of `bench/classifier_bench.ts`:
- * ≈ 2.6 MB, compiled in ≈ 30–45 ms (timings on the project's test VM).
- *
  * @example
  * ```ts
- * import { compileFlows } from "./classifier.ts";
+ * import { compileFlows } from "./classifier_build.ts";
  * import { FlowMatch } from "./match.ts";
  * import { KeyParse, parseKeyInto, ETH_P_IP } from "../packet/parse.ts";
  * import { PROTO_UDP, type Flow } from "./types.ts";
@@ -84,70 +50,131 @@
  * const kp = new KeyParse();
  * const out = new FlowMatch();
  * parseKeyInto(kp, pkt, pkt.length, ETH_P_IP, 0);
- * cls.classify(kp.key, pkt, 0, pkt.length, false, out); // 0
+ * cls.classify(kp, pkt, false, out); // 0
  * ```
  * @module
  */
 
-import type { Cidr, Flow, PortRange } from "./types.ts";
-import { PROTO_SCTP, PROTO_TCP, PROTO_UDP } from "./types.ts";
-import { FlowMatch, locateMatchL4, MatchL4, statementHolds, statementProto } from "./match.ts";
+import type { Flow } from "./types.ts";
+import { FlowMatch, locateMatchL4, MatchL4, statementHolds } from "./match.ts";
+import type { ClassifierTables, FieldIndex } from "./classifier_build.ts";
+import type { KeyParse } from "../packet/parse.ts";
+import { KEY_DPORT, KEY_DST, KEY_SPORT, KEY_SRC, keyProto } from "../packet/key.ts";
 import {
   IPPROTO_ICMP,
   IPPROTO_ICMPV6,
   IPPROTO_SCTP,
   IPPROTO_TCP,
   IPPROTO_UDP,
-  KEY_DPORT,
-  KEY_DST,
-  KEY_PROTO,
-  KEY_SPORT,
-  KEY_SRC,
-} from "../packet/hash.ts";
+} from "../wire/ip_proto.ts";
 
-/**
- * Port sets needing more aligned blocks than this are not indexed (their
- * flows are checked against their ranges when they are candidates). Bounds
- * the port index at 64 entries per flow.
- */
-export const PORT_PREFIX_LIMIT = 64;
+// The layout of the compiled tables. classifier_build.ts gets it through LAYOUT: the per-packet
+// code reads these module-private constants, which the JIT folds (exported bindings it does not:
+// about 7% slower classification, bench/classifier_bench.ts).
 
-/** Options of {@link compileFlows}. */
-export interface CompileOptions {
-  /**
-   * Every matching flow can win, whatever its target (trace flows, SPEC
-   * 9.4). Default false: flowlb semantics (SPEC 5.4).
-   */
-  anyFlowWins?: boolean;
-}
-
-// Per-flow record (Int32Array, REC ints per flow).
+// Per-flow record (Int32Array, REC ints per flow): offsets of its fields.
+/** Ints per flow in the per-flow record array (`ClassifierTables.rec`). */
 const REC = 10;
-const R_FLAGS = 0; // HAS_* | V_* | kind << KIND_SHIFT
-const R_ENCAP = 1; // udpencap
-const R_DP = 2; // dports ranges [start, end) in `ranges` (pairs)
-const R_SP = 4; // sports ranges
-const R_SRC = 6; // source CIDRs [start, end) in `srcCidrs`
-const R_ST = 8; // statements [start, end) in `stmts`
+/** Record field: flags, `HAS_* | V_* | kind << KIND_SHIFT`. */
+const R_FLAGS = 0;
+/** Record field: the flow's `udpencap`. */
+const R_ENCAP = 1;
+/** Record fields: the flow's `dports`, pairs [start, end) in `ranges`. */
+const R_DP = 2;
+/** Record fields: the flow's `sports`, pairs [start, end) in `ranges`. */
+const R_SP = 4;
+/** Record fields: the flow's source CIDRs, [start, end) in `srcCidrs`. */
+const R_SRC = 6;
+/** Record fields: the flow's byte-match statements, [start, end) in `stmts`. */
+const R_ST = 8;
 
 // Flags: fields a flow restricts (checked per flow when not looked up) ...
+/** Flag: the flow restricts source addresses. */
 const HAS_SRC = 1;
+/** Flag: the flow restricts destination ports. */
 const HAS_DPORT = 2;
+/** Flag: the flow restricts source ports. */
 const HAS_SPORT = 4;
 // ... and checks the indexes never settle.
-const V_MATCH = 8; // byte-match statements
-const V_DPORTS = 16; // dports not indexed (too many blocks)
-const V_SPORTS = 32; // sports not indexed
+/** Flag: the flow has byte-match statements. */
+const V_MATCH = 8;
+/** Flag: the flow's `dports` are not indexed (too many blocks). */
+const V_DPORTS = 16;
+/** Flag: the flow's `sports` are not indexed. */
+const V_SPORTS = 32;
+/** Flags of the per-flow checks no index settles. */
 const V_ANY = V_MATCH | V_DPORTS | V_SPORTS;
+/** Shift of the flow kind (`KIND_*`) in {@link R_FLAGS}. */
 const KIND_SHIFT = 6;
 
 // Flow kinds: what a matching flow does to the scan.
-const KIND_WIN = 0; // has a target (or anyFlowWins): wins
-const KIND_HELPER = 1; // no target, udpencap != 0: stops the scan and reports udpencap
-const KIND_PASSIVE = 2; // no target, no udpencap: never decides
+/** Kind: has a target (or `anyFlowWins`): wins. */
+const KIND_WIN = 0;
+/** Kind: no target, `udpencap` ≠ 0: stops the scan and reports its `udpencap`. */
+const KIND_HELPER = 1;
+/** Kind: no target, no `udpencap`: never decides. */
+const KIND_PASSIVE = 2;
 
-const SRC_STRIDE = 5; // 4 masked address words + prefix
-const ST_STRIDE = 5; // proto, offset, nbytes, mask, value
+/** Ints per source CIDR in `srcCidrs`: 4 masked address words + prefix. */
+const SRC_STRIDE = 5;
+/** Ints per statement in `stmts`: proto, offset, nbytes, mask, value. */
+const ST_STRIDE = 5;
+
+// Protocol classes of a key.
+/** Protocol class of a key: TCP (index of its protocol bitset). */
+const PC_TCP = 0;
+/** Protocol class of a key: UDP. */
+const PC_UDP = 1;
+/** Protocol class of a key: SCTP. */
+const PC_SCTP = 2;
+/** Protocol class of a key: any other protocol. */
+const PC_OTHER = 3;
+
+// First-level index of the IPv4-mapped boundaries: top V4_BITS bits of the address.
+/** Top address bits indexing the IPv4-mapped boundaries (first level). */
+const V4_BITS = 12;
+/** Shift giving the first-level bucket of an IPv4 address. */
+const V4_SHIFT = 32 - V4_BITS;
+
+/**
+ * Address words are kept "biased" (XOR 0x80000000, as int32) so that signed
+ * comparisons of small integers order them like the unsigned values.
+ */
+const BIAS = 0x80000000 | 0;
+/** Biased 0xffff: the third word of an IPv4-mapped address. */
+const BIASED_FFFF = (0xffff ^ 0x80000000) | 0;
+
+/** The table layout constants above, for `classifier_build.ts`. */
+export const LAYOUT = {
+  REC,
+  R_FLAGS,
+  R_ENCAP,
+  R_DP,
+  R_SP,
+  R_SRC,
+  R_ST,
+  HAS_SRC,
+  HAS_DPORT,
+  HAS_SPORT,
+  V_MATCH,
+  V_DPORTS,
+  V_SPORTS,
+  V_ANY,
+  KIND_SHIFT,
+  KIND_WIN,
+  KIND_HELPER,
+  KIND_PASSIVE,
+  SRC_STRIDE,
+  ST_STRIDE,
+  PC_TCP,
+  PC_UDP,
+  PC_SCTP,
+  PC_OTHER,
+  V4_BITS,
+  V4_SHIFT,
+  BIAS,
+  BIASED_FFFF,
+} as const;
 
 /**
  * Once the best field leaves at most this many candidate words, the other
@@ -156,120 +183,9 @@ const ST_STRIDE = 5; // proto, offset, nbytes, mask, value
  */
 const LAZY_WORDS = 4;
 
-// Protocol classes of a key.
-const PC_TCP = 0;
-const PC_UDP = 1;
-const PC_SCTP = 2;
-const PC_OTHER = 3;
-
 // scanWord results besides a winner index.
 const SCAN_ON = -1; // nothing decided: continue
 const SCAN_HELPER = -2; // a helper flow stopped the scan
-
-// First-level index of the IPv4-mapped boundaries: top V4_BITS bits of the address.
-const V4_BITS = 12;
-const V4_SHIFT = 32 - V4_BITS;
-
-const EMPTY_I32 = new Int32Array(0);
-
-/**
- * One indexed field: a family of nested prefixes (address CIDRs or port
- * blocks), each with a sparse flow bitset, the base set of flows that match
- * every value, and per-instance scratch.
- */
-class FieldIndex {
-  /** Some flow restricts this field (otherwise it is skipped). */
-  declare readonly active: boolean;
-  /** Address fields: sorted interval starts, 4 biased BE words each. */
-  declare readonly bounds: Int32Array;
-  /** Address fields: innermost prefix of each interval, -1 none. */
-  declare readonly boundNode: Int32Array;
-  /**
-   * Address fields: the intervals inside `::ffff:0:0/96` as pairs (last word
-   * XOR 0x80000000 so that signed order is address order, prefix); the first
-   * pair starts at `::ffff:0.0.0.0`.
-   */
-  declare readonly v4Pairs: Int32Array;
-  /** Address fields: per top-12-bit bucket t, the last pair starting at or before t·2^20 (4097 entries). */
-  declare readonly v4Index: Int32Array;
-  /** Port fields: innermost block of each port (65536 entries), -1 none. */
-  declare readonly portNode: Int32Array;
-  /** Number of prefixes; prefix `nodes` is a pseudo-prefix holding the base set. */
-  declare readonly nodes: number;
-  /** Per prefix: parent (-1 none; parents are numbered first), entries start, entries end, 0. */
-  declare readonly nodeRec: Int32Array;
-  /** Sparse bitsets: (word index, bits) pairs, ascending words within a prefix. */
-  declare readonly ent: Int32Array;
-  /** Flows matching every value (dense, W words). */
-  declare readonly base: Int32Array;
-  /** Number of non-zero words of {@link base}. */
-  declare readonly baseWords: number;
-  /** Scratch: the prefixes containing the current value, innermost first. */
-  declare readonly chain: Int32Array;
-  /** Scratch: length of {@link chain}. */
-  declare chainLen: number;
-  /** Scratch: entry cursors of the merge when this field drives the search. */
-  declare readonly cur: Int32Array;
-  /** Scratch: end of each cursor's entries. */
-  declare readonly curEnd: Int32Array;
-
-  constructor(
-    active: boolean,
-    bounds: Int32Array,
-    boundNode: Int32Array,
-    portNode: Int32Array,
-    parent: Int32Array,
-    entries: EntryBuilder,
-    base: Int32Array,
-  ) {
-    this.active = active;
-    this.bounds = bounds;
-    this.boundNode = boundNode;
-    const v4 = active && bounds.length > 0 ? buildV4(bounds, boundNode) : null;
-    this.v4Pairs = v4 === null ? EMPTY_I32 : v4.pairs;
-    this.v4Index = v4 === null ? EMPTY_I32 : v4.index;
-    this.portNode = portNode;
-    const nodes = parent.length;
-    this.nodes = nodes;
-    entries.addWords(base); // the base pseudo-prefix
-    const nodeRec = new Int32Array(4 * (nodes + 1));
-    for (let p = 0; p <= nodes; p++) {
-      nodeRec[4 * p] = p < nodes ? parent[p] : -1;
-      nodeRec[4 * p + 1] = entries.start[p];
-      nodeRec[4 * p + 2] = entries.start[p + 1];
-    }
-    this.nodeRec = nodeRec;
-    this.ent = Int32Array.from(entries.ent);
-    this.base = base;
-    this.baseWords = entries.start[nodes + 1] - entries.start[nodes];
-    // Nested prefixes along one value: at most 128 (address, /0 folded into the base) or 17.
-    const depth = active ? chainDepth(parent) : 0;
-    this.chain = new Int32Array(depth);
-    this.chainLen = 0;
-    this.cur = new Int32Array(depth + 1);
-    this.curEnd = new Int32Array(depth + 1);
-  }
-
-  /** Bytes of typed-array storage. */
-  bytes(): number {
-    return this.bounds.byteLength + this.boundNode.byteLength + this.v4Pairs.byteLength +
-      this.v4Index.byteLength + this.portNode.byteLength + this.nodeRec.byteLength +
-      this.ent.byteLength + this.base.byteLength + this.chain.byteLength +
-      this.cur.byteLength + this.curEnd.byteLength;
-  }
-}
-
-/** Longest parent chain; parents are numbered before their children. */
-function chainDepth(parent: Int32Array): number {
-  const depth = new Int32Array(parent.length);
-  let max = 1;
-  for (let p = 0; p < parent.length; p++) {
-    const d = parent[p] < 0 ? 1 : depth[parent[p]] + 1;
-    depth[p] = d;
-    if (d > max) max = d;
-  }
-  return max;
-}
 
 /**
  * Loads the chain of prefixes containing the value whose innermost prefix is
@@ -323,14 +239,6 @@ function openCursors(f: FieldIndex): number {
   }
   return nc;
 }
-
-/**
- * Address words are kept "biased" (XOR 0x80000000, as int32) so that signed
- * comparisons of small integers order them like the unsigned values.
- */
-const BIAS = 0x80000000 | 0;
-/** Biased 0xffff: the third word of an IPv4-mapped address. */
-const BIASED_FFFF = (0xffff ^ 0x80000000) | 0;
 
 /** Big-endian u32 of the key at `o`, biased. */
 function rdBiased(k: Uint8Array, o: number): number {
@@ -402,348 +310,6 @@ function rangesContain(ranges: Int32Array, s: number, e: number, port: number): 
   return false;
 }
 
-// ---------------------------------------------------------------------------
-// Compilation
-
-/** Sparse bitsets of prefixes under construction. */
-class EntryBuilder {
-  readonly start: number[] = [0];
-  readonly ent: number[] = [];
-
-  /** Appends the set of the next prefix from ascending, possibly repeated flow numbers. */
-  addSet(flows: readonly number[]): void {
-    let last = -1;
-    for (const i of flows) {
-      const w = i >>> 5;
-      if (w !== last) {
-        this.ent.push(w, 0);
-        last = w;
-      }
-      this.ent[this.ent.length - 1] |= 1 << (i & 31);
-    }
-    this.start.push(this.ent.length >>> 1);
-  }
-
-  /** Appends a prefix whose set is the dense bitset `bits`. */
-  addWords(bits: Int32Array): void {
-    for (let j = 0; j < bits.length; j++) if (bits[j] !== 0) this.ent.push(j, bits[j]);
-    this.start.push(this.ent.length >>> 1);
-  }
-}
-
-function setBit(bits: Int32Array, i: number): void {
-  bits[i >>> 5] |= 1 << (i & 31);
-}
-
-function inactiveField(base: Int32Array): FieldIndex {
-  return new FieldIndex(
-    false,
-    EMPTY_I32,
-    EMPTY_I32,
-    EMPTY_I32,
-    EMPTY_I32,
-    new EntryBuilder(),
-    base,
-  );
-}
-
-/** The compact IPv4-mapped copy of the sorted (biased) boundaries and its first-level index. */
-function buildV4(
-  bounds: Int32Array,
-  boundNode: Int32Array,
-): { pairs: Int32Array; index: Int32Array } {
-  const nb = boundNode.length;
-  const inRegion = (k: number) =>
-    bounds[4 * k] === BIAS && bounds[4 * k + 1] === BIAS && bounds[4 * k + 2] === BIASED_FFFF;
-  // Interval containing ::ffff:0.0.0.0: the last boundary at or below it.
-  const atOrBelowStart = (k: number) =>
-    bounds[4 * k] === BIAS && bounds[4 * k + 1] === BIAS &&
-    (bounds[4 * k + 2] < BIASED_FFFF ||
-      (bounds[4 * k + 2] === BIASED_FFFF && bounds[4 * k + 3] === BIAS));
-  let k = 0;
-  while (k + 1 < nb && atOrBelowStart(k + 1)) k++;
-  const pairs: number[] = [BIAS, boundNode[k]];
-  for (k++; k < nb && inRegion(k); k++) pairs.push(bounds[4 * k + 3], boundNode[k]);
-  const np = pairs.length >>> 1;
-  const index = new Int32Array((1 << V4_BITS) + 1);
-  let p = 0;
-  for (let t = 0; t <= 1 << V4_BITS; t++) {
-    const at = t * 2 ** V4_SHIFT; // bucket start as an unsigned value (2^32 for the sentinel)
-    while (p + 1 < np && ((pairs[2 * (p + 1)] ^ BIAS) >>> 0) <= at) p++;
-    index[t] = p;
-  }
-  return { pairs: Int32Array.from(pairs), index };
-}
-
-/** Builds the address index of `dsts` or `srcs`. */
-function buildAddrField(
-  flows: readonly Flow[],
-  pick: (f: Flow) => readonly Cidr[] | undefined,
-  words: number,
-): FieldIndex {
-  const n = flows.length;
-  const base = new Int32Array(words);
-  const indexed = (c: readonly Cidr[] | undefined): c is readonly Cidr[] =>
-    c !== undefined && !c.some((x) => x.prefix === 0);
-  let m = 0;
-  let active = false;
-  for (let i = 0; i < n; i++) {
-    const cidrs = pick(flows[i]);
-    if (indexed(cidrs)) {
-      active = true;
-      m += cidrs.length;
-    } else setBit(base, i);
-  }
-  if (!active) return inactiveField(base);
-  // Entries: (biased masked address words, prefix, flow).
-  const ew = new Int32Array(4 * m);
-  const ep = new Int32Array(m);
-  const ef = new Int32Array(m);
-  let e = 0;
-  for (let i = 0; i < n; i++) {
-    const cidrs = pick(flows[i]);
-    if (!indexed(cidrs)) continue;
-    for (const c of cidrs) {
-      maskInto(c.addr, c.prefix, ew, 4 * e);
-      ep[e] = c.prefix;
-      ef[e++] = i;
-    }
-  }
-  // Stable LSD radix sort by (address, prefix); entries of one prefix stay in flow order.
-  const radix = new RadixSorter(m);
-  const digit = new Int32Array(m);
-  for (let q = 0; q < m; q++) digit[q] = ep[q];
-  radix.pass(digit, 129);
-  // 16-bit digits for big sets (fewer passes), 8-bit ones otherwise (smaller count table).
-  const dbits = m >= 1 << 16 ? 16 : 8;
-  for (let k = 128 / dbits - 1; k >= 0; k--) {
-    const word = (k * dbits) >>> 5, shift = 32 - dbits - ((k * dbits) & 31);
-    const mask = (1 << dbits) - 1;
-    for (let q = 0; q < m; q++) digit[q] = ((ew[4 * q + word] ^ BIAS) >>> shift) & mask;
-    radix.pass(digit, 1 << dbits);
-  }
-  const order = radix.order;
-  // Group equal (address, prefix) into prefixes, ordered by start then length.
-  const nodeStart = new Int32Array(4 * m);
-  const nodeEnd = new Int32Array(4 * m);
-  const eb = new EntryBuilder();
-  const ent = eb.ent;
-  let nodes = 0;
-  let lastWord = -1;
-  let y = -1;
-  for (let q = 0; q < m; q++) {
-    const x = order[q];
-    const x4 = 4 * x;
-    if (
-      y < 0 || ep[y] !== ep[x] || ew[4 * y] !== ew[x4] || ew[4 * y + 1] !== ew[x4 + 1] ||
-      ew[4 * y + 2] !== ew[x4 + 2] || ew[4 * y + 3] !== ew[x4 + 3]
-    ) {
-      if (nodes > 0) eb.start.push(ent.length >>> 1);
-      for (let k = 0; k < 4; k++) {
-        const bits = ep[x] - 32 * k;
-        const sw = ew[x4 + k];
-        nodeStart[4 * nodes + k] = sw;
-        // Last address: host bits set.
-        nodeEnd[4 * nodes + k] = bits >= 32 ? sw : bits <= 0 ? ~BIAS : sw | (-1 >>> bits);
-      }
-      nodes++;
-      lastWord = -1;
-    }
-    const w = ef[x] >>> 5;
-    if (w !== lastWord) {
-      ent.push(w, 0);
-      lastWord = w;
-    }
-    ent[ent.length - 1] |= 1 << (ef[x] & 31);
-    y = x;
-  }
-  if (nodes > 0) eb.start.push(ent.length >>> 1);
-  // Sweep: interval boundaries with their innermost prefix, and prefix parents.
-  const parent = new Int32Array(nodes);
-  const bw = new Int32Array(4 * (2 * nodes + 1)).fill(BIAS); // boundary 0 is ::
-  const bn = new Int32Array(2 * nodes + 1).fill(-1);
-  let nb = 1;
-  const stack = new Int32Array(nodes);
-  let sp = 0;
-  /** The interval from boundary (w0..w3) on has innermost prefix `node`. */
-  const emit = (w0: number, w1: number, w2: number, w3: number, node: number) => {
-    const L = 4 * (nb - 1);
-    if (bw[L] === w0 && bw[L + 1] === w1 && bw[L + 2] === w2 && bw[L + 3] === w3) {
-      bn[nb - 1] = node; // same position: the later prefix wins
-    } else {
-      bw[4 * nb] = w0;
-      bw[4 * nb + 1] = w1;
-      bw[4 * nb + 2] = w2;
-      bw[4 * nb + 3] = w3;
-      bn[nb++] = node;
-    }
-  };
-  /** Closes the popped prefix `t`: boundary at end(t) + 1, none past the last address. */
-  const close = (t: number) => {
-    let c0 = nodeEnd[4 * t], c1 = nodeEnd[4 * t + 1], c2 = nodeEnd[4 * t + 2];
-    let c3 = nodeEnd[4 * t + 3];
-    if (c3 !== ~BIAS) c3++;
-    else if (c2 !== ~BIAS) {
-      c3 = BIAS;
-      c2++;
-    } else if (c1 !== ~BIAS) {
-      c3 = c2 = BIAS;
-      c1++;
-    } else if (c0 !== ~BIAS) {
-      c3 = c2 = c1 = BIAS;
-      c0++;
-    } else return;
-    emit(c0, c1, c2, c3, sp > 0 ? stack[sp - 1] : -1);
-  };
-  const endBefore = (t: number, p: number) => {
-    for (let k = 0; k < 4; k++) {
-      const d = nodeEnd[4 * t + k] - nodeStart[4 * p + k];
-      if (d !== 0) return d < 0;
-    }
-    return false;
-  };
-  for (let p = 0; p < nodes; p++) {
-    while (sp > 0 && endBefore(stack[sp - 1], p)) close(stack[--sp]);
-    parent[p] = sp > 0 ? stack[sp - 1] : -1;
-    stack[sp++] = p;
-    emit(nodeStart[4 * p], nodeStart[4 * p + 1], nodeStart[4 * p + 2], nodeStart[4 * p + 3], p);
-  }
-  while (sp > 0) close(stack[--sp]);
-  const bounds = bw.slice(0, 4 * nb);
-  const boundNode = bn.slice(0, nb);
-  return new FieldIndex(true, bounds, boundNode, EMPTY_I32, parent, eb, base);
-}
-
-/** Writes the 16-byte address masked to `prefix` bits as 4 biased BE words at `out[at]`. */
-function maskInto(addr: Uint8Array, prefix: number, out: Int32Array, at: number): void {
-  for (let k = 0; k < 4; k++) {
-    const v = (addr[k * 4] << 24) | (addr[k * 4 + 1] << 16) | (addr[k * 4 + 2] << 8) |
-      addr[k * 4 + 3];
-    const bits = prefix - k * 32;
-    out[at + k] = (bits >= 32 ? v : bits <= 0 ? 0 : v & (-1 << (32 - bits))) ^ BIAS;
-  }
-}
-
-/**
- * Aligned power-of-two blocks covering `ranges`, as `prefixLength << 16 | firstPort`
- * codes (prefix length 0..16); null if there are more than {@link PORT_PREFIX_LIMIT}.
- */
-function portBlocks(ranges: readonly PortRange[]): number[] | null {
-  const out: number[] = [];
-  for (const r of ranges) {
-    let lo = Math.max(0, r.lo);
-    const hi = Math.min(65535, r.hi);
-    while (lo <= hi) {
-      let plen = lo === 0 ? 0 : 16 - (31 - Math.clz32(lo & -lo)); // largest block aligned at lo
-      while (lo + (1 << (16 - plen)) - 1 > hi) plen++;
-      if (out.length >= PORT_PREFIX_LIMIT) return null;
-      out.push((plen << 16) | lo);
-      lo += 1 << (16 - plen);
-    }
-  }
-  return out;
-}
-
-/** Builds the port index of `dports` or `sports`; flags unindexed flows with `unindexed`. */
-function buildPortField(
-  flows: readonly Flow[],
-  pick: (f: Flow) => readonly PortRange[] | undefined,
-  words: number,
-  flags: Int32Array,
-  unindexed: number,
-): FieldIndex {
-  const n = flows.length;
-  const base = new Int32Array(words);
-  // (block, flow) pairs; block = prefix length << 16 | first port, so that ascending
-  // order puts larger blocks (parents) first.
-  const pb: number[] = [];
-  const pf: number[] = [];
-  let active = false;
-  for (let i = 0; i < n; i++) {
-    const ranges = pick(flows[i]);
-    if (ranges === undefined) {
-      setBit(base, i);
-      continue;
-    }
-    active = true;
-    const blocks = portBlocks(ranges);
-    if (blocks === null) {
-      setBit(base, i);
-      flags[i * REC + R_FLAGS] |= unindexed;
-      continue;
-    }
-    for (const b of blocks) {
-      pb.push(b);
-      pf.push(i);
-    }
-  }
-  if (!active) return inactiveField(base);
-  const m = pb.length;
-  const radix = new RadixSorter(m);
-  const digit = new Int32Array(m);
-  for (let q = 0; q < m; q++) digit[q] = pb[q] & 0xff;
-  radix.pass(digit, 256);
-  for (let q = 0; q < m; q++) digit[q] = (pb[q] >>> 8) & 0xff;
-  radix.pass(digit, 256);
-  for (let q = 0; q < m; q++) digit[q] = pb[q] >>> 16;
-  radix.pass(digit, 17);
-  const order = radix.order;
-  const table = new Int32Array(65536).fill(-1);
-  const parent: number[] = [];
-  const eb = new EntryBuilder();
-  const ent = eb.ent;
-  let lastWord = -1;
-  for (let q = 0; q < m; q++) {
-    const x = order[q];
-    if (q === 0 || pb[order[q - 1]] !== pb[x]) {
-      const p = parent.length;
-      if (p > 0) eb.start.push(ent.length >>> 1);
-      const lo = pb[x] & 0xffff;
-      parent.push(table[lo]);
-      table.fill(p, lo, lo + (1 << (16 - (pb[x] >>> 16))));
-      lastWord = -1;
-    }
-    const w = pf[x] >>> 5;
-    if (w !== lastWord) {
-      ent.push(w, 0);
-      lastWord = w;
-    }
-    ent[ent.length - 1] |= 1 << (pf[x] & 31);
-  }
-  if (m > 0) eb.start.push(ent.length >>> 1);
-  return new FieldIndex(true, EMPTY_I32, EMPTY_I32, table, Int32Array.from(parent), eb, base);
-}
-
-/** Stable LSD radix sort of the numbers 0 .. m-1 by successive digit keys. */
-class RadixSorter {
-  /** The current order. */
-  order: Int32Array;
-  private tmp: Int32Array;
-  private count: Int32Array;
-
-  constructor(m: number) {
-    this.count = new Int32Array((m >= 1 << 16 ? 65536 : 256) + 1);
-    this.order = new Int32Array(m);
-    for (let q = 0; q < m; q++) this.order[q] = q;
-    this.tmp = new Int32Array(m);
-  }
-
-  /**
-   * Stably reorders by `digit[x]` (0 .. size - 1; size ≤ 256, or ≤ 65536 when m ≥ 65536),
-   * less significant keys having been sorted first.
-   */
-  pass(digit: Int32Array, size: number): void {
-    const count = this.count, order = this.order, tmp = this.tmp, m = order.length;
-    count.fill(0, 0, size + 1);
-    for (let q = 0; q < m; q++) count[digit[q] + 1]++;
-    for (let d = 0; d < size; d++) if (count[d + 1] === m) return; // one value: order unchanged
-    for (let d = 0; d < size; d++) count[d + 1] += count[d];
-    for (let q = 0; q < m; q++) tmp[count[digit[order[q]]]++] = order[q];
-    this.order = tmp;
-    this.tmp = order;
-  }
-}
-
 const emptyMatch = new FlowMatch();
 
 /**
@@ -784,85 +350,23 @@ export class Classifier {
   /** Scratch: 0 = L4 header not located yet, 1 = located, 2 = none (statements fail). */
   declare private l4State: number;
 
-  /** Compiles `flows` (matching order); prefer {@link compileFlows}. */
-  constructor(flows: readonly Flow[], opts: CompileOptions = {}) {
-    const n = flows.length;
-    const words = (n + 31) >>> 5;
+  /** A classifier over `flows` and their compiled tables; use `compileFlows`. */
+  constructor(flows: readonly Flow[], t: ClassifierTables) {
     this.flows = flows;
-    this.size = n;
-    this.words = words;
-    const rec = new Int32Array(n * REC);
-    this.dst = buildAddrField(flows, (f) => f.dsts, words);
-    this.src = buildAddrField(flows, (f) => f.srcs, words);
-    this.dport = buildPortField(flows, (f) => f.dports, words, rec, V_DPORTS);
-    this.sport = buildPortField(flows, (f) => f.sports, words, rec, V_SPORTS);
-    const protoBits = new Int32Array(4 * words);
-    const all = new Int32Array(words);
-    const ranges: number[] = [];
-    const srcCidrs: number[] = [];
-    const stmts: number[] = [];
-    const srcWords = new Int32Array(4);
-    let protoActive = false;
-    for (let i = 0; i < n; i++) {
-      const f = flows[i];
-      const r = i * REC;
-      setBit(all, i);
-      const p = f.protocols;
-      if (p !== undefined) protoActive = true;
-      if (p === undefined || (p & PROTO_TCP) !== 0) setBit(protoBits, PC_TCP * words * 32 + i);
-      if (p === undefined || (p & PROTO_UDP) !== 0) setBit(protoBits, PC_UDP * words * 32 + i);
-      if (p === undefined || (p & PROTO_SCTP) !== 0) setBit(protoBits, PC_SCTP * words * 32 + i);
-      if (p === undefined) setBit(protoBits, PC_OTHER * words * 32 + i);
-      const kind = opts.anyFlowWins === true || f.target !== undefined
-        ? KIND_WIN
-        : f.udpencap !== 0
-        ? KIND_HELPER
-        : KIND_PASSIVE;
-      let flags = rec[r + R_FLAGS] | (kind << KIND_SHIFT);
-      rec[r + R_ENCAP] = f.udpencap;
-      rec[r + R_SRC] = srcCidrs.length / SRC_STRIDE;
-      if (f.srcs !== undefined) {
-        flags |= HAS_SRC;
-        for (const c of f.srcs) {
-          const at = srcCidrs.length;
-          srcCidrs.push(0, 0, 0, 0, c.prefix);
-          maskInto(c.addr, c.prefix, srcWords, 0);
-          for (let k = 0; k < 4; k++) srcCidrs[at + k] = srcWords[k] ^ BIAS;
-        }
-      }
-      rec[r + R_SRC + 1] = srcCidrs.length / SRC_STRIDE;
-      rec[r + R_DP] = ranges.length >>> 1;
-      if (f.dports !== undefined) {
-        flags |= HAS_DPORT;
-        for (const q of f.dports) ranges.push(q.lo, q.hi);
-      }
-      rec[r + R_DP + 1] = ranges.length >>> 1;
-      rec[r + R_SP] = ranges.length >>> 1;
-      if (f.sports !== undefined) {
-        flags |= HAS_SPORT;
-        for (const q of f.sports) ranges.push(q.lo, q.hi);
-      }
-      rec[r + R_SP + 1] = ranges.length >>> 1;
-      rec[r + R_ST] = stmts.length / ST_STRIDE;
-      if (f.match !== undefined && f.match.length > 0) {
-        flags |= V_MATCH;
-        for (const s of f.match) {
-          stmts.push(statementProto(s), s.offset, s.nbytes, s.mask | 0, s.value | 0);
-        }
-      }
-      rec[r + R_ST + 1] = stmts.length / ST_STRIDE;
-      rec[r + R_FLAGS] = flags;
-    }
-    this.protoActive = protoActive;
-    this.protoBits = protoBits;
-    const protoWords = new Int32Array(4);
-    for (let j = 0; j < 4 * words; j++) if (protoBits[j] !== 0) protoWords[(j / words) | 0]++;
-    this.protoWords = protoWords;
-    this.all = all;
-    this.rec = rec;
-    this.ranges = Int32Array.from(ranges);
-    this.srcCidrs = Int32Array.from(srcCidrs);
-    this.stmts = Int32Array.from(stmts);
+    this.size = t.size;
+    this.words = t.words;
+    this.dst = t.dst;
+    this.src = t.src;
+    this.dport = t.dport;
+    this.sport = t.sport;
+    this.protoActive = t.protoActive;
+    this.protoBits = t.protoBits;
+    this.protoWords = t.protoWords;
+    this.all = t.all;
+    this.rec = t.rec;
+    this.ranges = t.ranges;
+    this.srcCidrs = t.srcCidrs;
+    this.stmts = t.stmts;
     this.keySrc = new Int32Array(4);
     this.l4 = new MatchL4();
     this.l4State = 0;
@@ -877,18 +381,17 @@ export class Classifier {
   }
 
   /**
-   * Classifies one packet: exactly {@link matchFlowLinear}`(flows, key, pkt,
-   * off, len, promiscuousPing, out)` (and, with `anyFlowWins`, its
-   * `anyFlowWins` form). `key` is the packet's 40-byte key, `pkt[off, off +
-   * len)` the packet (read only for byte matches). Returns the index of the
-   * winning flow or -1; `out` tells which flow decided, the reported
-   * `udpencap`, and counts matches when `out.counts` is set. Allocation-free.
+   * Classifies one packet: exactly `matchFlowLinear(flows, p, pkt,
+   * promiscuousPing, out)` (and, with `anyFlowWins`, its `anyFlowWins`
+   * form). `p` is the packet's parse (rc ≥ 0: its key and header facts),
+   * `pkt` the buffer it was parsed from (read only for byte matches).
+   * Returns the index of the winning flow or -1; `out` tells which flow
+   * decided, the reported `udpencap`, and counts matches when `out.counts`
+   * is set. Allocation-free.
    */
   classify(
-    key: Uint8Array,
+    p: KeyParse,
     pkt: Uint8Array,
-    off: number,
-    len: number,
     promiscuousPing: boolean,
     out: FlowMatch = emptyMatch,
   ): number {
@@ -896,19 +399,20 @@ export class Classifier {
     out.udpencap = 0;
     out.promiscuous = false;
     if (this.size === 0) return -1;
-    const keyProto = key[KEY_PROTO] | (key[KEY_PROTO + 1] << 8);
-    const promisc = promiscuousPing && (keyProto === IPPROTO_ICMP || keyProto === IPPROTO_ICMPV6);
+    const key = p.key;
+    const kp = keyProto(key);
+    const promisc = promiscuousPing && (kp === IPPROTO_ICMP || kp === IPPROTO_ICMPV6);
     const words = this.words;
     this.l4State = 0;
 
     // Look the fields up while they are worth it; the smallest candidate set drives.
     const dst = this.dst, src = this.src, dport = this.dport, sport = this.sport;
     const pA = this.protoActive && !promisc;
-    const pc = keyProto === IPPROTO_TCP
+    const pc = kp === IPPROTO_TCP
       ? PC_TCP
-      : keyProto === IPPROTO_UDP
+      : kp === IPPROTO_UDP
       ? PC_UDP
-      : keyProto === IPPROTO_SCTP
+      : kp === IPPROTO_SCTP
       ? PC_SCTP
       : PC_OTHER;
     let best = pA ? this.protoWords[pc] : words;
@@ -1001,7 +505,7 @@ export class Classifier {
         if (w !== 0 && sL) w &= lookupWord(src, j);
         if (w !== 0 && spL) w &= lookupWord(sport, j);
         if (w !== 0) {
-          r = this.scanWord(j, w, key, pkt, off, len, keyProto, promisc, pending, out);
+          r = this.scanWord(j, w, p, pkt, promisc, pending, out);
           if (r !== SCAN_ON) break;
         }
       }
@@ -1016,7 +520,7 @@ export class Classifier {
         if (w !== 0 && sL) w &= lookupWord(src, j);
         if (w !== 0 && spL) w &= lookupWord(sport, j);
         if (w !== 0) {
-          r = this.scanWord(j, w, key, pkt, off, len, keyProto, promisc, pending, out);
+          r = this.scanWord(j, w, p, pkt, promisc, pending, out);
           if (r !== SCAN_ON) break;
         }
       }
@@ -1034,16 +538,13 @@ export class Classifier {
   private scanWord(
     j: number,
     w: number,
-    key: Uint8Array,
+    parse: KeyParse,
     pkt: Uint8Array,
-    off: number,
-    len: number,
-    keyProto: number,
     promisc: boolean,
     pending: number,
     out: FlowMatch,
   ): number {
-    const rec = this.rec, counts = out.counts;
+    const rec = this.rec, counts = out.counts, key = parse.key;
     while (w !== 0) {
       const b = w & -w;
       w ^= b;
@@ -1063,7 +564,7 @@ export class Classifier {
       if ((flags & V_ANY) !== 0 && !promisc) {
         if ((flags & V_MATCH) !== 0) {
           if (this.l4State === 0) {
-            this.l4State = locateMatchL4(pkt, off, len, keyProto, this.l4) ? 1 : 2;
+            this.l4State = locateMatchL4(parse, this.l4) ? 1 : 2;
           }
           if (this.l4State === 2 || !this.statementsHold(rec[r + R_ST], rec[r + R_ST + 1], pkt)) {
             continue;
@@ -1122,13 +623,4 @@ export class Classifier {
     }
     return true;
   }
-}
-
-/**
- * Compiles a flow list (matching order: priority descending, stable — as the
- * flow store keeps it) into an immutable {@link Classifier}. Linear in the
- * size of the flow definitions (10000 realistic flows: tens of milliseconds).
- */
-export function compileFlows(flows: readonly Flow[], opts?: CompileOptions): Classifier {
-  return new Classifier(flows, opts);
 }

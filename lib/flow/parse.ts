@@ -30,6 +30,7 @@ import {
   PROTO_UDP,
 } from "./types.ts";
 import { parseIPv6 } from "../ccompat/inet.ts";
+import { SCTP_HEADER_LEN, TCP_HEADER_LEN, UDP_HEADER_LEN } from "../wire/l4.ts";
 
 /**
  * The raw, unparsed fields of a `set` / `trace-set` request (SPEC 7.3).
@@ -70,9 +71,9 @@ export const MAX_CIDRS = 32;
 export const MAX_MATCH_STATEMENT = 64;
 /** L4 header sizes bounding byte-match statements (SPEC 6.2). */
 export const MATCH_HEADER_SIZE: Readonly<Record<MatchProto, number>> = {
-  tcp: 20,
-  udp: 8,
-  sctp: 12,
+  tcp: TCP_HEADER_LEN,
+  udp: UDP_HEADER_LEN,
+  sctp: SCTP_HEADER_LEN,
 };
 
 /** Server error texts (SPEC 6.8, 11 #3, #4). */

@@ -5,9 +5,16 @@
  * @module
  */
 
-/** Protocol bits of {@link Flow.protocols}. */
+/*
+ * Protocol *bits* of {@link Flow.protocols} (a set of protocols a flow
+ * accepts), not IP protocol numbers: those are `IPPROTO_*` in
+ * `../wire/ip_proto.ts`.
+ */
+/** Bit of {@link Flow.protocols}: the flow accepts TCP (IP protocol 6). */
 export const PROTO_TCP = 1;
+/** Bit of {@link Flow.protocols}: the flow accepts UDP (IP protocol 17). */
 export const PROTO_UDP = 2;
+/** Bit of {@link Flow.protocols}: the flow accepts SCTP (IP protocol 132). */
 export const PROTO_SCTP = 4;
 
 /** A CIDR over 16-byte (IPv6 or mapped IPv4) addresses; `addr` is stored masked. */
@@ -45,7 +52,7 @@ export interface Flow {
   readonly priority: number;
   /** Target table shm name; `undefined` for `#name` helper flows (no target). */
   readonly target: string | undefined;
-  /** Bitmask of PROTO_*; `undefined` = all protocols. */
+  /** Set of protocol bits (`PROTO_TCP | PROTO_UDP | PROTO_SCTP`); `undefined` = all protocols. */
   readonly protocols: number | undefined;
   readonly dsts: readonly Cidr[] | undefined;
   readonly srcs: readonly Cidr[] | undefined;

@@ -5,12 +5,14 @@
  * allocation after construction); a tracked datagram uses one head
  * descriptor plus one per hole.
  *
- * {@link fragmentGeometry} extracts `[start, end)` and the "more fragments"
- * flag from an IPv4 or IPv6 fragment as the spec defines it.
+ * {@link fragmentGeometry} gives `[start, end)` and the "more fragments"
+ * flag of an IPv4 or IPv6 fragment (docs/COMPATIBILITY.md#fragments) from
+ * the packet's parse: it does not parse the packet again.
  *
  * @example
  * ```ts
  * import { FEED_COMPLETE, FragGeometry, fragmentGeometry, HoleLists } from "./reassembler.ts";
+ * import { ETH_P_IP, KeyParse, parseKeyAt } from "../packet/parse.ts";
  * const holes = new HoleLists(8);
  * const list = holes.create(); // [0, ∞)
  * holes.feed(list, 0, 1480, true); // FEED_INCOMPLETE, holes: [1480, ∞)
@@ -18,32 +20,18 @@
  *
  * const g = new FragGeometry(); // reuse per packet
  * const pkt = new Uint8Array(48);
- * pkt.set([0x45, 0, 0, 48, 0, 1, 0x20, 0]); // IPv4, total length 48, MF, offset 0
- * fragmentGeometry(pkt, 48, g); // true: g.start 0, g.end 28, g.more true
+ * pkt.set([0x45, 0, 0, 48, 0, 1, 0x20, 0x01, 64, 17]); // IPv4, total length 48, MF, offset 8
+ * const kp = new KeyParse();
+ * parseKeyAt(kp, pkt, 0, 48, ETH_P_IP, 0); // 2: non-first fragment
+ * fragmentGeometry(kp, pkt, 0, 48, g); // true: g.start 8, g.end 36, g.more true
  * ```
  * @module
  */
 
 import { be16 } from "../wire/bounds.ts";
-import {
-  IPV4_FLAG_MF,
-  IPV4_FRAG_OFFSET_MASK,
-  IPV4_MIN_HEADER_LEN,
-  IPV4_MIN_IHL,
-  IPV4_TOTAL_LEN,
-  ipv4FlagsFrag,
-  ipv4HeaderLen,
-} from "../wire/ipv4.ts";
-import {
-  IPV6_FRAG_FLAG_M,
-  IPV6_FRAG_HEADER_LEN,
-  IPV6_FRAG_OFFSET_MASK,
-  IPV6_HEADER_LEN,
-  Ipv6ExtWalk,
-  ipv6FragOffLg,
-  ipv6NextHeader,
-  ipv6WalkExtensionHeaders,
-} from "../wire/ipv6.ts";
+import { IPV4_TOTAL_LEN } from "../wire/ipv4.ts";
+import { IPV6_FRAG_HEADER_LEN } from "../wire/ipv6.ts";
+import { type KeyParse, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "../packet/parse.ts";
 
 /** {@link HoleLists.feed}: holes remain. */
 export const FEED_INCOMPLETE = 0;
@@ -216,44 +204,38 @@ export class FragGeometry {
   more = false;
 }
 
-// Shared scratch for the IPv6 walk (module-private, keeps fragmentGeometry allocation-free).
-const walk = new Ipv6ExtWalk();
-
 /**
- * Fragment geometry per SPEC 8.6, chosen by the IP version nibble.
- *
- * IPv4: the total-length field must equal `len` (else false: the fragment is
- * ignored); start = offset × 8, length = `len` − ihl × 4, more = MF.
- * IPv6: the fragment header is found with the extension-header walk;
- * start = `offlg & 0xFFF8`, length = bytes after the fragment header,
- * more = M flag. Returns false (ignore the fragment) for anything that is
- * not a well-formed fragment within `len` bytes. Never throws.
+ * Fragment geometry (docs/COMPATIBILITY.md#fragments) of the fragment at
+ * `buf[off, off + len)` whose parse is `p` (the same range, rc with a
+ * fragment bit). Returns false (ignore the fragment) when `p` is not a
+ * fragment, or `len` is not an integer ≥ 1 within `buf`, or:
+ * - IPv4: the total-length field differs from `len`, or the header (with
+ *   options) is longer than `len`; else start = offset × 8,
+ *   end = start + `len` − header length, more = MF;
+ * - IPv6: start = `offlg & 0xFFF8` of the fragment header,
+ *   end = start + bytes after the fragment header, more = M.
+ * Never throws; reads only the IPv4 total-length field of the packet.
  */
-export function fragmentGeometry(pkt: Uint8Array, len: number, out: FragGeometry): boolean {
-  if (!(len > 0 && len <= pkt.length) || (len | 0) !== len) return false;
-  const version = pkt[0] >>> 4;
-  if (version === 4) {
-    if (len < IPV4_MIN_HEADER_LEN || be16(pkt, IPV4_TOTAL_LEN) !== len) return false;
-    const hl = ipv4HeaderLen(pkt, 0);
-    if (hl < IPV4_MIN_IHL * 4 || hl > len) return false;
-    const ff = ipv4FlagsFrag(pkt, 0);
-    out.start = (ff & IPV4_FRAG_OFFSET_MASK) << 3;
-    out.end = out.start + len - hl;
-    out.more = (ff & IPV4_FLAG_MF) !== 0;
-    return true;
+export function fragmentGeometry(
+  p: KeyParse,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  out: FragGeometry,
+): boolean {
+  const rc = p.rc;
+  if (rc < 0 || (rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) === 0) return false;
+  if (!(len > 0 && off >= 0 && off + len <= buf.length) || (len | 0) !== len) return false;
+  let payload: number; // where the fragment's bytes start
+  if (p.fragHeader >= 0) {
+    payload = p.fragHeader + IPV6_FRAG_HEADER_LEN;
+  } else {
+    if (be16(buf, off + IPV4_TOTAL_LEN) !== len) return false;
+    payload = p.l4Offset; // after the header and its options
+    if (payload > off + len) return false;
   }
-  if (version === 6) {
-    if (len <= IPV6_HEADER_LEN) return false;
-    if (!ipv6WalkExtensionHeaders(pkt, len, IPV6_HEADER_LEN, ipv6NextHeader(pkt, 0), walk)) {
-      return false;
-    }
-    const fh = walk.fragOffset;
-    if (fh < 0) return false;
-    const offlg = ipv6FragOffLg(pkt, fh);
-    out.start = offlg & IPV6_FRAG_OFFSET_MASK;
-    out.end = out.start + len - (fh + IPV6_FRAG_HEADER_LEN);
-    out.more = (offlg & IPV6_FRAG_FLAG_M) !== 0;
-    return true;
-  }
-  return false;
+  out.start = p.fragOffset;
+  out.end = p.fragOffset + off + len - payload;
+  out.more = p.fragMore;
+  return true;
 }

@@ -14,12 +14,16 @@ import { NO_TRACE, TRACE_FRAG, type TraceSink } from "../trace/mask.ts";
 /** {@link FragmentTracker.lastStatus}: the last non-first fragment was stored. */
 const FRAG_STORED = 1;
 
-/** What the deciders need from fragment tracking (SPEC 8.4, 8.5). */
+/**
+ * What the deciders need from fragment tracking (SPEC 8.4, 8.5). Both calls
+ * get the fragment's parse `p` (`p.key` in id form) and the packet as
+ * `buf[off, off + len)`.
+ */
 export interface FragmentTracker {
-  /** A non-first fragment (id-form key): its fwmark (≥ 0) or −1 to DROP (stored or failed). */
-  nonFirst(key: Uint8Array, pkt: Uint8Array, len: number, now: number): number;
-  /** A first fragment that got fwmark `fw` (id-form key): false means DROP it. */
-  first(key: Uint8Array, fw: number, pkt: Uint8Array, len: number, now: number): boolean;
+  /** A non-first fragment: its fwmark (≥ 0) or −1 to DROP (stored or failed). */
+  nonFirst(p: KeyParse, buf: Uint8Array, off: number, len: number, now: number): number;
+  /** A first fragment that got fwmark `fw`: false means DROP it. */
+  first(p: KeyParse, fw: number, buf: Uint8Array, off: number, len: number, now: number): boolean;
   /** Outcome of the last `nonFirst` (1 = stored), for the trace. */
   readonly lastStatus?: number;
 }
@@ -42,25 +46,26 @@ export class FragmentSteps {
   }
 
   /**
-   * The steps before the target lookup, for a fragment (`rc` has a fragment
-   * bit): a fragment whose address hash selects another LB instance in the LB
-   * tier is sent there; a non-first fragment gets the fwmark recorded for its
-   * datagram (−1: DROP). Returns {@link CONTINUE} for a first fragment that
-   * stays here.
+   * The steps before the target lookup, for a fragment (`p.rc` has a
+   * fragment bit; `p` is the parse of `buf[off, off + len)`): a fragment
+   * whose address hash selects another LB instance in the LB tier is sent
+   * there; a non-first fragment gets the fwmark recorded for its datagram
+   * (−1: DROP). Returns {@link CONTINUE} for a first fragment that stays
+   * here. Allocates nothing.
    */
-  early(rc: number, key: Uint8Array, buf: Uint8Array, off: number, len: number, now: number) {
+  early(p: KeyParse, buf: Uint8Array, off: number, len: number, now: number): number {
     const traced = (this.trace.mask & TRACE_FRAG) !== 0;
     const tier = this.tier;
     if (tier !== undefined) {
-      const fw = fwmarkFor(tier, addressHash(key));
+      const fw = fwmarkFor(tier, addressHash(p.key));
       if (fw >= 0 && fw !== tier.ownFwmark) {
         if (traced) this.trace.line(`Fragment to LB tier. fw=${fw}`);
         return fw;
       }
     }
-    if ((rc & RC_FIRST_FRAG) !== 0) return CONTINUE;
+    if ((p.rc & RC_FIRST_FRAG) !== 0) return CONTINUE;
     const t = this.tracker;
-    const fw = t === undefined ? -1 : t.nonFirst(key, buf.subarray(off, off + len), len, now);
+    const fw = t === undefined ? -1 : t.nonFirst(p, buf, off, len, now);
     if (traced) {
       this.trace.line(
         fw >= 0
@@ -82,7 +87,7 @@ export class FragmentSteps {
     const traced = (this.trace.mask & TRACE_FRAG) !== 0;
     if (traced) this.trace.line("First fragment");
     const t = this.tracker;
-    const ok = t !== undefined && t.first(p.key, fw, buf.subarray(off, off + len), len, now);
+    const ok = t !== undefined && t.first(p, fw, buf, off, len, now);
     if (!ok && traced) this.trace.line("FAILED: Handle first fragment");
     return ok;
   }

@@ -47,6 +47,7 @@ export function tableSize(m: number, n: number): number {
 
 /** A table's bytes do not describe a valid table. */
 export class TableFormatError extends Error {
+  /** An error whose `message` says what is wrong with the table. */
   constructor(message: string) {
     super(message);
     this.name = "TableFormatError";

@@ -1,44 +1,18 @@
 /**
- * The 40-byte flow key and the djb2 hashes nfqlb uses to pick a Maglev bucket.
- *
- * Key layout (SPEC 4.1): bytes 0–15 source address, 16–31 destination address
- * (IPv4 as `::ffff:a.b.c.d`), then either the port form (user-defined u16,
- * protocol u16 little-endian, source and destination port as wire bytes) or
- * the id form used for fragments (a little-endian u64 id).
+ * The djb2 hashes nfqlb uses to pick a Maglev bucket from a flow key (layout
+ * in `key.ts`; docs/COMPATIBILITY.md#hashing-and-parsing).
  *
  * @example
  * ```ts
- * import { djb2, KEY_LEN } from "./hash.ts";
+ * import { djb2 } from "./hash.ts";
+ * import { KEY_LEN } from "./key.ts";
  * djb2(new Uint8Array(KEY_LEN)); // 4235337221
  * ```
  * @module
  */
 
-/** Length of a flow key in bytes. */
-export const KEY_LEN = 40;
-/** Offset of the 16-byte source address. */
-export const KEY_SRC = 0;
-/** Offset of the 16-byte destination address. */
-export const KEY_DST = 16;
-/** Offset of the user-defined u16 (ICMP echo identifier lands here). */
-export const KEY_USER = 32;
-/** Offset of the protocol, u16 little-endian. */
-export const KEY_PROTO = 34;
-/** Offset of the source port (wire bytes). */
-export const KEY_SPORT = 36;
-/** Offset of the destination port (wire bytes). */
-export const KEY_DPORT = 38;
-/** Offset of the id form (u64 little-endian) used for fragments. */
-export const KEY_ID = 32;
-/** Length of the address part hashed by {@link addressHash}. */
-export const KEY_ADDR_LEN = 32;
-
-/** IP protocol numbers nfqlb knows by name. */
-export const IPPROTO_ICMP = 1;
-export const IPPROTO_TCP = 6;
-export const IPPROTO_UDP = 17;
-export const IPPROTO_ICMPV6 = 58;
-export const IPPROTO_SCTP = 132;
+import { IPPROTO_SCTP } from "../wire/ip_proto.ts";
+import { KEY_ADDR_LEN, KEY_LEN, KEY_SPORT, keyProto } from "./key.ts";
 
 /** `hash_mode` value that hashes only the ports of SCTP packets. */
 export const HASH_MODE_SCTP_PORTS = 1;
@@ -58,11 +32,6 @@ export function djb2(bytes: Uint8Array, start = 0, end = bytes.length): number {
   }
   for (; i < end; i++) h = ((h << 5) + h + bytes[i]) | 0;
   return h >>> 0;
-}
-
-/** The protocol number stored in a key (u16 little-endian at byte 34). */
-export function keyProto(key: Uint8Array): number {
-  return key[KEY_PROTO] | (key[KEY_PROTO + 1] << 8);
 }
 
 /**

@@ -29,13 +29,8 @@
  * @module
  */
 
+import { addressHash, hashKey } from "./hash.ts";
 import {
-  addressHash,
-  hashKey,
-  IPPROTO_ICMP,
-  IPPROTO_ICMPV6,
-  IPPROTO_SCTP,
-  IPPROTO_UDP,
   KEY_DPORT,
   KEY_DST,
   KEY_ID,
@@ -44,26 +39,31 @@ import {
   KEY_SPORT,
   KEY_SRC,
   KEY_USER,
-} from "./hash.ts";
+  keyProto,
+} from "./key.ts";
+import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_UDP } from "../wire/ip_proto.ts";
 import { be16, inBounds, le16, le32 } from "../wire/bounds.ts";
 import {
   IPV4_DST,
+  IPV4_FLAG_MF,
   IPV4_FRAG_MASK,
   IPV4_FRAG_OFFSET_MASK,
   IPV4_IDENT,
   IPV4_MIN_HEADER_LEN,
-  IPV4_MIN_IHL,
-  IPV4_PROTOCOL,
   IPV4_SRC,
   ipv4FlagsFrag,
-  ipv4Ihl,
+  ipv4HeaderLen,
+  ipv4Protocol,
 } from "../wire/ipv4.ts";
 import {
   IPV6_DST,
+  IPV6_FRAG_FLAG_M,
   IPV6_FRAG_IDENT,
+  IPV6_FRAG_OFFSET_MASK,
   IPV6_HEADER_LEN,
   IPV6_SRC,
   Ipv6ExtWalk,
+  ipv6FragOffLg,
   ipv6NextHeader,
   ipv6WalkExtensionHeaders,
 } from "../wire/ipv6.ts";
@@ -98,12 +98,42 @@ export const RC_ICMP_NO_INNER = 16;
 /** rc bit 5: protocol without ports; only addresses and protocol are valid. */
 export const RC_NO_PORTS = 32;
 
-/** Reusable output of {@link parseKeyInto}: allocate one per worker and reuse it. */
+/**
+ * Reusable output of {@link parseKeyAt}: everything the one parse of a packet
+ * learned, so that later steps (flow byte matches, fragment tracking) never
+ * parse the packet again. Allocate one per worker and reuse it.
+ *
+ * Offsets are absolute (indices into the buffer that was parsed). The header
+ * facts below `fragId` are meaningful only when {@link rc} is ≥ 0, and they
+ * describe the packet itself: for an ICMP error, the outer packet (the key
+ * comes from the quoted one).
+ */
 export class KeyParse {
   /** rc of the last parse (-1 or a bitmask of `RC_*`). */
   rc: number = -1;
   /** Fragment id of a first fragment (wire bytes read little-endian), else 0. */
   fragId = 0;
+  /** Offset of the IP header (the parsed range's start, clamped to the buffer). */
+  l3Offset = 0;
+  /** One past the last valid byte of the packet (the parsed range's end, clamped). */
+  end = 0;
+  /**
+   * Offset of the L4 header: IPv4 after the header and its options, IPv6
+   * after the extension headers walked. For a non-first fragment, the start
+   * of the payload after the IP header (IPv4) or the fragment header (IPv6).
+   */
+  l4Offset = 0;
+  /** Protocol of the header at {@link l4Offset} (IPv4 protocol byte, last IPv6 next header). */
+  l4Proto = 0;
+  /** Offset of the IPv6 fragment header, or -1 (always -1 for IPv4). */
+  fragHeader: number = -1;
+  /**
+   * Fragment offset in bytes (IPv4 offset × 8, IPv6 `offlg & 0xfff8`). Set
+   * only for fragments (rc with `RC_FIRST_FRAG` or `RC_NON_FIRST_FRAG`).
+   */
+  fragOffset = 0;
+  /** More fragments follow (IPv4 MF, IPv6 M flag). Set only for fragments, as {@link fragOffset}. */
+  fragMore = false;
   /** The 40-byte flow key (SPEC 4.1); all zero when rc is -1. */
   readonly key: Uint8Array = new Uint8Array(KEY_LEN);
   /** The same 40 bytes as ten u32 words (lets the parser clear the key in ten stores). */
@@ -112,6 +142,11 @@ export class KeyParse {
     this.key.byteOffset,
     KEY_LEN >>> 2,
   );
+
+  /** Length of the IP header: IPv4 with options, IPv6 with the extension headers walked. */
+  get l3HeaderLen(): number {
+    return this.l4Offset - this.l3Offset;
+  }
 }
 
 function clearKey(out: KeyParse): void {
@@ -164,7 +199,7 @@ function ports(
 ): number {
   if (!inBounds(len, l4, L4_PORTS_LEN)) return -1;
   let rc = 0;
-  if (udpencap !== 0 && key[KEY_PROTO] === IPPROTO_UDP && be16(pkt, l4 + L4_DPORT) === udpencap) {
+  if (udpencap !== 0 && keyProto(key) === IPPROTO_UDP && be16(pkt, l4 + L4_DPORT) === udpencap) {
     l4 += UDP_HEADER_LEN;
     if (!inBounds(len, l4, L4_PORTS_LEN)) return -1;
     setProto(key, IPPROTO_SCTP);
@@ -191,7 +226,7 @@ function innerPorts(
 ): number {
   if (!inBounds(len, p, L4_PORTS_LEN)) return -1;
   let rc = RC_ICMP_INNER;
-  if (udpencap !== 0 && key[KEY_PROTO] === IPPROTO_UDP && be16(pkt, p + L4_SPORT) === udpencap) {
+  if (udpencap !== 0 && keyProto(key) === IPPROTO_UDP && be16(pkt, p + L4_SPORT) === udpencap) {
     p += UDP_HEADER_LEN;
     if (!inBounds(len, p, L4_PORTS_LEN)) return -1;
     setProto(key, IPPROTO_SCTP);
@@ -214,11 +249,18 @@ function parseIpv4(
 ): number {
   const key = out.key;
   if (!inBounds(end, b, IPV4_MIN_HEADER_LEN)) return -1;
-  const ihl = ipv4Ihl(pkt, b);
-  if (ihl < IPV4_MIN_IHL) return -1;
+  const hl = ipv4HeaderLen(pkt, b);
+  if (hl < IPV4_MIN_HEADER_LEN) return -1;
   const fo = ipv4FlagsFrag(pkt, b);
+  const proto = ipv4Protocol(pkt, b);
+  const l4 = b + hl;
+  out.l4Offset = l4;
+  out.l4Proto = proto;
+  out.fragHeader = -1;
   let rc = 0;
   if ((fo & IPV4_FRAG_MASK) !== 0) {
+    out.fragOffset = (fo & IPV4_FRAG_OFFSET_MASK) << 3;
+    out.fragMore = (fo & IPV4_FLAG_MF) !== 0;
     if ((fo & IPV4_FRAG_OFFSET_MASK) === 0) {
       out.fragId = le16(pkt, b + IPV4_IDENT);
       rc = RC_FIRST_FRAG;
@@ -230,8 +272,6 @@ function parseIpv4(
       return RC_NON_FIRST_FRAG;
     }
   }
-  const proto = pkt[b + IPV4_PROTOCOL];
-  const l4 = b + (ihl << 2);
   let icmpType = -1;
   if (proto === IPPROTO_ICMP) {
     if (!inBounds(end, l4, 1)) return -1; // #14: type byte must be in the packet
@@ -296,14 +336,14 @@ function inner4(
   udpencap: number,
 ): number {
   if (!inBounds(len, h, IPV4_MIN_HEADER_LEN)) return -1;
-  const ihl = ipv4Ihl(pkt, h);
-  if (ihl < IPV4_MIN_IHL) return -1;
+  const hl = ipv4HeaderLen(pkt, h);
+  if (hl < IPV4_MIN_HEADER_LEN) return -1;
   setMapped(key, KEY_SRC, pkt, h + IPV4_DST); // inner destination
   setMapped(key, KEY_DST, pkt, h + IPV4_SRC); // inner source
-  const proto = pkt[h + IPV4_PROTOCOL];
+  const proto = ipv4Protocol(pkt, h);
   setProto(key, proto);
   if (!hasPorts(proto)) return RC_ICMP_INNER | RC_NO_PORTS;
-  return innerPorts(key, pkt, len, h + (ihl << 2), udpencap);
+  return innerPorts(key, pkt, len, h + hl, udpencap);
 }
 
 /** IPv6 header at `b`; `end` is one past the last valid byte. */
@@ -319,9 +359,18 @@ function parseIpv6(
   if (!ipv6WalkExtensionHeaders(pkt, end, b + IPV6_HEADER_LEN, ipv6NextHeader(pkt, b), walk)) {
     return -1;
   }
+  const nh = walk.nextHeader;
+  const off = walk.offset;
+  const fh = walk.fragOffset;
+  out.l4Offset = off;
+  out.l4Proto = nh;
+  out.fragHeader = fh;
   let rc = 0;
-  if (walk.fragOffset >= 0) {
-    const ident = walk.fragOffset + IPV6_FRAG_IDENT;
+  if (fh >= 0) {
+    const offlg = ipv6FragOffLg(pkt, fh);
+    out.fragOffset = offlg & IPV6_FRAG_OFFSET_MASK;
+    out.fragMore = (offlg & IPV6_FRAG_FLAG_M) !== 0;
+    const ident = fh + IPV6_FRAG_IDENT;
     if (!walk.fragFirst) {
       copy16(key, KEY_SRC, pkt, b + IPV6_SRC);
       copy16(key, KEY_DST, pkt, b + IPV6_DST);
@@ -334,8 +383,6 @@ function parseIpv6(
     out.fragId = le32(pkt, ident);
     rc = RC_FIRST_FRAG;
   }
-  const nh = walk.nextHeader;
-  const off = walk.offset;
   let icmpType = -1;
   if (nh === IPPROTO_ICMPV6) {
     if (!inBounds(end, off, 1)) return -1; // #14: type byte must be in the packet
@@ -382,8 +429,8 @@ function inner6(
 /**
  * Hot-path parse (SPEC 4.3 with the 11/11b fixes) of the packet at
  * `buf[off, off + len)` (the IP header first), in place: zeroes and fills
- * `out.key`, sets `out.fragId` (first fragments only, else 0) and `out.rc`,
- * and returns rc. The range is clamped to `buf`; `l3proto` is
+ * `out.key`, sets `out.fragId` (first fragments only, else 0), `out.rc` and
+ * the header facts of {@link KeyParse} (valid when rc ≥ 0), and returns rc. The range is clamped to `buf`; `l3proto` is
  * {@link ETH_P_IP} or {@link ETH_P_IPV6} (anything else gives -1); `udpencap`
  * is a UDP port (u16, 0 = off). On -1 the key is all zero. Never allocates,
  * never throws, and reads nothing outside the range.
@@ -402,6 +449,8 @@ export function parseKeyAt(
   if (b < 0 || b > buf.length) b = buf.length;
   let end = b + (len | 0);
   if (end > buf.length || len < 0) end = len < 0 ? b : buf.length;
+  out.l3Offset = b;
+  out.end = end;
   const encap = udpencap & 0xffff;
   let rc = -1;
   if (l3proto === ETH_P_IP) rc = parseIpv4(out, buf, b, end, encap);

@@ -58,6 +58,14 @@ export interface TraceSink {
   mask: number;
   /** Emit one line (without newline). */
   line(text: string): void;
+  /**
+   * Current log level (word 0 of `nfqlb-trace`; 6 = INFO, see
+   * docs/COMPATIBILITY.md#trace-and-log); a log point checks it before
+   * building a line. Absent: no logging.
+   */
+  level?: number;
+  /** Emit one log line (without newline) to the daemon's stderr. */
+  log?(text: string): void;
 }
 
 /** A sink that is always off. */

@@ -52,17 +52,7 @@ export const IPV4_FRAG_OFFSET_MASK = 0x1fff;
 /** MF + offset: non-zero means the packet is a fragment (DF is ignored). */
 export const IPV4_FRAG_MASK = 0x3fff;
 
-/** The version nibble (not checked by nfqlb, which trusts NFQUEUE's L3 protocol). */
-export function ipv4Version(buf: Uint8Array, off: number): number {
-  return buf[off + IPV4_VER_IHL] >>> 4;
-}
-
-/** The IHL nibble (header length in 32-bit words). */
-export function ipv4Ihl(buf: Uint8Array, off: number): number {
-  return buf[off + IPV4_VER_IHL] & 0x0f;
-}
-
-/** Header length in bytes (`ihl * 4`). */
+/** Header length in bytes: the IHL nibble (32-bit words) × 4. */
 export function ipv4HeaderLen(buf: Uint8Array, off: number): number {
   return (buf[off + IPV4_VER_IHL] & 0x0f) << 2;
 }
@@ -70,16 +60,6 @@ export function ipv4HeaderLen(buf: Uint8Array, off: number): number {
 /** The flags + fragment offset field (u16 BE). */
 export function ipv4FlagsFrag(buf: Uint8Array, off: number): number {
   return be16(buf, off + IPV4_FLAGS_FRAG);
-}
-
-/** True if MF is set or the fragment offset is non-zero. */
-export function ipv4IsFragment(buf: Uint8Array, off: number): boolean {
-  return (be16(buf, off + IPV4_FLAGS_FRAG) & IPV4_FRAG_MASK) !== 0;
-}
-
-/** True if the fragment offset is zero (meaningful only when {@link ipv4IsFragment}). */
-export function ipv4IsFirstFragment(buf: Uint8Array, off: number): boolean {
-  return (be16(buf, off + IPV4_FLAGS_FRAG) & IPV4_FRAG_OFFSET_MASK) === 0;
 }
 
 /** The protocol byte. */

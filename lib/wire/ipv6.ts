@@ -73,11 +73,6 @@ export const IPV6_FRAG_FLAG_M = 0x0001;
 /** Upper bound on the number of extension headers walked before giving up. */
 export const IPV6_MAX_EXT_HEADERS = 8;
 
-/** The version nibble. */
-export function ipv6Version(buf: Uint8Array, off: number): number {
-  return buf[off] >>> 4;
-}
-
 /** The next-header byte of the fixed header. */
 export function ipv6NextHeader(buf: Uint8Array, off: number): number {
   return buf[off + IPV6_NEXT_HEADER] | 0;

@@ -19,7 +19,8 @@
  * 1. flows by protocol and port: TCP/80 → A, UDP/5001 → B; every exchange
  *    (IPv4 and IPv6) lands on the target `fwmark` predicts in its table;
  * 2. packets no flow matches are dropped (default `--nolb_fwmark=-1`): the
- *    client sees a timeout although the LB has a route to the VIP;
+ *    client sees a timeout although the LB has a route to the VIP; with
+ *    `nfqlb loglevel 6` each is logged as `Failed flowLookup` on stderr;
  * 3. overlapping flows: a UDP catch-all below UDP/5001 only takes the other
  *    ports; raised above it, it takes UDP/5001 too;
  * 4. `flow-delete` and `flow-set` take effect for the very next packet (the
@@ -498,6 +499,8 @@ Deno.test({
         let udpMap = new Map<string, string>();
         let sctpJobs: Job[] = [];
         let sctpAnswers: (string | null)[] = [];
+        /** `Failed flowLookup` lines step 2 expects on stderr: at least, at most. */
+        let lookupLogs = [0, 0];
 
         await t.step(
           "TCP/80 -> table A, UDP/5001 -> table B: each tuple on the target `nfqlb fwmark --shm` predicts",
@@ -524,13 +527,21 @@ Deno.test({
         await t.step(
           "no flow matches (UDP/80, TCP/5001, UDP/9899): dropped with the default --nolb_fwmark=-1",
           async () => {
+            // Log level 6 (info) for this step only: the daemon logs every unmatched packet.
+            const level = (await cli("loglevel")).trim().replace("loglevel=", "");
+            await cli("loglevel", "6");
             const before = await queueSeq();
             const js = [
               ...jobs("udp", TCP_PORT, 40000, 800),
               ...jobs("tcp", UDP_PORT, 42000, 800),
               ...jobs("udp", ENCAP_PORT, 44000, 800),
             ];
-            const res = await prober.run(js);
+            let res;
+            try {
+              res = await prober.run(js);
+            } finally {
+              await cli("loglevel", level);
+            }
             assert.deepEqual(
               res,
               js.map(() => ({ answer: null, error: "timeout" })),
@@ -539,6 +550,7 @@ Deno.test({
             const after = await queueSeq();
             const queued = QUEUES.reduce((s, q) => s + after.get(q)! - before.get(q)!, 0);
             assert.ok(queued >= js.length, `the packets passed the queues (${queued})`);
+            lookupLogs = [js.length, queued];
           },
         );
 
@@ -717,7 +729,17 @@ Deno.test({
           async () => {
             const before = await flowList();
             const stderr = await stopDaemon();
-            assert.equal(stderr, "", "nothing on stderr");
+            const lines = stderr.split("\n").filter((l) => l !== "");
+            assert.deepEqual(
+              lines.filter((l) => l !== "Failed flowLookup"),
+              [],
+              "nothing else on stderr",
+            );
+            const [least, most] = lookupLogs;
+            assert.ok(
+              lines.length >= least && lines.length <= most,
+              `${lines.length} 'Failed flowLookup' lines (step 2: ${least}..${most})`,
+            );
             await Deno.stat(stateFile);
             // As Meridio runs it, plus the nolb mark for the last step.
             await startDaemon(["--promiscuous_ping", `--nolb_fwmark=${NOLB}`]);

@@ -1,6 +1,7 @@
 /**
- * NFQUEUE reader (ffi/nfqueue.ts): pure helpers always; as root, an
- * end-to-end test in two private network namespaces joined by a veth pair.
+ * NFQUEUE reader (ffi/nfqueue.ts) with the packet loop (daemon/packet_loop.ts):
+ * option checks and permission errors always; as root, an end-to-end test in
+ * two private network namespaces joined by a veth pair.
  *
  * Netlink sockets belong to the namespace of the process that creates them,
  * so the queue reader runs as a subprocess under `ip netns exec`
@@ -9,27 +10,11 @@
  * checked with counting iptables rules in mangle INPUT.
  */
 import assert from "node:assert/strict";
-import { NfQueue, type NfQueueStats, requestedRcvbuf, startupLine } from "../../ffi/nfqueue.ts";
+import { NfQueue, type NfQueueStats } from "../../ffi/nfqueue.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
-// ---------------------------------------------------------------- pure helpers
-
-Deno.test("requestedRcvbuf: floor(qlength * mtu / 2) in u32, multiple of 4096 (SPEC 5.5)", () => {
-  assert.equal(requestedRcvbuf(1024, 1500), 765952);
-  assert.equal(requestedRcvbuf(10, 1280), 4096);
-  assert.equal(requestedRcvbuf(1, 1500), 0);
-  // u32 wrap-around of the product: (2^32 - 1) * 1500 mod 2^32 = 2^32 - 1500.
-  assert.equal(requestedRcvbuf(4294967295, 1500), Math.floor((2 ** 32 - 1500) / 2 / 4096) * 4096);
-  assert.equal(requestedRcvbuf(65536, 65536), 0);
-});
-
-Deno.test("startupLine format (SPEC 1.8)", () => {
-  assert.equal(
-    startupLine(1024, 1500, { actual: 1531904, requested: 765952 }),
-    "queue_length=1024, mtu=1500, SO_RCVBUF=1531904 (765952)",
-  );
-});
+// ---------------------------------------------------------------- without the kernel
 
 Deno.test("NfQueue.open rejects invalid options before touching the kernel", () => {
   const base = { queue: 2, mtu: 1500, qlength: 1024 };
@@ -51,6 +36,18 @@ const DENO = Deno.execPath();
 const FIXTURES = new URL("../../testkit/fixtures/", import.meta.url).pathname;
 const READER = [DENO, "run", "--allow-ffi", "--allow-read", FIXTURES + "queue_reader.ts"];
 const SENDER = [DENO, "run", "--allow-net", FIXTURES + "udp_sender.ts"];
+
+Deno.test("without --allow-ffi the permission error propagates from NfQueue.open", async () => {
+  const r = await new Deno.Command(DENO, {
+    args: ["run", "--allow-read", FIXTURES + "queue_reader.ts", "--queue=7"],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = new TextDecoder().decode(r.stdout);
+  assert.equal(r.code, 3, out + new TextDecoder().decode(r.stderr));
+  assert.match(out, /^ERROR \[-1\] Requires ffi access to "libc\.so\.6"/);
+});
 
 const Q = 7;
 const LB4 = "10.211.0.1";
@@ -201,6 +198,13 @@ Deno.test({
         ),
       );
       const all = () => counter(net, lb, "udp-all");
+      /** Packets that hit the UDP NFQUEUE rule in PREROUTING. */
+      const nfqueueHits = async () => {
+        const out = await net.run(lb, ["iptables", "-t", "mangle", "-L", "PREROUTING", "-nvx"]);
+        const line = out.split("\n").find((l) => l.includes("NFQUEUE") && l.includes("udp"));
+        assert.ok(line !== undefined, `no UDP NFQUEUE rule in:\n${out}`);
+        return Number(line.trim().split(/\s+/)[0]);
+      };
       const marked = () => counter(net, lb, "udp-marked");
       const marked2 = () => counter(net, lb, "udp-marked2");
 
@@ -341,49 +345,62 @@ Deno.test({
       });
 
       await t.step(
-        "packets the library reads during a control call are re-queued (NF_REPEAT)",
+        "opened while a sender floods the rule: every packet the kernel queued gets a verdict",
         async () => {
-          const before = await marked();
-          const r = new Reader(net, lb, [
-            `--queue=${Q}`,
-            `--mark=${MARK}`,
-            "--count=10",
-            "--pause",
+          const m0 = await marked();
+          const hits0 = await nfqueueHits();
+          const N = 100000;
+          const sender = net.spawn(cl, [
+            ...SENDER,
+            `--to=${LB4}`,
+            `--port=${PORT}`,
+            `--count=${N}`,
+            "--size=100",
           ]);
+          await sender.stdin.close();
+          sender.stdout.pipeTo(new WritableStream()).catch(() => undefined);
+          sender.stderr.pipeTo(new WritableStream()).catch(() => undefined);
+          let senderDone = false;
+          const senderStatus = sender.status.then((st) => {
+            senderDone = true;
+            return st;
+          });
+          // Packets hit the NFQUEUE rule before the queue exists (the kernel drops them).
+          const deadline = Date.now() + 15000;
+          while ((await nfqueueHits()) === hits0 && Date.now() < deadline) await sleep(20);
+          const r = new Reader(net, lb, [`--queue=${Q}`, `--mark=${MARK}`]);
           await r.waitFor(/^READY$/);
-          await send(net, cl, 10);
-          const waiting = await waitValue(async () => (await procQueue(net, lb))?.total, 10);
-          assert.equal(waiting, 10, "10 packets wait in the socket");
-          await r.write("go\n");
-          assert.equal(await r.waitFor(/^REPEATED /), "REPEATED 10");
+          assert.ok(!senderDone, "the flood was still running when the queue was open");
+          assert.equal((await senderStatus).code, 0);
+          // Wait until the last packet has passed the rule, then for the queue to drain.
+          let hits = await nfqueueHits();
+          for (let prev = -1; hits !== prev;) {
+            await sleep(300);
+            prev = hits;
+            hits = await nfqueueHits();
+          }
+          const pq = await waitValue(async () => (await procQueue(net, lb))?.total, 0);
+          if (pq !== 0) {
+            const f = await r.finish(); // show why: e.g. the reader died
+            const out = `${f.lines.join("\n").slice(0, 2000)}\n${f.stderr}`;
+            assert.fail(`packets left in the bound queue: ${pq}; reader exit ${f.code}:\n${out}`);
+          }
+          const after = (await procQueue(net, lb))!;
           const s = await r.summary();
-          assert.equal(s.received, 10);
-          assert.equal(s.stats.repeated, 10);
-          assert.deepEqual([...s.tags].sort((a, b) => a - b), [...Array(10).keys()]);
-          assert.equal(await waitValue(marked, before + 10), before + 10);
+          const queued = after.idSequence - after.userDropped;
+          console.log(
+            `  flood: ${hits - hits0} packets hit the rule, ${after.idSequence} queued ` +
+              `(${after.dropped} queue full, ${after.userDropped} socket full), ` +
+              `${s.stats.openPackets} arrived before the bind ACK`,
+          );
+          assert.ok(after.idSequence > 0 && after.idSequence < hits - hits0);
+          assert.equal(s.received, queued, "every queued packet was decided");
+          assert.equal(s.stats.verdicts, queued);
+          assert.equal(s.verdictErrors.count, 0, "no verdict for an unknown id");
+          assert.equal(s.bad, 0);
+          assert.equal(await waitValue(marked, m0 + queued), m0 + queued, "all reached INPUT");
         },
       );
-
-      await t.step("libnetfilter_queue.so.1 missing: a clear error", async () => {
-        // Hide the library in a private mount namespace of the reader only.
-        const lib = "/usr/lib/x86_64-linux-gnu/libnetfilter_queue.so.1";
-        const script = `mount --bind /dev/null ${lib} && exec "$@"`;
-        const r = await net.exec(lb, [
-          "unshare",
-          "-m",
-          "sh",
-          "-c",
-          script,
-          "sh",
-          ...READER,
-          `--queue=${Q}`,
-        ]);
-        assert.equal(r.code, 3, r.stdout + r.stderr);
-        assert.equal(
-          r.stdout,
-          "ERROR [0] libnetfilter_queue.so.1 not found; install libnetfilter-queue1\n",
-        );
-      });
 
       await t.step("without CAP_NET_ADMIN: a clear error", async () => {
         const r = await net.exec(lb, [

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { type FragmentTracker, LbDecider } from "../../../lib/decide/lb.ts";
 import { activate, deactivate, initTable } from "../../../lib/maglev/maglev.ts";
 import { MaglevTable, tableSize } from "../../../lib/maglev/table.ts";
-import { ETH_P_IP, ETH_P_IPV6 } from "../../../lib/packet/parse.ts";
+import { ETH_P_IP, ETH_P_IPV6, type KeyParse } from "../../../lib/packet/parse.ts";
 import { TRACE_FRAG, TRACE_PACKET, type TraceSink } from "../../../lib/trace/mask.ts";
 import { goldenRows, unhex } from "../../../testkit/golden_packets.ts";
 
@@ -34,12 +34,14 @@ function l3(pkt: Uint8Array): number {
 class RecordingTracker implements FragmentTracker {
   calls: string[] = [];
   constructor(readonly fw: number, readonly ok: boolean) {}
-  nonFirst(key: Uint8Array): number {
-    this.calls.push(`nonFirst ${Array.from(key.subarray(32), (b) => b.toString(16)).join(",")}`);
+  nonFirst(p: KeyParse): number {
+    this.calls.push(`nonFirst ${Array.from(p.key.subarray(32), (b) => b.toString(16)).join(",")}`);
     return this.fw;
   }
-  first(key: Uint8Array, fw: number): boolean {
-    this.calls.push(`first ${fw} ${Array.from(key.subarray(32), (b) => b.toString(16)).join(",")}`);
+  first(p: KeyParse, fw: number): boolean {
+    this.calls.push(
+      `first ${fw} ${Array.from(p.key.subarray(32), (b) => b.toString(16)).join(",")}`,
+    );
     return this.ok;
   }
 }
@@ -126,6 +128,29 @@ Deno.test("lb: LB tier sends fragments owned by another instance there, keeps it
     goldenFwmark(unfragmented.hash),
     "non-fragments never consult the LB tier",
   );
+});
+
+Deno.test("lb: fragment tracking gets the parse and the caller's buffer and range, no view", () => {
+  const table = MaglevTable.view(golden.slice().buffer);
+  const seen: [KeyParse, Uint8Array, number, number][] = [];
+  const tracker: FragmentTracker = {
+    nonFirst: (p, buf, off, len) => (seen.push([p, buf, off, len]), 777),
+    first: (p, _fw, buf, off, len) => (seen.push([p, buf, off, len]), true),
+  };
+  const lb = new LbDecider({ table, fragments: tracker });
+  for (const rc of [1, 2]) {
+    const row = rows.find((r) => r.rc === rc && r.hash_mode === 1)!;
+    const pkt = hex(row.packet);
+    const buf = new Uint8Array(pkt.length + 40).fill(0xee);
+    buf.set(pkt, 13);
+    seen.length = 0;
+    assert.ok(lb.decide(buf, 13, pkt.length, l3(pkt)) >= 0);
+    assert.equal(seen.length, 1);
+    const [p, b, off, len] = seen[0];
+    assert.equal(p, lb.parse);
+    assert.equal(b, buf, "the decider's own buffer, not a view of it");
+    assert.deepEqual([off, len, p.rc & 3], [13, pkt.length, rc]);
+  }
 });
 
 /** A trace sink that keeps its lines. */

@@ -1,6 +1,6 @@
 /**
- * Tests for lib/flow_match.ts (the reference scan, SPEC 6.5, 6.6, 5.4 with
- * defect #18 fixed) and lib/classifier.ts (the compiled classifier):
+ * Tests for lib/flow/linear.ts (the reference scan, SPEC 6.5, 6.6, 5.4 with
+ * defect #18 fixed) and lib/flow/classifier.ts (the compiled classifier):
  * targeted tests whose expectations come from the spec, then a seeded
  * property test — thousands of random flow sets against random packets built
  * as bytes and parsed with parseKeyInto — requiring the classifier to give
@@ -9,8 +9,10 @@
  */
 
 import assert from "node:assert/strict";
-import { type Classifier, compileFlows, PORT_PREFIX_LIMIT } from "../../../lib/flow/classifier.ts";
-import { FlowMatch, locateMatchL4, matchFlowLinear, MatchL4 } from "../../../lib/flow/match.ts";
+import type { Classifier } from "../../../lib/flow/classifier.ts";
+import { compileFlows, PORT_PREFIX_LIMIT } from "../../../lib/flow/classifier_build.ts";
+import { FlowMatch, locateMatchL4, MatchL4 } from "../../../lib/flow/match.ts";
+import { matchFlowLinear } from "../../../lib/flow/linear.ts";
 import {
   type Cidr,
   type Flow,
@@ -20,7 +22,7 @@ import {
   PROTO_TCP,
   PROTO_UDP,
 } from "../../../lib/flow/types.ts";
-import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../../../lib/packet/parse.ts";
+import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyAt } from "../../../lib/packet/parse.ts";
 import { prng } from "../../../testkit/prng.ts";
 
 // ---------------------------------------------------------------------------
@@ -148,14 +150,15 @@ function icmp(type: number, body: Uint8Array = new Uint8Array(8)): Uint8Array {
   return h;
 }
 
-const kp = new KeyParse();
-
-/** Parses `pkt` (family from its version nibble) and returns a copy of the key, or null if rc < 0. */
-function keyOf(pkt: Uint8Array, udpencap = 0, len = pkt.length, off = 0): Uint8Array | null {
+/**
+ * Parses `pkt[off, off + len)` (family from its version nibble) into a fresh
+ * KeyParse (key and header facts), or returns null if rc < 0.
+ */
+function parseOf(pkt: Uint8Array, udpencap = 0, len = pkt.length, off = 0): KeyParse | null {
   const l3 = pkt[off] >> 4 === 6 ? ETH_P_IPV6 : ETH_P_IP;
-  const view = pkt.subarray(off);
-  if (parseKeyInto(kp, view, len, l3, udpencap) < 0) return null;
-  return kp.key.slice();
+  const kp = new KeyParse();
+  if (parseKeyAt(kp, pkt, off, len, l3, udpencap) < 0) return null;
+  return kp;
 }
 
 // ---------------------------------------------------------------------------
@@ -218,23 +221,21 @@ interface Outcome {
   counts: number[];
 }
 
-/** Runs both implementations, asserts they agree, returns the outcome. */
+/** Runs both implementations on the parse `p` of a packet in `pkt`, asserts they agree. */
 function classifyBoth(
   flows: Flow[],
   pkt: Uint8Array,
-  key: Uint8Array,
+  p: KeyParse,
   promisc: boolean,
   anyFlowWins = false,
   cls: Classifier = compileFlows(flows, { anyFlowWins }),
-  off = 0,
-  len = pkt.length - off,
 ): Outcome {
   const a = new FlowMatch();
   a.counts = new Uint32Array(flows.length);
-  const ia = matchFlowLinear(flows, key, pkt, off, len, promisc, a, anyFlowWins);
+  const ia = matchFlowLinear(flows, p, pkt, promisc, a, anyFlowWins);
   const b = new FlowMatch();
   b.counts = new Uint32Array(flows.length);
-  const ib = cls.classify(key, pkt, off, len, promisc, b);
+  const ib = cls.classify(p, pkt, promisc, b);
   const oa = { index: ia, flow: a.flow, udpencap: a.udpencap, promiscuous: a.promiscuous };
   const ob = { index: ib, flow: b.flow, udpencap: b.udpencap, promiscuous: b.promiscuous };
   assert.deepEqual(ob, oa);
@@ -242,11 +243,11 @@ function classifyBoth(
   return { ...oa, counts: [...a.counts] };
 }
 
-/** Classifies a packet built as bytes; the key comes from parseKeyInto. */
+/** Classifies a packet built as bytes; the key comes from parseKeyAt. */
 function run(flows: Flow[], pkt: Uint8Array, promisc = false, udpencap = 0): Outcome {
-  const key = keyOf(pkt, udpencap);
-  assert.ok(key !== null, "packet must parse");
-  return classifyBoth(flows, pkt, key, promisc);
+  const p = parseOf(pkt, udpencap);
+  assert.ok(p !== null, "packet must parse");
+  return classifyBoth(flows, pkt, p, promisc);
 }
 
 const V4A = addr("10.0.0.1");
@@ -349,7 +350,7 @@ Deno.test("6.5/6.6: ICMP errors are classified by the inner, swapped key; outer 
   // Inner: TCP 10.0.0.1:80 -> 192.168.1.7:1234 (the reply the router could not deliver).
   const inner = ipv4(V4A, V4B, 6, l4(6, 80, 1234, [], 4));
   const err = ipv4(addr("172.16.0.1"), V4A, 1, icmp(3, inner));
-  const key = keyOf(err)!;
+  const key = parseOf(err)!;
   // Swapped: key dst = inner src (10.0.0.1), key dport = inner sport (80).
   const flows = [
     mkFlow({ name: "wrong-way", dsts: ["192.168.1.7/32"] }),
@@ -399,11 +400,10 @@ Deno.test("6.5: strict bounds: the L4 header must be followed by a byte", () => 
   assert.equal(run(m, ipv4(V4B, V4A, 6, l4(6, 0, 2, [], 1))).index, 0);
   // Without statements the same packets match.
   assert.equal(run([mkFlow({})], t20).index, 0);
-  // The `len` argument bounds the packet, not the buffer.
+  // The parsed `len` bounds the packet, not the buffer.
   const pkt = tcp4(0, 2);
-  const key = keyOf(pkt)!;
-  assert.equal(classifyBoth(m, pkt, key, false, false, compileFlows(m), 0, 40).index, -1);
-  assert.equal(classifyBoth(m, pkt, key, false, false, compileFlows(m), 0, 41).index, 0);
+  assert.equal(classifyBoth(m, pkt, parseOf(pkt, 0, 40)!, false, false).index, -1);
+  assert.equal(classifyBoth(m, pkt, parseOf(pkt, 0, 41)!, false, false).index, 0);
 });
 
 Deno.test("6.5: IPv6: extension headers walked, any fragment header => no match with statements", () => {
@@ -425,7 +425,7 @@ Deno.test("6.5: IPv6: extension headers walked, any fragment header => no match 
   const opt = ipv4(V4B, V4A, 17, l4(17, 1000, 53, [], 4), { ihl: 7 });
   assert.equal(run(m, opt).index, 0);
   const where = new MatchL4();
-  assert.ok(locateMatchL4(opt, 0, opt.length, 17, where));
+  assert.ok(locateMatchL4(parseOf(opt)!, where));
   assert.deepEqual([where.offset, where.proto], [28, 17]);
 });
 
@@ -494,8 +494,8 @@ Deno.test("5.4/11 #18: a matching helper flow stops the scan and reports its udp
 Deno.test("trace flows: anyFlowWins lets the first matching flow win without a target", () => {
   const flows = [mkFlow({ target: null, dsts: ["10.0.0.0/8"] })];
   const pkt = tcp4(1, 2);
-  assert.equal(classifyBoth(flows, pkt, keyOf(pkt)!, true, true).index, 0);
-  assert.equal(classifyBoth(flows, pkt, keyOf(pkt)!, true, false).index, -1);
+  assert.equal(classifyBoth(flows, pkt, parseOf(pkt)!, true, true).index, 0);
+  assert.equal(classifyBoth(flows, pkt, parseOf(pkt)!, true, false).index, -1);
 });
 
 Deno.test("classifier: port sets beyond the index limit are verified per candidate", () => {
@@ -509,16 +509,14 @@ Deno.test("classifier: port sets beyond the index limit are verified per candida
 
 Deno.test("classifier: no flows, and packets in a larger buffer at an offset", () => {
   const pkt = tcp4(1, 80, [0, 0, 0, 7]);
-  const key = keyOf(pkt)!;
-  assert.equal(compileFlows([]).classify(key, pkt, 0, pkt.length, true, new FlowMatch()), -1);
+  assert.equal(compileFlows([]).classify(parseOf(pkt)!, pkt, true, new FlowMatch()), -1);
   const buf = new Uint8Array(pkt.length + 50).fill(0xaa);
   buf.set(pkt, 17);
   const flows = [mkFlow({ match: [st("tcp", 7, 1, 7)] })];
-  assert.equal(
-    classifyBoth(flows, buf, key, false, false, compileFlows(flows), 17, pkt.length).index,
-    0,
-  );
-  assert.equal(classifyBoth(flows, buf, key, false, false, compileFlows(flows), 17, 24).index, -1);
+  const at = (len: number) => parseOf(buf, 0, len, 17)!;
+  assert.equal(classifyBoth(flows, buf, at(pkt.length), false, false).index, 0);
+  // 20 + 20 header bytes and nothing after them: the garbage after `len` does not count.
+  assert.equal(classifyBoth(flows, buf, at(40), false, false).index, -1);
 });
 
 // ---------------------------------------------------------------------------
@@ -866,12 +864,12 @@ Deno.test("property: compiled classifier === linear scan (seeded, thousands of f
         buf = new Uint8Array(off + pkt.length + g.range(0, 30)).fill(g.int(256));
         buf.set(pkt, off);
       }
-      const key = keyOf(buf, udpencap, pkt.length, off);
-      if (key === null) continue;
+      const parsed = parseOf(buf, udpencap, pkt.length, off);
+      if (parsed === null) continue;
       for (const promisc of [false, true]) {
         let r: Outcome;
         try {
-          r = classifyBoth(w.flows, buf, key, promisc, anyFlowWins, cls, off, pkt.length);
+          r = classifyBoth(w.flows, buf, parsed, promisc, anyFlowWins, cls);
         } catch (e) {
           console.error(`set ${s} packet ${p} promisc ${promisc}`);
           throw e;
@@ -930,10 +928,10 @@ Deno.test("property: large flow sets (≥ 65536 indexed CIDRs: 16-bit radix digi
     w.addrPool = w.flows.slice(0, 50).map((f) => f.dsts![0].addr);
     for (let p = 0; p < 600; p++) {
       const { pkt, udpencap } = randomPacket(g, w);
-      const key = keyOf(pkt, udpencap);
-      if (key === null) continue;
+      const parsed = parseOf(pkt, udpencap);
+      if (parsed === null) continue;
       for (const promisc of [false, true]) {
-        if (classifyBoth(w.flows, pkt, key, promisc, false, cls).index >= 0) won++;
+        if (classifyBoth(w.flows, pkt, parsed, promisc, false, cls).index >= 0) won++;
       }
     }
     assert.ok(won > 100, `won ${won}`);

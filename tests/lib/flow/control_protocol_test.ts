@@ -564,17 +564,47 @@ Deno.test("1.9: address from NFQLB_FLOW_ADDRESS, parse and connect failures", as
   }
 });
 
-Deno.test("1.4: no reply / text replies to lists", async () => {
-  const silent = flowCommands(() => Promise.resolve(new Uint8Array(0)), () => undefined);
+/** Run every flow command once against a daemon that answers `reply` to anything. */
+async function allAgainst(reply: Uint8Array): Promise<Record<string, Run>> {
+  const results: Record<string, Run> = {};
+  for (const cmd of flowCommands(() => Promise.resolve(reply.slice()), () => undefined)) {
+    const args = cmd.name === "flow-set"
+      ? ["--name=a", "--target=t"]
+      : cmd.name.endsWith("-set") || cmd.name.endsWith("-delete")
+      ? ["--name=a"]
+      : [];
+    let out = "";
+    let err = "";
+    const code = await runCommand(cmd, args, { out: (t) => out += t, err: (t) => err += t });
+    results[cmd.name] = { code, out, err };
+  }
+  return results;
+}
+
+const SET_DELETE = ["flow-set", "flow-delete", "trace-flow-set", "trace-flow-delete"];
+const LISTS = ["flow-list", "flow-list-names", "trace-flow-list", "trace-flow-list-names"];
+
+Deno.test("1.4: no reply at all prints nothing, as 1.2.0 (set/delete exit 255, lists 0)", async () => {
+  const r = await allAgainst(new Uint8Array(0));
+  for (const name of SET_DELETE) assert.deepEqual(r[name], { code: 255, out: "", err: "" }, name);
+  for (const name of LISTS) assert.deepEqual(r[name], { code: 0, out: "", err: "" }, name);
+});
+
+Deno.test("1.4: a reply of only a NUL is an empty text: one empty line, exit 255", async () => {
+  // 1.2.0 prints the empty C string + "\n" for set/delete; lists treat text replies as errors.
+  const r = await allAgainst(new Uint8Array(1));
+  for (const name of [...SET_DELETE, ...LISTS]) {
+    assert.deepEqual(r[name], { code: 255, out: "\n", err: "" }, name);
+  }
+});
+
+Deno.test("1.4: text replies to lists", async () => {
   const out: string[] = [];
   const io = { out: (t: string) => out.push(t), err: () => {} };
-  assert.equal(await runCommand(silent[0], ["--name=a", "--target=t"], io), 255);
-  assert.deepEqual(out, ["\n"]);
   const failing = flowCommands(
     () => Promise.resolve(enc.encode("FAIL: action unknown\0")),
     () => undefined,
   );
-  out.length = 0;
   assert.equal(await runCommand(failing[7], [], io), 255);
   assert.deepEqual(out, ["FAIL: action unknown\n"]);
 });

@@ -27,7 +27,13 @@ import {
   fragmentGeometry,
   HoleLists,
 } from "../../../lib/frag/reassembler.ts";
-import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../../../lib/packet/parse.ts";
+import {
+  ETH_P_IP,
+  ETH_P_IPV6,
+  KeyParse,
+  parseKeyAt,
+  parseKeyInto,
+} from "../../../lib/packet/parse.ts";
 
 const MS = 1_000_000; // ns
 const T0 = 5_000 * MS; // an arbitrary monotonic start time
@@ -119,6 +125,40 @@ function ipv6Key(ident: number[]): Uint8Array {
   return k;
 }
 
+/**
+ * The parse `lb` hands the table with a fragment: `pkt[0, len)` parsed (family
+ * from the version nibble), its key replaced by `key` (the id-form key under test).
+ */
+function fragParse(key: Uint8Array, pkt: Uint8Array, len: number): KeyParse {
+  const kp = new KeyParse();
+  const v = pkt.length > 0 ? pkt[0] >> 4 : 0;
+  parseKeyAt(kp, pkt, 0, len, v === 4 ? ETH_P_IP : v === 6 ? ETH_P_IPV6 : 0, 0);
+  kp.key.set(key);
+  return kp;
+}
+
+/** `ft.nonFirst` for the fragment `pkt[0, len)` with id-form key `key`. */
+function nonFirst(ft: FragTable, key: Uint8Array, pkt: Uint8Array, len: number, now: number) {
+  return ft.nonFirst(fragParse(key, pkt, len), pkt, 0, len, now);
+}
+
+/** `ft.first` for the first fragment `pkt[0, len)` with id-form key `key`. */
+function first(
+  ft: FragTable,
+  key: Uint8Array,
+  fw: number,
+  pkt: Uint8Array,
+  len: number,
+  now: number,
+) {
+  return ft.first(fragParse(key, pkt, len), fw, pkt, 0, len, now);
+}
+
+/** `fragmentGeometry` of the fragment `pkt[0, len)`, from its parse. */
+function geometry(pkt: Uint8Array, len: number, g: FragGeometry): boolean {
+  return fragmentGeometry(fragParse(new Uint8Array(40), pkt, len), pkt, 0, len, g);
+}
+
 interface Injected {
   bytes: Uint8Array;
   len: number;
@@ -181,7 +221,7 @@ Deno.test("stats: the table zero-fills a reused buffer and keeps counters in a c
   assert.equal(backing[7], 0xee);
   assert.equal(backing[80], 0xee);
   assert.equal(readStats(view).lookups, 0);
-  ft.nonFirst(ipv4Key(1), ipv4Frag(1, 10, true, 8), 28, T0);
+  nonFirst(ft, ipv4Key(1), ipv4Frag(1, 10, true, 8), 28, T0);
   const s = readStats(view);
   assert.equal(s.lookups, 1);
   assert.equal(s.inserts, 1);
@@ -194,11 +234,11 @@ Deno.test("stats: tables sharing one initialised object (initStats false, atomic
   initFtStats(shm, { ttlMs: 200, size: 500, mtu: 1500, buckets: 500, frags: 0 });
   const opts = { size: 500, buckets: 500, frags: 0, mtu: 1500, ttlMs: 200, stats: shm };
   const a = new FragTable({ ...opts, initStats: false, atomicStats: true });
-  a.nonFirst(ipv4Key(1), ipv4Frag(1, 1, true, 8), 28, T0);
+  nonFirst(a, ipv4Key(1), ipv4Frag(1, 1, true, 8), 28, T0);
   // A second table starting later must not reset what the first one counted.
   const b = new FragTable({ ...opts, initStats: false, atomicStats: true });
-  b.nonFirst(ipv4Key(2), ipv4Frag(2, 1, true, 8), 28, T0);
-  b.first(ipv4Key(2), 1, ipv4Frag(2, 0, true, 8), 28, T0);
+  nonFirst(b, ipv4Key(2), ipv4Frag(2, 1, true, 8), 28, T0);
+  first(b, ipv4Key(2), 1, ipv4Frag(2, 0, true, 8), 28, T0);
   const s = readStats(shm);
   assert.equal(s.lookups, 3);
   assert.equal(s.inserts, 2);
@@ -250,23 +290,23 @@ Deno.test("storing -> valid: stored fragment re-injected, later fragments accept
   const { ft, injected, st } = table();
   const key = ipv4Key(0x3e7e);
   const f2 = ipv4Frag(0x3e7e, 185, true, 1480, { fill: 2 });
-  assert.equal(ft.nonFirst(key, f2, f2.length, T0), -1);
+  assert.equal(nonFirst(ft, key, f2, f2.length, T0), -1);
   assert.equal(ft.lastStatus, FRAG_STORED);
   assert.equal(st().fragsAllocated, 1);
   assert.equal(injected.length, 0);
 
   const f1 = ipv4Frag(0x3e7e, 0, true, 1480);
-  assert.equal(ft.first(key, 7, f1, f1.length, T0 + MS), true);
+  assert.equal(first(ft, key, 7, f1, f1.length, T0 + MS), true);
   assert.equal(injected.length, 1);
   assert.deepEqual(injected[0].bytes, f2);
   assert.equal(injected[0].len, f2.length);
   assert.equal(ft.fragsFree, 100);
 
   const f3 = ipv4Frag(0x3e7e, 370, false, 100);
-  assert.equal(ft.nonFirst(key, f3, f3.length, T0 + 2 * MS), 7);
+  assert.equal(nonFirst(ft, key, f3, f3.length, T0 + 2 * MS), 7);
   assert.equal(ft.lastStatus, FRAG_ACCEPT);
   // The re-injected fragment comes back through NFQUEUE and finds the valid entry.
-  assert.equal(ft.nonFirst(key, f2, f2.length, T0 + 3 * MS), 7);
+  assert.equal(nonFirst(ft, key, f2, f2.length, T0 + 3 * MS), 7);
   assert.equal(ft.lastStatus, FRAG_ACCEPT);
   const s = st();
   assert.equal(s.fragsAllocated, 1);
@@ -280,10 +320,10 @@ Deno.test("first fragment first: valid at once; fwmark 0 is a valid mark", () =>
   const { ft, injected } = table();
   const key = ipv4Key(9);
   const f1 = ipv4Frag(9, 0, true, 64);
-  assert.equal(ft.first(key, 0, f1, f1.length, T0), true);
+  assert.equal(first(ft, key, 0, f1, f1.length, T0), true);
   assert.equal(injected.length, 0);
   const f2 = ipv4Frag(9, 8, false, 64);
-  assert.equal(ft.nonFirst(key, f2, f2.length, T0), 0);
+  assert.equal(nonFirst(ft, key, f2, f2.length, T0), 0);
   assert.equal(ft.lastStatus, FRAG_ACCEPT);
 });
 
@@ -291,12 +331,12 @@ Deno.test("repeated first fragment is dropped (entry already valid)", () => {
   const { ft, st } = table();
   const key = ipv4Key(10);
   const f1 = ipv4Frag(10, 0, true, 64);
-  assert.equal(ft.first(key, 3, f1, f1.length, T0), true);
-  assert.equal(ft.first(key, 3, f1, f1.length, T0 + MS), false);
-  assert.equal(ft.first(key, 4, f1, f1.length, T0 + 2 * MS), false);
+  assert.equal(first(ft, key, 3, f1, f1.length, T0), true);
+  assert.equal(first(ft, key, 3, f1, f1.length, T0 + MS), false);
+  assert.equal(first(ft, key, 4, f1, f1.length, T0 + 2 * MS), false);
   // The stored value is unchanged.
   const f2 = ipv4Frag(10, 8, false, 8);
-  assert.equal(ft.nonFirst(key, f2, f2.length, T0 + 3 * MS), 3);
+  assert.equal(nonFirst(ft, key, f2, f2.length, T0 + 3 * MS), 3);
   assert.equal(st().inserts, 1);
 });
 
@@ -307,11 +347,11 @@ Deno.test("stored fragments are injected most recently stored first (LIFO)", () 
   const b = ipv4Frag(0x1234, 20, true, 40, { fill: 0xb });
   const c = ipv4Frag(0x1234, 30, false, 16, { fill: 0xc });
   for (const f of [a, b, c]) {
-    assert.equal(ft.nonFirst(key, f, f.length, T0), -1);
+    assert.equal(nonFirst(ft, key, f, f.length, T0), -1);
     assert.equal(ft.lastStatus, FRAG_STORED);
   }
   assert.equal(ft.fragsFree, 97);
-  assert.equal(ft.first(key, 5, ipv4Frag(0x1234, 0, true, 80), 100, T0), true);
+  assert.equal(first(ft, key, 5, ipv4Frag(0x1234, 0, true, 80), 100, T0), true);
   assert.deepEqual(injected.map((i) => i.bytes), [c, b, a]);
   assert.deepEqual(injected.map((i) => i.len), [36, 60, 100]);
   assert.equal(ft.fragsFree, 100);
@@ -327,11 +367,11 @@ Deno.test("inject may re-enter the table synchronously (re-injected fragment fin
     frags: 2,
     mtu: 1500,
     ttlMs: 200,
-    inject: (bytes, len) => seen.push(ft.nonFirst(key, bytes, len, T0)),
+    inject: (bytes, len) => seen.push(nonFirst(ft, key, bytes, len, T0)),
   });
-  ft.nonFirst(key, ipv4Frag(77, 5, true, 8), 28, T0);
-  ft.nonFirst(key, ipv4Frag(77, 6, false, 8), 28, T0);
-  assert.equal(ft.first(key, 42, ipv4Frag(77, 0, true, 40), 60, T0), true);
+  nonFirst(ft, key, ipv4Frag(77, 5, true, 8), 28, T0);
+  nonFirst(ft, key, ipv4Frag(77, 6, false, 8), 28, T0);
+  assert.equal(first(ft, key, 42, ipv4Frag(77, 0, true, 40), 60, T0), true);
   assert.deepEqual(seen, [42, 42]);
   assert.equal(ft.fragsFree, 2);
 });
@@ -340,23 +380,23 @@ Deno.test("fragment pool exhausted: entry poisoned, its fragments discarded, fir
   const { ft, injected, st } = table({ frags: 2 });
   const key = ipv4Key(0x0101);
   const other = ipv4Key(0x0202);
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x0101, 1, true, 8), 28, T0), -1);
-  assert.equal(ft.nonFirst(other, ipv4Frag(0x0202, 1, true, 8), 28, T0), -1);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x0101, 1, true, 8), 28, T0), -1);
+  assert.equal(nonFirst(ft, other, ipv4Frag(0x0202, 1, true, 8), 28, T0), -1);
   assert.equal(ft.lastStatus, FRAG_STORED);
   // Pool empty: the third fragment poisons its entry and discards the entry's stored one.
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x0101, 2, true, 8), 28, T0), -1);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x0101, 2, true, 8), 28, T0), -1);
   assert.equal(ft.lastStatus, FRAG_DROPPED);
   let s = st();
   assert.equal(s.fragsDiscarded, 1);
   assert.equal(s.fragsAllocated, 2);
   assert.equal(ft.fragsFree, 1);
   // Poisoned: every later fragment and the first fragment are dropped.
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x0101, 3, false, 8), 28, T0), -1);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x0101, 3, false, 8), 28, T0), -1);
   assert.equal(ft.lastStatus, FRAG_DROPPED);
-  assert.equal(ft.first(key, 9, ipv4Frag(0x0101, 0, true, 8), 28, T0), false);
+  assert.equal(first(ft, key, 9, ipv4Frag(0x0101, 0, true, 8), 28, T0), false);
   assert.equal(injected.length, 0);
   // The other datagram is unaffected.
-  assert.equal(ft.first(other, 8, ipv4Frag(0x0202, 0, true, 8), 28, T0), true);
+  assert.equal(first(ft, other, 8, ipv4Frag(0x0202, 0, true, 8), 28, T0), true);
   assert.equal(injected.length, 1);
   s = st();
   assert.equal(s.fragsDiscarded, 1);
@@ -366,16 +406,16 @@ Deno.test("fragment pool exhausted: entry poisoned, its fragments discarded, fir
 Deno.test("no tun (frags=0): early fragment poisons the entry, first fragment dropped until ttl", () => {
   const { ft, st } = table({ frags: 0 });
   const key = ipv4Key(0x5555);
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x5555, 100, false, 8), 28, T0), -1);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x5555, 100, false, 8), 28, T0), -1);
   assert.equal(ft.lastStatus, FRAG_DROPPED); // trace "Fragment dropped"
   const f1 = ipv4Frag(0x5555, 0, true, 800);
-  assert.equal(ft.first(key, 1, f1, f1.length, T0 + 10 * MS), false); // "FAILED: Handle first fragment"
+  assert.equal(first(ft, key, 1, f1, f1.length, T0 + 10 * MS), false); // "FAILED: Handle first fragment"
   assert.equal(st().fragsDiscarded, 0);
   assert.equal(st().fragsAllocated, 0);
   // lastRef was refreshed by the first fragment's lookup (T0+10ms): still poisoned at +210 ms.
-  assert.equal(ft.first(key, 1, f1, f1.length, T0 + 210 * MS), false);
+  assert.equal(first(ft, key, 1, f1, f1.length, T0 + 210 * MS), false);
   // Stale after more than 200 ms idle: reclaimed, the first fragment now succeeds.
-  assert.equal(ft.first(key, 1, f1, f1.length, T0 + 410 * MS + 1), true);
+  assert.equal(first(ft, key, 1, f1, f1.length, T0 + 410 * MS + 1), true);
   assert.equal(st().objGC, 1);
 });
 
@@ -383,13 +423,13 @@ Deno.test("a fragment longer than mtu is dropped without poisoning the entry", (
   const { ft, st } = table({ mtu: 576 });
   const key = ipv4Key(3);
   const big = ipv4Frag(3, 1, true, 600);
-  assert.equal(ft.nonFirst(key, big, big.length, T0), -1);
+  assert.equal(nonFirst(ft, key, big, big.length, T0), -1);
   assert.equal(ft.lastStatus, FRAG_DROPPED);
   const small = ipv4Frag(3, 2, true, 100);
-  assert.equal(ft.nonFirst(key, small, small.length, T0), -1);
+  assert.equal(nonFirst(ft, key, small, small.length, T0), -1);
   assert.equal(ft.lastStatus, FRAG_STORED);
   assert.equal(st().fragsAllocated, 1);
-  assert.equal(ft.first(key, 2, ipv4Frag(3, 0, true, 8), 28, T0), true);
+  assert.equal(first(ft, key, 2, ipv4Frag(3, 0, true, 8), 28, T0), true);
 });
 
 // ---- TTL and lazy GC (SPEC 8.2) -------------------------------------------------------------
@@ -399,14 +439,14 @@ Deno.test("ttl: stale only when now - lastRef > ttl (strictly); lookups refresh 
   const key = ipv4Key(0x77);
   const f1 = ipv4Frag(0x77, 0, true, 8);
   const f2 = ipv4Frag(0x77, 1, true, 8);
-  assert.equal(ft.first(key, 11, f1, 28, T0), true);
+  assert.equal(first(ft, key, 11, f1, 28, T0), true);
   // Exactly ttl later: not stale (and the lookup refreshes lastRef).
-  assert.equal(ft.nonFirst(key, f2, 28, T0 + 200 * MS), 11);
+  assert.equal(nonFirst(ft, key, f2, 28, T0 + 200 * MS), 11);
   // Idle timeout measured from the refresh.
-  assert.equal(ft.nonFirst(key, f2, 28, T0 + 400 * MS), 11);
+  assert.equal(nonFirst(ft, key, f2, 28, T0 + 400 * MS), 11);
   assert.equal(st().objGC, 0);
   // 1 ns more than ttl: reclaimed; a new storing entry is created for the fragment.
-  assert.equal(ft.nonFirst(key, f2, 28, T0 + 600 * MS + 1), -1);
+  assert.equal(nonFirst(ft, key, f2, 28, T0 + 600 * MS + 1), -1);
   assert.equal(ft.lastStatus, FRAG_STORED);
   const s = st();
   assert.equal(s.objGC, 1);
@@ -427,21 +467,21 @@ Deno.test("lazy GC: only a touched bucket is swept; stored fragments count as di
   const [a, b, c] = keys[0];
   const d = keys[1][0];
   const frag = ipv4Frag(0, 1, true, 8);
-  ft.nonFirst(a, frag, 28, T0); // inline, stores 1
-  ft.nonFirst(a, frag, 28, T0); // stores 2
-  ft.nonFirst(b, frag, 28, T0); // chained, stores 1
-  ft.nonFirst(d, frag, 28, T0); // bucket 1
+  nonFirst(ft, a, frag, 28, T0); // inline, stores 1
+  nonFirst(ft, a, frag, 28, T0); // stores 2
+  nonFirst(ft, b, frag, 28, T0); // chained, stores 1
+  nonFirst(ft, d, frag, 28, T0); // bucket 1
   assert.equal(ft.fragsFree, 96);
   assert.equal(ft.entries, 3);
   // Much later, touching bucket 1 reclaims only d.
   const later = T0 + 10_000 * MS;
-  assert.equal(ft.first(d, 1, ipv4Frag(0, 0, true, 8), 28, later), true); // new entry
+  assert.equal(first(ft, d, 1, ipv4Frag(0, 0, true, 8), 28, later), true); // new entry
   let s = st();
   assert.equal(s.objGC, 1);
   assert.equal(s.fragsDiscarded, 1);
   assert.equal(ft.entries, 3);
   // Touching bucket 0 (with a third key) reclaims a (inline) and b (chained).
-  assert.equal(ft.first(c, 1, ipv4Frag(0, 0, true, 8), 28, later), true);
+  assert.equal(first(ft, c, 1, ipv4Frag(0, 0, true, 8), 28, later), true);
   s = st();
   assert.equal(s.objGC, 3);
   assert.equal(s.fragsDiscarded, 4);
@@ -457,9 +497,9 @@ Deno.test("lazy GC: only a touched bucket is swept; stored fragments count as di
 Deno.test("collisions: extra buckets from the pool, rejected when empty", () => {
   const { ft, st } = table({ size: 1, buckets: 2 });
   const f1 = ipv4Frag(0, 0, true, 8);
-  assert.equal(ft.first(ipv4Key(1), 1, f1, 28, T0), true); // inline
-  assert.equal(ft.first(ipv4Key(2), 2, f1, 28, T0), true); // extra bucket
-  assert.equal(ft.first(ipv4Key(3), 3, f1, 28, T0), true); // extra bucket
+  assert.equal(first(ft, ipv4Key(1), 1, f1, 28, T0), true); // inline
+  assert.equal(first(ft, ipv4Key(2), 2, f1, 28, T0), true); // extra bucket
+  assert.equal(first(ft, ipv4Key(3), 3, f1, 28, T0), true); // extra bucket
   let s = st();
   assert.equal(s.inserts, 3);
   assert.equal(s.collisions, 2);
@@ -467,8 +507,8 @@ Deno.test("collisions: extra buckets from the pool, rejected when empty", () => 
   assert.equal(s.bucketsUsed, 2);
   assert.equal(s.rejected, 0);
   // Pool empty: the insert is rejected; the first fragment is dropped, a non-first one too.
-  assert.equal(ft.first(ipv4Key(4), 4, f1, 28, T0), false);
-  assert.equal(ft.nonFirst(ipv4Key(5), ipv4Frag(5, 1, true, 8), 28, T0), -1);
+  assert.equal(first(ft, ipv4Key(4), 4, f1, 28, T0), false);
+  assert.equal(nonFirst(ft, ipv4Key(5), ipv4Frag(5, 1, true, 8), 28, T0), -1);
   assert.equal(ft.lastStatus, FRAG_DROPPED);
   s = st();
   assert.equal(s.inserts, 5);
@@ -477,9 +517,9 @@ Deno.test("collisions: extra buckets from the pool, rejected when empty", () => 
   assert.equal(s.lookups, 5);
   // Every key is found in the chain.
   const f2 = ipv4Frag(0, 1, true, 8);
-  for (const id of [1, 2, 3]) assert.equal(ft.nonFirst(ipv4Key(id), f2, 28, T0), id);
+  for (const id of [1, 2, 3]) assert.equal(nonFirst(ft, ipv4Key(id), f2, 28, T0), id);
   // All stale later: one touch reclaims all three, the chained buckets return to the pool.
-  assert.equal(ft.first(ipv4Key(6), 6, f1, 28, T0 + 201 * MS), true);
+  assert.equal(first(ft, ipv4Key(6), 6, f1, 28, T0 + 201 * MS), true);
   s = st();
   assert.equal(s.objGC, 3);
   assert.equal(s.bucketsUsed, 0);
@@ -491,25 +531,25 @@ Deno.test("collisions: extra buckets from the pool, rejected when empty", () => 
 Deno.test("collisions: reusing a free main bucket that still has a chain counts a collision", () => {
   const { ft, st } = table({ size: 1, buckets: 1 });
   const f1 = ipv4Frag(0, 0, true, 8);
-  assert.equal(ft.first(ipv4Key(1), 1, f1, 28, T0), true); // inline
-  assert.equal(ft.first(ipv4Key(2), 2, f1, 28, T0 + 150 * MS), true); // chained
+  assert.equal(first(ft, ipv4Key(1), 1, f1, 28, T0), true); // inline
+  assert.equal(first(ft, ipv4Key(2), 2, f1, 28, T0 + 150 * MS), true); // chained
   // At +250 ms key 1 is stale (250 > 200), key 2 is not (100): inline freed, chain kept.
-  assert.equal(ft.first(ipv4Key(3), 3, f1, 28, T0 + 250 * MS), true);
+  assert.equal(first(ft, ipv4Key(3), 3, f1, 28, T0 + 250 * MS), true);
   const s = st();
   assert.equal(s.objGC, 1);
   assert.equal(s.inserts, 3);
   assert.equal(s.collisions, 2);
   assert.equal(s.bucketsAllocated, 1);
   assert.equal(s.bucketsUsed, 1);
-  assert.equal(ft.nonFirst(ipv4Key(2), ipv4Frag(2, 1, true, 8), 28, T0 + 260 * MS), 2);
-  assert.equal(ft.nonFirst(ipv4Key(3), ipv4Frag(3, 1, true, 8), 28, T0 + 260 * MS), 3);
+  assert.equal(nonFirst(ft, ipv4Key(2), ipv4Frag(2, 1, true, 8), 28, T0 + 260 * MS), 2);
+  assert.equal(nonFirst(ft, ipv4Key(3), ipv4Frag(3, 1, true, 8), 28, T0 + 260 * MS), 3);
 });
 
 Deno.test("at most size + buckets live entries", () => {
   const { ft, st } = table({ size: 4, buckets: 3, frags: 0 });
   let ok = 0;
   for (let id = 1; id <= 50; id++) {
-    if (ft.first(ipv4Key(id), id, ipv4Frag(id, 0, true, 8), 28, T0)) ok++;
+    if (first(ft, ipv4Key(id), id, ipv4Frag(id, 0, true, 8), 28, T0)) ok++;
   }
   assert.ok(ok <= 7);
   assert.equal(ft.entries, ok);
@@ -526,13 +566,13 @@ Deno.test("lb flow: first key converted to id form equals the non-first key from
   first.set([0x14, 0xf5, 0x93, 0x0e], 20); // UDP ports
   const next = ipv4Frag(0x3e7e, 3, false, 16);
   assert.equal(parseKeyInto(kp, next, next.length, ETH_P_IP, 0), 2);
-  assert.equal(ft.nonFirst(kp.key, next, next.length, T0), -1);
+  assert.equal(ft.nonFirst(kp, next, 0, next.length, T0), -1);
   assert.equal(ft.lastStatus, FRAG_STORED);
   assert.equal(parseKeyInto(kp, first, first.length, ETH_P_IP, 0) & 1, 1);
   assert.equal(kp.fragId, 32318);
   setIdForm(kp.key, kp.fragId);
   assert.deepEqual(kp.key, ipv4Key(0x3e7e));
-  assert.equal(ft.first(kp.key, 100, first, first.length, T0), true);
+  assert.equal(ft.first(kp, 100, first, 0, first.length, T0), true);
 
   const kp6 = new KeyParse();
   const ident = [0xe0, 0xe6, 0x66, 0x3a];
@@ -554,19 +594,19 @@ Deno.test("reassembler: IPv4 datagram completed -> entry removed, reAssembled +=
   const f1 = ipv4Frag(0x4242, 0, true, 24); // bytes [0, 24)
   const f3 = ipv4Frag(0x4242, 6, false, 10); // [48, 58), last
   const f2 = ipv4Frag(0x4242, 3, true, 24); // [24, 48)
-  assert.equal(ft.first(key, 21, f1, f1.length, T0), true);
+  assert.equal(first(ft, key, 21, f1, f1.length, T0), true);
   assert.equal(ft.holesFree, 14);
-  assert.equal(ft.nonFirst(key, f3, f3.length, T0), 21); // out of order
+  assert.equal(nonFirst(ft, key, f3, f3.length, T0), 21); // out of order
   assert.equal(st().reAssembled, 0);
   assert.equal(ft.entries, 1);
   // The fragment that completes the datagram is still accepted with the fwmark.
-  assert.equal(ft.nonFirst(key, f2, f2.length, T0), 21);
+  assert.equal(nonFirst(ft, key, f2, f2.length, T0), 21);
   assert.equal(ft.lastStatus, FRAG_ACCEPT);
   assert.equal(st().reAssembled, 1);
   assert.equal(ft.entries, 0);
   assert.equal(ft.holesFree, 16);
   // A late duplicate now creates a new (storing) entry.
-  assert.equal(ft.nonFirst(key, f2, f2.length, T0), -1);
+  assert.equal(nonFirst(ft, key, f2, f2.length, T0), -1);
   assert.equal(ft.lastStatus, FRAG_STORED);
 });
 
@@ -577,10 +617,10 @@ Deno.test("reassembler: IPv6 datagram (with a hop-by-hop header) completed", () 
   const f1 = ipv6Frag(ident, 0, true, 32, true); // [0, 32) after the fragment header
   const f2 = ipv6Frag(ident, 32, true, 16); // [32, 48)
   const f3 = ipv6Frag(ident, 48, false, 5); // [48, 53)
-  assert.equal(ft.first(key, 6, f1, f1.length, T0), true);
-  assert.equal(ft.nonFirst(key, f2, f2.length, T0), 6);
+  assert.equal(first(ft, key, 6, f1, f1.length, T0), true);
+  assert.equal(nonFirst(ft, key, f2, f2.length, T0), 6);
   assert.equal(st().reAssembled, 0);
-  assert.equal(ft.nonFirst(key, f3, f3.length, T0), 6);
+  assert.equal(nonFirst(ft, key, f3, f3.length, T0), 6);
   assert.equal(st().reAssembled, 1);
   assert.equal(ft.entries, 0);
   assert.equal(ft.holesFree, 4);
@@ -589,17 +629,17 @@ Deno.test("reassembler: IPv6 datagram (with a hop-by-hop header) completed", () 
 Deno.test("reassembler: overlapping and duplicate fragments; IPv4 total-length mismatch ignored", () => {
   const { ft, st } = table({ reassembler: 8 });
   const key = ipv4Key(0x99);
-  assert.equal(ft.first(key, 1, ipv4Frag(0x99, 0, true, 40), 60, T0), true); // [0,40)
+  assert.equal(first(ft, key, 1, ipv4Frag(0x99, 0, true, 40), 60, T0), true); // [0,40)
   // Total length field 100 != copied length 60: ignored, would otherwise complete.
   const bad = ipv4Frag(0x99, 4, false, 40, { totalLen: 100 });
-  assert.equal(ft.nonFirst(key, bad, bad.length, T0), 1);
+  assert.equal(nonFirst(ft, key, bad, bad.length, T0), 1);
   assert.equal(st().reAssembled, 0);
   // [16, 56) overlaps, [56, 80) last; a duplicate of the overlap changes nothing.
   const mid = ipv4Frag(0x99, 2, true, 40);
-  assert.equal(ft.nonFirst(key, mid, mid.length, T0), 1);
-  assert.equal(ft.nonFirst(key, mid, mid.length, T0), 1);
+  assert.equal(nonFirst(ft, key, mid, mid.length, T0), 1);
+  assert.equal(nonFirst(ft, key, mid, mid.length, T0), 1);
   assert.equal(st().reAssembled, 0);
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x99, 7, false, 24), 44, T0), 1);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x99, 7, false, 24), 44, T0), 1);
   assert.equal(st().reAssembled, 1);
   assert.equal(ft.entries, 0);
   assert.equal(ft.holesFree, 8);
@@ -608,20 +648,20 @@ Deno.test("reassembler: overlapping and duplicate fragments; IPv4 total-length m
 Deno.test("reassembler: abandoned if a fragment arrives while storing; no pool = no reassembly", () => {
   const { ft, st } = table({ reassembler: 3 });
   const key = ipv4Key(0x10);
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x10, 1, false, 8), 28, T0), -1); // storing
-  assert.equal(ft.first(key, 2, ipv4Frag(0x10, 0, true, 8), 28, T0), true); // completes nothing
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x10, 1, false, 8), 28, T0), -1); // storing
+  assert.equal(first(ft, key, 2, ipv4Frag(0x10, 0, true, 8), 28, T0), true); // completes nothing
   assert.equal(st().reAssembled, 0);
   assert.equal(ft.entries, 1);
   assert.equal(ft.holesFree, 3);
   // Pool of 3: one datagram takes 2 (head + [0,∞)); a second one finds 1 free -> untracked.
   const k1 = ipv4Key(0x11);
   const k2 = ipv4Key(0x12);
-  assert.equal(ft.first(k1, 3, ipv4Frag(0x11, 0, true, 8), 28, T0), true);
-  assert.equal(ft.first(k2, 4, ipv4Frag(0x12, 0, true, 8), 28, T0), true);
+  assert.equal(first(ft, k1, 3, ipv4Frag(0x11, 0, true, 8), 28, T0), true);
+  assert.equal(first(ft, k2, 4, ipv4Frag(0x12, 0, true, 8), 28, T0), true);
   assert.equal(ft.holesFree, 1);
-  assert.equal(ft.nonFirst(k2, ipv4Frag(0x12, 1, false, 8), 28, T0), 4);
+  assert.equal(nonFirst(ft, k2, ipv4Frag(0x12, 1, false, 8), 28, T0), 4);
   assert.equal(st().reAssembled, 0);
-  assert.equal(ft.nonFirst(k1, ipv4Frag(0x11, 1, false, 8), 28, T0), 3);
+  assert.equal(nonFirst(ft, k1, ipv4Frag(0x11, 1, false, 8), 28, T0), 3);
   assert.equal(st().reAssembled, 1);
   assert.equal(ft.holesFree, 3);
   assert.equal(ft.entries, 2); // 0x10 and 0x12 wait for their ttl
@@ -630,25 +670,25 @@ Deno.test("reassembler: abandoned if a fragment arrives while storing; no pool =
 Deno.test("reassembler: a split that finds the pool empty abandons reassembly for that entry", () => {
   const { ft, st } = table({ reassembler: 2 });
   const key = ipv4Key(0x20);
-  assert.equal(ft.first(key, 5, ipv4Frag(0x20, 0, true, 8), 28, T0), true); // hole [8, ∞)
+  assert.equal(first(ft, key, 5, ipv4Frag(0x20, 0, true, 8), 28, T0), true); // hole [8, ∞)
   assert.equal(ft.holesFree, 0);
   // [16, 24) inside [8, ∞) needs a second hole: no descriptor -> abandoned.
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x20, 2, true, 8), 28, T0), 5);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x20, 2, true, 8), 28, T0), 5);
   assert.equal(ft.holesFree, 2);
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x20, 1, true, 8), 28, T0), 5);
-  assert.equal(ft.nonFirst(key, ipv4Frag(0x20, 3, false, 8), 28, T0), 5);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x20, 1, true, 8), 28, T0), 5);
+  assert.equal(nonFirst(ft, key, ipv4Frag(0x20, 3, false, 8), 28, T0), 5);
   assert.equal(st().reAssembled, 0);
   assert.equal(ft.entries, 1);
 });
 
 Deno.test("reassembler: reclaimed entries return their hole lists", () => {
   const { ft, st } = table({ size: 1, buckets: 0, reassembler: 2 });
-  assert.equal(ft.first(ipv4Key(1), 1, ipv4Frag(1, 0, true, 8), 28, T0), true);
+  assert.equal(first(ft, ipv4Key(1), 1, ipv4Frag(1, 0, true, 8), 28, T0), true);
   assert.equal(ft.holesFree, 0);
-  assert.equal(ft.first(ipv4Key(2), 2, ipv4Frag(2, 0, true, 8), 28, T0 + 201 * MS), true);
+  assert.equal(first(ft, ipv4Key(2), 2, ipv4Frag(2, 0, true, 8), 28, T0 + 201 * MS), true);
   assert.equal(st().objGC, 1);
   assert.equal(ft.holesFree, 0); // the new entry took the released pair
-  assert.equal(ft.nonFirst(ipv4Key(2), ipv4Frag(2, 1, false, 8), 28, T0 + 201 * MS), 2);
+  assert.equal(nonFirst(ft, ipv4Key(2), ipv4Frag(2, 1, false, 8), 28, T0 + 201 * MS), 2);
   assert.equal(st().reAssembled, 1);
   assert.equal(ft.holesFree, 2);
 });
@@ -682,29 +722,29 @@ Deno.test("HoleLists: RFC 815 steps", () => {
 
 Deno.test("fragmentGeometry: IPv4 and IPv6 per SPEC 8.6", () => {
   const g = new FragGeometry();
-  assert.equal(fragmentGeometry(ipv4Frag(1, 185, true, 1480), 1500, g), true);
+  assert.equal(geometry(ipv4Frag(1, 185, true, 1480), 1500, g), true);
   assert.deepEqual([g.start, g.end, g.more], [1480, 2960, true]);
-  assert.equal(fragmentGeometry(ipv4Frag(1, 8191, false, 100), 120, g), true);
+  assert.equal(geometry(ipv4Frag(1, 8191, false, 100), 120, g), true);
   assert.deepEqual([g.start, g.end, g.more], [65528, 65628, false]);
   // IPv4 options: ihl 6.
   const opt = new Uint8Array(44);
   opt.set([0x46, 0, 0, 44, 0, 1, 0x20, 0x02]);
-  assert.equal(fragmentGeometry(opt, 44, g), true);
+  assert.equal(geometry(opt, 44, g), true);
   assert.deepEqual([g.start, g.end, g.more], [16, 36, true]);
-  assert.equal(fragmentGeometry(ipv4Frag(1, 1, true, 8), 27, g), false); // len != total length
-  assert.equal(fragmentGeometry(ipv6Frag([0, 0, 0, 1], 1448, true, 1232), 1280, g), true);
+  assert.equal(geometry(ipv4Frag(1, 1, true, 8), 27, g), false); // len != total length
+  assert.equal(geometry(ipv6Frag([0, 0, 0, 1], 1448, true, 1232), 1280, g), true);
   assert.deepEqual([g.start, g.end, g.more], [1448, 2680, true]);
-  assert.equal(fragmentGeometry(ipv6Frag([0, 0, 0, 1], 0, false, 16, true), 72, g), true);
+  assert.equal(geometry(ipv6Frag([0, 0, 0, 1], 0, false, 16, true), 72, g), true);
   assert.deepEqual([g.start, g.end, g.more], [0, 16, false]);
   // Not a fragment / not IP / too short.
   const plain6 = new Uint8Array(60);
   plain6[0] = 0x60;
   plain6[6] = 17;
-  assert.equal(fragmentGeometry(plain6, 60, g), false);
-  assert.equal(fragmentGeometry(new Uint8Array(60), 60, g), false);
-  assert.equal(fragmentGeometry(new Uint8Array([0x45]), 1, g), false);
-  assert.equal(fragmentGeometry(new Uint8Array(0), 0, g), false);
-  assert.equal(fragmentGeometry(ipv4Frag(1, 1, true, 8), 1000, g), false);
+  assert.equal(geometry(plain6, 60, g), false);
+  assert.equal(geometry(new Uint8Array(60), 60, g), false);
+  assert.equal(geometry(new Uint8Array([0x45]), 1, g), false);
+  assert.equal(geometry(new Uint8Array(0), 0, g), false);
+  assert.equal(geometry(ipv4Frag(1, 1, true, 8), 1000, g), false);
 });
 
 // ---- hostile input --------------------------------------------------------------------------
@@ -733,14 +773,14 @@ Deno.test("hostile input never throws nor leaks pool entries", () => {
     const lens = [p.length, 0, -1, p.length + 10, 1e9, NaN, 0.5];
     const len = lens[rnd(lens.length)];
     const now = T0 + i * 10 * MS;
-    if (rnd(3) === 0) ft.first(key, rnd(5), p, len, now);
-    else ft.nonFirst(key, p, len, now);
+    if (rnd(3) === 0) first(ft, key, rnd(5), p, len, now);
+    else nonFirst(ft, key, p, len, now);
   }
   // Everything reclaimable after the ttl: all pools return to full.
   for (let id = 0; id < 6; id++) {
-    ft.first(ipv4Key(id), 0, pkts[2], 0, T0 + 1e6 * MS);
+    first(ft, ipv4Key(id), 0, pkts[2], 0, T0 + 1e6 * MS);
   }
-  for (let id = 0; id < 6; id++) ft.first(ipv4Key(id), 0, pkts[2], 0, T0 + 2e6 * MS);
+  for (let id = 0; id < 6; id++) first(ft, ipv4Key(id), 0, pkts[2], 0, T0 + 2e6 * MS);
   assert.equal(ft.fragsFree, 4);
   assert.ok(ft.entries <= 5);
   const s = st();
@@ -754,11 +794,11 @@ Deno.test("hostile: bad len values on a storing entry are dropped, not stored", 
   const key = ipv4Key(1);
   const p = ipv4Frag(1, 1, true, 8);
   for (const len of [-1, 29, 1e9, NaN]) {
-    assert.equal(ft.nonFirst(key, p, len, T0), -1);
+    assert.equal(nonFirst(ft, key, p, len, T0), -1);
     assert.equal(ft.lastStatus, FRAG_DROPPED);
   }
   assert.equal(st().fragsAllocated, 0);
-  assert.equal(ft.nonFirst(key, p, 0, T0), -1); // a zero-length copy is stored as such
+  assert.equal(nonFirst(ft, key, p, 0, T0), -1); // a zero-length copy is stored as such
   assert.equal(ft.lastStatus, FRAG_STORED);
 });
 

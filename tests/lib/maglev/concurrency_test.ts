@@ -11,6 +11,7 @@ import {
   activate,
   activateIndex,
   deactivate,
+  deactivateIndex,
   initTable,
   populate,
   sleepSync,
@@ -81,6 +82,7 @@ Deno.test(
         activate(t, [104, 101], grace);
         activateIndex(t, 7, 200 + (i % 5), grace);
         deactivate(t, [104], grace);
+        if (i % 2 === 0) deactivateIndex(t, 7, grace);
         activate(t, [102], grace);
         if (i % 20 === 0) await scans(reader, 1);
       }

@@ -1,6 +1,7 @@
 /** djb2, hashKey and addressHash (SPEC 4.2, Appendix B). */
 import assert from "node:assert/strict";
-import { addressHash, djb2, hashKey, KEY_LEN, KEY_PROTO } from "../../../lib/packet/hash.ts";
+import { addressHash, djb2, hashKey } from "../../../lib/packet/hash.ts";
+import { KEY_LEN, KEY_PROTO } from "../../../lib/packet/key.ts";
 
 const hex = (s: string) => Uint8Array.from(s.match(/../g)!.map((b) => parseInt(b, 16)));
 

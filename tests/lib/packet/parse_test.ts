@@ -5,7 +5,8 @@
  */
 
 import assert from "node:assert/strict";
-import { addressHash, djb2, hashKey, KEY_LEN } from "../../../lib/packet/hash.ts";
+import { addressHash, djb2, hashKey } from "../../../lib/packet/hash.ts";
+import { KEY_LEN } from "../../../lib/packet/key.ts";
 import {
   ETH_P_IP,
   ETH_P_IPV6,
@@ -629,6 +630,43 @@ Deno.test("parseKeyAt: every golden packet parsed in place at an offset inside g
       );
       assert.deepEqual(a.key, b.key);
       assert.equal(a.fragId, b.fragId);
+      if (rc < 0) continue;
+      // The header facts are absolute offsets: shifted by `off`, otherwise the same.
+      assert.deepEqual(
+        [a.l3Offset - off, a.end - off, a.l4Offset - off, a.l4Proto, a.l3HeaderLen],
+        [b.l3Offset, b.end, b.l4Offset, b.l4Proto, b.l3HeaderLen],
+      );
+      assert.equal(a.fragHeader < 0 ? -1 : a.fragHeader - off, b.fragHeader);
+      if ((rc & 3) !== 0) assert.deepEqual([a.fragOffset, a.fragMore], [b.fragOffset, b.fragMore]);
     }
   }
+});
+
+Deno.test("KeyParse: the header facts of the one parse (offsets, L4 protocol, fragment)", () => {
+  const facts = (kp: KeyParse) => [
+    kp.rc,
+    kp.l3Offset,
+    kp.end,
+    kp.l3HeaderLen,
+    kp.l4Offset,
+    kp.l4Proto,
+    kp.fragHeader,
+  ];
+  // IPv4 with 8 bytes of options, TCP.
+  const opt = cat(ip4(6, 48, 7), TCP);
+  assert.deepEqual(facts(parse4(opt)), [0, 0, 48, 28, 28, 6, -1]);
+  // IPv4 non-first fragment (offset 3 × 8, MF): the payload start and the protocol byte.
+  const nf = cat(ip4(17, 28), UDP.slice(0, 8));
+  nf[6] = 0x20;
+  nf[7] = 3;
+  const k = parse4(nf);
+  assert.deepEqual([...facts(k), k.fragOffset, k.fragMore], [2, 0, 28, 20, 20, 17, -1, 24, true]);
+  // IPv6 hop-by-hop (16 bytes), fragment header (offset 0, no M: a first fragment), TCP.
+  const f6 = cat(ip6(0), ext(44, 1), frag(6, 0, false, [1, 2, 3, 4]), TCP);
+  const k6 = parse6(f6);
+  assert.deepEqual([...facts(k6), k6.fragOffset, k6.fragMore], [1, 0, 84, 64, 64, 6, 56, 0, false]);
+  // ICMP error: the facts describe the outer packet, the key comes from the quoted one.
+  const inner = cat(ip4(17, 32), UDP);
+  const err = cat(ip4(1, 20 + 8 + inner.length), [3, 1, 0, 0, 0, 0, 0, 0], inner);
+  assert.deepEqual(facts(parse4(err)), [RC_ICMP_INNER, 0, err.length, 20, 20, 1, -1]);
 });

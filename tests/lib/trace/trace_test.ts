@@ -1,6 +1,7 @@
 /**
  * Trace mask names (SPEC 1.7), the trace ring between threads, and the
- * `trace` command's option errors.
+ * `trace` command's errors: exact stderr bytes, and the mask in
+ * `nfqlb-trace` left as it was when the command cannot attach.
  */
 import assert from "node:assert/strict";
 import { formatMask, selectionMask, TRACE_SELECTION } from "../../../lib/trace/mask.ts";
@@ -89,15 +90,90 @@ Deno.test("TraceRing: a producer in another thread, lines never torn", async () 
   lines.forEach((l, i) => assert.equal(l, `packet ${i}`));
 });
 
-Deno.test("trace: option errors are 1.2.0's, without a newline, and exit 1", async () => {
+Deno.test("trace: option errors are 1.2.0's, ending with a newline, and exit 1", async () => {
   assert.deepEqual(await runCli("trace"), {
     code: 1,
     out: "",
-    err: "Specify any of --mask or --selection",
+    err: "Specify any of --mask or --selection\n",
   });
   assert.deepEqual(await runCli("trace", "--mask=1", "--selection=log"), {
     code: 1,
     out: "",
-    err: "Specify any ONE of --mask or --selection",
+    err: "Specify any ONE of --mask or --selection\n",
+  });
+});
+
+const TRACE_SHM_PATH = "/dev/shm/nfqlb-trace";
+
+/** Run `fn` with `nfqlb-trace` holding `mask` (level 5); the previous object is put back after. */
+async function withTraceMask(mask: number, fn: () => Promise<void>): Promise<void> {
+  let saved: Uint8Array | undefined;
+  try {
+    saved = Deno.readFileSync(TRACE_SHM_PATH);
+  } catch {
+    saved = undefined;
+  }
+  try {
+    const bytes = new Uint8Array(8);
+    new DataView(bytes.buffer).setInt32(0, 5, true);
+    new DataView(bytes.buffer).setUint32(4, mask, true);
+    Deno.writeFileSync(TRACE_SHM_PATH, bytes, { mode: 0o600 });
+    await fn();
+  } finally {
+    if (saved !== undefined) Deno.writeFileSync(TRACE_SHM_PATH, saved);
+    else Deno.removeSync(TRACE_SHM_PATH);
+  }
+}
+
+function storedMask(): number {
+  return new DataView(Deno.readFileSync(TRACE_SHM_PATH).buffer).getUint32(4, true);
+}
+
+Deno.test("trace: a failed connect leaves the previous mask (1.2.0 leaves the new one)", async () => {
+  await withTraceMask(0x21, async () => {
+    // Nobody listens on this abstract name.
+    const address = `unix:nfqlb-trace-test-${Deno.pid}-none`;
+    assert.deepEqual(await runCli("trace", "--mask=0x46", `--trace_address=${address}`), {
+      code: 1,
+      out: "Mask=0x00000046\n",
+      err: `Trace client connect to ${address}: Connection refused\n`,
+    });
+    assert.equal(storedMask(), 0x21);
+    const tcp = "tcp:127.0.0.1:1";
+    assert.deepEqual(await runCli("trace", "--selection=packet,flows", `--trace_address=${tcp}`), {
+      code: 1,
+      out: "Mask=0x00000042\n",
+      err: `Trace client connect to ${tcp}: Connection refused\n`,
+    });
+    assert.equal(storedMask(), 0x21);
+  });
+});
+
+Deno.test("trace: an invalid address: 1.2.0's message with a newline, mask unchanged", async () => {
+  await withTraceMask(0, async () => {
+    assert.deepEqual(await runCli("trace", "--mask=077", "--trace_address=udp:x"), {
+      code: 1,
+      out: "Mask=0x0000003f\n",
+      err: "Failed to parse address [udp:x]\n",
+    });
+    assert.equal(storedMask(), 0);
+  });
+});
+
+Deno.test("trace: the mask is stored before connecting, so an attaching daemon sees it", async () => {
+  await withTraceMask(0x01, async () => {
+    const name = `nfqlb-trace-test-${Deno.pid}-listen`;
+    const listener = Deno.listen({ transport: "unix", path: `\0${name}` });
+    const served = (async () => {
+      const conn = await listener.accept();
+      const seen = storedMask();
+      await conn.write(new TextEncoder().encode(`Trace active, mask=0x${seen.toString(16)}\n`));
+      conn.close();
+      return seen;
+    })();
+    const r = await runCli("trace", "--mask=0x46", `--trace_address=unix:${name}`);
+    listener.close();
+    assert.equal(await served, 0x46);
+    assert.deepEqual(r, { code: 0, out: "Mask=0x00000046\nTrace active, mask=0x46\n", err: "" });
   });
 });

@@ -1,0 +1,69 @@
+/**
+ * The main thread's handle on the control-server worker of `flowlb`
+ * (control_worker.ts): starts it, and turns its messages into a start-up
+ * promise, flow snapshots, log lines and a stop event.
+ * @module
+ */
+import type { FlowSnapshot } from "../lib/flow/store.ts";
+import type { ControlMessage, ControlStart } from "./control_worker.ts";
+import { type DaemonError, ListenError, ThreadError } from "./errors.ts";
+import type { Io } from "./io.ts";
+
+/** What the control thread reports once it serves requests. */
+export type ControlReady = ControlMessage & { type: "ready" };
+
+/** Kept a sibling of the worker module so the bundle finds it next to the CLI. */
+const CONTROL_WORKER_URL = new URL("./control_worker.ts", import.meta.url);
+
+/** The control-server worker and the events it reports. */
+export class ControlThread {
+  /**
+   * Resolves when the server listens; rejects with a {@link ListenError}
+   * (`Flow server bind: ...`) or a {@link ThreadError} when start-up fails.
+   */
+  declare readonly ready: Promise<ControlReady>;
+  /** Resolves when the thread has stopped serving. */
+  declare readonly stopped: Promise<void>;
+  /** Called with every new flow snapshot. */
+  onFlows: (snapshot: FlowSnapshot) => void = () => {};
+  /** Called when the control thread fails after start-up. */
+  onError: () => void = () => {};
+  readonly #worker: Worker;
+
+  /** Start the worker; log lines and later failures go to `io.err` prefixed with `flowlb:`. */
+  constructor(io: Io, start: ControlStart) {
+    let ready!: (m: ControlReady) => void;
+    let failed!: (e: DaemonError) => void;
+    let stopped!: () => void;
+    let isReady = false;
+    this.ready = new Promise<ControlReady>((res, rej) => [ready, failed] = [res, rej]);
+    this.stopped = new Promise<void>((res) => stopped = res);
+    this.#worker = new Worker(CONTROL_WORKER_URL, { type: "module", name: "control" });
+    this.#worker.onmessage = (e: MessageEvent<ControlMessage>) => {
+      const m = e.data;
+      if (m.type === "ready") {
+        isReady = true;
+        ready(m);
+      } else if (m.type === "flows") this.onFlows(m.snapshot);
+      else if (m.type === "log") io.err(`flowlb: ${m.text}\n`);
+      else if (m.type === "stopped") stopped();
+      else if (!isReady) {
+        failed(
+          m.listen !== undefined
+            ? new ListenError(m.listen)
+            : new ThreadError("control", m.message),
+        );
+      } else {
+        io.err(`flowlb: control: ${m.message}\n`);
+        this.onError();
+        stopped();
+      }
+    };
+    this.#worker.postMessage(start);
+  }
+
+  /** Stop the worker at once. */
+  terminate(): void {
+    this.#worker.terminate();
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Failures of the daemon layer (option validation, shared memory, servers,
+ * threads). Each error carries the facts as fields; its `message` is built
+ * from them once, here, as the one line nfqlb 1.2.0 prints for it, so the
+ * same text reaches stderr whether the failure happens in the main thread or
+ * in a worker (which can only pass text or plain data back). The command
+ * layer decides how a failure ends a command (stderr, exit status 1); see
+ * `docs/COMPATIBILITY.md#command-line`.
+ * @module
+ */
+
+/** Base class of every failure the daemon layer reports. */
+export class DaemonError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DaemonError";
+  }
+}
+
+/** Why a target table could not be used. */
+export type TableProblem =
+  /** `shm_open`/`mmap` failed; `detail` is the `strerror` text. */
+  | "map"
+  /** The object exists but is not a valid table; `detail` says why. */
+  | "format";
+
+/** A target table (`--tshm`, `--lbshm`, `--shm`, a flow's target) could not be mapped. */
+export class TableOpenError extends DaemonError {
+  /** The shm name as given. */
+  readonly shm: string;
+  readonly problem: TableProblem;
+  /** `strerror` text (map) or what is wrong with the object (format). */
+  readonly detail: string;
+  constructor(shm: string, problem: TableProblem, detail: string) {
+    super(
+      problem === "map"
+        ? `FAILED mapSharedData: ${shm}`
+        : `FAILED mapSharedData: ${shm}; not a valid target table: ${detail}`,
+    );
+    this.name = "TableOpenError";
+    this.shm = shm;
+    this.problem = problem;
+    this.detail = detail;
+  }
+}
+
+/** A shared-memory object could not be created or truncated (`createSharedData`). */
+export class ShmCreateError extends DaemonError {
+  readonly shm: string;
+  /** `strerror` text, e.g. `Invalid argument`. */
+  readonly strerror: string;
+  constructor(shm: string, strerror: string) {
+    super(`createSharedData: ${strerror}`);
+    this.name = "ShmCreateError";
+    this.shm = shm;
+    this.strerror = strerror;
+  }
+}
+
+/** An existing shared-memory object is smaller than its layout needs. */
+export class ShmSizeError extends DaemonError {
+  readonly shm: string;
+  /** Size of the object in bytes. */
+  readonly size: number;
+  constructor(shm: string, size: number) {
+    super(`${shm}: object too small (${size} bytes)`);
+    this.name = "ShmSizeError";
+    this.shm = shm;
+    this.size = size;
+  }
+}
+
+/** What is wrong with an option value. */
+export type OptionProblem =
+  /** Not an integer in `min..max`. */
+  | { kind: "integer"; min: number; max: number }
+  /** `--mtu` below the minimum 1.2.0 accepts. */
+  | { kind: "mtu-low" }
+  /** `--mtu` above what NFQUEUE can copy. */
+  | { kind: "mtu-high"; max: number }
+  /** `--queue` is neither `N` nor `first:last`. */
+  | { kind: "queue" }
+  /** Not a socket address (`unix:NAME`, `tcp:HOST:PORT`). */
+  | { kind: "address" };
+
+function optionMessage(option: string, value: string, p: OptionProblem): string {
+  switch (p.kind) {
+    case "integer":
+      return `Invalid --${option}=${value}; expected an integer in ${p.min}..${p.max}`;
+    case "mtu-low":
+      return `Invalid MTU; ${value}`;
+    case "mtu-high":
+      return `Invalid MTU; ${value} (at most ${p.max})`;
+    case "queue":
+      return `queue invalid [${value}]`;
+    case "address":
+      return `Failed to parse address [${value}]`;
+  }
+}
+
+/** An option value (or the flow address from the environment) that is not valid. */
+export class OptionError extends DaemonError {
+  /** Option name without dashes (`NFQLB_FLOW_ADDRESS` for the environment variable). */
+  readonly option: string;
+  /** The value as given. */
+  readonly value: string;
+  readonly problem: OptionProblem;
+  constructor(option: string, value: string, problem: OptionProblem) {
+    super(optionMessage(option, value, problem));
+    this.name = "OptionError";
+    this.option = option;
+    this.value = value;
+    this.problem = problem;
+  }
+}
+
+/** Which server socket failed. */
+export type ServerKind = "Flow" | "Trace";
+
+/** A server socket could not be set up; plain data, so a worker can post it. */
+export interface ListenFailure {
+  readonly server: ServerKind;
+  /** The failing call: `socket`, `bind` or `listen`. */
+  readonly call: string;
+  /** `strerror` text, e.g. `Address already in use`. */
+  readonly strerror: string;
+}
+
+/** A server socket could not be set up (`Flow server bind: Address already in use`). */
+export class ListenError extends DaemonError {
+  readonly server: ServerKind;
+  readonly call: string;
+  readonly strerror: string;
+  constructor(f: ListenFailure) {
+    super(`${f.server} server ${f.call}: ${f.strerror}`);
+    this.name = "ListenError";
+    this.server = f.server;
+    this.call = f.call;
+    this.strerror = f.strerror;
+  }
+}
+
+/** A worker thread failed unexpectedly during start-up; `message` is its own text. */
+export class ThreadError extends DaemonError {
+  /** The thread's name, e.g. `control`. */
+  readonly thread: string;
+  constructor(thread: string, message: string) {
+    super(message);
+    this.name = "ThreadError";
+    this.thread = thread;
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * The `lb` and `flowlb` processes after option parsing: check the tables,
+ * prepare the shared objects, start the threads and run until SIGTERM or
+ * SIGINT (`docs/ARCHITECTURE.md`). Start-up failures are thrown as
+ * `DaemonError`s (./errors.ts); the returned promise gives the exit status.
+ * @module
+ */
+import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { ControlThread } from "./control_thread.ts";
+import { OptionError } from "./errors.ts";
+import type { Io } from "./io.ts";
+import type { DaemonConfig } from "./options.ts";
+import { openTable } from "./open_table.ts";
+import { prepareDaemon, startQueueThreads, stopOnSignals } from "./threads.ts";
+
+/**
+ * Run `lb`: one target table (`--tshm`), one thread per queue. Throws a
+ * `DaemonError` when start-up fails.
+ */
+export function runLb(io: Io, config: DaemonConfig): Promise<number> {
+  // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
+  openTable(config.tshm, false).close();
+  const c = prepareDaemon(io, config, "lb");
+  const stop = new SharedArrayBuffer(4);
+  const threads = startQueueThreads(io, c, stop);
+  stopOnSignals(stop, threads.finished);
+  return threads.finished;
+}
+
+/**
+ * Run `flowlb`: the control server on `flowAddress` (the text of
+ * `NFQLB_FLOW_ADDRESS`) sends every new flow snapshot here; this thread
+ * forwards it to the queue threads and bumps the shared version they poll
+ * between batches. Rejects with a `DaemonError` when start-up fails.
+ */
+export async function runFlowLb(
+  io: Io,
+  config: DaemonConfig,
+  flowAddress: string,
+): Promise<number> {
+  const address = parseSocketAddress(flowAddress);
+  if (address === undefined) {
+    throw new OptionError("NFQLB_FLOW_ADDRESS", flowAddress, { kind: "address" });
+  }
+  const c = prepareDaemon(io, config, "flowlb");
+  const stop = new SharedArrayBuffer(4);
+  const stopFlag = new Int32Array(stop);
+  const lanes = c.queueLast - c.queueFirst + 1;
+  const applied = new SharedArrayBuffer(4 * lanes);
+  const control = new ControlThread(io, {
+    address,
+    flowState: c.flowState,
+    lanes,
+    stop,
+    applied,
+  });
+  let ready;
+  try {
+    ready = await control.ready;
+  } catch (e) {
+    control.terminate();
+    throw e;
+  }
+  if (ready.restored > 0) io.err(`flowlb: restored ${ready.restored} flows from ${c.flowState}\n`);
+  const version = new Int32Array(new SharedArrayBuffer(4));
+  let latest = ready.snapshot;
+  Atomics.store(version, 0, latest.version);
+  const threads = startQueueThreads(io, c, stop, (lane) => ({
+    lane,
+    counters: ready.counters,
+    lanes,
+    capacity: ready.capacity,
+    version: version.buffer as SharedArrayBuffer,
+    applied,
+    snapshot: latest,
+  }));
+  control.onFlows = (snapshot) => {
+    latest = snapshot;
+    threads.broadcast({ type: "flows", snapshot });
+    Atomics.store(version, 0, snapshot.version);
+  };
+  control.onError = () => Atomics.store(stopFlag, 0, 1);
+  stopOnSignals(stop, threads.finished);
+  const status = await threads.finished;
+  Atomics.store(stopFlag, 0, 1);
+  await control.stopped;
+  control.terminate();
+  return status;
+}

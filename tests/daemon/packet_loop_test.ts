@@ -1,0 +1,135 @@
+/**
+ * daemon/packet_loop.ts with a scripted queue: hook order (after the
+ * receive, before the decisions, also for empty receives), promises awaited,
+ * one clock reading per batch, verdicts in order, one flush per batch, the
+ * stop flag, and errors.
+ */
+import assert from "node:assert/strict";
+import { type PacketQueue, runPacketLoop } from "../../daemon/packet_loop.ts";
+import type { Decider } from "../../lib/decide/decider.ts";
+
+/** A queue that returns scripted batches of packet lengths, then sets `stop`. */
+class ScriptedQueue implements PacketQueue {
+  readonly buffer = new Uint8Array(64);
+  readonly events: string[] = [];
+  readonly verdicts: [number, number][] = [];
+  private batch: number[] = [];
+  private next = 0;
+  constructor(private readonly batches: number[][], private readonly stop: Int32Array) {}
+
+  receiveBatch(): number {
+    this.batch = this.batches[this.next++] ?? [];
+    if (this.next >= this.batches.length) Atomics.store(this.stop, 0, 1);
+    this.events.push(`receive ${this.batch.length}`);
+    return this.batch.length;
+  }
+  payloadOffset(i: number): number {
+    return 8 * i;
+  }
+  payloadLength(i: number): number {
+    return this.batch[i];
+  }
+  l3proto(_i: number): number {
+    return 0x0800;
+  }
+  verdict(i: number, v: number): void {
+    this.verdicts.push([i, v]);
+  }
+  flush(): void {
+    this.events.push("flush");
+  }
+}
+
+/** Verdict = packet length + `bias`; records what it was given. */
+class LengthDecider implements Decider {
+  bias = 0;
+  readonly seen: { off: number; len: number; l3: number; now: number; bias: number }[] = [];
+  constructor(private readonly events: string[]) {}
+  decide(buf: Uint8Array, off: number, len: number, l3proto: number, now: number): number {
+    assert.equal(buf.length, 64, "the queue's buffer");
+    this.seen.push({ off, len, l3: l3proto, now, bias: this.bias });
+    this.events.push(`decide ${len}`);
+    return len + this.bias;
+  }
+}
+
+Deno.test("hook after every receive, before the batch; verdicts in order; one flush per batch", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const q = new ScriptedQueue([[10, 11], [], [12]], stop);
+  const d = new LengthDecider(q.events);
+  const n = await runPacketLoop(q, d, stop, (packets) => {
+    q.events.push(`hook ${packets}`);
+  });
+  assert.equal(n, 3);
+  assert.deepEqual(q.events, [
+    "receive 2",
+    "hook 2",
+    "decide 10",
+    "decide 11",
+    "flush",
+    "receive 0",
+    "hook 0",
+    "receive 1",
+    "hook 1",
+    "decide 12",
+    "flush",
+  ]);
+  assert.deepEqual(q.verdicts, [[0, 10], [1, 11], [0, 12]]);
+  assert.deepEqual(d.seen.map((s) => [s.off, s.len, s.l3]), [[0, 10, 0x0800], [8, 11, 0x0800], [
+    0,
+    12,
+    0x0800,
+  ]]);
+});
+
+Deno.test("one clock reading per batch, in nanoseconds", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const q = new ScriptedQueue([[1, 2, 3], [4]], stop);
+  const d = new LengthDecider(q.events);
+  const before = performance.now() * 1e6;
+  await runPacketLoop(q, d, stop);
+  const after = performance.now() * 1e6;
+  const nows = d.seen.map((s) => s.now);
+  assert.ok(nows[0] === nows[1] && nows[1] === nows[2], "one value for the whole batch");
+  for (const t of nows) assert.ok(t >= before - 1 && t <= after + 1 && Number.isInteger(t));
+});
+
+Deno.test("a promise from the hook is awaited before the batch is decided", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const q = new ScriptedQueue([[5], [6], [7]], stop);
+  const d = new LengthDecider(q.events);
+  let batch = 0;
+  await runPacketLoop(q, d, stop, () => {
+    // Batch 2: an asynchronous swap (as flowlb installs a flow set); the others stay sync.
+    if (++batch !== 2) return;
+    return new Promise<void>((r) =>
+      setTimeout(() => {
+        d.bias = 100;
+        r();
+      }, 5)
+    );
+  });
+  assert.deepEqual(q.verdicts, [[0, 5], [0, 106], [0, 107]]);
+});
+
+Deno.test("stops when the flag is set before a receive", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  Atomics.store(stop, 0, 1);
+  const q = new ScriptedQueue([[1]], stop);
+  assert.equal(await runPacketLoop(q, new LengthDecider(q.events), stop), 0);
+  assert.deepEqual(q.events, []);
+});
+
+Deno.test("a throwing decider: the verdicts decided so far are sent, the error propagates", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const q = new ScriptedQueue([[1, 2, 3], [4]], stop);
+  const d: Decider = {
+    decide(_b, _o, len) {
+      if (len === 3) throw new Error("boom");
+      return len;
+    },
+  };
+  await assert.rejects(runPacketLoop(q, d, stop), /boom/);
+  assert.deepEqual(q.verdicts, [[0, 1], [1, 2]]);
+  assert.deepEqual(q.events, ["receive 3", "flush"]);
+});
