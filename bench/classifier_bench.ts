@@ -101,7 +101,7 @@ function makeFlow(i: number): Flow[] {
   const priority = int(50);
   const srcs = chance(0.1) ? [cidr4(8 + int(17))] : undefined;
   if (chance(0.03)) {
-    // SCTP over UDP: helper + main flow (SPEC 6.7).
+    // SCTP over UDP: helper + main flow (docs/COMPATIBILITY.md#flows).
     const port = 9000 + int(1000);
     return [
       {

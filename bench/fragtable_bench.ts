@@ -1,6 +1,6 @@
 /**
  * Benchmarks for fragment tracking (lib/fragtable.ts): the per-fragment work
- * `lb` does after parsing (SPEC 5.2), with the default table parameters.
+ * `lb` does after parsing (docs/COMPATIBILITY.md#packet-decisions), with the default table parameters.
  *
  * Run: `deno bench --allow-all bench/fragtable_bench.ts`. Each iteration
  * handles one datagram of two IPv4 fragments (a first fragment and one

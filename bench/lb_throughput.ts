@@ -31,7 +31,7 @@
  * - **c**: the same rule for queues N..2N-1, served by `bench/c/nfq_baseline.c`
  *   (one process per queue): a C reader with the data-path architecture of
  *   nfqlb 1.2.0 (libnetfilter_queue's callback API, one `recv` and one verdict
- *   `sendto` per packet, SPEC 5.5 step 6) and a cheaper per-packet decision
+ *   `sendto` per packet, docs/COMPATIBILITY.md#nfqueue step 6) and a cheaper per-packet decision
  *   (djb2 of 40 bytes, table lookup). Built with `cc` if the
  *   libnetfilter_queue headers are installed (Debian: libnetfilter-queue-dev),
  *   else skipped with a note. It stands in for the 1.2.0 binary, which is not

@@ -1,7 +1,7 @@
 /**
  * The sub-command framework: option declarations, `--help` text, required
  * options, fatal errors ("die", and the daemon layer's `DaemonError`s) and
- * exit codes, all as nfqlb 1.2.0 prints them (SPEC 1.2–1.4). Commands write
+ * exit codes, all as nfqlb 1.2.0 prints them (docs/COMPATIBILITY.md#command-line). Commands write
  * through an {@link Io} so they can be run in-process by tests.
  * @module
  */

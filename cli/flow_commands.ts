@@ -1,10 +1,10 @@
 /**
- * The flow client commands (SPEC 1.9): `flow-set`, `flow-delete`,
+ * The flow client commands (docs/COMPATIBILITY.md#control-protocol): `flow-set`, `flow-delete`,
  * `flow-list`, `flow-list-names` and their `trace-flow-*` counterparts. They
- * build a request (SPEC 7.3), send it to `$NFQLB_FLOW_ADDRESS` (default
+ * build a request (docs/COMPATIBILITY.md#control-protocol), send it to `$NFQLB_FLOW_ADDRESS` (default
  * `unix:nfqlb`) through an injected {@link Transport}, and print the reply.
  *
- * Deviations from 1.2.0 (SPEC 11): `flow-set` / `trace-flow-set` check the
+ * Deviations from 1.2.0 (docs/COMPATIBILITY.md#differences): `flow-set` / `trace-flow-set` check the
  * name rule first (`Invalid name`, #4); the whole reply is read and printed
  * (#9); `trace-flow-set` gets `OK` and exits 0 (#5, server side); the address
  * error ends with a newline (#21). Additionally any option value containing
@@ -78,7 +78,7 @@ const SELECTOR_OPTIONS: readonly OptionDecl[] = [
   opt("match", "Byte-match statements, e.g. 'tcp[2:2]=5001'"),
 ];
 
-/** The shared client steps: address, transport, and the failure messages of SPEC 1.9. */
+/** The shared client steps: address, transport, and the failure messages of docs/COMPATIBILITY.md#control-protocol. */
 async function send(
   transport: Transport,
   env: EnvLookup,
@@ -122,7 +122,7 @@ function printListReply(inv: Invocation, reply: Uint8Array): number {
   return 0;
 }
 
-/** The client checks of `flow-set` / `trace-flow-set` (SPEC 1.9, in order), with the name rule first. */
+/** The client checks of `flow-set` / `trace-flow-set` (docs/COMPATIBILITY.md#control-protocol, in order), with the name rule first. */
 function checkSetOptions(opts: ReadonlyMap<string, string>, withTarget: boolean): void {
   const nameError = checkName(opts.get("name"));
   if (nameError !== undefined) die(nameError);

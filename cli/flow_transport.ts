@@ -1,5 +1,5 @@
 /**
- * The client side of the control protocol (SPEC 7.2): connect to the
+ * The client side of the control protocol (docs/COMPATIBILITY.md#control-protocol): connect to the
  * daemon's address, send one request, read the reply until EOF.
  * @module
  */

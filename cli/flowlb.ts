@@ -1,5 +1,5 @@
 /**
- * `nfqlb flowlb`: the packet daemon with flows (SPEC 1.8, 5.4, 6, 7). The
+ * `nfqlb flowlb`: the packet daemon with flows (docs/COMPATIBILITY.md#nfqueue, #packet-decisions, #flows, #control-protocol). The
  * command validates the options, reads the control address from
  * `NFQLB_FLOW_ADDRESS` and hands over to `runFlowLb` (daemon/run.ts).
  * @module

@@ -1,6 +1,6 @@
 /**
  * `fwmark`: compute the hash (and with `--shm` the fwmark) a packet daemon
- * would compute for an address pair (SPEC 1.5).
+ * would compute for an address pair (docs/COMPATIBILITY.md#command-line).
  * @module
  */
 import { parseStrictInt } from "../lib/ccompat/cnum.ts";

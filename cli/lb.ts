@@ -1,5 +1,5 @@
 /**
- * `nfqlb lb`: the packet daemon without flows (SPEC 1.8, 5.2, 5.5). The
+ * `nfqlb lb`: the packet daemon without flows (docs/COMPATIBILITY.md#nfqueue, #packet-decisions). The
  * command validates the options and hands over to `runLb` (daemon/run.ts),
  * which starts one worker thread per queue and stops them on SIGTERM or
  * SIGINT (queues are unbound cleanly).

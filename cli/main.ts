@@ -1,6 +1,6 @@
 /**
  * The command table and top-level dispatch of `nfqlb <command> [opt...]`
- * (SPEC 1.1).
+ * (docs/COMPATIBILITY.md#command-line).
  * @module
  */
 import { type Command, type Io, runCommand } from "./command.ts";

@@ -1,6 +1,6 @@
 /**
- * `stats` (fragment-table statistics, SPEC 1.5) and `loglevel` (the daemons'
- * log level in `nfqlb-trace`, SPEC 1.6).
+ * `stats` (fragment-table statistics, docs/COMPATIBILITY.md#command-line) and `loglevel` (the daemons'
+ * log level in `nfqlb-trace`, docs/COMPATIBILITY.md#trace-and-log).
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";

@@ -1,6 +1,6 @@
 /**
  * Target-table commands: `init`, `delete`, `show`, `activate`, `deactivate`
- * (SPEC 1.5). Inputs are validated completely before the shared memory is
+ * (docs/COMPATIBILITY.md#command-line). Inputs are validated completely before the shared memory is
  * touched, so bad input never leaves a half-changed table.
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * `trace (--mask=M | --selection=LIST) [--trace_address=ADDR]` (SPEC 1.7):
+ * `trace (--mask=M | --selection=LIST) [--trace_address=ADDR]` (docs/COMPATIBILITY.md#trace-and-log):
  * store the trace mask in `nfqlb-trace`, attach to a daemon's trace server
  * and copy its trace stream to stdout until the daemon closes it.
  *

@@ -1,5 +1,5 @@
 /**
- * The control server thread of `nfqlb flowlb` (SPEC 7): owns the flow store,
+ * The control server thread of `nfqlb flowlb` (docs/COMPATIBILITY.md#control-protocol): owns the flow store,
  * serves one request per connection, strictly one connection at a time, and
  * publishes every new flow snapshot to the main thread. Beyond 1.2.0:
  * changes are accepted only from root or the daemon's own uid (SO_PEERCRED

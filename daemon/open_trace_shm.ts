@@ -1,5 +1,5 @@
 /**
- * Map the `nfqlb-trace` object (SPEC 2.3), creating it with its defaults if
+ * Map the `nfqlb-trace` object (docs/COMPATIBILITY.md#shared-memory), creating it with its defaults if
  * absent, for `loglevel`, `trace` and the daemons' threads.
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * Options of the packet daemons `lb` and `flowlb` (SPEC 1.8): declarations,
+ * Options of the packet daemons `lb` and `flowlb` (docs/COMPATIBILITY.md#nfqueue): declarations,
  * defaults, and validation into a plain, structured-cloneable config that
  * can be handed to the per-queue worker threads. Invalid values throw an
  * {@link OptionError}.
@@ -44,7 +44,7 @@ export interface DaemonConfig {
 
 const I32 = [-(2 ** 31), 2 ** 31 - 1] as const;
 const U16_MAX = 65535;
-/** Smallest MTU (SPEC 1.8: `< 576` is refused). */
+/** Smallest MTU (docs/COMPATIBILITY.md#nfqueue: `< 576` is refused). */
 export const MIN_MTU = 576;
 /** Largest copy range NFQUEUE accepts (the kernel caps it at 0xffff). */
 export const MAX_MTU = 65535;
@@ -107,7 +107,7 @@ function int(opts: OptionValues, name: string, dflt: number, min: number, max: n
   return v;
 }
 
-/** Parse `--queue`: `N` or `first:last` (SPEC 5.5). */
+/** Parse `--queue`: `N` or `first:last` (docs/COMPATIBILITY.md#nfqueue). */
 export function parseQueueRange(q: string): [number, number] | undefined {
   const m = /^([0-9]{1,5})(?::([0-9]{1,5}))?$/.exec(q);
   if (m === null) return undefined;

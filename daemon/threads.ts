@@ -1,7 +1,7 @@
 /**
  * What `lb` and `flowlb` share: the start-up sequence after option parsing
  * (fragment statistics object, `FragTable;` line) and the queue threads,
- * one Worker per queue, stopped cleanly on SIGTERM/SIGINT (SPEC 1.8, 5.5).
+ * one Worker per queue, stopped cleanly on SIGTERM/SIGINT (docs/COMPATIBILITY.md#nfqueue).
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
@@ -22,7 +22,7 @@ const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
 const TRACE_RING_BYTES = 256 * 1024;
 
 /**
- * Steps 2–5 of the start-up (SPEC 1.8): check the LB-tier table, create the
+ * Steps 2–5 of the start-up (docs/COMPATIBILITY.md#nfqueue): check the LB-tier table, create the
  * fragment statistics object, warn about `--tun`, print the `FragTable;`
  * line. Returns the config with the effective `ft_frag`. Throws a
  * `TableOpenError` (LB-tier table) or {@link ShmCreateError} (`--ft_shm`).
@@ -68,7 +68,7 @@ export interface QueueThreads {
 }
 
 /**
- * Start the trace server thread (SPEC 9.3) on `--trace_address`, reading the
+ * Start the trace server thread (docs/COMPATIBILITY.md#trace-and-log) on `--trace_address`, reading the
  * given rings; resolves when it has stopped (after `stop[0]` is set).
  */
 function startTraceThread(

@@ -1,5 +1,5 @@
 /**
- * The trace server thread of `nfqlb lb` and `flowlb` (SPEC 9.3): listens on
+ * The trace server thread of `nfqlb lb` and `flowlb` (docs/COMPATIBILITY.md#trace-and-log): listens on
  * `--trace_address` with backlog 1, serves one `nfqlb trace` client at a
  * time, and forwards the lines the queue threads put in their trace rings.
  *
@@ -83,7 +83,7 @@ function serve(start: TraceStart): void {
     }
     return ok;
   };
-  /** A warning-level log line (SPEC 9.1): stderr by level, and the trace stream with bit 0. */
+  /** A warning-level log line (docs/COMPATIBILITY.md#trace-and-log): stderr by level, and the trace stream with bit 0. */
   const warn = (text: string) => {
     if (level() >= WARNING) Deno.stderr.writeSync(encoder.encode(text + "\n"));
     if (client !== null && (mask() & TRACE_LOG) !== 0) client.sendAll(encoder.encode(text + "\n"));

@@ -1,11 +1,11 @@
 /**
  * A blocking stream-socket server over libc, for the control and trace
- * servers of the daemons (SPEC 7.1, 9.3). Unlike `Deno.listen` it exposes
+ * servers of the daemons (docs/COMPATIBILITY.md#control-protocol, #trace-and-log). Unlike `Deno.listen` it exposes
  * the peer's credentials (`SO_PEERCRED`), needed to authorise requests on the
- * abstract socket (SPEC 11 #7). Every blocking call has a timeout, so a
+ * abstract socket (docs/COMPATIBILITY.md#differences D7). Every blocking call has a timeout, so a
  * worker thread running it can notice a stop request; replies are sent with
  * `MSG_NOSIGNAL`, so a client that goes away cannot kill the daemon with
- * SIGPIPE (SPEC 11 #8).
+ * SIGPIPE (docs/COMPATIBILITY.md#differences D8).
  *
  * @example
  * ```ts

@@ -13,7 +13,7 @@ export interface GoldenExpect {
   fragid: number;
 }
 
-/** One golden row; `fixed` holds the corrected values where 1.2.0 has a defect (SPEC 11b). */
+/** One golden row; `fixed` holds the corrected values where 1.2.0 has a defect (docs/COMPATIBILITY.md#differences D22–D23). */
 export interface GoldenRow extends GoldenExpect {
   file: string;
   index: number;

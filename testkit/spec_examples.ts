@@ -1,10 +1,11 @@
 /**
- * Examples quoted verbatim from SPEC.md, shared by the tests that check them.
+ * Worked examples of 1.2.0's formats (the flow `f2` of docs/COMPATIBILITY.md#flows, the
+ * default `stats` object), shared by the tests that check them.
  * @module
  */
 import type { FlowFields } from "../lib/flow/parse.ts";
 
-/** The request of the f2 example (SPEC 6.9: `flow-set --name=f2 --target=lb-a --prio=10 ...`). */
+/** The request of the f2 example (docs/COMPATIBILITY.md#flows: `flow-set --name=f2 --target=lb-a --prio=10 ...`). */
 export const F2_FIELDS: FlowFields = {
   name: "f2",
   target: "lb-a",
@@ -22,7 +23,7 @@ export const F2_ARGS: string[] = Object.entries(F2_FIELDS).map(([k, v]) =>
   `--${k === "priority" ? "prio" : k}=${v}`
 );
 
-/** The f2 flow object printed by `flow-list` (SPEC 6.9), without a trailing newline. */
+/** The f2 flow object printed by `flow-list` (docs/COMPATIBILITY.md#flows), without a trailing newline. */
 export const F2_JSON = `{
   "name": "f2",
   "priority": 10,
@@ -51,7 +52,7 @@ export const F2_JSON = `{
   "user_ref": "lb-a"
 }`;
 
-/** The corrected `stats` output for the default daemon options (SPEC 1.5). */
+/** The corrected `stats` output for the default daemon options (docs/COMPATIBILITY.md#command-line). */
 export const DEFAULT_STATS = `{
   "hsize":            500,
   "ttlMillis":        200,

@@ -1,6 +1,6 @@
 /**
  * Number parsing with the exact semantics of the C functions nfqlb 1.2.0 uses
- * on option strings (SPEC 0, 6.2), so that every input gives the same value.
+ * on option strings (docs/COMPATIBILITY.md#hashing-and-parsing, #flows), so that every input gives the same value.
  *
  * @example
  * ```ts

@@ -1,6 +1,6 @@
 /**
  * GNU `getopt_long_only` option scanning, as every nfqlb sub-command uses it
- * (SPEC 1.2): `--name=value`, `--name value`, `-name=value`, `-name value`,
+ * (docs/COMPATIBILITY.md#command-line): `--name=value`, `--name value`, `-name=value`, `-name value`,
  * unambiguous prefixes, argument permutation, `--` to end options, and
  * glibc's exact error messages (prefixed by the sub-command name).
  *

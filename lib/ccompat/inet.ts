@@ -1,6 +1,6 @@
 /**
  * IPv4/IPv6 text forms with glibc `inet_pton` / `inet_ntop` semantics
- * (SPEC 0): strict dotted quads, IPv6 with `::` and an optional trailing
+ * (docs/COMPATIBILITY.md#hashing-and-parsing): strict dotted quads, IPv6 with `::` and an optional trailing
  * dotted quad, and output with the first longest zero run compressed and
  * IPv4-mapped/-compatible addresses printed with a dotted quad.
  *

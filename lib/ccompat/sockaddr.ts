@@ -1,5 +1,5 @@
 /**
- * The control/trace socket address syntax of nfqlb (SPEC 7.1):
+ * The control/trace socket address syntax of nfqlb (docs/COMPATIBILITY.md#control-protocol):
  * `unix:NAME` (Linux abstract namespace) or `tcp:ADDR:PORT` /
  * `tcp:[IPV6]:PORT` with a numeric host.
  *

@@ -1,9 +1,9 @@
 /**
- * The per-packet decision of `nfqlb flowlb` (SPEC 5.4) as a pure function:
+ * The per-packet decision of `nfqlb flowlb` (docs/COMPATIBILITY.md#packet-decisions) as a pure function:
  * classify the packet by flow, then load-balance it with the winning flow's
  * target table. UDP packets to a flow's `udpencap` port are re-parsed as
- * SCTP and classified again (SPEC 6.7; a matching helper flow stops the
- * scan, SPEC 11 #18). No FFI, no allocation per packet.
+ * SCTP and classified again (docs/COMPATIBILITY.md#flows; a matching helper flow stops the
+ * scan, docs/COMPATIBILITY.md#differences D18). No FFI, no allocation per packet.
  *
  * @example
  * ```ts
@@ -37,9 +37,9 @@ export interface FlowLbOptions {
   readonly notargetsFwmark?: number;
   /** `--nolb_fwmark`: verdict when no flow matches (default −1 = DROP). */
   readonly nolbFwmark?: number;
-  /** `--promiscuous_ping` (SPEC 6.6). */
+  /** `--promiscuous_ping` (docs/COMPATIBILITY.md#flows). */
   readonly promiscuousPing?: boolean;
-  /** Trace output (SPEC 9.2 bits packet, frag and sctp); default off. */
+  /** Trace output (docs/COMPATIBILITY.md#trace-and-log bits packet, frag and sctp); default off. */
   readonly trace?: TraceSink;
 }
 
@@ -49,7 +49,7 @@ export class FlowSet {
   declare readonly classifier: Classifier;
   /** `tables[i]`: the mapped table of `flows[i]`, undefined for helpers or unmapped targets. */
   declare readonly tables: readonly (MaglevTable | undefined)[];
-  /** `slots[i]`: counter slot of `flows[i]` in {@link counters} (SPEC 6.1 matches_count). */
+  /** `slots[i]`: counter slot of `flows[i]` in {@link counters} (docs/COMPATIBILITY.md#flows matches_count). */
   declare readonly slots: Uint32Array;
   /** This thread's lane of the shared match counters, or null to not count. */
   declare readonly counters: Uint32Array | null;
@@ -155,7 +155,7 @@ export class FlowLbDecider implements Decider {
   }
 
   /**
-   * `Using LB; <target>` and `Packet; proto=…, len=…, fwmark=…` (SPEC 9.2):
+   * `Using LB; <target>` and `Packet; proto=…, len=…, fwmark=…` (docs/COMPATIBILITY.md#trace-and-log):
    * for every packet with bit packet, for SCTP packets with bit sctp.
    */
   #traceFlow(rc: number, flow: Flow, len: number, fw: number): void {

@@ -1,7 +1,7 @@
 /**
- * The per-packet decision of `nfqlb lb` (SPEC 5.2, 5.3) as a pure function:
+ * The per-packet decision of `nfqlb lb` (docs/COMPATIBILITY.md#packet-decisions) as a pure function:
  * packet bytes and tables in, verdict value out (≥ 0: ACCEPT with that
- * fwmark, < 0: DROP; SPEC 5.1). No FFI, no allocation per packet.
+ * fwmark, < 0: DROP; docs/COMPATIBILITY.md#packet-decisions). No FFI, no allocation per packet.
  *
  * @example
  * ```ts
@@ -39,7 +39,7 @@ export interface LbOptions {
   readonly udpencap?: number;
   /** `--notargets_fwmark` (default −1 = DROP). */
   readonly notargetsFwmark?: number;
-  /** Trace output (SPEC 9.2 bits packet and frag); default off. */
+  /** Trace output (docs/COMPATIBILITY.md#trace-and-log bits packet and frag); default off. */
   readonly trace?: TraceSink;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Compiled flow classifier for `flowlb`: exactly the answers of
- * `matchFlowLinear` (`linear.ts`; SPEC 6.5, 6.6, 5.4 with defect #18 fixed),
+ * `matchFlowLinear` (`linear.ts`; docs/COMPATIBILITY.md#flows, #packet-decisions with defect #18 fixed),
  * at a per-packet cost that grows far slower than the number of flows. This
  * module is the per-packet part and the layout of the compiled tables;
  * `compileFlows` in `classifier_build.ts` builds them (and documents them and
@@ -22,7 +22,7 @@
  * single-threaded (each worker compiles its own).
  *
  * With promiscuous ping and a key protocol of ICMP/ICMPv6, the protocol,
- * port and byte-match fields are skipped (SPEC 6.6).
+ * port and byte-match fields are skipped (docs/COMPATIBILITY.md#flows).
  *
  * ## Cost per packet
  * O(log #boundaries) for the address lookups (O(1) bucket + a few steps for

@@ -101,8 +101,8 @@ export const PORT_PREFIX_LIMIT = 64;
 /** Options of {@link compileFlows}. */
 export interface CompileOptions {
   /**
-   * Every matching flow can win, whatever its target (trace flows, SPEC
-   * 9.4). Default false: flowlb semantics (SPEC 5.4).
+   * Every matching flow can win, whatever its target (trace flows,
+   * docs/COMPATIBILITY.md#trace-and-log). Default false: flowlb semantics (docs/COMPATIBILITY.md#packet-decisions).
    */
   anyFlowWins?: boolean;
 }

@@ -1,5 +1,5 @@
 /**
- * The flow control protocol between the CLI and `flowlb` (SPEC 7.2–7.4),
+ * The flow control protocol between the CLI and `flowlb` (docs/COMPATIBILITY.md#control-protocol),
  * without any socket I/O: reading a request incrementally
  * ({@link RequestReader}), the request bytes each CLI command sends
  * ({@link buildRequest}), and the server's dispatch of a request to a
@@ -44,7 +44,7 @@ export const REPLY_NO_ACTION = "FAIL: no action";
 /** Reply to an unknown action. */
 export const REPLY_UNKNOWN_ACTION = "FAIL: action unknown";
 
-/** The actions of SPEC 7.3. */
+/** The actions of docs/COMPATIBILITY.md#control-protocol. */
 export type Action =
   | "set"
   | "delete"
@@ -102,7 +102,7 @@ const LAST_WINS: ReadonlySet<string> = new Set<FieldKey>(["priority", "udpencap"
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** A text reply: the UTF-8 text followed by a NUL byte (SPEC 7.4). */
+/** A text reply: the UTF-8 text followed by a NUL byte (docs/COMPATIBILITY.md#control-protocol). */
 export function textReply(text: string): Uint8Array {
   const b = encoder.encode(text);
   const out = new Uint8Array(b.length + 1);
@@ -225,7 +225,7 @@ export function parseRequest(bytes: Uint8Array): ReadResult {
   return r.status === "more" ? reader.end() : r;
 }
 
-/** The keys each CLI request carries, in the order of SPEC 7.3 (each only if given). */
+/** The keys each CLI request carries, in the order of docs/COMPATIBILITY.md#control-protocol (each only if given). */
 export const REQUEST_KEYS: Readonly<Record<Action, readonly FieldKey[]>> = {
   "set": [
     "name",
@@ -269,7 +269,7 @@ function listReply(list: FlowList, name: string | undefined, kind: "flow" | "tra
 }
 
 /**
- * Serve one request (SPEC 7.4): text replies (`set`, `delete`, `trace-set`,
+ * Serve one request (docs/COMPATIBILITY.md#control-protocol): text replies (`set`, `delete`, `trace-set`,
  * `trace-delete`, errors) end with a NUL byte; list replies are JSON without
  * NUL (a `list` of an unknown name is empty).
  */

@@ -1,9 +1,9 @@
 /**
- * Printing flows: the normalised field forms of SPEC 6.3 and the exact JSON
+ * Printing flows: the normalised field forms of docs/COMPATIBILITY.md#flows and the exact JSON
  * layouts of `flow-list` (6.9) and `flow-list-names` (1.9).
  *
  * Strings are always printed as valid JSON strings: with the name rule
- * (SPEC 11 #4) flow names need no escaping, but target names (and names from
+ * (docs/COMPATIBILITY.md#differences D4) flow names need no escaping, but target names (and names from
  * any other source) may contain `"`, `\` or control characters, which are
  * escaped instead of printed raw as 1.2.0 does.
  *
@@ -49,17 +49,17 @@ export function jsonString(s: string): string {
   return out + '"';
 }
 
-/** A CIDR as `<masked address in IPv6 text form>/<prefix>` (SPEC 6.3). */
+/** A CIDR as `<masked address in IPv6 text form>/<prefix>` (docs/COMPATIBILITY.md#flows). */
 export function formatCidr(c: Cidr): string {
   return `${formatIPv6(c.addr)}/${c.prefix}`;
 }
 
-/** A port range as `a` or `a-b` (SPEC 6.3). */
+/** A port range as `a` or `a-b` (docs/COMPATIBILITY.md#flows). */
 export function formatPortRange(r: PortRange): string {
   return r.lo === r.hi ? `${r.lo}` : `${r.lo}-${r.hi}`;
 }
 
-/** A match statement as `proto[off:n]=0xV` or `proto[off:n]&0xM=0xV` (SPEC 6.3). */
+/** A match statement as `proto[off:n]=0xV` or `proto[off:n]&0xM=0xV` (docs/COMPATIBILITY.md#flows). */
 export function formatMatch(m: MatchStatement): string {
   const mask = m.mask === 0 ? "" : `&0x${(m.mask >>> 0).toString(16)}`;
   return `${m.proto}[${m.offset}:${m.nbytes}]${mask}=0x${(m.value >>> 0).toString(16)}`;
@@ -80,7 +80,7 @@ function listLine(key: string, items: readonly string[]): string {
 }
 
 /**
- * One flow object exactly as in SPEC 6.9, without a trailing newline: keys
+ * One flow object exactly as in docs/COMPATIBILITY.md#flows, without a trailing newline: keys
  * `name`, `priority` (unsigned), `protocols` (one line), `dests`, `dports`,
  * `srcs`, `sports`, `match`, `udpencap` (if > 0), `matches_count`, and for
  * normal flows `user_ref` (the target, or `NULL` for helper flows).
@@ -106,12 +106,12 @@ export function formatFlow(flow: Flow, matchesCount: number, kind: FlowKind = "f
   return `{\n${lines.join(",\n")}\n}`;
 }
 
-/** The whole list: `[` + flows joined by `,\n` + `]\n`; empty: `[]\n` (SPEC 6.9). */
+/** The whole list: `[` + flows joined by `,\n` + `]\n`; empty: `[]\n` (docs/COMPATIBILITY.md#flows). */
 export function formatFlowList(entries: readonly FlowListEntry[], kind: FlowKind = "flow"): string {
   return `[${entries.map((e) => formatFlow(e.flow, e.matchesCount, kind)).join(",\n")}]\n`;
 }
 
-/** The names list of `flow-list-names`: `[]\n`, or one indented name per line (SPEC 1.9). */
+/** The names list of `flow-list-names`: `[]\n`, or one indented name per line (docs/COMPATIBILITY.md#control-protocol). */
 export function formatNameList(names: readonly string[]): string {
   if (names.length === 0) return "[]\n";
   return `[\n${names.map((n) => "  " + jsonString(n)).join(",\n")}\n]\n`;

@@ -1,12 +1,12 @@
 /**
- * Reference flow matching for `flowlb` (SPEC 6.5, 6.6, 5.4): a plain
+ * Reference flow matching for `flowlb` (docs/COMPATIBILITY.md#flows, #packet-decisions): a plain
  * priority-ordered linear scan over the flows, with nfqlb 1.2.0 semantics and
- * defect #18 of SPEC 11 fixed. The compiled classifier (`classifier.ts`) must
+ * defect D18 fixed (docs/COMPATIBILITY.md#differences). The compiled classifier (`classifier.ts`) must
  * give exactly the same answers (tests/lib/flow/classifier_test.ts); this
  * module is its specification in code.
  *
  * Per flow, in this order: `dsts` (key destination inside any CIDR), `srcs`,
- * promiscuous ping (SPEC 6.6: with the flag, a key whose protocol is ICMP 1 or
+ * promiscuous ping (docs/COMPATIBILITY.md#flows: with the flag, a key whose protocol is ICMP 1 or
  * ICMPv6 58 matches right after the address checks, reporting no
  * `udpencap`), `protocols`, `dports`, `sports` (BE ports of the key), and the
  * byte-match statements (evaluated against the packet, see `locateMatchL4`
@@ -25,7 +25,7 @@
  * Every flow that matches on the way increments its counter in
  * {@link FlowMatch.counts} when the caller provides one (`matches_count`).
  *
- * flowlb (SPEC 5.4) uses `out.udpencap` as `encap`: if the key is UDP and its
+ * flowlb (docs/COMPATIBILITY.md#packet-decisions) uses `out.udpencap` as `encap`: if the key is UDP and its
  * destination port equals it, re-parse with `udpencap = encap` and classify
  * again; the result of that second lookup is final.
  *
@@ -117,7 +117,7 @@ const MATCH = 1;
 const MATCH_PROMISCUOUS = 2;
 
 /**
- * Matches one flow (SPEC 6.5 steps 1–7); `l4State` is the lazily located L4
+ * Matches one flow (docs/COMPATIBILITY.md#flows steps 1–7); `l4State` is the lazily located L4
  * header (see `locateMatchL4`) shared by the flows of one scan.
  */
 function flowMatches(
@@ -165,13 +165,13 @@ const l4StateBox = [L4_UNKNOWN];
 
 /**
  * Classifies one packet by scanning `flows` (matching order: priority
- * descending, stable) — the reference semantics of SPEC 6.5/6.6/5.4 with
+ * descending, stable) — the reference semantics of docs/COMPATIBILITY.md#flows, #packet-decisions with
  * defect #18 fixed (see the module documentation).
  *
  * `p` is the packet's parse (its key and header facts; rc ≥ 0) and `pkt`
  * the buffer it was parsed from (read only by byte matches). With
  * `anyFlowWins` every matching flow can win regardless of its target (trace
- * flows, SPEC 9.4; pass `promiscuousPing` true for them).
+ * flows, docs/COMPATIBILITY.md#trace-and-log; pass `promiscuousPing` true for them).
  *
  * Returns the index of the winning flow (it has a target), or -1; details in
  * `out` (which flow decided, the reported `udpencap`, counters).

@@ -43,12 +43,12 @@ export class FlowMatch {
    */
   flow = -1;
   /**
-   * `udpencap` reported by {@link flow} (SPEC 5.4 `encap`): the flow's
+   * `udpencap` reported by {@link flow} (docs/COMPATIBILITY.md#packet-decisions `encap`): the flow's
    * `udpencap` for a normal match, 0 for a promiscuous-ping match or when no
    * flow decided.
    */
   udpencap = 0;
-  /** True if {@link flow} matched through promiscuous ping (SPEC 6.6). */
+  /** True if {@link flow} matched through promiscuous ping (docs/COMPATIBILITY.md#flows). */
   promiscuous = false;
   /**
    * Optional `matches_count` counters indexed like the flows: every flow

@@ -1,10 +1,10 @@
 /**
  * Parsing a flow definition from the raw fields of a control request
- * (SPEC 6.2, 6.7, 6.8, 6.10) into the immutable {@link Flow} of
+ * (docs/COMPATIBILITY.md#flows) into the immutable {@link Flow} of
  * `flow_types.ts`. Every function here is total: any input gives either a
  * value or the exact server error text of 6.8, never an exception.
  *
- * Deviations from 1.2.0 (SPEC 11): names must be non-empty and made of
+ * Deviations from 1.2.0 (docs/COMPATIBILITY.md#differences): names must be non-empty and made of
  * letters, digits, `-`, `+` and `_` only (#4, `Invalid name`); an invalid
  * `sports` value says `Invalid sports` (#3); the match bound check is exact
  * (#11).
@@ -33,7 +33,7 @@ import { parseIPv6 } from "../ccompat/inet.ts";
 import { SCTP_HEADER_LEN, TCP_HEADER_LEN, UDP_HEADER_LEN } from "../wire/l4.ts";
 
 /**
- * The raw, unparsed fields of a `set` / `trace-set` request (SPEC 7.3).
+ * The raw, unparsed fields of a `set` / `trace-set` request (docs/COMPATIBILITY.md#control-protocol).
  * `undefined` means the key was not in the request.
  */
 export interface FlowFields {
@@ -61,22 +61,22 @@ export type FlowResult =
   | { readonly ok: true; readonly flow: Flow }
   | { readonly ok: false; readonly error: string };
 
-/** First character of internal SCTP-over-UDP helper flow names (SPEC 6.7). */
+/** First character of internal SCTP-over-UDP helper flow names (docs/COMPATIBILITY.md#flows). */
 export const HELPER_PREFIX = "#";
-/** Flow names must be shorter than this many UTF-8 bytes (SPEC 6.10). */
+/** Flow names must be shorter than this many UTF-8 bytes (docs/COMPATIBILITY.md#flows). */
 export const MAX_NAME_BYTES = 1024;
-/** Most CIDRs in a `dsts` / `srcs` list (SPEC 6.10). */
+/** Most CIDRs in a `dsts` / `srcs` list (docs/COMPATIBILITY.md#flows). */
 export const MAX_CIDRS = 32;
-/** Longest byte-match statement, in bytes (SPEC 6.10). */
+/** Longest byte-match statement, in bytes (docs/COMPATIBILITY.md#flows). */
 export const MAX_MATCH_STATEMENT = 64;
-/** L4 header sizes bounding byte-match statements (SPEC 6.2). */
+/** L4 header sizes bounding byte-match statements (docs/COMPATIBILITY.md#flows). */
 export const MATCH_HEADER_SIZE: Readonly<Record<MatchProto, number>> = {
   tcp: TCP_HEADER_LEN,
   udp: UDP_HEADER_LEN,
   sctp: SCTP_HEADER_LEN,
 };
 
-/** Server error texts (SPEC 6.8, 11 #3, #4). */
+/** Server error texts (docs/COMPATIBILITY.md#flows; #differences D3, D4). */
 export const ERR = {
   nameTooLong: "Name too long",
   invalidName: "Invalid name",
@@ -124,7 +124,7 @@ export function parseUdpencap(s: string | undefined): number {
 }
 
 /**
- * The server's udpencap precondition (SPEC 6.7): with `udpencap != 0` the
+ * The server's udpencap precondition (docs/COMPATIBILITY.md#flows): with `udpencap != 0` the
  * protocol list must be exactly one entry, `sctp` in any case. Returns
  * `FAIL: only sctp for updencap` [sic] or `undefined`.
  */
@@ -136,7 +136,7 @@ export function checkUdpencap(udpencap: number, protocols: string | undefined): 
 }
 
 /**
- * Protocols (SPEC 6.2): a bit set of `PROTO_*`; `undefined` (absent) when the
+ * Protocols (docs/COMPATIBILITY.md#flows): a bit set of `PROTO_*`; `undefined` (absent) when the
  * value has no tokens.
  */
 export function parseProtocols(s: string): Parsed<number | undefined> {
@@ -152,7 +152,7 @@ export function parseProtocols(s: string): Parsed<number | undefined> {
 }
 
 /**
- * One CIDR entry (SPEC 6.2): an entry without `:` is IPv4 and becomes
+ * One CIDR entry (docs/COMPATIBILITY.md#flows): an entry without `:` is IPv4 and becomes
  * `::ffff:<entry>` with prefix + 96 (u32 arithmetic, as in C); the prefix is
  * read like `sscanf("%u")` and must be ≤ 128; the address is stored masked.
  */
@@ -187,7 +187,7 @@ function parseCidrList(s: string): readonly Cidr[] | undefined | null {
 }
 
 /**
- * Port ranges (SPEC 6.2): tokens `a` or `a-b` read like `sscanf("%u-%u")`,
+ * Port ranges (docs/COMPATIBILITY.md#flows): tokens `a` or `a-b` read like `sscanf("%u-%u")`,
  * 1 ≤ a ≤ b ≤ 65535, sorted and merged when overlapping or adjacent. An
  * empty value gives an empty set (which matches nothing). `undefined` when a
  * token is invalid.
@@ -219,7 +219,7 @@ export function parsePortRanges(s: string): PortRange[] | undefined {
 }
 
 /**
- * The POSIX ERE of SPEC 6.2 as a JS RegExp. Without back-references and
+ * The POSIX ERE of docs/COMPATIBILITY.md#flows as a JS RegExp. Without back-references and
  * anchored at both ends, POSIX leftmost-longest and JS backtracking accept
  * exactly the same strings; `$` is end of input only (no `m` flag, as
  * without `REG_NEWLINE`).
@@ -242,7 +242,7 @@ function exactStrtol0(s: string): bigint {
 }
 
 /**
- * One byte-match statement (already split and left-trimmed), SPEC 6.2.
+ * One byte-match statement (already split and left-trimmed), docs/COMPATIBILITY.md#flows.
  * Errors are the reasons `String too long`, `Doesn't match regexp`,
  * `Out of bounds` (without the `Match [...]` wrapper).
  */
@@ -279,7 +279,7 @@ export function parseMatch(s: string): Parsed<readonly MatchStatement[] | undefi
 }
 
 /**
- * Parse a whole flow in the server's validation order (SPEC 6.8 step 4):
+ * Parse a whole flow in the server's validation order (docs/COMPATIBILITY.md#flows step 4):
  * name, protocols, dports, sports, dsts, srcs, match. The target is copied
  * as given (the store checks it); priority and udpencap never fail.
  * The udpencap precondition is {@link checkUdpencap}, checked by the store.
@@ -324,7 +324,7 @@ export function parseFlow(fields: FlowFields): FlowResult {
 
 /**
  * The SCTP-over-UDP helper flow `#<name>` of a main flow with udpencap P
- * (SPEC 6.7): same priority, dsts and srcs; protocols udp; dports [P];
+ * (docs/COMPATIBILITY.md#flows): same priority, dsts and srcs; protocols udp; dports [P];
  * no sports, match or target; udpencap P.
  */
 export function helperFlow(main: Flow): Flow {

@@ -1,5 +1,5 @@
 /**
- * The flow lists of `flowlb` (SPEC 6.4, 6.7, 6.8, 9.4): set/delete semantics,
+ * The flow lists of `flowlb` (docs/COMPATIBILITY.md#flows, #trace-and-log): set/delete semantics,
  * stable priority order, SCTP-over-UDP helper flows, target reference
  * counting, trace flows, and lock-free `matches_count` counters.
  *
@@ -28,7 +28,7 @@
  * `capacity − live flows` later retirements before its increments could land
  * on a reused slot.
  *
- * ## Atomicity (SPEC 11 #16)
+ * ## Atomicity (docs/COMPATIBILITY.md#differences D16)
  * `set` validates everything before changing anything; the only side effect
  * before the commit is acquiring a target, which is released again on every
  * failure path. Target names are acquired exactly once per flow binding and
@@ -57,7 +57,7 @@ import {
 import type { FlowListEntry } from "./format.ts";
 import type { Flow } from "./types.ts";
 
-/** Reply texts of the store (SPEC 6.8). */
+/** Reply texts of the store (docs/COMPATIBILITY.md#flows). */
 export const REPLY = {
   ok: "OK",
   noName: "FAIL: no name",
@@ -182,7 +182,7 @@ class SlotAllocator {
   }
 }
 
-/** Descending priority, proper comparison (SPEC 11 #17). */
+/** Descending priority, proper comparison (docs/COMPATIBILITY.md#differences D17). */
 function byPriorityDesc(a: Flow, b: Flow): number {
   return a.priority > b.priority ? -1 : a.priority < b.priority ? 1 : 0;
 }
@@ -315,7 +315,7 @@ export interface FlowStoreOptions {
 
 /**
  * The flows and trace flows of one `flowlb`, with the exact set/delete
- * replies of SPEC 6.8 / 9.4. Every method returns the reply text (without
+ * replies of docs/COMPATIBILITY.md#flows, #trace-and-log. Every method returns the reply text (without
  * the NUL terminator).
  */
 export class FlowStore {
@@ -334,7 +334,7 @@ export class FlowStore {
   }
 
   /**
-   * `set` (SPEC 6.8): replies `OK` or the first error of: `Name too long` /
+   * `set` (docs/COMPATIBILITY.md#flows): replies `OK` or the first error of: `Name too long` /
    * `Invalid name`; `FAIL: Alter udpencap not allowed`; `FAIL: Couldn't
    * create new load-balancer` (redefinition with another target) or `FAIL:
    * Couldn't create load-balancer`; `FAIL: only sctp for updencap`; the
@@ -377,7 +377,7 @@ export class FlowStore {
   }
 
   /**
-   * `delete` (SPEC 6.8): `FAIL: no name` without a name, else `OK` whether or
+   * `delete` (docs/COMPATIBILITY.md#flows): `FAIL: no name` without a name, else `OK` whether or
    * not the flow existed; also removes its `#name` helper and releases its
    * target. Helper flows cannot be deleted on their own (a `#…` name is
    * ignored) so that a flow with udpencap always has its helper.
@@ -393,9 +393,9 @@ export class FlowStore {
   }
 
   /**
-   * `trace-set` (SPEC 9.4): same parsing and name rule as `set`, priority
+   * `trace-set` (docs/COMPATIBILITY.md#trace-and-log): same parsing and name rule as `set`, priority
    * from a raw `priority` field, no target, udpencap ignored; replies `OK`
-   * (SPEC 11 #5) or the first error.
+   * (docs/COMPATIBILITY.md#differences D5) or the first error.
    */
   traceSet(fields: FlowFields): string {
     const parsed = parseFlow({ ...fields, target: undefined, udpencap: undefined });

@@ -1,6 +1,6 @@
 /**
  * The flow data model shared by flow parsing (`flow.ts`), the flow store,
- * the linear reference matcher and the compiled classifier (SPEC 6.1, 6.5).
+ * the linear reference matcher and the compiled classifier (docs/COMPATIBILITY.md#flows).
  * A {@link Flow} is immutable once built; the store replaces whole flows.
  * @module
  */
@@ -45,7 +45,7 @@ export interface MatchStatement {
   readonly value: number;
 }
 
-/** A flow (SPEC 6.1). Absent (`undefined`) fields match everything. */
+/** A flow (docs/COMPATIBILITY.md#flows). Absent (`undefined`) fields match everything. */
 export interface Flow {
   readonly name: string;
   /** i32; higher is matched first. */

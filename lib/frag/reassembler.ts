@@ -1,5 +1,5 @@
 /**
- * Fragment "reassembler" (SPEC 8.6): it never rebuilds a datagram, it only
+ * Fragment "reassembler" (docs/COMPATIBILITY.md#fragments): it never rebuilds a datagram, it only
  * detects that every byte of it has been seen, using the RFC 815 hole list.
  * All lists share one fixed pool of `K` hole descriptors (typed arrays, no
  * allocation after construction); a tracked datagram uses one head

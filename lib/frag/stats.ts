@@ -1,5 +1,5 @@
 /**
- * The `ftshm` fragment-statistics object (SPEC 2.4): 72 bytes, all integers
+ * The `ftshm` fragment-statistics object (docs/COMPATIBILITY.md#shared-memory): 72 bytes, all integers
  * little-endian. The daemons create it zero-filled, write the static fields
  * once ({@link initFtStats}) and then the fragment table updates the counters
  * live in place; `nfqlb stats` maps it read-only and prints
@@ -30,7 +30,7 @@
  * import { FTSHM_SIZE, formatStats, initFtStats } from "./stats.ts";
  * const shm = new ArrayBuffer(FTSHM_SIZE);
  * initFtStats(shm, { ttlMs: 200, size: 500, mtu: 1500, buckets: 500, frags: 0 });
- * console.log(formatStats(shm)); // the SPEC 1.5 default example
+ * console.log(formatStats(shm)); // the docs/COMPATIBILITY.md#command-line default example
  * ```
  * @module
  */
@@ -73,7 +73,7 @@ export const FT_OFF_REASSEMBLED = 68;
 
 /** Static fields written once when the object is (re)created. */
 export interface FtStaticFields {
-  /** Entry idle timeout in milliseconds (`--ft_ttl`); stored as nanoseconds in 64 bits (SPEC 11 #10). */
+  /** Entry idle timeout in milliseconds (`--ft_ttl`); stored as nanoseconds in 64 bits (docs/COMPATIBILITY.md#differences D10). */
   ttlMs: number;
   /** Hash table size (`--ft_size`). */
   size: number;
@@ -192,7 +192,7 @@ export function readStats(bytes: FtStatsBytes): FtStats {
   };
 }
 
-/** Printed keys in output order (SPEC 1.5); `active` is not printed. */
+/** Printed keys in output order (docs/COMPATIBILITY.md#command-line); `active` is not printed. */
 const PRINTED: readonly (keyof FtStats)[] = [
   "hsize",
   "ttlMillis",
@@ -215,8 +215,8 @@ const PRINTED: readonly (keyof FtStats)[] = [
 const KEY_COLUMN_WIDTH = 20;
 
 /**
- * The `nfqlb stats` output (SPEC 1.5) in its corrected, valid-JSON form
- * (SPEC 11 #2: comma after `fragsDiscarded`): one `"key":` per line, padded
+ * The `nfqlb stats` output (docs/COMPATIBILITY.md#command-line) in its corrected, valid-JSON form
+ * (docs/COMPATIBILITY.md#differences D2: comma after `fragsDiscarded`): one `"key":` per line, padded
  * so every value starts in column 23, unsigned decimal values, `ttlMillis =
  * floor(ttlNanos / 1e6)`. The returned text ends with a newline after `}`.
  */

@@ -1,6 +1,6 @@
 /**
- * The fragment steps of the `lb` and `flowlb` decisions (SPEC 5.2, 5.3):
- * the LB tier and fragment tracking, with their trace lines (SPEC 9.2, bit
+ * The fragment steps of the `lb` and `flowlb` decisions (docs/COMPATIBILITY.md#packet-decisions):
+ * the LB tier and fragment tracking, with their trace lines (docs/COMPATIBILITY.md#trace-and-log, bit
  * frag). Both deciders own one {@link FragmentSteps}.
  * @module
  */
@@ -15,7 +15,7 @@ import { NO_TRACE, TRACE_FRAG, type TraceSink } from "../trace/mask.ts";
 const FRAG_STORED = 1;
 
 /**
- * What the deciders need from fragment tracking (SPEC 8.4, 8.5). Both calls
+ * What the deciders need from fragment tracking (docs/COMPATIBILITY.md#fragments). Both calls
  * get the fragment's parse `p` (`p.key` in id form) and the packet as
  * `buf[off, off + len)`.
  */
@@ -80,7 +80,7 @@ export class FragmentSteps {
 
   /**
    * Record fwmark `fw` for a first fragment's datagram (its key turned into
-   * the id form, SPEC 5.2); false means DROP the first fragment.
+   * the id form, docs/COMPATIBILITY.md#packet-decisions); false means DROP the first fragment.
    */
   first(p: KeyParse, fw: number, buf: Uint8Array, off: number, len: number, now: number): boolean {
     setIdForm(p.key, p.fragId);

@@ -1,22 +1,22 @@
 /**
- * nfqlb's fragment tracking (SPEC 8): a bounded hash table keyed by the
+ * nfqlb's fragment tracking (docs/COMPATIBILITY.md#fragments): a bounded hash table keyed by the
  * id-form key (src, dst, fragment id) that remembers the fwmark chosen for a
  * datagram's first fragment so that the other fragments follow it, stores
  * fragments that arrive before the first one (to be re-injected through a
  * tun device), and optionally frees entries early with the RFC 815
- * reassembler (SPEC 8.6).
+ * reassembler (docs/COMPATIBILITY.md#fragments).
  *
  * Pure: no I/O and no clock. The caller passes the monotonic time in
  * nanoseconds to every call and gets the stored fragments back through the
  * synchronous `inject` callback. Counters are kept live in a caller-provided
- * 72-byte `ftshm` buffer (SPEC 2.4, see `ftshm.ts`), e.g. a shared-memory
+ * 72-byte `ftshm` buffer (docs/COMPATIBILITY.md#shared-memory, see `ftshm.ts`), e.g. a shared-memory
  * mapping read by `nfqlb stats`.
  *
  * Memory is fixed at construction: `size + buckets` entries, `frags`
  * buffers of `mtu` bytes, `reassembler` hole descriptors, all in typed
  * arrays. Fragment traffic allocates nothing.
  *
- * How `lb` uses it (SPEC 5.2):
+ * How `lb` uses it (docs/COMPATIBILITY.md#packet-decisions):
  *
  * Every call takes the packet's parse (`KeyParse`: the key, and the header
  * facts the reassembler needs) and the packet as `buf[off, off + len)`.
@@ -93,7 +93,7 @@ const VALID = 2;
 /** Entry state: a fragment could not be stored. */
 const POISONED = 3;
 
-/** djb2's initial value (SPEC 4.2; same as `djb2` in hash.ts, which the tests check). */
+/** djb2's initial value (docs/COMPATIBILITY.md#hashing-and-parsing; same as `djb2` in hash.ts, which the tests check). */
 const DJB2_SEED = 5381;
 
 /** 32-bit words in a key. */
@@ -121,7 +121,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  */
 export type InjectFn = (bytes: Uint8Array, len: number) => void;
 
-/** Construction parameters (SPEC 8.1). */
+/** Construction parameters (docs/COMPATIBILITY.md#fragments). */
 export interface FragTableOptions {
   /** Main hash buckets (`--ft_size`, ≥ 1). */
   size: number;
@@ -136,7 +136,7 @@ export interface FragTableOptions {
   /** Hole-descriptor pool (`--reassembler`, ≥ 0; 0 disables the reassembler). Default 0. */
   reassembler?: number;
   /**
-   * The 72-byte `ftshm` object (SPEC 2.4) to keep the statistics in, e.g. a
+   * The 72-byte `ftshm` object (docs/COMPATIBILITY.md#shared-memory) to keep the statistics in, e.g. a
    * shared-memory mapping. It is zero-filled and its static fields are
    * written. Default: a private buffer (see {@link FragTable.stats}).
    */
@@ -166,7 +166,7 @@ function checkInt(name: string, v: number, min: number): number {
 }
 
 /**
- * Writes the id form of a first fragment's key in place (SPEC 5.2): bytes
+ * Writes the id form of a first fragment's key in place (docs/COMPATIBILITY.md#packet-decisions): bytes
  * 32–39 := `fragId` as a little-endian u64 (`fragId` is the parser's
  * `KeyParse.fragId`, a u16 for IPv4 or a u32 for IPv6).
  */
@@ -241,7 +241,7 @@ export class FragTable {
 
   /**
    * Allocates every pool and initialises the statistics. Throws RangeError
-   * for `size < 1` (SPEC 11 #20), negative or non-integer parameters, or a
+   * for `size < 1` (docs/COMPATIBILITY.md#differences D20), negative or non-integer parameters, or a
    * statistics buffer shorter than 72 bytes.
    */
   constructor(opts: FragTableOptions) {
@@ -309,7 +309,7 @@ export class FragTable {
   }
 
   /**
-   * A non-first fragment (`fragGetValueOrStore`, SPEC 8.4). `p` is its parse
+   * A non-first fragment (`fragGetValueOrStore`, docs/COMPATIBILITY.md#fragments). `p` is its parse
    * (`p.key` the 40-byte id-form key), `buf[off, off + len)` the packet,
    * `now` the monotonic time in ns. Returns the fwmark (≥ 0: ACCEPT with it)
    * or -1 (DROP); on -1 {@link lastStatus} tells whether the fragment was
@@ -382,7 +382,7 @@ export class FragTable {
 
   /**
    * A first fragment with target fwmark `fw ≥ 0` (`handleFirstFragment`,
-   * SPEC 8.5); `p` is its parse, with `p.key` already in id form
+   * docs/COMPATIBILITY.md#fragments); `p` is its parse, with `p.key` already in id form
    * ({@link setIdForm}), and `buf[off, off + len)` the packet.
    * Returns true if the first fragment is to be ACCEPTed with `fw`, false if
    * it must be DROPped (no entry available, or the entry is already valid
@@ -537,7 +537,7 @@ export class FragTable {
    * bucket was available. `withHoles`: give a new entry a hole list.
    */
   private lookupOrCreate(key: Uint8Array, now: number, withHoles: boolean): number {
-    // One pass over the key: its words (for comparisons) and djb2(key[0..40]) (SPEC 8.2),
+    // One pass over the key: its words (for comparisons) and djb2(key[0..40]) (docs/COMPATIBILITY.md#fragments),
     // four bytes per step as in hash.ts: h·33⁴ + b0·33³ + b1·33² + b2·33 + b3 (mod 2^32).
     const kw = this.kw;
     let h = DJB2_SEED;
@@ -612,7 +612,7 @@ export class FragTable {
     lastRef[e] = now;
     this.fw[e] = 0;
     this.fragHead[e] = -1;
-    // An entry created by a non-first fragment would abandon reassembly at once (SPEC 8.6).
+    // An entry created by a non-first fragment would abandon reassembly at once (docs/COMPATIBILITY.md#fragments).
     this.hole[e] = withHoles && this.holes !== null ? this.holes.create() : -1;
     return e;
   }

@@ -1,7 +1,7 @@
 /**
  * glibc's `rand()` (TYPE_3 additive feedback generator) so that Maglev
  * permutation rows match those written by nfqlb 1.2.0, which calls `rand()`
- * unseeded (seed 1) for every `init` (SPEC 3.2).
+ * unseeded (seed 1) for every `init` (docs/COMPATIBILITY.md#maglev).
  *
  * @example
  * ```ts

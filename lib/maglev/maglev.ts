@@ -1,5 +1,5 @@
 /**
- * Maglev consistent hashing over a {@link MaglevTable} (SPEC 3.2–3.4):
+ * Maglev consistent hashing over a {@link MaglevTable} (docs/COMPATIBILITY.md#maglev):
  * permutation rows, populate, target activation and packet lookup.
  *
  * Updates never expose a half-built lookup table: the new table is computed
@@ -135,7 +135,7 @@ export function commitActive(
 }
 
 /**
- * Add fwmarks (SPEC 1.5 `activate`): each goes into the first inactive slot
+ * Add fwmarks (docs/COMPATIBILITY.md#command-line `activate`): each goes into the first inactive slot
  * unless already present; when the table is full it is ignored. Rebuilds once.
  */
 export function activate(

@@ -1,5 +1,5 @@
 /**
- * `primeBelow`: the Maglev table size for a requested M (SPEC 3.1).
+ * `primeBelow`: the Maglev table size for a requested M (docs/COMPATIBILITY.md#maglev).
  *
  * @example
  * ```ts

@@ -1,5 +1,5 @@
 /**
- * The shared-memory layout of a Maglev target table (SPEC 2.2), as a
+ * The shared-memory layout of a Maglev target table (docs/COMPATIBILITY.md#shared-memory), as a
  * zero-copy view over the bytes of the mapped object. All integers are
  * little-endian (x86-64).
  *
@@ -86,7 +86,7 @@ export class MaglevTable {
     this.active = new Int32Array(buffer, OFF_LOOKUP + 4 * m + 4 * m * n, n);
   }
 
-  /** The LB-tier "own fwmark" (SPEC 5.3). */
+  /** The LB-tier "own fwmark" (docs/COMPATIBILITY.md#packet-decisions). */
   get ownFwmark(): number {
     return this.header[0];
   }

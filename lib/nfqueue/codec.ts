@@ -398,7 +398,7 @@ export function putVerdict(
 }
 
 /**
- * Write the verdict for a packet handler result `v` (SPEC 5.1): `v >= 0` is
+ * Write the verdict for a packet handler result `v` (docs/COMPATIBILITY.md#packet-decisions): `v >= 0` is
  * NF_ACCEPT with mark `v` (u32), `v < 0` is NF_DROP without a mark.
  */
 export function putHandlerVerdict(
@@ -466,7 +466,7 @@ export class VerdictBuffer {
   }
 
   /**
-   * Append the verdict for a handler result (SPEC 5.1): `v >= 0` NF_ACCEPT with
+   * Append the verdict for a handler result (docs/COMPATIBILITY.md#packet-decisions): `v >= 0` NF_ACCEPT with
    * mark `v` (u32), else NF_DROP without mark. With `batch`, for every queued
    * packet up to `id` (see {@link putVerdict}). Returns false (nothing
    * written) when {@link full}.

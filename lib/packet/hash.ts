@@ -35,7 +35,7 @@ export function djb2(bytes: Uint8Array, start = 0, end = bytes.length): number {
 }
 
 /**
- * The hash that selects a target for a packet (SPEC 4.2): SCTP with
+ * The hash that selects a target for a packet (docs/COMPATIBILITY.md#hashing-and-parsing): SCTP with
  * `hashMode === 1` hashes the four port bytes only (so multi-homed SCTP
  * associations stay on one target); everything else hashes the whole key.
  * `hashMode` is taken modulo 2^16 as 1.2.0 does.

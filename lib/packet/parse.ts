@@ -1,10 +1,11 @@
 /**
- * Packet classification (SPEC 4.3): from the bytes NFQUEUE hands over (IPv4
+ * Packet classification (docs/COMPATIBILITY.md#hashing-and-parsing): from the bytes NFQUEUE hands over (IPv4
  * or IPv6 header first) to the rc bitmask, the 40-byte flow key, the fragment
  * id and the hashes that pick a target.
  *
  * Behaviour is that of nfqlb 1.2.0 including its strict bounds test and the
- * quirks of SPEC 12, with the defects of SPEC 11 (#13, #14) and 11b fixed:
+ * quirks it keeps, with defects D13, D14, D22 and D23 fixed
+ * (docs/COMPATIBILITY.md#differences):
  * IPv6 extension headers are walked by `(len + 1) * 8` bytes (bounded, see
  * `wire/ipv6.ts`), an IPv6 first fragment takes its ports from the L4 header
  * after the fragment header, and every byte read is bounds-checked (a packet
@@ -134,7 +135,7 @@ export class KeyParse {
   fragOffset = 0;
   /** More fragments follow (IPv4 MF, IPv6 M flag). Set only for fragments, as {@link fragOffset}. */
   fragMore = false;
-  /** The 40-byte flow key (SPEC 4.1); all zero when rc is -1. */
+  /** The 40-byte flow key (docs/COMPATIBILITY.md#hashing-and-parsing); all zero when rc is -1. */
   readonly key: Uint8Array = new Uint8Array(KEY_LEN);
   /** The same 40 bytes as ten u32 words (lets the parser clear the key in ten stores). */
   readonly keyWords: Uint32Array = new Uint32Array(
@@ -291,7 +292,7 @@ function parseIpv4(
 
 /**
  * Key bytes 32–39 of an ICMP/ICMPv6 packet without an inner packet (addresses
- * already set): the echo request identifier, then the protocol (SPEC 4.3).
+ * already set): the echo request identifier, then the protocol (docs/COMPATIBILITY.md#hashing-and-parsing).
  */
 function icmpNoInner(
   key: Uint8Array,
@@ -427,7 +428,7 @@ function inner6(
 }
 
 /**
- * Hot-path parse (SPEC 4.3 with the 11/11b fixes) of the packet at
+ * Hot-path parse (docs/COMPATIBILITY.md#hashing-and-parsing with the 11/11b fixes) of the packet at
  * `buf[off, off + len)` (the IP header first), in place: zeroes and fills
  * `out.key`, sets `out.fragId` (first fragments only, else 0), `out.rc` and
  * the header facts of {@link KeyParse} (valid when rc ≥ 0), and returns rc. The range is clamped to `buf`; `l3proto` is

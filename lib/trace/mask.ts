@@ -1,6 +1,6 @@
 /**
  * Trace mask bits, `--selection` names and the trace sink the per-packet
- * deciders write to (SPEC 1.7, 9.2). The mask lives in the `nfqlb-trace`
+ * deciders write to (docs/COMPATIBILITY.md#trace-and-log). The mask lives in the `nfqlb-trace`
  * object; a daemon copies it into {@link TraceSink.mask} once per batch, so
  * with tracing off a trace point costs one field read and a branch.
  *
@@ -27,7 +27,7 @@ export const TRACE_TARGET = 0x20;
 /** Trace-flow matches. */
 export const TRACE_FLOWS = 0x40;
 
-/** `--selection` names and their bits (SPEC 1.7). */
+/** `--selection` names and their bits (docs/COMPATIBILITY.md#trace-and-log). */
 export const TRACE_SELECTION: Readonly<Record<string, number>> = {
   log: TRACE_LOG,
   packet: TRACE_PACKET,

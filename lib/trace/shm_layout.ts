@@ -1,5 +1,5 @@
 /**
- * The `nfqlb-trace` shared-memory object (SPEC 2.3): the daemons' log level
+ * The `nfqlb-trace` shared-memory object (docs/COMPATIBILITY.md#shared-memory): the daemons' log level
  * and trace mask, shared by every nfqlb process on the host.
  *
  * | offset | type | field      | initial |

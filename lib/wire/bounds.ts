@@ -1,7 +1,7 @@
 /**
  * Byte-level helpers shared by the `wire` header modules.
  *
- * Every parser in nfqlb uses the same **strict** bounds test (SPEC 0): a read
+ * Every parser in nfqlb uses the same **strict** bounds test (docs/COMPATIBILITY.md#hashing-and-parsing): a read
  * of `n` bytes at `off` in a packet whose valid length is `len` is allowed
  * only if `off + n < len`, i.e. at least one byte must follow the read.
  *

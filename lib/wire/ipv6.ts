@@ -3,7 +3,7 @@
  * and a reusable, allocation-free extension-header walker.
  *
  * The walker ({@link ipv6WalkExtensionHeaders}) is the corrected form of the
- * 1.2.0 walk (SPEC 11b, defect #13): hop-by-hop (0), routing (43) and
+ * 1.2.0 walk (docs/COMPATIBILITY.md#differences D22–D23, defect #13): hop-by-hop (0), routing (43) and
  * destination options (60) headers are skipped by `(len + 1) * 8` bytes
  * (`len` 0 is valid), the fragment header (44) by exactly 8 bytes; at most
  * {@link IPV6_MAX_EXT_HEADERS} headers are walked, and every header must lie

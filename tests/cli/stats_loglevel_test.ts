@@ -1,4 +1,4 @@
-/** `stats` and `loglevel` through the CLI (SPEC 1.5, 1.6, 2.3, 2.4). */
+/** `stats` and `loglevel` through the CLI (docs/COMPATIBILITY.md#command-line, #trace-and-log, #shared-memory). */
 import assert from "node:assert/strict";
 import { DEFAULT_STATS } from "../../testkit/spec_examples.ts";
 import { initFtStats } from "../../lib/frag/stats.ts";

@@ -27,13 +27,13 @@
  *    probes are sent on all four queues as soon as the command returns);
  * 5. without `--promiscuous_ping` ping is not matched by the TCP/80 flow;
  * 6. SCTP over UDP (`--udpencap=9899`): the `#sctp` helper and `sctp` flows
- *    are listed byte-exact (SPEC 6.9); UDP datagrams to 9899 carrying an SCTP
+ *    are listed byte-exact (docs/COMPATIBILITY.md#flows); UDP datagrams to 9899 carrying an SCTP
  *    common header reach the target predicted for the SCTP ports
  *    (`--hash_mode=1` hashes ports only); an SCTP port outside the flow is
  *    dropped; the match counters count exactly these packets;
  * 7. fragmented UDP (3000 bytes, IPv4 and IPv6): the first fragment is
- *    classified by flow and the others follow it (SPEC 5.4; IPv6 first
- *    fragments take the ports after the fragment header, SPEC 11b), so each
+ *    classified by flow and the others follow it (docs/COMPATIBILITY.md#packet-decisions; IPv6 first
+ *    fragments take the ports after the fragment header, docs/COMPATIBILITY.md#differences D22–D23), so each
  *    datagram is answered by the target `fwmark` predicts;
  * 8. `--flow-state`: SIGTERM (exit 0, queues unbound), restart with the same
  *    file: the same flow list and every tuple on the same target;
@@ -188,7 +188,7 @@ function parseFlow(text: string): { name: string; matches_count: number } {
   return JSON.parse(text);
 }
 
-/** Expected `flow-list` text of one flow, built from SPEC 6.9. */
+/** Expected `flow-list` text of one flow, built from docs/COMPATIBILITY.md#flows. */
 interface FlowView {
   name: string;
   priority: number;
@@ -639,7 +639,7 @@ Deno.test({
         );
 
         await t.step(
-          "SCTP over UDP: flow-set --udpencap=9899 lists #sctp and sctp (SPEC 6.9); " +
+          "SCTP over UDP: flow-set --udpencap=9899 lists #sctp and sctp (docs/COMPATIBILITY.md#flows); " +
             "UDP/9899 with an SCTP header reaches the target predicted for the SCTP ports",
           async () => {
             await flowOk(

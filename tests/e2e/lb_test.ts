@@ -85,10 +85,10 @@ const BATCH = [
 const BATCH_SIZE = 700;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** The trace server's log lines (SPEC 9.3). */
+/** The trace server's log lines (docs/COMPATIBILITY.md#trace-and-log). */
 const TRACE_LOG = /^Trace(; active mask=0x[0-9a-f]{8}|: closed)$/;
 
-/** The trace mask in the host's `nfqlb-trace` object (SPEC 2.3), 0 if there is none. */
+/** The trace mask in the host's `nfqlb-trace` object (docs/COMPATIBILITY.md#shared-memory), 0 if there is none. */
 function traceMask(): number {
   try {
     const b = Deno.readFileSync("/dev/shm/nfqlb-trace");
@@ -283,7 +283,7 @@ Deno.test({
           daemon = null;
           const r = await d.stop(signal);
           assert.equal(r.code, 0, `lb exit ${r.code} after ${signal}: ${r.stderr}`);
-          // Only the trace server's warnings (SPEC 9.1) when a trace client came and went.
+          // Only the trace server's warnings (docs/COMPATIBILITY.md#trace-and-log) when a trace client came and went.
           const other = r.stderr.split("\n").filter((l) => l !== "" && !TRACE_LOG.test(l));
           assert.deepEqual(other, [], "nothing else on stderr");
           return r;
@@ -410,7 +410,7 @@ Deno.test({
             assert.ok(after.v4 - before.v4 >= 40, "40 IPv4 datagrams reassembled by the targets");
             assert.ok(after.v6 - before.v6 >= 40, "40 IPv6 datagrams reassembled by the targets");
             // IPv4 first fragments carry the ports, so they hash like unfragmented packets.
-            // (IPv6 first fragments hash a quirky key, SPEC 4.3, that `fwmark` does not model.)
+            // (IPv6 first fragments hash a quirky key, docs/COMPATIBILITY.md#hashing-and-parsing, that `fwmark` does not model.)
             for (const r of results.filter((r) => !r.src.includes(":"))) {
               assert.equal(r.target, await predict(tshm, r), tupleKey(r));
             }

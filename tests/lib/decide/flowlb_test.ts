@@ -1,5 +1,5 @@
 /**
- * The `flowlb` decision (SPEC 5.4, 6.5–6.7) over golden packets: flows built
+ * The `flowlb` decision (docs/COMPATIBILITY.md#packet-decisions, #flows) over golden packets: flows built
  * by the real flow store, expected fwmarks read from golden table bytes for
  * the golden hashes.
  */
@@ -27,7 +27,7 @@ function tables(): Map<string, MaglevTable> {
   return new Map([["a", MaglevTable.view(golden.slice().buffer)], ["b", b]]);
 }
 
-/** fwmark of `hash` in `t` computed from the layout (SPEC 3.4). */
+/** fwmark of `hash` in `t` computed from the layout (docs/COMPATIBILITY.md#maglev). */
 function expected(t: MaglevTable, hash: number): number {
   const a = t.lookup[hash % t.m];
   return a < 0 ? -1 : t.active[a];
@@ -111,7 +111,7 @@ Deno.test("flowlb: a table without targets gives --notargets_fwmark", () => {
   assert.equal(store.decide(telnet), -1);
 });
 
-Deno.test("flowlb: trace lines for packets and SCTP over UDP (SPEC 9.2)", () => {
+Deno.test("flowlb: trace lines for packets and SCTP over UDP (docs/COMPATIBILITY.md#trace-and-log)", () => {
   const lines: string[] = [];
   const trace = { mask: TRACE_PACKET, line: (t: string) => lines.push(t) };
   const { tbl, decide } = setup([{ name: "telnet", target: "a", protocols: "tcp", dports: "23" }], {

@@ -1,5 +1,5 @@
 /**
- * The `lb` decision (SPEC 5.2, 5.3) over every golden packet against the
+ * The `lb` decision (docs/COMPATIBILITY.md#packet-decisions) over every golden packet against the
  * golden default-4 table: the verdict is the table's fwmark for the golden
  * hash, read straight from the golden bytes.
  */
@@ -15,7 +15,7 @@ const golden = Deno.readFileSync(new URL("../../testdata/shm/default-4.shm", imp
 const rows = goldenRows;
 const hex = unhex;
 
-/** fwmark for `hash` read from the golden default-4 bytes (SPEC 2.2, 3.4). */
+/** fwmark for `hash` read from the golden default-4 bytes (docs/COMPATIBILITY.md#shared-memory, #maglev). */
 function goldenFwmark(hash: number): number {
   const dv = new DataView(golden.buffer, golden.byteOffset);
   const m = dv.getUint32(4, true);
@@ -80,7 +80,7 @@ Deno.test("lb: first fragments register with the id-form key; a refused one is d
   const ok = new RecordingTracker(0, true);
   const fw = new LbDecider({ table, fragments: ok }).decide(pkt, 0, pkt.length, ETH_P_IP);
   assert.equal(fw, goldenFwmark(row.hash));
-  // fragid 32318 = 0x7e3e: id form is its little-endian bytes then zeros (SPEC 4.1).
+  // fragid 32318 = 0x7e3e: id form is its little-endian bytes then zeros (docs/COMPATIBILITY.md#hashing-and-parsing).
   assert.deepEqual(ok.calls, [`first ${fw} 3e,7e,0,0,0,0,0,0`]);
   const refuse = new RecordingTracker(0, false);
   assert.equal(
@@ -159,7 +159,7 @@ function recordingSink(mask: number): TraceSink & { lines: string[] } {
   return { mask, lines, line: (t) => lines.push(t) };
 }
 
-Deno.test("lb: trace lines (SPEC 9.2) only for the bits in the mask", () => {
+Deno.test("lb: trace lines (docs/COMPATIBILITY.md#trace-and-log) only for the bits in the mask", () => {
   const table = MaglevTable.view(golden.slice().buffer);
   const row = rows.find((r) => r.rc === 0 && r.hash_mode === 1)!;
   const pkt = hex(row.packet);

@@ -1,5 +1,5 @@
 /**
- * Tests for lib/flow/linear.ts (the reference scan, SPEC 6.5, 6.6, 5.4 with
+ * Tests for lib/flow/linear.ts (the reference scan, docs/COMPATIBILITY.md#flows, #packet-decisions with
  * defect #18 fixed) and lib/flow/classifier.ts (the compiled classifier):
  * targeted tests whose expectations come from the spec, then a seeded
  * property test — thousands of random flow sets against random packets built
@@ -263,7 +263,7 @@ function udp4(sport: number, dport: number, extra = 4, src = V4B, dst = V4A) {
 }
 
 // ---------------------------------------------------------------------------
-// Targeted tests (expectations from SPEC 6.5, 6.6, 5.4, 11 #18)
+// Targeted tests (expectations from docs/COMPATIBILITY.md#flows, #packet-decisions; #differences D18)
 
 Deno.test("6.5: first flow that matches and has a target wins; absent fields match all", () => {
   const flows = [
@@ -416,7 +416,7 @@ Deno.test("6.5: IPv6: extension headers walked, any fragment header => no match 
   assert.equal(run(m, hbh).index, 0);
   assert.equal(run(m, hbh2).index, 0);
   assert.equal(run(m, frag).index, -1);
-  // Without statements the first fragment matches by its (fixed, SPEC 11b) ports.
+  // Without statements the first fragment matches by its (fixed, docs/COMPATIBILITY.md#differences D22–D23) ports.
   assert.equal(run([mkFlow({ dports: [[53, 53]], protocols: PROTO_UDP })], frag).index, 0);
   // IPv4 first fragments keep their L4 header: statements apply.
   const f4 = ipv4(V4B, V4A, 17, l4(17, 1000, 53, [], 4), { firstFrag: true });

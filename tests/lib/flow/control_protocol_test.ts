@@ -1,5 +1,5 @@
 /**
- * The control protocol (SPEC 7.3, 7.4), the server dispatch, and the flow
+ * The control protocol (docs/COMPATIBILITY.md#control-protocol), the server dispatch, and the flow
  * client commands (1.9) end to end through a fake transport:
  * CLI request bytes → request reader → store → reply → CLI output.
  */

@@ -1,5 +1,5 @@
 /**
- * Flow parsing (SPEC 6.2, 6.7, 6.10, 11 #3 #4 #11) and printing (6.3, 6.9).
+ * Flow parsing (docs/COMPATIBILITY.md#flows; #differences D3 #4 #11) and printing (6.3, 6.9).
  * Expected values are the spec's examples and the seeds' real outputs.
  */
 import assert from "node:assert/strict";

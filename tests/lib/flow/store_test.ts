@@ -1,5 +1,5 @@
 /**
- * The flow store: ordering (SPEC 6.4, 11 #17), set/delete replies (6.8),
+ * The flow store: ordering (docs/COMPATIBILITY.md#flows; #differences D17), set/delete replies (6.8),
  * udpencap helper flows (6.7), target reference counting and atomicity
  * (11 #16), trace flows (9.4, 11 #5), snapshots and matches_count counters.
  */

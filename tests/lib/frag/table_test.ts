@@ -1,5 +1,5 @@
 /**
- * Fragment tracking (SPEC 8, 2.4, 1.5 `stats`, 5.2, 11 #10/#20). Packets and
+ * Fragment tracking (docs/COMPATIBILITY.md#fragments, #shared-memory, #command-line `stats`, 5.2, 11 #10/#20). Packets and
  * keys are built byte by byte from the spec; expected values come from the spec.
  */
 import assert from "node:assert/strict";
@@ -38,7 +38,7 @@ import {
 const MS = 1_000_000; // ns
 const T0 = 5_000 * MS; // an arbitrary monotonic start time
 
-// ---- packet and key builders (SPEC 4.1, 4.3, 8.6) -------------------------------------------
+// ---- packet and key builders (docs/COMPATIBILITY.md#hashing-and-parsing, #fragments) -------------------------------------------
 
 const SRC4 = [10, 0, 0, 1];
 const DST4 = [10, 0, 0, 2];
@@ -182,9 +182,9 @@ function table(opts: Partial<FragTableOptions> = {}) {
   return { ft, injected, stats, st };
 }
 
-// ---- statistics object (SPEC 2.4, 1.5) ------------------------------------------------------
+// ---- statistics object (docs/COMPATIBILITY.md#shared-memory, #command-line) ------------------------------------------------------
 
-Deno.test("stats: default daemon values print exactly as SPEC 1.5 (corrected JSON)", () => {
+Deno.test("stats: default daemon values print exactly as docs/COMPATIBILITY.md#command-line (corrected JSON)", () => {
   const { stats } = table({ frags: 0 }); // lb default without --tun: ft_frag forced to 0
   assert.equal(formatStats(stats), DEFAULT_STATS);
   assert.equal(formatStats(new Uint8Array(stats)), DEFAULT_STATS);
@@ -284,7 +284,7 @@ Deno.test("constructor: ft_size < 1 is rejected with a RangeError (defect #20)",
   );
 });
 
-// ---- entry states (SPEC 8.3–8.5) ------------------------------------------------------------
+// ---- entry states (docs/COMPATIBILITY.md#fragments) ------------------------------------------------------------
 
 Deno.test("storing -> valid: stored fragment re-injected, later fragments accepted with fw", () => {
   const { ft, injected, st } = table();
@@ -432,7 +432,7 @@ Deno.test("a fragment longer than mtu is dropped without poisoning the entry", (
   assert.equal(first(ft, key, 2, ipv4Frag(3, 0, true, 8), 28, T0), true);
 });
 
-// ---- TTL and lazy GC (SPEC 8.2) -------------------------------------------------------------
+// ---- TTL and lazy GC (docs/COMPATIBILITY.md#fragments) -------------------------------------------------------------
 
 Deno.test("ttl: stale only when now - lastRef > ttl (strictly); lookups refresh lastRef", () => {
   const { ft, st } = table();
@@ -492,7 +492,7 @@ Deno.test("lazy GC: only a touched bucket is swept; stored fragments count as di
   assert.equal(ft.entries, 2);
 });
 
-// ---- collisions, extra buckets, rejected (SPEC 8.2) -----------------------------------------
+// ---- collisions, extra buckets, rejected (docs/COMPATIBILITY.md#fragments) -----------------------------------------
 
 Deno.test("collisions: extra buckets from the pool, rejected when empty", () => {
   const { ft, st } = table({ size: 1, buckets: 2 });
@@ -557,7 +557,7 @@ Deno.test("at most size + buckets live entries", () => {
   assert.equal(st().bucketsUsed, 3);
 });
 
-// ---- integration with the parser (SPEC 5.2) -------------------------------------------------
+// ---- integration with the parser (docs/COMPATIBILITY.md#packet-decisions) -------------------------------------------------
 
 Deno.test("lb flow: first key converted to id form equals the non-first key from the parser", () => {
   const { ft } = table();
@@ -586,7 +586,7 @@ Deno.test("lb flow: first key converted to id form equals the non-first key from
   assert.deepEqual(kp6.key, ipv6Key(ident));
 });
 
-// ---- reassembler (SPEC 8.6) -----------------------------------------------------------------
+// ---- reassembler (docs/COMPATIBILITY.md#fragments) -----------------------------------------------------------------
 
 Deno.test("reassembler: IPv4 datagram completed -> entry removed, reAssembled += 1", () => {
   const { ft, st } = table({ reassembler: 16 });
@@ -720,7 +720,7 @@ Deno.test("HoleLists: RFC 815 steps", () => {
   assert.equal(new HoleLists(1).create(), -1);
 });
 
-Deno.test("fragmentGeometry: IPv4 and IPv6 per SPEC 8.6", () => {
+Deno.test("fragmentGeometry: IPv4 and IPv6 per docs/COMPATIBILITY.md#fragments", () => {
   const g = new FragGeometry();
   assert.equal(geometry(ipv4Frag(1, 185, true, 1480), 1500, g), true);
   assert.deepEqual([g.start, g.end, g.more], [1480, 2960, true]);

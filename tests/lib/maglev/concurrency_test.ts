@@ -1,7 +1,7 @@
 /**
  * A reader hammering a shared table while targets are activated and
  * deactivated never sees "no target" as long as one target stays active
- * (1.2.0 fills the live table with −1 first: SPEC 11 #6). A control run with
+ * (1.2.0 fills the live table with −1 first: docs/COMPATIBILITY.md#differences D6). A control run with
  * 1.2.0's update order shows the reader does catch such windows.
  */
 import assert from "node:assert/strict";

@@ -1,4 +1,4 @@
-/** Maglev: glibc rand, primeBelow, permutation rows, populate, updates (SPEC 3, Appendix B). */
+/** Maglev: glibc rand, primeBelow, permutation rows, populate, updates (docs/COMPATIBILITY.md#maglev, Appendix B). */
 import assert from "node:assert/strict";
 import { GlibcRand } from "../../../lib/maglev/glibc_rand.ts";
 import { primeBelow } from "../../../lib/maglev/prime.ts";

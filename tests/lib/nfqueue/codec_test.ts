@@ -202,7 +202,7 @@ Deno.test("drop verdict: no mark attribute, exact bytes", () => {
   );
 });
 
-Deno.test("handler verdicts (SPEC 5.1): v >= 0 accept with mark v, mark 0 included, v < 0 drop", () => {
+Deno.test("handler verdicts (docs/COMPATIBILITY.md#packet-decisions): v >= 0 accept with mark v, mark 0 included, v < 0 drop", () => {
   const buf = new Uint8Array(4 * 40);
   const v = new DataView(buf.buffer);
   let off = 0;

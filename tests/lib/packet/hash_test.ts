@@ -1,4 +1,4 @@
-/** djb2, hashKey and addressHash (SPEC 4.2, Appendix B). */
+/** djb2, hashKey and addressHash (docs/COMPATIBILITY.md#hashing-and-parsing, Appendix B). */
 import assert from "node:assert/strict";
 import { addressHash, djb2, hashKey } from "../../../lib/packet/hash.ts";
 import { KEY_LEN, KEY_PROTO } from "../../../lib/packet/key.ts";

@@ -1,6 +1,6 @@
 /**
- * Tests for lib/packet.ts and lib/wire/*: golden vectors (SPEC 4.3 with the
- * `fixed` expectations of SPEC 11b), the Appendix B examples, robustness on
+ * Tests for lib/packet.ts and lib/wire/*: golden vectors (docs/COMPATIBILITY.md#hashing-and-parsing with the
+ * `fixed` expectations of docs/COMPATIBILITY.md#differences D22–D23), the Appendix B examples, robustness on
  * truncated / random input, and targeted tests of the fixed defects #13, #14.
  */
 
@@ -209,7 +209,7 @@ Deno.test("Appendix B: SCTP over UDP 9899", () => {
   assert.equal(tail(plain).slice(0, 8), "00001100");
 });
 
-Deno.test("SPEC 4.3: udp-ipv6.pcap #0 first fragment (fixed ports, fragid 979822304)", () => {
+Deno.test("docs/COMPATIBILITY.md#hashing-and-parsing: udp-ipv6.pcap #0 first fragment (fixed ports, fragid 979822304)", () => {
   const p = frames("udp-ipv6.pcap")[0].subarray(ETH_HEADER_LEN);
   const r = parsePacket(p);
   assert.equal(r.rc, 1);
@@ -559,7 +559,7 @@ Deno.test("#14: IPv6 fragment header must be inside the packet", () => {
   }
 });
 
-Deno.test("IPv4: fragments, udpencap and inner packets (SPEC 4.3)", () => {
+Deno.test("IPv4: fragments, udpencap and inner packets (docs/COMPATIBILITY.md#hashing-and-parsing)", () => {
   // First fragment (MF, offset 0) keeps ports and reports the id little-endian.
   const f = cat(ip4(17, 32), UDP);
   f[4] = 0x3e;

@@ -1,5 +1,5 @@
 /**
- * Trace mask names (SPEC 1.7), the trace ring between threads, and the
+ * Trace mask names (docs/COMPATIBILITY.md#trace-and-log), the trace ring between threads, and the
  * `trace` command's errors: exact stderr bytes, and the mask in
  * `nfqlb-trace` left as it was when the command cannot attach.
  */
@@ -8,7 +8,7 @@ import { formatMask, selectionMask, TRACE_SELECTION } from "../../../lib/trace/m
 import { TraceRing } from "../../../lib/trace/ring.ts";
 import { runCli } from "../../../testkit/cli.ts";
 
-Deno.test("selection names OR their bits; unknown names add nothing (SPEC 1.7)", () => {
+Deno.test("selection names OR their bits; unknown names add nothing (docs/COMPATIBILITY.md#trace-and-log)", () => {
   assert.deepEqual(TRACE_SELECTION, {
     log: 0x01,
     packet: 0x02,
