@@ -10,7 +10,10 @@
  * error ends with a newline (#21). Additionally any option value containing
  * a newline is refused (`<option> contains a newline`) because it would
  * inject request lines, and a text (NUL-terminated) reply to a list command
- * is printed as a text reply with exit 255.
+ * is printed as a text reply with exit 255. Before a change (`flow-set`, `flow-delete`,
+ * `trace-flow-set`, `trace-flow-delete`) on a unix address the server's credentials are
+ * checked: root or the client's own uid, else `Refusing to talk to the control server: ...`,
+ * exit 1, nothing sent ({@link UntrustedServerError}; `tcp:` addresses are not checked).
  *
  * @example
  * ```ts
@@ -30,7 +33,39 @@ import { type Command, die, type Invocation, type OptionDecl } from "./command.t
  * {@link TransportError} when it cannot connect; I/O errors after connecting
  * end the reply (the bytes read so far are returned).
  */
-export type Transport = (address: SocketAddress, request: Uint8Array) => Promise<Uint8Array>;
+export type Transport = (
+  address: SocketAddress,
+  request: Uint8Array,
+  /** The request changes the daemon's state: check the server first (unix addresses). */
+  change?: boolean,
+) => Promise<Uint8Array>;
+
+/**
+ * The server of a unix address is neither root nor the client's uid (an impostor on
+ * `@nfqlb`): nothing was sent.
+ */
+export class UntrustedServerError extends Error {
+  /** The server process's uid and pid (`SO_PEERCRED`; -1 when unknown). */
+  readonly uid: number;
+  readonly pid: number;
+  constructor(uid: number, pid: number, expected: number) {
+    super(
+      `Refusing to talk to the control server: owned by uid ${uid} (pid ${pid}), ` +
+        `expected root or uid ${expected}`,
+    );
+    this.name = "UntrustedServerError";
+    this.uid = uid;
+    this.pid = pid;
+  }
+}
+
+/** Actions that change the daemon's state. */
+const CHANGES: ReadonlySet<Action> = new Set<Action>([
+  "set",
+  "delete",
+  "trace-set",
+  "trace-delete",
+]);
 
 /** A connection failure; `message` is the `strerror` text, e.g. `Connection refused`. */
 export class TransportError extends Error {
@@ -92,9 +127,10 @@ async function send(
   const address = parseSocketAddress(text);
   if (address === undefined) die(`Failed to parse address [${text}]\n`);
   try {
-    return await transport(address, buildRequest(action, fields));
+    return await transport(address, buildRequest(action, fields), CHANGES.has(action));
   } catch (e) {
     if (e instanceof TransportError) die(`Connect failed. ${e.message}`);
+    if (e instanceof UntrustedServerError) die(e.message);
     throw e;
   }
 }

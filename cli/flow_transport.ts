@@ -1,11 +1,13 @@
 /**
  * The client side of the control protocol (docs/COMPATIBILITY.md#control-protocol): connect to the
- * daemon's address, send one request, read the reply until EOF.
+ * daemon's address, send one request, read the reply until EOF. Before a change on a unix
+ * address the server's credentials are checked (`SO_PEERCRED`: root or the client's uid).
  * @module
  */
-import { strerror } from "../ffi/libc.ts";
+import { LibcError, strerror } from "../ffi/libc.ts";
+import { UnixClient } from "../ffi/unix_client.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
-import { TransportError } from "./flow_commands.ts";
+import { TransportError, UntrustedServerError } from "./flow_commands.ts";
 
 /** Longest reply read (a list of many flows); the rest is discarded. */
 const MAX_REPLY = 64 << 20;
@@ -27,17 +29,52 @@ export async function connectSocket(address: SocketAddress): Promise<Deno.Conn> 
   }
 }
 
-/** Send `request` to `address` and return the whole reply. */
+/** A connection to the daemon: Deno's, or ours when the server's credentials are needed. */
+interface Stream {
+  write(bytes: Uint8Array<ArrayBuffer>): Promise<number>;
+  read(buf: Uint8Array<ArrayBuffer>): Promise<number | null>;
+  close(): void;
+}
+
+/**
+ * Connect to `@name` and check that root or this process's uid serves it (`SO_PEERCRED`);
+ * throws {@link UntrustedServerError} (closing the connection, nothing sent) otherwise.
+ */
+export function connectTrustedUnix(name: string): UnixClient {
+  let client: UnixClient;
+  try {
+    client = UnixClient.connect(name);
+  } catch (e) {
+    if (e instanceof LibcError) throw new TransportError(e.message);
+    throw e;
+  }
+  const peer = client.peer();
+  const own = Deno.uid() ?? -1;
+  if (peer === undefined || (peer.uid !== 0 && peer.uid !== own)) {
+    client.close();
+    throw new UntrustedServerError(peer?.uid ?? -1, peer?.pid ?? -1, own);
+  }
+  return client;
+}
+
+/**
+ * Send `request` to `address` and return the whole reply. With `change` on a unix address,
+ * the server must be root or this process's uid (docs/COMPATIBILITY.md#control-protocol).
+ */
 export async function socketTransport(
   address: SocketAddress,
   request: Uint8Array,
+  change = false,
 ): Promise<Uint8Array> {
-  const conn = await connectSocket(address);
+  const conn: Stream = change && address.kind === "unix"
+    ? connectTrustedUnix(address.name)
+    : await connectSocket(address);
   const chunks: Uint8Array[] = [];
   let total = 0;
   try {
+    const req = new Uint8Array(request);
     let off = 0;
-    while (off < request.length) off += await conn.write(request.subarray(off));
+    while (off < req.length) off += await conn.write(req.subarray(off));
     const buf = new Uint8Array(65536);
     for (;;) {
       const n = await conn.read(buf);

@@ -18,7 +18,7 @@ import { primeBelow } from "../lib/maglev/prime.ts";
 import { createShm, unlinkShm } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { type Command, die, type Invocation } from "./command.ts";
-import { openTable } from "../daemon/open_table.ts";
+import { adoptProblem, openTable } from "../daemon/open_table.ts";
 
 /** Default target-table name. */
 export const DEFAULT_SHM = "nfqlb";
@@ -67,6 +67,9 @@ function indexOption(inv: Invocation, n: number): number | undefined {
 
 const shmOption = { name: "shm", desc: `Shared memory name (default ${DEFAULT_SHM})` };
 
+/** `init` found an existing object it must not use. */
+class AdoptRefused extends Error {}
+
 /** `init`: create or overwrite a target table. */
 export const initCommand: Command = {
   name: "init",
@@ -90,8 +93,13 @@ export const initCommand: Command = {
     if (n > m) die("N can't be larger than M");
     let mapping;
     try {
-      mapping = createShm(name, tableSize(m, n));
+      mapping = createShm(name, tableSize(m, n), (owner) => {
+        // Never adopt an object another user planted or can write (nothing is changed).
+        const problem = adoptProblem(owner, Deno.uid() ?? 0);
+        if (problem !== undefined) throw new AdoptRefused(problem);
+      });
     } catch (e) {
+      if (e instanceof AdoptRefused) die(`createSharedData: ${name}: ${e.message}; not changed`);
       if (e instanceof LibcError) die(`createSharedData: ${e.message}`);
       throw e;
     }

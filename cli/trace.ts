@@ -5,7 +5,9 @@
  *
  * Unlike 1.2.0 (`docs/COMPATIBILITY.md#differences`): every error message
  * ends with a newline, and when the address is invalid or the connect fails
- * the mask in `nfqlb-trace` is left as it was (1.2.0 leaves the new one).
+ * the mask in `nfqlb-trace` is left as it was (1.2.0 leaves the new one); when the server
+ * refuses this user (`Trace refused: ...`, a uid other than root or the daemon's) that line
+ * goes to stderr, the mask is put back and the exit status is 1.
  * @module
  */
 import { cStrtol0 } from "../lib/ccompat/cnum.ts";
@@ -15,6 +17,9 @@ import { type Command, die } from "./command.ts";
 import { TransportError } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
 import { MASK_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
+
+/** First line of the trace server's refusal of a peer that is not root or the daemon's uid. */
+const REFUSED = "Trace refused:";
 
 /** `trace`: set the trace mask and print a running daemon's trace output. */
 export const traceCommand: Command = {
@@ -45,32 +50,49 @@ export const traceCommand: Command = {
     // before connecting, so a daemon that accepts sees it, and put back on failure.
     const shm = openTraceShm();
     let conn: Deno.Conn;
+    let previous = 0;
+    const putBack = () => Atomics.compareExchange(shm.words, MASK_WORD, mask | 0, previous);
     try {
       const address = parseSocketAddress(text);
       if (address === undefined) die(`Failed to parse address [${text}]`);
-      const previous = Atomics.exchange(shm.words, MASK_WORD, mask | 0);
+      previous = Atomics.exchange(shm.words, MASK_WORD, mask | 0);
       try {
         conn = await connectSocket(address);
       } catch (e) {
         // Unless something changed it meanwhile, restore the mask this command replaced.
-        Atomics.compareExchange(shm.words, MASK_WORD, mask | 0, previous);
+        putBack();
         if (e instanceof TransportError) die(`Trace client connect to ${text}: ${e.message}`);
         throw e;
       }
-    } finally {
+    } catch (e) {
       shm.close();
+      throw e;
     }
     const decoder = new TextDecoder();
     const buf = new Uint8Array(65536);
+    let first = true;
     try {
       for (;;) {
         const n = await conn.read(buf);
         if (n === null) break;
-        inv.io.out(decoder.decode(buf.subarray(0, n), { stream: true }));
+        const chunk = decoder.decode(buf.subarray(0, n), { stream: true });
+        if (first) {
+          first = false;
+          const refused = chunk.startsWith(REFUSED);
+          // The server does not serve this user: put the mask back and say why.
+          if (refused) putBack();
+          shm.close();
+          if (refused) {
+            inv.io.err(chunk.endsWith("\n") ? chunk : chunk + "\n");
+            return 1;
+          }
+        }
+        inv.io.out(chunk);
       }
     } catch {
       // The daemon went away: end of the stream.
     } finally {
+      if (first) shm.close();
       conn.close();
     }
     inv.io.out(decoder.decode());

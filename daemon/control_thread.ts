@@ -26,7 +26,10 @@ export class ControlThread {
   declare readonly stopped: Promise<void>;
   /** Called with every new flow snapshot. */
   onFlows: (snapshot: FlowSnapshot) => void = () => {};
-  /** Called when the control thread fails after start-up. */
+  /**
+   * Called when the control thread fails after start-up. It must not stop the queue threads
+   * (the data path outlives the control plane); the default does nothing.
+   */
   onError: () => void = () => {};
   readonly #worker: Worker;
 
@@ -54,7 +57,11 @@ export class ControlThread {
             : new ThreadError("control", m.message),
         );
       } else {
-        io.err(`flowlb: control: ${m.message}\n`);
+        // A control-plane failure after start-up never stops the data path: the queue
+        // threads keep serving packets with the flows they have (docs/COMPATIBILITY.md#differences).
+        io.err(
+          `flowlb: control: ${m.message}; the control socket is closed, packets are still served\n`,
+        );
         this.onError();
         stopped();
       }

@@ -16,11 +16,15 @@ import {
   RequestReader,
   textReply,
 } from "../lib/flow/control_protocol.ts";
-import { decodeFlowState, encodeFlowState } from "../lib/flow/state_file.ts";
+import { encodeFlowState } from "../lib/flow/state_file.ts";
 import { FlowStore, type TargetRegistry } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { POLLIN, PollSet } from "../ffi/poll.ts";
+import { LogRateLimiter } from "../lib/log/rate_limit.ts";
+import { type AdmissionLimits, admit } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
+import { restoreFlowState, writeFlowStateFile } from "./flow_state_file.ts";
 import { openTable } from "./open_table.ts";
 
 /** The message that starts the control thread. */
@@ -63,6 +67,40 @@ const ACCEPT_POLL_MS = 200;
  */
 const APPLY_TIMEOUT_MS = 1000;
 
+/** Back-off after a failed accept (e.g. EMFILE/ENFILE: no fd left for the connection). */
+const ACCEPT_BACKOFF_MS = 100;
+
+/**
+ * The log lines of the serve loop go through a rate limiter, so neither a flood of bad requests
+ * nor a failing accept can fill the disk or pile up messages for the main thread: at most
+ * `burst` lines per source and interval (and 256 sources) are posted; the rest are counted and
+ * summarised (`... repeated N times`).
+ */
+const serveLog = new LogRateLimiter({ burst: 10, intervalMs: 5000 });
+
+/** The source of a log line: its text before the first `[` or `:` (`readCmd; Unrecognized command `). */
+function logSource(text: string): string {
+  const m = /^[^[:]*/.exec(text);
+  return m === null ? text : m[0];
+}
+
+/** Post `text` as a log line, subject to the rate limiter. */
+function limitedLog(text: string, now = Date.now()): void {
+  for (const line of serveLog.offer(logSource(text), text, now)) {
+    scope.postMessage({ type: "log", text: line });
+  }
+}
+
+/** Post the summaries of rate-limit intervals that have ended. */
+function flushLog(now = Date.now()): void {
+  for (const line of serveLog.flush(now)) scope.postMessage({ type: "log", text: line });
+}
+
+/** Sleep `ms` in the worker (blocking). */
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /** Wait until every lane has installed `version` (or the timeout passed). */
 function waitApplied(applied: Int32Array, version: number): void {
   const deadline = Date.now() + APPLY_TIMEOUT_MS;
@@ -94,20 +132,27 @@ const targets: TargetRegistry = {
   release() {},
 };
 
-/** Read one request from `conn` within the time limit. */
-function readRequest(conn: Connection): ReadResult {
-  const reader = new RequestReader();
-  const buf = new Uint8Array(4096);
-  const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) return { status: "rejected", reply: new Uint8Array(0), lines: [], warnings: [] };
-    const n = conn.recv(buf, left);
-    if (n < 0) return { status: "rejected", reply: new Uint8Array(0), lines: [], warnings: [] };
-    const r = n === 0 ? reader.end() : reader.push(buf.subarray(0, n));
-    if (r.status !== "more") return r;
-  }
+/** An open control connection and its partial request. */
+interface Open {
+  readonly conn: Connection;
+  readonly reader: RequestReader;
+  /** The whole request must have arrived by then (ms, Date.now()). */
+  readonly deadline: number;
+  readonly uid: number | undefined;
+  readonly privileged: boolean;
 }
+
+/**
+ * Pending connections the kernel queues (capped by net.core.somaxconn): room for a burst of
+ * concurrent clients (a full backlog fails a non-blocking connect with EAGAIN).
+ */
+const LISTEN_BACKLOG = 1024;
+/** Caps on open control connections (daemon/control_admission.ts). */
+const LIMITS: AdmissionLimits = { perUid: 32, total: 256 };
+/** Pending clients accepted per loop round, so the backlog drains even under a connect flood. */
+const ACCEPT_BURST = 1024;
+/** A reply must be taken by the client within this time (SO_SNDTIMEO). */
+const SEND_TIMEOUT_MS = 1000;
 
 function serve(start: ControlStart): void {
   const stop = new Int32Array(start.stop);
@@ -116,7 +161,7 @@ function serve(start: ControlStart): void {
   if (start.flowState !== "") restored = restore(store, start.flowState);
   let server: StreamServer;
   try {
-    server = StreamServer.listen(start.address, 128);
+    server = StreamServer.listen(start.address, LISTEN_BACKLOG);
   } catch (e) {
     if (e instanceof LibcError) {
       const listen: ListenFailure = { server: "Flow", call: e.call, strerror: e.message };
@@ -127,14 +172,11 @@ function serve(start: ControlStart): void {
   }
   const save = () => {
     if (start.flowState === "") return;
-    const tmp = `${start.flowState}.tmp`;
     try {
-      Deno.writeTextFileSync(
-        tmp,
+      writeFlowStateFile(
+        start.flowState,
         encodeFlowState(store.flows.snapshot.flows, store.traces.snapshot.flows),
-        { mode: 0o600 },
       );
-      Deno.renameSync(tmp, start.flowState);
     } catch (e) {
       scope.postMessage({
         type: "log",
@@ -154,69 +196,139 @@ function serve(start: ControlStart): void {
   });
   const ownUid = Deno.uid();
   const applied = new Int32Array(start.applied);
+  const open: Open[] = [];
+  const poll = new PollSet(LIMITS.total * 2 + 1);
+  const buf = new Uint8Array(4096);
+  const listenerPoll = new PollSet(1);
+  listenerPoll.add(server.fd, POLLIN);
+
+  /** Handle one complete read result of `o` and close it. */
+  const finish = (o: Open, r: ReadResult) => {
+    const conn = o.conn;
+    try {
+      for (const w of r.status === "more" ? [] : r.warnings) limitedLog(w);
+      if (r.status === "rejected") {
+        if (r.reply.length > 0) conn.sendAll(r.reply.slice());
+      } else if (r.status === "request") {
+        const peer = conn.peer;
+        const action = r.request.action ?? "";
+        if (MUTATING.has(action) && peer !== undefined && !o.privileged) {
+          limitedLog(`control: refused ${action} from uid ${peer.uid} (pid ${peer.pid})`);
+          conn.sendAll(textReply("FAIL: permission denied").slice());
+        } else {
+          const before = store.flows.snapshot.version;
+          const reply = handleRequest(store, r.request);
+          const after = store.flows.snapshot.version;
+          // Reply only when the change is in use by every queue thread.
+          if (after !== before) waitApplied(applied, after);
+          conn.sendAll(reply.slice());
+        }
+      }
+    } finally {
+      conn.close();
+    }
+  };
+
+  /** Accept every pending client, within the caps. */
+  const acceptPending = () => {
+    for (let i = 0; i < ACCEPT_BURST; i++) {
+      // Only accept what is pending: a blocking accept would wait out its timeout (a jiffy or two).
+      if (i > 0 && listenerPoll.wait(0) <= 0) return;
+      let conn;
+      try {
+        conn = server.acceptNow();
+      } catch (e) {
+        // EMFILE/ENFILE and the like: the control plane waits, the data path goes on.
+        if (!(e instanceof LibcError)) throw e;
+        limitedLog(`control: accept: ${e.message}`);
+        sleepMs(ACCEPT_BACKOFF_MS);
+        return;
+      }
+      if (conn === null) return;
+      const uid = conn.peer?.uid;
+      const privileged = uid === 0 || uid === ownUid;
+      const decision = admit(open, { uid, privileged }, LIMITS);
+      if (!decision.admit) {
+        limitedLog(
+          `control: refused connection from uid ${uid ?? "?"}: too many (${decision.reason})`,
+        );
+        conn.close();
+        continue;
+      }
+      if (decision.evict >= 0) {
+        open[decision.evict].conn.close();
+        open.splice(decision.evict, 1);
+      }
+      try {
+        conn.setSendTimeout(SEND_TIMEOUT_MS);
+      } catch {
+        conn.close();
+        continue;
+      }
+      open.push({
+        conn,
+        reader: new RequestReader(),
+        deadline: Date.now() + REQUEST_TIMEOUT_MS,
+        uid,
+        privileged,
+      });
+    }
+  };
+
   try {
     while (Atomics.load(stop, 0) === 0) {
-      const conn = server.accept(ACCEPT_POLL_MS);
-      if (conn === null) continue;
-      try {
-        const r = readRequest(conn);
-        for (const w of r.status === "more" ? [] : r.warnings) {
-          scope.postMessage({ type: "log", text: w });
+      const now = Date.now();
+      flushLog(now);
+      // Deadlines: a client that has not sent its whole request in time is closed.
+      for (let i = open.length - 1; i >= 0; i--) {
+        if (open[i].deadline <= now) {
+          open[i].conn.close();
+          open.splice(i, 1);
         }
-        if (r.status === "rejected") {
-          if (r.reply.length > 0) conn.sendAll(r.reply.slice());
-        } else if (r.status === "request") {
-          const peer = conn.peer;
-          const action = r.request.action ?? "";
-          if (MUTATING.has(action) && peer !== undefined && peer.uid !== 0 && peer.uid !== ownUid) {
-            scope.postMessage({
-              type: "log",
-              text: `control: refused ${action} from uid ${peer.uid} (pid ${peer.pid})`,
-            });
-            conn.sendAll(textReply("FAIL: permission denied").slice());
-          } else {
-            const before = store.flows.snapshot.version;
-            const reply = handleRequest(store, r.request);
-            const after = store.flows.snapshot.version;
-            // Reply only when the change is in use by every queue thread.
-            if (after !== before) waitApplied(applied, after);
-            conn.sendAll(reply.slice());
-          }
-        }
-      } finally {
-        conn.close();
       }
+      let wait = ACCEPT_POLL_MS;
+      for (const o of open) wait = Math.min(wait, Math.max(0, o.deadline - now));
+      poll.clear();
+      poll.add(server.fd, POLLIN);
+      for (const o of open) poll.add(o.conn.fd, POLLIN);
+      if (poll.wait(wait) <= 0) continue;
+      const listenerReady = poll.revents(0) !== 0;
+      // Privileged peers first, then the others, each in arrival order.
+      const ready: Open[] = [];
+      for (let i = 0; i < open.length; i++) if (poll.revents(i + 1) !== 0) ready.push(open[i]);
+      ready.sort((x, y) => Number(y.privileged) - Number(x.privileged));
+      const done = new Set<Open>();
+      for (const o of ready) {
+        const n = o.conn.recvNow(buf);
+        if (n === -1) continue;
+        const r: ReadResult = n === -2
+          ? { status: "rejected", reply: new Uint8Array(0), lines: [], warnings: [] }
+          : n === 0
+          ? o.reader.end()
+          : o.reader.push(buf.subarray(0, n));
+        if (r.status === "more") continue;
+        done.add(o);
+        finish(o, r);
+      }
+      if (done.size > 0) {
+        for (let i = open.length - 1; i >= 0; i--) if (done.has(open[i])) open.splice(i, 1);
+      }
+      if (listenerReady) acceptPending();
     }
   } finally {
+    for (const o of open) o.conn.close();
     server.close();
   }
   scope.postMessage({ type: "stopped" });
 }
 
-/** Load `--flow-state`; returns how many flows were restored. Problems are logged. */
+/**
+ * Load `--flow-state` (daemon/flow_state_file.ts); returns how many flows were restored.
+ * Refused entries and a corrupt file are logged; an unsafe file or directory throws, which
+ * ends the start-up with that message.
+ */
 function restore(store: FlowStore, path: string): number {
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(path);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) {
-      scope.postMessage({ type: "log", text: `flow-state: cannot read ${path}: ${e}` });
-    }
-    return 0;
-  }
-  let n = 0;
-  try {
-    const state = decodeFlowState(text);
-    for (const f of state.flows) {
-      const reply = store.set(f);
-      if (reply === "OK") n++;
-      else scope.postMessage({ type: "log", text: `flow-state: flow ${f.name}: ${reply}` });
-    }
-    for (const f of state.traces) store.traceSet(f);
-  } catch (e) {
-    scope.postMessage({ type: "log", text: `flow-state: ${path}: ${(e as Error).message}` });
-  }
-  return n;
+  return restoreFlowState(store, path, (text) => scope.postMessage({ type: "log", text }));
 }
 
 scope.onmessage = (e) => {

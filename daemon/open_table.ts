@@ -5,17 +5,66 @@
  * @module
  */
 import { MaglevTable, TableFormatError } from "../lib/maglev/table.ts";
-import { openShm } from "../ffi/shm.ts";
+import { openShm, type ShmOwner } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { TableOpenError } from "./errors.ts";
 
 /** A mapped, validated table and the function that unmaps it. */
 export interface OpenTable {
   readonly table: MaglevTable;
+  /** Owner and permission bits of the object (docs/COMPATIBILITY.md#shared-memory). */
+  readonly owner: ShmOwner;
   close(): void;
 }
 
-/** Map and validate the table `name`; throws {@link TableOpenError} on failure. */
+/** Group- and other-write permission bits. */
+const GROUP_OTHER_WRITE = 0o022;
+
+/** Whether users other than the owner may write the object (and so steer or truncate it). */
+export function writableByOthers(owner: ShmOwner): boolean {
+  return (owner.mode & GROUP_OTHER_WRITE) !== 0;
+}
+
+/**
+ * Why `init` must not adopt an existing object, or undefined when it may: the owner must be
+ * root or `ownUid`, and nobody else may write it (docs/COMPATIBILITY.md#shared-memory).
+ */
+export function adoptProblem(owner: ShmOwner, ownUid: number): string | undefined {
+  if (owner.uid !== 0 && owner.uid !== ownUid) {
+    return `owned by uid ${owner.uid}, expected root or uid ${ownUid}`;
+  }
+  if (writableByOthers(owner)) {
+    return `writable by group or others (mode ${owner.mode.toString(8).padStart(4, "0")})`;
+  }
+  return undefined;
+}
+
+/** The warning a daemon prints once at start for a table others may write. */
+export function writableTableWarning(name: string, owner: ShmOwner): string {
+  return `WARNING: table ${name} is writable by group or others ` +
+    `(mode ${owner.mode.toString(8).padStart(4, "0")}): they can steer or stop the traffic`;
+}
+
+/** Names already warned about in this thread. */
+const warned = new Set<string>();
+
+/**
+ * Whether this thread reports writable tables: the main thread (the daemons map `--tshm` and
+ * `--lbshm` there at start) and the flowlb control thread (it maps each flow's target first);
+ * the queue threads map the same tables again and stay quiet, so each table is reported once.
+ */
+function reportsTables(): boolean {
+  const name = (globalThis as { name?: unknown }).name;
+  const inWorker = typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope !==
+    "undefined";
+  return !inWorker || name === "control";
+}
+
+/**
+ * Map and validate the table `name`; throws {@link TableOpenError} on failure. The first time
+ * a thread that reports tables maps a table that group or others may write, a warning goes to
+ * stderr ({@link writableTableWarning}).
+ */
 export function openTable(name: string, writable: boolean): OpenTable {
   let mapping;
   try {
@@ -24,8 +73,18 @@ export function openTable(name: string, writable: boolean): OpenTable {
     if (e instanceof LibcError) throw new TableOpenError(name, "map", e.message);
     throw e;
   }
+  if (writableByOthers(mapping.owner) && !warned.has(name) && reportsTables()) {
+    warned.add(name);
+    Deno.stderr.writeSync(
+      new TextEncoder().encode(writableTableWarning(name, mapping.owner) + "\n"),
+    );
+  }
   try {
-    return { table: MaglevTable.view(mapping.buffer), close: () => mapping.close() };
+    return {
+      table: MaglevTable.view(mapping.buffer),
+      owner: mapping.owner,
+      close: () => mapping.close(),
+    };
   } catch (e) {
     mapping.close();
     if (e instanceof TableFormatError) throw new TableOpenError(name, "format", e.message);

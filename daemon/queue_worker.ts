@@ -9,7 +9,8 @@
  * lines go to two bounded rings read by the trace thread, so writing them
  * never blocks the packet path.
  *
- * Messages to the main thread: `started` (with the start-up line), `stopped`,
+ * Messages to the main thread: `started` (with the start-up line and the queue
+ * socket's netlink port id, where the main thread sends its wake message), `stopped`,
  * or `error` (a one-line message).
  * @module
  */
@@ -58,7 +59,7 @@ export interface QueueWorkerStart {
 
 /** Messages a worker sends. */
 export type QueueWorkerMessage =
-  | { type: "started"; queue: number; line: string }
+  | { type: "started"; queue: number; line: string; portId: number }
   | { type: "stopped"; queue: number; packets: number }
   | { type: "error"; queue: number; message: string };
 
@@ -196,7 +197,9 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     }
     const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
     owned.push(q);
-    scope.postMessage({ type: "started", queue, line: startupLine(c.qlength, c.mtu, q.rcvbuf) });
+    const line = startupLine(c.qlength, c.mtu, q.rcvbuf);
+    // The port id lets the main thread wake this thread's receive (flow change, stop).
+    scope.postMessage({ type: "started", queue, line, portId: q.portId });
     // After the receive, so a batch is decided with the newest flow set, mask and level.
     const hook = () => {
       trace.mask = traceWords[MASK_WORD] >>> 0;

@@ -11,20 +11,34 @@ import { OptionError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
 import { openTable } from "./open_table.ts";
-import { prepareDaemon, startQueueThreads, stopOnSignals } from "./threads.ts";
+import { ignoreSignals, prepareDaemon, startQueueThreads, stopOnSignals } from "./threads.ts";
 
 /**
  * Run `lb`: one target table (`--tshm`), one thread per queue. Throws a
  * `DaemonError` when start-up fails.
  */
 export function runLb(io: Io, config: DaemonConfig): Promise<number> {
-  // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
-  openTable(config.tshm, false).close();
-  const c = prepareDaemon(io, config, "lb");
-  const stop = new SharedArrayBuffer(4);
-  const threads = startQueueThreads(io, c, stop);
-  stopOnSignals(stop, threads.finished);
-  return threads.finished;
+  const running = runningUntil();
+  try {
+    // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
+    openTable(config.tshm, false).close();
+    const c = prepareDaemon(io, config, "lb");
+    const stop = new SharedArrayBuffer(4);
+    const threads = startQueueThreads(io, c, stop);
+    stopOnSignals(stop, threads.finished, threads);
+    running.end(threads.finished);
+    return threads.finished;
+  } catch (e) {
+    running.end(Promise.resolve());
+    throw e;
+  }
+}
+
+/** Ignore SIGHUP/SIGUSR1/SIGUSR2 from now until the promise given to `end` settles. */
+function runningUntil(): { end(p: Promise<unknown>): void } {
+  let end!: (p: Promise<unknown>) => void;
+  ignoreSignals(new Promise<unknown>((r) => end = (p) => p.then(r, r)));
+  return { end };
 }
 
 /**
@@ -42,6 +56,19 @@ export async function runFlowLb(
   if (address === undefined) {
     throw new OptionError("NFQLB_FLOW_ADDRESS", flowAddress, { kind: "address" });
   }
+  const running = runningUntil();
+  try {
+    return await flowLb(io, config, address);
+  } finally {
+    running.end(Promise.resolve());
+  }
+}
+
+async function flowLb(
+  io: Io,
+  config: DaemonConfig,
+  address: NonNullable<ReturnType<typeof parseSocketAddress>>,
+): Promise<number> {
   const c = prepareDaemon(io, config, "flowlb");
   const stop = new SharedArrayBuffer(4);
   const stopFlag = new Int32Array(stop);
@@ -78,9 +105,12 @@ export async function runFlowLb(
     latest = snapshot;
     threads.broadcast({ type: "flows", snapshot });
     Atomics.store(version, 0, snapshot.version);
+    // The queue threads take it now, not after their receive timeout.
+    threads.wake();
   };
-  control.onError = () => Atomics.store(stopFlag, 0, 1);
-  stopOnSignals(stop, threads.finished);
+  // A control-thread failure after start-up is logged by ControlThread; the queue threads keep
+  // serving packets (it used to set the stop flag: flowlb exited with status 0).
+  stopOnSignals(stop, threads.finished, threads);
   const status = await threads.finished;
   Atomics.store(stopFlag, 0, 1);
   await control.stopped;

@@ -5,6 +5,7 @@
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
+import { QueueWaker } from "../ffi/nfqueue.ts";
 import { createShm } from "../ffi/shm.ts";
 import { FTSHM_SIZE, initFtStats } from "../lib/frag/stats.ts";
 import { ShmCreateError } from "./errors.ts";
@@ -65,6 +66,11 @@ export interface QueueThreads {
   readonly finished: Promise<number>;
   /** Send a message to every thread. */
   broadcast(message: unknown): void;
+  /**
+   * Wake every queue thread blocked in its receive, so it looks at the stop flag and the
+   * flow version now instead of after the receive timeout (docs/ARCHITECTURE.md).
+   */
+  wake(): void;
 }
 
 /**
@@ -114,6 +120,12 @@ export function startQueueThreads(
 ): QueueThreads {
   const stopFlag = new Int32Array(stop);
   const workers: Worker[] = [];
+  const waker = new QueueWaker();
+  /** Netlink port ids of the queue sockets, as the threads report them. */
+  const portIds: number[] = [];
+  const wake = () => {
+    for (const p of portIds) waker.wake(p);
+  };
   let running = 0;
   let status = 0;
   let done!: (status: number) => void;
@@ -127,6 +139,7 @@ export function startQueueThreads(
   const traceDone = startTraceThread(io, c, rings, logs, stop);
   // The trace thread stops with the same flag; the daemon ends when both have stopped.
   const finished = queuesDone.then(async (s) => {
+    waker.close();
     Atomics.store(stopFlag, 0, 1);
     await traceDone;
     return s;
@@ -139,6 +152,7 @@ export function startQueueThreads(
     io.err(`queue ${queue}: ${message}\n`);
     status = 1;
     Atomics.store(stopFlag, 0, 1);
+    wake();
   };
   for (let queue = c.queueFirst; queue <= c.queueLast; queue++) {
     const w = new Worker(WORKER_URL, { type: "module", name: `queue-${queue}` });
@@ -147,6 +161,9 @@ export function startQueueThreads(
       const m = e.data;
       if (m.type === "started") {
         io.out(m.line + "\n");
+        if (m.portId !== 0) portIds.push(m.portId);
+        // A stop requested before this thread reported its port id: wake it too.
+        if (Atomics.load(stopFlag, 0) !== 0) waker.wake(m.portId);
         return;
       }
       if (m.type === "error") fail(m.queue, m.message);
@@ -171,16 +188,43 @@ export function startQueueThreads(
   return {
     finished,
     broadcast: (message) => workers.forEach((w) => w.postMessage(message)),
+    wake,
   };
 }
 
-/** Set `stop[0]` on SIGTERM/SIGINT until `finished` settles. */
-export function stopOnSignals(stop: SharedArrayBuffer, finished: Promise<unknown>): void {
-  const flag = new Int32Array(stop);
-  const onSignal = () => Atomics.store(flag, 0, 1);
-  const signals: Deno.Signal[] = ["SIGTERM", "SIGINT"];
-  for (const s of signals) Deno.addSignalListener(s, onSignal);
+/** Signals that stop the daemon. */
+const STOP_SIGNALS: Deno.Signal[] = ["SIGTERM", "SIGINT"];
+/** Signals whose default action (terminate) the daemon must not take: ignored. */
+const IGNORED_SIGNALS: Deno.Signal[] = ["SIGHUP", "SIGUSR1", "SIGUSR2"];
+const ignore = () => {};
+
+/**
+ * Ignore SIGHUP, SIGUSR1 and SIGUSR2 (their default action would kill the daemon) until
+ * `finished` settles. Called first at start-up, so the window where they still kill is short.
+ */
+export function ignoreSignals(finished: Promise<unknown>): void {
+  for (const s of IGNORED_SIGNALS) Deno.addSignalListener(s, ignore);
   finished.finally(() => {
-    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    for (const s of IGNORED_SIGNALS) Deno.removeSignalListener(s, ignore);
+  });
+}
+
+/**
+ * Set `stop[0]` on SIGTERM/SIGINT until `finished` settles, and wake the queue threads
+ * (`threads.wake`) so they see it at once.
+ */
+export function stopOnSignals(
+  stop: SharedArrayBuffer,
+  finished: Promise<unknown>,
+  threads?: Pick<QueueThreads, "wake">,
+): void {
+  const flag = new Int32Array(stop);
+  const onSignal = () => {
+    Atomics.store(flag, 0, 1);
+    threads?.wake();
+  };
+  for (const s of STOP_SIGNALS) Deno.addSignalListener(s, onSignal);
+  finished.finally(() => {
+    for (const s of STOP_SIGNALS) Deno.removeSignalListener(s, onSignal);
   });
 }

@@ -10,6 +10,10 @@
  * stderr; after one detached they are discarded until the next attaches.
  * Log lines of the queue threads (their log rings) always go to stderr, and
  * also to the client while one is attached and the mask has bit `log`.
+ *
+ * Beyond 1.2.0, on unix addresses only root and the daemon's uid are served (`SO_PEERCRED`,
+ * like the control socket): another peer gets `Trace refused: ...` and is closed, without
+ * touching the mask; refusals are logged at most once per 10 s with a count.
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
@@ -40,11 +44,18 @@ const scope = self as unknown as {
   onmessage: ((e: MessageEvent<TraceStart>) => void) | null;
 };
 
-/** How often the accept loop looks at the stop flag and the rings. */
-const ACCEPT_POLL_MS = 100;
+/** How often the accept loop looks at the stop flag and the rings (bounds the daemon's stop time). */
+const ACCEPT_POLL_MS = 20;
 /** How often trace lines are forwarded to an attached client. */
 const STREAM_POLL_MS = 20;
 const WARNING = 4;
+/** At most one `Trace: refused` log line per this interval; the others are counted. */
+const REFUSED_LOG_INTERVAL_MS = 10_000;
+
+/** The line an unauthorised trace client gets before the server closes (ends with `\n`). */
+function refusedLine(uid: number, pid: number, ownUid: number | null): string {
+  return `Trace refused: uid ${uid} (pid ${pid}) is not root or uid ${ownUid}\n`;
+}
 const encoder = new TextEncoder();
 
 function serve(start: TraceStart): void {
@@ -100,6 +111,9 @@ function serve(start: TraceStart): void {
     });
   }
   const buf = new Uint8Array(256);
+  const ownUid = Deno.uid();
+  let refusedLoggedAt = -Infinity;
+  let refusedQuiet = 0;
   try {
     while (Atomics.load(stop, 0) === 0) {
       if (server === null) {
@@ -109,6 +123,22 @@ function serve(start: TraceStart): void {
       }
       const conn = server.accept(ACCEPT_POLL_MS);
       if (conn === null) {
+        drain();
+        continue;
+      }
+      const peer = conn.peer;
+      if (peer !== undefined && peer.uid !== 0 && peer.uid !== ownUid) {
+        // Not root or the daemon's uid: told why and closed; the mask and the stream of an
+        // attached-before state are left alone (docs/COMPATIBILITY.md#trace-and-log).
+        conn.sendAll(encoder.encode(refusedLine(peer.uid, peer.pid, ownUid)));
+        conn.close();
+        const now = Date.now();
+        if (now - refusedLoggedAt >= REFUSED_LOG_INTERVAL_MS) {
+          const more = refusedQuiet > 0 ? ` (and ${refusedQuiet} more refused before)` : "";
+          warn(`Trace: refused uid ${peer.uid} (pid ${peer.pid})${more}`);
+          refusedLoggedAt = now;
+          refusedQuiet = 0;
+        } else refusedQuiet++;
         drain();
         continue;
       }

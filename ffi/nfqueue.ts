@@ -33,6 +33,13 @@
  * coalesced, `lib/nfqueue/verdict_runs.ts`) and sent with one `sendmsg` per
  * batch.
  *
+ * Wake: {@link QueueWaker} sends a bare NLMSG_NOOP from a netlink socket of its own to a
+ * queue socket's {@link NfQueue.portId}; the blocked `recvmmsg` returns at once with no
+ * packet (the codec counts the message as `other`), so the loop looks at its stop flag and
+ * its flow version without waiting for the receive timeout. Nothing changes on the packet
+ * path. Unicast between user sockets on NETLINK_NETFILTER needs CAP_NET_ADMIN, which the
+ * queue needs anyway.
+ *
  * Close: only `close(fd)`. When a netlink socket is released the kernel
  * destroys the queues bound to it (and drops the packets still queued),
  * which is what an explicit NFQNL_CFG_CMD_UNBIND would do; closing needs no
@@ -44,6 +51,7 @@
 import {
   AF_INET,
   AF_INET6,
+  AF_NETLINK,
   EAGAIN,
   EBUSY,
   EINTR,
@@ -60,6 +68,7 @@ import {
   IOVEC_SIZE,
   MMSGHDR_OFF_LEN,
   MMSGHDR_SIZE,
+  MSG_DONTWAIT,
   MSG_TRUNC,
   MSG_WAITFORONE,
   MSGHDR_OFF_FLAGS,
@@ -80,6 +89,7 @@ import {
   PacketTable,
   parseDatagram,
   VerdictBuffer,
+  wakeMessage,
 } from "../lib/nfqueue/codec.ts";
 import {
   bindRequest,
@@ -104,6 +114,74 @@ const TX_SIZE = 16384;
 const CONFIG_POLL_MS = 250;
 /** Longest wait for the answer to a config request (the kernel answers synchronously). */
 const CONFIG_WAIT_MS = 5000;
+
+/** Size of `struct sockaddr_nl` { u16 family, u16 pad, u32 pid, u32 groups }. */
+const SOCKADDR_NL_SIZE = 12;
+/** Offset of `nl_pid` (the port id) in `struct sockaddr_nl`. */
+const SOCKADDR_NL_OFF_PID = 4;
+
+/**
+ * The netlink port id `fd` is bound to (`getsockname`), or 0 when `fd` is not a netlink
+ * socket (e.g. a socketpair end in tests). Throws LibcError on failure.
+ */
+export function netlinkPortId(fd: number): number {
+  const sa = new Uint8Array(SOCKADDR_NL_SIZE);
+  const len = new Uint32Array([SOCKADDR_NL_SIZE]);
+  if (getLibc().getsockname(fd, sa, new Uint8Array(len.buffer)) !== 0) {
+    throw new LibcError("getsockname", errno());
+  }
+  const v = new DataView(sa.buffer);
+  if (v.getUint16(0, HOST_LE) !== AF_NETLINK) return 0;
+  return v.getUint32(SOCKADDR_NL_OFF_PID, HOST_LE);
+}
+
+/**
+ * Wakes queue threads blocked in their receive (see the module comment): one netlink socket
+ * of its own, one 16-byte message per wake. Used off the packet path (the main thread).
+ */
+export class QueueWaker {
+  readonly #fd: number;
+  readonly #msg = wakeMessage();
+  readonly #addr = new Uint8Array(SOCKADDR_NL_SIZE);
+  readonly #addrView = new DataView(this.#addr.buffer);
+  #closed = false;
+
+  /** Open the socket. Throws LibcError. */
+  constructor() {
+    this.#fd = openNetlinkSocket(NETLINK_NETFILTER);
+    this.#addrView.setUint16(0, AF_NETLINK, HOST_LE);
+  }
+
+  /**
+   * Send the wake message to port id `portId` (0 is the kernel: ignored). Returns the errno
+   * of a failed send (e.g. ECONNREFUSED when the socket has closed), 0 on success.
+   */
+  wake(portId: number): number {
+    if (this.#closed || portId === 0) return 0;
+    this.#addrView.setUint32(SOCKADDR_NL_OFF_PID, portId >>> 0, HOST_LE);
+    const m = this.#msg;
+    for (;;) {
+      const r = getLibc().sendto(
+        this.#fd,
+        m,
+        BigInt(m.length),
+        MSG_DONTWAIT,
+        this.#addr,
+        SOCKADDR_NL_SIZE,
+      );
+      if (r >= 0) return 0;
+      const e = errno();
+      if (e !== EINTR) return e;
+    }
+  }
+
+  /** Close the socket. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    closeFd(this.#fd);
+  }
+}
 
 /** A failure to set up or run a queue; `message` is one line, `errno` 0 if none. */
 export class NfQueueError extends Error {
@@ -205,6 +283,8 @@ export class NfQueue {
   readonly rcvbuf: RcvbufInfo;
   /** The netlink socket. */
   readonly fd: number;
+  /** The socket's netlink port id, the address {@link QueueWaker.wake} sends to (0: none). */
+  readonly portId: number;
   /** Cumulative counters. */
   readonly stats: NfQueueStats = {
     batches: 0,
@@ -243,6 +323,7 @@ export class NfQueue {
     this.qlength = opts.qlength;
     this.batch = opts.batch;
     this.fd = fd;
+    this.portId = netlinkPortId(fd);
     this.rcvbuf = rcvbuf;
     // mtu + 2048 bytes per datagram, rounded up to 8 so that every slot is aligned.
     this.slot = (opts.mtu + RX_SLOT_EXTRA + 7) & ~7;
@@ -372,6 +453,8 @@ export class NfQueue {
     for (;;) {
       // Packets fill every slot: only a bound queue sends them, so the bind succeeded.
       if (this.pending >= this.batch && t.count > 0) return 0;
+      // Slots full of datagrams without packets (stray answers): nothing to keep, reuse them.
+      if (this.pending >= this.batch) this.pending = 0;
       const n = this.receiveInto(this.pending);
       this.pending += n;
       if (t.errors > errors) return t.lastErrno;
@@ -506,6 +589,11 @@ export class NfQueue {
   /** Malformed messages skipped so far. */
   get badMessages(): number {
     return this.table.bad;
+  }
+
+  /** Well-formed messages that were neither packets nor answers (e.g. wake messages) so far. */
+  get otherMessages(): number {
+    return this.table.other;
   }
 
   /**

@@ -28,11 +28,37 @@ import {
   LibcError,
   MAP_SHARED,
   O_CREAT,
+  O_EXCL,
   O_RDONLY,
   O_RDWR,
   PROT_READ,
   PROT_WRITE,
 } from "./libc.ts";
+
+/** errno: the object exists (O_CREAT|O_EXCL). */
+const EEXIST = 17;
+/** x86-64 `struct stat`: size of the struct, offsets of st_mode and st_uid. */
+const STAT_SIZE = 144;
+const STAT_OFF_MODE = 24;
+const STAT_OFF_UID = 28;
+
+/** Owner and permission bits of an object (`fstat`). */
+export interface ShmOwner {
+  readonly uid: number;
+  /** `st_mode & 0o7777`. */
+  readonly mode: number;
+}
+
+/** `fstat(fd)`: owner and permission bits. */
+function ownerOf(fd: number): ShmOwner {
+  const st = new Uint8Array(STAT_SIZE);
+  if (getLibc().fstat(fd, st) !== 0) throw new LibcError("fstat", errno());
+  const dv = new DataView(st.buffer);
+  return {
+    uid: dv.getUint32(STAT_OFF_UID, true),
+    mode: dv.getUint32(STAT_OFF_MODE, true) & 0o7777,
+  };
+}
 
 /** A mapped shared-memory object. */
 export interface ShmMapping {
@@ -44,6 +70,8 @@ export interface ShmMapping {
   readonly buffer: ArrayBuffer;
   /** Whether the mapping is writable. */
   readonly writable: boolean;
+  /** Owner and permission bits of the object when it was mapped. */
+  readonly owner: ShmOwner;
   /** Unmap. Views over `buffer` must not be used afterwards. */
   close(): void;
 }
@@ -53,6 +81,7 @@ const SHM_MODE = 0o600;
 
 function mapFd(name: string, fd: number, size: number, writable: boolean): ShmMapping {
   const libc = getLibc();
+  const owner = ownerOf(fd);
   const prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
   const p = libc.mmap(null, BigInt(size), prot, MAP_SHARED, fd, 0n);
   if (isMapFailed(p)) throw new LibcError("mmap", errno());
@@ -63,6 +92,7 @@ function mapFd(name: string, fd: number, size: number, writable: boolean): ShmMa
     size,
     buffer,
     writable,
+    owner,
     close() {
       if (!mapped) return;
       mapped = false;
@@ -92,12 +122,41 @@ export function openShm(name: string, writable: boolean): ShmMapping {
  * Create the object if missing and map it read-write with exactly `size`
  * bytes. Space is reserved first (`posix_fallocate`) so that a full
  * `/dev/shm` is an error here instead of a SIGBUS later; an existing object
- * keeps its inode and contents until the caller overwrites them.
+ * keeps its inode and contents until the caller overwrites them. New objects get mode 0600
+ * (subject to umask). With `adopt`, an existing object is first shown to it (owner and mode
+ * from `fstat` of the opened object, before anything is changed); if it throws, the object is
+ * left as it was and the error propagates.
  */
-export function createShm(name: string, size: number): ShmMapping {
+export function createShm(
+  name: string,
+  size: number,
+  adopt?: (owner: ShmOwner) => void,
+): ShmMapping {
   const libc = getLibc();
-  const fd = libc.shm_open(cString(name), O_RDWR | O_CREAT, SHM_MODE);
-  if (fd < 0) throw new LibcError("shm_open", errno());
+  const path = cString(name);
+  let fd = -1;
+  if (adopt === undefined) {
+    fd = libc.shm_open(path, O_RDWR | O_CREAT, SHM_MODE);
+    if (fd < 0) throw new LibcError("shm_open", errno());
+  } else {
+    // Tell "created now" from "existed" without a gap: O_EXCL first, then open the existing one.
+    while (fd < 0) {
+      fd = libc.shm_open(path, O_RDWR | O_CREAT | O_EXCL, SHM_MODE);
+      if (fd >= 0) break;
+      if (errno() !== EEXIST) throw new LibcError("shm_open", errno());
+      fd = libc.shm_open(path, O_RDWR, 0);
+      if (fd < 0) {
+        if (errno() === ENOENT) continue; // removed meanwhile: create it
+        throw new LibcError("shm_open", errno());
+      }
+      try {
+        adopt(ownerOf(fd));
+      } catch (e) {
+        libc.close(fd);
+        throw e;
+      }
+    }
+  }
   try {
     const old = fileSize(fd);
     if (size > old) {

@@ -28,6 +28,7 @@ import {
 } from "./constants.ts";
 import { errno, getLibc, LibcError } from "./libc.ts";
 import {
+  MSG_DONTWAIT,
   MSG_NOSIGNAL,
   setIntOption,
   setReceiveTimeout,
@@ -37,6 +38,18 @@ import {
 } from "./socket.ts";
 import { parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
+
+/** SO_SNDTIMEO (asm-generic/socket.h). */
+const SO_SNDTIMEO = 21;
+
+/** Set SO_SNDTIMEO of `fd` to `ms`. */
+function setSendTimeout(fd: number, ms: number): void {
+  const tv = new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1000)]);
+  const bytes = new Uint8Array(tv.buffer);
+  if (getLibc().setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, bytes, bytes.length) !== 0) {
+    throw new LibcError("setsockopt", errno());
+  }
+}
 
 /** Size of `struct ucred` { pid, uid, gid }. */
 const UCRED_SIZE = 12;
@@ -100,6 +113,25 @@ export class Connection {
     }
   }
 
+  /**
+   * Receive what is there without waiting (for a poll loop): the byte count, 0 at EOF,
+   * −1 if nothing is there yet, −2 on another error.
+   */
+  recvNow(buf: Uint8Array<ArrayBuffer>): number {
+    for (;;) {
+      const n = Number(getLibc().recv(this.fd, buf, BigInt(buf.length), MSG_DONTWAIT));
+      if (n >= 0) return n;
+      const e = errno();
+      if (e === EAGAIN) return -1;
+      if (e !== EINTR) return -2;
+    }
+  }
+
+  /** Bound every later blocking send to `timeoutMs` (SO_SNDTIMEO). */
+  setSendTimeout(timeoutMs: number): void {
+    setSendTimeout(this.fd, timeoutMs);
+  }
+
   /** Send all of `bytes`; false if the peer went away (never raises SIGPIPE). */
   sendAll(bytes: Uint8Array<ArrayBuffer>): boolean {
     let off = 0;
@@ -140,6 +172,8 @@ export class StreamServer {
   declare readonly fd: number;
   declare readonly unix: boolean;
   #closed = false;
+  /** The receive timeout is set for {@link StreamServer.acceptNow}. */
+  #nowMode = false;
 
   private constructor(fd: number, unix: boolean) {
     this.fd = fd;
@@ -169,7 +203,28 @@ export class StreamServer {
 
   /** Wait at most `timeoutMs` for a client: the connection, or null on timeout. */
   accept(timeoutMs: number): Connection | null {
+    this.#nowMode = false;
     setReceiveTimeout(this.fd, timeoutMs);
+    for (;;) {
+      const fd = getLibc().accept4(this.fd, null, null, SOCK_CLOEXEC);
+      if (fd >= 0) return new Connection(fd, this.unix);
+      const e = errno();
+      if (e === EINTR) continue;
+      if (e === EAGAIN) return null;
+      throw new LibcError("accept", e);
+    }
+  }
+
+  /**
+   * Accept a pending client without waiting (for a poll loop): the connection, or null when
+   * none is pending. Throws {@link LibcError} (`accept`) on other errors, e.g. EMFILE.
+   */
+  acceptNow(): Connection | null {
+    if (!this.#nowMode) {
+      // accept(2) honours SO_RCVTIMEO: a client that vanished between poll and accept costs 1 ms.
+      setReceiveTimeout(this.fd, 1);
+      this.#nowMode = true;
+    }
     for (;;) {
       const fd = getLibc().accept4(this.fd, null, null, SOCK_CLOEXEC);
       if (fd >= 0) return new Connection(fd, this.unix);

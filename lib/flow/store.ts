@@ -197,6 +197,8 @@ export class FlowList {
   declare readonly counters: MatchCounters;
   #alloc: SlotAllocator;
   #snapshot: FlowSnapshot;
+  /** Name → position in the current snapshot, built on first lookup after a change. */
+  #byName: Map<string, number> | undefined;
   #listeners = new Set<(snapshot: FlowSnapshot) => void>();
 
   /** An empty list whose counters have `lanes` lanes and `capacity` slots. */
@@ -217,7 +219,17 @@ export class FlowList {
 
   /** Position of the flow named `name` (exact comparison), or -1. */
   indexOf(name: string): number {
-    return this.#snapshot.flows.findIndex((f) => f.name === name);
+    if (this.#byName === undefined) {
+      const m = new Map<string, number>();
+      this.#snapshot.flows.forEach((f, i) => m.set(f.name, i));
+      this.#byName = m;
+    }
+    return this.#byName.get(name) ?? -1;
+  }
+
+  /** Counter slots that {@link FlowList.apply} can still hand out. */
+  available(): number {
+    return this.#alloc.available();
   }
 
   /** The flow named `name` with its count, if any. */
@@ -264,14 +276,18 @@ export class FlowList {
     const flows = old.flows.slice();
     const slots = Array.from(old.slots);
     const retired: number[] = [];
+    // Positions by name: the snapshot's own index plus the flows appended here (one lookup per
+    // put, so a bulk load stays linear).
+    const appended = new Map<string, number>();
     for (const f of put) {
-      const i = flows.findIndex((g) => g.name === f.name);
+      const i = appended.get(f.name) ?? this.indexOf(f.name);
       const slot = this.#alloc.take();
       if (i >= 0) {
         retired.push(slots[i]);
         flows[i] = f;
         slots[i] = slot;
       } else {
+        appended.set(f.name, flows.length);
         flows.push(f);
         slots.push(slot);
       }
@@ -289,6 +305,7 @@ export class FlowList {
       flows: Object.freeze(order.map((i) => flows[i])),
       slots: Uint32Array.from(order, (i) => slots[i]),
     });
+    this.#byName = undefined;
     for (const s of retired) this.#alloc.retire(s);
     for (const l of this.#listeners) {
       try {
@@ -301,6 +318,16 @@ export class FlowList {
     }
     return true;
   }
+}
+
+/** A validated `set` whose target is acquired: apply `put`, then `commit` (or `fail`). */
+interface PreparedSet {
+  readonly existing: Flow | undefined;
+  readonly put: Flow[];
+  /** Release what was acquired and return `error`. */
+  readonly fail: (error: string) => string;
+  /** Release the replaced flow's target. */
+  readonly commit: () => void;
 }
 
 /** Sizes of a {@link FlowStore}. */
@@ -342,6 +369,64 @@ export class FlowStore {
    * changes and any target acquired on the way is released.
    */
   set(fields: FlowFields): string {
+    const p = this.#prepareSet(fields);
+    if (typeof p === "string") return p;
+    if (!this.flows.apply(p.put)) return p.fail(REPLY.tooManyFlows);
+    p.commit();
+    return REPLY.ok;
+  }
+
+  /**
+   * The `set` of each of `list` in order, as one bulk load (the `--flow-state` restore): the
+   * resulting listing, order and replies are exactly those of calling {@link FlowStore.set} for
+   * each entry, but flows with new names are published together, so loading n flows is linear
+   * (a replacement of an existing or earlier entry is applied on its own, in sequence). Fewer
+   * snapshots are published (the version grows by less than one per flow).
+   */
+  setMany(list: readonly FlowFields[]): string[] {
+    const replies: string[] = [];
+    let pending: Flow[] = [];
+    const pendingNames = new Set<string>();
+    const flush = () => {
+      if (pending.length === 0) return;
+      this.flows.apply(pending); // capacity was checked per entry
+      pending = [];
+      pendingNames.clear();
+    };
+    for (const fields of list) {
+      if (fields.name !== undefined && pendingNames.has(fields.name)) flush();
+      const p = this.#prepareSet(fields);
+      if (typeof p === "string") {
+        replies.push(p);
+        continue;
+      }
+      const replaces = p.existing !== undefined ||
+        p.put.some((f) => pendingNames.has(f.name) || this.flows.indexOf(f.name) >= 0);
+      if (replaces) {
+        flush();
+        if (!this.flows.apply(p.put)) {
+          replies.push(p.fail(REPLY.tooManyFlows));
+          continue;
+        }
+      } else {
+        if (this.flows.available() - pending.length < p.put.length) {
+          replies.push(p.fail(REPLY.tooManyFlows));
+          continue;
+        }
+        for (const f of p.put) {
+          pending.push(f);
+          pendingNames.add(f.name);
+        }
+      }
+      p.commit();
+      replies.push(REPLY.ok);
+    }
+    flush();
+    return replies;
+  }
+
+  /** Everything of `set` up to the commit: an error reply, or the flows to put. */
+  #prepareSet(fields: FlowFields): string | PreparedSet {
     const nameError = checkName(fields.name);
     if (nameError !== undefined) return nameError;
     const name = fields.name!;
@@ -369,11 +454,12 @@ export class FlowStore {
     if (!parsed.ok) return fail(parsed.error);
     const flow = parsed.flow;
     const put = flow.udpencap !== 0 ? [helperFlow(flow), flow] : [flow];
-    if (!this.flows.apply(put)) return fail(REPLY.tooManyFlows);
-    if (acquired !== undefined && existing?.target !== undefined) {
-      this.#targets.release(existing.target);
-    }
-    return REPLY.ok;
+    const commit = () => {
+      if (acquired !== undefined && existing?.target !== undefined) {
+        this.#targets.release(existing.target);
+      }
+    };
+    return { existing, put, fail, commit };
   }
 
   /**
@@ -401,6 +487,41 @@ export class FlowStore {
     const parsed = parseFlow({ ...fields, target: undefined, udpencap: undefined });
     if (!parsed.ok) return parsed.error;
     return this.traces.apply([parsed.flow]) ? REPLY.ok : REPLY.tooManyFlows;
+  }
+
+  /**
+   * The `traceSet` of each of `list` in order, as one bulk load: same listing, order and
+   * replies as sequential {@link FlowStore.traceSet} calls (see {@link FlowStore.setMany}).
+   */
+  traceSetMany(list: readonly FlowFields[]): string[] {
+    const replies: string[] = [];
+    let pending: Flow[] = [];
+    const pendingNames = new Set<string>();
+    const flush = () => {
+      if (pending.length > 0) this.traces.apply(pending);
+      pending = [];
+      pendingNames.clear();
+    };
+    for (const fields of list) {
+      const parsed = parseFlow({ ...fields, target: undefined, udpencap: undefined });
+      if (!parsed.ok) {
+        replies.push(parsed.error);
+        continue;
+      }
+      const name = parsed.flow.name;
+      if (pendingNames.has(name) || this.traces.indexOf(name) >= 0) {
+        flush();
+        replies.push(this.traces.apply([parsed.flow]) ? REPLY.ok : REPLY.tooManyFlows);
+      } else if (this.traces.available() - pending.length < 1) {
+        replies.push(REPLY.tooManyFlows);
+      } else {
+        pending.push(parsed.flow);
+        pendingNames.add(name);
+        replies.push(REPLY.ok);
+      }
+    }
+    flush();
+    return replies;
   }
 
   /** `trace-delete`: `FAIL: no name` without a name, else `OK`. */

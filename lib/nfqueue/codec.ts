@@ -145,6 +145,23 @@ export const VERDICT_MARK_MSG_LEN: number = VERDICT_MSG_LEN + NLA_HDRLEN + 4;
 /** Smallest possible packet message (headers + NFQA_PACKET_HDR, padded): 32. */
 export const MIN_PACKET_MSG_LEN: number = NFNL_ATTR_START + nlAlign(NLA_HDRLEN + PACKET_HDR_LEN);
 
+/** Size of the wake message ({@link wakeMessage}): a bare netlink header. */
+export const WAKE_MSG_LEN: number = NLMSG_HDRLEN;
+
+/**
+ * The message that wakes a queue thread blocked in its receive (docs/ARCHITECTURE.md): a bare
+ * NLMSG_NOOP header, sent by the daemon's main thread to the queue socket's port id.
+ * {@link parseDatagram} counts it in {@link PacketTable.other} and records no packet, so the
+ * receive returns with no packets and nothing gets a verdict.
+ */
+export function wakeMessage(): Uint8Array<ArrayBuffer> {
+  const m = new Uint8Array(new ArrayBuffer(WAKE_MSG_LEN));
+  const v = new DataView(m.buffer);
+  v.setUint32(NLMSG_OFF_LEN, WAKE_MSG_LEN, HOST_LE);
+  v.setUint16(NLMSG_OFF_TYPE, NLMSG_NOOP, HOST_LE);
+  return m;
+}
+
 /** `parseDatagram` result: all messages were consumed (good or counted as bad). */
 export const PARSE_OK = 0;
 /** `parseDatagram` result: the netlink framing itself is broken; the rest was skipped. */

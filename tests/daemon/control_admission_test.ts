@@ -1,0 +1,28 @@
+/** Control connection caps (daemon/control_admission.ts): per unprivileged uid, overall, and room for privileged peers. */
+import assert from "node:assert/strict";
+import { admit, type Admitted } from "../../daemon/control_admission.ts";
+
+const LIMITS = { perUid: 2, total: 4 };
+const nobody: Admitted = { uid: 65534, privileged: false };
+const other: Admitted = { uid: 1000, privileged: false };
+const root: Admitted = { uid: 0, privileged: true };
+
+Deno.test("admission: per-uid cap for unprivileged peers", () => {
+  assert.deepEqual(admit([nobody], nobody, LIMITS), { admit: true, evict: -1 });
+  assert.deepEqual(admit([nobody, nobody], nobody, LIMITS), { admit: false, reason: "uid" });
+  assert.deepEqual(admit([nobody, nobody], other, LIMITS), { admit: true, evict: -1 });
+});
+
+Deno.test("admission: overall cap refuses unprivileged, evicts the oldest unprivileged for root", () => {
+  const full = [root, nobody, other, nobody];
+  assert.deepEqual(admit(full, { uid: 1001, privileged: false }, LIMITS), {
+    admit: false,
+    reason: "total",
+  });
+  assert.deepEqual(admit(full, root, LIMITS), { admit: true, evict: 1 });
+  // Privileged peers are not capped by the per-uid limit.
+  assert.deepEqual(admit([root, root], root, LIMITS), { admit: true, evict: -1 });
+  // Only privileged open: still admitted up to twice the overall cap.
+  assert.deepEqual(admit([root, root, root, root], root, LIMITS), { admit: true, evict: -1 });
+  assert.deepEqual(admit(Array(8).fill(root), root, LIMITS), { admit: false, reason: "total" });
+});

@@ -1,0 +1,146 @@
+/**
+ * The flow control server serves many clients at once (docs/COMPATIBILITY.md#control-protocol):
+ * with 500 idle connections and a half-sent request from uid 65534 held open, root's
+ * `flow-list` and `flow-set` are answered; 150 concurrent `flow-set` are all answered `OK`; the
+ * half request is closed at its deadline; a flood of 20k garbage requests from uid 65534 leaves
+ * the daemon alive and answering, with a bounded number of log lines. Timings are measured in
+ * bench/control_bench.ts, not asserted here.
+ */
+import assert from "node:assert/strict";
+import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
+import { LineProcess } from "../../testkit/line_process.ts";
+
+const ROOT = isRoot();
+const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+const CLIENTS = new URL("../../testkit/fixtures/control_clients.py", import.meta.url).pathname;
+const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
+
+/** Run one client mode in `ns`; its JSON line. */
+async function client(
+  net: TestNet,
+  ns: string,
+  args: string[],
+  prefix: string[] = [],
+): Promise<Record<string, unknown>> {
+  const r = await net.exec(ns, [...prefix, "/usr/bin/python3", CLIENTS, ...args]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+}
+
+Deno.test({
+  name:
+    "control server: hostile idle connections, stalled request and garbage flood do not stall root",
+  ignore: !ROOT,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const shm = `ctlsrv-${Deno.pid}`;
+    await withTestNet(async (net) => {
+      const ns = await net.addNs("ctlsrv");
+      const init = await net.exec(ns, [
+        Deno.execPath(),
+        "run",
+        "-A",
+        CLI,
+        "init",
+        `--shm=${shm}`,
+        "--M=997",
+        "--N=8",
+      ]);
+      assert.equal(init.code, 0, init.stderr);
+      const lb = new LineProcess(
+        net,
+        ns,
+        [...FLOW_ENV, Deno.execPath(), "run", "-A", CLI, "flowlb", "--queue=0"],
+        "flowlb",
+      );
+      try {
+        await lb.waitLine(/^queue_length=/);
+        const hold = new LineProcess(net, ns, [
+          ...NOBODY,
+          "/usr/bin/python3",
+          CLIENTS,
+          "hold",
+          "500",
+        ], "hold");
+        const held = JSON.parse(await hold.waitLine(/"held"/));
+        assert.equal(held.held, 500, "the hostile client connected 500 times");
+
+        const list = await client(net, ns, ["list"]);
+        assert.equal(list.reply, "[]\n", "the empty flow list");
+        const set = await client(net, ns, ["set", "root1", shm]);
+        assert.equal(set.reply, "OK");
+        const sets = await client(net, ns, ["sets", "150", shm]);
+        assert.deepEqual([sets.ok, sets.other], [150, []]);
+
+        // The half-sent request is closed at its deadline (2 s), not kept forever.
+        const half = JSON.parse(await hold.waitLine(/half_closed_after_s/, 0, 15000));
+        assert.ok(half.half_closed_after_s < 10, JSON.stringify(half));
+        await hold.finish();
+
+        // A changing uid 65534 is refused.
+        const refused = await client(net, ns, ["set", "evil", shm], NOBODY);
+        assert.equal(refused.reply, "FAIL: permission denied");
+
+        const flood = await client(net, ns, ["flood", "20000"], NOBODY);
+        assert.ok((flood.sent as number) > 0);
+        const after = await client(net, ns, ["list"]);
+        assert.match(after.reply as string, /root1/, "alive and answering after the flood");
+      } finally {
+        Deno.kill(lb.pid, "SIGTERM");
+        const end = await lb.finish();
+        await net.exec(ns, [Deno.execPath(), "run", "-A", CLI, "delete", `--shm=${shm}`]).catch(
+          () => {},
+        );
+        const lines = end.stderr.split("\n").filter((l) => l !== "");
+        // 20k requests × 40 unknown keys and the refusals: rate-limited to a few dozen lines.
+        assert.ok(
+          lines.length < 200,
+          `stderr has ${lines.length} lines:\n${lines.slice(0, 40).join("\n")}`,
+        );
+        assert.equal(end.code, 0, end.stderr.slice(-2000));
+      }
+    });
+  },
+});
+
+Deno.test({
+  name: "control server: accept failing with EMFILE backs off, keeps the daemon up, recovers",
+  ignore: !ROOT,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await withTestNet(async (net) => {
+      const ns = await net.addNs("ctlemf");
+      // flowlb itself needs about 46 fds; 64 leave too few for 60 idle connections.
+      const lb = new LineProcess(net, ns, [
+        ...FLOW_ENV,
+        "prlimit",
+        "--nofile=64:64",
+        Deno.execPath(),
+        "run",
+        "-A",
+        CLI,
+        "flowlb",
+        "--queue=0",
+      ], "flowlb");
+      try {
+        await lb.waitLine(/^queue_length=/);
+        // Root's idle connections are never refused by the caps: they use up the fds.
+        const hold = new LineProcess(net, ns, ["/usr/bin/python3", CLIENTS, "hold", "60"], "hold");
+        await hold.waitLine(/"held"/);
+        await hold.finish(); // closes them all
+        await new Promise((r) => setTimeout(r, 500));
+        const list = await client(net, ns, ["list"]);
+        assert.equal(list.reply, "[]\n", "answers again once fds are free");
+      } finally {
+        Deno.kill(lb.pid, "SIGTERM");
+        const end = await lb.finish();
+        assert.match(end.stderr, /control: accept: Too many open files/);
+        assert.ok(end.stderr.split("\n").length < 100, "accept errors are rate-limited");
+        assert.equal(end.code, 0, end.stderr.slice(-2000));
+      }
+    });
+  },
+});
