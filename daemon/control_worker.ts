@@ -3,7 +3,8 @@
  * serves one request per connection, strictly one connection at a time, and
  * publishes every new flow snapshot to the main thread. Beyond 1.2.0:
  * changes are accepted only from root or the daemon's own uid (SO_PEERCRED
- * on the abstract socket), every read is bounded in size and time, replies
+ * on the abstract socket; on `tcp:` only loopback peers are admitted, unless
+ * `--control-unauthenticated`, their uid read from `/proc/net/tcp{,6}`), every read is bounded in size and time, replies
  * never raise SIGPIPE, and with `--flow-state` the flows are saved after each
  * change (write, then rename) and restored at start.
  * @module
@@ -21,6 +22,14 @@ import { FlowStore, type TargetRegistry } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { POLLIN, PollSet } from "../ffi/poll.ts";
+import { tcpEnds } from "../ffi/socket_names.ts";
+import { formatIPv6 } from "../lib/ccompat/inet.ts";
+import {
+  isLoopback,
+  procNetTcpUid,
+  type TcpEndpoint,
+  unmapIPv4,
+} from "../lib/ccompat/proc_net_tcp.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { type AdmissionLimits, admit } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
@@ -38,6 +47,8 @@ export interface ControlStart {
   readonly stop: SharedArrayBuffer;
   /** Int32Array over it: [lane] = flow version each queue thread has installed. */
   readonly applied: SharedArrayBuffer;
+  /** `--control-unauthenticated`: admit tcp peers that are not loopback (unchecked). */
+  readonly unauthenticated?: boolean;
 }
 
 /** Messages the control thread sends. */
@@ -140,6 +151,74 @@ interface Open {
   readonly deadline: number;
   readonly uid: number | undefined;
   readonly privileged: boolean;
+  /** The peer's uid is known or known to be unknown (refused changes); false: not checked. */
+  readonly checked: boolean;
+  /** The peer for log lines: `uid N (pid P)` or `uid N (tcp ADDR)`. */
+  readonly who: string;
+}
+
+/** What the control server knows of a new connection's peer. */
+interface PeerInfo {
+  readonly uid: number | undefined;
+  readonly checked: boolean;
+  readonly who: string;
+}
+
+/** `ep` as `a.b.c.d:port` or `[v6]:port`. */
+function endpointText(ep: TcpEndpoint): string {
+  const a = ep.addr;
+  return a.length === 4 ? `${a.join(".")}:${ep.port}` : `[${formatIPv6(a)}]:${ep.port}`;
+}
+
+/** The text of `/proc/net/<file>` of this network namespace, or "" when it cannot be read. */
+function readProcNet(file: "tcp" | "tcp6"): string {
+  try {
+    return Deno.readTextFileSync(`/proc/net/${file}`);
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * The uid owning the other end of a loopback connection (`peer` connected to `local`): the line
+ * of `/proc/net/tcp{,6}` whose local end is the peer and remote end is us. IPv4 clients of an
+ * IPv6 listener appear with mapped addresses on our side and in `/proc/net/tcp` on theirs.
+ */
+function loopbackPeerUid(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
+  const peer4 = peer.addr.length === 4 ? peer.addr : unmapIPv4(peer.addr);
+  const local4 = local.addr.length === 4 ? local.addr : unmapIPv4(local.addr);
+  if (peer4 !== undefined && local4 !== undefined) {
+    const uid = procNetTcpUid(
+      readProcNet("tcp"),
+      { addr: peer4, port: peer.port },
+      { addr: local4, port: local.port },
+    );
+    if (uid !== undefined || peer.addr.length === 4) return uid;
+  }
+  return procNetTcpUid(readProcNet("tcp6"), peer, local);
+}
+
+/**
+ * The peer of a tcp connection: loopback peers are checked (uid from `/proc/net/tcp{,6}`,
+ * undefined = unprivileged); others are refused (undefined result) unless `unauthenticated`.
+ */
+function tcpPeer(conn: Connection, unauthenticated: boolean): PeerInfo | undefined {
+  let ends;
+  try {
+    ends = tcpEnds(conn.fd);
+  } catch {
+    return undefined; // the client is already gone
+  }
+  const at = endpointText(ends.peer);
+  if (!isLoopback(ends.peer.addr)) {
+    if (!unauthenticated) {
+      limitedLog(`control: refused connection from ${at}: not loopback`);
+      return undefined;
+    }
+    return { uid: undefined, checked: false, who: `tcp ${at}` };
+  }
+  const uid = loopbackPeerUid(ends.local, ends.peer);
+  return { uid, checked: true, who: `uid ${uid ?? "?"} (tcp ${at})` };
 }
 
 /**
@@ -194,6 +273,14 @@ function serve(start: ControlStart): void {
     snapshot: store.flows.snapshot,
     restored,
   });
+  const unauthenticated = start.unauthenticated === true;
+  if (unauthenticated && !server.unix) {
+    scope.postMessage({
+      type: "log",
+      text: "control: --control-unauthenticated: the control socket is unauthenticated, " +
+        "any host that reaches it may change flows",
+    });
+  }
   const ownUid = Deno.uid();
   const applied = new Int32Array(start.applied);
   const open: Open[] = [];
@@ -210,10 +297,9 @@ function serve(start: ControlStart): void {
       if (r.status === "rejected") {
         if (r.reply.length > 0) conn.sendAll(r.reply.slice());
       } else if (r.status === "request") {
-        const peer = conn.peer;
         const action = r.request.action ?? "";
-        if (MUTATING.has(action) && peer !== undefined && !o.privileged) {
-          limitedLog(`control: refused ${action} from uid ${peer.uid} (pid ${peer.pid})`);
+        if (MUTATING.has(action) && o.checked && !o.privileged) {
+          limitedLog(`control: refused ${action} from ${o.who}`);
           conn.sendAll(textReply("FAIL: permission denied").slice());
         } else {
           const before = store.flows.snapshot.version;
@@ -245,8 +331,19 @@ function serve(start: ControlStart): void {
         return;
       }
       if (conn === null) return;
-      const uid = conn.peer?.uid;
-      const privileged = uid === 0 || uid === ownUid;
+      const peer: PeerInfo | undefined = server.unix
+        ? {
+          uid: conn.peer?.uid,
+          checked: conn.peer !== undefined,
+          who: `uid ${conn.peer?.uid} (pid ${conn.peer?.pid})`,
+        }
+        : tcpPeer(conn, unauthenticated);
+      if (peer === undefined) {
+        conn.close();
+        continue;
+      }
+      const uid = peer.uid;
+      const privileged = peer.checked && (uid === 0 || uid === ownUid);
       const decision = admit(open, { uid, privileged }, LIMITS);
       if (!decision.admit) {
         limitedLog(
@@ -271,6 +368,8 @@ function serve(start: ControlStart): void {
         deadline: Date.now() + REQUEST_TIMEOUT_MS,
         uid,
         privileged,
+        checked: peer.checked,
+        who: peer.who,
       });
     }
   };

@@ -14,6 +14,10 @@ export interface OpenTable {
   readonly table: MaglevTable;
   /** Owner and permission bits of the object (docs/COMPATIBILITY.md#shared-memory). */
   readonly owner: ShmOwner;
+  /** Bytes mapped. */
+  readonly size: number;
+  /** The object's current size (`fstat`); below `size` once another process truncated it. */
+  objectSize(): number;
   close(): void;
 }
 
@@ -83,6 +87,8 @@ export function openTable(name: string, writable: boolean): OpenTable {
     return {
       table: MaglevTable.view(mapping.buffer),
       owner: mapping.owner,
+      size: mapping.size,
+      objectSize: () => mapping.objectSize(),
       close: () => mapping.close(),
     };
   } catch (e) {

@@ -40,6 +40,8 @@ export interface DaemonConfig {
   readonly promiscuousPing: boolean;
   /** `--flow-state` file (flowlb), or "". */
   readonly flowState: string;
+  /** `--control-unauthenticated` (flowlb): admit tcp control peers that are not loopback. */
+  readonly controlUnauthenticated: boolean;
 }
 
 const I32 = [-(2 ** 31), 2 ** 31 - 1] as const;
@@ -78,6 +80,11 @@ export function daemonOptions(kind: "lb" | "flowlb"): DaemonOptionDecl[] {
     opts.push({ name: "promiscuous_ping", desc: "ICMP echo matches any flow", flag: true });
     opts.push({ name: "nolb_fwmark", desc: "Verdict fwmark when no flow matches (default -1)" });
     opts.push({ name: "flow-state", desc: "File to save flows in and restore them from" });
+    opts.push({
+      name: "control-unauthenticated",
+      desc: "Accept tcp control clients that are not loopback (no uid check)",
+      flag: true,
+    });
   }
   opts.push(
     { name: "notargets_fwmark", desc: "Verdict fwmark when a table has no target (default -1)" },
@@ -157,5 +164,6 @@ export function daemonConfig(opts: OptionValues): DaemonConfig {
     failOpen: opts.has("fail-open"),
     promiscuousPing: opts.has("promiscuous_ping"),
     flowState: opts.get("flow-state") ?? "",
+    controlUnauthenticated: opts.has("control-unauthenticated"),
   };
 }

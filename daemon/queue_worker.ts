@@ -28,6 +28,13 @@ import { LbDecider } from "../lib/decide/lb.ts";
 import type { MaglevTable } from "../lib/maglev/table.ts";
 import type { DaemonConfig } from "./options.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
+import {
+  CHECK_INTERVAL_MS,
+  isTruncated,
+  noTargetTable,
+  remappedLine,
+  truncatedLine,
+} from "./table_watch.ts";
 
 /** Shared flow state handed to `flowlb` queue threads. */
 export interface FlowChannel {
@@ -76,6 +83,8 @@ let newest: FlowSnapshot | undefined;
 /** Target tables of the flows, mapped once per name and unmapped when no flow uses them. */
 class TableCache {
   #open = new Map<string, OpenTable | undefined>();
+  /** Names unmapped because they were truncated: mapped again once valid. */
+  #lost = new Set<string>();
 
   tablesFor(snapshot: FlowSnapshot): (MaglevTable | undefined)[] {
     const names = new Set<string>();
@@ -103,8 +112,36 @@ class TableCache {
       if (!used.has(name)) {
         t?.close();
         this.#open.delete(name);
+        this.#lost.delete(name);
       }
     }
+  }
+
+  /**
+   * Forget truncated tables and map lost ones again when valid; `log` gets one line each.
+   * Returns the truncated mappings (to unmap once a flow set without them is in use), or
+   * undefined when nothing changed.
+   */
+  check(log: (text: string) => void): OpenTable[] | undefined {
+    let changed = false;
+    const dropped: OpenTable[] = [];
+    for (const [name, t] of this.#open) {
+      if (t !== undefined && isTruncated(t)) {
+        dropped.push(t);
+        this.#open.set(name, undefined);
+        this.#lost.add(name);
+        log(truncatedLine(name));
+        changed = true;
+      } else if (t === undefined && this.#lost.has(name)) {
+        const again = tryOpen(name);
+        if (again === undefined) continue;
+        this.#open.set(name, again);
+        this.#lost.delete(name);
+        log(remappedLine(name));
+        changed = true;
+      }
+    }
+    return changed ? dropped : undefined;
   }
 
   close(): void {
@@ -113,13 +150,75 @@ class TableCache {
   }
 }
 
+/** Map `name` if it is a valid, untruncated table now; undefined otherwise. */
+function tryOpen(name: string): OpenTable | undefined {
+  let t: OpenTable;
+  try {
+    t = openTable(name, false);
+  } catch {
+    return undefined;
+  }
+  if (!isTruncated(t)) return t;
+  t.close();
+  return undefined;
+}
+
+/**
+ * One table of `lb` (the target or the LB tier), replaced by a "no target" table when truncated
+ * and mapped again when valid (docs/COMPATIBILITY.md#shared-memory).
+ */
+class WatchedTable {
+  #open: OpenTable | undefined;
+  constructor(
+    readonly name: string,
+    open: OpenTable,
+    readonly use: (t: MaglevTable) => void,
+  ) {
+    this.#open = open;
+  }
+
+  /** Swap tables as needed; `log` gets one line per change. */
+  check(log: (text: string) => void): void {
+    const t = this.#open;
+    if (t !== undefined) {
+      if (!isTruncated(t)) return;
+      this.use(noTargetTable()); // nothing reads the mapping after this
+      this.#open = undefined;
+      t.close();
+      log(truncatedLine(this.name));
+      return;
+    }
+    const again = tryOpen(this.name);
+    if (again === undefined) return;
+    this.#open = again;
+    this.use(again.table);
+    log(remappedLine(this.name));
+  }
+
+  close(): void {
+    this.#open?.close();
+    this.#open = undefined;
+  }
+}
+
+/** Replace a table a decider holds (its fields are read-only to the rest of the program). */
+function setField<K extends string>(holder: object, key: K, t: MaglevTable): void {
+  (holder as Record<K, MaglevTable>)[key] = t;
+}
+
 async function serve(start: QueueWorkerStart): Promise<void> {
   const { config: c, queue } = start;
   const stop = new Int32Array(start.stop);
   const owned: { close(): void }[] = [];
   try {
     const lbTier = c.lbshm === "" ? undefined : openTable(c.lbshm, false);
-    if (lbTier !== undefined) owned.push(lbTier);
+    /** Tables checked for truncation (docs/COMPATIBILITY.md#shared-memory). */
+    const watched: WatchedTable[] = [];
+    if (lbTier !== undefined) {
+      const w = new WatchedTable(c.lbshm, lbTier, (t) => setField(decider.fragments, "tier", t));
+      watched.push(w);
+      owned.push(w);
+    }
     const ft = openShm(c.ftShm, true);
     owned.push(ft);
     // The trace mask and log level are read once per batch; lines go to this thread's rings.
@@ -158,11 +257,16 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     let flowsChanged = () => false;
     /** flowlb: wait for the announced snapshot's message, then install it. */
     let flowSync = async () => {};
+    /** flowlb: drop truncated flow tables (and map them again when valid). */
+    let checkFlowTables = () => {};
     const ch = start.flows;
     if (ch === undefined) {
       const target = openTable(c.tshm, false);
-      owned.push(target);
-      decider = new LbDecider({ ...common, table: target.table, udpencap: c.sctpEncap });
+      const lb = new LbDecider({ ...common, table: target.table, udpencap: c.sctpEncap });
+      decider = lb;
+      const w = new WatchedTable(c.tshm, target, (t) => setField(lb, "table", t));
+      watched.push(w);
+      owned.push(w);
     } else {
       const d = new FlowLbDecider({
         ...common,
@@ -184,6 +288,12 @@ async function serve(start: QueueWorkerStart): Promise<void> {
         Atomics.notify(applied, ch.lane);
       };
       install(current);
+      checkFlowTables = () => {
+        const dropped = cache.check(trace.log!);
+        if (dropped === undefined) return;
+        install(current); // a set without the dropped tables, before they are unmapped
+        for (const t of dropped) t.close();
+      };
       flowsChanged = () => Atomics.load(version, 0) !== current.version;
       flowSync = async () => {
         const want = Atomics.load(version, 0);
@@ -200,10 +310,17 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     const line = startupLine(c.qlength, c.mtu, q.rcvbuf);
     // The port id lets the main thread wake this thread's receive (flow change, stop).
     scope.postMessage({ type: "started", queue, line, portId: q.portId });
+    let nextCheck = performance.now() + CHECK_INTERVAL_MS;
     // After the receive, so a batch is decided with the newest flow set, mask and level.
     const hook = () => {
       trace.mask = traceWords[MASK_WORD] >>> 0;
       trace.level = traceWords[LOGLEVEL_WORD];
+      const now = performance.now();
+      if (now >= nextCheck) {
+        nextCheck = now + CHECK_INTERVAL_MS;
+        for (const w of watched) w.check(trace.log!);
+        checkFlowTables();
+      }
       return flowsChanged() ? flowSync() : undefined;
     };
     const packets = await runPacketLoop(q, decider, stop, hook);

@@ -80,6 +80,7 @@ async function flowLb(
     lanes,
     stop,
     applied,
+    unauthenticated: c.controlUnauthenticated,
   });
   let ready;
   try {

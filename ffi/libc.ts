@@ -53,6 +53,8 @@ const LIBC_SYMBOLS = {
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   // a queue socket's netlink port id, and the wake message sent to it (./nfqueue.ts)
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // the peer of a tcp control connection (daemon/control_worker.ts)
+  getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   sendto: { parameters: ["i32", "buffer", "usize", "i32", "buffer", "u32"], result: "isize" },
   // The NFQUEUE data plane. Only typed-array `buffer`, integer and `pointer` parameters
   // and an i32 result, so Deno can use its fast call path.

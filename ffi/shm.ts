@@ -72,13 +72,19 @@ export interface ShmMapping {
   readonly writable: boolean;
   /** Owner and permission bits of the object when it was mapped. */
   readonly owner: ShmOwner;
-  /** Unmap. Views over `buffer` must not be used afterwards. */
+  /**
+   * The object's current size (`fstat` of the descriptor kept with the mapping): smaller than
+   * `size` when another process truncated it, and then reading past it raises SIGBUS.
+   */
+  objectSize(): number;
+  /** Unmap and close the descriptor. Views over `buffer` must not be used afterwards. */
   close(): void;
 }
 
 /** Mode of newly created objects. */
 const SHM_MODE = 0o600;
 
+/** Map `fd`; the mapping owns `fd` when this returns (closed by `close()`), the caller otherwise. */
 function mapFd(name: string, fd: number, size: number, writable: boolean): ShmMapping {
   const libc = getLibc();
   const owner = ownerOf(fd);
@@ -93,10 +99,12 @@ function mapFd(name: string, fd: number, size: number, writable: boolean): ShmMa
     buffer,
     writable,
     owner,
+    objectSize: () => fileSize(fd),
     close() {
       if (!mapped) return;
       mapped = false;
       libc.munmap(p, BigInt(size));
+      libc.close(fd);
     },
   };
 }
@@ -113,8 +121,9 @@ export function openShm(name: string, writable: boolean): ShmMapping {
     const size = fileSize(fd);
     if (size === 0) throw new LibcError("mmap", EINVAL);
     return mapFd(name, fd, size, writable);
-  } finally {
+  } catch (e) {
     libc.close(fd);
+    throw e;
   }
 }
 
@@ -167,8 +176,9 @@ export function createShm(
       throw new LibcError("ftruncate", errno());
     }
     return mapFd(name, fd, size, true);
-  } finally {
+  } catch (e) {
     libc.close(fd);
+    throw e;
   }
 }
 
