@@ -7,8 +7,13 @@
  * bench/control_bench.ts, not asserted here.
  */
 import assert from "node:assert/strict";
+import { removeShm, tempShmName } from "../../testkit/cli.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
+
+/** This file's fragment statistics object (not the default `ftshm`), removed at exit. */
+const FTSHM = tempShmName("ctl-ft");
+globalThis.addEventListener("unload", () => removeShm(FTSHM));
 
 const ROOT = isRoot();
 const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
@@ -52,7 +57,16 @@ Deno.test({
       const lb = new LineProcess(
         net,
         ns,
-        [...FLOW_ENV, Deno.execPath(), "run", "-A", CLI, "flowlb", "--queue=0"],
+        [
+          ...FLOW_ENV,
+          Deno.execPath(),
+          "run",
+          "-A",
+          CLI,
+          "flowlb",
+          "--queue=0",
+          `--ft_shm=${FTSHM}`,
+        ],
         "flowlb",
       );
       try {
@@ -124,6 +138,7 @@ Deno.test({
         CLI,
         "flowlb",
         "--queue=0",
+        `--ft_shm=${FTSHM}`,
       ], "flowlb");
       try {
         await lb.waitLine(/^queue_length=/);

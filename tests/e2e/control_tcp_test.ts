@@ -5,8 +5,13 @@
  * unless `--control-unauthenticated`, which is said in the log at start.
  */
 import assert from "node:assert/strict";
+import { removeShm, tempShmName } from "../../testkit/cli.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
+
+/** This file's fragment statistics object (not the default `ftshm`), removed at exit. */
+const FTSHM = tempShmName("ctl-ft");
+globalThis.addEventListener("unload", () => removeShm(FTSHM));
 
 const ROOT = isRoot();
 const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
@@ -28,7 +33,15 @@ async function startFlowlb(
   const lb = new LineProcess(
     net,
     ns,
-    ["env", `NFQLB_FLOW_ADDRESS=${address}`, ...NFQLB, "flowlb", "--queue=0", ...extra],
+    [
+      "env",
+      `NFQLB_FLOW_ADDRESS=${address}`,
+      ...NFQLB,
+      "flowlb",
+      "--queue=0",
+      `--ft_shm=${FTSHM}`,
+      ...extra,
+    ],
     "flowlb",
   );
   await lb.waitLine(/^queue_length=/);
