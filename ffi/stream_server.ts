@@ -205,14 +205,7 @@ export class StreamServer {
   accept(timeoutMs: number): Connection | null {
     this.#nowMode = false;
     setReceiveTimeout(this.fd, timeoutMs);
-    for (;;) {
-      const fd = getLibc().accept4(this.fd, null, null, SOCK_CLOEXEC);
-      if (fd >= 0) return new Connection(fd, this.unix);
-      const e = errno();
-      if (e === EINTR) continue;
-      if (e === EAGAIN) return null;
-      throw new LibcError("accept", e);
-    }
+    return this.#accept();
   }
 
   /**
@@ -225,6 +218,11 @@ export class StreamServer {
       setReceiveTimeout(this.fd, 1);
       this.#nowMode = true;
     }
+    return this.#accept();
+  }
+
+  /** One accept4, retried on EINTR; null when none is pending (EAGAIN, or the timeout). */
+  #accept(): Connection | null {
     for (;;) {
       const fd = getLibc().accept4(this.fd, null, null, SOCK_CLOEXEC);
       if (fd >= 0) return new Connection(fd, this.unix);
