@@ -7,9 +7,9 @@
  *   deno run -A bench/flow_state_bench.ts [--runs=5]
  */
 import { restoreFlowState, writeFlowStateFile } from "../daemon/flow_state_file.ts";
-import { openTable } from "../daemon/open_table.ts";
+import { mappableTargets as targets } from "../daemon/open_table.ts";
 import { encodeFlowState } from "../lib/flow/state_file.ts";
-import { FlowStore, type TargetRegistry } from "../lib/flow/store.ts";
+import { FlowStore } from "../lib/flow/store.ts";
 import { removeShm, runCli, tempShmName } from "../testkit/cli.ts";
 
 const runs = Number(Deno.args.find((a) => a.startsWith("--runs="))?.slice(7) ?? 5);
@@ -18,18 +18,6 @@ const SIZES = [2000, 5000, 10000];
 const table = tempShmName("fsbench");
 const init = await runCli("init", `--shm=${table}`, "--M=997", "--N=10");
 if (init.code !== 0) throw new Error(`init: ${init.err}`);
-/** The control worker's registry: a target exists when its table maps and validates. */
-const targets: TargetRegistry = {
-  acquire(name) {
-    try {
-      openTable(name, false).close();
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  release() {},
-};
 
 const median = (xs: number[]) => xs.slice().sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const dir = await Deno.makeTempDir({ prefix: "nfqlb-fsbench-" });

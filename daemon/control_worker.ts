@@ -18,7 +18,7 @@ import {
   textReply,
 } from "../lib/flow/control_protocol.ts";
 import { encodeFlowState } from "../lib/flow/state_file.ts";
-import { FlowStore, type TargetRegistry } from "../lib/flow/store.ts";
+import { FlowStore } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { POLLIN, PollSet } from "../ffi/poll.ts";
@@ -34,7 +34,7 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { type AdmissionLimits, admit } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { restoreFlowState, writeFlowStateFile } from "./flow_state_file.ts";
-import { openTable } from "./open_table.ts";
+import { mappableTargets as targets } from "./open_table.ts";
 
 /** The message that starts the control thread. */
 export interface ControlStart {
@@ -128,19 +128,6 @@ function waitApplied(applied: Int32Array, version: number): void {
 const scope = self as unknown as {
   postMessage(m: ControlMessage): void;
   onmessage: ((e: MessageEvent<ControlStart>) => void) | null;
-};
-
-/** Targets exist when their table can be mapped and is valid; workers map their own copies. */
-const targets: TargetRegistry = {
-  acquire(name) {
-    try {
-      openTable(name, false).close();
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  release() {},
 };
 
 /** An open control connection and its partial request. */

@@ -8,6 +8,7 @@ import { MaglevTable, TableFormatError } from "../lib/maglev/table.ts";
 import { openShm, type ShmOwner } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { TableOpenError } from "./errors.ts";
+import type { TargetRegistry } from "../lib/flow/store.ts";
 
 /** A mapped, validated table and the function that unmaps it. */
 export interface OpenTable {
@@ -97,3 +98,19 @@ export function openTable(name: string, writable: boolean): OpenTable {
     throw e;
   }
 }
+
+/**
+ * The flow store's target registry of the control thread: a target exists when its table maps
+ * and is valid now (the queue threads map their own copies).
+ */
+export const mappableTargets: TargetRegistry = {
+  acquire(name) {
+    try {
+      openTable(name, false).close();
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  release() {},
+};

@@ -13,9 +13,11 @@
  *
  * Beyond 1.2.0, on unix addresses only root and the daemon's uid are served (`SO_PEERCRED`,
  * like the control socket): another peer gets `Trace refused: ...` and is closed, without
- * touching the mask; refusals are logged at most once per 10 s with a count.
+ * touching the mask; refusals are logged at most once per 10 s, the rest summarised
+ * (`lib/log/rate_limit.ts`).
  * @module
  */
+import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { type Connection, StreamServer } from "../ffi/stream_server.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
@@ -49,8 +51,8 @@ const ACCEPT_POLL_MS = 20;
 /** How often trace lines are forwarded to an attached client. */
 const STREAM_POLL_MS = 20;
 const WARNING = 4;
-/** At most one `Trace: refused` log line per this interval; the others are counted. */
-const REFUSED_LOG_INTERVAL_MS = 10_000;
+/** At most one `Trace: refused` log line per 10 s; the others are summarised. */
+const REFUSED_LOG_LIMIT = { burst: 1, intervalMs: 10_000, maxKeys: 1 };
 
 /** The line an unauthorised trace client gets before the server closes (ends with `\n`). */
 function refusedLine(uid: number, pid: number, ownUid: number | null): string {
@@ -112,8 +114,7 @@ function serve(start: TraceStart): void {
   }
   const buf = new Uint8Array(256);
   const ownUid = Deno.uid();
-  let refusedLoggedAt = -Infinity;
-  let refusedQuiet = 0;
+  const refusedLog = new LogRateLimiter(REFUSED_LOG_LIMIT);
   try {
     while (Atomics.load(stop, 0) === 0) {
       if (server === null) {
@@ -123,6 +124,7 @@ function serve(start: TraceStart): void {
       }
       const conn = server.accept(ACCEPT_POLL_MS);
       if (conn === null) {
+        for (const line of refusedLog.flush(Date.now())) warn(line);
         drain();
         continue;
       }
@@ -132,13 +134,8 @@ function serve(start: TraceStart): void {
         // attached-before state are left alone (docs/COMPATIBILITY.md#trace-and-log).
         conn.sendAll(encoder.encode(refusedLine(peer.uid, peer.pid, ownUid)));
         conn.close();
-        const now = Date.now();
-        if (now - refusedLoggedAt >= REFUSED_LOG_INTERVAL_MS) {
-          const more = refusedQuiet > 0 ? ` (and ${refusedQuiet} more refused before)` : "";
-          warn(`Trace: refused uid ${peer.uid} (pid ${peer.pid})${more}`);
-          refusedLoggedAt = now;
-          refusedQuiet = 0;
-        } else refusedQuiet++;
+        const text = `Trace: refused uid ${peer.uid} (pid ${peer.pid})`;
+        for (const line of refusedLog.offer("refused", text, Date.now())) warn(line);
         drain();
         continue;
       }

@@ -8,6 +8,8 @@ import { errno, getLibc, LibcError } from "./libc.ts";
 
 /** Readable. */
 export const POLLIN = 0x1;
+/** Writable. */
+export const POLLOUT = 0x4;
 /** Error condition (revents only). */
 export const POLLERR = 0x8;
 /** Hang-up (revents only). */

@@ -201,3 +201,26 @@ export function setSendLength(iovView: DataView, len: number): void {
   iovView.setUint32(IOV_OFF_LEN, len >>> 0, true);
   iovView.setUint32(IOV_OFF_LEN + 4, 0, true);
 }
+
+/** The peer process of a unix-socket connection. */
+export interface PeerCredentials {
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+/** `sizeof(struct ucred)`: pid, uid, gid (3 × 32 bits). */
+const UCRED_SIZE = 12;
+
+/** `SO_PEERCRED` of a unix socket: the other end's process, or undefined when the kernel does not say. */
+export function peerCredentials(fd: number): PeerCredentials | undefined {
+  const cred = new Uint8Array(UCRED_SIZE);
+  const len = new Uint32Array([UCRED_SIZE]);
+  if (
+    getLibc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0
+  ) {
+    return undefined;
+  }
+  const dv = new DataView(cred.buffer);
+  return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
+}

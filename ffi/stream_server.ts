@@ -30,9 +30,10 @@ import { errno, getLibc, LibcError } from "./libc.ts";
 import {
   MSG_DONTWAIT,
   MSG_NOSIGNAL,
+  type PeerCredentials,
+  peerCredentials,
   setIntOption,
   setReceiveTimeout,
-  SO_PEERCRED,
   SO_REUSEADDR,
   SOL_SOCKET,
 } from "./socket.ts";
@@ -52,7 +53,6 @@ function setSendTimeout(fd: number, ms: number): void {
 }
 
 /** Size of `struct ucred` { pid, uid, gid }. */
-const UCRED_SIZE = 12;
 
 /** The `struct sockaddr` bytes for an address (abstract unix: NUL + name, no trailing NUL). */
 export function sockaddrBytes(addr: SocketAddress): Uint8Array<ArrayBuffer> {
@@ -79,12 +79,7 @@ export function sockaddrBytes(addr: SocketAddress): Uint8Array<ArrayBuffer> {
   return b;
 }
 
-/** The peer process of a unix-socket connection. */
-export interface PeerCredentials {
-  readonly pid: number;
-  readonly uid: number;
-  readonly gid: number;
-}
+export type { PeerCredentials };
 
 /** One accepted connection. */
 export class Connection {
@@ -153,18 +148,6 @@ export class Connection {
     this.#closed = true;
     getLibc().close(this.fd);
   }
-}
-
-function peerCredentials(fd: number): PeerCredentials | undefined {
-  const cred = new Uint8Array(UCRED_SIZE);
-  const len = new Uint32Array([UCRED_SIZE]);
-  if (
-    getLibc().getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, new Uint8Array(len.buffer)) !== 0
-  ) {
-    return undefined;
-  }
-  const dv = new DataView(cred.buffer);
-  return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
 }
 
 /** A listening stream socket. */

@@ -7,18 +7,14 @@
  */
 import { AF_UNIX, EAGAIN, EINTR, SOCK_CLOEXEC, SOCK_STREAM } from "./constants.ts";
 import { errno, getLibc, LibcError } from "./libc.ts";
-import { MSG_DONTWAIT, MSG_NOSIGNAL, SO_PEERCRED, SOL_SOCKET } from "./socket.ts";
+import { POLLIN, POLLOUT } from "./poll.ts";
+import { MSG_DONTWAIT, MSG_NOSIGNAL, type PeerCredentials, peerCredentials } from "./socket.ts";
 
 /** Socket type flag: non-blocking. */
 const SOCK_NONBLOCK = 0o4000;
-/** `poll` events. */
-const POLLIN = 0x1;
-const POLLOUT = 0x4;
 /** `struct pollfd`: int fd, short events, short revents. */
 const POLLFD_SIZE = 8;
 const POLLFD_OFF_EVENTS = 4;
-/** `struct ucred`: pid, uid, gid (3 × 32 bits). */
-const UCRED_SIZE = 12;
 /** `sa_family` + `sun_path` bytes of `struct sockaddr_un`. */
 const SUN_PATH_OFF = 2;
 const SUN_PATH_MAX = 108;
@@ -26,11 +22,7 @@ const SUN_PATH_MAX = 108;
 const POLL_SLICE_MS = 1000;
 
 /** The peer process of a unix connection. */
-export interface UnixPeer {
-  readonly pid: number;
-  readonly uid: number;
-  readonly gid: number;
-}
+export type UnixPeer = PeerCredentials;
 
 /** A connected abstract unix stream socket. */
 export class UnixClient {
@@ -63,18 +55,7 @@ export class UnixClient {
 
   /** The server process's credentials, or undefined when the kernel does not say. */
   peer(): UnixPeer | undefined {
-    const cred = new Uint8Array(UCRED_SIZE);
-    const len = new Uint32Array([UCRED_SIZE]);
-    const r = getLibc().getsockopt(
-      this.fd,
-      SOL_SOCKET,
-      SO_PEERCRED,
-      cred,
-      new Uint8Array(len.buffer),
-    );
-    if (r !== 0) return undefined;
-    const dv = new DataView(cred.buffer);
-    return { pid: dv.getInt32(0, true), uid: dv.getUint32(4, true), gid: dv.getUint32(8, true) };
+    return peerCredentials(this.fd);
   }
 
   async #wait(events: number): Promise<void> {
