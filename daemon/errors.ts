@@ -140,6 +140,20 @@ export class ListenError extends DaemonError {
   }
 }
 
+/**
+ * The `--tun` device could not be used: 1.2.0's `Failed to open tun device
+ * [<name>]` with the reason and what to do, or `Tun mtu too small; <a> < <b>`.
+ */
+export class TunOpenError extends DaemonError {
+  /** The device name as given. */
+  readonly device: string;
+  constructor(device: string, message: string) {
+    super(message);
+    this.name = "TunOpenError";
+    this.device = device;
+  }
+}
+
 /** A worker thread failed unexpectedly during start-up; `message` is its own text. */
 export class ThreadError extends DaemonError {
   /** The thread's name, e.g. `control`. */

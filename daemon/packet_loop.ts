@@ -8,6 +8,8 @@
  * one `sendmsg`. The hook runs after the receive, so a batch is decided
  * with the newest state the hook installs (e.g. a flow set); it runs also
  * after an empty receive, so such state is installed while idle too.
+ * Packets longer than the copy range are counted on the way (one compare
+ * each) and reported once per batch to the `truncated` hook.
  * Nothing on the per-packet path allocates.
  *
  * @example
@@ -32,6 +34,8 @@ export interface PacketQueue {
   payloadOffset(i: number): number;
   payloadLength(i: number): number;
   l3proto(i: number): number;
+  /** The packet's whole length when the kernel copied only part of it (`NFQA_CAP_LEN`), else 0. */
+  capLen(i: number): number;
   /** Queue the verdict value for packet `i` (in receive order). */
   verdict(i: number, v: number): void;
   /** Send the queued verdicts. */
@@ -45,9 +49,39 @@ export interface PacketQueue {
  */
 export type BatchHook = (packets: number) => void | Promise<void>;
 
-/** Monotonic time in nanoseconds (read once per batch). */
-function nowNs(): number {
-  return Math.round(performance.now() * 1e6);
+/**
+ * Called once after a batch that had packets longer than the copy range
+ * (`--mtu`), with their number: such a packet was reassembled (or
+ * aggregated) by the kernel before the queue (docs/COMPATIBILITY.md#fragments).
+ */
+export type TruncatedHook = (packets: number) => void;
+
+/**
+ * A monotonic clock in nanoseconds that threads of one process can compare:
+ * counted from `originMs`, one thread's `performance.timeOrigin` handed to
+ * all (each thread's own `performance.now()` starts at its own start). The
+ * queue threads share one fragment table whose entries carry these times.
+ *
+ * @example
+ * ```ts
+ * import { clockSince } from "./packet_loop.ts";
+ * const now = clockSince(performance.timeOrigin); // in a worker: the main thread's origin
+ * now() >= 0; // true
+ * ```
+ */
+export function clockSince(originMs: number): () => number {
+  const offset = performance.timeOrigin - originMs;
+  return () => Math.round((offset + performance.now()) * 1e6);
+}
+
+/** What a packet loop may be given besides its queue, decider and stop flag. */
+export interface PacketLoopOptions {
+  /** Called once per batch after the receive and before the decisions. */
+  readonly hook?: BatchHook;
+  /** Called after a batch that had packets longer than the copy range. */
+  readonly truncated?: TruncatedHook;
+  /** The time passed to the decider, read once per batch (default: this thread's own). */
+  readonly clock?: () => number;
 }
 
 /**
@@ -61,10 +95,13 @@ export async function runPacketLoop(
   q: PacketQueue,
   decider: Decider,
   stop: Int32Array,
-  hook?: BatchHook,
+  options: PacketLoopOptions = {},
 ): Promise<number> {
+  const { hook, truncated } = options;
+  const nowNs = options.clock ?? clockSince(performance.timeOrigin);
   const buf = q.buffer;
   let packets = 0;
+  let long = 0;
   while (Atomics.load(stop, 0) === 0) {
     const n = q.receiveBatch();
     if (hook !== undefined) {
@@ -75,6 +112,7 @@ export async function runPacketLoop(
     const now = nowNs();
     try {
       for (let i = 0; i < n; i++) {
+        if (q.capLen(i) !== 0) long++;
         q.verdict(
           i,
           decider.decide(buf, q.payloadOffset(i), q.payloadLength(i), q.l3proto(i), now),
@@ -82,6 +120,10 @@ export async function runPacketLoop(
       }
     } finally {
       q.flush();
+    }
+    if (long !== 0) {
+      truncated?.(long);
+      long = 0;
     }
     packets += n;
   }

@@ -20,8 +20,12 @@ import { openShm } from "../ffi/shm.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import { LOGLEVEL_WORD, MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
-import { runPacketLoop } from "./packet_loop.ts";
-import { FragTable } from "../lib/frag/table.ts";
+import { clockSince, runPacketLoop } from "./packet_loop.ts";
+import { FragTable, type InjectFn } from "../lib/frag/table.ts";
+import { TunDevice } from "../ffi/tun.ts";
+import { strerror } from "../ffi/libc.ts";
+import { LogRateLimiter } from "../lib/log/rate_limit.ts";
+import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
@@ -60,6 +64,12 @@ export interface QueueWorkerStart {
   readonly trace: SharedArrayBuffer;
   /** This thread's log ring (read by the trace thread, written to stderr). */
   readonly log: SharedArrayBuffer;
+  /** The memory of the fragment table all queue threads share. */
+  readonly fragments: SharedArrayBuffer;
+  /** The main thread's `performance.timeOrigin`: the queue threads' common clock starts there. */
+  readonly originMs: number;
+  /** The `--tun` device the main thread attached (its descriptor is this process's). */
+  readonly tun?: { readonly fd: number; readonly name: string };
   /** Present for `flowlb`. */
   readonly flows?: FlowChannel;
 }
@@ -206,6 +216,69 @@ function setField<K extends string>(holder: object, key: K, t: MaglevTable): voi
   (holder as Record<K, MaglevTable>)[key] = t;
 }
 
+/** Rate limit of the `injectFrag` warning (docs/COMPATIBILITY.md#trace-and-log). */
+const INJECT_LOG = { burst: 5, intervalMs: 10_000 };
+/** Log level of a warning. */
+const WARNING = 4;
+
+/**
+ * Writes stored fragments to the tun device; a failed write is counted by the fragment table
+ * (the returned false) and logged as 1.2.0 does, rate-limited.
+ */
+function injector(dev: { fd: number; name: string }, trace: TraceSink): InjectFn {
+  const tun = TunDevice.fromFd(dev.name, dev.fd, 0);
+  const limiter = new LogRateLimiter(INJECT_LOG);
+  return (bytes, len) => {
+    const rc = tun.write(bytes, len);
+    if (rc === len) return true;
+    if ((trace.level ?? 0) >= WARNING) {
+      const why = rc < 0 ? ` (${strerror(tun.lastErrno())})` : "";
+      for (
+        const l of limiter.offer(
+          "inject",
+          `FAILED: injectFrag write(${len}), rc=${rc}${why}`,
+          performance.now(),
+        )
+      ) {
+        trace.log?.(l);
+      }
+    }
+    return false;
+  };
+}
+
+/** Main buckets of the fragment table each queue thread sweeps per check (every 100 ms). */
+const SWEEP_BUCKETS = 16_384;
+
+/** Rate limit of the "reassembled before the queue" warning: once a minute, then a summary. */
+const REASSEMBLED_LOG = { burst: 1, intervalMs: 60_000 };
+
+/**
+ * Counts queued packets longer than `--mtu` in the `ftshm` object (`kernelReassembled`) and
+ * warns, rate-limited: something before the queue reassembled fragments (docs/COMPATIBILITY.md#fragments).
+ */
+function reassembledCounter(
+  ftshm: ArrayBuffer,
+  c: DaemonConfig,
+  queue: number,
+  trace: TraceSink,
+): (n: number) => void {
+  const words = ftshm.byteLength >= FTSHM_EXT_SIZE
+    ? new Uint32Array(ftshm, 0, FTSHM_EXT_SIZE >>> 2)
+    : undefined;
+  const limiter = new LogRateLimiter(REASSEMBLED_LOG);
+  const text = `queue ${queue}: packets longer than --mtu=${c.mtu} reached the queue: something ` +
+    "before it reassembled fragments or aggregated packets (conntrack/nf_defrag in this network " +
+    "namespace, GRO/LRO on the ingress device, or a bridge); fragments are then not load-balanced " +
+    "one by one. Use notrack rules for the VIPs, turn GRO/LRO off, or raise --mtu for jumbo " +
+    "frames (README: Fragments)";
+  return (n) => {
+    if (words !== undefined) Atomics.add(words, FT_OFF_KERNEL_REASSEMBLED >>> 2, n);
+    if ((trace.level ?? 0) < WARNING) return;
+    for (const l of limiter.offer("reassembled", text, performance.now())) trace.log?.(l);
+  };
+}
+
 async function serve(start: QueueWorkerStart): Promise<void> {
   const { config: c, queue } = start;
   const stop = new Int32Array(start.stop);
@@ -233,6 +306,8 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       line: (text) => ring.write(text),
       log: (text) => logRing.write(text),
     };
+    // One clock for all queue threads: the fragment table they share compares their times.
+    const clock = clockSince(start.originMs);
     const fragments = new FragTable({
       size: c.ftSize,
       buckets: c.ftBuckets,
@@ -240,10 +315,12 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       mtu: c.mtu,
       ttlMs: c.ftTtl,
       reassembler: c.reassembler,
+      // One table for all queue threads (fragments of a datagram may reach different queues).
+      memory: start.fragments,
       stats: ft.buffer,
       // The main thread initialised the object; queue threads share its counters.
       initStats: false,
-      atomicStats: true,
+      inject: start.tun === undefined ? undefined : injector(start.tun, trace),
     });
     const common = {
       lbTier: lbTier?.table,
@@ -320,10 +397,16 @@ async function serve(start: QueueWorkerStart): Promise<void> {
         nextCheck = now + CHECK_INTERVAL_MS;
         for (const w of watched) w.check(trace.log!);
         checkFlowTables();
+        // Entries no packet touches again give back their buffers and buckets.
+        fragments.sweep(clock(), SWEEP_BUCKETS);
       }
       return flowsChanged() ? flowSync() : undefined;
     };
-    const packets = await runPacketLoop(q, decider, stop, hook);
+    const packets = await runPacketLoop(q, decider, stop, {
+      hook,
+      truncated: reassembledCounter(ft.buffer, c, queue, trace),
+      clock,
+    });
     scope.postMessage({ type: "stopped", queue, packets });
   } finally {
     for (const o of owned.reverse()) o.close();

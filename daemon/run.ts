@@ -22,9 +22,9 @@ export function runLb(io: Io, config: DaemonConfig): Promise<number> {
   try {
     // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
     openTable(config.tshm, false).close();
-    const c = prepareDaemon(io, config, "lb");
+    const prepared = prepareDaemon(io, config);
     const stop = new SharedArrayBuffer(4);
-    const threads = startQueueThreads(io, c, stop);
+    const threads = startQueueThreads(io, prepared, stop);
     stopOnSignals(stop, threads.finished, threads);
     running.end(threads.finished);
     return threads.finished;
@@ -69,7 +69,8 @@ async function flowLb(
   config: DaemonConfig,
   address: NonNullable<ReturnType<typeof parseSocketAddress>>,
 ): Promise<number> {
-  const c = prepareDaemon(io, config, "flowlb");
+  const prepared = prepareDaemon(io, config);
+  const c = prepared.config;
   const stop = new SharedArrayBuffer(4);
   const stopFlag = new Int32Array(stop);
   const lanes = c.queueLast - c.queueFirst + 1;
@@ -87,13 +88,14 @@ async function flowLb(
     ready = await control.ready;
   } catch (e) {
     control.terminate();
+    prepared.release();
     throw e;
   }
   if (ready.restored > 0) io.err(`flowlb: restored ${ready.restored} flows from ${c.flowState}\n`);
   const version = new Int32Array(new SharedArrayBuffer(4));
   let latest = ready.snapshot;
   Atomics.store(version, 0, latest.version);
-  const threads = startQueueThreads(io, c, stop, (lane) => ({
+  const threads = startQueueThreads(io, prepared, stop, (lane) => ({
     lane,
     counters: ready.counters,
     lanes,

@@ -7,8 +7,10 @@
 import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
 import { createShm } from "../ffi/shm.ts";
-import { FTSHM_SIZE, initFtStats } from "../lib/frag/stats.ts";
-import { ShmCreateError } from "./errors.ts";
+import { TunDevice, TunError } from "../ffi/tun.ts";
+import { FTSHM_EXT_SIZE, initFtStats } from "../lib/frag/stats.ts";
+import { FragTable } from "../lib/frag/table.ts";
+import { ShmCreateError, TunOpenError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
 import { openTable } from "./open_table.ts";
@@ -22,42 +24,64 @@ const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
 /** Bytes of trace lines a queue thread may have waiting for the trace thread. */
 const TRACE_RING_BYTES = 256 * 1024;
 
+/** What the start-up prepared for the queue threads. */
+export interface Prepared {
+  /** The options, with the effective `ft_frag`. */
+  readonly config: DaemonConfig;
+  /** The memory of the one fragment table all queue threads share. */
+  readonly fragments: SharedArrayBuffer;
+  /** The `--tun` device, attached. */
+  readonly tun?: TunDevice;
+  /** Close what was opened (the tun device), once the queue threads have stopped. */
+  release(): void;
+}
+
 /**
  * Steps 2–5 of the start-up (docs/COMPATIBILITY.md#nfqueue): check the LB-tier table, create the
- * fragment statistics object, warn about `--tun`, print the `FragTable;`
- * line. Returns the config with the effective `ft_frag`. Throws a
- * `TableOpenError` (LB-tier table) or {@link ShmCreateError} (`--ft_shm`).
+ * fragment statistics object, attach the `--tun` device, print the `FragTable;`
+ * line, and allocate the shared fragment table. Throws a `TableOpenError`
+ * (LB-tier table), {@link ShmCreateError} (`--ft_shm`) or {@link TunOpenError}.
  */
-export function prepareDaemon(io: Io, c: DaemonConfig, name: string): DaemonConfig {
+export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   if (c.lbshm !== "") openTable(c.lbshm, false).close();
-  let frag = c.ftFrag;
-  if (c.tun !== "") {
-    io.err(
-      `${name}: --tun=${c.tun}: re-injection of stored fragments is not implemented yet; ` +
-        "fragments that arrive before their first fragment are dropped (ft_frag=0)\n",
-    );
-    frag = 0;
-  }
   let m;
   try {
-    m = createShm(c.ftShm, FTSHM_SIZE);
+    m = createShm(c.ftShm, FTSHM_EXT_SIZE);
   } catch (e) {
     if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
     throw e;
   }
-  initFtStats(m.buffer, {
+  const sizes = {
     ttlMs: c.ftTtl,
     size: c.ftSize,
     mtu: c.mtu,
     buckets: c.ftBuckets,
-    frags: frag,
-  });
+    frags: c.ftFrag,
+  };
+  initFtStats(m.buffer, sizes);
   m.close();
+  let tun: TunDevice | undefined;
+  if (c.tun !== "") {
+    try {
+      tun = TunDevice.open(c.tun, c.mtu);
+    } catch (e) {
+      if (e instanceof TunError) throw new TunOpenError(c.tun, e.message);
+      throw e;
+    }
+  }
   io.out(
-    `FragTable; size=${c.ftSize}, buckets=${c.ftBuckets}, frag=${frag}, mtu=${c.mtu}, ` +
+    `FragTable; size=${c.ftSize}, buckets=${c.ftBuckets}, frag=${c.ftFrag}, mtu=${c.mtu}, ` +
       `ttl=${c.ftTtl}\n`,
   );
-  return { ...c, ftFrag: frag };
+  let fragments: SharedArrayBuffer;
+  try {
+    const table = new FragTable({ ...sizes, reassembler: c.reassembler, shared: true });
+    fragments = table.memory as SharedArrayBuffer;
+  } catch (e) {
+    tun?.close();
+    throw e;
+  }
+  return { config: c, fragments, tun, release: () => tun?.close() };
 }
 
 /** Running queue threads. */
@@ -114,10 +138,11 @@ function startTraceThread(
  */
 export function startQueueThreads(
   io: Io,
-  c: DaemonConfig,
+  prepared: Prepared,
   stop: SharedArrayBuffer,
   flows?: (lane: number) => FlowChannel,
 ): QueueThreads {
+  const c = prepared.config;
   const stopFlag = new Int32Array(stop);
   const workers: Worker[] = [];
   const waker = new QueueWaker();
@@ -140,6 +165,7 @@ export function startQueueThreads(
   // The trace thread stops with the same flag; the daemon ends when both have stopped.
   const finished = queuesDone.then(async (s) => {
     waker.close();
+    prepared.release();
     Atomics.store(stopFlag, 0, 1);
     await traceDone;
     return s;
@@ -180,6 +206,11 @@ export function startQueueThreads(
       stop,
       trace: rings[queue - c.queueFirst],
       log: logs[queue - c.queueFirst],
+      fragments: prepared.fragments,
+      originMs: performance.timeOrigin,
+      tun: prepared.tun === undefined
+        ? undefined
+        : { fd: prepared.tun.fd, name: prepared.tun.name },
       flows: flows?.(queue - c.queueFirst),
     };
     w.postMessage(start);

@@ -16,6 +16,7 @@ export const O_RDWR = 2;
 export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
+export const O_CLOEXEC = 0o2000000;
 /** mmap(2) protection and flags. */
 export const PROT_READ = 1;
 export const PROT_WRITE = 2;
@@ -64,6 +65,12 @@ const LIBC_SYMBOLS = {
   // because its length lives in the iovec (written with a DataView), so no BigInt is
   // needed per call. The result fits in 32 bits (length of one datagram, or -1).
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  // the tun device stored fragments are re-injected through (./tun.ts)
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "buffer"], result: "i32" },
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  // one raw IP packet to the tun device: the length fits in 32 bits (at most --mtu)
+  write: { parameters: ["i32", "buffer", "u32"], result: "i32" },
   // errno
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },

@@ -43,6 +43,11 @@ export const FEED_ABANDONED: number = -1;
 /** Inclusive "last byte" of the initial hole `[0, ∞)`. */
 const INFINITY = 0x7fffffff;
 
+/** Words before the descriptor arrays: the free list's head and count. */
+const HEAD_WORDS = 2;
+const FREE_HEAD = 0;
+const FREE_COUNT = 1;
+
 /**
  * A pool of `K` hole descriptors holding any number of RFC 815 hole lists.
  * A list is identified by the index of its head descriptor. Descriptor
@@ -57,45 +62,60 @@ export class HoleLists {
   declare private readonly last: Int32Array;
   /** Next descriptor in a list (or in the free list), -1 at the end. */
   declare private readonly next: Int32Array;
-  /** Head of the free list. */
-  declare private freeHead: number;
-  /** Descriptors currently free. */
-  declare private freeCount: number;
+  /** [head of the free list, descriptors currently free]: in the pool's memory, so shareable. */
+  declare private readonly head: Int32Array;
 
-  /** A pool of `k` descriptors (`k` a non-negative integer; 0 disables tracking). */
-  constructor(k: number) {
+  /** Bytes of memory a pool of `k` descriptors needs (see the constructor's `memory`). */
+  static byteLength(k: number): number {
+    return 4 * (HEAD_WORDS + 3 * k);
+  }
+
+  /**
+   * A pool of `k` descriptors (`k` a non-negative integer; 0 disables
+   * tracking). By default the pool has memory of its own; `memory` places it
+   * at a 4-byte aligned `offset` of a caller's buffer
+   * ({@link HoleLists.byteLength} bytes), e.g. a SharedArrayBuffer that
+   * several threads view (they must serialise their calls). `init` false
+   * attaches to a pool already initialised there.
+   */
+  constructor(k: number, memory?: { buffer: ArrayBufferLike; offset: number }, init = true) {
     if (!Number.isSafeInteger(k) || k < 0) {
       throw new RangeError(`reassembler: pool size must be a non-negative integer, got ${k}`);
     }
     this.capacity = k;
-    this.first = new Int32Array(k);
-    this.last = new Int32Array(k);
-    this.next = new Int32Array(k);
+    const buffer = memory?.buffer ?? new ArrayBuffer(HoleLists.byteLength(k));
+    const base = memory?.offset ?? 0;
+    this.head = new Int32Array(buffer, base, HEAD_WORDS);
+    this.first = new Int32Array(buffer, base + 4 * HEAD_WORDS, k);
+    this.last = new Int32Array(buffer, base + 4 * (HEAD_WORDS + k), k);
+    this.next = new Int32Array(buffer, base + 4 * (HEAD_WORDS + 2 * k), k);
+    if (!init) return;
     for (let i = 0; i < k; i++) this.next[i] = i + 1 < k ? i + 1 : -1;
-    this.freeHead = k > 0 ? 0 : -1;
-    this.freeCount = k;
+    this.head[FREE_HEAD] = k > 0 ? 0 : -1;
+    this.head[FREE_COUNT] = k;
   }
 
   /** Descriptors not in use. */
   get free(): number {
-    return this.freeCount;
+    return this.head[FREE_COUNT];
   }
 
   /** Takes a descriptor from the free list (-1 if none). */
   private alloc(): number {
-    const d = this.freeHead;
+    const head = this.head;
+    const d = head[FREE_HEAD];
     if (d >= 0) {
-      this.freeHead = this.next[d];
-      this.freeCount--;
+      head[FREE_HEAD] = this.next[d];
+      head[FREE_COUNT]--;
     }
     return d;
   }
 
   /** Puts a descriptor back on the free list. */
   private release(d: number): void {
-    this.next[d] = this.freeHead;
-    this.freeHead = d;
-    this.freeCount++;
+    this.next[d] = this.head[FREE_HEAD];
+    this.head[FREE_HEAD] = d;
+    this.head[FREE_COUNT]++;
   }
 
   /**
@@ -103,7 +123,7 @@ export class HoleLists {
    * hole). Returns its handle, or -1 if fewer than two descriptors are free.
    */
   create(): number {
-    if (this.freeCount < 2) return -1;
+    if (this.head[FREE_COUNT] < 2) return -1;
     const head = this.alloc();
     const hole = this.alloc();
     this.first[hole] = 0;

@@ -25,6 +25,27 @@
  * | 64     | u32  | fragments stored (cumulative)           | `fragsAllocated`   |
  * | 68     | u32  | datagrams fully seen by the reassembler | `reAssembled`      |
  *
+ * Beyond 1.2.0, the daemons create the object {@link FTSHM_EXT_SIZE} bytes
+ * long and count there what 1.2.0 never counted (docs/COMPATIBILITY.md#fragments):
+ * every fragment dropped, by reason, the stored fragments written to the tun
+ * device, and the queued packets longer than `--mtu` (reassembled by the
+ * kernel). A 1.2.0 `stats` reads the first 72 bytes and never sees them; an
+ * object of 72 bytes (made by a 1.2.0 daemon) prints without them.
+ *
+ * | offset | type | field                                                  | stats key                   |
+ * |--------|------|--------------------------------------------------------|-----------------------------|
+ * | 72     | u32  | stored fragments written to the tun device             | `fragsInjected`             |
+ * | 76     | u32  | stored fragments dropped: no first fragment in the ttl | `fragsDroppedTtl`           |
+ * | 80     | u32  | fragments dropped: stored-fragment pool exhausted      | `fragsDroppedPoolFull`      |
+ * | 84     | u32  | fragments dropped: longer than `--mtu`                 | `fragsDroppedTooLong`       |
+ * | 88     | u32  | fragments dropped: ahead of their first, no `--tun`    | `fragsDroppedNoTun`         |
+ * | 92     | u32  | stored fragments dropped: tun write failed             | `fragsDroppedTunWrite`      |
+ * | 96     | u32  | fragments dropped: their datagram was already lost     | `fragsDroppedLostDatagram`  |
+ * | 100    | u32  | first fragments dropped: first fragment seen before    | `fragsDroppedRepeatedFirst` |
+ * | 104    | u32  | queued packets longer than `--mtu`                     | `kernelReassembled`         |
+ *
+ * Fragments the table had no entry for are the `rejected` inserts.
+ *
  * @example
  * ```ts
  * import { FTSHM_SIZE, formatStats, initFtStats } from "./stats.ts";
@@ -35,8 +56,10 @@
  * @module
  */
 
-/** Size in bytes of the `ftshm` object. */
+/** Size in bytes of the `ftshm` object as 1.2.0 lays it out. */
 export const FTSHM_SIZE = 72;
+/** Size in bytes of the `ftshm` object the daemons create: 1.2.0's fields, then ours. */
+export const FTSHM_EXT_SIZE = 108;
 
 /** Byte offset of the ttl in nanoseconds (u64). */
 export const FT_OFF_TTL_NANOS = 0;
@@ -70,6 +93,24 @@ export const FT_OFF_FRAGS_DISCARDED = 60;
 export const FT_OFF_FRAGS_ALLOCATED = 64;
 /** Byte offset of the reassembled-datagrams counter (u32). */
 export const FT_OFF_REASSEMBLED = 68;
+/** Byte offset of the stored fragments written to the tun device (u32). */
+export const FT_OFF_FRAGS_INJECTED = 72;
+/** Byte offset of the stored fragments dropped because no first fragment came in the ttl (u32). */
+export const FT_OFF_DROP_TTL = 76;
+/** Byte offset of the fragments dropped because the stored-fragment pool was empty (u32). */
+export const FT_OFF_DROP_POOL_FULL = 80;
+/** Byte offset of the fragments dropped because they were longer than `--mtu` (u32). */
+export const FT_OFF_DROP_TOO_LONG = 84;
+/** Byte offset of the fragments dropped because they came before their first, without `--tun` (u32). */
+export const FT_OFF_DROP_NO_TUN = 88;
+/** Byte offset of the stored fragments whose write to the tun device failed (u32). */
+export const FT_OFF_DROP_TUN_WRITE = 92;
+/** Byte offset of the fragments dropped because their datagram was already lost (u32). */
+export const FT_OFF_DROP_LOST_DATAGRAM = 96;
+/** Byte offset of the first fragments dropped because one was seen before (u32). */
+export const FT_OFF_DROP_REPEATED_FIRST = 100;
+/** Byte offset of the count of queued packets longer than `--mtu` (u32). */
+export const FT_OFF_KERNEL_REASSEMBLED = 104;
 
 /** Static fields written once when the object is (re)created. */
 export interface FtStaticFields {
@@ -123,6 +164,28 @@ export interface FtStats {
   reAssembled: number;
 }
 
+/** The counters beyond 1.2.0's layout (offsets 72–107), as plain numbers. */
+export interface FtStatsExt {
+  /** Stored fragments written to the tun device. */
+  fragsInjected: number;
+  /** Stored fragments dropped: no first fragment within the ttl. */
+  fragsDroppedTtl: number;
+  /** Fragments dropped: the stored-fragment pool was empty (incl. those discarded with them). */
+  fragsDroppedPoolFull: number;
+  /** Fragments dropped: longer than `--mtu`. */
+  fragsDroppedTooLong: number;
+  /** Fragments dropped: ahead of their first fragment, and no `--tun` to store them for. */
+  fragsDroppedNoTun: number;
+  /** Stored fragments dropped: the write to the tun device failed. */
+  fragsDroppedTunWrite: number;
+  /** Fragments (first ones too) dropped because their datagram was already lost. */
+  fragsDroppedLostDatagram: number;
+  /** First fragments dropped because a first fragment of the datagram was seen before. */
+  fragsDroppedRepeatedFirst: number;
+  /** Queued packets longer than `--mtu`: reassembled by conntrack, GRO/LRO or a bridge. */
+  kernelReassembled: number;
+}
+
 /** Bytes accepted by the functions of this module: the object itself or a view of it. */
 export type FtStatsBytes = ArrayBufferLike | Uint8Array;
 
@@ -159,6 +222,7 @@ export function initFtStats(bytes: FtStatsBytes, f: FtStaticFields): void {
   const buckets = u32Field("buckets", f.buckets);
   const frags = u32Field("frags", f.frags);
   for (let i = 0; i < FTSHM_SIZE; i += 4) dv.setUint32(i, 0, true);
+  clearStatsExt(bytes);
   dv.setBigUint64(FT_OFF_TTL_NANOS, BigInt(f.ttlMs) * 1_000_000n, true);
   dv.setUint32(FT_OFF_HSIZE, size, true);
   dv.setUint32(FT_OFF_MTU, mtu, true);
@@ -192,6 +256,43 @@ export function readStats(bytes: FtStatsBytes): FtStats {
   };
 }
 
+/** Offsets of the {@link FtStatsExt} fields, in output order. */
+const EXT_FIELDS: readonly [keyof FtStatsExt, number][] = [
+  ["fragsInjected", FT_OFF_FRAGS_INJECTED],
+  ["fragsDroppedTtl", FT_OFF_DROP_TTL],
+  ["fragsDroppedPoolFull", FT_OFF_DROP_POOL_FULL],
+  ["fragsDroppedTooLong", FT_OFF_DROP_TOO_LONG],
+  ["fragsDroppedNoTun", FT_OFF_DROP_NO_TUN],
+  ["fragsDroppedTunWrite", FT_OFF_DROP_TUN_WRITE],
+  ["fragsDroppedLostDatagram", FT_OFF_DROP_LOST_DATAGRAM],
+  ["fragsDroppedRepeatedFirst", FT_OFF_DROP_REPEATED_FIRST],
+  ["kernelReassembled", FT_OFF_KERNEL_REASSEMBLED],
+];
+
+/** Byte length of `bytes`. */
+function lengthOf(bytes: FtStatsBytes): number {
+  return bytes.byteLength;
+}
+
+/**
+ * The counters beyond 1.2.0's layout, or undefined when the object is only
+ * 1.2.0's 72 bytes (shorter than {@link FTSHM_EXT_SIZE}).
+ */
+export function readStatsExt(bytes: FtStatsBytes): FtStatsExt | undefined {
+  if (lengthOf(bytes) < FTSHM_EXT_SIZE) return undefined;
+  const dv = dataView(bytes);
+  const out = {} as FtStatsExt;
+  for (const [k, off] of EXT_FIELDS) out[k] = dv.getUint32(off, true);
+  return out;
+}
+
+/** Zero the counters beyond 1.2.0's layout (when the object has them). */
+export function clearStatsExt(bytes: FtStatsBytes): void {
+  if (lengthOf(bytes) < FTSHM_EXT_SIZE) return;
+  const dv = dataView(bytes);
+  for (let i = FTSHM_SIZE; i < FTSHM_EXT_SIZE; i += 4) dv.setUint32(i, 0, true);
+}
+
 /** Printed keys in output order (docs/COMPATIBILITY.md#command-line); `active` is not printed. */
 const PRINTED: readonly (keyof FtStats)[] = [
   "hsize",
@@ -213,19 +314,28 @@ const PRINTED: readonly (keyof FtStats)[] = [
 
 /** Width of `"key":` plus padding; values start in column 23 after the 2-space indent. */
 const KEY_COLUMN_WIDTH = 20;
+/** The same for our counters: values start in column 32. */
+const EXT_KEY_COLUMN_WIDTH = 29;
 
 /**
  * The `nfqlb stats` output (docs/COMPATIBILITY.md#command-line) in its corrected, valid-JSON form
  * (docs/COMPATIBILITY.md#differences D2: comma after `fragsDiscarded`): one `"key":` per line, padded
  * so every value starts in column 23, unsigned decimal values, `ttlMillis =
- * floor(ttlNanos / 1e6)`. The returned text ends with a newline after `}`.
+ * floor(ttlNanos / 1e6)`. An object with our extension ({@link FTSHM_EXT_SIZE}
+ * bytes) prints its counters after 1.2.0's, in the same style (their keys are
+ * longer: their values start in column 32). The returned text ends with a
+ * newline after `}`.
  */
 export function formatStats(bytes: FtStatsBytes): string {
   const s = readStats(bytes);
+  const rows: [string, number][] = PRINTED.map((k) => [k, s[k] as number]);
+  const ext = readStatsExt(bytes);
+  if (ext !== undefined) { for (const [k] of EXT_FIELDS) rows.push([k, ext[k]]); }
   let out = "{\n";
-  for (let i = 0; i < PRINTED.length; i++) {
-    const k = PRINTED[i];
-    out += `  ${`"${k}":`.padEnd(KEY_COLUMN_WIDTH)}${s[k]}${i < PRINTED.length - 1 ? "," : ""}\n`;
+  for (let i = 0; i < rows.length; i++) {
+    const [k, v] = rows[i];
+    const width = i < PRINTED.length ? KEY_COLUMN_WIDTH : EXT_KEY_COLUMN_WIDTH;
+    out += `  ${`"${k}":`.padEnd(width)}${v}${i < rows.length - 1 ? "," : ""}\n`;
   }
   return out + "}\n";
 }

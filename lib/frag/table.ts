@@ -54,17 +54,27 @@
 
 import { KEY_ID, KEY_LEN } from "../packet/key.ts";
 import type { KeyParse } from "../packet/parse.ts";
+import { lockWord, unlockWord } from "../sync/mutex.ts";
 import {
   FT_OFF_BUCKETS_ALLOCATED,
   FT_OFF_BUCKETS_USED,
   FT_OFF_COLLISIONS,
+  FT_OFF_DROP_LOST_DATAGRAM,
+  FT_OFF_DROP_NO_TUN,
+  FT_OFF_DROP_POOL_FULL,
+  FT_OFF_DROP_REPEATED_FIRST,
+  FT_OFF_DROP_TOO_LONG,
+  FT_OFF_DROP_TTL,
+  FT_OFF_DROP_TUN_WRITE,
   FT_OFF_FRAGS_ALLOCATED,
   FT_OFF_FRAGS_DISCARDED,
+  FT_OFF_FRAGS_INJECTED,
   FT_OFF_INSERTS,
   FT_OFF_LOOKUPS,
   FT_OFF_OBJGC,
   FT_OFF_REASSEMBLED,
   FT_OFF_REJECTED,
+  FTSHM_EXT_SIZE,
   FTSHM_SIZE,
   type FtStatsBytes,
   initFtStats,
@@ -110,6 +120,25 @@ const S_BUCKETS_USED = FT_OFF_BUCKETS_USED >>> 2;
 const S_FRAGS_DISCARDED = FT_OFF_FRAGS_DISCARDED >>> 2;
 const S_FRAGS_ALLOCATED = FT_OFF_FRAGS_ALLOCATED >>> 2;
 const S_REASSEMBLED = FT_OFF_REASSEMBLED >>> 2;
+const S_FRAGS_INJECTED = FT_OFF_FRAGS_INJECTED >>> 2;
+const S_DROP_TTL = FT_OFF_DROP_TTL >>> 2;
+const S_DROP_POOL_FULL = FT_OFF_DROP_POOL_FULL >>> 2;
+const S_DROP_TOO_LONG = FT_OFF_DROP_TOO_LONG >>> 2;
+const S_DROP_NO_TUN = FT_OFF_DROP_NO_TUN >>> 2;
+const S_DROP_TUN_WRITE = FT_OFF_DROP_TUN_WRITE >>> 2;
+const S_DROP_LOST_DATAGRAM = FT_OFF_DROP_LOST_DATAGRAM >>> 2;
+const S_DROP_REPEATED_FIRST = FT_OFF_DROP_REPEATED_FIRST >>> 2;
+
+/** Header words of the table's memory. */
+const H_LOCK = 0;
+const H_BUCKET_FREE_TOP = 1;
+const H_FRAG_FREE_HEAD = 2;
+/** Next main bucket {@link FragTable.sweep} looks at. */
+const H_SWEEP_CURSOR = 3;
+const HEADER_WORDS = 4;
+
+/** {@link FragTable.first}'s locked part: the entry could not take the first fragment. */
+const FIRST_REFUSED = -2;
 
 export type { FtStatsBytes };
 
@@ -117,9 +146,11 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 /**
  * Receives a stored fragment to re-inject (write it to the tun device).
- * `bytes[0, len)` is valid only during the call: copy it if needed.
+ * `bytes[0, len)` is valid only during the call: copy it if needed. Return
+ * false when the fragment could not be written (counted as
+ * `fragsDroppedTunWrite`); anything else counts it as injected.
  */
-export type InjectFn = (bytes: Uint8Array, len: number) => void;
+export type InjectFn = (bytes: Uint8Array, len: number) => boolean | void;
 
 /** Construction parameters (docs/COMPATIBILITY.md#fragments). */
 export interface FragTableOptions {
@@ -136,12 +167,14 @@ export interface FragTableOptions {
   /** Hole-descriptor pool (`--reassembler`, ≥ 0; 0 disables the reassembler). Default 0. */
   reassembler?: number;
   /**
-   * The 72-byte `ftshm` object (docs/COMPATIBILITY.md#shared-memory) to keep the statistics in, e.g. a
-   * shared-memory mapping. It is zero-filled and its static fields are
-   * written. Default: a private buffer (see {@link FragTable.stats}).
+   * The `ftshm` object (docs/COMPATIBILITY.md#shared-memory) to keep the statistics in, e.g. a
+   * shared-memory mapping: 72 bytes for 1.2.0's counters, {@link FTSHM_EXT_SIZE}
+   * for ours too (with 72, ours are counted in private memory). It is
+   * zero-filled and its static fields are written. Default: a private buffer
+   * (see {@link FragTable.stats}).
    */
   stats?: FtStatsBytes;
-  /** Called synchronously for each stored fragment when the first fragment arrives (LIFO). */
+  /** Called for each stored fragment when the first fragment arrives (LIFO), outside the lock. */
   inject?: InjectFn;
   /**
    * Zero-fill `stats` and write its static fields (default true). Pass false
@@ -150,10 +183,24 @@ export interface FragTableOptions {
    */
   initStats?: boolean;
   /**
-   * Update the counters with `Atomics` (default false): needed when tables in
-   * several threads share one `stats` mapping, else increments can be lost.
+   * Update the counters with `Atomics` (default false): needed when tables
+   * with separate memories in several threads share one `stats` mapping.
+   * Tables sharing one memory ({@link memory}) count under their lock and
+   * need not.
    */
   atomicStats?: boolean;
+  /**
+   * Allocate the table in a SharedArrayBuffer ({@link FragTable.memory}) that
+   * tables in other threads can attach to (default false). Every call then
+   * takes the table's lock.
+   */
+  shared?: boolean;
+  /**
+   * Attach to the memory of a table made with `shared: true` and the same
+   * size parameters, e.g. in another worker thread: the tables are then one
+   * table (docs/ARCHITECTURE.md), serialised by a lock in that memory.
+   */
+  memory?: SharedArrayBuffer;
 }
 
 function checkInt(name: string, v: number, min: number): number {
@@ -163,6 +210,64 @@ function checkInt(name: string, v: number, min: number): number {
     );
   }
   return v;
+}
+
+/** Byte offsets of the table's arrays in its memory. */
+interface Layout {
+  state: number;
+  lastRef: number;
+  fw: number;
+  next: number;
+  fragHead: number;
+  hole: number;
+  owner: number;
+  keys: number;
+  bucketFree: number;
+  fragLen: number;
+  fragNext: number;
+  pool: number;
+  holes: number;
+  total: number;
+}
+
+/** Where each array lives in the memory of a table with these sizes (8-byte aligned arrays). */
+function layoutOf(entries: number, buckets: number, frags: number, mtu: number, k: number): Layout {
+  let off = 4 * HEADER_WORDS;
+  const take = (bytes: number) => {
+    off = Math.ceil(off / 8) * 8;
+    const at = off;
+    off += bytes;
+    return at;
+  };
+  const state = take(entries);
+  const lastRef = take(8 * entries);
+  const fw = take(4 * entries);
+  const next = take(4 * entries);
+  const fragHead = take(4 * entries);
+  const hole = take(4 * entries);
+  const owner = take(4 * entries);
+  const keys = take(4 * KEY_WORDS * entries);
+  const bucketFree = take(4 * buckets);
+  const fragLen = take(4 * frags);
+  const fragNext = take(4 * frags);
+  const pool = take(frags * mtu);
+  const holes = take(HoleLists.byteLength(k));
+  return {
+    state,
+    lastRef,
+    fw,
+    next,
+    fragHead,
+    hole,
+    owner,
+    keys,
+    bucketFree,
+    fragLen,
+    fragNext,
+    pool,
+    holes,
+    total: Math.ceil(off / 8) * 8,
+  };
 }
 
 /**
@@ -185,8 +290,10 @@ export function setIdForm(key: Uint8Array, fragId: number): void {
 /**
  * The fragment table. Entry `i < size` is the inline entry of main bucket
  * `i`; entries `size + j` are the extra buckets, chained from a main bucket.
- * All methods are synchronous and never throw on packet input (except what
- * the `inject` callback throws).
+ * Every array lives in one memory ({@link memory}); tables in several
+ * threads attached to one SharedArrayBuffer are one table, each call
+ * serialised by the lock in its first word. All methods are synchronous and
+ * never throw on packet input (except what the `inject` callback throws).
  */
 export class FragTable {
   /** Main hash buckets. */
@@ -201,6 +308,8 @@ export class FragTable {
   declare readonly ttlNs: number;
   /** The `ftshm` bytes holding the live statistics (format with `formatStats`). */
   declare readonly stats: Uint8Array;
+  /** The memory holding the table: a SharedArrayBuffer other threads may attach to when shared. */
+  declare readonly memory: ArrayBuffer | SharedArrayBuffer;
   /**
    * Outcome of the last {@link nonFirst} call: {@link FRAG_ACCEPT},
    * {@link FRAG_STORED} or {@link FRAG_DROPPED} (for the trace messages
@@ -208,9 +317,15 @@ export class FragTable {
    */
   declare lastStatus: number;
 
-  // Statistics as u32 words (little-endian host).
+  /** 1.2.0's statistics as u32 words (little-endian host). */
   declare private readonly st: Uint32Array;
+  /** Our statistics (the words after 1.2.0's), in `stats` when long enough, else private. */
+  declare private readonly ext: Uint32Array;
   declare private readonly atomic: boolean;
+  /** Take the lock around each call (the memory is shared). */
+  declare private readonly locking: boolean;
+  /** [lock, extra-bucket free-stack top, stored-fragment free-list head, sweep cursor]. */
+  declare private readonly hdr: Int32Array;
   // Per entry.
   declare private readonly state: Uint8Array;
   declare private readonly lastRef: Float64Array;
@@ -226,12 +341,10 @@ export class FragTable {
   declare private readonly keys: Int32Array;
   // Extra-bucket free stack (entry indices).
   declare private readonly bucketFree: Int32Array;
-  declare private bucketFreeTop: number;
   // Stored fragments.
   declare private readonly fragBufs: Uint8Array[];
   declare private readonly fragLen: Int32Array;
   declare private readonly fragNext: Int32Array;
-  declare private fragFreeHead: number;
   // Reassembler (null when disabled).
   declare private readonly holes: HoleLists | null;
   declare private readonly geom: FragGeometry;
@@ -240,9 +353,10 @@ export class FragTable {
   declare private readonly kw: Int32Array;
 
   /**
-   * Allocates every pool and initialises the statistics. Throws RangeError
-   * for `size < 1` (docs/COMPATIBILITY.md#differences D20), negative or non-integer parameters, or a
-   * statistics buffer shorter than 72 bytes.
+   * Allocates (or, with `memory`, attaches to) every pool and initialises the
+   * statistics. Throws RangeError for `size < 1` (docs/COMPATIBILITY.md#differences D20), negative or
+   * non-integer parameters, a statistics buffer shorter than 72 bytes, or a
+   * `memory` whose size does not fit the parameters.
    */
   constructor(opts: FragTableOptions) {
     const size = opts.size;
@@ -257,20 +371,23 @@ export class FragTable {
     const k = checkInt("reassembler", opts.reassembler ?? 0, 0);
     if (!LITTLE_ENDIAN) throw new Error("FragTable: the ftshm layout needs a little-endian host");
 
-    const statsBytes = opts.stats ?? new ArrayBuffer(FTSHM_SIZE);
-    const stats = statsBytes instanceof Uint8Array
-      ? statsBytes.subarray(0, FTSHM_SIZE)
-      : new Uint8Array(statsBytes, 0, Math.min(FTSHM_SIZE, statsBytes.byteLength));
+    const statsBytes = opts.stats ?? new ArrayBuffer(FTSHM_EXT_SIZE);
+    const whole = statsBytes instanceof Uint8Array ? statsBytes : new Uint8Array(statsBytes);
+    const stats = whole.subarray(0, Math.min(FTSHM_SIZE, whole.byteLength));
     if (stats.byteLength < FTSHM_SIZE) {
       throw new RangeError(`FragTable: stats needs ${FTSHM_SIZE} bytes, got ${stats.byteLength}`);
     }
     if (stats.byteOffset % 4 !== 0) {
       throw new RangeError("FragTable: stats must be 4-byte aligned");
     }
-    if (opts.initStats ?? true) initFtStats(stats, { ttlMs, size, mtu, buckets, frags });
+    if (opts.initStats ?? true) initFtStats(whole, { ttlMs, size, mtu, buckets, frags });
     this.stats = stats;
     this.atomic = opts.atomicStats ?? false;
     this.st = new Uint32Array(stats.buffer, stats.byteOffset, FTSHM_SIZE >>> 2);
+    const extWords = (FTSHM_EXT_SIZE - FTSHM_SIZE) >>> 2;
+    this.ext = whole.byteLength >= FTSHM_EXT_SIZE
+      ? new Uint32Array(whole.buffer, whole.byteOffset + FTSHM_SIZE, extWords)
+      : new Uint32Array(extWords);
 
     this.size = size;
     this.buckets = buckets;
@@ -280,32 +397,47 @@ export class FragTable {
     this.lastStatus = FRAG_ACCEPT;
 
     const entries = size + buckets;
-    this.state = new Uint8Array(entries);
-    this.lastRef = new Float64Array(entries);
-    this.fw = new Int32Array(entries);
-    this.next = new Int32Array(entries).fill(-1);
-    this.fragHead = new Int32Array(entries).fill(-1);
-    this.hole = new Int32Array(entries).fill(-1);
-    this.owner = new Int32Array(entries);
-    this.keys = new Int32Array(entries * KEY_WORDS);
-    this.bucketFree = new Int32Array(buckets);
-    // Pop order: size, size+1, ...
-    for (let j = 0; j < buckets; j++) this.bucketFree[j] = size + buckets - 1 - j;
-    this.bucketFreeTop = buckets;
-
-    const pool = new Uint8Array(frags * mtu);
+    const at = layoutOf(entries, buckets, frags, mtu, k);
+    const attach = opts.memory;
+    if (attach !== undefined && attach.byteLength !== at.total) {
+      throw new RangeError(
+        `FragTable: the memory to attach is ${attach.byteLength} bytes, these options need ${at.total}`,
+      );
+    }
+    const memory = attach ??
+      (opts.shared ? new SharedArrayBuffer(at.total) : new ArrayBuffer(at.total));
+    this.memory = memory;
+    this.locking = memory instanceof SharedArrayBuffer;
+    this.hdr = new Int32Array(memory, 0, HEADER_WORDS);
+    this.state = new Uint8Array(memory, at.state, entries);
+    this.lastRef = new Float64Array(memory, at.lastRef, entries);
+    this.fw = new Int32Array(memory, at.fw, entries);
+    this.next = new Int32Array(memory, at.next, entries);
+    this.fragHead = new Int32Array(memory, at.fragHead, entries);
+    this.hole = new Int32Array(memory, at.hole, entries);
+    this.owner = new Int32Array(memory, at.owner, entries);
+    this.keys = new Int32Array(memory, at.keys, entries * KEY_WORDS);
+    this.bucketFree = new Int32Array(memory, at.bucketFree, buckets);
+    this.fragLen = new Int32Array(memory, at.fragLen, frags);
+    this.fragNext = new Int32Array(memory, at.fragNext, frags);
     const bufs: Uint8Array[] = new Array(frags);
-    for (let i = 0; i < frags; i++) bufs[i] = pool.subarray(i * mtu, (i + 1) * mtu);
+    for (let i = 0; i < frags; i++) bufs[i] = new Uint8Array(memory, at.pool + i * mtu, mtu);
     this.fragBufs = bufs;
-    this.fragLen = new Int32Array(frags);
-    this.fragNext = new Int32Array(frags);
-    for (let i = 0; i < frags; i++) this.fragNext[i] = i + 1 < frags ? i + 1 : -1;
-    this.fragFreeHead = frags > 0 ? 0 : -1;
-
-    this.holes = k > 0 ? new HoleLists(k) : null;
+    const holesAt = { buffer: memory, offset: at.holes };
+    this.holes = k > 0 ? new HoleLists(k, holesAt, attach === undefined) : null;
     this.geom = new FragGeometry();
     this.inject = opts.inject ?? null;
     this.kw = new Int32Array(KEY_WORDS);
+    if (attach !== undefined) return;
+
+    this.next.fill(-1);
+    this.fragHead.fill(-1);
+    this.hole.fill(-1);
+    // Pop order: size, size+1, ...
+    for (let j = 0; j < buckets; j++) this.bucketFree[j] = size + buckets - 1 - j;
+    this.hdr[H_BUCKET_FREE_TOP] = buckets;
+    for (let i = 0; i < frags; i++) this.fragNext[i] = i + 1 < frags ? i + 1 : -1;
+    this.hdr[H_FRAG_FREE_HEAD] = frags > 0 ? 0 : -1;
   }
 
   /**
@@ -316,6 +448,96 @@ export class FragTable {
    * stored (and will be re-injected) or dropped.
    */
   nonFirst(p: KeyParse, buf: Uint8Array, off: number, len: number, now: number): number {
+    if (!this.locking) return this.nonFirstLocked(p, buf, off, len, now);
+    lockWord(this.hdr, H_LOCK);
+    try {
+      return this.nonFirstLocked(p, buf, off, len, now);
+    } finally {
+      unlockWord(this.hdr, H_LOCK);
+    }
+  }
+
+  /**
+   * A first fragment with target fwmark `fw ≥ 0` (`handleFirstFragment`,
+   * docs/COMPATIBILITY.md#fragments); `p` is its parse, with `p.key` already in id form
+   * ({@link setIdForm}), and `buf[off, off + len)` the packet.
+   * Returns true if the first fragment is to be ACCEPTed with `fw`, false if
+   * it must be DROPped (no entry available, or the entry is already valid
+   * or poisoned). On success every stored fragment of the datagram is passed
+   * to `inject`, most recently stored first, and its buffer is freed; the
+   * writes happen outside the lock (so `inject` may call the table).
+   */
+  first(p: KeyParse, fw: number, buf: Uint8Array, off: number, len: number, now: number): boolean {
+    let stored: number;
+    if (!this.locking) {
+      stored = this.firstLocked(p, fw, buf, off, len, now);
+    } else {
+      lockWord(this.hdr, H_LOCK);
+      try {
+        stored = this.firstLocked(p, fw, buf, off, len, now);
+      } finally {
+        unlockWord(this.hdr, H_LOCK);
+      }
+    }
+    if (stored === FIRST_REFUSED) return false;
+    if (stored >= 0) this.injectStored(stored);
+    return true;
+  }
+
+  /**
+   * Reclaims stale entries of the next `maxBuckets` main buckets (a cursor
+   * in the table's memory goes round), so that entries no packet touches
+   * again give back their stored-fragment buffers and extra buckets within
+   * about a ttl (docs/COMPATIBILITY.md#differences D51; 1.2.0 only reclaims a bucket when
+   * a packet touches it, so after a flood of orphan fragments its pools
+   * stay full). Called off the packet path, e.g. every 100 ms by each queue
+   * thread; takes the lock once. Returns the number of entries reclaimed.
+   */
+  sweep(now: number, maxBuckets: number): number {
+    if (this.locking) lockWord(this.hdr, H_LOCK);
+    try {
+      const before = this.st[S_OBJGC];
+      const n = Math.min(this.size, Math.max(0, Math.floor(maxBuckets)));
+      let b = this.hdr[H_SWEEP_CURSOR];
+      for (let i = 0; i < n; i++) {
+        if (b >= this.size) b = 0;
+        this.collectBucket(b, now);
+        b++;
+      }
+      this.hdr[H_SWEEP_CURSOR] = b >= this.size ? 0 : b;
+      return (this.st[S_OBJGC] - before) >>> 0;
+    } finally {
+      if (this.locking) unlockWord(this.hdr, H_LOCK);
+    }
+  }
+
+  /** Extra buckets currently free. */
+  get bucketsFree(): number {
+    return this.hdr[H_BUCKET_FREE_TOP];
+  }
+
+  /** Stored-fragment buffers currently free. */
+  get fragsFree(): number {
+    let n = 0;
+    for (let s = this.hdr[H_FRAG_FREE_HEAD]; s >= 0; s = this.fragNext[s]) n++;
+    return n;
+  }
+
+  /** Hole descriptors currently free (0 when the reassembler is off). */
+  get holesFree(): number {
+    return this.holes === null ? 0 : this.holes.free;
+  }
+
+  /** Live entries (walks the table; for tests and diagnostics, not the hot path). */
+  get entries(): number {
+    let n = 0;
+    for (let i = 0; i < this.state.length; i++) if (this.state[i] !== FREE) n++;
+    return n;
+  }
+
+  // ---- internals (the *Locked methods run with the lock held) ------------------------------
+
+  private nonFirstLocked(p: KeyParse, buf: Uint8Array, off: number, len: number, now: number) {
     const e = this.lookupOrCreate(p.key, now, false);
     if (e < 0) {
       this.lastStatus = FRAG_DROPPED;
@@ -348,8 +570,9 @@ export class FragTable {
       this.lastStatus = FRAG_ACCEPT;
       return this.fw[e];
     }
+    this.lastStatus = FRAG_DROPPED;
     if (state === POISONED) {
-      this.lastStatus = FRAG_DROPPED;
+      this.countExt(S_DROP_LOST_DATAGRAM, 1);
       return -1;
     }
     // STORING
@@ -357,17 +580,18 @@ export class FragTable {
       !(len >= 0 && len <= this.mtu && off >= 0 && off + len <= buf.length) ||
       (len | 0) !== len || (off | 0) !== off
     ) {
-      this.lastStatus = FRAG_DROPPED;
+      if (len > this.mtu) this.countExt(S_DROP_TOO_LONG, 1);
       return -1;
     }
-    const slot = this.fragFreeHead;
+    const slot = this.hdr[H_FRAG_FREE_HEAD];
     if (slot < 0) {
       this.state[e] = POISONED;
-      this.discardFrags(e);
-      this.lastStatus = FRAG_DROPPED;
+      const n = this.discardFrags(e);
+      if (this.frags === 0) this.countExt(S_DROP_NO_TUN, 1);
+      else this.countExt(S_DROP_POOL_FULL, 1 + n);
       return -1;
     }
-    this.fragFreeHead = this.fragNext[slot];
+    this.hdr[H_FRAG_FREE_HEAD] = this.fragNext[slot];
     // memcpy. The view of the source is the only allocation of fragment handling, and only
     // on this path (a fragment ahead of its first fragment): an allocation-free copy loop
     // is 4-9x slower than view + memcpy for MTU-sized fragments.
@@ -381,20 +605,28 @@ export class FragTable {
   }
 
   /**
-   * A first fragment with target fwmark `fw ≥ 0` (`handleFirstFragment`,
-   * docs/COMPATIBILITY.md#fragments); `p` is its parse, with `p.key` already in id form
-   * ({@link setIdForm}), and `buf[off, off + len)` the packet.
-   * Returns true if the first fragment is to be ACCEPTed with `fw`, false if
-   * it must be DROPped (no entry available, or the entry is already valid
-   * or poisoned). On success every stored fragment of the datagram is passed
-   * to `inject`, most recently stored first, and its buffer is freed.
+   * The table part of {@link first}: returns {@link FIRST_REFUSED}, or the
+   * head of the detached stored-fragment list (-1 for none), which the
+   * caller injects and frees.
    */
-  first(p: KeyParse, fw: number, buf: Uint8Array, off: number, len: number, now: number): boolean {
+  private firstLocked(
+    p: KeyParse,
+    fw: number,
+    buf: Uint8Array,
+    off: number,
+    len: number,
+    now: number,
+  ): number {
     const e = this.lookupOrCreate(p.key, now, true);
-    if (e < 0 || this.state[e] !== STORING) return false;
+    if (e < 0) return FIRST_REFUSED;
+    const state = this.state[e];
+    if (state !== STORING) {
+      this.countExt(state === VALID ? S_DROP_REPEATED_FIRST : S_DROP_LOST_DATAGRAM, 1);
+      return FIRST_REFUSED;
+    }
     this.state[e] = VALID;
     this.fw[e] = fw | 0;
-    let stored = this.fragHead[e];
+    const stored = this.fragHead[e];
     this.fragHead[e] = -1;
     const h = this.hole[e];
     if (h >= 0 && fragmentGeometry(p, buf, off, len, this.geom)) {
@@ -408,72 +640,65 @@ export class FragTable {
         }
       }
     }
-    if (stored >= 0) {
-      const inject = this.inject;
-      try {
-        while (stored >= 0) {
-          const slot = stored;
-          stored = this.fragNext[slot];
-          try {
-            if (inject !== null) inject(this.fragBufs[slot], this.fragLen[slot]);
-          } finally {
-            this.freeFrag(slot);
-          }
-        }
-      } finally {
-        // Only reached with stored >= 0 if inject threw: release the rest.
-        while (stored >= 0) {
-          const slot = stored;
-          stored = this.fragNext[slot];
-          this.freeFrag(slot);
+    return stored;
+  }
+
+  /**
+   * Pass the detached stored fragments from `head` on to `inject` (no lock:
+   * no other call can reach detached buffers), then free them under the lock
+   * and count them: injected, or dropped when the write failed (also those
+   * not reached because `inject` threw, or when there is no `inject`).
+   */
+  private injectStored(head: number): void {
+    const inject = this.inject;
+    let written = 0;
+    try {
+      if (inject !== null) {
+        for (let s = head; s >= 0; s = this.fragNext[s]) {
+          if (inject(this.fragBufs[s], this.fragLen[s]) !== false) written++;
         }
       }
+    } finally {
+      if (this.locking) lockWord(this.hdr, H_LOCK);
+      let n = 0;
+      let s = head;
+      while (s >= 0) {
+        const slot = s;
+        s = this.fragNext[slot];
+        this.freeFrag(slot);
+        n++;
+      }
+      this.countExt(S_FRAGS_INJECTED, written);
+      if (inject === null) this.countExt(S_DROP_NO_TUN, n);
+      else this.countExt(S_DROP_TUN_WRITE, n - written);
+      if (this.locking) unlockWord(this.hdr, H_LOCK);
     }
-    return true;
   }
 
-  /** Extra buckets currently free. */
-  get bucketsFree(): number {
-    return this.bucketFreeTop;
-  }
-
-  /** Stored-fragment buffers currently free. */
-  get fragsFree(): number {
-    let n = 0;
-    for (let s = this.fragFreeHead; s >= 0; s = this.fragNext[s]) n++;
-    return n;
-  }
-
-  /** Hole descriptors currently free (0 when the reassembler is off). */
-  get holesFree(): number {
-    return this.holes === null ? 0 : this.holes.free;
-  }
-
-  /** Live entries (walks the table; for tests and diagnostics, not the hot path). */
-  get entries(): number {
-    let n = 0;
-    for (let i = 0; i < this.state.length; i++) if (this.state[i] !== FREE) n++;
-    return n;
-  }
-
-  // ---- internals ----------------------------------------------------------------------------
-
-  /** Adds `n` (mod 2^32) to the statistics counter at word index `i`. */
+  /** Adds `n` (mod 2^32) to 1.2.0's statistics counter at word index `i`. */
   private count(i: number, n: number): void {
     if (this.atomic) Atomics.add(this.st, i, n);
     else this.st[i] += n;
   }
 
-  /** Returns a stored-fragment buffer to the pool. */
-  private freeFrag(slot: number): void {
-    this.fragNext[slot] = this.fragFreeHead;
-    this.fragFreeHead = slot;
+  /** Adds `n` (mod 2^32) to our statistics counter at word index `i` of the object. */
+  private countExt(i: number, n: number): void {
+    if (n === 0) return;
+    const j = i - (FTSHM_SIZE >>> 2);
+    if (this.atomic) Atomics.add(this.ext, j, n);
+    else this.ext[j] += n;
   }
 
-  /** Frees the entry's stored fragments, counting them as discarded. */
-  private discardFrags(e: number): void {
+  /** Returns a stored-fragment buffer to the pool. */
+  private freeFrag(slot: number): void {
+    this.fragNext[slot] = this.hdr[H_FRAG_FREE_HEAD];
+    this.hdr[H_FRAG_FREE_HEAD] = slot;
+  }
+
+  /** Frees the entry's stored fragments, counting them as discarded; returns how many. */
+  private discardFrags(e: number): number {
     let s = this.fragHead[e];
-    if (s < 0) return;
+    if (s < 0) return 0;
     let n = 0;
     while (s >= 0) {
       const nx = this.fragNext[s];
@@ -483,11 +708,16 @@ export class FragTable {
     }
     this.fragHead[e] = -1;
     this.count(S_FRAGS_DISCARDED, n);
+    return n;
   }
 
-  /** Releases what an entry owns (stored fragments are discarded) and marks it free. */
+  /**
+   * Releases what an entry owns and marks it free. Stored fragments are
+   * discarded: only a storing entry has them, so their first fragment did
+   * not come within the ttl.
+   */
   private clearEntry(e: number): void {
-    this.discardFrags(e);
+    this.countExt(S_DROP_TTL, this.discardFrags(e));
     const h = this.hole[e];
     if (h >= 0) {
       (this.holes as HoleLists).destroy(h);
@@ -517,8 +747,37 @@ export class FragTable {
   /** Returns an (already unlinked) extra bucket to the pool. */
   private releaseBucket(e: number): void {
     this.next[e] = -1;
-    this.bucketFree[this.bucketFreeTop++] = e;
+    this.bucketFree[this.hdr[H_BUCKET_FREE_TOP]++] = e;
     this.count(S_BUCKETS_USED, -1);
+  }
+
+  /**
+   * Reclaims the stale entries of main bucket `b` (docs/COMPATIBILITY.md#fragments): the inline
+   * entry, and the chained extra buckets, which go back to the pool. Each counts `objGC`.
+   */
+  private collectBucket(b: number, now: number): void {
+    const state = this.state;
+    const lastRef = this.lastRef;
+    const next = this.next;
+    const ttl = this.ttlNs;
+    if (state[b] !== FREE && now - lastRef[b] > ttl) {
+      this.clearEntry(b);
+      this.count(S_OBJGC, 1);
+    }
+    let prev = b;
+    let c = next[b];
+    while (c >= 0) {
+      const nx = next[c];
+      if (now - lastRef[c] > ttl) {
+        this.clearEntry(c);
+        next[prev] = nx;
+        this.releaseBucket(c);
+        this.count(S_OBJGC, 1);
+      } else {
+        prev = c;
+      }
+      c = nx;
+    }
   }
 
   /** True if entry `e` holds the key in the scratch words. */
@@ -553,34 +812,13 @@ export class FragTable {
     const state = this.state;
     const lastRef = this.lastRef;
     const next = this.next;
-    const ttl = this.ttlNs;
     this.count(S_LOOKUPS, 1);
 
-    // Lazy GC and search: the inline entry, then the chain.
+    // Lazy GC of the bucket, then the search: the inline entry, then the chain.
+    this.collectBucket(b, now);
     let found = -1;
-    if (state[b] !== FREE) {
-      if (now - lastRef[b] > ttl) {
-        this.clearEntry(b);
-        this.count(S_OBJGC, 1);
-      } else if (this.keyEquals(b)) {
-        found = b;
-      }
-    }
-    let prev = b;
-    let c = next[b];
-    while (c >= 0) {
-      const nx = next[c];
-      if (now - lastRef[c] > ttl) {
-        this.clearEntry(c);
-        next[prev] = nx;
-        this.releaseBucket(c);
-        this.count(S_OBJGC, 1);
-      } else {
-        if (found < 0 && this.keyEquals(c)) found = c;
-        prev = c;
-      }
-      c = nx;
-    }
+    if (state[b] !== FREE && this.keyEquals(b)) found = b;
+    for (let c = next[b]; found < 0 && c >= 0; c = next[c]) if (this.keyEquals(c)) found = c;
     if (found >= 0) {
       lastRef[found] = now;
       return found;
@@ -594,11 +832,11 @@ export class FragTable {
       e = b;
     } else {
       this.count(S_COLLISIONS, 1);
-      if (this.bucketFreeTop === 0) {
+      if (this.hdr[H_BUCKET_FREE_TOP] === 0) {
         this.count(S_REJECTED, 1);
         return -1;
       }
-      e = this.bucketFree[--this.bucketFreeTop];
+      e = this.bucketFree[--this.hdr[H_BUCKET_FREE_TOP]];
       this.count(S_BUCKETS_ALLOCATED, 1);
       this.count(S_BUCKETS_USED, 1);
       next[e] = next[b];

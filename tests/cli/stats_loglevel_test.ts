@@ -1,7 +1,7 @@
 /** `stats` and `loglevel` through the CLI (docs/COMPATIBILITY.md#command-line, #trace-and-log, #shared-memory). */
 import assert from "node:assert/strict";
 import { DEFAULT_STATS } from "../../testkit/spec_examples.ts";
-import { initFtStats } from "../../lib/frag/stats.ts";
+import { FTSHM_EXT_SIZE, initFtStats } from "../../lib/frag/stats.ts";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
 
 Deno.test("stats prints the spec's example for a default daemon's object", async () => {
@@ -27,6 +27,28 @@ Deno.test("stats prints the spec's example for a default daemon's object", async
     out: "",
     err: `FAILED mapSharedData: ${name}\n`,
   });
+});
+
+Deno.test("stats prints our counters after 1.2.0's for an object the daemons create (108 bytes)", async () => {
+  const name = tempShmName("ftx");
+  try {
+    const bytes = new Uint8Array(FTSHM_EXT_SIZE);
+    initFtStats(bytes, { ttlMs: 200, size: 500, mtu: 1500, buckets: 500, frags: 100 });
+    new DataView(bytes.buffer).setUint32(104, 3, true); // kernelReassembled
+    Deno.writeFileSync(`/dev/shm/${name}`, bytes);
+    const r = await runCli("stats", `--ft_shm=${name}`);
+    assert.equal(r.code, 0, r.err);
+    const head = DEFAULT_STATS.replace('"fragsMax":         0', '"fragsMax":         100');
+    // 1.2.0's lines unchanged (the last one now ends with a comma), then ours.
+    assert.ok(
+      r.out.startsWith(head.replace('"reAssembled":      0\n}\n', '"reAssembled":      0,\n')),
+    );
+    const stats = JSON.parse(r.out);
+    assert.equal(stats.kernelReassembled, 3);
+    assert.equal(stats.fragsInjected, 0);
+  } finally {
+    removeShm(name);
+  }
 });
 
 Deno.test("loglevel creates nfqlb-trace with level 5, sets and reads it", async () => {

@@ -5,7 +5,7 @@
  * stop flag, and errors.
  */
 import assert from "node:assert/strict";
-import { type PacketQueue, runPacketLoop } from "../../daemon/packet_loop.ts";
+import { clockSince, type PacketQueue, runPacketLoop } from "../../daemon/packet_loop.ts";
 import type { Decider } from "../../lib/decide/decider.ts";
 
 /** A queue that returns scripted batches of packet lengths, then sets `stop`. */
@@ -32,6 +32,10 @@ class ScriptedQueue implements PacketQueue {
   l3proto(_i: number): number {
     return 0x0800;
   }
+  /** Lengths above 40 stand for packets the kernel truncated at a copy range of 40. */
+  capLen(i: number): number {
+    return this.batch[i] > 40 ? this.batch[i] : 0;
+  }
   verdict(i: number, v: number): void {
     this.verdicts.push([i, v]);
   }
@@ -57,8 +61,10 @@ Deno.test("hook after every receive, before the batch; verdicts in order; one fl
   const stop = new Int32Array(new SharedArrayBuffer(4));
   const q = new ScriptedQueue([[10, 11], [], [12]], stop);
   const d = new LengthDecider(q.events);
-  const n = await runPacketLoop(q, d, stop, (packets) => {
-    q.events.push(`hook ${packets}`);
+  const n = await runPacketLoop(q, d, stop, {
+    hook: (packets) => {
+      q.events.push(`hook ${packets}`);
+    },
   });
   assert.equal(n, 3);
   assert.deepEqual(q.events, [
@@ -99,15 +105,17 @@ Deno.test("a promise from the hook is awaited before the batch is decided", asyn
   const q = new ScriptedQueue([[5], [6], [7]], stop);
   const d = new LengthDecider(q.events);
   let batch = 0;
-  await runPacketLoop(q, d, stop, () => {
-    // Batch 2: an asynchronous swap (as flowlb installs a flow set); the others stay sync.
-    if (++batch !== 2) return;
-    return new Promise<void>((r) =>
-      setTimeout(() => {
-        d.bias = 100;
-        r();
-      }, 5)
-    );
+  await runPacketLoop(q, d, stop, {
+    hook: () => {
+      // Batch 2: an asynchronous swap (as flowlb installs a flow set); the others stay sync.
+      if (++batch !== 2) return;
+      return new Promise<void>((r) =>
+        setTimeout(() => {
+          d.bias = 100;
+          r();
+        }, 5)
+      );
+    },
   });
   assert.deepEqual(q.verdicts, [[0, 5], [0, 106], [0, 107]]);
 });
@@ -132,4 +140,40 @@ Deno.test("a throwing decider: the verdicts decided so far are sent, the error p
   await assert.rejects(runPacketLoop(q, d, stop), /boom/);
   assert.deepEqual(q.verdicts, [[0, 1], [1, 2]]);
   assert.deepEqual(q.events, ["receive 3", "flush"]);
+});
+
+Deno.test("packets longer than the copy range are counted and reported once per batch", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const q = new ScriptedQueue([[10, 41, 50], [12], [], [45]], stop);
+  const d = new LengthDecider(q.events);
+  const reports: number[] = [];
+  await runPacketLoop(q, d, stop, {
+    truncated: (n) => {
+      reports.push(n);
+      q.events.push(`truncated ${n}`);
+    },
+  });
+  assert.deepEqual(reports, [2, 1]);
+  // Reported after the batch's verdicts went out; every packet is still decided.
+  assert.deepEqual(q.events.slice(0, 6), [
+    "receive 3",
+    "decide 10",
+    "decide 41",
+    "decide 50",
+    "flush",
+    "truncated 2",
+  ]);
+  assert.equal(d.seen.length, 5);
+});
+
+Deno.test("clockSince: nanoseconds from another origin; the loop passes its clock's time", async () => {
+  const earlier = clockSince(performance.timeOrigin - 1000);
+  const own = clockSince(performance.timeOrigin);
+  const d1 = earlier() - own();
+  assert.ok(Math.abs(d1 - 1e9) < 5e6, `1 s apart, got ${d1} ns`);
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const q = new ScriptedQueue([[10]], stop);
+  const d = new LengthDecider(q.events);
+  await runPacketLoop(q, d, stop, { clock: () => 42 });
+  assert.equal(d.seen[0].now, 42);
 });

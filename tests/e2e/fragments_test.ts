@@ -1,0 +1,539 @@
+/**
+ * Fragments end to end (docs/COMPATIBILITY.md#fragments), as root, in private
+ * network namespaces:
+ *
+ * ```
+ *   cl (10.207.0.2, fd00:207::2)   testkit/fixtures/frag_client.py: raw-socket fragments
+ *    | veth
+ *   lb (nfqlb lb|flowlb --tun=nfqtun; raw notrack; mangle PREROUTING -d VIP -j NFQUEUE;
+ *    |  tun device nfqtun, up: re-injected fragments come back through the same rule)
+ *    | veth x4
+ *   t1..t4 (VIP on lo; e2e_target.ts answers each UDP datagram with its name)
+ * ```
+ *
+ * A target's kernel hands a datagram to its socket only when every fragment
+ * reached it (the UDP checksum covers the whole datagram), so an answer from
+ * target X means "arrived whole at X". Every datagram must be answered by the
+ * target `nfqlb fwmark` predicts for its 5-tuple: 50 datagrams per case, of
+ * 3000 and 10000 bytes, IPv4 and IPv6, fragments in order, reversed and
+ * shuffled, for `lb` with and without `--reassembler` and for `flowlb`.
+ * Then: two queue threads with CPU fanout (first fragments from one CPU, the
+ * rest from the other), no `--tun` (the loss is counted, not silent),
+ * conntrack in the LB namespace (the kernel reassembles: counted and logged
+ * once), ICMP "fragmentation needed" / "packet too big" (PMTU) reaching the
+ * flow's target, and a flood of orphan fragments (memory bounded).
+ */
+import assert from "node:assert/strict";
+import { runCli } from "../../testkit/cli.ts";
+import { Addressing, buildTopology } from "../../testkit/e2e_topology.ts";
+import { LineProcess } from "../../testkit/line_process.ts";
+import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
+import { type FtStatsExt, readStats, readStatsExt } from "../../lib/frag/stats.ts";
+
+const ROOT = isRoot();
+if (!ROOT) console.warn("fragments_test: not running as root: fragment end-to-end test skipped");
+
+const DENO = Deno.execPath();
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+const FIXTURES = new URL("../../testkit/fixtures/", import.meta.url).pathname;
+const TARGET = [DENO, "run", "--allow-all", FIXTURES + "e2e_target.ts"];
+const CLIENT = ["/usr/bin/python3", FIXTURES + "frag_client.py"];
+const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
+
+const NET = new Addressing(207, 1, 1);
+const { vip4: VIP4, vip6: VIP6, cl4: [CL4], cl6: [CL6] } = NET;
+const MARK_TO_TARGET = new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)]));
+const PORT = 80;
+const Q = 7;
+const TUN = "nfqtun";
+const PER_CASE = 50;
+const ORDERS = ["in-order", "reverse", "shuffle"] as const;
+type Order = typeof ORDERS[number];
+
+/** `nfqlb lb` or `nfqlb flowlb` in the LB namespace. */
+class Daemon extends LineProcess {
+  constructor(net: TestNet, ns: string, cmd: "lb" | "flowlb", args: string[]) {
+    const pre = cmd === "flowlb" ? FLOW_ENV : [];
+    super(net, ns, [...pre, DENO, "run", "--allow-all", CLI, cmd, ...args], `nfqlb ${cmd}`);
+  }
+  async ready(queues = 1): Promise<void> {
+    await this.waitLine(/^FragTable; /);
+    await this.waitLines(/^queue_length=/, queues);
+  }
+  async stop(): Promise<{ code: number; stderr: string }> {
+    Deno.kill(this.pid, "SIGTERM");
+    return await this.finish();
+  }
+}
+
+/** Run `nfqlb <args>` in-process; it must succeed. Returns stdout. */
+async function cli(...args: string[]): Promise<string> {
+  const r = await runCli(...args);
+  assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: exit ${r.code}: ${r.err}`);
+  return r.out;
+}
+
+/** The target `nfqlb fwmark` predicts for UDP src:sport -> VIP:PORT. */
+async function predict(shm: string, src: string, sport: number): Promise<string | null> {
+  const v6 = src.includes(":");
+  const out = await cli(
+    "fwmark",
+    `--shm=${shm}`,
+    "--proto=udp",
+    v6 ? `--src=[${src}]:${sport}` : `--src=${src}:${sport}`,
+    v6 ? `--dst=[${VIP6}]:${PORT}` : `--dst=${VIP4}:${PORT}`,
+  );
+  return MARK_TO_TARGET.get(JSON.parse(out).fwmark as number) ?? null;
+}
+
+interface Case {
+  v6: boolean;
+  size: number;
+  order: Order;
+  sportBase: number;
+  count?: number;
+  extra?: string[];
+}
+
+/** Send one case's datagrams from the client; returns sport -> answering target (or null). */
+async function send(net: TestNet, ns: string, c: Case): Promise<Map<number, string | null>> {
+  const r = await net.exec(ns, [
+    ...CLIENT,
+    `--src=${c.v6 ? CL6 : CL4}`,
+    `--dst=${c.v6 ? VIP6 : VIP4}`,
+    `--port=${PORT}`,
+    `--size=${c.size}`,
+    `--count=${c.count ?? PER_CASE}`,
+    `--sport-base=${c.sportBase}`,
+    `--ident-base=${c.sportBase}`,
+    `--order=${c.order}`,
+    `--seed=${c.sportBase}`,
+    ...(c.extra ?? []),
+  ]);
+  assert.equal(r.code, 0, `frag_client: ${r.stdout}\n${r.stderr}`);
+  const { replies } = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
+    replies: Record<string, string | null>;
+  };
+  return new Map(Object.entries(replies).map(([p, t]) => [Number(p), t]));
+}
+
+/** `send`, then: every datagram answered by its predicted target. Returns the answered count. */
+async function sendAndCheck(net: TestNet, ns: string, shm: string, c: Case, what: string) {
+  const got = await send(net, ns, c);
+  const wrong: string[] = [];
+  let whole = 0;
+  for (const [sport, target] of got) {
+    const want = await predict(shm, c.v6 ? CL6 : CL4, sport);
+    if (target === want) whole++;
+    else wrong.push(`${sport}: ${target ?? "no answer"} (want ${want})`);
+  }
+  console.log(`  ${what}: ${whole}/${got.size} whole at the predicted target`);
+  assert.deepEqual(wrong.slice(0, 5), [], `${what}: ${wrong.length} datagrams lost or misplaced`);
+  return whole;
+}
+
+/** The `ftshm` object's counters (1.2.0's and ours). */
+function fragStats(name: string) {
+  const b = Deno.readFileSync(`/dev/shm/${name}`);
+  return { ...readStats(b), ...(readStatsExt(b) as FtStatsExt) };
+}
+
+/** Our fragment drop counters that are not zero. */
+function drops(s: ReturnType<typeof fragStats>): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(s).filter(([k, v]) => k.startsWith("fragsDropped") && v !== 0),
+  ) as Record<string, number>;
+}
+
+/** Id sequence numbers of our queues in /proc/net/netfilter/nfnetlink_queue. */
+async function queueSeq(net: TestNet, ns: string): Promise<Map<number, number>> {
+  const out = await net.run(ns, ["cat", "/proc/net/netfilter/nfnetlink_queue"]);
+  const m = new Map<number, number>();
+  for (const l of out.split("\n")) {
+    const f = l.trim().split(/\s+/).map(Number);
+    if (f.length >= 8) m.set(f[0], f[7]);
+  }
+  return m;
+}
+
+/** Packets counted by the first rule of `chain` in `ns` (iptables or ip6tables). */
+async function ruleCount(net: TestNet, ns: string, cmd: string, chain: string): Promise<number> {
+  const out = await net.run(ns, [cmd, "-L", chain, "-n", "-v", "-x"]);
+  const line = out.split("\n")[2] ?? "";
+  return Number(line.trim().split(/\s+/)[0] ?? "0");
+}
+
+/** Resident memory of a process, in kB. */
+function rssKb(pid: number): number {
+  const m = /VmRSS:\s+(\d+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
+  return m === null ? 0 : Number(m[1]);
+}
+
+Deno.test({
+  name:
+    "fragments end to end: tun re-injection, every order, lb and flowlb, two queues (needs root)",
+  ignore: !ROOT,
+  async fn(t) {
+    const token = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+    const tshm = `nfqlbfrag-${Deno.pid}-${token}-t`;
+    const ftshm = `nfqlbfrag-${Deno.pid}-${token}-ft`;
+    let daemon: Daemon | null = null;
+    try {
+      await withTestNet(async (net) => {
+        const { cl, lb, targets, ip } = await buildTopology(net, NET);
+        const pings: [string, string][] = [[cl, NET.lbCl4], [cl, NET.lbCl6], [lb, CL4], [lb, CL6]];
+        for (const [i, ns] of targets) {
+          pings.push([lb, NET.tAddr4(i)], [lb, NET.tAddr6(i)]);
+          pings.push([ns, NET.lbAddr4(i)], [ns, NET.lbAddr6(i)]);
+        }
+        await Promise.all(pings.map(([ns, a]) => net.run(ns, ["ping", "-c1", "-W3", a])));
+        // The tun device the daemon re-injects stored fragments through.
+        await ip(lb, "tuntap", "add", TUN, "mode", "tun");
+        await ip(lb, "link", "set", TUN, "up");
+        for (const ipt of ["iptables", "ip6tables"]) {
+          await net.run(lb, [ipt, "-t", "raw", "-A", "PREROUTING", "-j", "NOTRACK"]);
+        }
+        const queueRule = async (op: "-A" | "-D", nfq: string[]) => {
+          for (const [ipt, vip] of [["iptables", VIP4], ["ip6tables", VIP6]]) {
+            await net.run(lb, [
+              ipt,
+              "-t",
+              "mangle",
+              op,
+              "PREROUTING",
+              "-d",
+              vip,
+              "-j",
+              "NFQUEUE",
+              ...nfq,
+            ]);
+          }
+        };
+        const oneQueue = ["--queue-num", String(Q)];
+        await queueRule("-A", oneQueue);
+
+        const servers = [...targets].map(([i, ns]) =>
+          new LineProcess(net, ns, [
+            ...TARGET,
+            `--name=${NET.tName(i)}`,
+            `--vip4=${VIP4}`,
+            `--vip6=${VIP6}`,
+            `--port=${PORT}`,
+          ], NET.tName(i))
+        );
+        await Promise.all(servers.map((s) => s.waitLines(/^READY$/)));
+        await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
+        await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
+
+        const start = async (cmd: "lb" | "flowlb", args: string[], queues = 1) => {
+          const d = new Daemon(net, lb, cmd, [`--ft_shm=${ftshm}`, ...args]);
+          daemon = d;
+          await d.ready(queues);
+          if (cmd === "flowlb") {
+            const r = await net.exec(lb, [
+              ...FLOW_ENV,
+              DENO,
+              "run",
+              "--allow-all",
+              CLI,
+              "flow-set",
+              "--name=udp80",
+              `--target=${tshm}`,
+              "--protocols=udp",
+              `--dports=${PORT}`,
+            ]);
+            assert.equal(r.stdout, "OK\n", r.stderr);
+          }
+          return d;
+        };
+        const stop = async () => {
+          const d = daemon!;
+          daemon = null;
+          const r = await d.stop();
+          assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
+          return r.stderr;
+        };
+
+        let sportBase = 20000;
+        const configs: [string, "lb" | "flowlb", string[]][] = [
+          ["lb --tun", "lb", [`--tshm=${tshm}`, `--queue=${Q}`, `--tun=${TUN}`]],
+          [
+            "lb --tun --reassembler=500",
+            "lb",
+            [`--tshm=${tshm}`, `--queue=${Q}`, `--tun=${TUN}`, "--reassembler=500"],
+          ],
+          ["flowlb --tun", "flowlb", [`--queue=${Q}`, `--tun=${TUN}`, "--reassembler=500"]],
+        ];
+        for (const [label, cmd, args] of configs) {
+          await t.step(
+            `${label}: 3000 and 10000 bytes, IPv4 and IPv6, in order, reversed, shuffled: all whole`,
+            async () => {
+              await start(cmd, args);
+              for (const v6 of [false, true]) {
+                for (const size of [3000, 10000]) {
+                  for (const order of ORDERS) {
+                    const c = { v6, size, order, sportBase };
+                    sportBase += PER_CASE;
+                    await sendAndCheck(
+                      net,
+                      cl,
+                      tshm,
+                      c,
+                      `${label} IPv${v6 ? 6 : 4} ${size} ${order}`,
+                    );
+                  }
+                }
+              }
+              const s = fragStats(ftshm);
+              console.log(`  stats: stored ${s.fragsAllocated}, injected ${s.fragsInjected}`);
+              assert.ok(s.fragsAllocated > 0, "out-of-order fragments were stored");
+              assert.equal(s.fragsInjected, s.fragsAllocated, "every stored fragment re-injected");
+              assert.deepEqual(drops(s), {}, "no fragment dropped");
+              assert.equal(s.kernelReassembled, 0, "notrack: the kernel reassembled nothing");
+              if (args.includes("--reassembler=500")) assert.ok(s.reAssembled > 0);
+              const stderr = await stop();
+              assert.equal(stderr, "", "nothing on stderr");
+            },
+          );
+        }
+
+        await t.step(
+          "two queue threads, CPU fanout: first fragments from CPU 0, the rest from CPU 1",
+          async () => {
+            const two = ["--queue-balance", `${Q}:${Q + 1}`, "--queue-cpu-fanout"];
+            await queueRule("-D", oneQueue);
+            await queueRule("-A", two);
+            try {
+              const before = await queueSeq(net, lb).catch(() => new Map<number, number>());
+              await start("lb", [`--tshm=${tshm}`, `--queue=${Q}:${Q + 1}`, `--tun=${TUN}`], 2);
+              for (const v6 of [false, true]) {
+                for (const order of ["in-order", "reverse"] as const) {
+                  const c = {
+                    v6,
+                    size: 3000,
+                    order,
+                    sportBase,
+                    extra: ["--cpu-first=0", "--cpu-rest=1"],
+                  };
+                  sportBase += PER_CASE;
+                  await sendAndCheck(net, cl, tshm, c, `2 queues IPv${v6 ? 6 : 4} ${order}`);
+                }
+              }
+              const seq = await queueSeq(net, lb);
+              for (const q of [Q, Q + 1]) {
+                assert.ok((seq.get(q) ?? 0) > (before.get(q) ?? 0), `queue ${q} carried packets`);
+              }
+              const s = fragStats(ftshm);
+              assert.deepEqual(drops(s), {});
+              assert.equal(s.bucketsUsed <= s.bucketsMax, true, "one table, not one per thread");
+              await stop();
+            } finally {
+              await queueRule("-D", two);
+              await queueRule("-A", oneQueue);
+            }
+          },
+        );
+
+        await t.step(
+          "without --tun: fragments ahead of their first are lost, and counted",
+          async () => {
+            await start("lb", [`--tshm=${tshm}`, `--queue=${Q}`]);
+            const got = await send(net, cl, {
+              v6: false,
+              size: 3000,
+              order: "reverse",
+              sportBase,
+              count: 10,
+              extra: ["--timeout=1"],
+            });
+            sportBase += 10;
+            assert.deepEqual([...got.values()].filter((x) => x !== null), [], "none arrives whole");
+            const s = fragStats(ftshm);
+            assert.equal(s.fragsDroppedNoTun, 10, "the last fragment of each, ahead of the first");
+            assert.equal(s.fragsDroppedLostDatagram, 20, "then the middle and the first fragment");
+            await stop();
+          },
+        );
+
+        await t.step(
+          "PMTU: ICMP frag-needed / ICMPv6 packet-too-big reach the flow's target",
+          async () => {
+            await start("lb", [`--tshm=${tshm}`, `--queue=${Q}`, `--tun=${TUN}`]);
+            for (const ns of targets.values()) {
+              await net.run(ns, [
+                "iptables",
+                "-A",
+                "INPUT",
+                "-p",
+                "icmp",
+                "--icmp-type",
+                "fragmentation-needed",
+              ]);
+              await net.run(ns, [
+                "ip6tables",
+                "-A",
+                "INPUT",
+                "-p",
+                "icmpv6",
+                "--icmpv6-type",
+                "packet-too-big",
+              ]);
+            }
+            for (const v6 of [false, true]) {
+              const base = sportBase;
+              sportBase += 20;
+              const cmd = v6 ? "ip6tables" : "iptables";
+              const want = new Map<string, number>();
+              for (let p = base; p < base + 20; p++) {
+                const tgt = await predict(tshm, v6 ? CL6 : CL4, p);
+                want.set(tgt!, (want.get(tgt!) ?? 0) + 1);
+              }
+              const before = new Map<string, number>();
+              for (const [i, ns] of targets) {
+                before.set(NET.tName(i), await ruleCount(net, ns, cmd, "INPUT"));
+              }
+              const r = await net.exec(cl, [
+                ...CLIENT,
+                "--pmtu",
+                `--src=${v6 ? CL6 : CL4}`,
+                `--dst=${v6 ? VIP6 : VIP4}`,
+                `--port=${PORT}`,
+                "--size=0",
+                "--count=20",
+                `--sport-base=${base}`,
+              ]);
+              assert.equal(r.code, 0, r.stderr);
+              const got = new Map<string, number>();
+              const deadline = Date.now() + 3000;
+              for (;;) {
+                for (const [i, ns] of targets) {
+                  const n = await ruleCount(net, ns, cmd, "INPUT") - before.get(NET.tName(i))!;
+                  if (n > 0) {
+                    got.set(NET.tName(i), n);
+                  }
+                }
+                const total = [...got.values()].reduce((a, b) => a + b, 0);
+                if (total >= 20 || Date.now() > deadline) break;
+                await new Promise((r) => setTimeout(r, 100));
+              }
+              assert.deepEqual(
+                Object.fromEntries(got),
+                Object.fromEntries(want),
+                `IPv${v6 ? 6 : 4}`,
+              );
+            }
+            await stop();
+          },
+        );
+
+        await t.step(
+          "conntrack in the LB namespace: reassembled packets counted, warned once",
+          async () => {
+            for (const ipt of ["iptables", "ip6tables"]) {
+              await net.run(lb, [
+                ipt,
+                "-A",
+                "FORWARD",
+                "-m",
+                "conntrack",
+                "--ctstate",
+                "INVALID",
+                "-j",
+                "DROP",
+              ]);
+            }
+            try {
+              await start("lb", [`--tshm=${tshm}`, `--queue=${Q}`, `--tun=${TUN}`]);
+              for (const v6 of [false, true]) {
+                // The kernel reassembles, nfqlb sees whole datagrams; they still reach their target.
+                const c = { v6, size: 3000, order: "reverse" as const, sportBase, count: 20 };
+                sportBase += 20;
+                await sendAndCheck(net, cl, tshm, c, `conntrack IPv${v6 ? 6 : 4}`);
+              }
+              const s = fragStats(ftshm);
+              assert.ok(s.kernelReassembled >= 40, `kernelReassembled ${s.kernelReassembled}`);
+              const stderr = await stop();
+              const warnings = stderr.split("\n").filter((l) => /longer than --mtu=1500/.test(l));
+              assert.equal(warnings.length, 1, stderr);
+              assert.match(warnings[0], /conntrack/);
+            } finally {
+              for (const ipt of ["iptables", "ip6tables"]) {
+                await net.run(lb, [
+                  ipt,
+                  "-D",
+                  "FORWARD",
+                  "-m",
+                  "conntrack",
+                  "--ctstate",
+                  "INVALID",
+                  "-j",
+                  "DROP",
+                ]);
+              }
+            }
+          },
+        );
+
+        await t.step(
+          "a flood of orphan fragments: memory bounded, then a datagram still gets through",
+          async () => {
+            const d = await start("lb", [`--tshm=${tshm}`, `--queue=${Q}`, `--tun=${TUN}`]);
+            const before = rssKb(d.pid);
+            const seconds = Number(Deno.env.get("NFQLB_FLOOD_SECONDS") ?? "60");
+            const floods = [false, true].map((v6) =>
+              net.exec(cl, [
+                ...CLIENT,
+                `--flood=${seconds}`,
+                `--src=${v6 ? CL6 : CL4}`,
+                `--dst=${v6 ? VIP6 : VIP4}`,
+                "--size=0",
+                "--sport-base=1",
+              ])
+            );
+            // IPv4 and IPv6 at once.
+            const f4 = await floods[0];
+            const f6 = await floods[1];
+            assert.equal(f4.code, 0, f4.stderr);
+            assert.equal(f6.code, 0, f6.stderr);
+            const sent = JSON.parse(f4.stdout).sent + JSON.parse(f6.stdout).sent;
+            const after = rssKb(d.pid);
+            const s = fragStats(ftshm);
+            console.log(
+              `  flood: ${sent} orphan fragments in ${seconds} s; RSS ${before} -> ${after} kB; ` +
+                `stored ${s.fragsAllocated}, pool full ${s.fragsDroppedPoolFull}, ttl ${s.fragsDroppedTtl}, ` +
+                `rejected ${s.rejected}`,
+            );
+            assert.ok(s.fragsAllocated > 0 && s.fragsDroppedTtl + s.fragsDroppedPoolFull > 0);
+            assert.ok(after - before < 64 * 1024, `RSS grew by ${after - before} kB`);
+            // ttl 200 ms: the orphans are gone; a normal fragmented datagram gets through.
+            await new Promise((r) => setTimeout(r, 300));
+            for (const v6 of [false, true]) {
+              const c = { v6, size: 3000, order: "shuffle" as const, sportBase, count: 10 };
+              sportBase += 10;
+              await sendAndCheck(net, cl, tshm, c, `after the flood IPv${v6 ? 6 : 4}`);
+            }
+            await stop();
+          },
+        );
+        for (const s of servers) await s.finish();
+      });
+    } finally {
+      const d = daemon as Daemon | null;
+      if (d !== null) {
+        try {
+          Deno.kill(d.pid, "SIGKILL");
+        } catch {
+          // gone
+        }
+        await d.finish();
+      }
+      for (const n of [tshm, ftshm]) {
+        try {
+          Deno.removeSync(`/dev/shm/${n}`);
+        } catch {
+          // not there
+        }
+      }
+    }
+  },
+});
