@@ -1,5 +1,5 @@
 /**
- * Benchmarks for fragment tracking (lib/fragtable.ts): the per-fragment work
+ * Benchmarks for fragment tracking (lib/frag/table.ts): the per-fragment work
  * `lb` does after parsing (docs/COMPATIBILITY.md#packet-decisions), with the default table parameters.
  *
  * Run: `deno bench --allow-all bench/fragtable_bench.ts`. Each iteration
@@ -45,8 +45,9 @@ function setId(key: Uint8Array, id: number): void {
   key[35] = id >>> 24;
 }
 
-function makeTable(reassembler: number, ttlMs = 200): FragTable {
+function makeTable(reassembler: number, ttlMs = 200, shared = false): FragTable {
   return new FragTable({
+    shared,
     size: 500,
     buckets: 500,
     frags: 100,
@@ -102,6 +103,24 @@ Deno.bench(
   "non-first stored + first re-injects it (1 ms/datagram)",
   { group: "datagram" },
   datagramBench(makeTable(0), 1_000_000, true),
+);
+
+// The same with the table the daemons use: in a SharedArrayBuffer, every call under its lock
+// (uncontended here: one thread), as all queue threads share one table.
+Deno.bench(
+  "shared table (lock): first + non-first, in order, steady state (1 ms/datagram)",
+  { group: "shared" },
+  datagramBench(makeTable(0, 200, true), 1_000_000, false),
+);
+Deno.bench(
+  "private table: first + non-first, in order, steady state (1 ms/datagram)",
+  { group: "shared", baseline: true },
+  datagramBench(makeTable(0, 200, false), 1_000_000, false),
+);
+Deno.bench(
+  "shared table (lock): non-first stored + first re-injects it (1 ms/datagram)",
+  { group: "shared" },
+  datagramBench(makeTable(0, 200, true), 1_000_000, true),
 );
 
 // Lookup hit of a valid entry: the cost of each further fragment of a datagram.

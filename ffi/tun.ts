@@ -157,11 +157,13 @@ export class TunDevice {
 
   /**
    * Write `bytes[0, len)`, one raw IP packet. Returns what `write(2)` returned
-   * (`len` on success, -1 on failure: see {@link lastErrno}). Allocates nothing.
+   * (`len` on success, -1 on failure: see {@link lastErrno}). Allocates nothing;
+   * throws RangeError when `len` is not within `bytes`.
    */
   write(bytes: Uint8Array, len: number): number {
-    const buf = len === bytes.length ? bytes : bytes.subarray(0, len);
-    return getLibc().write(this.#fd, buf as Uint8Array<ArrayBuffer>, len);
+    if (!(len >= 0 && len <= bytes.length)) throw new RangeError(`tun write: bad length ${len}`);
+    // The pointer is the view's start; the length says how much of it goes.
+    return getLibc().write(this.#fd, bytes as Uint8Array<ArrayBuffer>, len);
   }
 
   /** errno after a failed {@link write}. */

@@ -24,137 +24,58 @@
  * flow's target, and a flood of orphan fragments (memory bounded).
  */
 import assert from "node:assert/strict";
-import { runCli } from "../../testkit/cli.ts";
 import { Addressing, buildTopology } from "../../testkit/e2e_topology.ts";
-import { LineProcess } from "../../testkit/line_process.ts";
+import {
+  cli,
+  Daemon,
+  FLOW_ENV,
+  FRAG_CLIENT,
+  type FragCase,
+  fragDrops,
+  fragStats,
+  predict,
+  queueSeq,
+  sendAndCheck as sendAndCheckTo,
+  sendFragments,
+  type Service,
+  startTargets,
+} from "../../testkit/frag_e2e.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
-import { type FtStatsExt, readStats, readStatsExt } from "../../lib/frag/stats.ts";
 
 const ROOT = isRoot();
 if (!ROOT) console.warn("fragments_test: not running as root: fragment end-to-end test skipped");
 
 const DENO = Deno.execPath();
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
-const FIXTURES = new URL("../../testkit/fixtures/", import.meta.url).pathname;
-const TARGET = [DENO, "run", "--allow-all", FIXTURES + "e2e_target.ts"];
-const CLIENT = ["/usr/bin/python3", FIXTURES + "frag_client.py"];
-const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
 
 const NET = new Addressing(207, 1, 1);
 const { vip4: VIP4, vip6: VIP6, cl4: [CL4], cl6: [CL6] } = NET;
-const MARK_TO_TARGET = new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)]));
 const PORT = 80;
+const SVC: Service = {
+  vip4: VIP4,
+  vip6: VIP6,
+  port: PORT,
+  targets: new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)])),
+};
 const Q = 7;
 const TUN = "nfqtun";
 const PER_CASE = 50;
 const ORDERS = ["in-order", "reverse", "shuffle"] as const;
-type Order = typeof ORDERS[number];
 
-/** `nfqlb lb` or `nfqlb flowlb` in the LB namespace. */
-class Daemon extends LineProcess {
-  constructor(net: TestNet, ns: string, cmd: "lb" | "flowlb", args: string[]) {
-    const pre = cmd === "flowlb" ? FLOW_ENV : [];
-    super(net, ns, [...pre, DENO, "run", "--allow-all", CLI, cmd, ...args], `nfqlb ${cmd}`);
-  }
-  async ready(queues = 1): Promise<void> {
-    await this.waitLine(/^FragTable; /);
-    await this.waitLines(/^queue_length=/, queues);
-  }
-  async stop(): Promise<{ code: number; stderr: string }> {
-    Deno.kill(this.pid, "SIGTERM");
-    return await this.finish();
-  }
-}
-
-/** Run `nfqlb <args>` in-process; it must succeed. Returns stdout. */
-async function cli(...args: string[]): Promise<string> {
-  const r = await runCli(...args);
-  assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: exit ${r.code}: ${r.err}`);
-  return r.out;
-}
-
-/** The target `nfqlb fwmark` predicts for UDP src:sport -> VIP:PORT. */
-async function predict(shm: string, src: string, sport: number): Promise<string | null> {
-  const v6 = src.includes(":");
-  const out = await cli(
-    "fwmark",
-    `--shm=${shm}`,
-    "--proto=udp",
-    v6 ? `--src=[${src}]:${sport}` : `--src=${src}:${sport}`,
-    v6 ? `--dst=[${VIP6}]:${PORT}` : `--dst=${VIP4}:${PORT}`,
-  );
-  return MARK_TO_TARGET.get(JSON.parse(out).fwmark as number) ?? null;
-}
-
-interface Case {
+/** A case of this test: the family picks the client address. */
+interface Case extends Omit<FragCase, "src" | "count"> {
   v6: boolean;
-  size: number;
-  order: Order;
-  sportBase: number;
   count?: number;
-  extra?: string[];
 }
-
-/** Send one case's datagrams from the client; returns sport -> answering target (or null). */
-async function send(net: TestNet, ns: string, c: Case): Promise<Map<number, string | null>> {
-  const r = await net.exec(ns, [
-    ...CLIENT,
-    `--src=${c.v6 ? CL6 : CL4}`,
-    `--dst=${c.v6 ? VIP6 : VIP4}`,
-    `--port=${PORT}`,
-    `--size=${c.size}`,
-    `--count=${c.count ?? PER_CASE}`,
-    `--sport-base=${c.sportBase}`,
-    `--ident-base=${c.sportBase}`,
-    `--order=${c.order}`,
-    `--seed=${c.sportBase}`,
-    ...(c.extra ?? []),
-  ]);
-  assert.equal(r.code, 0, `frag_client: ${r.stdout}\n${r.stderr}`);
-  const { replies } = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
-    replies: Record<string, string | null>;
-  };
-  return new Map(Object.entries(replies).map(([p, t]) => [Number(p), t]));
-}
-
-/** `send`, then: every datagram answered by its predicted target. Returns the answered count. */
-async function sendAndCheck(net: TestNet, ns: string, shm: string, c: Case, what: string) {
-  const got = await send(net, ns, c);
-  const wrong: string[] = [];
-  let whole = 0;
-  for (const [sport, target] of got) {
-    const want = await predict(shm, c.v6 ? CL6 : CL4, sport);
-    if (target === want) whole++;
-    else wrong.push(`${sport}: ${target ?? "no answer"} (want ${want})`);
-  }
-  console.log(`  ${what}: ${whole}/${got.size} whole at the predicted target`);
-  assert.deepEqual(wrong.slice(0, 5), [], `${what}: ${wrong.length} datagrams lost or misplaced`);
-  return whole;
-}
-
-/** The `ftshm` object's counters (1.2.0's and ours). */
-function fragStats(name: string) {
-  const b = Deno.readFileSync(`/dev/shm/${name}`);
-  return { ...readStats(b), ...(readStatsExt(b) as FtStatsExt) };
-}
-
-/** Our fragment drop counters that are not zero. */
-function drops(s: ReturnType<typeof fragStats>): Record<string, number> {
-  return Object.fromEntries(
-    Object.entries(s).filter(([k, v]) => k.startsWith("fragsDropped") && v !== 0),
-  ) as Record<string, number>;
-}
-
-/** Id sequence numbers of our queues in /proc/net/netfilter/nfnetlink_queue. */
-async function queueSeq(net: TestNet, ns: string): Promise<Map<number, number>> {
-  const out = await net.run(ns, ["cat", "/proc/net/netfilter/nfnetlink_queue"]);
-  const m = new Map<number, number>();
-  for (const l of out.split("\n")) {
-    const f = l.trim().split(/\s+/).map(Number);
-    if (f.length >= 8) m.set(f[0], f[7]);
-  }
-  return m;
-}
+const asFragCase = (c: Case): FragCase => ({
+  ...c,
+  src: c.v6 ? CL6 : CL4,
+  count: c.count ?? PER_CASE,
+});
+const send = (net: TestNet, ns: string, c: Case) => sendFragments(net, ns, SVC, asFragCase(c));
+const sendAndCheck = (net: TestNet, ns: string, shm: string, c: Case, what: string) =>
+  sendAndCheckTo(net, ns, SVC, shm, asFragCase(c), what);
+const drops = fragDrops;
 
 /** Packets counted by the first rule of `chain` in `ns` (iptables or ip6tables). */
 async function ruleCount(net: TestNet, ns: string, cmd: string, chain: string): Promise<number> {
@@ -212,16 +133,11 @@ Deno.test({
         const oneQueue = ["--queue-num", String(Q)];
         await queueRule("-A", oneQueue);
 
-        const servers = [...targets].map(([i, ns]) =>
-          new LineProcess(net, ns, [
-            ...TARGET,
-            `--name=${NET.tName(i)}`,
-            `--vip4=${VIP4}`,
-            `--vip6=${VIP6}`,
-            `--port=${PORT}`,
-          ], NET.tName(i))
+        const servers = await startTargets(
+          net,
+          SVC,
+          [...targets].map(([i, ns]) => [NET.tName(i), ns]),
         );
-        await Promise.all(servers.map((s) => s.waitLines(/^READY$/)));
         await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
         await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
 
@@ -291,6 +207,12 @@ Deno.test({
               assert.deepEqual(drops(s), {}, "no fragment dropped");
               assert.equal(s.kernelReassembled, 0, "notrack: the kernel reassembled nothing");
               if (args.includes("--reassembler=500")) assert.ok(s.reAssembled > 0);
+              // `nfqlb stats` reads the daemon's live object: the same figures, valid JSON.
+              const text = await cli("stats", `--ft_shm=${ftshm}`);
+              const printed = JSON.parse(text);
+              assert.equal(printed.fragsInjected, fragStats(ftshm).fragsInjected);
+              assert.equal(printed.lookups, fragStats(ftshm).lookups);
+              console.log(`  nfqlb stats:\n${text}`);
               const stderr = await stop();
               assert.equal(stderr, "", "nothing on stderr");
             },
@@ -385,7 +307,7 @@ Deno.test({
               const cmd = v6 ? "ip6tables" : "iptables";
               const want = new Map<string, number>();
               for (let p = base; p < base + 20; p++) {
-                const tgt = await predict(tshm, v6 ? CL6 : CL4, p);
+                const tgt = await predict(SVC, tshm, v6 ? CL6 : CL4, p);
                 want.set(tgt!, (want.get(tgt!) ?? 0) + 1);
               }
               const before = new Map<string, number>();
@@ -393,7 +315,7 @@ Deno.test({
                 before.set(NET.tName(i), await ruleCount(net, ns, cmd, "INPUT"));
               }
               const r = await net.exec(cl, [
-                ...CLIENT,
+                ...FRAG_CLIENT,
                 "--pmtu",
                 `--src=${v6 ? CL6 : CL4}`,
                 `--dst=${v6 ? VIP6 : VIP4}`,
@@ -482,7 +404,7 @@ Deno.test({
             const seconds = Number(Deno.env.get("NFQLB_FLOOD_SECONDS") ?? "60");
             const floods = [false, true].map((v6) =>
               net.exec(cl, [
-                ...CLIENT,
+                ...FRAG_CLIENT,
                 `--flood=${seconds}`,
                 `--src=${v6 ? CL6 : CL4}`,
                 `--dst=${v6 ? VIP6 : VIP4}`,
@@ -518,15 +440,7 @@ Deno.test({
         for (const s of servers) await s.finish();
       });
     } finally {
-      const d = daemon as Daemon | null;
-      if (d !== null) {
-        try {
-          Deno.kill(d.pid, "SIGKILL");
-        } catch {
-          // gone
-        }
-        await d.finish();
-      }
+      await (daemon as Daemon | null)?.kill();
       for (const n of [tshm, ftshm]) {
         try {
           Deno.removeSync(`/dev/shm/${n}`);

@@ -1,0 +1,197 @@
+/**
+ * What the fragment end-to-end tests share (tests/e2e/fragments_test.ts,
+ * tests/e2e/lb_tier_test.ts): the daemon process, the raw-socket fragment
+ * client (`fixtures/frag_client.py`), the placement `nfqlb fwmark`
+ * predicts, and the `ftshm` counters.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { runCli } from "./cli.ts";
+import { LineProcess } from "./line_process.ts";
+import type { TestNet } from "./netns.ts";
+import { type FtStats, type FtStatsExt, readStats, readStatsExt } from "../lib/frag/stats.ts";
+
+const DENO = Deno.execPath();
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+const FIXTURES = new URL("./fixtures/", import.meta.url).pathname;
+/** The fragment client: standard-library Python 3. */
+export const FRAG_CLIENT = ["/usr/bin/python3", FIXTURES + "frag_client.py"];
+/** The UDP target that answers each datagram with its name. */
+export const UDP_TARGET = [DENO, "run", "--allow-all", FIXTURES + "e2e_target.ts"];
+/** The environment prefix of flowlb and the flow commands. */
+export const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
+
+/** `nfqlb lb` or `nfqlb flowlb` in a namespace. */
+export class Daemon extends LineProcess {
+  constructor(net: TestNet, ns: string, cmd: "lb" | "flowlb", args: string[]) {
+    const pre = cmd === "flowlb" ? FLOW_ENV : [];
+    super(net, ns, [...pre, DENO, "run", "--allow-all", CLI, cmd, ...args], `nfqlb ${cmd}`);
+  }
+  /** Wait for the `FragTable;` line and one `queue_length=` line per queue. */
+  async ready(queues = 1): Promise<void> {
+    await this.waitLine(/^FragTable; /);
+    await this.waitLines(/^queue_length=/, queues);
+  }
+  /** SIGTERM and wait for the exit. */
+  async stop(): Promise<{ code: number; stderr: string }> {
+    Deno.kill(this.pid, "SIGTERM");
+    return await this.finish();
+  }
+  /** SIGKILL (after a failure) and wait. */
+  async kill(): Promise<void> {
+    try {
+      Deno.kill(this.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+    await this.finish();
+  }
+}
+
+/** Run `nfqlb <args>` in-process; it must succeed. Returns stdout. */
+export async function cli(...args: string[]): Promise<string> {
+  const r = await runCli(...args);
+  assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: exit ${r.code}: ${r.err}`);
+  return r.out;
+}
+
+/** Where UDP datagrams go: the VIP and port, and fwmark -> target name. */
+export interface Service {
+  readonly vip4: string;
+  readonly vip6: string;
+  readonly port: number;
+  readonly targets: ReadonlyMap<number, string>;
+}
+
+/** The target `nfqlb fwmark --shm` predicts for UDP src:sport -> VIP:port (null: none). */
+export async function predict(
+  svc: Service,
+  shm: string,
+  src: string,
+  sport: number,
+): Promise<string | null> {
+  const v6 = src.includes(":");
+  const out = await cli(
+    "fwmark",
+    `--shm=${shm}`,
+    "--proto=udp",
+    v6 ? `--src=[${src}]:${sport}` : `--src=${src}:${sport}`,
+    v6 ? `--dst=[${svc.vip6}]:${svc.port}` : `--dst=${svc.vip4}:${svc.port}`,
+  );
+  return svc.targets.get(JSON.parse(out).fwmark as number) ?? null;
+}
+
+/** One batch of fragmented datagrams (see fixtures/frag_client.py). */
+export interface FragCase {
+  readonly src: string;
+  readonly size: number;
+  readonly order: "in-order" | "reverse" | "shuffle";
+  readonly sportBase: number;
+  readonly count: number;
+  readonly extra?: string[];
+}
+
+/** Send a batch from `ns`; returns sport -> the target that answered (null: none). */
+export async function sendFragments(
+  net: TestNet,
+  ns: string,
+  svc: Service,
+  c: FragCase,
+): Promise<Map<number, string | null>> {
+  const v6 = c.src.includes(":");
+  const r = await net.exec(ns, [
+    ...FRAG_CLIENT,
+    `--src=${c.src}`,
+    `--dst=${v6 ? svc.vip6 : svc.vip4}`,
+    `--port=${svc.port}`,
+    `--size=${c.size}`,
+    `--count=${c.count}`,
+    `--sport-base=${c.sportBase}`,
+    `--ident-base=${c.sportBase}`,
+    `--order=${c.order}`,
+    `--seed=${c.sportBase}`,
+    ...(c.extra ?? []),
+  ]);
+  assert.equal(r.code, 0, `frag_client: ${r.stdout}\n${r.stderr}`);
+  const { replies } = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
+    replies: Record<string, string | null>;
+  };
+  return new Map(Object.entries(replies).map(([p, t]) => [Number(p), t]));
+}
+
+/**
+ * {@link sendFragments}, then: every datagram answered by the target `shm` predicts for it
+ * (answered = arrived whole: the checksum covers the whole datagram). Returns how many were.
+ */
+export async function sendAndCheck(
+  net: TestNet,
+  ns: string,
+  svc: Service,
+  shm: string,
+  c: FragCase,
+  what: string,
+): Promise<number> {
+  const got = await sendFragments(net, ns, svc, c);
+  const wrong: string[] = [];
+  let whole = 0;
+  for (const [sport, target] of got) {
+    const want = await predict(svc, shm, c.src, sport);
+    if (target === want) whole++;
+    else wrong.push(`${sport}: ${target ?? "no answer"} (want ${want})`);
+  }
+  console.log(`  ${what}: ${whole}/${got.size} whole at the predicted target`);
+  assert.deepEqual(wrong.slice(0, 5), [], `${what}: ${wrong.length} datagrams lost or misplaced`);
+  return whole;
+}
+
+/** Every counter of an `ftshm` object in /dev/shm (1.2.0's and ours). */
+export function fragStats(name: string): FtStats & FtStatsExt {
+  const b = Deno.readFileSync(`/dev/shm/${name}`);
+  return { ...readStats(b), ...(readStatsExt(b) as FtStatsExt) };
+}
+
+/** The drop counters of `s` that are not zero. */
+export function fragDrops(s: FtStatsExt): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(s).filter(([k, v]) => k.startsWith("fragsDropped") && v !== 0),
+  ) as Record<string, number>;
+}
+
+/** Id sequence numbers of the queues in /proc/net/netfilter/nfnetlink_queue of `ns`. */
+export async function queueSeq(net: TestNet, ns: string): Promise<Map<number, number>> {
+  const out = await net.run(ns, ["cat", "/proc/net/netfilter/nfnetlink_queue"]);
+  const m = new Map<number, number>();
+  for (const l of out.split("\n")) {
+    const f = l.trim().split(/\s+/).map(Number);
+    if (f.length >= 8) m.set(f[0], f[7]);
+  }
+  return m;
+}
+
+/** Run `fn` for IPv4 (`iptables`, the VIP) and IPv6 (`ip6tables`, the VIP), one after the other. */
+export async function perFamily(
+  svc: Service,
+  fn: (iptables: string, vip: string) => Promise<unknown>,
+): Promise<void> {
+  await fn("iptables", svc.vip4);
+  await fn("ip6tables", svc.vip6);
+}
+
+/** Start the UDP targets (name -> namespace) and wait until each one listens on the VIPs. */
+export async function startTargets(
+  net: TestNet,
+  svc: Service,
+  targets: Iterable<[string, string]>,
+): Promise<LineProcess[]> {
+  const servers = [...targets].map(([name, ns]) =>
+    new LineProcess(net, ns, [
+      ...UDP_TARGET,
+      `--name=${name}`,
+      `--vip4=${svc.vip4}`,
+      `--vip6=${svc.vip6}`,
+      `--port=${svc.port}`,
+    ], name)
+  );
+  await Promise.all(servers.map((s) => s.waitLines(/^READY$/)));
+  return servers;
+}
