@@ -26,6 +26,8 @@ export class ControlThread {
   declare readonly stopped: Promise<void>;
   /** Called with every new flow snapshot. */
   onFlows: (snapshot: FlowSnapshot) => void = () => {};
+  /** Called with every new trace-flow snapshot. */
+  onTraces: (snapshot: FlowSnapshot) => void = () => {};
   /**
    * Called when the control thread fails after start-up. It must not stop the queue threads
    * (the data path outlives the control plane); the default does nothing.
@@ -48,6 +50,7 @@ export class ControlThread {
         isReady = true;
         ready(m);
       } else if (m.type === "flows") this.onFlows(m.snapshot);
+      else if (m.type === "traces") this.onTraces(m.snapshot);
       else if (m.type === "log") io.err(`flowlb: ${m.text}\n`);
       else if (m.type === "stopped") stopped();
       else if (!isReady) {

@@ -58,9 +58,14 @@ export type ControlMessage =
     counters: SharedArrayBuffer;
     capacity: number;
     snapshot: FlowSnapshot;
+    /** The trace flows' counters, slots and list (docs/COMPATIBILITY.md#trace-and-log). */
+    traceCounters: SharedArrayBuffer;
+    traceCapacity: number;
+    traceSnapshot: FlowSnapshot;
     restored: number;
   }
   | { type: "flows"; snapshot: FlowSnapshot }
+  | { type: "traces"; snapshot: FlowSnapshot }
   | { type: "log"; text: string }
   /** A failure; `listen` is set when the control server socket could not be set up. */
   | { type: "error"; message: string; listen?: ListenFailure }
@@ -253,11 +258,15 @@ function serve(start: ControlStart): void {
   store.flows.onChange((snapshot) => scope.postMessage({ type: "flows", snapshot }));
   store.flows.onChange(save);
   store.traces.onChange(save);
+  store.traces.onChange((snapshot) => scope.postMessage({ type: "traces", snapshot }));
   scope.postMessage({
     type: "ready",
     counters: store.flows.counters.buffer,
     capacity: store.flows.counters.capacity,
     snapshot: store.flows.snapshot,
+    traceCounters: store.traces.counters.buffer,
+    traceCapacity: store.traces.counters.capacity,
+    traceSnapshot: store.traces.snapshot,
     restored,
   });
   const unauthenticated = start.unauthenticated === true;

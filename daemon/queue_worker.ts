@@ -47,12 +47,19 @@ export interface FlowChannel {
   readonly counters: SharedArrayBuffer;
   readonly lanes: number;
   readonly capacity: number;
-  /** Int32Array over it: [0] = version of the newest snapshot sent. */
+  /** Int32Array over it: [0] = version of the newest flow snapshot sent, [1] of trace flows. */
   readonly version: SharedArrayBuffer;
   /** Int32Array over it: [lane] = version this thread has installed (notified on change). */
   readonly applied: SharedArrayBuffer;
   readonly snapshot: FlowSnapshot;
+  /** The trace flows' match counters (same lanes) and their first snapshot. */
+  readonly traceCounters: SharedArrayBuffer;
+  readonly traceCapacity: number;
+  readonly traceSnapshot: FlowSnapshot;
 }
+
+/** A snapshot message from the main thread: flows or trace flows. */
+type SnapshotMessage = { type: "flows" | "traces"; snapshot: FlowSnapshot };
 
 /** The message that starts a worker. */
 export interface QueueWorkerStart {
@@ -84,11 +91,12 @@ export type QueueWorkerMessage =
 const scope = self as unknown as {
   postMessage(m: QueueWorkerMessage): void;
   onmessage:
-    | ((e: MessageEvent<QueueWorkerStart | { type: "flows"; snapshot: FlowSnapshot }>) => void)
+    | ((e: MessageEvent<QueueWorkerStart | SnapshotMessage>) => void)
     | null;
 };
 
-let newest: FlowSnapshot | undefined;
+/** The newest snapshots received, by kind. */
+const newest: { flows?: FlowSnapshot; traces?: FlowSnapshot } = {};
 
 /** Target tables of the flows, mapped once per name and unmapped when no flow uses them. */
 class TableCache {
@@ -365,21 +373,38 @@ async function serve(start: QueueWorkerStart): Promise<void> {
         Atomics.notify(applied, ch.lane);
       };
       install(current);
+      const traceLane = new MatchCounters(ch.lanes, ch.traceCapacity, ch.traceCounters)
+        .lane(ch.lane);
+      let currentTraces = ch.traceSnapshot;
+      const installTraces = (s: FlowSnapshot) => {
+        d.setTraceFlows(new FlowSet(s.flows, [], s.slots, traceLane, true));
+        currentTraces = s;
+      };
+      installTraces(currentTraces);
       checkFlowTables = () => {
         const dropped = cache.check(trace.log!);
         if (dropped === undefined) return;
         install(current); // a set without the dropped tables, before they are unmapped
         for (const t of dropped) t.close();
       };
-      flowsChanged = () => Atomics.load(version, 0) !== current.version;
+      flowsChanged = () =>
+        Atomics.load(version, 0) !== current.version ||
+        Atomics.load(version, 1) !== currentTraces.version;
       flowSync = async () => {
         const want = Atomics.load(version, 0);
-        // The snapshot message was posted before the version was bumped: let it arrive.
-        while (newest === undefined || newest.version < want) {
+        const wantTraces = Atomics.load(version, 1);
+        const needFlows = want !== current.version;
+        const needTraces = wantTraces !== currentTraces.version;
+        // The snapshot messages were posted before the versions were bumped: let them arrive.
+        while (
+          (needFlows && (newest.flows?.version ?? -1) < want) ||
+          (needTraces && (newest.traces?.version ?? -1) < wantTraces)
+        ) {
           await new Promise((r) => setTimeout(r, 0));
           if (Atomics.load(stop, 0) !== 0) return;
         }
-        install(newest);
+        if (needFlows) install(newest.flows!);
+        if (needTraces) installTraces(newest.traces!);
       };
     }
     const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
@@ -416,7 +441,8 @@ async function serve(start: QueueWorkerStart): Promise<void> {
 scope.onmessage = (e) => {
   const m = e.data;
   if ("type" in m) {
-    if (newest === undefined || m.snapshot.version > newest.version) newest = m.snapshot;
+    const old = newest[m.type];
+    if (old === undefined || m.snapshot.version > old.version) newest[m.type] = m.snapshot;
     return;
   }
   serve(m).catch((err) => {

@@ -92,9 +92,12 @@ async function flowLb(
     throw e;
   }
   if (ready.restored > 0) io.err(`flowlb: restored ${ready.restored} flows from ${c.flowState}\n`);
-  const version = new Int32Array(new SharedArrayBuffer(4));
+  // [0]: version of the newest flow snapshot, [1]: of the newest trace-flow snapshot.
+  const version = new Int32Array(new SharedArrayBuffer(8));
   let latest = ready.snapshot;
+  let latestTraces = ready.traceSnapshot;
   Atomics.store(version, 0, latest.version);
+  Atomics.store(version, 1, latestTraces.version);
   const threads = startQueueThreads(io, prepared, stop, (lane) => ({
     lane,
     counters: ready.counters,
@@ -103,12 +106,21 @@ async function flowLb(
     version: version.buffer as SharedArrayBuffer,
     applied,
     snapshot: latest,
+    traceCounters: ready.traceCounters,
+    traceCapacity: ready.traceCapacity,
+    traceSnapshot: latestTraces,
   }));
   control.onFlows = (snapshot) => {
     latest = snapshot;
     threads.broadcast({ type: "flows", snapshot });
     Atomics.store(version, 0, snapshot.version);
     // The queue threads take it now, not after their receive timeout.
+    threads.wake();
+  };
+  control.onTraces = (snapshot) => {
+    latestTraces = snapshot;
+    threads.broadcast({ type: "traces", snapshot });
+    Atomics.store(version, 1, snapshot.version);
     threads.wake();
   };
   // A control-thread failure after start-up is logged by ControlThread; the queue threads keep

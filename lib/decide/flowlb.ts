@@ -25,7 +25,8 @@ import { IPPROTO_SCTP, IPPROTO_UDP } from "../wire/ip_proto.ts";
 import { fwmarkFor } from "../maglev/maglev.ts";
 import type { MaglevTable } from "../maglev/table.ts";
 import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "../packet/parse.ts";
-import { NO_TRACE, TRACE_PACKET, TRACE_SCTP, type TraceSink } from "../trace/mask.ts";
+import { NO_TRACE, TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP, type TraceSink } from "../trace/mask.ts";
+import { traceFlowHeader, traceFlowResult } from "../trace/flow_lines.ts";
 
 /** Configuration of a {@link FlowLbDecider}. */
 export interface FlowLbOptions {
@@ -54,14 +55,19 @@ export class FlowSet {
   /** This thread's lane of the shared match counters, or null to not count. */
   declare readonly counters: Uint32Array | null;
 
+  /**
+   * `anyFlowWins`: every matching flow wins, with or without a target (a
+   * set of trace flows, docs/COMPATIBILITY.md#trace-and-log).
+   */
   constructor(
     flows: readonly Flow[],
     tables: readonly (MaglevTable | undefined)[],
     slots: Uint32Array,
     counters: Uint32Array | null,
+    anyFlowWins = false,
   ) {
     this.flows = flows;
-    this.classifier = compileFlows(flows);
+    this.classifier = compileFlows(flows, { anyFlowWins });
     this.tables = tables;
     this.slots = slots;
     this.counters = counters;
@@ -84,6 +90,10 @@ export class FlowLbDecider implements Decider {
   declare readonly match: FlowMatch;
   /** The flow set in use. */
   declare flowSet: FlowSet;
+  /** The trace flows in use (evaluated only with trace bit `flows`). */
+  declare traceFlows: FlowSet;
+  /** The trace-flow classification of the last traced packet. */
+  declare readonly traceMatch: FlowMatch;
 
   constructor(opts: FlowLbOptions) {
     this.hashMode = (opts.hashMode ?? 1) & 0xffff;
@@ -95,6 +105,29 @@ export class FlowLbDecider implements Decider {
     this.parse = new KeyParse();
     this.match = new FlowMatch();
     this.flowSet = EMPTY;
+    this.traceFlows = EMPTY;
+    this.traceMatch = new FlowMatch();
+  }
+
+  /** Use the trace flows `set` (made with `anyFlowWins`) from the next packet on. */
+  setTraceFlows(set: FlowSet): void {
+    this.traceFlows = set;
+  }
+
+  /**
+   * Trace flows (bit `flows`): the first trace flow that matches the packet
+   * (promiscuous ping always on) is counted and prints its header lines.
+   * Returns true when one matched (the caller then prints the result line).
+   */
+  #traceFlowMatch(buf: Uint8Array, len: number): boolean {
+    const set = this.traceFlows;
+    if (set.flows.length === 0) return false;
+    const i = set.classifier.classify(this.parse, buf, true, this.traceMatch);
+    if (i < 0) return false;
+    if (set.counters !== null) set.counters[set.slots[i]]++;
+    const lines = traceFlowHeader(set.flows[i].name, this.parse, buf, len, this.match.udpencap);
+    for (const l of lines) this.trace.line(l);
+    return true;
   }
 
   /** Use `set` from the next packet on (one reference store: old or new, never a mix). */
@@ -123,6 +156,8 @@ export class FlowLbDecider implements Decider {
     }
     const set = this.flowSet;
     let winner = this.#classify(set, buf);
+    // Values of the key before any SCTP-over-UDP re-parse, as 1.2.0 prints them.
+    const traced = (t.mask & TRACE_FLOWS) !== 0 && this.#traceFlowMatch(buf, len);
     // SCTP over UDP: re-parse and re-classify a UDP packet to the reported udpencap port.
     // 1.2.0 also does this for encap 0 (UDP to port 0), which only counted the flow twice.
     const encap = this.match.udpencap;
@@ -140,18 +175,25 @@ export class FlowLbDecider implements Decider {
       if (winner < 0 && (t.mask & TRACE_SCTP) !== 0) t.line("Failed flowLookup for udpencap");
     }
     if (winner < 0) {
+      if (traced) t.line(traceFlowResult(-1, undefined, this.nolbFwmark, this.notargetsFwmark));
       if ((t.mask & TRACE_PACKET) !== 0) t.line("Failed flowLookup");
       if ((t.level ?? 0) >= 6) t.log?.("Failed flowLookup"); // INFO
       return this.nolbFwmark;
     }
     const table = set.tables[winner];
+    const flow = set.flows[winner];
     const fw = table === undefined ? -1 : fwmarkFor(table, hashKey(key, this.hashMode));
-    if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) {
-      this.#traceFlow(rc, set.flows[winner], len, fw);
+    if (traced) {
+      t.line(traceFlowResult(fw, flow.target ?? "", this.nolbFwmark, this.notargetsFwmark));
     }
-    if (fw < 0) return this.notargetsFwmark;
-    if ((rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) return -1;
-    return fw;
+    // 1.2.0's order: the first fragment is recorded before the packet lines.
+    let verdict = fw < 0 ? this.notargetsFwmark : fw;
+    if (fw >= 0 && (rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) {
+      if (traced) t.line("FAILED: Handle first fragment");
+      verdict = -1;
+    }
+    if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) this.#traceFlow(rc, flow, len, fw);
+    return verdict;
   }
 
   /**

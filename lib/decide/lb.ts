@@ -80,9 +80,12 @@ export class LbDecider implements Decider {
       if (early !== CONTINUE) return early;
     }
     const fw = fwmarkFor(this.table, hashKey(p.key, this.hashMode));
+    // 1.2.0's order: the first fragment is recorded before the packet line.
+    let verdict = fw < 0 ? this.notargetsFwmark : fw;
+    if (fw >= 0 && (rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) {
+      verdict = -1;
+    }
     if ((t.mask & TRACE_PACKET) !== 0) t.line(`Load-balance packet. fw=${fw}`);
-    if (fw < 0) return this.notargetsFwmark;
-    if ((rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) return -1;
-    return fw;
+    return verdict;
   }
 }

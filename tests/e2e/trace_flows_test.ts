@@ -1,0 +1,227 @@
+/**
+ * Trace flows end to end (docs/COMPATIBILITY.md#trace-and-log, trace flows), as root, in private
+ * network namespaces (the topology of testkit/e2e_topology.ts): the troubleshooting procedure of a
+ * Kubernetes frontend, `nfqlb trace-flow-set --name=...` then `nfqlb trace --mask=0xffffffff`,
+ * shows for each matching packet 1.2.0's lines (match, 5-tuple, target and fwmark), for IPv4 and
+ * IPv6; the match is counted in `trace-flow-list`; a trace flow set with a raw 1.2.0 wire-format
+ * request (the other implementation's CLI speaks the same bytes) works the same; deleted, it
+ * prints nothing more.
+ */
+import assert from "node:assert/strict";
+import { Addressing, buildTopology } from "../../testkit/e2e_topology.ts";
+import {
+  cli,
+  Daemon,
+  FLOW_ENV,
+  predict,
+  type Service,
+  startTargets,
+} from "../../testkit/frag_e2e.ts";
+import { LineProcess } from "../../testkit/line_process.ts";
+import { isRoot, withTestNet } from "../../testkit/netns.ts";
+
+const ROOT = isRoot();
+if (!ROOT) {
+  console.warn("trace_flows_test: not running as root: trace-flow end-to-end test skipped");
+}
+
+const DENO = Deno.execPath();
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+const NET = new Addressing(209, 1, 1);
+const { vip4: VIP4, vip6: VIP6, cl4: [CL4], cl6: [CL6] } = NET;
+const PORT = 5001;
+const SVC: Service = {
+  vip4: VIP4,
+  vip6: VIP6,
+  port: PORT,
+  targets: new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)])),
+};
+const Q = 9;
+
+/**
+ * Sends one UDP datagram of 5 bytes from src:sport to dst:PORT for each sport given, and keeps the
+ * sockets open until the replies are in (a closed port would answer with ICMP port unreachable,
+ * which goes through the queue and matches the trace flow too).
+ */
+const SEND_UDP = `
+import socket, sys, time
+src, dst = sys.argv[1], sys.argv[2]
+fam = socket.AF_INET6 if ":" in src else socket.AF_INET
+socks = []
+for p in sys.argv[3:]:
+    s = socket.socket(fam, socket.SOCK_DGRAM)
+    s.bind((src, int(p)))
+    s.settimeout(3)
+    s.sendto(b"hello", (dst, ${PORT}))
+    socks.append(s)
+for s in socks:
+    s.recv(100)
+    s.close()
+`;
+
+/** A raw 1.2.0 wire-format request to the abstract socket @nfqlb; prints the reply text. */
+const RAW_REQUEST = `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect("\\0nfqlb")
+s.sendall(sys.argv[1].encode().replace(b"|", b"\\n"))
+print(s.recv(4096).split(b"\\0")[0].decode())
+`;
+
+Deno.test({
+  name: "trace flows: trace-flow-set + trace --mask show each matching packet's lines (needs root)",
+  ignore: !ROOT,
+  async fn(t) {
+    const token = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+    const tshm = `nfqlbtf-${Deno.pid}-${token}-t`;
+    const ftshm = `nfqlbtf-${Deno.pid}-${token}-ft`;
+    let daemon: Daemon | null = null;
+    try {
+      await withTestNet(async (net) => {
+        const { cl, lb, targets } = await buildTopology(net, NET);
+        await Promise.all(
+          [
+            [cl, NET.lbCl4],
+            [cl, NET.lbCl6],
+            ...[...targets].flatMap(([i, ns]) => [
+              [lb, NET.tAddr4(i)],
+              [lb, NET.tAddr6(i)],
+              [ns, NET.lbAddr4(i)],
+            ]),
+          ].map(([ns, a]) => net.run(ns, ["ping", "-c1", "-W3", a])),
+        );
+        for (const [ipt, vip] of [["iptables", VIP4], ["ip6tables", VIP6]]) {
+          const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${Q}`;
+          await net.run(lb, [ipt, ...rule.split(" ")]);
+        }
+        const servers = await startTargets(
+          net,
+          SVC,
+          [...targets].map(([i, ns]) => [NET.tName(i), ns]),
+        );
+        await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
+        await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
+        daemon = new Daemon(net, lb, "flowlb", [`--queue=${Q}`, `--ft_shm=${ftshm}`]);
+        await daemon.ready();
+        const nfqlb = async (...args: string[]) => {
+          const r = await net.exec(lb, [...FLOW_ENV, DENO, "run", "-A", CLI, ...args]);
+          assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+          return r.stdout;
+        };
+        const flow = `--name=udp --target=${tshm} --protocols=udp --dports=${PORT}`;
+        assert.equal(await nfqlb("flow-set", ...flow.split(" ")), "OK\n");
+        assert.equal(
+          await nfqlb(
+            "trace-flow-set",
+            "--name=tr",
+            "--protocols=udp",
+            `--dsts=${VIP4}/32,${VIP6}/128`,
+          ),
+          "OK\n",
+        );
+        await new Promise((r) => setTimeout(r, 200)); // the queue thread takes the trace flows
+
+        const trace = new LineProcess(net, lb, [
+          DENO,
+          "run",
+          "-A",
+          CLI,
+          "trace",
+          "--mask=0xffffffff",
+        ], "trace");
+        const send = (src: string, dst: string, ports: number[]) =>
+          net.run(cl, ["/usr/bin/python3", "-c", SEND_UDP, src, dst, ...ports.map(String)]);
+        /** The lines 1.2.0 prints for a UDP packet src:sport -> dst:PORT of 5 bytes. */
+        const expected = async (src: string, dst: string, sport: number, flowName: string) => {
+          const target = await predict(SVC, tshm, src, sport);
+          const fw = NET.tMark(Number(target!.slice(1)));
+          const v6 = src.includes(":");
+          const len = (v6 ? 40 : 20) + 8 + 5;
+          const a = (x: string) => v6 ? x : `::ffff:${x}`;
+          return [
+            "",
+            `Match for trace-flow: ${flowName}`,
+            `proto=udp, len=${len}, ${a(src)} ${sport} -> ${a(dst)} ${PORT}`,
+            `target=${tshm}, fwmark=${fw}`,
+            `Using LB; ${tshm}`,
+            `Packet; proto=17, len=${len}, fwmark=${fw}`,
+          ];
+        };
+        /** The trace lines after `from` up to the packet line of the `n`-th matching packet. */
+        const blocks = async (from: number, n: number) => {
+          await trace.waitLines(/^Packet; /, n, 10_000, from);
+          return trace.lines.slice(from);
+        };
+        try {
+          await trace.waitLines(/^Trace active, mask=0xffffffff$/);
+          await t.step(
+            "IPv4 and IPv6 packets print the match, the 5-tuple, the target and fwmark",
+            async () => {
+              const from = trace.lines.length;
+              await send(CL4, VIP4, [40001, 40002, 40003]);
+              await send(CL6, VIP6, [40004]);
+              const got = await blocks(from, 4);
+              const want = [
+                ...await expected(CL4, VIP4, 40001, "tr"),
+                ...await expected(CL4, VIP4, 40002, "tr"),
+                ...await expected(CL4, VIP4, 40003, "tr"),
+                ...await expected(CL6, VIP6, 40004, "tr"),
+              ];
+              // Only these packets pass the queue now; the log lines of the trace server aside.
+              assert.deepEqual(got.filter((l) => !/^Trace/.test(l)).slice(0, want.length), want);
+              const list = JSON.parse(await nfqlb("trace-flow-list"));
+              assert.equal(list[0].name, "tr");
+              assert.equal(list[0].matches_count, 4);
+            },
+          );
+
+          await t.step("a trace flow set with 1.2.0's wire format works the same", async () => {
+            const req = `action:trace-set|name:raw|protocols:udp|sports:40010|priority:7|eoc:|`;
+            const r = await net.run(lb, ["/usr/bin/python3", "-c", RAW_REQUEST, req]);
+            assert.equal(r.trim(), "OK");
+            assert.deepEqual(JSON.parse(await nfqlb("trace-flow-list-names")), ["raw", "tr"]);
+            await new Promise((r) => setTimeout(r, 200));
+            const from = trace.lines.length;
+            await send(CL4, VIP4, [40010]);
+            const got = await blocks(from, 1);
+            // Priority 7 beats "tr" (priority 0): the first matching trace flow prints.
+            assert.deepEqual(
+              got.filter((l) => !/^Trace/.test(l)),
+              await expected(CL4, VIP4, 40010, "raw"),
+            );
+          });
+
+          await t.step("trace-flow-delete: no more trace-flow lines for that flow", async () => {
+            assert.equal(await nfqlb("trace-flow-delete", "--name=raw"), "OK\n");
+            assert.equal(await nfqlb("trace-flow-delete", "--name=tr"), "OK\n");
+            await new Promise((r) => setTimeout(r, 200));
+            const from = trace.lines.length;
+            await send(CL4, VIP4, [40011]);
+            const got = await blocks(from, 1);
+            assert.deepEqual(
+              got.filter((l) => !/^Trace/.test(l)),
+              (await expected(CL4, VIP4, 40011, "x")).slice(4),
+            );
+            assert.deepEqual(JSON.parse(await nfqlb("trace-flow-list-names")), []);
+          });
+        } finally {
+          Deno.kill(trace.pid, "SIGTERM");
+          await trace.finish();
+        }
+        const r = await daemon.stop();
+        daemon = null;
+        assert.equal(r.code, 0, r.stderr);
+        for (const s of servers) await s.finish();
+      });
+    } finally {
+      await (daemon as Daemon | null)?.kill();
+      for (const n of [tshm, ftshm]) {
+        try {
+          Deno.removeSync(`/dev/shm/${n}`);
+        } catch {
+          // not there
+        }
+      }
+    }
+  },
+});
