@@ -6,8 +6,7 @@ import { cAtoi, toU32 } from "../lib/ccompat/cnum.ts";
 import { primeBelow } from "../lib/maglev/prime.ts";
 import { type Command, die } from "./command.ts";
 
-/** The version this implementation is compatible with. */
-export const VERSION = "1.2.0";
+import { VERSION } from "../lib/version.ts";
 
 /** `version`: print `1.2.0`. */
 export const versionCommand: Command = {

@@ -7,6 +7,7 @@ import { LibcError } from "../ffi/libc.ts";
 import { openShm } from "../ffi/shm.ts";
 import { parseStrictInt } from "../lib/ccompat/cnum.ts";
 import { formatStats, FTSHM_SIZE } from "../lib/frag/stats.ts";
+import { formatQueueCounters, readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { type Command, die } from "./command.ts";
 import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
@@ -28,7 +29,13 @@ export const statsCommand: Command = {
       if (m.size < FTSHM_SIZE) {
         die(`FAILED mapSharedData: ${name}; not fragment statistics: ${m.size} bytes, need 72`);
       }
-      inv.io.out(formatStats(m.buffer));
+      let text = formatStats(m.buffer);
+      const counters = readQueueCounters(m.buffer);
+      // Our per-queue counters follow the fragment counters (1.2.0's lines stay as they are).
+      if (counters !== undefined) {
+        text = `${text.slice(0, -3)},\n${formatQueueCounters(counters)}\n}\n`;
+      }
+      inv.io.out(text);
     } finally {
       m.close();
     }

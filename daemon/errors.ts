@@ -81,7 +81,9 @@ export type OptionProblem =
   /** `--queue` is neither `N` nor `first:last`. */
   | { kind: "queue" }
   /** Not a socket address (`unix:NAME`, `tcp:HOST:PORT`). */
-  | { kind: "address" };
+  | { kind: "address" }
+  /** `--metrics` is not `ADDR:PORT` (`127.0.0.1:9100`, `[::1]:9100`, `localhost:9100`). */
+  | { kind: "listen" };
 
 function optionMessage(option: string, value: string, p: OptionProblem): string {
   switch (p.kind) {
@@ -95,6 +97,8 @@ function optionMessage(option: string, value: string, p: OptionProblem): string 
       return `queue invalid [${value}]`;
     case "address":
       return `Failed to parse address [${value}]`;
+    case "listen":
+      return `Invalid --${option}=${value}; expected ADDR:PORT, e.g. 127.0.0.1:9100 or [::1]:9100`;
   }
 }
 

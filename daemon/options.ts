@@ -42,6 +42,8 @@ export interface DaemonConfig {
   readonly flowState: string;
   /** `--control-unauthenticated` (flowlb): admit tcp control peers that are not loopback. */
   readonly controlUnauthenticated: boolean;
+  /** `--metrics=ADDR:PORT`: where `GET /metrics` and `GET /healthz` are served; undefined: off. */
+  readonly metrics?: { readonly hostname: string; readonly port: number; readonly text: string };
 }
 
 const I32 = [-(2 ** 31), 2 ** 31 - 1] as const;
@@ -98,6 +100,10 @@ export function daemonOptions(kind: "lb" | "flowlb"): DaemonOptionDecl[] {
     { name: "ft_ttl", desc: "Fragment entry idle timeout in ms (default 200)" },
     { name: "trace_address", desc: "Trace server address (default unix:nfqlb-trace)" },
     {
+      name: "metrics",
+      desc: "Serve GET /metrics and /healthz on ADDR:PORT, e.g. [::1]:9100 (default off)",
+    },
+    {
       name: "fail-open",
       desc: "Accept packets instead of dropping them when the queue is full",
       flag: true,
@@ -112,6 +118,25 @@ function int(opts: OptionValues, name: string, dflt: number, min: number, max: n
   const v = parseStrictInt(s.trim(), min, max);
   if (v === undefined) throw new OptionError(name, s, { kind: "integer", min, max });
   return v;
+}
+
+/**
+ * Parse `--metrics`: `IPv4:PORT`, `[IPv6]:PORT` or `HOSTNAME:PORT`, port 1..65535.
+ * @example
+ * ```ts
+ * import { parseListenAddress } from "./options.ts";
+ * parseListenAddress("[::1]:9100"); // { hostname: "::1", port: 9100, text: "[::1]:9100" }
+ * parseListenAddress("9100"); // undefined
+ * ```
+ */
+export function parseListenAddress(
+  s: string,
+): { hostname: string; port: number; text: string } | undefined {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):([0-9]{1,5})$/.exec(s);
+  if (m === null) return undefined;
+  const port = Number(m[3]);
+  if (port < 1 || port > U16_MAX) return undefined;
+  return { hostname: m[1] ?? m[2], port, text: s };
 }
 
 /** Parse `--queue`: `N` or `first:last` (docs/COMPATIBILITY.md#nfqueue). */
@@ -141,6 +166,11 @@ export function daemonConfig(opts: OptionValues): DaemonConfig {
     throw new OptionError("trace_address", traceAddress, { kind: "address" });
   }
   const tun = opts.get("tun") ?? "";
+  const metricsText = opts.get("metrics");
+  const metrics = metricsText === undefined ? undefined : parseListenAddress(metricsText);
+  if (metricsText !== undefined && metrics === undefined) {
+    throw new OptionError("metrics", metricsText, { kind: "listen" });
+  }
   const ftFrag = int(opts, "ft_frag", 100, 0, 1_000_000);
   return {
     tshm: opts.get("tshm") ?? "nfqlb",
@@ -165,5 +195,6 @@ export function daemonConfig(opts: OptionValues): DaemonConfig {
     promiscuousPing: opts.has("promiscuous_ping"),
     flowState: opts.get("flow-state") ?? "",
     controlUnauthenticated: opts.has("control-unauthenticated"),
+    metrics,
   };
 }

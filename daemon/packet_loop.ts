@@ -82,7 +82,18 @@ export interface PacketLoopOptions {
   readonly truncated?: TruncatedHook;
   /** The time passed to the decider, read once per batch (default: this thread's own). */
   readonly clock?: () => number;
+  /** Counts every packet with its verdict and length (default: nothing counted). */
+  readonly counters?: PacketCounter;
 }
+
+/** What the loop counts each packet with (`QueueCounters` of lib/counters/queue_counters.ts). */
+export interface PacketCounter {
+  /** One packet of `len` bytes got verdict value `v` (≥ 0: accepted with fwmark v). */
+  packet(v: number, len: number): void;
+}
+
+/** The counter of a loop that counts nothing. */
+const NOT_COUNTED: PacketCounter = { packet: () => {} };
 
 /**
  * Serve `q` with `decider` until `stop[0]` becomes non-zero (checked
@@ -98,6 +109,7 @@ export async function runPacketLoop(
   options: PacketLoopOptions = {},
 ): Promise<number> {
   const { hook, truncated } = options;
+  const counters = options.counters ?? NOT_COUNTED;
   const nowNs = options.clock ?? clockSince(performance.timeOrigin);
   const buf = q.buffer;
   let packets = 0;
@@ -113,10 +125,10 @@ export async function runPacketLoop(
     try {
       for (let i = 0; i < n; i++) {
         if (q.capLen(i) !== 0) long++;
-        q.verdict(
-          i,
-          decider.decide(buf, q.payloadOffset(i), q.payloadLength(i), q.l3proto(i), now),
-        );
+        const len = q.payloadLength(i);
+        const v = decider.decide(buf, q.payloadOffset(i), len, q.l3proto(i), now);
+        q.verdict(i, v);
+        counters.packet(v, len);
       }
     } finally {
       q.flush();

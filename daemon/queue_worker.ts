@@ -26,6 +26,7 @@ import { TunDevice } from "../ffi/tun.ts";
 import { strerror } from "../ffi/libc.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
+import { C_VERDICT_ERRORS, QueueCounters } from "../lib/counters/queue_counters.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
@@ -330,7 +331,10 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       initStats: false,
       inject: start.tun === undefined ? undefined : injector(start.tun, trace),
     });
+    // This queue's block of counters in the ftshm object (one writer: this thread).
+    const counters = new QueueCounters(ft.buffer, queue - c.queueFirst);
     const common = {
+      counts: counters.counts,
       lbTier: lbTier?.table,
       fragments,
       hashMode: c.hashMode,
@@ -417,6 +421,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     const hook = () => {
       trace.mask = traceWords[MASK_WORD] >>> 0;
       trace.level = traceWords[LOGLEVEL_WORD];
+      counters.counts[C_VERDICT_ERRORS] = q.verdictErrorCount;
       const now = performance.now();
       if (now >= nextCheck) {
         nextCheck = now + CHECK_INTERVAL_MS;
@@ -431,6 +436,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       hook,
       truncated: reassembledCounter(ft.buffer, c, queue, trace),
       clock,
+      counters,
     });
     scope.postMessage({ type: "stopped", queue, packets });
   } finally {

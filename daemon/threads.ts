@@ -8,7 +8,8 @@ import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
 import { createShm } from "../ffi/shm.ts";
 import { TunDevice, TunError } from "../ffi/tun.ts";
-import { FTSHM_EXT_SIZE, initFtStats } from "../lib/frag/stats.ts";
+import { initFtStats } from "../lib/frag/stats.ts";
+import { countersSize, writeCountersHeader } from "../lib/counters/queue_counters.ts";
 import { FragTable } from "../lib/frag/table.ts";
 import { ShmCreateError, TunOpenError } from "./errors.ts";
 import type { Io } from "./io.ts";
@@ -16,11 +17,14 @@ import type { DaemonConfig } from "./options.ts";
 import { openTable } from "./open_table.ts";
 import type { FlowChannel, QueueWorkerMessage, QueueWorkerStart } from "./queue_worker.ts";
 import type { TraceMessage, TraceStart } from "./trace_worker.ts";
+import type { MetricsMessage, MetricsStart } from "./metrics_worker.ts";
+import { VERSION } from "../lib/version.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 
 const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
 const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
+const METRICS_WORKER_URL = new URL("./metrics_worker.ts", import.meta.url);
 /** Bytes of trace lines a queue thread may have waiting for the trace thread. */
 const TRACE_RING_BYTES = 256 * 1024;
 
@@ -46,7 +50,7 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   if (c.lbshm !== "") openTable(c.lbshm, false).close();
   let m;
   try {
-    m = createShm(c.ftShm, FTSHM_EXT_SIZE);
+    m = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1));
   } catch (e) {
     if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
     throw e;
@@ -58,7 +62,10 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
     buckets: c.ftBuckets,
     frags: c.ftFrag,
   };
+  // An object left by an earlier run keeps no counts: all of it starts at zero.
+  new Uint8Array(m.buffer).fill(0);
   initFtStats(m.buffer, sizes);
+  writeCountersHeader(m.buffer, c.queueFirst, c.queueLast - c.queueFirst + 1);
   m.close();
   let tun: TunDevice | undefined;
   if (c.tun !== "") {
@@ -132,6 +139,47 @@ function startTraceThread(
 }
 
 /**
+ * Start the metrics server thread (`--metrics`), if configured; `failed` gets the message
+ * when it cannot serve. Its address is printed on stdout once it listens.
+ */
+function startMetricsThread(
+  io: Io,
+  c: DaemonConfig,
+  flows: FlowChannel | undefined,
+  failed: (message: string) => void,
+): Worker | undefined {
+  if (c.metrics === undefined) return undefined;
+  const w = new Worker(METRICS_WORKER_URL, { type: "module", name: "metrics" });
+  w.onmessage = (e: MessageEvent<MetricsMessage>) => {
+    const m = e.data;
+    if (m.type === "listening") io.out(`Metrics; http://${m.address}/metrics\n`);
+    else failed(m.message);
+  };
+  w.onerror = (e) => {
+    e.preventDefault();
+    failed(`metrics thread: ${e.message}`);
+  };
+  const tables = [...(flows === undefined ? [c.tshm] : []), ...(c.lbshm === "" ? [] : [c.lbshm])];
+  const start: MetricsStart = {
+    hostname: c.metrics.hostname,
+    port: c.metrics.port,
+    ftShm: c.ftShm,
+    queueFirst: c.queueFirst,
+    queueLast: c.queueLast,
+    tables,
+    version: VERSION,
+    flows: flows === undefined ? undefined : {
+      counters: flows.counters,
+      lanes: flows.lanes,
+      capacity: flows.capacity,
+      snapshot: flows.snapshot,
+    },
+  };
+  w.postMessage(start);
+  return w;
+}
+
+/**
  * Start one thread per queue, and the trace server thread. `flows(lane)`
  * gives the flow channel of the thread with that lane (flowlb). Any thread's
  * error stops all of them.
@@ -162,8 +210,15 @@ export function startQueueThreads(
     logs.push(TraceRing.create(TRACE_RING_BYTES));
   }
   const traceDone = startTraceThread(io, c, rings, logs, stop);
+  const metrics = startMetricsThread(io, c, flows?.(0), (message) => {
+    io.err(message + "\n");
+    status = 1;
+    Atomics.store(stopFlag, 0, 1);
+    wake();
+  });
   // The trace thread stops with the same flag; the daemon ends when both have stopped.
   const finished = queuesDone.then(async (s) => {
+    metrics?.terminate();
     waker.close();
     prepared.release();
     Atomics.store(stopFlag, 0, 1);
@@ -218,7 +273,10 @@ export function startQueueThreads(
   }
   return {
     finished,
-    broadcast: (message) => workers.forEach((w) => w.postMessage(message)),
+    broadcast: (message) => {
+      workers.forEach((w) => w.postMessage(message));
+      metrics?.postMessage(message);
+    },
     wake,
   };
 }

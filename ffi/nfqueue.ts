@@ -581,6 +581,11 @@ export class NfQueue {
     this.stats.sends++;
   }
 
+  /** Kernel-reported errors to our verdicts so far (NLMSG_ERROR); no allocation. */
+  get verdictErrorCount(): number {
+    return this.table.errors;
+  }
+
   /** Kernel-reported errors to our verdicts so far (NLMSG_ERROR), and the last errno. */
   get verdictErrors(): { count: number; lastErrno: number } {
     return { count: this.table.errors, lastErrno: this.table.lastErrno };

@@ -2,6 +2,7 @@
  * Offline packaging: bundle the CLI into one executable JavaScript file with
  * a Deno shebang (`dist/nfqlb` unless an output path is given), plus the
  * worker modules the daemons start (`queue_worker.ts`, `control_worker.ts`, `trace_worker.ts`,
+ * `metrics_worker.ts`,
  * bundled next to it: the CLI finds them relative to itself). Unlike
  * `deno compile`, this needs no download of the Deno runtime (denort): only
  * esbuild from the npm registry the first time.
@@ -10,7 +11,12 @@
  */
 const SHEBANG = "#!/usr/bin/env -S deno run --allow-all\n";
 /** Worker entry points, bundled under their own names next to the CLI. */
-const WORKERS = ["daemon/queue_worker.ts", "daemon/control_worker.ts", "daemon/trace_worker.ts"];
+const WORKERS = [
+  "daemon/queue_worker.ts",
+  "daemon/control_worker.ts",
+  "daemon/trace_worker.ts",
+  "daemon/metrics_worker.ts",
+];
 const root = new URL("../", import.meta.url);
 const output = Deno.args[0] ?? new URL("dist/nfqlb", root).pathname;
 const dir = output.replace(/\/[^/]*$/, "") || ".";

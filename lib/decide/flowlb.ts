@@ -13,6 +13,7 @@
  * ```
  * @module
  */
+import { C_INVALID, C_NO_FLOW, C_NO_TARGET, C_OTHER_FWMARKS } from "../counters/queue_counters.ts";
 import type { Classifier } from "../flow/classifier.ts";
 import { compileFlows } from "../flow/classifier_build.ts";
 import { FlowMatch } from "../flow/match.ts";
@@ -42,6 +43,8 @@ export interface FlowLbOptions {
   readonly promiscuousPing?: boolean;
   /** Trace output (docs/COMPATIBILITY.md#trace-and-log bits packet, frag and sctp); default off. */
   readonly trace?: TraceSink;
+  /** Where the drop reasons are counted (a queue's `QueueCounters.counts`); default private. */
+  readonly counts?: Float64Array;
 }
 
 /** A compiled flow set with the target table of each flow (by flow index). */
@@ -90,6 +93,8 @@ export class FlowLbDecider implements Decider {
   declare readonly match: FlowMatch;
   /** The flow set in use. */
   declare flowSet: FlowSet;
+  /** Decision counters, indexed by the `C_*` of lib/counters/queue_counters.ts. */
+  declare readonly counts: Float64Array;
   /** The trace flows in use (evaluated only with trace bit `flows`). */
   declare traceFlows: FlowSet;
   /** The trace-flow classification of the last traced packet. */
@@ -105,6 +110,7 @@ export class FlowLbDecider implements Decider {
     this.parse = new KeyParse();
     this.match = new FlowMatch();
     this.flowSet = EMPTY;
+    this.counts = opts.counts ?? new Float64Array(C_OTHER_FWMARKS + 1);
     this.traceFlows = EMPTY;
     this.traceMatch = new FlowMatch();
   }
@@ -147,7 +153,10 @@ export class FlowLbDecider implements Decider {
   decide(buf: Uint8Array, off: number, len: number, l3proto: number, now = 0): number {
     const p = this.parse;
     let rc = parseKeyAt(p, buf, off, len, l3proto, 0);
-    if (rc < 0) return -1;
+    if (rc < 0) {
+      this.counts[C_INVALID]++;
+      return -1;
+    }
     const key = p.key;
     const t = this.trace;
     if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
@@ -169,12 +178,14 @@ export class FlowLbDecider implements Decider {
       rc = parseKeyAt(p, buf, off, len, l3proto, encap);
       if (rc < 0) {
         if ((t.mask & TRACE_SCTP) !== 0) t.line("FAILED: Re-compute key with udpencap");
+        this.counts[C_INVALID]++;
         return -1;
       }
       winner = this.#classify(set, buf);
       if (winner < 0 && (t.mask & TRACE_SCTP) !== 0) t.line("Failed flowLookup for udpencap");
     }
     if (winner < 0) {
+      this.counts[C_NO_FLOW]++;
       if (traced) t.line(traceFlowResult(-1, undefined, this.nolbFwmark, this.notargetsFwmark));
       if ((t.mask & TRACE_PACKET) !== 0) t.line("Failed flowLookup");
       if ((t.level ?? 0) >= 6) t.log?.("Failed flowLookup"); // INFO
@@ -187,7 +198,11 @@ export class FlowLbDecider implements Decider {
       t.line(traceFlowResult(fw, flow.target ?? "", this.nolbFwmark, this.notargetsFwmark));
     }
     // 1.2.0's order: the first fragment is recorded before the packet lines.
-    let verdict = fw < 0 ? this.notargetsFwmark : fw;
+    let verdict = fw;
+    if (fw < 0) {
+      this.counts[C_NO_TARGET]++;
+      verdict = this.notargetsFwmark;
+    }
     if (fw >= 0 && (rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) {
       if (traced) t.line("FAILED: Handle first fragment");
       verdict = -1;

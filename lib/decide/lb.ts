@@ -15,6 +15,7 @@
  * ```
  * @module
  */
+import { C_INVALID, C_NO_TARGET, C_OTHER_FWMARKS } from "../counters/queue_counters.ts";
 import type { Decider } from "./decider.ts";
 import { CONTINUE, FragmentSteps, type FragmentTracker } from "../frag/steps.ts";
 import { hashKey } from "../packet/hash.ts";
@@ -41,6 +42,8 @@ export interface LbOptions {
   readonly notargetsFwmark?: number;
   /** Trace output (docs/COMPATIBILITY.md#trace-and-log bits packet and frag); default off. */
   readonly trace?: TraceSink;
+  /** Where the drop reasons are counted (a queue's `QueueCounters.counts`); default private. */
+  readonly counts?: Float64Array;
 }
 
 /** The `lb` decision procedure, with its scratch key parse reused for every packet. */
@@ -53,6 +56,8 @@ export class LbDecider implements Decider {
   declare readonly trace: TraceSink;
   /** The parse of the last packet (for tracing and tests). */
   declare readonly parse: KeyParse;
+  /** Decision counters, indexed by the `C_*` of lib/counters/queue_counters.ts. */
+  declare readonly counts: Float64Array;
 
   constructor(opts: LbOptions) {
     this.table = opts.table;
@@ -62,6 +67,7 @@ export class LbDecider implements Decider {
     this.trace = opts.trace ?? NO_TRACE;
     this.fragments = new FragmentSteps(opts.lbTier, opts.fragments, this.trace);
     this.parse = new KeyParse();
+    this.counts = opts.counts ?? new Float64Array(C_OTHER_FWMARKS + 1);
   }
 
   /**
@@ -73,7 +79,10 @@ export class LbDecider implements Decider {
   decide(buf: Uint8Array, off: number, len: number, l3proto: number, now = 0): number {
     const p = this.parse;
     const rc = parseKeyAt(p, buf, off, len, l3proto, this.udpencap);
-    if (rc < 0) return -1;
+    if (rc < 0) {
+      this.counts[C_INVALID]++;
+      return -1;
+    }
     const t = this.trace;
     if ((rc & (RC_FIRST_FRAG | RC_NON_FIRST_FRAG)) !== 0) {
       const early = this.fragments.early(p, buf, off, len, now);
@@ -81,7 +90,11 @@ export class LbDecider implements Decider {
     }
     const fw = fwmarkFor(this.table, hashKey(p.key, this.hashMode));
     // 1.2.0's order: the first fragment is recorded before the packet line.
-    let verdict = fw < 0 ? this.notargetsFwmark : fw;
+    let verdict = fw;
+    if (fw < 0) {
+      this.counts[C_NO_TARGET]++;
+      verdict = this.notargetsFwmark;
+    }
     if (fw >= 0 && (rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) {
       verdict = -1;
     }

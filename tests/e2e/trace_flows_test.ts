@@ -38,26 +38,7 @@ const SVC: Service = {
 };
 const Q = 9;
 
-/**
- * Sends one UDP datagram of 5 bytes from src:sport to dst:PORT for each sport given, and keeps the
- * sockets open until the replies are in (a closed port would answer with ICMP port unreachable,
- * which goes through the queue and matches the trace flow too).
- */
-const SEND_UDP = `
-import socket, sys, time
-src, dst = sys.argv[1], sys.argv[2]
-fam = socket.AF_INET6 if ":" in src else socket.AF_INET
-socks = []
-for p in sys.argv[3:]:
-    s = socket.socket(fam, socket.SOCK_DGRAM)
-    s.bind((src, int(p)))
-    s.settimeout(3)
-    s.sendto(b"hello", (dst, ${PORT}))
-    socks.append(s)
-for s in socks:
-    s.recv(100)
-    s.close()
-`;
+const UDP_EXCHANGE = new URL("../../testkit/fixtures/udp_exchange.py", import.meta.url).pathname;
 
 /** A raw 1.2.0 wire-format request to the abstract socket @nfqlb; prints the reply text. */
 const RAW_REQUEST = `
@@ -130,7 +111,14 @@ Deno.test({
           "--mask=0xffffffff",
         ], "trace");
         const send = (src: string, dst: string, ports: number[]) =>
-          net.run(cl, ["/usr/bin/python3", "-c", SEND_UDP, src, dst, ...ports.map(String)]);
+          net.run(cl, [
+            "/usr/bin/python3",
+            UDP_EXCHANGE,
+            src,
+            dst,
+            String(PORT),
+            ...ports.map(String),
+          ]);
         /** The lines 1.2.0 prints for a UDP packet src:sport -> dst:PORT of 5 bytes. */
         const expected = async (src: string, dst: string, sport: number, flowName: string) => {
           const target = await predict(SVC, tshm, src, sport);

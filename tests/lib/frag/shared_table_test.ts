@@ -121,7 +121,14 @@ Deno.test("shared: attaching needs the memory of a table with the same sizes", (
 });
 
 Deno.test("shared: two threads on the two halves of 20,000 datagrams at once lose nothing", async () => {
-  const ids = 20_000;
+  // A run where the threads happened not to overlap proves nothing: try again (a few times).
+  let overlapped = false;
+  for (let attempt = 0; attempt < 5 && !overlapped; attempt++) overlapped = await halves(20_000);
+  assert.ok(overlapped, "in 5 runs the two threads never met in the table");
+});
+
+/** One run of the two workers on `ids` datagrams; asserts nothing lost. Returns whether they overlapped. */
+async function halves(ids: number): Promise<boolean> {
   const opts: FragTableOptions = {
     size: ids,
     buckets: ids,
@@ -164,7 +171,6 @@ Deno.test("shared: two threads on the two halves of 20,000 datagrams at once los
   assert.equal(r.wrongMark, 0, "later fragments accepted with another datagram's mark");
   assert.equal(r.accepted + r.stored, 2 * ids);
   assert.equal(f.injected, r.stored, "every stored fragment injected once");
-  assert.ok(r.stored > 0 && r.accepted > 0, `the threads overlapped: ${JSON.stringify(r)}`);
   const s = readStats(stats);
   assert.equal(s.lookups, 3 * ids);
   assert.equal(s.inserts, ids);
@@ -172,4 +178,5 @@ Deno.test("shared: two threads on the two halves of 20,000 datagrams at once los
   assert.equal(readStatsExt(stats)?.fragsInjected, r.stored);
   assert.equal(owner.fragsFree, opts.frags);
   assert.equal(owner.entries, ids);
-});
+  return r.stored > 0 && r.accepted > 0;
+}

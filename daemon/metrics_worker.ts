@@ -1,0 +1,176 @@
+/**
+ * The metrics server of `lb` and `flowlb` (`--metrics=ADDR:PORT`), a worker
+ * off the packet threads: `GET /metrics` is the Prometheus text exposition of
+ * the counters (`lib/counters/metrics.ts`), read from the `ftshm` object the
+ * queue threads count into, the kernel's figures of the daemon's queues
+ * (`/proc/net/netfilter/nfnetlink_queue` of its network namespace) and, for
+ * flowlb, the flows' match counters; `GET /healthz` answers 200 `ok` only when
+ * every queue is bound and every table in use maps as a valid table, else 503
+ * with the reasons, one per line.
+ *
+ * Messages to the main thread: `listening` (the address), or `error` (the
+ * server could not be set up). Messages from it: new flow snapshots.
+ * @module
+ */
+import { openShm, type ShmMapping } from "../ffi/shm.ts";
+import { formatMetrics } from "../lib/counters/metrics.ts";
+import { readQueueCounters } from "../lib/counters/queue_counters.ts";
+import { readStats, readStatsExt } from "../lib/frag/stats.ts";
+import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
+import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
+import { openTable } from "./open_table.ts";
+import { isTruncated } from "./table_watch.ts";
+
+/** The message that starts the worker. */
+export interface MetricsStart {
+  readonly hostname: string;
+  readonly port: number;
+  readonly ftShm: string;
+  readonly queueFirst: number;
+  readonly queueLast: number;
+  /** lb: the tables it uses (`--tshm`, `--lbshm`); flowlb: the LB tier only (flows add theirs). */
+  readonly tables: readonly string[];
+  readonly version: string;
+  /** flowlb: the flows' counters and first snapshot. */
+  readonly flows?: {
+    readonly counters: SharedArrayBuffer;
+    readonly lanes: number;
+    readonly capacity: number;
+    readonly snapshot: FlowSnapshot;
+  };
+}
+
+/** Messages the worker sends. */
+export type MetricsMessage =
+  | { type: "listening"; address: string }
+  | { type: "error"; message: string };
+
+const scope = self as unknown as {
+  postMessage(m: MetricsMessage): void;
+  onmessage:
+    | ((
+      e: MessageEvent<MetricsStart | { type: "flows" | "traces"; snapshot: FlowSnapshot }>,
+    ) => void)
+    | null;
+};
+
+const PROC_QUEUES = "/proc/net/netfilter/nfnetlink_queue";
+
+let snapshot: FlowSnapshot | undefined;
+
+/** The kernel's queue figures, or an empty map when the file cannot be read. */
+async function kernelQueues() {
+  try {
+    return parseNfqueueProc(await Deno.readTextFile(PROC_QUEUES));
+  } catch {
+    return new Map();
+  }
+}
+
+function serve(start: MetricsStart): void {
+  const counters = start.flows === undefined
+    ? undefined
+    : new MatchCounters(start.flows.lanes, start.flows.capacity, start.flows.counters);
+  snapshot = start.flows?.snapshot;
+  let ft: ShmMapping | undefined;
+  /** The ftshm mapping (mapped again if the daemon re-created it). */
+  const stats = (): ArrayBuffer | undefined => {
+    try {
+      ft ??= openShm(start.ftShm, false);
+      return ft.buffer;
+    } catch {
+      return undefined;
+    }
+  };
+  /** Names of the tables in use now. */
+  const tables = () => {
+    const names = new Set(start.tables);
+    for (const f of snapshot?.flows ?? []) if (f.target !== undefined) names.add(f.target);
+    return [...names];
+  };
+
+  const metrics = async (): Promise<string> => {
+    const shm = stats();
+    const q = shm === undefined ? undefined : readQueueCounters(shm);
+    const frag = shm === undefined ? undefined : { ...readStats(shm), ...readStatsExt(shm) };
+    const flows = (snapshot?.flows ?? []).map((f, i) => ({
+      name: f.name,
+      table: f.target ?? "",
+      matches: counters?.count(snapshot!.slots[i]) ?? 0,
+    }));
+    return formatMetrics({
+      version: start.version,
+      deno: Deno.version.deno,
+      queues: q?.queues ?? [],
+      fwmarks: q?.fwmarks ?? [],
+      kernel: await kernelQueues(),
+      flows,
+      tables: tables().length,
+      fragments: frag,
+    });
+  };
+
+  const health = async (): Promise<string[]> => {
+    const problems: string[] = [];
+    const bound = await kernelQueues();
+    for (let n = start.queueFirst; n <= start.queueLast; n++) {
+      if (!bound.has(n)) problems.push(`queue ${n}: not bound (${PROC_QUEUES})`);
+    }
+    for (const name of tables()) {
+      try {
+        const t = openTable(name, false);
+        const cut = isTruncated(t);
+        t.close();
+        if (cut) problems.push(`table ${name}: truncated`);
+      } catch (e) {
+        problems.push(`table ${name}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    return problems;
+  };
+
+  try {
+    Deno.serve({
+      hostname: start.hostname,
+      port: start.port,
+      onListen: () => {
+        const host = start.hostname.includes(":") ? `[${start.hostname}]` : start.hostname;
+        scope.postMessage({ type: "listening", address: `${host}:${start.port}` });
+      },
+      onError: (e) => new Response(`error: ${e}\n`, { status: 500 }),
+    }, async (req) => {
+      const path = new URL(req.url).pathname;
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        return new Response("only GET\n", { status: 405, headers: { allow: "GET, HEAD" } });
+      }
+      if (path === "/metrics") {
+        return new Response(await metrics(), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      }
+      if (path === "/healthz") {
+        const problems = await health();
+        return problems.length === 0
+          ? new Response("ok\n")
+          : new Response(problems.join("\n") + "\n", { status: 503 });
+      }
+      return new Response("not found: try /metrics or /healthz\n", { status: 404 });
+    });
+  } catch (e) {
+    scope.postMessage({
+      type: "error",
+      message: `Metrics server bind: ${e instanceof Error ? e.message : String(e)}`,
+    });
+  }
+}
+
+scope.onmessage = (e) => {
+  const m = e.data;
+  if ("type" in m) {
+    if (m.type === "flows" && (snapshot === undefined || m.snapshot.version > snapshot.version)) {
+      snapshot = m.snapshot;
+    }
+    return;
+  }
+  serve(m);
+};

@@ -1,0 +1,219 @@
+/**
+ * The Prometheus text exposition (version 0.0.4) of nfqlb's counters for
+ * `GET /metrics` (docs/COMPATIBILITY.md#differences D52): `nfqlb_` prefix,
+ * base units, `_total` on counters, bounded labels (`queue`, `flow`, `table`,
+ * `fwmark`, `reason`). Pure: the metrics server gathers the figures, this
+ * module only writes the text.
+ *
+ * @example
+ * ```ts
+ * import { formatMetrics } from "./metrics.ts";
+ * const text = formatMetrics({ version: "1.2.0", deno: "2.9.6", queues: [], fwmarks: [], kernel: new Map(), flows: [], tables: 1 });
+ * text.startsWith("# HELP nfqlb_build_info"); // true
+ * ```
+ * @module
+ */
+import type { FtStats, FtStatsExt } from "../frag/stats.ts";
+import type { KernelQueueStats } from "../nfqueue/proc.ts";
+import type { FwmarkCounts, QueueCounts } from "./queue_counters.ts";
+
+/** Everything one scrape shows. */
+export interface MetricsInput {
+  /** The compatible nfqlb version and the Deno version. */
+  readonly version: string;
+  readonly deno: string;
+  readonly queues: readonly QueueCounts[];
+  readonly fwmarks: readonly FwmarkCounts[];
+  /** The kernel's figures by queue number (only the daemon's queues are shown). */
+  readonly kernel: ReadonlyMap<number, KernelQueueStats>;
+  /** flowlb: each flow, its table ("" for a helper) and its matches. */
+  readonly flows: readonly { name: string; table: string; matches: number }[];
+  /** Target tables in use. */
+  readonly tables: number;
+  /** The fragment counters, when the object has them. */
+  readonly fragments?: FtStats & Partial<FtStatsExt>;
+}
+
+/** A label value escaped as the exposition format wants (backslash, quote, newline). */
+export function escapeLabel(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+}
+
+class Writer {
+  text = "";
+  /** One metric family: HELP, TYPE, then its samples (label set → value). */
+  family(
+    name: string,
+    type: "counter" | "gauge",
+    help: string,
+    samples: readonly [Record<string, string | number>, number][],
+  ): void {
+    this.text += `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n`;
+    for (const [labels, value] of samples) {
+      const l = Object.entries(labels).map(([k, v]) => `${k}="${escapeLabel(String(v))}"`);
+      this.text += `${name}${l.length === 0 ? "" : `{${l.join(",")}}`} ${value}\n`;
+    }
+  }
+}
+
+/** The exposition text for `m`. */
+export function formatMetrics(m: MetricsInput): string {
+  const w = new Writer();
+  w.family(
+    "nfqlb_build_info",
+    "gauge",
+    "A constant 1, labelled with the nfqlb and Deno versions.",
+    [
+      [{ version: m.version, deno: m.deno }, 1],
+    ],
+  );
+  const perQueue = (pick: (q: QueueCounts) => number) =>
+    m.queues.map((q): [Record<string, string>, number] => [{ queue: String(q.queue) }, pick(q)]);
+  w.family(
+    "nfqlb_queue_packets_received_total",
+    "counter",
+    "Packets received from the queue.",
+    perQueue((q) => q.received),
+  );
+  w.family(
+    "nfqlb_queue_packets_accepted_total",
+    "counter",
+    "Packets accepted with a fwmark.",
+    perQueue((q) => q.accepted),
+  );
+  w.family(
+    "nfqlb_queue_packets_dropped_total",
+    "counter",
+    "Packets dropped (verdict DROP).",
+    perQueue((q) => q.dropped),
+  );
+  w.family(
+    "nfqlb_queue_packets_invalid_total",
+    "counter",
+    "Packets that could not be parsed.",
+    perQueue((q) => q.invalid),
+  );
+  w.family(
+    "nfqlb_queue_packets_no_target_total",
+    "counter",
+    "Packets whose table had no target.",
+    perQueue((q) => q.noTarget),
+  );
+  w.family(
+    "nfqlb_queue_packets_no_flow_total",
+    "counter",
+    "Packets no flow matched (flowlb).",
+    perQueue((q) => q.noFlow),
+  );
+  w.family(
+    "nfqlb_queue_verdict_errors_total",
+    "counter",
+    "Verdicts the kernel refused.",
+    perQueue((q) => q.verdictErrors),
+  );
+  const kernel = (pick: (k: KernelQueueStats) => number) =>
+    m.queues.filter((q) => m.kernel.has(q.queue)).map((
+      q,
+    ): [Record<string, string>, number] => [
+      { queue: String(q.queue) },
+      pick(m.kernel.get(q.queue)!),
+    ]);
+  w.family(
+    "nfqlb_kernel_queue_packets_total",
+    "counter",
+    "Packets the kernel queued (its id sequence).",
+    kernel((k) => k.idSequence),
+  );
+  w.family(
+    "nfqlb_kernel_queue_dropped_total",
+    "counter",
+    "Packets the kernel dropped: queue full.",
+    kernel((k) => k.queueDropped),
+  );
+  w.family(
+    "nfqlb_kernel_queue_user_dropped_total",
+    "counter",
+    "Packets the kernel dropped: reader's socket buffer full.",
+    kernel((k) => k.userDropped),
+  );
+  w.family(
+    "nfqlb_kernel_queue_waiting_packets",
+    "gauge",
+    "Packets waiting for a verdict.",
+    kernel((k) => k.waiting),
+  );
+  w.family(
+    "nfqlb_target_packets_total",
+    "counter",
+    "Packets accepted with this fwmark.",
+    m.fwmarks.map((f) => [{ fwmark: f.fwmark }, f.packets]),
+  );
+  w.family(
+    "nfqlb_target_bytes_total",
+    "counter",
+    "Bytes of the packets accepted with this fwmark.",
+    m.fwmarks.map((f) => [{ fwmark: f.fwmark }, f.bytes]),
+  );
+  w.family(
+    "nfqlb_flow_matches_total",
+    "counter",
+    "Packets that matched the flow (as flow-list matches_count).",
+    m.flows.map((f) => [{ flow: f.name, table: f.table }, f.matches]),
+  );
+  w.family("nfqlb_flows", "gauge", "Flows defined (flowlb).", [[{}, m.flows.length]]);
+  w.family("nfqlb_tables", "gauge", "Target tables in use.", [[{}, m.tables]]);
+  const f = m.fragments;
+  if (f !== undefined) {
+    w.family(
+      "nfqlb_fragments_stored_total",
+      "counter",
+      "Fragments stored until their first fragment came.",
+      [[{}, f.fragsAllocated]],
+    );
+    w.family(
+      "nfqlb_fragment_datagrams_reassembled_total",
+      "counter",
+      "Datagrams whose every byte the reassembler saw.",
+      [[{}, f.reAssembled]],
+    );
+    w.family("nfqlb_fragment_table_lookups_total", "counter", "Fragment table lookups.", [[
+      {},
+      f.lookups,
+    ]]);
+    w.family("nfqlb_fragment_table_buckets_used", "gauge", "Extra buckets in use.", [[
+      {},
+      f.bucketsUsed,
+    ]]);
+    if (f.fragsInjected !== undefined) {
+      w.family(
+        "nfqlb_fragments_injected_total",
+        "counter",
+        "Stored fragments written to the tun device.",
+        [[{}, f.fragsInjected]],
+      );
+      const reasons: [string, number][] = [
+        ["table_full", f.rejected],
+        ["ttl", f.fragsDroppedTtl ?? 0],
+        ["pool_full", f.fragsDroppedPoolFull ?? 0],
+        ["too_long", f.fragsDroppedTooLong ?? 0],
+        ["no_tun", f.fragsDroppedNoTun ?? 0],
+        ["tun_write", f.fragsDroppedTunWrite ?? 0],
+        ["lost_datagram", f.fragsDroppedLostDatagram ?? 0],
+        ["repeated_first", f.fragsDroppedRepeatedFirst ?? 0],
+      ];
+      w.family(
+        "nfqlb_fragments_dropped_total",
+        "counter",
+        "Fragments dropped, by reason.",
+        reasons.map(([r, v]) => [{ reason: r }, v]),
+      );
+      w.family(
+        "nfqlb_kernel_reassembled_packets_total",
+        "counter",
+        "Queued packets longer than --mtu: reassembled before the queue.",
+        [[{}, f.kernelReassembled ?? 0]],
+      );
+    }
+  }
+  return w.text;
+}

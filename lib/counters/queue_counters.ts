@@ -1,0 +1,198 @@
+/**
+ * Per-queue packet counters (docs/COMPATIBILITY.md#fragment-statistics-ftshm, our
+ * extension): each queue thread counts into its own block of the `ftshm`
+ * object (after the fragment counters), with plain stores and no atomics: a
+ * block has one writer. Readers (`nfqlb stats`, the metrics server) sum the
+ * blocks. Counts are float64, exact up to 2^53.
+ *
+ * A block holds the decision counters and a small open-addressing table of
+ * fwmark → packets and bytes (the targets' fwmarks; {@link FW_SLOTS} of them,
+ * more distinct marks are counted together as `otherFwmarks`).
+ *
+ * | offset (from {@link COUNTERS_OFFSET}) | what                                             |
+ * |---------------------------------------|--------------------------------------------------|
+ * | 0                                     | u32 magic `NQCT` (0x5443514e), u32 layout 1      |
+ * | 8                                     | u32 first queue, u32 queue count, u32 fwmark slots, u32 0 |
+ * | 24 + q·{@link BLOCK_SIZE}             | queue q's block: 16 float64 counters, then the fwmark table |
+ *
+ * @example
+ * ```ts
+ * import { countersSize, QueueCounters, readQueueCounters, writeCountersHeader } from "./queue_counters.ts";
+ * const shm = new ArrayBuffer(countersSize(1));
+ * writeCountersHeader(shm, 0, 1);
+ * const q = new QueueCounters(shm, 0);
+ * q.packet(101, 60); // accepted with fwmark 101, 60 bytes
+ * q.packet(-1, 40); // dropped
+ * readQueueCounters(shm)?.queues[0].received; // 2
+ * ```
+ * @module
+ */
+import { FTSHM_EXT_SIZE } from "../frag/stats.ts";
+
+/** Where the counters start in the `ftshm` object (after the fragment counters, 8-aligned). */
+export const COUNTERS_OFFSET = Math.ceil(FTSHM_EXT_SIZE / 8) * 8;
+/** Magic of the counters header. */
+export const COUNTERS_MAGIC = 0x5443514e;
+/** Layout version. */
+export const COUNTERS_LAYOUT = 1;
+const HEADER_SIZE = 24;
+/** Slots of a block's fwmark table. */
+export const FW_SLOTS = 256;
+/** Float64 counters at the start of a block. */
+const NUM_COUNTERS = 16;
+
+/** Counter indices in a block (the decider adds to {@link C_INVALID}, {@link C_NO_TARGET}, {@link C_NO_FLOW}). */
+export const C_RECEIVED = 0;
+export const C_ACCEPTED = 1;
+export const C_DROPPED = 2;
+/** Packets that could not be parsed (dropped). */
+export const C_INVALID = 3;
+/** Packets whose table had no target (`--notargets_fwmark`). */
+export const C_NO_TARGET = 4;
+/** flowlb: packets no flow matched (`--nolb_fwmark`). */
+export const C_NO_FLOW = 5;
+/** Verdicts the kernel refused (NLMSG_ERROR), as the queue reports them. */
+export const C_VERDICT_ERRORS = 6;
+/** Accepted packets whose fwmark found no slot in the table (more than {@link FW_SLOTS} marks). */
+export const C_OTHER_FWMARKS = 7;
+
+/** Bytes of one queue's block. */
+export const BLOCK_SIZE = 8 * NUM_COUNTERS + 4 * FW_SLOTS + 16 * FW_SLOTS;
+
+/** Size of an `ftshm` object with counters for `queues` queues. */
+export function countersSize(queues: number): number {
+  return COUNTERS_OFFSET + HEADER_SIZE + queues * BLOCK_SIZE;
+}
+
+/** Write the counters header (the blocks are zero in a new object). */
+export function writeCountersHeader(shm: ArrayBufferLike, first: number, count: number): void {
+  const h = new Uint32Array(shm, COUNTERS_OFFSET, HEADER_SIZE >>> 2);
+  h.set([COUNTERS_MAGIC, COUNTERS_LAYOUT, first, count, FW_SLOTS, 0]);
+}
+
+/** The offset of block `i` (the i-th queue served). */
+function blockOffset(i: number): number {
+  return COUNTERS_OFFSET + HEADER_SIZE + i * BLOCK_SIZE;
+}
+
+/** Slot of fwmark `fw` in a table of {@link FW_SLOTS} (a multiplicative hash). */
+function home(fw: number): number {
+  return Math.imul(fw, 0x9e3779b1) >>> 24;
+}
+
+/** The writer side of one queue's block: used only by that queue's thread. */
+export class QueueCounters {
+  /** The block's counters; the decider adds its drop reasons here. */
+  declare readonly counts: Float64Array;
+  /** fwmark + 1 per slot (0 = free). */
+  declare private readonly keys: Int32Array;
+  declare private readonly packets: Float64Array;
+  declare private readonly bytes: Float64Array;
+
+  /** The block of the `index`-th queue served in `shm` (an object of {@link countersSize}). */
+  constructor(shm: ArrayBufferLike, index: number) {
+    const b = blockOffset(index);
+    this.counts = new Float64Array(shm, b, NUM_COUNTERS);
+    this.keys = new Int32Array(shm, b + 8 * NUM_COUNTERS, FW_SLOTS);
+    this.packets = new Float64Array(shm, b + 8 * NUM_COUNTERS + 4 * FW_SLOTS, FW_SLOTS);
+    this.bytes = new Float64Array(shm, b + 8 * NUM_COUNTERS + 12 * FW_SLOTS, FW_SLOTS);
+  }
+
+  /** Count one packet of `len` bytes with verdict value `v` (≥ 0: accepted with fwmark v). */
+  packet(v: number, len: number): void {
+    const c = this.counts;
+    c[C_RECEIVED]++;
+    if (v < 0) {
+      c[C_DROPPED]++;
+      return;
+    }
+    c[C_ACCEPTED]++;
+    const keys = this.keys;
+    const k = (v + 1) | 0;
+    let s = home(v);
+    for (let n = 0; n < FW_SLOTS; n++) {
+      const have = keys[s];
+      if (have === k || have === 0) {
+        if (have === 0) keys[s] = k;
+        this.packets[s]++;
+        this.bytes[s] += len;
+        return;
+      }
+      s = (s + 1) & (FW_SLOTS - 1);
+    }
+    c[C_OTHER_FWMARKS]++;
+  }
+}
+
+/** One queue's counters, as read. */
+export interface QueueCounts {
+  queue: number;
+  received: number;
+  accepted: number;
+  dropped: number;
+  invalid: number;
+  noTarget: number;
+  noFlow: number;
+  verdictErrors: number;
+  otherFwmarks: number;
+}
+
+/** Packets and bytes accepted with one fwmark, summed over the queues. */
+export interface FwmarkCounts {
+  fwmark: number;
+  packets: number;
+  bytes: number;
+}
+
+/** Every queue's counters and the per-fwmark sums, or undefined if the object has none. */
+export function readQueueCounters(
+  shm: ArrayBufferLike,
+): { queues: QueueCounts[]; fwmarks: FwmarkCounts[] } | undefined {
+  if (shm.byteLength < COUNTERS_OFFSET + HEADER_SIZE) return undefined;
+  const h = new Uint32Array(shm, COUNTERS_OFFSET, HEADER_SIZE >>> 2);
+  if (h[0] !== COUNTERS_MAGIC || h[1] !== COUNTERS_LAYOUT || h[4] !== FW_SLOTS) return undefined;
+  const first = h[2];
+  const count = Math.min(h[3], Math.floor((shm.byteLength - blockOffset(0)) / BLOCK_SIZE));
+  const queues: QueueCounts[] = [];
+  const marks = new Map<number, FwmarkCounts>();
+  for (let i = 0; i < count; i++) {
+    const b = blockOffset(i);
+    const c = new Float64Array(shm, b, NUM_COUNTERS);
+    queues.push({
+      queue: first + i,
+      received: c[C_RECEIVED],
+      accepted: c[C_ACCEPTED],
+      dropped: c[C_DROPPED],
+      invalid: c[C_INVALID],
+      noTarget: c[C_NO_TARGET],
+      noFlow: c[C_NO_FLOW],
+      verdictErrors: c[C_VERDICT_ERRORS],
+      otherFwmarks: c[C_OTHER_FWMARKS],
+    });
+    const keys = new Int32Array(shm, b + 8 * NUM_COUNTERS, FW_SLOTS);
+    const packets = new Float64Array(shm, b + 8 * NUM_COUNTERS + 4 * FW_SLOTS, FW_SLOTS);
+    const bytes = new Float64Array(shm, b + 8 * NUM_COUNTERS + 12 * FW_SLOTS, FW_SLOTS);
+    for (let s = 0; s < FW_SLOTS; s++) {
+      if (keys[s] === 0) continue;
+      const fw = keys[s] - 1;
+      const m = marks.get(fw) ?? { fwmark: fw, packets: 0, bytes: 0 };
+      m.packets += packets[s];
+      m.bytes += bytes[s];
+      marks.set(fw, m);
+    }
+  }
+  const fwmarks = [...marks.values()].sort((a, b) => a.fwmark - b.fwmark);
+  return { queues, fwmarks };
+}
+
+/**
+ * The `"queues"` and `"fwmarks"` members `nfqlb stats` prints after the
+ * fragment counters (two-space indent, one object per line).
+ */
+export function formatQueueCounters(c: { queues: QueueCounts[]; fwmarks: FwmarkCounts[] }): string {
+  const list = (items: object[]) =>
+    items.length === 0
+      ? "[]"
+      : `[\n${items.map((o) => `    ${JSON.stringify(o)}`).join(",\n")}\n  ]`;
+  return `  "queues": ${list(c.queues)},\n  "fwmarks": ${list(c.fwmarks)}`;
+}

@@ -1,0 +1,251 @@
+/**
+ * Counters and the metrics server end to end (`--metrics`, docs/COMPATIBILITY.md#differences D52),
+ * as root, in private network namespaces (testkit/e2e_topology.ts): `nfqlb lb --metrics` in the LB
+ * namespace, N UDP exchanges of known 5-tuples, then a real HTTP GET of `/metrics` (from inside
+ * the namespace): the exposition parses (every sample after its HELP and TYPE), the per-fwmark
+ * counters moved by exactly the number of packets `nfqlb fwmark` predicts for each target, the
+ * queue counters by N, the kernel's queue figures are there; `nfqlb stats` prints the same
+ * counters; `/healthz` is 200, then 503 naming the table once it is deleted. A second daemon on
+ * the same address fails at start-up with a clear message.
+ */
+import assert from "node:assert/strict";
+import { Addressing, buildTopology } from "../../testkit/e2e_topology.ts";
+import { cli, Daemon, predict, type Service, startTargets } from "../../testkit/frag_e2e.ts";
+import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
+
+const ROOT = isRoot();
+if (!ROOT) console.warn("metrics_test: not running as root: metrics end-to-end test skipped");
+
+const DENO = Deno.execPath();
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
+const UDP_EXCHANGE = new URL("../../testkit/fixtures/udp_exchange.py", import.meta.url).pathname;
+const NET = new Addressing(210, 1, 1);
+const { vip4: VIP4, vip6: VIP6, cl4: [CL4], cl6: [CL6] } = NET;
+const PORT = 5001;
+const SVC: Service = {
+  vip4: VIP4,
+  vip6: VIP6,
+  port: PORT,
+  targets: new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)])),
+};
+const Q = 10;
+const METRICS = "127.0.0.1:9910";
+
+/** GET `path` from the metrics server inside `ns`: [status, body]. */
+const HTTP_GET = `
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen("http://${METRICS}" + sys.argv[1], timeout=5)
+    print(r.status); print(r.read().decode(), end="")
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode(), end="")
+`;
+
+async function get(net: TestNet, ns: string, path: string): Promise<[number, string]> {
+  const out = await net.run(ns, ["/usr/bin/python3", "-c", HTTP_GET, path]);
+  const nl = out.indexOf("\n");
+  return [Number(out.slice(0, nl)), out.slice(nl + 1)];
+}
+
+/** Parse the text exposition: sample name{labels} -> value; checks HELP/TYPE come first. */
+function parseExposition(text: string): Map<string, number> {
+  const samples = new Map<string, number>();
+  const declared = new Set<string>();
+  const typed = new Set<string>();
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    let m = /^# HELP ([a-z_:][a-z0-9_:]*) .+$/.exec(line);
+    if (m !== null) {
+      declared.add(m[1]);
+      continue;
+    }
+    m = /^# TYPE ([a-z_:][a-z0-9_:]*) (counter|gauge)$/.exec(line);
+    if (m !== null) {
+      assert.ok(declared.has(m[1]), `TYPE before HELP: ${line}`);
+      typed.add(m[1]);
+      continue;
+    }
+    m = /^([a-z_:][a-z0-9_:]*)(\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\})? (-?[0-9.e+]+)$/.exec(line);
+    assert.ok(m !== null, `not a sample line: ${line}`);
+    assert.ok(typed.has(m[1]), `sample before its TYPE: ${line}`);
+    samples.set(m[1] + (m[2] ?? ""), Number(m[3]));
+  }
+  return samples;
+}
+
+Deno.test({
+  name: "metrics: /metrics counts every packet per fwmark as predicted; /healthz (needs root)",
+  ignore: !ROOT,
+  async fn(t) {
+    const token = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+    const tshm = `nfqlbmx-${Deno.pid}-${token}-t`;
+    const ftshm = `nfqlbmx-${Deno.pid}-${token}-ft`;
+    let daemon: Daemon | null = null;
+    try {
+      await withTestNet(async (net) => {
+        const { cl, lb, targets } = await buildTopology(net, NET);
+        await Promise.all(
+          [
+            [cl, NET.lbCl4],
+            [cl, NET.lbCl6],
+            ...[...targets].flatMap(([i, ns]) => [
+              [lb, NET.tAddr4(i)],
+              [lb, NET.tAddr6(i)],
+              [ns, NET.lbAddr4(i)],
+              [ns, NET.lbAddr6(i)],
+            ]),
+          ].map(([ns, a]) => net.run(ns, ["ping", "-c1", "-W3", a])),
+        );
+        for (const [ipt, vip] of [["iptables", VIP4], ["ip6tables", VIP6]]) {
+          const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${Q}`;
+          await net.run(lb, [ipt, ...rule.split(" ")]);
+        }
+        const servers = await startTargets(
+          net,
+          SVC,
+          [...targets].map(([i, ns]) => [NET.tName(i), ns]),
+        );
+        await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
+        await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
+        const args = [
+          `--tshm=${tshm}`,
+          `--queue=${Q}`,
+          `--ft_shm=${ftshm}`,
+          `--metrics=${METRICS}`,
+        ];
+        daemon = new Daemon(net, lb, "lb", args);
+        await daemon.ready();
+        await daemon.waitLine(new RegExp(`^Metrics; http://${METRICS}/metrics$`));
+
+        const sports = Array.from({ length: 40 }, (_, i) => 41000 + i);
+        const want = new Map<number, number>();
+        for (const [src, ports] of [[CL4, sports.slice(0, 30)], [CL6, sports.slice(30)]] as const) {
+          for (const p of ports) {
+            const target = await predict(SVC, tshm, src, p);
+            const fw = NET.tMark(Number(target!.slice(1)));
+            want.set(fw, (want.get(fw) ?? 0) + 1);
+          }
+        }
+        const before = parseExposition((await get(net, lb, "/metrics"))[1]);
+
+        await t.step(
+          "40 UDP exchanges: per-fwmark and per-queue counters move by exactly that",
+          async () => {
+            for (
+              const [src, dst, ports] of [[CL4, VIP4, sports.slice(0, 30)], [
+                CL6,
+                VIP6,
+                sports.slice(30),
+              ]] as const
+            ) {
+              const out = await net.run(cl, [
+                "/usr/bin/python3",
+                UDP_EXCHANGE,
+                src,
+                dst,
+                String(PORT),
+                ...ports.map(String),
+              ]);
+              assert.doesNotMatch(out, /-timeout-/);
+            }
+            const [status, body] = await get(net, lb, "/metrics");
+            assert.equal(status, 200);
+            const m = parseExposition(body);
+            const delta = (k: string) => (m.get(k) ?? 0) - (before.get(k) ?? 0);
+            for (const [fw, n] of want) {
+              assert.equal(delta(`nfqlb_target_packets_total{fwmark="${fw}"}`), n, `fwmark ${fw}`);
+              assert.ok(delta(`nfqlb_target_bytes_total{fwmark="${fw}"}`) >= 33 * n);
+            }
+            assert.equal(delta(`nfqlb_queue_packets_received_total{queue="${Q}"}`), 40);
+            assert.equal(delta(`nfqlb_queue_packets_accepted_total{queue="${Q}"}`), 40);
+            assert.equal(delta(`nfqlb_queue_packets_dropped_total{queue="${Q}"}`), 0);
+            assert.equal(delta(`nfqlb_kernel_queue_packets_total{queue="${Q}"}`), 40);
+            assert.equal(m.get(`nfqlb_kernel_queue_dropped_total{queue="${Q}"}`), 0);
+            assert.equal(m.get("nfqlb_tables"), 1);
+            assert.ok(
+              [...m.keys()].some((k) => /^nfqlb_build_info\{version="1\.2\.0",deno="/.test(k)),
+            );
+            assert.equal(m.get('nfqlb_fragments_dropped_total{reason="ttl"}'), 0);
+            console.log(
+              `  /metrics sample:\n${
+                body.split("\n").filter((l) => /target_packets|queue_packets_received/.test(l))
+                  .join(
+                    "\n",
+                  )
+              }`,
+            );
+
+            // nfqlb stats reads the same counters (one more process, the same object).
+            const stats = JSON.parse(await cli("stats", `--ft_shm=${ftshm}`));
+            assert.equal(stats.queues[0].queue, Q);
+            assert.equal(
+              stats.queues[0].received,
+              m.get(`nfqlb_queue_packets_received_total{queue="${Q}"}`),
+            );
+            for (const f of stats.fwmarks) {
+              assert.equal(f.packets, m.get(`nfqlb_target_packets_total{fwmark="${f.fwmark}"}`));
+            }
+          },
+        );
+
+        await t.step(
+          "/healthz: 200 while bound and mapped, 503 naming the table once it is deleted",
+          async () => {
+            assert.deepEqual(await get(net, lb, "/healthz"), [200, "ok\n"]);
+            assert.equal((await get(net, lb, "/nope"))[0], 404);
+            await cli("delete", `--shm=${tshm}`);
+            const [status, body] = await get(net, lb, "/healthz");
+            assert.equal(status, 503);
+            assert.match(body, new RegExp(`^table ${tshm}: FAILED mapSharedData: ${tshm}`));
+            await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
+            assert.equal((await get(net, lb, "/healthz"))[0], 200);
+          },
+        );
+
+        await t.step(
+          "a second daemon on the same metrics address fails at start-up, exit 1",
+          async () => {
+            const r = await net.exec(lb, [
+              DENO,
+              "run",
+              "-A",
+              CLI,
+              "lb",
+              `--tshm=${tshm}`,
+              `--queue=${Q + 1}`,
+              `--ft_shm=${ftshm}-2`,
+              `--metrics=${METRICS}`,
+            ]);
+            assert.equal(r.code, 1);
+            assert.match(r.stderr, /^Metrics server bind: .*(in use|AddrInUse)/m);
+            try {
+              Deno.removeSync(`/dev/shm/${ftshm}-2`);
+            } catch {
+              // not made
+            }
+            const bad = await net.exec(lb, [DENO, "run", "-A", CLI, "lb", "--metrics=9100"]);
+            assert.equal(bad.code, 1);
+            assert.equal(
+              bad.stderr,
+              "Invalid --metrics=9100; expected ADDR:PORT, e.g. 127.0.0.1:9100 or [::1]:9100\n",
+            );
+          },
+        );
+
+        const r = await daemon.stop();
+        daemon = null;
+        assert.equal(r.code, 0, r.stderr);
+        for (const s of servers) await s.finish();
+      });
+    } finally {
+      await (daemon as Daemon | null)?.kill();
+      for (const n of [tshm, ftshm]) {
+        try {
+          Deno.removeSync(`/dev/shm/${n}`);
+        } catch {
+          // not there
+        }
+      }
+    }
+  },
+});

@@ -1,0 +1,106 @@
+/**
+ * The per-queue counters in `ftshm` (lib/counters/queue_counters.ts) against a plain reference (a
+ * Map per fwmark) over random verdict streams, including more distinct fwmarks than the table
+ * has slots; the reader sums the queues; the deciders count their drop reasons.
+ */
+import assert from "node:assert/strict";
+import {
+  C_INVALID,
+  C_NO_FLOW,
+  C_NO_TARGET,
+  countersSize,
+  formatQueueCounters,
+  FW_SLOTS,
+  QueueCounters,
+  readQueueCounters,
+  writeCountersHeader,
+} from "../../../lib/counters/queue_counters.ts";
+import { formatStats, initFtStats } from "../../../lib/frag/stats.ts";
+import { LbDecider } from "../../../lib/decide/lb.ts";
+import { FlowLbDecider } from "../../../lib/decide/flowlb.ts";
+import { activate, initTable } from "../../../lib/maglev/maglev.ts";
+import { tableSize } from "../../../lib/maglev/table.ts";
+import { prng } from "../../../testkit/prng.ts";
+
+Deno.test("queue counters === a Map per fwmark (random streams, two queues, slot overflow)", () => {
+  for (let seed = 1; seed <= 20; seed++) {
+    const rnd = prng(seed);
+    const shm = new ArrayBuffer(countersSize(2));
+    writeCountersHeader(shm, 4, 2);
+    const qs = [new QueueCounters(shm, 0), new QueueCounters(shm, 1)];
+    const marks = 1 + Math.floor(rnd() * (seed % 4 === 0 ? 600 : 40));
+    const ref = new Map<number, { packets: number; bytes: number }>();
+    const per = [0, 1].map(() => ({ received: 0, accepted: 0, dropped: 0 }));
+    const seen = [new Set<number>(), new Set<number>()]; // the fwmarks each queue's table holds
+    let other = 0;
+    for (let i = 0; i < 5000; i++) {
+      const q = rnd() < 0.5 ? 0 : 1;
+      const v = rnd() < 0.1 ? -1 : Math.floor(rnd() * marks) * 7919 % 2147483647;
+      const len = 20 + Math.floor(rnd() * 1480);
+      qs[q].packet(v, len);
+      per[q].received++;
+      if (v < 0) {
+        per[q].dropped++;
+        continue;
+      }
+      per[q].accepted++;
+      // A queue's table holds its first FW_SLOTS distinct marks; later ones count as "other".
+      if (!seen[q].has(v)) {
+        if (seen[q].size >= FW_SLOTS) {
+          other++;
+          continue;
+        }
+        seen[q].add(v);
+      }
+      const r = ref.get(v) ?? { packets: 0, bytes: 0 };
+      r.packets++;
+      r.bytes += len;
+      ref.set(v, r);
+    }
+    const got = readQueueCounters(shm)!;
+    assert.deepEqual(got.queues.map((q) => q.queue), [4, 5]);
+    for (const q of [0, 1]) {
+      assert.equal(got.queues[q].received, per[q].received);
+      assert.equal(got.queues[q].accepted, per[q].accepted);
+      assert.equal(got.queues[q].dropped, per[q].dropped);
+    }
+    assert.equal(got.queues[0].otherFwmarks + got.queues[1].otherFwmarks, other, `seed ${seed}`);
+    const want = [...ref].map(([fwmark, r]) => ({ fwmark, ...r })).sort((a, b) =>
+      a.fwmark - b.fwmark
+    );
+    assert.deepEqual(got.fwmarks, want, `seed ${seed}`);
+  }
+});
+
+Deno.test("queue counters: none in a 1.2.0-sized object; stats JSON with them stays valid", () => {
+  assert.equal(readQueueCounters(new ArrayBuffer(108)), undefined);
+  const shm = new ArrayBuffer(countersSize(1));
+  assert.equal(readQueueCounters(shm), undefined, "no header: no counters");
+  initFtStats(shm, { ttlMs: 200, size: 500, mtu: 1500, buckets: 500, frags: 0 });
+  writeCountersHeader(shm, 0, 1);
+  new QueueCounters(shm, 0).packet(101, 100);
+  const text = `${formatStats(shm).slice(0, -3)},\n${
+    formatQueueCounters(readQueueCounters(shm)!)
+  }\n}\n`;
+  const j = JSON.parse(text);
+  assert.deepEqual(j.fwmarks, [{ fwmark: 101, packets: 1, bytes: 100 }]);
+  assert.equal(j.queues[0].accepted, 1);
+  assert.equal(j.hsize, 500);
+});
+
+Deno.test("deciders count their drop reasons: invalid, no target, no flow", () => {
+  const table = initTable(new ArrayBuffer(tableSize(97, 4)), 97, 4, 0);
+  const counts = new Float64Array(16);
+  const lb = new LbDecider({ table, counts });
+  const udp = new Uint8Array(28);
+  udp.set([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2, 0, 8]);
+  assert.equal(lb.decide(new Uint8Array(4), 0, 4, 0x0800), -1);
+  assert.equal(lb.decide(udp, 0, 28, 0x0800), -1); // no active target
+  activate(table, [100]);
+  assert.equal(lb.decide(udp, 0, 28, 0x0800), 100);
+  assert.deepEqual([counts[C_INVALID], counts[C_NO_TARGET]], [1, 1]);
+  const fcounts = new Float64Array(16);
+  const f = new FlowLbDecider({ counts: fcounts, nolbFwmark: 77 });
+  assert.equal(f.decide(udp, 0, 28, 0x0800), 77);
+  assert.equal(fcounts[C_NO_FLOW], 1);
+});
