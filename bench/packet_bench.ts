@@ -8,6 +8,11 @@
  * reported time by N for the cost of one packet.
  */
 
+import {
+  countersSize,
+  QueueCounters,
+  writeCountersHeader,
+} from "../lib/counters/queue_counters.ts";
 import { djb2, hashKey } from "../lib/packet/hash.ts";
 import { KEY_LEN } from "../lib/packet/key.ts";
 import { FragTable } from "../lib/frag/table.ts";
@@ -89,13 +94,36 @@ const fragments = new FragTable({
 });
 const lb = new LbDecider({ table, fragments });
 let now = 0;
-Deno.bench(`LbDecider.decide (parse+hash+lookup) x ${N} packets`, { group: "decide" }, () => {
+Deno.bench(`LbDecider.decide (parse+hash+lookup) x ${N} packets`, {
+  group: "decide",
+  baseline: true,
+}, () => {
   now += 1e6;
   for (let i = 0; i < N; i++) {
     const s = samples[i];
     sink ^= lb.decide(s.pkt, 0, s.pkt.length, s.l3, now);
   }
 });
+
+// The same with the per-queue counters the daemon keeps (lib/counters/queue_counters.ts): the
+// decider's drop reasons and the packet loop's per-fwmark count, in an ftshm-sized buffer.
+const countersShm = new ArrayBuffer(countersSize(1));
+writeCountersHeader(countersShm, 0, 1);
+const counters = new QueueCounters(countersShm, 0);
+const counted = new LbDecider({ table, fragments, counts: counters.counts });
+Deno.bench(
+  `LbDecider.decide + QueueCounters.packet x ${N} packets (counters on)`,
+  { group: "decide" },
+  () => {
+    now += 1e6;
+    for (let i = 0; i < N; i++) {
+      const s = samples[i];
+      const v = counted.decide(s.pkt, 0, s.pkt.length, s.l3, now);
+      counters.packet(v, s.pkt.length);
+      sink ^= v;
+    }
+  },
+);
 
 const key = new Uint8Array(KEY_LEN);
 for (let i = 0; i < KEY_LEN; i++) key[i] = (i * 37) & 0xff;
