@@ -12,6 +12,7 @@
 import { LibcError } from "../ffi/libc.ts";
 import { type Connection, StreamServer } from "../ffi/stream_server.ts";
 import {
+  decodeReply,
   handleRequest,
   type ReadResult,
   RequestReader,
@@ -34,6 +35,10 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { type AdmissionLimits, admit } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { restoreFlowState, writeFlowStateFile } from "./flow_state_file.ts";
+import { TraceRing } from "../lib/trace/ring.ts";
+import { TRACE_FLOW_CONF, type TraceSink } from "../lib/trace/mask.ts";
+import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
+import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { mappableTargets as targets } from "./open_table.ts";
 
 /** The message that starts the control thread. */
@@ -49,6 +54,8 @@ export interface ControlStart {
   readonly applied: SharedArrayBuffer;
   /** `--control-unauthenticated`: admit tcp peers that are not loopback (unchecked). */
   readonly unauthenticated?: boolean;
+  /** This thread's trace ring (read by the trace thread): bits `flow-conf` and `target`. */
+  readonly trace?: SharedArrayBuffer;
 }
 
 /** Messages the control thread sends. */
@@ -227,7 +234,14 @@ const SEND_TIMEOUT_MS = 1000;
 
 function serve(start: ControlStart): void {
   const stop = new Int32Array(start.stop);
-  const store = new FlowStore(targets, { lanes: start.lanes });
+  // Trace lines of bits flow-conf and target; the mask is read from nfqlb-trace per request.
+  const ring = start.trace === undefined ? undefined : new TraceRing(start.trace);
+  const traceShm = ring === undefined ? undefined : openTraceShm();
+  const sink: TraceSink = { mask: 0, line: (text) => ring?.write(text) };
+  const readMask = () => {
+    sink.mask = traceShm === undefined ? 0 : traceShm.words[MASK_WORD] >>> 0;
+  };
+  const store = new FlowStore(tracedTargets(targets, sink), { lanes: start.lanes });
   let restored = 0;
   if (start.flowState !== "") restored = restore(store, start.flowState);
   let server: StreamServer;
@@ -288,22 +302,34 @@ function serve(start: ControlStart): void {
   /** Handle one complete read result of `o` and close it. */
   const finish = (o: Open, r: ReadResult) => {
     const conn = o.conn;
+    /** Send `reply`, with its trace line (bit flow-conf). */
+    const send = (reply: Uint8Array) => {
+      traceReply(sink, decodeReply(reply).text);
+      conn.sendAll(reply.slice());
+    };
     try {
-      for (const w of r.status === "more" ? [] : r.warnings) limitedLog(w);
+      readMask();
+      if (r.status !== "more") {
+        traceRequest(sink, r.lines);
+        for (const w of r.warnings) {
+          limitedLog(w);
+          if ((sink.mask & TRACE_FLOW_CONF) !== 0) sink.line(w);
+        }
+      }
       if (r.status === "rejected") {
-        if (r.reply.length > 0) conn.sendAll(r.reply.slice());
+        if (r.reply.length > 0) send(r.reply);
       } else if (r.status === "request") {
         const action = r.request.action ?? "";
         if (MUTATING.has(action) && o.checked && !o.privileged) {
           limitedLog(`control: refused ${action} from ${o.who}`);
-          conn.sendAll(textReply("FAIL: permission denied").slice());
+          send(textReply("FAIL: permission denied"));
         } else {
           const before = store.flows.snapshot.version;
           const reply = handleRequest(store, r.request);
           const after = store.flows.snapshot.version;
           // Reply only when the change is in use by every queue thread.
           if (after !== before) waitApplied(applied, after);
-          conn.sendAll(reply.slice());
+          send(reply);
         }
       }
     } finally {

@@ -11,7 +11,14 @@ import { OptionError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
 import { openTable } from "./open_table.ts";
-import { ignoreSignals, prepareDaemon, startQueueThreads, stopOnSignals } from "./threads.ts";
+import {
+  ignoreSignals,
+  prepareDaemon,
+  startQueueThreads,
+  stopOnSignals,
+  TRACE_RING_BYTES,
+} from "./threads.ts";
+import { TraceRing } from "../lib/trace/ring.ts";
 
 /**
  * Run `lb`: one target table (`--tshm`), one thread per queue. Throws a
@@ -24,7 +31,7 @@ export function runLb(io: Io, config: DaemonConfig): Promise<number> {
     openTable(config.tshm, false).close();
     const prepared = prepareDaemon(io, config);
     const stop = new SharedArrayBuffer(4);
-    const threads = startQueueThreads(io, prepared, stop);
+    const threads = startQueueThreads(io, prepared, stop, undefined);
     stopOnSignals(stop, threads.finished, threads);
     running.end(threads.finished);
     return threads.finished;
@@ -75,7 +82,10 @@ async function flowLb(
   const stopFlag = new Int32Array(stop);
   const lanes = c.queueLast - c.queueFirst + 1;
   const applied = new SharedArrayBuffer(4 * lanes);
+  // The control thread's trace lines (bits flow-conf and target) go to the trace thread too.
+  const controlTrace = TraceRing.create(TRACE_RING_BYTES);
   const control = new ControlThread(io, {
+    trace: controlTrace,
     address,
     flowState: c.flowState,
     lanes,
@@ -98,7 +108,7 @@ async function flowLb(
   let latestTraces = ready.traceSnapshot;
   Atomics.store(version, 0, latest.version);
   Atomics.store(version, 1, latestTraces.version);
-  const threads = startQueueThreads(io, prepared, stop, (lane) => ({
+  const threads = startQueueThreads(io, prepared, stop, controlTrace, (lane) => ({
     lane,
     counters: ready.counters,
     lanes,

@@ -25,8 +25,8 @@ import { TraceRing } from "../lib/trace/ring.ts";
 const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
 const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
 const METRICS_WORKER_URL = new URL("./metrics_worker.ts", import.meta.url);
-/** Bytes of trace lines a queue thread may have waiting for the trace thread. */
-const TRACE_RING_BYTES = 256 * 1024;
+/** Bytes of trace lines a thread may have waiting for the trace thread. */
+export const TRACE_RING_BYTES = 256 * 1024;
 
 /** What the start-up prepared for the queue threads. */
 export interface Prepared {
@@ -180,7 +180,8 @@ function startMetricsThread(
 }
 
 /**
- * Start one thread per queue, and the trace server thread. `flows(lane)`
+ * Start one thread per queue, and the trace server thread, which also reads
+ * `controlTrace`, the control thread's trace ring (flowlb). `flows(lane)`
  * gives the flow channel of the thread with that lane (flowlb). Any thread's
  * error stops all of them.
  */
@@ -188,6 +189,7 @@ export function startQueueThreads(
   io: Io,
   prepared: Prepared,
   stop: SharedArrayBuffer,
+  controlTrace: SharedArrayBuffer | undefined,
   flows?: (lane: number) => FlowChannel,
 ): QueueThreads {
   const c = prepared.config;
@@ -209,7 +211,8 @@ export function startQueueThreads(
     rings.push(TraceRing.create(TRACE_RING_BYTES));
     logs.push(TraceRing.create(TRACE_RING_BYTES));
   }
-  const traceDone = startTraceThread(io, c, rings, logs, stop);
+  const traceRings = controlTrace === undefined ? rings : [...rings, controlTrace];
+  const traceDone = startTraceThread(io, c, traceRings, logs, stop);
   const metrics = startMetricsThread(io, c, flows?.(0), (message) => {
     io.err(message + "\n");
     status = 1;

@@ -3,7 +3,7 @@
  * `--trace_address` with backlog 1, serves one `nfqlb trace` client at a
  * time, and forwards the lines the queue threads put in their trace rings.
  *
- * On accept it logs `Trace; active mask=0x…` and sends `Trace active,
+ * On accept it logs `Trace; active mask=0x…`, then sends `Trace active,
  * mask=0x…`; it then streams trace lines until the client sends anything or
  * closes, sets the mask in `nfqlb-trace` to 0, closes the stream and logs
  * `Trace: closed`. Until a client has ever attached, trace lines go to
@@ -144,8 +144,9 @@ function serve(start: TraceStart): void {
       drain();
       client = conn;
       const m = mask();
-      let open = conn.sendAll(encoder.encode(`Trace active, mask=${formatMask(m)}\n`));
+      // 1.2.0's order: the log line (copied to this client with bit log) before `Trace active`.
       warn(`Trace; active mask=${formatMask(m)}`);
+      let open = conn.sendAll(encoder.encode(`Trace active, mask=${formatMask(m)}\n`));
       while (open && Atomics.load(stop, 0) === 0) {
         open = drain();
         const n = conn.recv(buf, STREAM_POLL_MS);

@@ -192,9 +192,54 @@ Deno.test({
             );
             assert.deepEqual(JSON.parse(await nfqlb("trace-flow-list-names")), []);
           });
+
+          await t.step(
+            "bits flow-conf and target: request and reply lines, tables taken and given back",
+            async () => {
+              await cli("init", `--shm=${tshm}-2`, "--M=97", "--N=4");
+              const from = trace.lines.length;
+              const f2 = `--name=udp2 --target=${tshm}-2 --protocols=udp --dports=6000`;
+              assert.equal(await nfqlb("flow-set", ...f2.split(" ")), "OK\n");
+              const f3 = `--name=udp3 --target=${tshm}-2 --protocols=udp --dports=6001`;
+              assert.equal(await nfqlb("flow-set", ...f3.split(" ")), "OK\n");
+              assert.equal(await nfqlb("flow-delete", "--name=udp3"), "OK\n");
+              assert.equal(await nfqlb("flow-delete", "--name=udp2"), "OK\n");
+              await trace.waitLines(/^writeReply \[OK\]$/, 4, 10_000, from);
+              // Lines of the requests before this step may still be arriving: start at this one's.
+              const all = trace.lines.slice(from);
+              const got = all.slice(all.indexOf("FlowCmd [action:set]"));
+              // The request's lines (in the CLI's field order), then the target, then the reply.
+              const created = got.indexOf(`Creating LB; ${tshm}-2`);
+              assert.equal(got[0], "FlowCmd [action:set]");
+              for (
+                const l of [
+                  "FlowCmd [name:udp2]",
+                  "FlowCmd [protocols:udp]",
+                  "FlowCmd [dports:6000]",
+                  `FlowCmd [target:${tshm}-2]`,
+                  "FlowCmd [eoc:]",
+                ]
+              ) assert.ok(got.slice(0, created).includes(l), `${l} before the table is taken`);
+              const events = got.filter((l) => /LB;|load-balancer|writeReply/.test(l));
+              assert.deepEqual(events, [
+                `Creating LB; ${tshm}-2`,
+                "writeReply [OK]",
+                `Found LB; ${tshm}-2 (2)`,
+                "writeReply [OK]",
+                "writeReply [OK]",
+                `Delete load-balancer; ${tshm}-2`,
+                "writeReply [OK]",
+              ]);
+            },
+          );
         } finally {
           Deno.kill(trace.pid, "SIGTERM");
           await trace.finish();
+          try {
+            Deno.removeSync(`/dev/shm/${tshm}-2`);
+          } catch {
+            // not made
+          }
         }
         const r = await daemon.stop();
         daemon = null;
