@@ -24,7 +24,7 @@
  * flow's target, and a flood of orphan fragments (memory bounded).
  */
 import assert from "node:assert/strict";
-import { Addressing, buildTopology } from "../../testkit/e2e_topology.ts";
+import { Addressing } from "../../testkit/e2e_topology.ts";
 import {
   cli,
   Daemon,
@@ -33,13 +33,16 @@ import {
   type FragCase,
   fragDrops,
   fragStats,
+  perFamily,
   predict,
   queueSeq,
+  readyTopology,
+  removeShmObjects,
   sendAndCheck as sendAndCheckTo,
   sendFragments,
   type Service,
-  startTargets,
-} from "../../testkit/frag_e2e.ts";
+  serviceOf,
+} from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
 const ROOT = isRoot();
@@ -51,12 +54,7 @@ const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const NET = new Addressing(207, 1, 1);
 const { vip4: VIP4, vip6: VIP6, cl4: [CL4], cl6: [CL6] } = NET;
 const PORT = 80;
-const SVC: Service = {
-  vip4: VIP4,
-  vip6: VIP6,
-  port: PORT,
-  targets: new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)])),
-};
+const SVC: Service = serviceOf(NET, PORT);
 const Q = 7;
 const TUN = "nfqtun";
 const PER_CASE = 50;
@@ -101,45 +99,44 @@ Deno.test({
     let daemon: Daemon | null = null;
     try {
       await withTestNet(async (net) => {
-        const { cl, lb, targets, ip } = await buildTopology(net, NET);
-        const pings: [string, string][] = [[cl, NET.lbCl4], [cl, NET.lbCl6], [lb, CL4], [lb, CL6]];
-        for (const [i, ns] of targets) {
-          pings.push([lb, NET.tAddr4(i)], [lb, NET.tAddr6(i)]);
-          pings.push([ns, NET.lbAddr4(i)], [ns, NET.lbAddr6(i)]);
-        }
-        await Promise.all(pings.map(([ns, a]) => net.run(ns, ["ping", "-c1", "-W3", a])));
+        // Queue rule -d VIP -> queue Q: it also catches what comes back through the tun device.
+        const { cl, lb, targets, ip, servers } = await readyTopology(net, NET, SVC, Q, tshm);
         // The tun device the daemon re-injects stored fragments through.
         await ip(lb, "tuntap", "add", TUN, "mode", "tun");
         await ip(lb, "link", "set", TUN, "up");
-        for (const ipt of ["iptables", "ip6tables"]) {
-          await net.run(lb, [ipt, "-t", "raw", "-A", "PREROUTING", "-j", "NOTRACK"]);
-        }
-        const queueRule = async (op: "-A" | "-D", nfq: string[]) => {
-          for (const [ipt, vip] of [["iptables", VIP4], ["ip6tables", VIP6]]) {
-            await net.run(lb, [
-              ipt,
-              "-t",
-              "mangle",
-              op,
-              "PREROUTING",
-              "-d",
-              vip,
-              "-j",
-              "NFQUEUE",
-              ...nfq,
-            ]);
-          }
-        };
-        const oneQueue = ["--queue-num", String(Q)];
-        await queueRule("-A", oneQueue);
-
-        const servers = await startTargets(
-          net,
+        await perFamily(
           SVC,
-          [...targets].map(([i, ns]) => [NET.tName(i), ns]),
+          (ipt) => net.run(lb, [ipt, ..."-t raw -A PREROUTING -j NOTRACK".split(" ")]),
         );
-        await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
-        await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
+        const queueRule = (op: "-A" | "-D", nfq: string[]) =>
+          perFamily(
+            SVC,
+            (ipt, vip) =>
+              net.run(lb, [
+                ipt,
+                "-t",
+                "mangle",
+                op,
+                "PREROUTING",
+                "-d",
+                vip,
+                "-j",
+                "NFQUEUE",
+                ...nfq,
+              ]),
+          );
+        const oneQueue = ["--queue-num", String(Q)];
+        /** A rule that needs conntrack: the kernel then reassembles fragments in this namespace. */
+        const conntrackRule = (op: "-A" | "-D") =>
+          perFamily(
+            SVC,
+            (ipt) =>
+              net.run(lb, [
+                ipt,
+                op,
+                ..."FORWARD -m conntrack --ctstate INVALID -j DROP".split(" "),
+              ]),
+          );
 
         const start = async (cmd: "lb" | "flowlb", args: string[], queues = 1) => {
           const d = new Daemon(net, lb, cmd, [`--ft_shm=${ftshm}`, ...args]);
@@ -351,19 +348,7 @@ Deno.test({
         await t.step(
           "conntrack in the LB namespace: reassembled packets counted, warned once",
           async () => {
-            for (const ipt of ["iptables", "ip6tables"]) {
-              await net.run(lb, [
-                ipt,
-                "-A",
-                "FORWARD",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "INVALID",
-                "-j",
-                "DROP",
-              ]);
-            }
+            await conntrackRule("-A");
             try {
               await start("lb", [`--tshm=${tshm}`, `--queue=${Q}`, `--tun=${TUN}`]);
               for (const v6 of [false, true]) {
@@ -379,19 +364,7 @@ Deno.test({
               assert.equal(warnings.length, 1, stderr);
               assert.match(warnings[0], /conntrack/);
             } finally {
-              for (const ipt of ["iptables", "ip6tables"]) {
-                await net.run(lb, [
-                  ipt,
-                  "-D",
-                  "FORWARD",
-                  "-m",
-                  "conntrack",
-                  "--ctstate",
-                  "INVALID",
-                  "-j",
-                  "DROP",
-                ]);
-              }
+              await conntrackRule("-D");
             }
           },
         );
@@ -441,13 +414,7 @@ Deno.test({
       });
     } finally {
       await (daemon as Daemon | null)?.kill();
-      for (const n of [tshm, ftshm]) {
-        try {
-          Deno.removeSync(`/dev/shm/${n}`);
-        } catch {
-          // not there
-        }
-      }
+      removeShmObjects(tshm, ftshm);
     }
   },
 });

@@ -27,10 +27,11 @@ import {
   fragDrops,
   fragStats,
   perFamily,
+  removeShmObjects,
   sendAndCheck,
   type Service,
   startTargets,
-} from "../../testkit/frag_e2e.ts";
+} from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
 const ROOT = isRoot();
@@ -260,13 +261,7 @@ Deno.test({
       });
     } finally {
       for (const d of daemons) await d.kill();
-      for (const n of [tshm, ...tiers, ...ftshms]) {
-        try {
-          Deno.removeSync(`/dev/shm/${n}`);
-        } catch {
-          // not there
-        }
-      }
+      removeShmObjects(tshm, ...tiers, ...ftshms);
     }
   },
 });

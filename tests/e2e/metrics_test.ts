@@ -9,8 +9,16 @@
  * the same address fails at start-up with a clear message.
  */
 import assert from "node:assert/strict";
-import { Addressing, buildTopology } from "../../testkit/e2e_topology.ts";
-import { cli, Daemon, predict, type Service, startTargets } from "../../testkit/frag_e2e.ts";
+import { Addressing } from "../../testkit/e2e_topology.ts";
+import {
+  cli,
+  Daemon,
+  predict,
+  readyTopology,
+  removeShmObjects,
+  type Service,
+  serviceOf,
+} from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
 const ROOT = isRoot();
@@ -22,12 +30,7 @@ const UDP_EXCHANGE = new URL("../../testkit/fixtures/udp_exchange.py", import.me
 const NET = new Addressing(210, 1, 1);
 const { vip4: VIP4, vip6: VIP6, cl4: [CL4], cl6: [CL6] } = NET;
 const PORT = 5001;
-const SVC: Service = {
-  vip4: VIP4,
-  vip6: VIP6,
-  port: PORT,
-  targets: new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)])),
-};
+const SVC: Service = serviceOf(NET, PORT);
 const Q = 10;
 const METRICS = "127.0.0.1:9910";
 
@@ -83,30 +86,7 @@ Deno.test({
     let daemon: Daemon | null = null;
     try {
       await withTestNet(async (net) => {
-        const { cl, lb, targets } = await buildTopology(net, NET);
-        await Promise.all(
-          [
-            [cl, NET.lbCl4],
-            [cl, NET.lbCl6],
-            ...[...targets].flatMap(([i, ns]) => [
-              [lb, NET.tAddr4(i)],
-              [lb, NET.tAddr6(i)],
-              [ns, NET.lbAddr4(i)],
-              [ns, NET.lbAddr6(i)],
-            ]),
-          ].map(([ns, a]) => net.run(ns, ["ping", "-c1", "-W3", a])),
-        );
-        for (const [ipt, vip] of [["iptables", VIP4], ["ip6tables", VIP6]]) {
-          const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${Q}`;
-          await net.run(lb, [ipt, ...rule.split(" ")]);
-        }
-        const servers = await startTargets(
-          net,
-          SVC,
-          [...targets].map(([i, ns]) => [NET.tName(i), ns]),
-        );
-        await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
-        await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
+        const { cl, lb, servers } = await readyTopology(net, NET, SVC, Q, tshm);
         const args = [
           `--tshm=${tshm}`,
           `--queue=${Q}`,
@@ -239,13 +219,7 @@ Deno.test({
       });
     } finally {
       await (daemon as Daemon | null)?.kill();
-      for (const n of [tshm, ftshm]) {
-        try {
-          Deno.removeSync(`/dev/shm/${n}`);
-        } catch {
-          // not there
-        }
-      }
+      removeShmObjects(tshm, ftshm);
     }
   },
 });

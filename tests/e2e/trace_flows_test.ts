@@ -8,15 +8,17 @@
  * prints nothing more.
  */
 import assert from "node:assert/strict";
-import { Addressing, buildTopology } from "../../testkit/e2e_topology.ts";
+import { Addressing } from "../../testkit/e2e_topology.ts";
 import {
   cli,
   Daemon,
   FLOW_ENV,
   predict,
+  readyTopology,
+  removeShmObjects,
   type Service,
-  startTargets,
-} from "../../testkit/frag_e2e.ts";
+  serviceOf,
+} from "../../testkit/e2e_service.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
 import { isRoot, withTestNet } from "../../testkit/netns.ts";
 
@@ -30,12 +32,7 @@ const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const NET = new Addressing(209, 1, 1);
 const { vip4: VIP4, vip6: VIP6, cl4: [CL4], cl6: [CL6] } = NET;
 const PORT = 5001;
-const SVC: Service = {
-  vip4: VIP4,
-  vip6: VIP6,
-  port: PORT,
-  targets: new Map(NET.targets.map((i) => [NET.tMark(i), NET.tName(i)])),
-};
+const SVC: Service = serviceOf(NET, PORT);
 const Q = 9;
 
 const UDP_EXCHANGE = new URL("../../testkit/fixtures/udp_exchange.py", import.meta.url).pathname;
@@ -59,29 +56,7 @@ Deno.test({
     let daemon: Daemon | null = null;
     try {
       await withTestNet(async (net) => {
-        const { cl, lb, targets } = await buildTopology(net, NET);
-        await Promise.all(
-          [
-            [cl, NET.lbCl4],
-            [cl, NET.lbCl6],
-            ...[...targets].flatMap(([i, ns]) => [
-              [lb, NET.tAddr4(i)],
-              [lb, NET.tAddr6(i)],
-              [ns, NET.lbAddr4(i)],
-            ]),
-          ].map(([ns, a]) => net.run(ns, ["ping", "-c1", "-W3", a])),
-        );
-        for (const [ipt, vip] of [["iptables", VIP4], ["ip6tables", VIP6]]) {
-          const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${Q}`;
-          await net.run(lb, [ipt, ...rule.split(" ")]);
-        }
-        const servers = await startTargets(
-          net,
-          SVC,
-          [...targets].map(([i, ns]) => [NET.tName(i), ns]),
-        );
-        await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
-        await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
+        const { cl, lb, servers } = await readyTopology(net, NET, SVC, Q, tshm);
         daemon = new Daemon(net, lb, "flowlb", [`--queue=${Q}`, `--ft_shm=${ftshm}`]);
         await daemon.ready();
         const nfqlb = async (...args: string[]) => {
@@ -248,13 +223,7 @@ Deno.test({
       });
     } finally {
       await (daemon as Daemon | null)?.kill();
-      for (const n of [tshm, ftshm]) {
-        try {
-          Deno.removeSync(`/dev/shm/${n}`);
-        } catch {
-          // not there
-        }
-      }
+      removeShmObjects(tshm, ftshm);
     }
   },
 });

@@ -1,14 +1,15 @@
 /**
- * What the fragment end-to-end tests share (tests/e2e/fragments_test.ts,
- * tests/e2e/lb_tier_test.ts): the daemon process, the raw-socket fragment
- * client (`fixtures/frag_client.py`), the placement `nfqlb fwmark`
- * predicts, and the `ftshm` counters.
+ * What the end-to-end tests of a UDP service behind nfqlb share (fragments,
+ * LB tier, trace flows, metrics): the topology made ready for traffic, the
+ * daemon process, the raw-socket fragment client (`fixtures/frag_client.py`),
+ * the placement `nfqlb fwmark` predicts, and the `ftshm` counters.
  * @module
  */
 import assert from "node:assert/strict";
 import { runCli } from "./cli.ts";
 import { LineProcess } from "./line_process.ts";
 import type { TestNet } from "./netns.ts";
+import { type Addressing, buildTopology, type Topology } from "./e2e_topology.ts";
 import { type FtStats, type FtStatsExt, readStats, readStatsExt } from "../lib/frag/stats.ts";
 
 const DENO = Deno.execPath();
@@ -61,6 +62,16 @@ export interface Service {
   readonly vip6: string;
   readonly port: number;
   readonly targets: ReadonlyMap<number, string>;
+}
+
+/** The service of topology `a` on UDP `port`: its VIPs and the four targets' fwmarks. */
+export function serviceOf(a: Addressing, port: number): Service {
+  return {
+    vip4: a.vip4,
+    vip6: a.vip6,
+    port,
+    targets: new Map(a.targets.map((i) => [a.tMark(i), a.tName(i)])),
+  };
 }
 
 /** The target `nfqlb fwmark --shm` predicts for UDP src:sport -> VIP:port (null: none). */
@@ -194,4 +205,45 @@ export async function startTargets(
   );
   await Promise.all(servers.map((s) => s.waitLines(/^READY$/)));
   return servers;
+}
+
+/**
+ * The topology of `a` (testkit/e2e_topology.ts) ready for traffic: neighbours resolved, the VIPs
+ * queued to `queue` in the LB namespace (mangle PREROUTING), the targets answering, and the
+ * table `tshm` created with the four targets' fwmarks.
+ */
+export async function readyTopology(
+  net: TestNet,
+  a: Addressing,
+  svc: Service,
+  queue: number,
+  tshm: string,
+): Promise<Topology & { servers: LineProcess[] }> {
+  const topo = await buildTopology(net, a);
+  const { cl, lb, targets } = topo;
+  const pings: [string, string][] = [[cl, a.lbCl4], [cl, a.lbCl6]];
+  for (const c of [...a.cl4, ...a.cl6]) pings.push([lb, c]);
+  for (const [i, ns] of targets) {
+    pings.push([lb, a.tAddr4(i)], [lb, a.tAddr6(i)], [ns, a.lbAddr4(i)], [ns, a.lbAddr6(i)]);
+  }
+  await Promise.all(pings.map(([ns, addr]) => net.run(ns, ["ping", "-c1", "-W3", addr])));
+  await perFamily(svc, (ipt, vip) => {
+    const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${queue}`;
+    return net.run(lb, [ipt, ...rule.split(" ")]);
+  });
+  const servers = await startTargets(net, svc, [...targets].map(([i, ns]) => [a.tName(i), ns]));
+  await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
+  await cli("activate", `--shm=${tshm}`, ...a.targets.map((i) => String(a.tMark(i))));
+  return { ...topo, servers };
+}
+
+/** Remove the shared-memory objects `names` from /dev/shm (those that exist). */
+export function removeShmObjects(...names: string[]): void {
+  for (const n of names) {
+    try {
+      Deno.removeSync(`/dev/shm/${n}`);
+    } catch {
+      // not there
+    }
+  }
 }
