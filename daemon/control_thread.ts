@@ -4,6 +4,7 @@
  * promise, flow snapshots, log lines and a stop event.
  * @module
  */
+import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { ControlMessage, ControlStart } from "./control_worker.ts";
 import { type DaemonError, ListenError, ThreadError } from "./errors.ts";
@@ -51,7 +52,7 @@ export class ControlThread {
         ready(m);
       } else if (m.type === "flows") this.onFlows(m.snapshot);
       else if (m.type === "traces") this.onTraces(m.snapshot);
-      else if (m.type === "log") io.err(`flowlb: ${m.text}\n`);
+      else if (m.type === "log") io.err(logLine(LOG_WARNING, `flowlb: ${m.text}`) + "\n");
       else if (m.type === "stopped") stopped();
       else if (!isReady) {
         failed(
@@ -62,9 +63,9 @@ export class ControlThread {
       } else {
         // A control-plane failure after start-up never stops the data path: the queue
         // threads keep serving packets with the flows they have (docs/COMPATIBILITY.md#differences).
-        io.err(
-          `flowlb: control: ${m.message}; the control socket is closed, packets are still served\n`,
-        );
+        const text = `flowlb: control: ${m.message}; the control socket is closed, ` +
+          "packets are still served";
+        io.err(logLine(LOG_WARNING, text) + "\n");
         this.onError();
         stopped();
       }

@@ -25,6 +25,7 @@ import { FragTable, type InjectFn } from "../lib/frag/table.ts";
 import { TunDevice } from "../ffi/tun.ts";
 import { strerror } from "../ffi/libc.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
+import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
 import { C_VERDICT_ERRORS, QueueCounters } from "../lib/counters/queue_counters.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
@@ -313,7 +314,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       mask: 0,
       level: 0,
       line: (text) => ring.write(text),
-      log: (text) => logRing.write(text),
+      log: (text, level = LOG_WARNING) => logRing.write(logLine(level, text)),
     };
     // One clock for all queue threads: the fragment table they share compares their times.
     const clock = clockSince(start.originMs);

@@ -5,6 +5,7 @@
  * `DaemonError`s (./errors.ts); the returned promise gives the exit status.
  * @module
  */
+import { LOG_NOTICE, logLine } from "../lib/log/levels.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { ControlThread } from "./control_thread.ts";
 import { OptionError } from "./errors.ts";
@@ -101,7 +102,11 @@ async function flowLb(
     prepared.release();
     throw e;
   }
-  if (ready.restored > 0) io.err(`flowlb: restored ${ready.restored} flows from ${c.flowState}\n`);
+  if (ready.restored > 0) {
+    io.err(
+      logLine(LOG_NOTICE, `flowlb: restored ${ready.restored} flows from ${c.flowState}`) + "\n",
+    );
+  }
   // [0]: version of the newest flow snapshot, [1]: of the newest trace-flow snapshot.
   const version = new Int32Array(new SharedArrayBuffer(8));
   let latest = ready.snapshot;

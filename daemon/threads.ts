@@ -4,6 +4,7 @@
  * one Worker per queue, stopped cleanly on SIGTERM/SIGINT (docs/COMPATIBILITY.md#nfqueue).
  * @module
  */
+import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
 import { createShm } from "../ffi/shm.ts";
@@ -121,7 +122,7 @@ function startTraceThread(
   return new Promise<void>((resolve) => {
     w.onmessage = (e: MessageEvent<TraceMessage>) => {
       if (e.data.type === "warning") {
-        io.err(e.data.text + "\n");
+        io.err(logLine(LOG_WARNING, e.data.text) + "\n");
         return;
       }
       w.terminate();

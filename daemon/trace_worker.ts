@@ -17,6 +17,7 @@
  * (`lib/log/rate_limit.ts`).
  * @module
  */
+import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { type Connection, StreamServer } from "../ffi/stream_server.ts";
@@ -50,7 +51,6 @@ const scope = self as unknown as {
 const ACCEPT_POLL_MS = 20;
 /** How often trace lines are forwarded to an attached client. */
 const STREAM_POLL_MS = 20;
-const WARNING = 4;
 /** At most one `Trace: refused` log line per 10 s; the others are summarised. */
 const REFUSED_LOG_LIMIT = { burst: 1, intervalMs: 10_000, maxKeys: 1 };
 
@@ -98,8 +98,9 @@ function serve(start: TraceStart): void {
   };
   /** A warning-level log line (docs/COMPATIBILITY.md#trace-and-log): stderr by level, and the trace stream with bit 0. */
   const warn = (text: string) => {
-    if (level() >= WARNING) Deno.stderr.writeSync(encoder.encode(text + "\n"));
-    if (client !== null && (mask() & TRACE_LOG) !== 0) client.sendAll(encoder.encode(text + "\n"));
+    const line = encoder.encode(logLine(LOG_WARNING, text) + "\n");
+    if (level() >= LOG_WARNING) Deno.stderr.writeSync(line);
+    if (client !== null && (mask() & TRACE_LOG) !== 0) client.sendAll(line);
   };
 
   let server: StreamServer | null = null;

@@ -28,6 +28,7 @@ import type { MaglevTable } from "../maglev/table.ts";
 import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "../packet/parse.ts";
 import { NO_TRACE, TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP, type TraceSink } from "../trace/mask.ts";
 import { traceFlowHeader, traceFlowResult } from "../trace/flow_lines.ts";
+import { LOG_INFO } from "../log/levels.ts";
 
 /** Configuration of a {@link FlowLbDecider}. */
 export interface FlowLbOptions {
@@ -188,7 +189,7 @@ export class FlowLbDecider implements Decider {
       this.counts[C_NO_FLOW]++;
       if (traced) t.line(traceFlowResult(-1, undefined, this.nolbFwmark, this.notargetsFwmark));
       if ((t.mask & TRACE_PACKET) !== 0) t.line("Failed flowLookup");
-      if ((t.level ?? 0) >= 6) t.log?.("Failed flowLookup"); // INFO
+      if ((t.level ?? 0) >= LOG_INFO) t.log?.("Failed flowLookup", LOG_INFO);
       return this.nolbFwmark;
     }
     const table = set.tables[winner];

@@ -64,8 +64,11 @@ export interface TraceSink {
    * building a line. Absent: no logging.
    */
   level?: number;
-  /** Emit one log line (without newline) to the daemon's stderr. */
-  log?(text: string): void;
+  /**
+   * Emit one log line (without newline, without level) to the daemon's stderr; `level` is one of
+   * `lib/log/levels.ts` (default warning).
+   */
+  log?(text: string, level?: number): void;
 }
 
 /** A sink that is always off. */

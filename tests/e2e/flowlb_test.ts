@@ -731,7 +731,7 @@ Deno.test({
             const stderr = await stopDaemon();
             const lines = stderr.split("\n").filter((l) => l !== "");
             assert.deepEqual(
-              lines.filter((l) => l !== "Failed flowLookup"),
+              lines.filter((l) => l !== "info: Failed flowLookup"),
               [],
               "nothing else on stderr",
             );
@@ -822,7 +822,7 @@ Deno.test({
 
         await t.step("SIGTERM: exit 0, queues unbound; targets exit cleanly", async () => {
           const stderr = await stopDaemon();
-          assert.equal(stderr, `flowlb: restored 3 flows from ${stateFile}\n`);
+          assert.equal(stderr, `notice: flowlb: restored 3 flows from ${stateFile}\n`);
           for (const s of [...servers, prober]) assert.equal((await s.finish()).code, 0, s.label);
         });
       });

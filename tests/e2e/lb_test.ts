@@ -86,7 +86,7 @@ const BATCH_SIZE = 700;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The trace server's log lines (docs/COMPATIBILITY.md#trace-and-log). */
-const TRACE_LOG = /^Trace(; active mask=0x[0-9a-f]{8}|: closed)$/;
+const TRACE_LOG = /^warning: Trace(; active mask=0x[0-9a-f]{8}|: closed)$/;
 
 /** The trace mask in the host's `nfqlb-trace` object (docs/COMPATIBILITY.md#shared-memory), 0 if there is none. */
 function traceMask(): number {
