@@ -1,12 +1,19 @@
 /**
- * The demo behind `./dev demo`: creates a Maglev target table in shared
- * memory, activates four targets, shows it, asks where a few flows go, takes
- * one target out and shows that only its flows move. Every step is a real
- * `nfqlb` command, printed as it runs.
+ * The demo behind `./dev demo`. As root: the live demo of `./live_demo.ts`
+ * (namespaces, `flowlb`, real traffic). Without root, or with `--table`: the
+ * table demo, which needs no privileges: it creates a Maglev target table in
+ * shared memory, activates four targets, shows it, asks where a few flows go,
+ * takes one target out and shows that only its flows move. Every step is a
+ * real `nfqlb` command, printed as it runs.
+ *
+ * Usage: deno run -A scripts/demo.ts [--table] [SHM-NAME]
  */
 import { main } from "../cli/main.ts";
+import { isRoot } from "../testkit/netns.ts";
+import { liveDemo } from "./live_demo.ts";
 
-const SHM = Deno.args[0] ?? "nfqlb-demo";
+const TABLE_ONLY = Deno.args.includes("--table");
+const SHM = Deno.args.filter((a) => a !== "--table")[0] ?? "nfqlb-demo";
 const encoder = new TextEncoder();
 const print = (t: string) => Deno.stdout.writeSync(encoder.encode(t));
 const io = { out: print, err: (t: string) => Deno.stderr.writeSync(encoder.encode(t)) };
@@ -42,25 +49,35 @@ async function where(): Promise<number[]> {
   return marks;
 }
 
-await nfqlb("init", `--shm=${SHM}`, "--M=997", "--N=32");
-await nfqlb("activate", `--shm=${SHM}`, "100", "101", "102", "103");
-await nfqlb("show", `--shm=${SHM}`);
-const before = await where();
-const victim = before[0];
-await nfqlb("deactivate", `--shm=${SHM}`, String(victim));
-await nfqlb("show", `--shm=${SHM}`);
-const after = await where();
-print("\nflow                                   before  after\n");
-flows.forEach(([src, dst], i) => {
-  const moved = before[i] === after[i]
-    ? ""
-    : before[i] === victim
-    ? "  (moved: its target was removed)"
-    : "  (moved by Maglev rebalancing)";
-  print(
-    `${`${src} -> ${dst}`.padEnd(38)} ${String(before[i]).padStart(6)} ${
-      String(after[i]).padStart(6)
-    }${moved}\n`,
-  );
-});
-await nfqlb("delete", `--shm=${SHM}`);
+/** The table demo: no namespaces, no privileges. */
+async function tableDemo(): Promise<void> {
+  await nfqlb("init", `--shm=${SHM}`, "--M=997", "--N=32");
+  await nfqlb("activate", `--shm=${SHM}`, "100", "101", "102", "103");
+  await nfqlb("show", `--shm=${SHM}`);
+  const before = await where();
+  const victim = before[0];
+  await nfqlb("deactivate", `--shm=${SHM}`, String(victim));
+  await nfqlb("show", `--shm=${SHM}`);
+  const after = await where();
+  print("\nflow                                   before  after\n");
+  flows.forEach(([src, dst], i) => {
+    const moved = before[i] === after[i]
+      ? ""
+      : before[i] === victim
+      ? "  (moved: its target was removed)"
+      : "  (moved by Maglev rebalancing)";
+    print(
+      `${`${src} -> ${dst}`.padEnd(38)} ${String(before[i]).padStart(6)} ${
+        String(after[i]).padStart(6)
+      }${moved}\n`,
+    );
+  });
+  await nfqlb("delete", `--shm=${SHM}`);
+}
+
+if (TABLE_ONLY || !isRoot()) {
+  if (!TABLE_ONLY) print("(not root: the table demo; as root ./dev demo sends real traffic)\n");
+  await tableDemo();
+} else {
+  await liveDemo();
+}
