@@ -17,7 +17,7 @@ import { formatMetrics } from "../lib/counters/metrics.ts";
 import { readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { readStats, readStatsExt } from "../lib/frag/stats.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
-import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
+import { type KernelQueueStats, parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { openTable } from "./open_table.ts";
 import { isTruncated } from "./table_watch.ts";
 
@@ -58,12 +58,12 @@ const PROC_QUEUES = "/proc/net/netfilter/nfnetlink_queue";
 
 let snapshot: FlowSnapshot | undefined;
 
-/** The kernel's queue figures, or an empty map when the file cannot be read. */
-async function kernelQueues() {
+/** The kernel's queue figures, or the error text when the file cannot be read. */
+async function kernelQueues(): Promise<Map<number, KernelQueueStats> | string> {
   try {
     return parseNfqueueProc(await Deno.readTextFile(PROC_QUEUES));
-  } catch {
-    return new Map();
+  } catch (e) {
+    return e instanceof Error ? e.message : String(e);
   }
 }
 
@@ -73,7 +73,7 @@ function serve(start: MetricsStart): void {
     : new MatchCounters(start.flows.lanes, start.flows.capacity, start.flows.counters);
   snapshot = start.flows?.snapshot;
   let ft: ShmMapping | undefined;
-  /** The ftshm mapping (mapped again if the daemon re-created it). */
+  /** The ftshm mapping (mapped at the first scrape that finds it). */
   const stats = (): ArrayBuffer | undefined => {
     try {
       ft ??= openShm(start.ftShm, false);
@@ -91,6 +91,7 @@ function serve(start: MetricsStart): void {
 
   const metrics = async (): Promise<string> => {
     const shm = stats();
+    const kernel = await kernelQueues();
     const q = shm === undefined ? undefined : readQueueCounters(shm);
     const frag = shm === undefined ? undefined : { ...readStats(shm), ...readStatsExt(shm) };
     const flows = (snapshot?.flows ?? []).map((f, i) => ({
@@ -103,7 +104,7 @@ function serve(start: MetricsStart): void {
       deno: Deno.version.deno,
       queues: q?.queues ?? [],
       fwmarks: q?.fwmarks ?? [],
-      kernel: await kernelQueues(),
+      kernel: typeof kernel === "string" ? new Map() : kernel,
       flows,
       tables: tables().length,
       fragments: frag,
@@ -113,8 +114,11 @@ function serve(start: MetricsStart): void {
   const health = async (): Promise<string[]> => {
     const problems: string[] = [];
     const bound = await kernelQueues();
-    for (let n = start.queueFirst; n <= start.queueLast; n++) {
-      if (!bound.has(n)) problems.push(`queue ${n}: not bound (${PROC_QUEUES})`);
+    if (typeof bound === "string") problems.push(`cannot read ${PROC_QUEUES}: ${bound}`);
+    else {
+      for (let n = start.queueFirst; n <= start.queueLast; n++) {
+        if (!bound.has(n)) problems.push(`queue ${n}: not bound (${PROC_QUEUES})`);
+      }
     }
     for (const name of tables()) {
       try {

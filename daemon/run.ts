@@ -32,7 +32,13 @@ export function runLb(io: Io, config: DaemonConfig): Promise<number> {
     openTable(config.tshm, false).close();
     const prepared = prepareDaemon(io, config);
     const stop = new SharedArrayBuffer(4);
-    const threads = startQueueThreads(io, prepared, stop, undefined);
+    let threads;
+    try {
+      threads = startQueueThreads(io, prepared, stop, undefined);
+    } catch (e) {
+      prepared.release();
+      throw e;
+    }
     stopOnSignals(stop, threads.finished, threads);
     running.end(threads.finished);
     return threads.finished;
@@ -85,15 +91,21 @@ async function flowLb(
   const applied = new SharedArrayBuffer(4 * lanes);
   // The control thread's trace lines (bits flow-conf and target) go to the trace thread too.
   const controlTrace = TraceRing.create(TRACE_RING_BYTES);
-  const control = new ControlThread(io, {
-    trace: controlTrace,
-    address,
-    flowState: c.flowState,
-    lanes,
-    stop,
-    applied,
-    unauthenticated: c.controlUnauthenticated,
-  });
+  let control: ControlThread;
+  try {
+    control = new ControlThread(io, {
+      trace: controlTrace,
+      address,
+      flowState: c.flowState,
+      lanes,
+      stop,
+      applied,
+      unauthenticated: c.controlUnauthenticated,
+    });
+  } catch (e) {
+    prepared.release();
+    throw e;
+  }
   let ready;
   try {
     ready = await control.ready;

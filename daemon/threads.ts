@@ -7,7 +7,7 @@
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
-import { createShm } from "../ffi/shm.ts";
+import { createShm, openShm } from "../ffi/shm.ts";
 import { TunDevice, TunError } from "../ffi/tun.ts";
 import { initFtStats } from "../lib/frag/stats.ts";
 import { countersSize, writeCountersHeader } from "../lib/counters/queue_counters.ts";
@@ -28,6 +28,18 @@ const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
 const METRICS_WORKER_URL = new URL("./metrics_worker.ts", import.meta.url);
 /** Bytes of trace lines a thread may have waiting for the trace thread. */
 export const TRACE_RING_BYTES = 256 * 1024;
+
+/** Size of the shared-memory object `name`, 0 when there is none. */
+function sizeOf(name: string): number {
+  try {
+    const m = openShm(name, false);
+    const size = m.size;
+    m.close();
+    return size;
+  } catch {
+    return 0;
+  }
+}
 
 /** What the start-up prepared for the queue threads. */
 export interface Prepared {
@@ -51,7 +63,9 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   if (c.lbshm !== "") openTable(c.lbshm, false).close();
   let m;
   try {
-    m = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1));
+    // Never shrink the object: another daemon using the same name (with more queues) may have it
+    // mapped, and pages cut from under a mapping give SIGBUS.
+    m = createShm(c.ftShm, Math.max(countersSize(c.queueLast - c.queueFirst + 1), sizeOf(c.ftShm)));
   } catch (e) {
     if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
     throw e;

@@ -124,7 +124,7 @@ export class TunDevice {
       if (libc.ioctl(fd, BigInt(TUNSETIFF), req) !== 0) {
         const e = errno();
         const why = e === EINVAL
-          ? "it is not a tun device without packet information (a tap, or multi-queue)"
+          ? "it is a tap device or a multi-queue tun device; nfqlb needs a single-queue tun device"
           : e === EBUSY
           ? "another process is attached to it"
           : e === EPERM

@@ -6,8 +6,9 @@
  * blocks. Counts are float64, exact up to 2^53.
  *
  * A block holds the decision counters and a small open-addressing table of
- * fwmark → packets and bytes (the targets' fwmarks; {@link FW_SLOTS} of them,
- * more distinct marks are counted together as `otherFwmarks`).
+ * fwmark → packets and bytes (the targets' fwmarks; up to {@link FW_SLOTS} of
+ * them; a mark not found within 32 slots of its home, e.g. beyond that many
+ * marks, is counted in `otherFwmarks`).
  *
  * | offset (from {@link COUNTERS_OFFSET}) | what                                             |
  * |---------------------------------------|--------------------------------------------------|
@@ -38,6 +39,8 @@ export const COUNTERS_LAYOUT = 1;
 const HEADER_SIZE = 24;
 /** Slots of a block's fwmark table. */
 export const FW_SLOTS = 256;
+/** Slots a fwmark may be looked for in before it counts as "other" (bounds the per-packet cost). */
+const MAX_PROBES = 32;
 /** Float64 counters at the start of a block. */
 const NUM_COUNTERS = 16;
 
@@ -110,7 +113,7 @@ export class QueueCounters {
     const keys = this.keys;
     const k = (v + 1) | 0;
     let s = home(v);
-    for (let n = 0; n < FW_SLOTS; n++) {
+    for (let n = 0; n < MAX_PROBES; n++) {
       const have = keys[s];
       if (have === k || have === 0) {
         if (have === 0) keys[s] = k;
@@ -174,7 +177,7 @@ export function readQueueCounters(
     const bytes = new Float64Array(shm, b + 8 * NUM_COUNTERS + 12 * FW_SLOTS, FW_SLOTS);
     for (let s = 0; s < FW_SLOTS; s++) {
       if (keys[s] === 0) continue;
-      const fw = keys[s] - 1;
+      const fw = (keys[s] - 1) | 0; // the key of 2^31 − 1 wrapped to −2^31
       const m = marks.get(fw) ?? { fwmark: fw, packets: 0, bytes: 0 };
       m.packets += packets[s];
       m.bytes += bytes[s];

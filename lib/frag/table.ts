@@ -137,6 +137,18 @@ const H_FRAG_FREE_HEAD = 2;
 const H_SWEEP_CURSOR = 3;
 const HEADER_WORDS = 4;
 
+/**
+ * The length the IP header of `buf[off, off + len)` declares (IPv4 total length, IPv6 40 +
+ * payload length), or 0 when the header is not there.
+ */
+function declaredLength(buf: Uint8Array, off: number, len: number): number {
+  if (len < 8) return 0;
+  const v = buf[off] >> 4;
+  if (v === 4) return (buf[off + 2] << 8) | buf[off + 3];
+  if (v === 6) return 40 + ((buf[off + 4] << 8) | buf[off + 5]);
+  return 0;
+}
+
 /** {@link FragTable.first}'s locked part: the entry could not take the first fragment. */
 const FIRST_REFUSED = -2;
 
@@ -581,6 +593,12 @@ export class FragTable {
       (len | 0) !== len || (off | 0) !== off
     ) {
       if (len > this.mtu) this.countExt(S_DROP_TOO_LONG, 1);
+      return -1;
+    }
+    // A fragment longer than the copy range (--mtu) reaches us cut short: storing it would
+    // re-inject a corrupt packet. Its IP header says how long it really is.
+    if (declaredLength(buf, off, len) > len) {
+      this.countExt(S_DROP_TOO_LONG, 1);
       return -1;
     }
     const slot = this.hdr[H_FRAG_FREE_HEAD];

@@ -179,3 +179,25 @@ Deno.test("sweep: orphans give back the pool and the extra buckets without a pac
   assert.equal(first(ft, key, 3, frag(99, 0), 28, T0 + 600 * MS), true);
   assert.equal(ext().fragsInjected, 1);
 });
+
+Deno.test("counters: a fragment cut short at the copy range is not stored (it would re-inject corrupt)", () => {
+  const { ft, ext } = table();
+  const key = ipv4Key(10);
+  // The header says 1528 bytes; the queue copied only the first 528 (copy range shorter).
+  const cut = ipv4Frag(10, 1, true, 508, { totalLen: 1528 });
+  nonFirst(ft, key, cut, cut.length, T0);
+  assert.equal(ft.fragsFree, 10, "nothing stored");
+  assert.equal(ext().fragsDroppedTooLong, 1);
+  // IPv6: the payload length says more than was copied.
+  const v6 = new Uint8Array(48 + 16);
+  v6.set([0x60, 0, 0, 0, 0x05, 0xdc, 44, 64]); // payload length 1500
+  v6[23] = 1;
+  v6[39] = 2;
+  v6.set([17, 0, 0, 8 | 1, 0, 0, 0, 9], 40); // fragment header: offset 8, M, id 9
+  nonFirst(ft, new Uint8Array(40).fill(6), v6, v6.length, T0);
+  assert.equal(ext().fragsDroppedTooLong, 2);
+  // A whole one is stored as before.
+  const whole = ipv4Frag(10, 2, true, 8);
+  nonFirst(ft, key, whole, whole.length, T0);
+  assert.equal(ft.fragsFree, 9);
+});
