@@ -10,6 +10,7 @@ import { flowCommands } from "./flow_commands.ts";
 import { socketTransport } from "./flow_transport.ts";
 import { flowlbCommand } from "./flowlb.ts";
 import { fwmarkCommand } from "./fwmark.ts";
+import { doctorCommand } from "./doctor.ts";
 import { lbCommand } from "./lb.ts";
 import { loglevelCommand, statsCommand } from "./stats_loglevel.ts";
 import {
@@ -52,6 +53,7 @@ export const COMMANDS: readonly Command[] = [
   flow("trace-flow-delete"),
   flow("trace-flow-list"),
   flow("trace-flow-list-names"),
+  doctorCommand,
 ];
 
 /** The top-level usage text. */

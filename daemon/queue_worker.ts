@@ -284,7 +284,7 @@ function reassembledCounter(
     "before it reassembled fragments or aggregated packets (conntrack/nf_defrag in this network " +
     "namespace, GRO/LRO on the ingress device, or a bridge); fragments are then not load-balanced " +
     "one by one. Use notrack rules for the VIPs, turn GRO/LRO off, or raise --mtu for jumbo " +
-    "frames (README: Fragments)";
+    "frames; `nfqlb doctor` checks the namespace";
   return (n) => {
     if (words !== undefined) Atomics.add(words, FT_OFF_KERNEL_REASSEMBLED >>> 2, n);
     if ((trace.level ?? 0) < WARNING) return;
