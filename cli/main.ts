@@ -11,6 +11,7 @@ import { socketTransport } from "./flow_transport.ts";
 import { flowlbCommand } from "./flowlb.ts";
 import { fwmarkCommand } from "./fwmark.ts";
 import { doctorCommand } from "./doctor.ts";
+import { rulesetCommand } from "./ruleset.ts";
 import { lbCommand } from "./lb.ts";
 import { loglevelCommand, statsCommand } from "./stats_loglevel.ts";
 import {
@@ -54,6 +55,7 @@ export const COMMANDS: readonly Command[] = [
   flow("trace-flow-list"),
   flow("trace-flow-list-names"),
   doctorCommand,
+  rulesetCommand,
 ];
 
 /** The top-level usage text. */

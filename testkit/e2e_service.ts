@@ -209,14 +209,14 @@ export async function startTargets(
 
 /**
  * The topology of `a` (testkit/e2e_topology.ts) ready for traffic: neighbours resolved, the VIPs
- * queued to `queue` in the LB namespace (mangle PREROUTING), the targets answering, and the
+ * queued to `queue` in the LB namespace (mangle PREROUTING; no rule when undefined), the targets answering, and the
  * table `tshm` created with the four targets' fwmarks.
  */
 export async function readyTopology(
   net: TestNet,
   a: Addressing,
   svc: Service,
-  queue: number,
+  queue: number | undefined,
   tshm: string,
 ): Promise<Topology & { servers: LineProcess[] }> {
   const topo = await buildTopology(net, a);
@@ -227,10 +227,12 @@ export async function readyTopology(
     pings.push([lb, a.tAddr4(i)], [lb, a.tAddr6(i)], [ns, a.lbAddr4(i)], [ns, a.lbAddr6(i)]);
   }
   await Promise.all(pings.map(([ns, addr]) => net.run(ns, ["ping", "-c1", "-W3", addr])));
-  await perFamily(svc, (ipt, vip) => {
-    const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${queue}`;
-    return net.run(lb, [ipt, ...rule.split(" ")]);
-  });
+  if (queue !== undefined) {
+    await perFamily(svc, (ipt, vip) => {
+      const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${queue}`;
+      return net.run(lb, [ipt, ...rule.split(" ")]);
+    });
+  }
   const servers = await startTargets(net, svc, [...targets].map(([i, ns]) => [a.tName(i), ns]));
   await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
   await cli("activate", `--shm=${tshm}`, ...a.targets.map((i) => String(a.tMark(i))));

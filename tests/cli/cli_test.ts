@@ -29,6 +29,7 @@ const ALL_COMMANDS = [
   "trace-flow-list",
   "trace-flow-list-names",
   "doctor",
+  "ruleset",
 ];
 
 /** Run `fn` with a fresh M=997/N=32 table holding targets 100..103. */
@@ -43,7 +44,7 @@ async function withTable(fn: (name: string) => Promise<void>): Promise<void> {
   }
 }
 
-Deno.test("no arguments, -h and --help print the usage with all 22 commands", async () => {
+Deno.test("no arguments, -h and --help print the usage with all 23 commands", async () => {
   const expected = "Usage: nfqlb <command> [opt...]\nCommands:\n" +
     ALL_COMMANDS.map((c) => `  ${c}\n`).join("");
   for (const args of [[], ["-h"], ["--help"]]) {

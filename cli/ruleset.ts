@@ -1,0 +1,145 @@
+/**
+ * `nfqlb ruleset`: the netfilter rules that send VIP traffic to the queues
+ * (`lib/ruleset/ruleset.ts`), printed, applied (`--apply`, idempotent) or
+ * removed (`--delete`, exactly what `--apply` added), in nftables or iptables
+ * style; with `--tshm`, also the policy-routing commands for the table's
+ * active fwmarks.
+ * @module
+ */
+import { parseQueueRange } from "../daemon/options.ts";
+import { openTable } from "../daemon/open_table.ts";
+import { parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
+import {
+  iptablesChains,
+  iptablesCommands,
+  nftRuleset,
+  policyRouting,
+  type RulesetOptions,
+} from "../lib/ruleset/ruleset.ts";
+import { type Command, die } from "./command.ts";
+
+/** Run `argv`; true when it exits 0. */
+async function ok(argv: string[]): Promise<boolean> {
+  const r = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "null", stderr: "null" })
+    .output();
+  return r.success;
+}
+
+/** Run `argv`; a failure ends the command with its stderr. */
+async function must(argv: string[]): Promise<void> {
+  const r = await new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdout: "null",
+    stderr: "piped",
+  })
+    .output();
+  if (!r.success) {
+    die(`ruleset: \`${argv.join(" ")}\` failed: ${new TextDecoder().decode(r.stderr).trim()}`);
+  }
+}
+
+/** A VIP or VIP prefix: an address, optionally `/len`. */
+function validVip(v: string): boolean {
+  const [addr, len, more] = v.split("/");
+  if (more !== undefined) return false;
+  const v6 = addr.includes(":");
+  if ((v6 ? parseIPv6(addr) : parseIPv4(addr)) === undefined) return false;
+  return len === undefined || (/^\d+$/.test(len) && Number(len) <= (v6 ? 128 : 32));
+}
+
+export const rulesetCommand: Command = {
+  name: "ruleset",
+  help:
+    "ruleset --vip=VIP[,VIP...] [--queue=N|first:last] [--style=iptables|nft] [--apply|--delete]\n" +
+    "  [--tshm=NAME]\n" +
+    "  Print (or apply, or remove) the rules that send the VIPs' traffic to the queues:\n" +
+    "  prerouting to NFQUEUE, locally generated ICMP to the VIPs too, and the VIPs exempted\n" +
+    "  from conntrack (notrack). --apply is idempotent; --delete removes exactly what it added.",
+  options: [
+    { name: "vip", desc: "VIPs (or prefixes), comma-separated", required: true },
+    { name: "queue", desc: "NFQUEUE number N or range first:last (default 0:3)" },
+    { name: "style", desc: "iptables (default; this kernel has no nft queue) or nft" },
+    { name: "tun", desc: "tun device of lb/flowlb --tun (its rp_filter must not be strict)" },
+    { name: "tshm", desc: "Also print the policy routing for this table's active fwmarks" },
+    { name: "apply", desc: "Apply the rules in this network namespace", flag: true },
+    { name: "delete", desc: "Remove the rules --apply added", flag: true },
+  ],
+  async run(inv) {
+    const o = inv.opts;
+    const vips = (o.get("vip") ?? "").split(",").filter((v) => v !== "");
+    const bad = vips.find((v) => !validVip(v));
+    if (vips.length === 0 || bad !== undefined) die(`ruleset: invalid --vip [${bad ?? ""}]`);
+    const queueText = o.get("queue") ?? "0:3";
+    const q = parseQueueRange(queueText);
+    if (q === undefined) die(`queue invalid [${queueText}]`);
+    const style = o.get("style") ?? "iptables";
+    if (style !== "iptables" && style !== "nft") die(`ruleset: invalid --style [${style}]`);
+    if (o.has("apply") && o.has("delete")) die("ruleset: --apply and --delete exclude each other");
+    const r: RulesetOptions = { vips, first: q[0], last: q[1] };
+    const tun = o.get("tun");
+
+    if (o.has("apply") || o.has("delete")) {
+      if (style === "nft") {
+        const text = o.has("delete") ? "delete table inet nfqlb\n" : `${nftRuleset(r)}`;
+        if (o.has("apply")) await ok(["nft", "delete", "table", "inet", "nfqlb"]);
+        const child = new Deno.Command("nft", {
+          args: ["-f", "-"],
+          stdin: "piped",
+          stderr: "piped",
+        })
+          .spawn();
+        const w = child.stdin.getWriter();
+        await w.write(new TextEncoder().encode(text));
+        await w.close();
+        const res = await child.output();
+        if (!res.success) {
+          die(`ruleset: nft -f failed: ${new TextDecoder().decode(res.stderr).trim()}`);
+        }
+        return 0;
+      }
+      for (const c of iptablesChains(r)) {
+        const t = [c.cmd, "-t", c.table];
+        if (o.has("delete")) {
+          while (await ok([...t, "-C", c.hook, "-j", c.chain])) {
+            await must([...t, "-D", c.hook, "-j", c.chain]);
+          }
+          if (await ok([...t, "-nL", c.chain])) {
+            await must([...t, "-F", c.chain]);
+            await must([...t, "-X", c.chain]);
+          }
+          continue;
+        }
+        // --apply: the chain with exactly these rules, and one jump to it.
+        if (await ok([...t, "-nL", c.chain])) await must([...t, "-F", c.chain]);
+        else await must([...t, "-N", c.chain]);
+        for (const rule of c.rules) await must([...t, "-A", c.chain, ...rule]);
+        if (!(await ok([...t, "-C", c.hook, "-j", c.chain]))) {
+          await must([...t, "-A", c.hook, "-j", c.chain]);
+        }
+      }
+      return 0;
+    }
+
+    let text = style === "nft" ? nftRuleset(r) : iptablesCommands(r).join("\n") + "\n";
+    if (tun !== undefined) {
+      text += `# re-injected fragments come from ${tun}: the VIP rules above queue them too;\n` +
+        `# reverse-path filtering must let them in:\nsysctl -w net.ipv4.conf.${tun}.rp_filter=2\n`;
+    }
+    const tshm = o.get("tshm");
+    if (tshm !== undefined) {
+      let marks: number[] = [];
+      try {
+        const t = openTable(tshm, false);
+        marks = [...t.table.active].filter((m) => m >= 0);
+        t.close();
+      } catch (e) {
+        die(`ruleset: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
+      }
+      text += `# policy routing for the active fwmarks of ${tshm}:\n${
+        policyRouting(marks).join("\n")
+      }\n`;
+    }
+    inv.io.out(text);
+    return 0;
+  },
+};

@@ -1,0 +1,130 @@
+/**
+ * The netfilter rules that send VIP traffic to nfqlb's queues, in the shape a
+ * Kubernetes frontend uses (seed: Meridio's `nft list ruleset`): VIP
+ * traffic to the queues in prerouting, locally generated ICMP to the VIPs too
+ * (a local-output chain), and the VIPs exempted from connection tracking (so
+ * the kernel does not reassemble fragments before the queue). Two styles:
+ * an nftables ruleset, and iptables/ip6tables commands in chains of their own
+ * (for kernels without the nft `queue` expression), which can be added and
+ * removed exactly. Pure: commands are returned as argument lists.
+ *
+ * @example
+ * ```ts
+ * import { iptablesCommands, nftRuleset } from "./ruleset.ts";
+ * const r = { vips: ["10.0.0.1"], first: 0, last: 3 };
+ * nftRuleset(r).includes("ip daddr @ipv4-vips counter queue to 0-3"); // true
+ * iptablesCommands(r)[1]; // "iptables -t mangle -A nfqlb -d 10.0.0.1 -j NFQUEUE --queue-balance 0:3"
+ * ```
+ * @module
+ */
+
+/** What the rules are for. */
+export interface RulesetOptions {
+  /** VIPs or VIP prefixes (`10.0.0.1`, `1000::/64`). */
+  readonly vips: readonly string[];
+  /** Queues first..last (`--queue`). */
+  readonly first: number;
+  readonly last: number;
+}
+
+const isV6 = (vip: string) => vip.includes(":");
+
+/** The chains nfqlb adds (table, chain, hook chain it is jumped to from). */
+const CHAINS: readonly [string, string, string][] = [
+  ["mangle", "nfqlb", "PREROUTING"],
+  ["mangle", "nfqlb-local", "OUTPUT"],
+  ["raw", "nfqlb-defrag", "PREROUTING"],
+  ["raw", "nfqlb-defrag-local", "OUTPUT"],
+];
+
+/** The NFQUEUE target's arguments for the queues. */
+function nfqueue(r: RulesetOptions): string[] {
+  return r.first === r.last
+    ? ["-j", "NFQUEUE", "--queue-num", String(r.first)]
+    : ["-j", "NFQUEUE", "--queue-balance", `${r.first}:${r.last}`];
+}
+
+/** The rules of each nfqlb chain for one family's VIPs. */
+function chainRules(r: RulesetOptions, v6: boolean): Map<string, string[][]> {
+  const vips = r.vips.filter((v) => isV6(v) === v6);
+  const icmp = v6 ? "ipv6-icmp" : "icmp";
+  return new Map([
+    ["nfqlb", vips.map((v) => ["-d", v, ...nfqueue(r)])],
+    ["nfqlb-local", vips.map((v) => ["-p", icmp, "-d", v, ...nfqueue(r)])],
+    ["nfqlb-defrag", vips.map((v) => ["-d", v, "-j", "NOTRACK"])],
+    ["nfqlb-defrag-local", vips.map((v) => ["-d", v, "-j", "NOTRACK"])],
+  ]);
+}
+
+/** The families that have VIPs: their command and chain rules. */
+function families(r: RulesetOptions): [string, Map<string, string[][]>][] {
+  const out: [string, Map<string, string[][]>][] = [];
+  if (r.vips.some((v) => !isV6(v))) out.push(["iptables", chainRules(r, false)]);
+  if (r.vips.some(isV6)) out.push(["ip6tables", chainRules(r, true)]);
+  return out;
+}
+
+/** One chain nfqlb owns: where it lives, the hook chain that jumps to it, its rules. */
+export interface OwnChain {
+  /** `iptables` or `ip6tables`. */
+  readonly cmd: string;
+  readonly table: string;
+  readonly chain: string;
+  readonly hook: string;
+  /** Each rule's arguments after `-A <chain>`. */
+  readonly rules: readonly string[][];
+}
+
+/** The chains the iptables style adds, per family with VIPs. */
+export function iptablesChains(r: RulesetOptions): OwnChain[] {
+  return families(r).flatMap(([cmd, rules]) =>
+    CHAINS.map(([table, chain, hook]) => ({
+      cmd,
+      table,
+      chain,
+      hook,
+      rules: rules.get(chain) ?? [],
+    }))
+  );
+}
+
+/** The iptables style as the commands an operator would type. */
+export function iptablesCommands(r: RulesetOptions): string[] {
+  return iptablesChains(r).flatMap((c) => [
+    `${c.cmd} -t ${c.table} -N ${c.chain}`,
+    ...c.rules.map((rule) => `${c.cmd} -t ${c.table} -A ${c.chain} ${rule.join(" ")}`),
+    `${c.cmd} -t ${c.table} -A ${c.hook} -j ${c.chain}`,
+  ]);
+}
+
+/** The same rules as an nftables ruleset (`nft -f`), in the frontend's shape. */
+export function nftRuleset(r: RulesetOptions): string {
+  const v4 = r.vips.filter((v) => !isV6(v));
+  const v6 = r.vips.filter(isV6);
+  const queues = r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`;
+  const set = (name: string, type: string, el: readonly string[]) =>
+    `\tset ${name} {\n\t\ttype ${type}\n\t\tflags interval\n` +
+    (el.length === 0 ? "" : `\t\telements = { ${el.join(", ")} }\n`) + "\t}\n";
+  const sets = set("ipv4-vips", "ipv4_addr", v4) + set("ipv6-vips", "ipv6_addr", v6);
+  return `table inet nfqlb {\n${sets}` +
+    "\tchain nfqlb {\n\t\ttype filter hook prerouting priority filter; policy accept;\n" +
+    `\t\tip daddr @ipv4-vips counter queue to ${queues}\n` +
+    `\t\tip6 daddr @ipv6-vips counter queue to ${queues}\n\t}\n` +
+    "\tchain nfqlb-local {\n\t\ttype filter hook output priority filter; policy accept;\n" +
+    `\t\tmeta l4proto icmp ip daddr @ipv4-vips counter queue to ${queues}\n` +
+    `\t\tmeta l4proto ipv6-icmp ip6 daddr @ipv6-vips counter queue to ${queues}\n\t}\n` +
+    "\tchain defrag {\n\t\ttype filter hook prerouting priority raw; policy accept;\n" +
+    "\t\tip daddr @ipv4-vips notrack\n\t\tip6 daddr @ipv6-vips notrack\n\t}\n" +
+    "\tchain defrag-local {\n\t\ttype filter hook output priority raw; policy accept;\n" +
+    "\t\tip daddr @ipv4-vips notrack\n\t\tip6 daddr @ipv6-vips notrack\n\t}\n}\n";
+}
+
+/** Policy routing for the active fwmarks of a table: a rule and a table per fwmark. */
+export function policyRouting(fwmarks: readonly number[]): string[] {
+  return fwmarks.flatMap((m) => [
+    `ip rule add fwmark ${m} table ${m}`,
+    `ip route add default via <address of the target with fwmark ${m}> table ${m}`,
+    `ip -6 rule add fwmark ${m} table ${m}`,
+    `ip -6 route add default via <IPv6 address of that target> table ${m}`,
+  ]);
+}
