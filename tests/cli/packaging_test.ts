@@ -1,0 +1,51 @@
+/**
+ * The packaging files (packaging/): the systemd unit's command line is a valid flowlb invocation
+ * for this CLI (its options parse), it keeps only CAP_NET_ADMIN, and the container recipe runs the
+ * bundle as an unprivileged uid.
+ */
+import assert from "node:assert/strict";
+import { daemonConfig } from "../../daemon/options.ts";
+
+const dir = new URL("../../packaging/", import.meta.url);
+
+Deno.test("systemd unit: flowlb options that parse, only CAP_NET_ADMIN, not root", () => {
+  const unit = Deno.readTextFileSync(new URL("nfqlb-flowlb.service", dir));
+  const exec = /^ExecStart=(.*)$/m.exec(unit)![1].split(" ");
+  const args = exec.slice(exec.indexOf("flowlb") + 1);
+  const opts = new Map(args.map((a) => {
+    const m = /^--([^=]+)(?:=(.*))?$/.exec(a)!;
+    return [m[1], m[2] ?? ""] as [string, string];
+  }));
+  const c = daemonConfig(opts);
+  assert.deepEqual([c.queueFirst, c.queueLast, c.qlength, c.promiscuousPing], [0, 3, 1024, true]);
+  assert.equal(c.metrics?.port, 9100);
+  assert.match(unit, /^AmbientCapabilities=CAP_NET_ADMIN$/m);
+  assert.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN$/m);
+  assert.match(unit, /^User=nfqlb$/m);
+  assert.match(unit, /^ProtectSystem=strict$/m);
+});
+
+Deno.test("container recipe: the bundle, uid 65534, Deno from npm, a writable Deno cache", () => {
+  const c = Deno.readTextFileSync(new URL("Containerfile", dir));
+  assert.match(c, /^COPY dist\/ \/opt\/nfqlb\/$/m);
+  assert.match(c, /^USER 65534:65534$/m);
+  assert.match(c, /npm install --global .*deno@2\.9\.6/);
+  assert.match(c, /^ENV DENO_DIR=\/tmp\/deno/m);
+});
+
+Deno.test("systemd unit: systemd-analyze verify finds nothing (where systemd is installed)", async () => {
+  let r;
+  try {
+    r = await new Deno.Command("systemd-analyze", {
+      args: ["verify", new URL("nfqlb-flowlb.service", dir).pathname],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch {
+    console.warn("packaging_test: no systemd-analyze: unit not verified");
+    return;
+  }
+  const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+  assert.equal(r.code, 0, text);
+  assert.equal(text.trim(), "", "no warning");
+});
