@@ -10,6 +10,7 @@ import {
   checkConntrack,
   checkFwmarkReflect,
   checkFwmarkRoutes,
+  checkOffloads,
   checkQueues,
   checkReassembled,
   type CheckResult,
@@ -58,6 +59,27 @@ function rpFilters(): Map<string, number> {
   return m;
 }
 
+/** `ethtool -k` of every interface but lo and tun devices, or undefined when ethtool cannot run. */
+async function offloads(): Promise<Map<string, string> | undefined> {
+  try {
+    await new Deno.Command("ethtool", { args: ["--version"], stdout: "null", stderr: "null" })
+      .output();
+  } catch {
+    return undefined;
+  }
+  const m = new Map<string, string>();
+  try {
+    for (const e of Deno.readDirSync("/sys/class/net")) {
+      // lo, and tun devices (what is written to them does not go through GRO), are not asked.
+      if (e.name === "lo" || read(`/sys/class/net/${e.name}/tun_flags`) !== undefined) continue;
+      m.set(e.name, await output("ethtool", "-k", e.name));
+    }
+  } catch {
+    // no /sys/class/net: nothing to check
+  }
+  return m;
+}
+
 /** Available KiB in /dev/shm (`df -Pk`), undefined if unknown. */
 async function shmFreeKiB(): Promise<number | undefined> {
   const line = (await output("df", "-Pk", "/dev/shm")).trim().split("\n")[1];
@@ -72,7 +94,7 @@ export const doctorCommand: Command = {
     "  Check this network namespace (or NAME) for what breaks a stateless load balancer:\n" +
     "  conntrack reassembly, bridge netfilter, rp_filter, fwmark_reflect, queues without a\n" +
     "  listener, VIPs without a queue rule, the tun device, fwmarks without a route,\n" +
-    "  /dev/shm space. One PASS/FAIL line per check with the fix; exit 1 if any fails.",
+    "  GRO/LRO, /dev/shm space. One PASS/FAIL line per check with the fix; exit 1 if any fails.",
   options: [
     { name: "netns", desc: "Run the checks in network namespace NAME (ip netns)" },
     { name: "vip", desc: "VIPs that must be sent to NFQUEUE, comma-separated" },
@@ -164,6 +186,7 @@ export const doctorCommand: Command = {
       }
       results.push(checkFwmarkRoutes(tshm, marks, ipRules, (t) => routes.get(t) ?? false));
     }
+    results.push(checkOffloads(await offloads()));
     results.push(checkShmSpace(await shmFreeKiB()));
     inv.io.out(o.has("json") ? JSON.stringify(results, null, 2) + "\n" : formatReport(results));
     return results.every((r) => r.ok) ? 0 : 1;

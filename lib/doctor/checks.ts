@@ -216,6 +216,28 @@ export function checkShmSpace(availableKiB: number | undefined, neededKiB = 1024
   );
 }
 
+/**
+ * GRO/LRO on the interfaces (`features`: interface → `ethtool -k` output; undefined: ethtool is not
+ * installed): the NIC or the stack merges fragments and segments into one large packet before the
+ * queue.
+ */
+export function checkOffloads(features: ReadonlyMap<string, string> | undefined): CheckResult {
+  if (features === undefined) return pass("offloads", "ethtool not installed: GRO/LRO not checked");
+  const on: string[] = [];
+  for (const [dev, text] of features) {
+    for (const f of ["generic-receive-offload", "large-receive-offload", "rx-gro-hw"]) {
+      if (new RegExp(`^${f}: on`, "m").test(text)) on.push(`${dev} ${f}`);
+    }
+  }
+  if (on.length === 0) return pass("offloads", "no receive offload (GRO/LRO) on any interface");
+  return fail(
+    "offloads",
+    `receive offload on: ${on.join(", ")}: packets reach the queue merged`,
+    [...new Set(on.map((x) => x.split(" ")[0]))].map((d) => `ethtool -K ${d} gro off lro off`)
+      .join("; "),
+  );
+}
+
 /** The report as text: one `PASS`/`FAIL` line per check, the fix indented under a failure. */
 export function formatReport(results: readonly CheckResult[]): string {
   return results.map((r) =>

@@ -115,7 +115,7 @@ Deno.test({
         });
 
         await t.step(
-          "conntrack, rp_filter, fwmark_reflect, bridge netfilter: broken, then fixed",
+          "conntrack, rp_filter, fwmark_reflect, bridge netfilter, GRO: broken, then fixed",
           async () => {
             const ct = "-A FORWARD -m conntrack --ctstate INVALID -j DROP".split(" ");
             await run("iptables", ...ct);
@@ -141,6 +141,10 @@ Deno.test({
               await run("sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=0");
             }
             await expectPass("bridge-netfilter");
+            await run("ethtool", "-K", "d0", "gro", "on");
+            await expectFail("offloads", /d0 generic-receive-offload/);
+            await run("ethtool", "-K", "d0", "gro", "off");
+            await expectPass("offloads");
           },
         );
 

@@ -9,6 +9,7 @@ import {
   checkConntrack,
   checkFwmarkReflect,
   checkFwmarkRoutes,
+  checkOffloads,
   checkQueues,
   checkReassembled,
   checkRpFilter,
@@ -94,4 +95,13 @@ Deno.test("queues, tun, fwmark routes, /dev/shm, the reassembled counter", () =>
     /^FAIL tun: no device t0 in this namespace\n {5}fix: ip tuntap add t0 mode tun/,
   );
   assert.match(text, /\nPASS dev-shm: 4096 KiB free in \/dev\/shm\n$/);
+});
+
+Deno.test("offloads: GRO or LRO on fails with the ethtool fix; no ethtool is not a failure", () => {
+  assert.equal(checkOffloads(undefined).ok, true);
+  const off = "generic-receive-offload: off\nlarge-receive-offload: off [fixed]\n";
+  assert.equal(checkOffloads(new Map([["eth0", off]])).ok, true);
+  const r = checkOffloads(new Map([["eth0", "generic-receive-offload: on\n"], ["eth1", off]]));
+  assert.equal(r.ok, false);
+  assert.equal(r.fix, "ethtool -K eth0 gro off lro off");
 });
