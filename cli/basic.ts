@@ -8,13 +8,26 @@ import { type Command, die } from "./command.ts";
 
 import { VERSION } from "../lib/version.ts";
 
-/** `version`: print `1.2.0`. */
+/**
+ * `version`: print `1.2.0` (the version this implementation is compatible with; scripts compare
+ * it). `--verbose` adds a line with the implementation and the Deno runtime.
+ */
 export const versionCommand: Command = {
   name: "version",
-  help: "version\n  Print the version.",
-  options: [],
+  help: "version [--verbose]\n  Print the version (--verbose: also the implementation and Deno's).",
+  options: [{
+    name: "verbose",
+    desc: "Also print the implementation and Deno versions",
+    flag: true,
+  }],
   run(inv) {
     inv.io.out(VERSION + "\n");
+    if (inv.opts.has("verbose")) {
+      const v = Deno.version;
+      inv.io.out(
+        `nfqlb in TypeScript ${VERSION}; deno ${v.deno}, v8 ${v.v8}, typescript ${v.typescript}\n`,
+      );
+    }
     return 0;
   },
 };

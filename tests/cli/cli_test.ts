@@ -100,7 +100,9 @@ Deno.test("--help: exact text of init (1.2.0's option order) and delete", async 
   assert.deepEqual(await runCli("version", "--help"), {
     code: 0,
     err: "",
-    out: "version\n  Print the version.\n",
+    out:
+      "version [--verbose]\n  Print the version (--verbose: also the implementation and Deno's).\n" +
+      "  --verbose= Also print the implementation and Deno versions \n",
   });
 });
 
@@ -147,6 +149,12 @@ Deno.test("--help wins when reached before an error or missing options", async (
 
 Deno.test("version and primebelow", async () => {
   assert.deepEqual(await runCli("version"), { code: 0, out: "1.2.0\n", err: "" });
+  const verbose = await runCli("version", "--verbose");
+  assert.equal(
+    verbose.out,
+    `1.2.0\nnfqlb in TypeScript 1.2.0; deno ${Deno.version.deno}, ` +
+      `v8 ${Deno.version.v8}, typescript ${Deno.version.typescript}\n`,
+  );
   const cases: [string, string][] = [
     ["2", "2"],
     ["4", "3"],
