@@ -115,7 +115,11 @@ export const doctorCommand: Command = {
         if (d.name === "netns" || v === undefined) continue;
         args.push(d.flag ? `--${d.name}` : `--${d.name}=${v}`);
       }
-      const self = new URL("../cli.ts", import.meta.url).pathname;
+      // This program: the bundle or cli.ts (in-process, as in tests, the main module is another).
+      const main = new URL(Deno.mainModule).pathname;
+      const self = /(\/cli\.ts|\/nfqlb)$/.test(main)
+        ? main
+        : new URL("../cli.ts", import.meta.url).pathname;
       const r = await new Deno.Command("ip", {
         args: ["netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args],
         stdout: "piped",
@@ -129,11 +133,14 @@ export const doctorCommand: Command = {
     const queueText = o.get("queue") ?? "2";
     const queues = parseQueueRange(queueText);
     if (queues === undefined) die(`queue invalid [${queueText}]`);
-    const rules = [
+    const sets = [
       await output("iptables-save"),
       await output("ip6tables-save"),
       await output("nft", "list", "ruleset"),
-    ].join("\n");
+    ];
+    const rules = sets.join("\n");
+    // iptables-save prints at least its header when it works: all empty means none could run.
+    const readable = sets.some((t) => t !== "") ? rules : undefined;
     const ftShm = o.get("ft_shm") ?? "ftshm";
     let reassembled: number | undefined;
     try {
@@ -145,7 +152,7 @@ export const doctorCommand: Command = {
     }
     const proc = parseNfqueueProc(read("/proc/net/netfilter/nfnetlink_queue") ?? "");
     const results: CheckResult[] = [
-      checkConntrack(rules),
+      checkConntrack(readable),
       checkReassembled(reassembled, ftShm),
       checkBridgeNetfilter(
         read("/proc/sys/net/bridge/bridge-nf-call-iptables"),

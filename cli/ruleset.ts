@@ -18,23 +18,54 @@ import {
 } from "../lib/ruleset/ruleset.ts";
 import { type Command, die } from "./command.ts";
 
-/** Run `argv`; true when it exits 0. */
-async function ok(argv: string[]): Promise<boolean> {
-  const r = await new Deno.Command(argv[0], { args: argv.slice(1), stdout: "null", stderr: "null" })
-    .output();
-  return r.success;
+/** Exit status of `argv` (iptables waits for the xtables lock: `-w`), its stderr. */
+async function status(argv: string[]): Promise<{ code: number; stderr: string }> {
+  const [cmd, ...rest] = argv;
+  const args = cmd.endsWith("tables") ? ["-w", ...rest] : rest;
+  let r;
+  try {
+    r = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) die(`ruleset: ${cmd} is not installed`);
+    throw e;
+  }
+  return { code: r.code, stderr: new TextDecoder().decode(r.stderr).trim() };
 }
 
-/** Run `argv`; a failure ends the command with its stderr. */
+/** Whether a check (`-C`, `-nL`) finds the rule or chain: exit 0 yes, 1 no, anything else fails. */
+async function exists(argv: string[]): Promise<boolean> {
+  const r = await status(argv);
+  if (r.code === 0) return true;
+  if (r.code === 1) return false;
+  die(`ruleset: \`${argv.join(" ")}\` failed (exit ${r.code}): ${r.stderr}`);
+}
+
+/** Run `argv`; a failure ends the command, saying that the rules may be half in place. */
 async function must(argv: string[]): Promise<void> {
-  const r = await new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdout: "null",
-    stderr: "piped",
-  })
-    .output();
-  if (!r.success) {
-    die(`ruleset: \`${argv.join(" ")}\` failed: ${new TextDecoder().decode(r.stderr).trim()}`);
+  const r = await status(argv);
+  if (r.code !== 0) {
+    die(
+      `ruleset: \`${argv.join(" ")}\` failed: ${r.stderr}; the rules may be partly in place: ` +
+        "run `nfqlb ruleset --delete` with the same --vip to remove them",
+    );
+  }
+}
+
+/** Feed `text` to `nft -f -` as one transaction. */
+async function nft(text: string): Promise<void> {
+  let child;
+  try {
+    child = new Deno.Command("nft", { args: ["-f", "-"], stdin: "piped", stderr: "piped" }).spawn();
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) die("ruleset: nft is not installed");
+    throw e;
+  }
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(text));
+  await w.close();
+  const res = await child.output();
+  if (!res.success) {
+    die(`ruleset: nft -f failed (nothing changed): ${new TextDecoder().decode(res.stderr).trim()}`);
   }
 }
 
@@ -80,40 +111,35 @@ export const rulesetCommand: Command = {
 
     if (o.has("apply") || o.has("delete")) {
       if (style === "nft") {
-        const text = o.has("delete") ? "delete table inet nfqlb\n" : `${nftRuleset(r)}`;
-        if (o.has("apply")) await ok(["nft", "delete", "table", "inet", "nfqlb"]);
-        const child = new Deno.Command("nft", {
-          args: ["-f", "-"],
-          stdin: "piped",
-          stderr: "piped",
-        })
-          .spawn();
-        const w = child.stdin.getWriter();
-        await w.write(new TextEncoder().encode(text));
-        await w.close();
-        const res = await child.output();
-        if (!res.success) {
-          die(`ruleset: nft -f failed: ${new TextDecoder().decode(res.stderr).trim()}`);
-        }
+        // One transaction: the table is replaced (or removed) atomically, and it is no error
+        // when it did not exist ("table … {}" creates it first).
+        await nft(
+          "table inet nfqlb {}\ndelete table inet nfqlb\n" + (o.has("apply") ? nftRuleset(r) : ""),
+        );
         return 0;
       }
-      for (const c of iptablesChains(r)) {
+      // Both families, always: a family without VIPs now loses the chains an earlier --apply made.
+      const want = new Set(iptablesChains(r).map((c) => `${c.cmd} ${c.table} ${c.chain}`));
+      const all = iptablesChains({ ...r, vips: ["0.0.0.0/32", "::/128"] });
+      for (const c of all) {
         const t = [c.cmd, "-t", c.table];
-        if (o.has("delete")) {
-          while (await ok([...t, "-C", c.hook, "-j", c.chain])) {
+        const keep = o.has("apply") && want.has(`${c.cmd} ${c.table} ${c.chain}`);
+        // A jump to a chain that does not exist cannot be there (and `-C` would fail with 2).
+        const chainThere = await exists([...t, "-nL", c.chain]);
+        if (!keep) {
+          if (!chainThere) continue;
+          while (await exists([...t, "-C", c.hook, "-j", c.chain])) {
             await must([...t, "-D", c.hook, "-j", c.chain]);
           }
-          if (await ok([...t, "-nL", c.chain])) {
-            await must([...t, "-F", c.chain]);
-            await must([...t, "-X", c.chain]);
-          }
+          await must([...t, "-F", c.chain]);
+          await must([...t, "-X", c.chain]);
           continue;
         }
         // --apply: the chain with exactly these rules, and one jump to it.
-        if (await ok([...t, "-nL", c.chain])) await must([...t, "-F", c.chain]);
-        else await must([...t, "-N", c.chain]);
-        for (const rule of c.rules) await must([...t, "-A", c.chain, ...rule]);
-        if (!(await ok([...t, "-C", c.hook, "-j", c.chain]))) {
+        const rules = iptablesChains(r).find((x) => x.cmd === c.cmd && x.chain === c.chain)!.rules;
+        await must([...t, chainThere ? "-F" : "-N", c.chain]);
+        for (const rule of rules) await must([...t, "-A", c.chain, ...rule]);
+        if (!(await exists([...t, "-C", c.hook, "-j", c.chain]))) {
           await must([...t, "-A", c.hook, "-j", c.chain]);
         }
       }

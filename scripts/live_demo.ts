@@ -84,11 +84,7 @@ export async function liveDemo(): Promise<void> {
       // Ctrl-C: remove what was made, then leave.
       const onInterrupt = async () => {
         say("\ninterrupted: removing the namespaces and shared memory");
-        try {
-          Deno.kill(daemon?.pid ?? 0, "SIGKILL");
-        } catch {
-          // not running
-        }
+        // The namespaces' processes (the daemon, the targets) are killed by the cleanup.
         await net.cleanup();
         removeShm();
         Deno.exit(130);
@@ -231,13 +227,7 @@ export async function liveDemo(): Promise<void> {
       }
     });
   } finally {
-    if (daemon !== undefined) {
-      try {
-        Deno.kill(daemon.pid, "SIGKILL");
-      } catch {
-        // gone
-      }
-    }
+    // A daemon still running after a failure was killed and reaped by the namespaces' cleanup.
     removeShm();
   }
   step("done: nothing left behind");

@@ -42,7 +42,14 @@ const CONNTRACK_RULE =
  * this namespace before the queue. `rules` is the iptables-save/ip6tables-save
  * output and the nft ruleset.
  */
-export function checkConntrack(rules: string): CheckResult {
+export function checkConntrack(rules: string | undefined): CheckResult {
+  if (rules === undefined) {
+    return fail(
+      "conntrack",
+      "the rule sets could not be read (iptables-save and nft both failed)",
+      "run doctor as root or with CAP_NET_ADMIN, with iptables or nftables installed",
+    );
+  }
   const hits = rules.split("\n").map((l) => l.trim()).filter((l) =>
     l !== "" && !l.startsWith("#") && !/notrack/i.test(l) && CONNTRACK_RULE.test(l)
   );
@@ -54,8 +61,9 @@ export function checkConntrack(rules: string): CheckResult {
     `${hits.length} rule(s) use conntrack or NAT, e.g. \`${
       hits[0]
     }\`: the kernel reassembles fragments before the queue`,
-    "keep conntrack and NAT out of the LB's namespace, or exempt VIP traffic " +
-      "(`iptables -t raw -A PREROUTING -d VIP -j NOTRACK`, nft `notrack`); README: Fragments",
+    "keep conntrack and NAT out of the LB's namespace, or exempt VIP traffic before nf_defrag " +
+      "(nft `notrack` at priority -500, as `nfqlb ruleset --style=nft` writes; iptables' raw " +
+      "table runs after defrag); README: Fragments",
   );
 }
 
@@ -139,15 +147,22 @@ export function checkQueues(
   );
 }
 
-/** Each VIP has a rule that sends it to NFQUEUE (iptables `-d VIP … -j NFQUEUE`, nft `… VIP … queue`). */
+/**
+ * Each VIP has a rule that sends it to NFQUEUE (iptables `-d VIP … -j NFQUEUE`, nft `… VIP …
+ * queue`, or a queue rule on a set listing it). A VIP inside a queued prefix is not recognised.
+ */
 export function checkVipRules(vips: readonly string[], rules: string): CheckResult {
   const lines = rules.split("\n");
+  const queueing = (l: string) => /NFQUEUE|\bqueue\b/.test(l);
+  // The address as a whole token: not 10.0.0.1 inside 110.0.0.1 or 10.0.0.10.
+  const token = (bare: string) =>
+    new RegExp(`(^|[\\s,{=])${bare.replace(/[.]/g, "\\.")}(/\\d+)?([\\s,}]|$)`);
   const queued = (vip: string) => {
-    const bare = vip.replace(/\/\d+$/, "");
-    return lines.some((l) =>
-      (l.includes(`${bare}/`) || l.includes(`${bare} `) || l.endsWith(bare)) &&
-      /NFQUEUE|\bqueue\b/.test(l)
-    ) || lines.some((l) => /NFQUEUE|\bqueue\b/.test(l) && /@\w+/.test(l) && rules.includes(bare));
+    const t = token(vip.replace(/\/\d+$/, ""));
+    // A rule naming the VIP, or a queue rule on a set whose elements hold it.
+    return lines.some((l) => queueing(l) && t.test(l)) ||
+      (lines.some((l) => queueing(l) && /@[\w-]+/.test(l)) &&
+        lines.some((l) => /elements = /.test(l) && t.test(l)));
   };
   const missing = vips.filter((v) => !queued(v));
   if (missing.length === 0) return pass("vip-rules", `${vips.join(", ")}: sent to NFQUEUE`);

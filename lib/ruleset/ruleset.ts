@@ -2,8 +2,12 @@
  * The netfilter rules that send VIP traffic to nfqlb's queues, in the shape a
  * Kubernetes frontend uses (seed: Meridio's `nft list ruleset`): VIP
  * traffic to the queues in prerouting, locally generated ICMP to the VIPs too
- * (a local-output chain), and the VIPs exempted from connection tracking (so
- * the kernel does not reassemble fragments before the queue). Two styles:
+ * (a local-output chain), and the VIPs exempted from connection tracking. In
+ * the nft style the exemption runs before nf_defrag (priority -500, as the
+ * frontend's `pre-defrag` chain), so their fragments are never reassembled;
+ * iptables' raw table runs after nf_defrag, so there the exemption keeps VIP
+ * traffic out of conntrack but reassembly is avoided only when no rule in the
+ * namespace uses conntrack (`nfqlb doctor` checks). Two styles:
  * an nftables ruleset, and iptables/ip6tables commands in chains of their own
  * (for kernels without the nft `queue` expression), which can be added and
  * removed exactly. Pure: commands are returned as argument lists.
@@ -113,9 +117,10 @@ export function nftRuleset(r: RulesetOptions): string {
     "\tchain nfqlb-local {\n\t\ttype filter hook output priority filter; policy accept;\n" +
     `\t\tmeta l4proto icmp ip daddr @ipv4-vips counter queue to ${queues}\n` +
     `\t\tmeta l4proto ipv6-icmp ip6 daddr @ipv6-vips counter queue to ${queues}\n\t}\n` +
-    "\tchain defrag {\n\t\ttype filter hook prerouting priority raw; policy accept;\n" +
+    // Before nf_defrag (priority -400): an untracked packet is not reassembled.
+    "\tchain defrag {\n\t\ttype filter hook prerouting priority -500; policy accept;\n" +
     "\t\tip daddr @ipv4-vips notrack\n\t\tip6 daddr @ipv6-vips notrack\n\t}\n" +
-    "\tchain defrag-local {\n\t\ttype filter hook output priority raw; policy accept;\n" +
+    "\tchain defrag-local {\n\t\ttype filter hook output priority -500; policy accept;\n" +
     "\t\tip daddr @ipv4-vips notrack\n\t\tip6 daddr @ipv6-vips notrack\n\t}\n}\n";
 }
 

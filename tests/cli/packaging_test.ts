@@ -18,7 +18,8 @@ Deno.test("systemd unit: flowlb options that parse, only CAP_NET_ADMIN, not root
   }));
   const c = daemonConfig(opts);
   assert.deepEqual([c.queueFirst, c.queueLast, c.qlength, c.promiscuousPing], [0, 3, 1024, true]);
-  assert.equal(c.metrics?.port, 9100);
+  assert.equal(c.metrics?.port, 9190, "not 9100: node_exporter's default");
+  assert.equal(exec[0], "/usr/local/bin/deno", "an absolute path: systemd's PATH is its own");
   assert.match(unit, /^AmbientCapabilities=CAP_NET_ADMIN$/m);
   assert.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN$/m);
   assert.match(unit, /^User=nfqlb$/m);
@@ -45,7 +46,10 @@ Deno.test("systemd unit: systemd-analyze verify finds nothing (where systemd is 
     console.warn("packaging_test: no systemd-analyze: unit not verified");
     return;
   }
-  const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
-  assert.equal(r.code, 0, text);
-  assert.equal(text.trim(), "", "no warning");
+  // The unit names /usr/local/bin/deno, where an install puts it; this machine may not have it.
+  const text = (new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr))
+    .split("\n").filter((l) =>
+      l.trim() !== "" && !/\/usr\/local\/bin\/deno is not executable/.test(l)
+    );
+  assert.deepEqual(text, [], "no other complaint");
 });

@@ -45,6 +45,7 @@ Deno.test("conntrack: iptables and nft rules that track or NAT fail; notrack pas
     assert.ok(r.detail.includes(rule.trim()) && r.fix !== undefined, rule);
   }
   assert.equal(checkConntrack("\t\tip daddr @vips notrack\n").ok, true);
+  assert.equal(checkConntrack(undefined).ok, false, "unreadable rules are not a pass");
 });
 
 Deno.test("vip rules: iptables -d VIP -j NFQUEUE, nft queue on a set holding the VIP", () => {
@@ -57,6 +58,13 @@ Deno.test("vip rules: iptables -d VIP -j NFQUEUE, nft queue on a set holding the
     checkVipRules(["1000::1"], "-A PREROUTING -d 1000::1/128 -j NFQUEUE --queue-num 2").ok,
     true,
   );
+  // Whole addresses only: 10.0.0.1 is neither in 110.0.0.1 nor in 10.0.0.10.
+  assert.equal(
+    checkVipRules(["10.0.0.1"], "-A nfqlb -d 110.0.0.1/32 -j NFQUEUE --queue-num 2").ok,
+    false,
+  );
+  const other = "\tset vips { elements = { 10.0.0.10 } }\n\tip daddr @vips queue to 0-3\n";
+  assert.equal(checkVipRules(["10.0.0.1"], other).ok, false);
 });
 
 Deno.test("sysctls: bridge netfilter, rp_filter (effective = max of all and the device), fwmark_reflect", () => {
