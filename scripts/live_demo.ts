@@ -202,7 +202,8 @@ export async function liveDemo(): Promise<void> {
         say(`  TCP -> ${counts(tcp2)}`);
         say(
           `  moved: ${moved.length} of ${tcp2.length} connections: ${fromT1} of t1's ${onT1}, and ` +
-            `${moved.length - fromT1} others (Maglev moves a few to keep the table even)`,
+            `${moved.length - fromT1} other${moved.length - fromT1 === 1 ? "" : "s"} ` +
+            "(Maglev moves a few to keep the table even)",
         );
 
         step(`metrics: GET http://${METRICS}/metrics (a few lines)`);
