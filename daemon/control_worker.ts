@@ -50,7 +50,10 @@ export interface ControlStart {
   readonly lanes: number;
   /** Int32Array over it: [0] = stop requested. */
   readonly stop: SharedArrayBuffer;
-  /** Int32Array over it: [lane] = flow version each queue thread has installed. */
+  /**
+   * Int32Array over it: [lane] = flow version each queue thread has installed, then
+   * [lanes + lane] = its trace-flow version.
+   */
   readonly applied: SharedArrayBuffer;
   /** `--control-unauthenticated`: admit tcp peers that are not loopback (unchecked). */
   readonly unauthenticated?: boolean;
@@ -292,7 +295,9 @@ function serve(start: ControlStart): void {
     });
   }
   const ownUid = Deno.uid();
-  const applied = new Int32Array(start.applied);
+  // Per queue thread: the flow version it uses, then (after all lanes) its trace-flow version.
+  const applied = new Int32Array(start.applied, 0, start.lanes);
+  const appliedTraces = new Int32Array(start.applied, 4 * start.lanes, start.lanes);
   const open: Open[] = [];
   const poll = new PollSet(LIMITS.total * 2 + 1);
   const buf = new Uint8Array(4096);
@@ -304,7 +309,7 @@ function serve(start: ControlStart): void {
     const conn = o.conn;
     /** Send `reply`, with its trace line (bit flow-conf). */
     const send = (reply: Uint8Array) => {
-      traceReply(sink, decodeReply(reply).text);
+      if ((sink.mask & TRACE_FLOW_CONF) !== 0) traceReply(sink, decodeReply(reply).text);
       conn.sendAll(reply.slice());
     };
     try {
@@ -325,10 +330,13 @@ function serve(start: ControlStart): void {
           send(textReply("FAIL: permission denied"));
         } else {
           const before = store.flows.snapshot.version;
+          const tracesBefore = store.traces.snapshot.version;
           const reply = handleRequest(store, r.request);
           const after = store.flows.snapshot.version;
           // Reply only when the change is in use by every queue thread.
           if (after !== before) waitApplied(applied, after);
+          const tracesAfter = store.traces.snapshot.version;
+          if (tracesAfter !== tracesBefore) waitApplied(appliedTraces, tracesAfter);
           send(reply);
         }
       }

@@ -51,7 +51,10 @@ export interface FlowChannel {
   readonly capacity: number;
   /** Int32Array over it: [0] = version of the newest flow snapshot sent, [1] of trace flows. */
   readonly version: SharedArrayBuffer;
-  /** Int32Array over it: [lane] = version this thread has installed (notified on change). */
+  /**
+   * Int32Array over it: [lane] = flow version this thread has installed, [lanes + lane] = its
+   * trace-flow version (both notified on change).
+   */
   readonly applied: SharedArrayBuffer;
   readonly snapshot: FlowSnapshot;
   /** The trace flows' match counters (same lanes) and their first snapshot. */
@@ -387,6 +390,8 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       const installTraces = (s: FlowSnapshot) => {
         d.setTraceFlows(new FlowSet(s.flows, [], s.slots, traceLane, true));
         currentTraces = s;
+        Atomics.store(applied, ch.lanes + ch.lane, s.version);
+        Atomics.notify(applied, ch.lanes + ch.lane);
       };
       installTraces(currentTraces);
       checkFlowTables = () => {

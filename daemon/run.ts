@@ -88,7 +88,8 @@ async function flowLb(
   const stop = new SharedArrayBuffer(4);
   const stopFlag = new Int32Array(stop);
   const lanes = c.queueLast - c.queueFirst + 1;
-  const applied = new SharedArrayBuffer(4 * lanes);
+  // Flow versions per queue thread, then trace-flow versions (control_worker.ts waits on both).
+  const applied = new SharedArrayBuffer(8 * lanes);
   // The control thread's trace lines (bits flow-conf and target) go to the trace thread too.
   const controlTrace = TraceRing.create(TRACE_RING_BYTES);
   let control: ControlThread;

@@ -226,7 +226,9 @@ export function startQueueThreads(
     rings.push(TraceRing.create(TRACE_RING_BYTES));
     logs.push(TraceRing.create(TRACE_RING_BYTES));
   }
-  const traceRings = controlTrace === undefined ? rings : [...rings, controlTrace];
+  // The control thread's ring first: its lines (a flow change) come before the packet lines that
+  // follow the change, when one drain finds both.
+  const traceRings = controlTrace === undefined ? rings : [controlTrace, ...rings];
   const traceDone = startTraceThread(io, c, traceRings, logs, stop);
   const metrics = startMetricsThread(io, c, flows?.(0), (message) => {
     io.err(message + "\n");
