@@ -23,7 +23,7 @@ import {
 import { readStatsExt } from "../lib/frag/stats.ts";
 import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseQueueRange } from "../daemon/options.ts";
-import { openTable } from "../daemon/open_table.ts";
+import { activeFwmarks } from "../daemon/open_table.ts";
 import { type Command, die } from "./command.ts";
 
 /** stdout of `cmd`, or "" when it cannot run or fails. */
@@ -175,9 +175,7 @@ export const doctorCommand: Command = {
     if (tshm !== undefined) {
       let marks: number[] = [];
       try {
-        const t = openTable(tshm, false);
-        marks = [...t.table.active].filter((fw) => fw >= 0);
-        t.close();
+        marks = activeFwmarks(tshm);
       } catch (e) {
         die(`doctor: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
       }

@@ -7,7 +7,7 @@
  * @module
  */
 import { parseQueueRange } from "../daemon/options.ts";
-import { openTable } from "../daemon/open_table.ts";
+import { activeFwmarks } from "../daemon/open_table.ts";
 import { parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import {
   iptablesChains,
@@ -119,14 +119,14 @@ export const rulesetCommand: Command = {
         return 0;
       }
       // Both families, always: a family without VIPs now loses the chains an earlier --apply made.
-      const want = new Set(iptablesChains(r).map((c) => `${c.cmd} ${c.table} ${c.chain}`));
+      const mine = new Map(iptablesChains(r).map((c) => [`${c.cmd} ${c.table} ${c.chain}`, c]));
       const all = iptablesChains({ ...r, vips: ["0.0.0.0/32", "::/128"] });
       for (const c of all) {
         const t = [c.cmd, "-t", c.table];
-        const keep = o.has("apply") && want.has(`${c.cmd} ${c.table} ${c.chain}`);
+        const own = o.has("apply") ? mine.get(`${c.cmd} ${c.table} ${c.chain}`) : undefined;
         // A jump to a chain that does not exist cannot be there (and `-C` would fail with 2).
         const chainThere = await exists([...t, "-nL", c.chain]);
-        if (!keep) {
+        if (own === undefined) {
           if (!chainThere) continue;
           while (await exists([...t, "-C", c.hook, "-j", c.chain])) {
             await must([...t, "-D", c.hook, "-j", c.chain]);
@@ -136,9 +136,8 @@ export const rulesetCommand: Command = {
           continue;
         }
         // --apply: the chain with exactly these rules, and one jump to it.
-        const rules = iptablesChains(r).find((x) => x.cmd === c.cmd && x.chain === c.chain)!.rules;
         await must([...t, chainThere ? "-F" : "-N", c.chain]);
-        for (const rule of rules) await must([...t, "-A", c.chain, ...rule]);
+        for (const rule of own.rules) await must([...t, "-A", c.chain, ...rule]);
         if (!(await exists([...t, "-C", c.hook, "-j", c.chain]))) {
           await must([...t, "-A", c.hook, "-j", c.chain]);
         }
@@ -155,9 +154,7 @@ export const rulesetCommand: Command = {
     if (tshm !== undefined) {
       let marks: number[] = [];
       try {
-        const t = openTable(tshm, false);
-        marks = [...t.table.active].filter((m) => m >= 0);
-        t.close();
+        marks = activeFwmarks(tshm);
       } catch (e) {
         die(`ruleset: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
       }

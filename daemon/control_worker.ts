@@ -12,7 +12,6 @@
 import { LibcError } from "../ffi/libc.ts";
 import { type Connection, StreamServer } from "../ffi/stream_server.ts";
 import {
-  decodeReply,
   handleRequest,
   type ReadResult,
   RequestReader,
@@ -36,7 +35,7 @@ import { type AdmissionLimits, admit } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { restoreFlowState, writeFlowStateFile } from "./flow_state_file.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
-import { TRACE_FLOW_CONF, type TraceSink } from "../lib/trace/mask.ts";
+import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
 import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { mappableTargets as targets } from "./open_table.ts";
@@ -309,17 +308,14 @@ function serve(start: ControlStart): void {
     const conn = o.conn;
     /** Send `reply`, with its trace line (bit flow-conf). */
     const send = (reply: Uint8Array) => {
-      if ((sink.mask & TRACE_FLOW_CONF) !== 0) traceReply(sink, decodeReply(reply).text);
+      traceReply(sink, reply);
       conn.sendAll(reply.slice());
     };
     try {
       readMask();
       if (r.status !== "more") {
-        traceRequest(sink, r.lines);
-        for (const w of r.warnings) {
-          limitedLog(w);
-          if ((sink.mask & TRACE_FLOW_CONF) !== 0) sink.line(w);
-        }
+        traceRequest(sink, r.lines, r.warnings);
+        for (const w of r.warnings) limitedLog(w);
       }
       if (r.status === "rejected") {
         if (r.reply.length > 0) send(r.reply);

@@ -100,6 +100,19 @@ export function openTable(name: string, writable: boolean): OpenTable {
 }
 
 /**
+ * The active fwmarks of table `name`, in slot order (for `doctor` and `ruleset`).
+ * Throws a {@link TableOpenError} when it cannot be mapped.
+ */
+export function activeFwmarks(name: string): number[] {
+  const t = openTable(name, false);
+  try {
+    return [...t.table.active].filter((fw) => fw >= 0);
+  } finally {
+    t.close();
+  }
+}
+
+/**
  * The flow store's target registry of the control thread: a target exists when its table maps
  * and is valid now (the queue threads map their own copies).
  */

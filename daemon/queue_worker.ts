@@ -231,8 +231,6 @@ function setField<K extends string>(holder: object, key: K, t: MaglevTable): voi
 
 /** Rate limit of the `injectFrag` warning (docs/COMPATIBILITY.md#trace-and-log). */
 const INJECT_LOG = { burst: 5, intervalMs: 10_000 };
-/** Log level of a warning. */
-const WARNING = 4;
 
 /**
  * Writes stored fragments to the tun device; a failed write is counted by the fragment table
@@ -244,7 +242,7 @@ function injector(dev: { fd: number; name: string }, trace: TraceSink): InjectFn
   return (bytes, len) => {
     const rc = tun.write(bytes, len);
     if (rc === len) return true;
-    if ((trace.level ?? 0) >= WARNING) {
+    if ((trace.level ?? 0) >= LOG_WARNING) {
       const why = rc < 0 ? ` (${strerror(tun.lastErrno())})` : "";
       for (
         const l of limiter.offer(
@@ -286,11 +284,12 @@ function reassembledCounter(
   const text = `queue ${queue}: packets longer than --mtu=${c.mtu} reached the queue: something ` +
     "before it reassembled fragments or aggregated packets (conntrack/nf_defrag in this network " +
     "namespace, GRO/LRO on the ingress device, or a bridge); fragments are then not load-balanced " +
-    "one by one. Use notrack rules for the VIPs, turn GRO/LRO off, or raise --mtu for jumbo " +
+    "one by one. Keep conntrack rules out of this namespace (iptables' NOTRACK runs after " +
+    "defragmentation; nft notrack at priority -500 does not), turn GRO/LRO off, or raise --mtu for jumbo " +
     "frames; `nfqlb doctor` checks the namespace";
   return (n) => {
     if (words !== undefined) Atomics.add(words, FT_OFF_KERNEL_REASSEMBLED >>> 2, n);
-    if ((trace.level ?? 0) < WARNING) return;
+    if ((trace.level ?? 0) < LOG_WARNING) return;
     for (const l of limiter.offer("reassembled", text, performance.now())) trace.log?.(l);
   };
 }

@@ -5,6 +5,7 @@
  * `DaemonError`s (./errors.ts); the returned promise gives the exit status.
  * @module
  */
+import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { LOG_NOTICE, logLine } from "../lib/log/levels.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { ControlThread } from "./control_thread.ts";
@@ -122,10 +123,8 @@ async function flowLb(
   }
   // [0]: version of the newest flow snapshot, [1]: of the newest trace-flow snapshot.
   const version = new Int32Array(new SharedArrayBuffer(8));
-  let latest = ready.snapshot;
-  let latestTraces = ready.traceSnapshot;
-  Atomics.store(version, 0, latest.version);
-  Atomics.store(version, 1, latestTraces.version);
+  Atomics.store(version, 0, ready.snapshot.version);
+  Atomics.store(version, 1, ready.traceSnapshot.version);
   const threads = startQueueThreads(io, prepared, stop, controlTrace, (lane) => ({
     lane,
     counters: ready.counters,
@@ -133,24 +132,20 @@ async function flowLb(
     capacity: ready.capacity,
     version: version.buffer as SharedArrayBuffer,
     applied,
-    snapshot: latest,
+    snapshot: ready.snapshot,
     traceCounters: ready.traceCounters,
     traceCapacity: ready.traceCapacity,
-    traceSnapshot: latestTraces,
+    traceSnapshot: ready.traceSnapshot,
   }));
-  control.onFlows = (snapshot) => {
-    latest = snapshot;
-    threads.broadcast({ type: "flows", snapshot });
-    Atomics.store(version, 0, snapshot.version);
+  /** Hand a new snapshot to the queue threads: message first, then its version word, then wake. */
+  const publish = (type: "flows" | "traces", word: number) => (snapshot: FlowSnapshot) => {
+    threads.broadcast({ type, snapshot });
+    Atomics.store(version, word, snapshot.version);
     // The queue threads take it now, not after their receive timeout.
     threads.wake();
   };
-  control.onTraces = (snapshot) => {
-    latestTraces = snapshot;
-    threads.broadcast({ type: "traces", snapshot });
-    Atomics.store(version, 1, snapshot.version);
-    threads.wake();
-  };
+  control.onFlows = publish("flows", 0);
+  control.onTraces = publish("traces", 1);
   // A control-thread failure after start-up is logged by ControlThread; the queue threads keep
   // serving packets (it used to set the stop flag: flowlb exited with status 0).
   stopOnSignals(stop, threads.finished, threads);

@@ -7,7 +7,7 @@
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
-import { createShm, openShm } from "../ffi/shm.ts";
+import { createShm } from "../ffi/shm.ts";
 import { TunDevice, TunError } from "../ffi/tun.ts";
 import { initFtStats } from "../lib/frag/stats.ts";
 import { countersSize, writeCountersHeader } from "../lib/counters/queue_counters.ts";
@@ -28,18 +28,6 @@ const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
 const METRICS_WORKER_URL = new URL("./metrics_worker.ts", import.meta.url);
 /** Bytes of trace lines a thread may have waiting for the trace thread. */
 export const TRACE_RING_BYTES = 256 * 1024;
-
-/** Size of the shared-memory object `name`, 0 when there is none. */
-function sizeOf(name: string): number {
-  try {
-    const m = openShm(name, false);
-    const size = m.size;
-    m.close();
-    return size;
-  } catch {
-    return 0;
-  }
-}
 
 /** What the start-up prepared for the queue threads. */
 export interface Prepared {
@@ -63,9 +51,8 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   if (c.lbshm !== "") openTable(c.lbshm, false).close();
   let m;
   try {
-    // Never shrink the object: another daemon using the same name (with more queues) may have it
-    // mapped, and pages cut from under a mapping give SIGBUS.
-    m = createShm(c.ftShm, Math.max(countersSize(c.queueLast - c.queueFirst + 1), sizeOf(c.ftShm)));
+    // Grow only: another daemon using the same name (with more queues) may have it mapped.
+    m = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1), undefined, true);
   } catch (e) {
     if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
     throw e;
@@ -230,12 +217,14 @@ export function startQueueThreads(
   // follow the change, when one drain finds both.
   const traceRings = controlTrace === undefined ? rings : [controlTrace, ...rings];
   const traceDone = startTraceThread(io, c, traceRings, logs, stop);
-  const metrics = startMetricsThread(io, c, flows?.(0), (message) => {
+  /** A thread failed: say so, stop every thread, exit 1. */
+  const stopWith = (message: string) => {
     io.err(message + "\n");
     status = 1;
     Atomics.store(stopFlag, 0, 1);
     wake();
-  });
+  };
+  const metrics = startMetricsThread(io, c, flows?.(0), stopWith);
   // The trace thread stops with the same flag; the daemon ends when both have stopped.
   const finished = queuesDone.then(async (s) => {
     metrics?.terminate();
@@ -249,12 +238,7 @@ export function startQueueThreads(
     w.terminate();
     if (--running === 0) done(status);
   };
-  const fail = (queue: number, message: string) => {
-    io.err(`queue ${queue}: ${message}\n`);
-    status = 1;
-    Atomics.store(stopFlag, 0, 1);
-    wake();
-  };
+  const fail = (queue: number, message: string) => stopWith(`queue ${queue}: ${message}`);
   for (let queue = c.queueFirst; queue <= c.queueLast; queue++) {
     const w = new Worker(WORKER_URL, { type: "module", name: `queue-${queue}` });
     running++;

@@ -134,12 +134,15 @@ export function openShm(name: string, writable: boolean): ShmMapping {
  * keeps its inode and contents until the caller overwrites them. New objects get mode 0600
  * (subject to umask). With `adopt`, an existing object is first shown to it (owner and mode
  * from `fstat` of the opened object, before anything is changed); if it throws, the object is
- * left as it was and the error propagates.
+ * left as it was and the error propagates. With `grow` an existing larger object keeps its size
+ * (the mapping covers all of it): another process may have it mapped, and pages cut from under a
+ * mapping give SIGBUS.
  */
 export function createShm(
   name: string,
   size: number,
   adopt?: (owner: ShmOwner) => void,
+  grow = false,
 ): ShmMapping {
   const libc = getLibc();
   const path = cString(name);
@@ -168,6 +171,7 @@ export function createShm(
   }
   try {
     const old = fileSize(fd);
+    if (grow && old > size) size = old;
     if (size > old) {
       const rc = libc.posix_fallocate(fd, 0n, BigInt(size));
       if (rc !== 0) throw new LibcError("posix_fallocate", rc);

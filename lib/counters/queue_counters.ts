@@ -78,6 +78,18 @@ function blockOffset(i: number): number {
   return COUNTERS_OFFSET + HEADER_SIZE + i * BLOCK_SIZE;
 }
 
+/** The typed-array views of block `index`: its counters, then the fwmark table's columns. */
+function blockViews(shm: ArrayBufferLike, index: number) {
+  const b = blockOffset(index);
+  return {
+    counts: new Float64Array(shm, b, NUM_COUNTERS),
+    /** fwmark + 1 per slot (0 = free). */
+    keys: new Int32Array(shm, b + 8 * NUM_COUNTERS, FW_SLOTS),
+    packets: new Float64Array(shm, b + 8 * NUM_COUNTERS + 4 * FW_SLOTS, FW_SLOTS),
+    bytes: new Float64Array(shm, b + 8 * NUM_COUNTERS + 12 * FW_SLOTS, FW_SLOTS),
+  };
+}
+
 /** Slot of fwmark `fw` in a table of {@link FW_SLOTS} (a multiplicative hash). */
 function home(fw: number): number {
   return Math.imul(fw, 0x9e3779b1) >>> 24;
@@ -94,11 +106,11 @@ export class QueueCounters {
 
   /** The block of the `index`-th queue served in `shm` (an object of {@link countersSize}). */
   constructor(shm: ArrayBufferLike, index: number) {
-    const b = blockOffset(index);
-    this.counts = new Float64Array(shm, b, NUM_COUNTERS);
-    this.keys = new Int32Array(shm, b + 8 * NUM_COUNTERS, FW_SLOTS);
-    this.packets = new Float64Array(shm, b + 8 * NUM_COUNTERS + 4 * FW_SLOTS, FW_SLOTS);
-    this.bytes = new Float64Array(shm, b + 8 * NUM_COUNTERS + 12 * FW_SLOTS, FW_SLOTS);
+    const v = blockViews(shm, index);
+    this.counts = v.counts;
+    this.keys = v.keys;
+    this.packets = v.packets;
+    this.bytes = v.bytes;
   }
 
   /** Count one packet of `len` bytes with verdict value `v` (≥ 0: accepted with fwmark v). */
@@ -159,8 +171,7 @@ export function readQueueCounters(
   const queues: QueueCounts[] = [];
   const marks = new Map<number, FwmarkCounts>();
   for (let i = 0; i < count; i++) {
-    const b = blockOffset(i);
-    const c = new Float64Array(shm, b, NUM_COUNTERS);
+    const { counts: c, keys, packets, bytes } = blockViews(shm, i);
     queues.push({
       queue: first + i,
       received: c[C_RECEIVED],
@@ -172,9 +183,6 @@ export function readQueueCounters(
       verdictErrors: c[C_VERDICT_ERRORS],
       otherFwmarks: c[C_OTHER_FWMARKS],
     });
-    const keys = new Int32Array(shm, b + 8 * NUM_COUNTERS, FW_SLOTS);
-    const packets = new Float64Array(shm, b + 8 * NUM_COUNTERS + 4 * FW_SLOTS, FW_SLOTS);
-    const bytes = new Float64Array(shm, b + 8 * NUM_COUNTERS + 12 * FW_SLOTS, FW_SLOTS);
     for (let s = 0; s < FW_SLOTS; s++) {
       if (keys[s] === 0) continue;
       const fw = (keys[s] - 1) | 0; // the key of 2^31 − 1 wrapped to −2^31

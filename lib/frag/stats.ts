@@ -269,17 +269,12 @@ const EXT_FIELDS: readonly [keyof FtStatsExt, number][] = [
   ["kernelReassembled", FT_OFF_KERNEL_REASSEMBLED],
 ];
 
-/** Byte length of `bytes`. */
-function lengthOf(bytes: FtStatsBytes): number {
-  return bytes.byteLength;
-}
-
 /**
  * The counters beyond 1.2.0's layout, or undefined when the object is only
  * 1.2.0's 72 bytes (shorter than {@link FTSHM_EXT_SIZE}).
  */
 export function readStatsExt(bytes: FtStatsBytes): FtStatsExt | undefined {
-  if (lengthOf(bytes) < FTSHM_EXT_SIZE) return undefined;
+  if (bytes.byteLength < FTSHM_EXT_SIZE) return undefined;
   const dv = dataView(bytes);
   const out = {} as FtStatsExt;
   for (const [k, off] of EXT_FIELDS) out[k] = dv.getUint32(off, true);
@@ -288,7 +283,7 @@ export function readStatsExt(bytes: FtStatsBytes): FtStatsExt | undefined {
 
 /** Zero the counters beyond 1.2.0's layout (when the object has them). */
 export function clearStatsExt(bytes: FtStatsBytes): void {
-  if (lengthOf(bytes) < FTSHM_EXT_SIZE) return;
+  if (bytes.byteLength < FTSHM_EXT_SIZE) return;
   const dv = dataView(bytes);
   for (let i = FTSHM_SIZE; i < FTSHM_EXT_SIZE; i += 4) dv.setUint32(i, 0, true);
 }

@@ -19,6 +19,7 @@
  * @module
  */
 import type { TargetRegistry } from "../flow/store.ts";
+import { decodeReply } from "../flow/control_protocol.ts";
 import { TRACE_FLOW_CONF, TRACE_TARGET, type TraceSink } from "./mask.ts";
 
 /** `registry` with bit `target` lines; it counts the flows on each table to tell create from find. */
@@ -53,13 +54,21 @@ export function tracedTargets(registry: TargetRegistry, sink: TraceSink): Target
   };
 }
 
-/** Bit `flow-conf`: one `FlowCmd [<line>]` per request line. */
-export function traceRequest(sink: TraceSink, lines: readonly string[]): void {
+/**
+ * Bit `flow-conf`: one `FlowCmd [<line>]` per request line, then the reader's warnings
+ * (`readCmd; Unrecognized command [...]`).
+ */
+export function traceRequest(
+  sink: TraceSink,
+  lines: readonly string[],
+  warnings: readonly string[] = [],
+): void {
   if ((sink.mask & TRACE_FLOW_CONF) === 0) return;
   for (const l of lines) sink.line(`FlowCmd [${l}]`);
+  for (const w of warnings) sink.line(w);
 }
 
-/** Bit `flow-conf`: `writeReply [<text>]` for the reply sent. */
-export function traceReply(sink: TraceSink, text: string): void {
-  if ((sink.mask & TRACE_FLOW_CONF) !== 0) sink.line(`writeReply [${text}]`);
+/** Bit `flow-conf`: `writeReply [<text>]` for the reply sent (decoded only when traced). */
+export function traceReply(sink: TraceSink, reply: Uint8Array): void {
+  if ((sink.mask & TRACE_FLOW_CONF) !== 0) sink.line(`writeReply [${decodeReply(reply).text}]`);
 }

@@ -35,7 +35,7 @@ Deno.test("target: create, find with the flow count, failed map, delete with the
 Deno.test("flow-conf: one FlowCmd line per request line, writeReply for the reply", () => {
   const { lines, s } = sink(TRACE_FLOW_CONF);
   traceRequest(s, ["action:set", "name:x", "eoc:"]);
-  traceReply(s, "OK");
+  traceReply(s, new TextEncoder().encode("OK\0"));
   assert.deepEqual(lines, [
     "FlowCmd [action:set]",
     "FlowCmd [name:x]",
@@ -44,6 +44,6 @@ Deno.test("flow-conf: one FlowCmd line per request line, writeReply for the repl
   ]);
   const off = sink(TRACE_TARGET);
   traceRequest(off.s, ["action:set"]);
-  traceReply(off.s, "OK");
+  traceReply(off.s, new TextEncoder().encode("OK\0"));
   assert.deepEqual(off.lines, []);
 });
