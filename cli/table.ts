@@ -19,6 +19,20 @@ import { createShm, unlinkShm } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { type Command, die, type Invocation } from "./command.ts";
 import { adoptProblem, openTable } from "../daemon/open_table.ts";
+import { waitForFastPaths } from "../daemon/fastpath_wait.ts";
+import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
+
+/**
+ * After a table write: wait until the running fast paths flushed what the write changed
+ * (docs/FASTPATH.md); say which ones did not confirm in time.
+ */
+function syncFastPaths(inv: Invocation): void {
+  for (const t of waitForFastPaths()) {
+    inv.io.err(
+      logLine(LOG_WARNING, `fast path ${t} did not confirm the change within 1 s`) + "\n",
+    );
+  }
+}
 
 /** Default target-table name. */
 export const DEFAULT_SHM = "nfqlb";
@@ -178,6 +192,7 @@ export const activateCommand: Command = {
     } finally {
       close();
     }
+    syncFastPaths(inv);
     return 0;
   },
 };
@@ -198,6 +213,7 @@ export const deactivateCommand: Command = {
     } finally {
       close();
     }
+    syncFastPaths(inv);
     return 0;
   },
 };

@@ -38,6 +38,7 @@ import { TraceRing } from "../lib/trace/ring.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
 import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { FP_FLOWS_FLUSHED } from "../lib/fastpath/channel.ts";
 import { mappableTargets as targets } from "./open_table.ts";
 
 /** The message that starts the control thread. */
@@ -58,6 +59,8 @@ export interface ControlStart {
   readonly unauthenticated?: boolean;
   /** This thread's trace ring (read by the trace thread): bits `flow-conf` and `target`. */
   readonly trace?: SharedArrayBuffer;
+  /** `--fastpath`: the channel whose flushed versions a change also waits for. */
+  readonly fastpath?: SharedArrayBuffer;
 }
 
 /** Messages the control thread sends. */
@@ -297,6 +300,10 @@ function serve(start: ControlStart): void {
   // Per queue thread: the flow version it uses, then (after all lanes) its trace-flow version.
   const applied = new Int32Array(start.applied, 0, start.lanes);
   const appliedTraces = new Int32Array(start.applied, 4 * start.lanes, start.lanes);
+  // --fastpath: the flow and trace-flow versions the writer has flushed the maps for.
+  const flushed = start.fastpath === undefined
+    ? undefined
+    : new Int32Array(start.fastpath, 4 * FP_FLOWS_FLUSHED, 2);
   const open: Open[] = [];
   const poll = new PollSet(LIMITS.total * 2 + 1);
   const buf = new Uint8Array(4096);
@@ -333,6 +340,11 @@ function serve(start: ControlStart): void {
           if (after !== before) waitApplied(applied, after);
           const tracesAfter = store.traces.snapshot.version;
           if (tracesAfter !== tracesBefore) waitApplied(appliedTraces, tracesAfter);
+          // ... and no kernel fast-path element holds a decision made before it.
+          if (flushed !== undefined && after !== before) waitApplied(flushed.subarray(0, 1), after);
+          if (flushed !== undefined && tracesAfter !== tracesBefore) {
+            waitApplied(flushed.subarray(1, 2), tracesAfter);
+          }
           send(reply);
         }
       }

@@ -83,7 +83,9 @@ export type OptionProblem =
   /** Not a socket address (`unix:NAME`, `tcp:HOST:PORT`). */
   | { kind: "address" }
   /** `--metrics` is not `ADDR:PORT` (`127.0.0.1:9100`, `[::1]:9100`, `localhost:9100`). */
-  | { kind: "listen" };
+  | { kind: "listen" }
+  /** Not an nftables name the fast path accepts (letters, digits, `_`, `-`; at most 64). */
+  | { kind: "nft-name" };
 
 function optionMessage(option: string, value: string, p: OptionProblem): string {
   switch (p.kind) {
@@ -99,6 +101,8 @@ function optionMessage(option: string, value: string, p: OptionProblem): string 
       return `Failed to parse address [${value}]`;
     case "listen":
       return `Invalid --${option}=${value}; expected ADDR:PORT, e.g. 127.0.0.1:9100 or [::1]:9100`;
+    case "nft-name":
+      return `Invalid --${option}=${value}; expected 1 to 64 letters, digits, '_' or '-', a letter first`;
   }
 }
 

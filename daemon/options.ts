@@ -44,7 +44,24 @@ export interface DaemonConfig {
   readonly controlUnauthenticated: boolean;
   /** `--metrics=ADDR:PORT`: where `GET /metrics` and `GET /healthz` are served; undefined: off. */
   readonly metrics?: { readonly hostname: string; readonly port: number; readonly text: string };
+  /** `--fastpath`: established flows are marked by an nftables map in the kernel; undefined: off. */
+  readonly fastpath?: FastPathConfig;
 }
+
+/** The kernel fast path's settings (docs/FASTPATH.md). */
+export interface FastPathConfig {
+  /** The nftables table (family inet) the daemon owns (`--fastpath-table`). */
+  readonly table: string;
+  /** Element timeout in ms (`--fastpath-timeout`). */
+  readonly timeoutMs: number;
+  /** Elements per map (`--fastpath-size`). */
+  readonly size: number;
+  /** Packets of a 5-tuple the queue sees before it is offloaded (`--fastpath-min-packets`). */
+  readonly minPackets: number;
+}
+
+/** The fast path's default table name. */
+export const FASTPATH_TABLE = "nfqlb-fastpath";
 
 const I32 = [-(2 ** 31), 2 ** 31 - 1] as const;
 const U16_MAX = 65535;
@@ -102,6 +119,14 @@ export function daemonOptions(kind: "lb" | "flowlb"): DaemonOptionDecl[] {
     {
       name: "metrics",
       desc: "Serve GET /metrics and /healthz on ADDR:PORT, e.g. [::1]:9100 (default off)",
+    },
+    { name: "fastpath", desc: "Mark established flows in the kernel (nftables maps)", flag: true },
+    { name: "fastpath-table", desc: `nftables table of --fastpath (default ${FASTPATH_TABLE})` },
+    { name: "fastpath-timeout", desc: "Fast-path element timeout in ms (default 5000)" },
+    { name: "fastpath-size", desc: "Fast-path elements per IP family (default 65536)" },
+    {
+      name: "fastpath-min-packets",
+      desc: "Queued packets of a flow before it is offloaded (default 2)",
     },
     {
       name: "fail-open",
@@ -172,6 +197,7 @@ export function daemonConfig(opts: OptionValues): DaemonConfig {
     throw new OptionError("metrics", metricsText, { kind: "listen" });
   }
   const ftFrag = int(opts, "ft_frag", 100, 0, 1_000_000);
+  const fastpath = fastpathConfig(opts);
   return {
     tshm: opts.get("tshm") ?? "nfqlb",
     lbshm: opts.get("lbshm") ?? "",
@@ -196,5 +222,21 @@ export function daemonConfig(opts: OptionValues): DaemonConfig {
     flowState: opts.get("flow-state") ?? "",
     controlUnauthenticated: opts.has("control-unauthenticated"),
     metrics,
+    fastpath,
   };
+}
+
+/** `--fastpath` and its settings; the settings are checked even without it. */
+function fastpathConfig(opts: OptionValues): FastPathConfig | undefined {
+  const table = opts.get("fastpath-table") ?? FASTPATH_TABLE;
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,63}$/.test(table)) {
+    throw new OptionError("fastpath-table", table, { kind: "nft-name" });
+  }
+  const c = {
+    table,
+    timeoutMs: int(opts, "fastpath-timeout", 5000, 100, 3_600_000),
+    size: int(opts, "fastpath-size", 65536, 1, 16_777_216),
+    minPackets: int(opts, "fastpath-min-packets", 2, 1, 1000),
+  };
+  return opts.has("fastpath") ? c : undefined;
 }

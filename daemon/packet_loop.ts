@@ -84,6 +84,18 @@ export interface PacketLoopOptions {
   readonly clock?: () => number;
   /** Counts every packet with its verdict and length (default: nothing counted). */
   readonly counters?: PacketCounter;
+  /** The fast path's offers (`--fastpath`, lib/fastpath/offload.ts); default none. */
+  readonly offload?: BatchOffload;
+}
+
+/** What the loop tells the fast path (`Offload` of lib/fastpath/offload.ts). */
+export interface BatchOffload {
+  /** Before a batch's decisions. */
+  begin(): void;
+  /** After each decision: verdict value and L3 protocol. */
+  packet(v: number, l3proto: number): void;
+  /** After the batch. */
+  end(): void;
 }
 
 /** What the loop counts each packet with (`QueueCounters` of lib/counters/queue_counters.ts). */
@@ -111,6 +123,7 @@ export async function runPacketLoop(
   const { hook, truncated } = options;
   const counters = options.counters ?? NOT_COUNTED;
   const nowNs = options.clock ?? clockSince(performance.timeOrigin);
+  const offload = options.offload;
   const buf = q.buffer;
   let packets = 0;
   let long = 0;
@@ -122,16 +135,20 @@ export async function runPacketLoop(
     }
     if (n === 0) continue;
     const now = nowNs();
+    offload?.begin();
     try {
       for (let i = 0; i < n; i++) {
         if (q.capLen(i) !== 0) long++;
         const len = q.payloadLength(i);
-        const v = decider.decide(buf, q.payloadOffset(i), len, q.l3proto(i), now);
+        const l3 = q.l3proto(i);
+        const v = decider.decide(buf, q.payloadOffset(i), len, l3, now);
         q.verdict(i, v);
         counters.packet(v, len);
+        if (offload !== undefined) offload.packet(v, l3);
       }
     } finally {
       q.flush();
+      offload?.end();
     }
     if (long !== 0) {
       truncated?.(long);

@@ -33,6 +33,8 @@ import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
 import type { MaglevTable } from "../lib/maglev/table.ts";
 import type { DaemonConfig } from "./options.ts";
+import type { FastPathLane } from "./fastpath_thread.ts";
+import { Offload } from "../lib/fastpath/offload.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
 import {
   CHECK_INTERVAL_MS,
@@ -84,6 +86,8 @@ export interface QueueWorkerStart {
   readonly tun?: { readonly fd: number; readonly name: string };
   /** Present for `flowlb`. */
   readonly flows?: FlowChannel;
+  /** `--fastpath`: this thread's offer ring and the channel shared with the writer. */
+  readonly fastpath?: FastPathLane;
 }
 
 /** Messages a worker sends. */
@@ -298,12 +302,17 @@ async function serve(start: QueueWorkerStart): Promise<void> {
   const { config: c, queue } = start;
   const stop = new Int32Array(start.stop);
   const owned: { close(): void }[] = [];
+  // --fastpath: tell the writer when this thread's decisions change (it flushes the maps).
+  let decisionsChanged = () => {};
   try {
     const lbTier = c.lbshm === "" ? undefined : openTable(c.lbshm, false);
     /** Tables checked for truncation (docs/COMPATIBILITY.md#shared-memory). */
     const watched: WatchedTable[] = [];
     if (lbTier !== undefined) {
-      const w = new WatchedTable(c.lbshm, lbTier, (t) => setField(decider.fragments, "tier", t));
+      const w = new WatchedTable(c.lbshm, lbTier, (t) => {
+        setField(decider.fragments, "tier", t);
+        decisionsChanged();
+      });
       watched.push(w);
       owned.push(w);
     }
@@ -359,7 +368,10 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       const target = openTable(c.tshm, false);
       const lb = new LbDecider({ ...common, table: target.table, udpencap: c.sctpEncap });
       decider = lb;
-      const w = new WatchedTable(c.tshm, target, (t) => setField(lb, "table", t));
+      const w = new WatchedTable(c.tshm, target, (t) => {
+        setField(lb, "table", t);
+        decisionsChanged();
+      });
       watched.push(w);
       owned.push(w);
     } else {
@@ -379,6 +391,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
         d.setFlows(new FlowSet(s.flows, cache.tablesFor(s), s.slots, lane));
         cache.prune(s);
         current = s;
+        decisionsChanged();
         Atomics.store(applied, ch.lane, s.version);
         Atomics.notify(applied, ch.lane);
       };
@@ -389,6 +402,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       const installTraces = (s: FlowSnapshot) => {
         d.setTraceFlows(new FlowSet(s.flows, [], s.slots, traceLane, true));
         currentTraces = s;
+        decisionsChanged();
         Atomics.store(applied, ch.lanes + ch.lane, s.version);
         Atomics.notify(applied, ch.lanes + ch.lane);
       };
@@ -419,6 +433,9 @@ async function serve(start: QueueWorkerStart): Promise<void> {
         if (needTraces) installTraces(newest.traces!);
       };
     }
+    const fp = start.fastpath;
+    const offload = fp === undefined ? undefined : new Offload(fp.ring, fp.channel, decider);
+    if (offload !== undefined) decisionsChanged = () => offload.changed();
     const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
     owned.push(q);
     const line = startupLine(c.qlength, c.mtu, q.rcvbuf);
@@ -445,6 +462,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       truncated: reassembledCounter(ft.buffer, c, queue, trace),
       clock,
       counters,
+      offload,
     });
     scope.postMessage({ type: "stopped", queue, packets });
   } finally {

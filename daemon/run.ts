@@ -21,12 +21,13 @@ import {
   TRACE_RING_BYTES,
 } from "./threads.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
+import { newFastPathChannel, startFastPath } from "./fastpath_thread.ts";
 
 /**
  * Run `lb`: one target table (`--tshm`), one thread per queue. Throws a
  * `DaemonError` when start-up fails.
  */
-export function runLb(io: Io, config: DaemonConfig): Promise<number> {
+export async function runLb(io: Io, config: DaemonConfig): Promise<number> {
   const running = runningUntil();
   try {
     // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
@@ -35,8 +36,10 @@ export function runLb(io: Io, config: DaemonConfig): Promise<number> {
     const stop = new SharedArrayBuffer(4);
     let threads;
     try {
-      threads = startQueueThreads(io, prepared, stop, undefined);
+      const fastpath = await startFastPath(io, prepared.config, stop);
+      threads = startQueueThreads(io, prepared, stop, undefined, undefined, fastpath);
     } catch (e) {
+      Atomics.store(new Int32Array(stop), 0, 1);
       prepared.release();
       throw e;
     }
@@ -93,9 +96,11 @@ async function flowLb(
   const applied = new SharedArrayBuffer(8 * lanes);
   // The control thread's trace lines (bits flow-conf and target) go to the trace thread too.
   const controlTrace = TraceRing.create(TRACE_RING_BYTES);
+  const fastpathChannel = c.fastpath === undefined ? undefined : newFastPathChannel();
   let control: ControlThread;
   try {
     control = new ControlThread(io, {
+      fastpath: fastpathChannel,
       trace: controlTrace,
       address,
       flowState: c.flowState,
@@ -125,6 +130,19 @@ async function flowLb(
   const version = new Int32Array(new SharedArrayBuffer(8));
   Atomics.store(version, 0, ready.snapshot.version);
   Atomics.store(version, 1, ready.traceSnapshot.version);
+  let fastpath;
+  try {
+    fastpath = await startFastPath(io, c, stop, {
+      applied,
+      snapshot: ready.snapshot,
+    }, fastpathChannel);
+  } catch (e) {
+    Atomics.store(stopFlag, 0, 1);
+    await control.stopped;
+    control.terminate();
+    prepared.release();
+    throw e;
+  }
   const threads = startQueueThreads(io, prepared, stop, controlTrace, (lane) => ({
     lane,
     counters: ready.counters,
@@ -136,10 +154,11 @@ async function flowLb(
     traceCounters: ready.traceCounters,
     traceCapacity: ready.traceCapacity,
     traceSnapshot: ready.traceSnapshot,
-  }));
+  }), fastpath);
   /** Hand a new snapshot to the queue threads: message first, then its version word, then wake. */
   const publish = (type: "flows" | "traces", word: number) => (snapshot: FlowSnapshot) => {
     threads.broadcast({ type, snapshot });
+    if (type === "flows") fastpath?.flows(snapshot);
     Atomics.store(version, word, snapshot.version);
     // The queue threads take it now, not after their receive timeout.
     threads.wake();

@@ -22,6 +22,7 @@ import type { MetricsMessage, MetricsStart } from "./metrics_worker.ts";
 import { VERSION } from "../lib/version.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
+import type { FastPathThread } from "./fastpath_thread.ts";
 
 const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
 const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
@@ -184,8 +185,9 @@ function startMetricsThread(
 /**
  * Start one thread per queue, and the trace server thread, which also reads
  * `controlTrace`, the control thread's trace ring (flowlb). `flows(lane)`
- * gives the flow channel of the thread with that lane (flowlb). Any thread's
- * error stops all of them.
+ * gives the flow channel of the thread with that lane (flowlb); `fastpath`,
+ * the running fast-path writer (`--fastpath`), which is awaited at the end.
+ * Any thread's error stops all of them.
  */
 export function startQueueThreads(
   io: Io,
@@ -193,6 +195,7 @@ export function startQueueThreads(
   stop: SharedArrayBuffer,
   controlTrace: SharedArrayBuffer | undefined,
   flows?: (lane: number) => FlowChannel,
+  fastpath?: FastPathThread,
 ): QueueThreads {
   const c = prepared.config;
   const stopFlag = new Int32Array(stop);
@@ -232,6 +235,8 @@ export function startQueueThreads(
     prepared.release();
     Atomics.store(stopFlag, 0, 1);
     await traceDone;
+    // The writer removes the nftables table once the queue threads no longer offer.
+    await fastpath?.stopped;
     return s;
   });
   const ended = (w: Worker) => {
@@ -271,6 +276,7 @@ export function startQueueThreads(
         ? undefined
         : { fd: prepared.tun.fd, name: prepared.tun.name },
       flows: flows?.(queue - c.queueFirst),
+      fastpath: fastpath?.lane(queue - c.queueFirst),
     };
     w.postMessage(start);
     workers.push(w);

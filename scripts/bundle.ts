@@ -2,7 +2,7 @@
  * Offline packaging: bundle the CLI into one executable JavaScript file with
  * a Deno shebang (`dist/nfqlb` unless an output path is given), plus the
  * worker modules the daemons start (`queue_worker.ts`, `control_worker.ts`, `trace_worker.ts`,
- * `metrics_worker.ts`,
+ * `metrics_worker.ts`, `fastpath_worker.ts`,
  * bundled next to it: the CLI finds them relative to itself). Unlike
  * `deno compile`, this needs no download of the Deno runtime (denort): only
  * esbuild from the npm registry the first time.
@@ -16,6 +16,7 @@ const WORKERS = [
   "daemon/control_worker.ts",
   "daemon/trace_worker.ts",
   "daemon/metrics_worker.ts",
+  "daemon/fastpath_worker.ts",
 ];
 const root = new URL("../", import.meta.url);
 const output = Deno.args[0] ?? new URL("dist/nfqlb", root).pathname;

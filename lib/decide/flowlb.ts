@@ -25,7 +25,14 @@ import { KEY_DPORT, keyProto } from "../packet/key.ts";
 import { IPPROTO_SCTP, IPPROTO_UDP } from "../wire/ip_proto.ts";
 import { fwmarkFor } from "../maglev/maglev.ts";
 import type { MaglevTable } from "../maglev/table.ts";
-import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "../packet/parse.ts";
+import {
+  ETH_P_IPV6,
+  KeyParse,
+  parseKeyAt,
+  RC_FIRST_FRAG,
+  RC_NON_FIRST_FRAG,
+} from "../packet/parse.ts";
+import { IPV6_HEADER_LEN } from "../wire/ipv6.ts";
 import { NO_TRACE, TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP, type TraceSink } from "../trace/mask.ts";
 import { traceFlowHeader, traceFlowResult } from "../trace/flow_lines.ts";
 import { LOG_INFO } from "../log/levels.ts";
@@ -58,6 +65,12 @@ export class FlowSet {
   declare readonly slots: Uint32Array;
   /** This thread's lane of the shared match counters, or null to not count. */
   declare readonly counters: Uint32Array | null;
+  /**
+   * The highest priority of a flow with byte matches (-Infinity: none). A packet won by
+   * a flow of this priority or lower may have lost a byte-matching flow on its other
+   * bytes, so its decision is not a function of its 5-tuple (docs/FASTPATH.md).
+   */
+  declare readonly bytePriority: number;
 
   /**
    * `anyFlowWins`: every matching flow wins, with or without a target (a
@@ -75,6 +88,9 @@ export class FlowSet {
     this.tables = tables;
     this.slots = slots;
     this.counters = counters;
+    let bp = -Infinity;
+    for (const f of flows) if (f.match !== undefined && f.priority > bp) bp = f.priority;
+    this.bytePriority = bp;
   }
 }
 
@@ -100,6 +116,12 @@ export class FlowLbDecider implements Decider {
   declare traceFlows: FlowSet;
   /** The trace-flow classification of the last traced packet. */
   declare readonly traceMatch: FlowMatch;
+  /**
+   * Whether the last decision is a function of the packet's 5-tuple alone (see
+   * `LbDecider.cacheable`): also no byte match could have decided it, and no trace flow
+   * or packet trace is on.
+   */
+  cacheable = false;
 
   constructor(opts: FlowLbOptions) {
     this.hashMode = (opts.hashMode ?? 1) & 0xffff;
@@ -153,6 +175,7 @@ export class FlowLbDecider implements Decider {
   /** The verdict value for the packet at `buf[off, off + len)` (see `LbDecider.decide`). */
   decide(buf: Uint8Array, off: number, len: number, l3proto: number, now = 0): number {
     const p = this.parse;
+    this.cacheable = false;
     let rc = parseKeyAt(p, buf, off, len, l3proto, 0);
     if (rc < 0) {
       this.counts[C_INVALID]++;
@@ -209,6 +232,12 @@ export class FlowLbDecider implements Decider {
       verdict = -1;
     }
     if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) this.#traceFlow(rc, flow, len, fw);
+    else if (
+      rc === 0 && fw >= 0 && flow.match === undefined && flow.priority > set.bytePriority &&
+      ((t.mask & TRACE_FLOWS) === 0 || this.traceFlows.flows.length === 0)
+    ) {
+      this.cacheable = l3proto !== ETH_P_IPV6 || p.l4Offset - off === IPV6_HEADER_LEN;
+    }
     return verdict;
   }
 

@@ -21,7 +21,14 @@ import { CONTINUE, FragmentSteps, type FragmentTracker } from "../frag/steps.ts"
 import { hashKey } from "../packet/hash.ts";
 import { fwmarkFor } from "../maglev/maglev.ts";
 import type { MaglevTable } from "../maglev/table.ts";
-import { KeyParse, parseKeyAt, RC_FIRST_FRAG, RC_NON_FIRST_FRAG } from "../packet/parse.ts";
+import {
+  ETH_P_IPV6,
+  KeyParse,
+  parseKeyAt,
+  RC_FIRST_FRAG,
+  RC_NON_FIRST_FRAG,
+} from "../packet/parse.ts";
+import { IPV6_HEADER_LEN } from "../wire/ipv6.ts";
 import { NO_TRACE, TRACE_PACKET, type TraceSink } from "../trace/mask.ts";
 
 export type { FragmentTracker } from "../frag/steps.ts";
@@ -58,6 +65,13 @@ export class LbDecider implements Decider {
   declare readonly parse: KeyParse;
   /** Decision counters, indexed by the `C_*` of lib/counters/queue_counters.ts. */
   declare readonly counts: Float64Array;
+  /**
+   * Whether the last decision is a function of the packet's 5-tuple alone, so the
+   * kernel may apply it to later packets with that 5-tuple (docs/FASTPATH.md): a TCP,
+   * UDP or SCTP packet that is no fragment, no ICMP and no SCTP over UDP, IPv6
+   * without extension headers, a target found, and no packet trace on.
+   */
+  cacheable = false;
 
   constructor(opts: LbOptions) {
     this.table = opts.table;
@@ -78,6 +92,7 @@ export class LbDecider implements Decider {
    */
   decide(buf: Uint8Array, off: number, len: number, l3proto: number, now = 0): number {
     const p = this.parse;
+    this.cacheable = false;
     const rc = parseKeyAt(p, buf, off, len, l3proto, this.udpencap);
     if (rc < 0) {
       this.counts[C_INVALID]++;
@@ -99,6 +114,9 @@ export class LbDecider implements Decider {
       verdict = -1;
     }
     if ((t.mask & TRACE_PACKET) !== 0) t.line(`Load-balance packet. fw=${fw}`);
+    else if (rc === 0 && fw >= 0) {
+      this.cacheable = l3proto !== ETH_P_IPV6 || p.l4Offset - off === IPV6_HEADER_LEN;
+    }
     return verdict;
   }
 }

@@ -1,0 +1,122 @@
+/**
+ * The main thread's handle on the fast-path writer (`--fastpath`,
+ * ./fastpath_worker.ts): start it before the queue threads, so the table
+ * exists and a start-up failure stops the daemon with a clear message; hand
+ * each queue thread its offer ring and the shared channel; forward flow
+ * snapshots; stop it after the queue threads.
+ * @module
+ */
+import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
+import type { FlowSnapshot } from "../lib/flow/store.ts";
+import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
+import { OfferRing } from "../lib/fastpath/offer_ring.ts";
+import { DaemonError } from "./errors.ts";
+import type { Io } from "./io.ts";
+import type { DaemonConfig } from "./options.ts";
+import type { FastPathMessage, FastPathStart } from "./fastpath_worker.ts";
+
+const WORKER_URL = new URL("./fastpath_worker.ts", import.meta.url);
+/** Offers a queue thread may have waiting for the writer. */
+export const RING_SLOTS = 4096;
+
+/** What a queue thread gets to offer decisions to the fast path. */
+export interface FastPathLane {
+  readonly ring: SharedArrayBuffer;
+  readonly channel: SharedArrayBuffer;
+}
+
+/** The fast path could not be set up. */
+export class FastPathError extends DaemonError {
+  constructor(message: string) {
+    super(message);
+    this.name = "FastPathError";
+  }
+}
+
+/** The words shared by the queue threads, the writer and flowlb's control thread. */
+export function newFastPathChannel(): SharedArrayBuffer {
+  return new SharedArrayBuffer(CHANNEL_BYTES);
+}
+
+/** A running writer thread. */
+export interface FastPathThread {
+  /** The queue thread with lane `i`'s ring and the channel. */
+  lane(i: number): FastPathLane;
+  readonly channel: SharedArrayBuffer;
+  /** Forward a flow snapshot (the tables to compare). */
+  flows(snapshot: FlowSnapshot): void;
+  /** Resolves once the thread has removed the table and stopped (after `stop[0]` is set). */
+  readonly stopped: Promise<void>;
+}
+
+/**
+ * Start the writer when `c.fastpath` is set; resolves once the nftables table
+ * exists, rejects with a {@link FastPathError} when it cannot be made.
+ */
+export async function startFastPath(
+  io: Io,
+  c: DaemonConfig,
+  stop: SharedArrayBuffer,
+  flows?: { applied: SharedArrayBuffer; snapshot: FlowSnapshot },
+  channel: SharedArrayBuffer = newFastPathChannel(),
+): Promise<FastPathThread | undefined> {
+  if (c.fastpath === undefined) return undefined;
+  const lanes = c.queueLast - c.queueFirst + 1;
+  const rings = Array.from({ length: lanes }, () => OfferRing.create(RING_SLOTS));
+  const w = new Worker(WORKER_URL, { type: "module", name: "fastpath" });
+  let ready!: () => void;
+  let failed!: (e: Error) => void;
+  let stopped!: () => void;
+  const isReady = new Promise<void>((res, rej) => [ready, failed] = [res, rej]);
+  const done = new Promise<void>((res) => stopped = res);
+  let started = false;
+  w.onmessage = (e: MessageEvent<FastPathMessage>) => {
+    const m = e.data;
+    if (m.type === "ready") {
+      started = true;
+      ready();
+    } else if (m.type === "warning") io.err(logLine(LOG_WARNING, m.message) + "\n");
+    else if (m.type === "error") {
+      if (!started) failed(new FastPathError(m.message));
+      else {
+        io.err(
+          logLine(LOG_WARNING, `${m.message}; the fast path is off, all packets go to the queue`) +
+            "\n",
+        );
+      }
+    } else {
+      w.terminate();
+      stopped();
+    }
+  };
+  w.onerror = (e) => {
+    e.preventDefault();
+    if (!started) failed(new FastPathError(`fastpath thread: ${e.message}`));
+    else io.err(logLine(LOG_WARNING, `fastpath thread: ${e.message}`) + "\n");
+    w.terminate();
+    stopped();
+  };
+  const start: FastPathStart = {
+    config: c.fastpath,
+    tshm: flows === undefined ? c.tshm : undefined,
+    rings,
+    channel,
+    stop,
+    applied: flows?.applied,
+    lanes,
+    snapshot: flows?.snapshot,
+  };
+  w.postMessage(start);
+  try {
+    await isReady;
+  } catch (e) {
+    w.terminate();
+    throw e;
+  }
+  return {
+    lane: (i) => ({ ring: rings[i], channel }),
+    channel,
+    flows: (snapshot) => w.postMessage({ type: "flows", snapshot }),
+    stopped: done,
+  };
+}

@@ -1,0 +1,171 @@
+/**
+ * The nftables table the fast path owns (docs/FASTPATH.md), as one
+ * nf_tables batch: an `inet` table owned by the writer's socket (the kernel
+ * removes it when the socket closes, also when the process dies), two maps
+ * `saddr . daddr . proto . sport . dport : mark` (IPv4, IPv6) with a
+ * bounded size and an element timeout, a counter per family, and a
+ * prerouting chain whose two rules set the mark of a packet whose 5-tuple is
+ * in a map:
+ *
+ * ```
+ * table inet NAME {
+ *   counter hits4 {}   counter hits6 {}
+ *   map fp4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : mark; size S; flags timeout; timeout T }
+ *   map fp6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service : mark; ... }
+ *   chain prerouting { type filter hook prerouting priority P; policy accept;
+ *     meta nfproto ipv4 ip frag-off & 0x3fff == 0
+ *       meta mark set ip saddr . ip daddr . ip protocol . th sport . th dport map @fp4 counter name hits4
+ *     meta nfproto ipv6
+ *       meta mark set ip6 saddr . ip6 daddr . ip6 nexthdr . th sport . th dport map @fp6 counter name hits6
+ *   }
+ * }
+ * ```
+ *
+ * The protocol field is the IP header's own (`ip protocol`, `ip6 nexthdr`),
+ * not the transport protocol the kernel finds after extension headers: an
+ * IPv6 packet with any extension header (fragments included) has another
+ * value there and never matches, and IPv4 fragments are excluded by the
+ * frag-off test. So only packets the queue path decides by their 5-tuple
+ * alone can hit. The batch first creates and deletes a table of that name,
+ * so a stale one (not owned by a live process) is replaced in the same
+ * transaction.
+ *
+ * @example
+ * ```ts
+ * import { NlBuilder } from "../nft/builder.ts";
+ * import { setupBatch } from "./nft_table.ts";
+ * const b = new NlBuilder(8192);
+ * setupBatch(b, { table: "nfqlb-fp", size: 1024, timeoutMs: 5000, priority: -160 }, 1);
+ * b.length > 1000; // true
+ * ```
+ * @module
+ */
+import type { NlBuilder } from "../nft/builder.ts";
+import {
+  batchBegin,
+  batchEnd,
+  concatType,
+  delTable,
+  newBaseChain,
+  newCounter,
+  newMap,
+  newRule,
+  newTable,
+  NF_INET_PRE_ROUTING,
+  NFPROTO_IPV4,
+  NFPROTO_IPV6,
+  NFT_TABLE_F_OWNER,
+} from "../nft/nf_tables.ts";
+import {
+  bitwiseAnd,
+  cmpEq,
+  counterRef,
+  mapLookup,
+  META_MARK,
+  META_NFPROTO,
+  metaLoad,
+  metaSet,
+  PAYLOAD_NETWORK,
+  PAYLOAD_TRANSPORT,
+  payloadLoad,
+  reg32,
+} from "../nft/expressions.ts";
+
+/** What the table is made with. */
+export interface FastPathTable {
+  /** nft table name (family inet). */
+  readonly table: string;
+  /** Most elements per map. */
+  readonly size: number;
+  /** Element timeout, ms. */
+  readonly timeoutMs: number;
+  /** Priority of the prerouting chain (before the queue rule's). */
+  readonly priority: number;
+}
+
+/** Name of the IPv4 map. */
+export const MAP4 = "fp4";
+/** Name of the IPv6 map. */
+export const MAP6 = "fp6";
+/** Name of the IPv4 hit counter. */
+export const HITS4 = "hits4";
+/** Name of the IPv6 hit counter. */
+export const HITS6 = "hits6";
+/** Name of the chain. */
+export const CHAIN = "prerouting";
+/** Key length of the IPv4 map: 4 + 4 + 4 (proto, padded) + 4 + 4 (ports, padded). */
+export const KEY4_LEN = 20;
+/** Key length of the IPv6 map: 16 + 16 + 4 + 4 + 4. */
+export const KEY6_LEN = 44;
+
+/** nft's type numbers: ipv4_addr 7, ipv6_addr 8, inet_proto 12, inet_service 13, mark 19. */
+const TYPE_IPADDR = 7, TYPE_IP6ADDR = 8, TYPE_INET_PROTO = 12, TYPE_INET_SERVICE = 13;
+const TYPE_MARK = 19;
+const SET_ID4 = 1, SET_ID6 = 2;
+
+/** Append the batch that (re)creates the table to `b`, sequence numbers from `seq`; returns the next one. */
+export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): number {
+  batchBegin(b, seq++);
+  // Replace a stale table: create it if missing, delete it, create it owned.
+  newTable(b, seq++, t.table);
+  delTable(b, seq++, t.table);
+  newTable(b, seq++, t.table, NFT_TABLE_F_OWNER);
+  newCounter(b, seq++, t.table, HITS4);
+  newCounter(b, seq++, t.table, HITS6);
+  for (
+    const [name, id, addr, len] of [[MAP4, SET_ID4, TYPE_IPADDR, KEY4_LEN], [
+      MAP6,
+      SET_ID6,
+      TYPE_IP6ADDR,
+      KEY6_LEN,
+    ]]
+  ) {
+    newMap(b, seq++, {
+      table: t.table,
+      name: name as string,
+      id: id as number,
+      keyType: concatType([
+        addr as number,
+        addr as number,
+        TYPE_INET_PROTO,
+        TYPE_INET_SERVICE,
+        TYPE_INET_SERVICE,
+      ]),
+      keyLen: len as number,
+      dataType: TYPE_MARK,
+      dataLen: 4,
+      size: t.size,
+      timeoutMs: t.timeoutMs,
+    });
+  }
+  newBaseChain(b, seq++, t.table, CHAIN, NF_INET_PRE_ROUTING, t.priority);
+  newRule(b, seq++, t.table, CHAIN, [
+    metaLoad(META_NFPROTO, reg32(0)),
+    cmpEq(reg32(0), [NFPROTO_IPV4]),
+    payloadLoad(PAYLOAD_NETWORK, 6, 2, reg32(0)), // flags and fragment offset
+    bitwiseAnd(reg32(0), [0x3f, 0xff]), // MF and the offset: any fragment
+    cmpEq(reg32(0), [0, 0]),
+    payloadLoad(PAYLOAD_NETWORK, 12, 4, reg32(0)),
+    payloadLoad(PAYLOAD_NETWORK, 16, 4, reg32(1)),
+    payloadLoad(PAYLOAD_NETWORK, 9, 1, reg32(2)), // ip protocol
+    payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(3)),
+    payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(4)),
+    mapLookup(MAP4, SET_ID4, reg32(0), reg32(0)),
+    metaSet(META_MARK, reg32(0)),
+    counterRef(HITS4),
+  ]);
+  newRule(b, seq++, t.table, CHAIN, [
+    metaLoad(META_NFPROTO, reg32(0)),
+    cmpEq(reg32(0), [NFPROTO_IPV6]),
+    payloadLoad(PAYLOAD_NETWORK, 8, 16, reg32(0)),
+    payloadLoad(PAYLOAD_NETWORK, 24, 16, reg32(4)),
+    payloadLoad(PAYLOAD_NETWORK, 6, 1, reg32(8)), // ip6 nexthdr: no extension header
+    payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(9)),
+    payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(10)),
+    mapLookup(MAP6, SET_ID6, reg32(0), reg32(0)),
+    metaSet(META_MARK, reg32(0)),
+    counterRef(HITS6),
+  ]);
+  batchEnd(b, seq++);
+  return seq;
+}

@@ -1,0 +1,84 @@
+/**
+ * The fast path's status object (docs/FASTPATH.md): a small shared-memory
+ * object `nfqlb-fastpath.<table>` the writer thread keeps up to date and
+ * `nfqlb stats`, the metrics thread and the table commands read. The
+ * table commands wait on {@link F_SCANS}: once it has grown by two after
+ * a change, the writer has compared the tables since and flushed the maps
+ * if they differed.
+ *
+ * Layout: u32 magic `NFFP`, u32 pid of the daemon, then f64 values at
+ * `8 + 8 * F_*`.
+ *
+ * @example
+ * ```ts
+ * import { F_ADDS, formatFastPathStats, initStatus, STATUS_SIZE, statusValues } from "./status.ts";
+ * const mem = new ArrayBuffer(STATUS_SIZE);
+ * initStatus(mem, 42);
+ * statusValues(mem)[F_ADDS] = 3;
+ * formatFastPathStats("fp", mem).split("\n")[1]; // "  adds=3, add_failures=0, ring_drops=0"
+ * ```
+ * @module
+ */
+
+/** Prefix of the status object's name; the nft table name follows. */
+export const STATUS_PREFIX = "nfqlb-fastpath.";
+const MAGIC = 0x5046464e; // "NFFP"
+
+/** Completed scans (tables compared, maps flushed if they changed). */
+export const F_SCANS = 0;
+/** Flushes of both maps. */
+export const F_FLUSHES = 1;
+/** Elements added. */
+export const F_ADDS = 2;
+/** Elements the kernel refused (e.g. map full). */
+export const F_ADD_FAILURES = 3;
+/** Elements in the maps (added, not timed out, since the last flush). */
+export const F_ELEMENTS = 4;
+/** Offers dropped because a queue thread's ring was full. */
+export const F_RING_DROPS = 5;
+/** Packets the kernel marked from the IPv4 map (its counter). */
+export const F_HITS4 = 6;
+/** Packets the kernel marked from the IPv6 map. */
+export const F_HITS6 = 7;
+/** Duration of the last flush, µs (change seen → both maps empty). */
+export const F_LAST_FLUSH_US = 8;
+/** Longest flush, µs. */
+export const F_MAX_FLUSH_US = 9;
+/** Times an add found the map full. */
+export const F_MAP_FULL = 10;
+/** Number of values. */
+export const F_COUNT = 11;
+
+/** Bytes of the object. */
+export const STATUS_SIZE = 8 + 8 * F_COUNT;
+
+/** Write the header of a new object. */
+export function initStatus(mem: ArrayBuffer | SharedArrayBuffer, pid: number): void {
+  const w = new Uint32Array(mem, 0, 2);
+  new Float64Array(mem, 8, F_COUNT).fill(0);
+  w[1] = pid >>> 0;
+  w[0] = MAGIC;
+}
+
+/** The pid in an object, or undefined when it is not a status object. */
+export function statusPid(mem: ArrayBuffer | SharedArrayBuffer): number | undefined {
+  if (mem.byteLength < STATUS_SIZE) return undefined;
+  const w = new Uint32Array(mem, 0, 2);
+  return w[0] === MAGIC ? w[1] : undefined;
+}
+
+/** The values of an object, indexed by `F_*`. */
+export function statusValues(mem: ArrayBuffer | SharedArrayBuffer): Float64Array {
+  return new Float64Array(mem, 8, F_COUNT);
+}
+
+/** The `stats` lines of the fast path with table `table`. */
+export function formatFastPathStats(table: string, mem: ArrayBuffer | SharedArrayBuffer): string {
+  const v = statusValues(mem);
+  return `Fastpath ${table}: elements=${v[F_ELEMENTS]}, hits4=${v[F_HITS4]}, hits6=${
+    v[F_HITS6]
+  }\n` +
+    `  adds=${v[F_ADDS]}, add_failures=${v[F_ADD_FAILURES]}, ring_drops=${v[F_RING_DROPS]}\n` +
+    `  flushes=${v[F_FLUSHES]}, last_flush_us=${v[F_LAST_FLUSH_US]}, ` +
+    `max_flush_us=${v[F_MAX_FLUSH_US]}, map_full=${v[F_MAP_FULL]}`;
+}

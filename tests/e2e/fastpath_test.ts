@@ -1,0 +1,367 @@
+/**
+ * The kernel fast path (`--fastpath`, docs/FASTPATH.md), as root, in private network
+ * namespaces (testkit/e2e_topology.ts, block 215): the queue rule skips marked packets
+ * (`-m mark --mark 0`), the daemon's nftables table marks the 5-tuples it has decided.
+ *
+ * - 1000 TCP and UDP tuples over IPv4 and IPv6 land on the target `nfqlb fwmark` predicts;
+ *   the repeats are marked by the kernel (its hit counters grow, the queue sees nothing).
+ * - `deactivate` moves exactly the tuples `fwmark` predicts; a table write that does not wait
+ *   (as 1.2.0's CLI writes) is seen and the maps flushed within the stated bound.
+ * - Fragments of offloaded tuples, and ICMP PMTU errors for them, still take the queue path.
+ * - A full map degrades to the queue path with nothing lost.
+ * - The table is gone when the daemon stops, and when it is killed.
+ */
+import assert from "node:assert/strict";
+import { Addressing, type ClientResult, tupleKey } from "../../testkit/e2e_topology.ts";
+import {
+  cli,
+  Daemon,
+  predict,
+  readyTopology,
+  removeShmObjects,
+  sendAndCheck,
+  serviceOf,
+} from "../../testkit/e2e_service.ts";
+import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
+import { openShm } from "../../ffi/shm.ts";
+import { MaglevTable } from "../../lib/maglev/table.ts";
+import { deactivate } from "../../lib/maglev/maglev.ts";
+import {
+  F_ADD_FAILURES,
+  F_FLUSHES,
+  F_MAP_FULL,
+  STATUS_PREFIX,
+  statusValues,
+} from "../../lib/fastpath/status.ts";
+
+const ROOT = isRoot();
+if (!ROOT) console.warn("fastpath_test: not running as root: fast-path end-to-end test skipped");
+
+const NET = new Addressing(215, 4, 4);
+const PORT = 80;
+const SVC = serviceOf(NET, PORT);
+const Q = 9;
+const DENO = Deno.execPath();
+const CLIENT = [
+  DENO,
+  "run",
+  "--allow-all",
+  new URL("../../testkit/fixtures/e2e_client.ts", import.meta.url).pathname,
+];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const UDP = [...NET.cl4, ...NET.cl6].map((a) => `udp/${a}/21000-21049`);
+const TCP = [...NET.cl4, ...NET.cl6].map((a) => `tcp/${a}/20000-20074`);
+
+/** Run the TCP/UDP client with `sets`; every exchange must be answered. */
+async function exchange(net: TestNet, ns: string, sets: string[]): Promise<ClientResult[]> {
+  const r = await net.exec(ns, [
+    ...CLIENT,
+    `--dst4=${NET.vip4}`,
+    `--dst6=${NET.vip6}`,
+    `--port=${PORT}`,
+    `--sets=${sets.join(",")}`,
+    "--concurrency=100",
+  ]);
+  assert.equal(r.code, 0, `client failed: ${r.stdout}\n${r.stderr}`);
+  const { results } = JSON.parse(r.stdout.trim().split("\n").at(-1)!) as {
+    results: ClientResult[];
+  };
+  const lost = results.filter((x) => x.target === null);
+  assert.deepEqual(lost.slice(0, 3), [], `${lost.length} exchanges unanswered`);
+  return results;
+}
+
+/** The target `nfqlb fwmark` predicts for a TCP or UDP tuple to the VIP. */
+async function predictTuple(shm: string, r: { proto: string; src: string; sport: number }) {
+  const v6 = r.src.includes(":");
+  const out = await cli(
+    "fwmark",
+    `--shm=${shm}`,
+    `--proto=${r.proto}`,
+    v6 ? `--src=[${r.src}]:${r.sport}` : `--src=${r.src}:${r.sport}`,
+    v6 ? `--dst=[${NET.vip6}]:${PORT}` : `--dst=${NET.vip4}:${PORT}`,
+  );
+  return SVC.targets.get(JSON.parse(out).fwmark as number) ?? null;
+}
+
+/** The tuples of `results` not on the target `fwmark` predicts. */
+async function misplaced(shm: string, results: ClientResult[]): Promise<string[]> {
+  const wrong: string[] = [];
+  for (const r of results) {
+    const want = await predictTuple(shm, r);
+    if (r.target !== want) wrong.push(`${tupleKey(r)}: ${r.target} (want ${want})`);
+  }
+  return wrong;
+}
+
+/** Packets of the nft counter objects hits4 + hits6 of table `table` (read with nft). */
+async function hits(net: TestNet, ns: string, table: string): Promise<number> {
+  const out = await net.run(ns, ["nft", "-j", "list", "counters", "table", "inet", table]);
+  let n = 0;
+  for (const o of JSON.parse(out).nftables) if (o.counter !== undefined) n += o.counter.packets;
+  return n;
+}
+
+/** Elements in the maps of `table` (nft). */
+async function elements(net: TestNet, ns: string, table: string): Promise<number> {
+  let n = 0;
+  for (const map of ["fp4", "fp6"]) {
+    const out = await net.run(ns, ["nft", "-j", "list", "map", "inet", table, map]);
+    for (const o of JSON.parse(out).nftables) n += o.map?.elem?.length ?? 0;
+  }
+  return n;
+}
+
+/** Packets queue `q` has seen (its id sequence in /proc/net/netfilter/nfnetlink_queue). */
+async function queued(net: TestNet, ns: string): Promise<number> {
+  const out = await net.run(ns, ["cat", "/proc/net/netfilter/nfnetlink_queue"]);
+  for (const l of out.split("\n")) {
+    const f = l.trim().split(/\s+/).map(Number);
+    if (f[0] === Q) return f[7];
+  }
+  return 0;
+}
+
+async function tableExists(net: TestNet, ns: string, table: string): Promise<boolean> {
+  return (await net.exec(ns, ["nft", "list", "table", "inet", table])).code === 0;
+}
+
+/** Packets an iptables chain's first rule counted. */
+async function ruleCount(net: TestNet, ns: string, cmd: string, chain: string): Promise<number> {
+  const out = await net.run(ns, [cmd, "-L", chain, "-n", "-v", "-x"]);
+  return Number((out.split("\n")[2] ?? "").trim().split(/\s+/)[0] ?? "0");
+}
+
+Deno.test({
+  name: "lb --fastpath end to end: kernel-marked flows, same decisions (needs root)",
+  ignore: !ROOT,
+  async fn(t) {
+    const token = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+    const tshm = `nfqlbfp-${Deno.pid}-${token}-t`;
+    const ftshm = `nfqlbfp-${Deno.pid}-${token}-ft`;
+    const table = `nfqlbfp${token}`;
+    const status = STATUS_PREFIX + table;
+    try {
+      await withTestNet(async (net) => {
+        const { cl, lb, targets, servers } = await readyTopology(net, NET, SVC, undefined, tshm);
+        for (const [ipt, vip] of [["iptables", NET.vip4], ["ip6tables", NET.vip6]]) {
+          await net.run(lb, [
+            ipt,
+            "-t",
+            "mangle",
+            "-A",
+            "PREROUTING",
+            "-d",
+            vip,
+            "-m",
+            "mark",
+            "--mark",
+            "0",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            String(Q),
+          ]);
+        }
+        const common = [
+          `--tshm=${tshm}`,
+          `--ft_shm=${ftshm}`,
+          `--queue=${Q}`,
+          "--fastpath",
+          `--fastpath-table=${table}`,
+          "--fastpath-timeout=60000",
+          "--fastpath-min-packets=1",
+        ];
+        let daemon: Daemon | undefined = new Daemon(net, lb, "lb", common);
+        const stop = async () => {
+          const d = daemon!;
+          daemon = undefined;
+          const r = await d.stop();
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(r.stderr, "", "nothing on stderr");
+        };
+        try {
+          await daemon.ready();
+          assert.ok(await tableExists(net, lb, table), "the daemon's table exists");
+
+          await t.step(
+            "1000 TCP/UDP tuples over IPv4 and IPv6 land as predicted; repeats skip the queue",
+            async () => {
+              const first = await exchange(net, cl, [...TCP, ...UDP]);
+              assert.equal(first.length, 1000);
+              assert.deepEqual((await misplaced(tshm, first)).slice(0, 5), [], "first round");
+              const h0 = await hits(net, lb, table);
+              assert.ok(h0 > 0, "TCP packets after the first were marked by the kernel");
+              const q0 = await queued(net, lb);
+              const again = await exchange(net, cl, UDP);
+              assert.deepEqual((await misplaced(tshm, again)).slice(0, 5), [], "repeat");
+              const h1 = await hits(net, lb, table);
+              const q1 = await queued(net, lb);
+              console.log(
+                `  repeat of ${again.length} UDP tuples: ${h1 - h0} kernel hits, ${q1 - q0} queued`,
+              );
+              assert.ok(
+                h1 - h0 >= again.length,
+                "every repeated datagram was marked by the kernel",
+              );
+              assert.equal(q1 - q0, 0, "none of them reached the queue");
+            },
+          );
+
+          await t.step(
+            "deactivate moves exactly the tuples fwmark predicts; a write that does not wait is seen within the bound",
+            async () => {
+              const before = new Map(
+                (await exchange(net, cl, UDP)).map((r) => [tupleKey(r), r.target]),
+              );
+              await cli("deactivate", `--shm=${tshm}`, "101");
+              const after = await exchange(net, cl, UDP);
+              assert.deepEqual((await misplaced(tshm, after)).slice(0, 5), [], "after deactivate");
+              const moved = after.filter((r) => before.get(tupleKey(r)) !== r.target);
+              assert.ok(moved.length > 0, "tuples moved");
+              assert.equal(after.filter((r) => r.target === "t1").length, 0, "none left on t1");
+              await cli("activate", `--shm=${tshm}`, "101");
+              // A write by another program: straight into the shared memory, nothing waits.
+              const st = openShm(status, false);
+              const flushes = statusValues(st.buffer)[F_FLUSHES];
+              const m = openShm(tshm, true);
+              const t0 = performance.now();
+              deactivate(MaglevTable.view(m.buffer), [101]);
+              while (
+                statusValues(st.buffer)[F_FLUSHES] === flushes && performance.now() - t0 < 1000
+              ) {
+                await sleep(1);
+              }
+              const ms = performance.now() - t0;
+              m.close();
+              console.log(`  a table write was flushed after ${ms.toFixed(1)} ms`);
+              st.close();
+              assert.ok(ms < 100, `flushed within 100 ms (${ms} ms)`);
+              assert.equal(await elements(net, lb, table), 0, "the maps are empty");
+              const moved2 = await exchange(net, cl, UDP);
+              assert.deepEqual(
+                (await misplaced(tshm, moved2)).slice(0, 5),
+                [],
+                "after the raw write",
+              );
+              await cli("activate", `--shm=${tshm}`, "102");
+            },
+          );
+
+          await t.step(
+            "fragments of offloaded tuples and ICMP PMTU errors still take the queue path",
+            async () => {
+              // Whole datagrams first (offloaded), then the same tuples fragmented. Without --tun a
+              // fragment the queue has not seen the first fragment of is dropped: were a first
+              // fragment marked by the kernel, its datagram would be lost.
+              for (const src of [NET.cl4[0]]) {
+                await sendAndCheck(net, cl, SVC, tshm, {
+                  src,
+                  size: 100,
+                  order: "in-order",
+                  sportBase: 30000,
+                  count: 20,
+                }, "IPv4 whole");
+                await sendAndCheck(net, cl, SVC, tshm, {
+                  src,
+                  size: 3000,
+                  order: "in-order",
+                  sportBase: 30000,
+                  count: 20,
+                }, "IPv4 fragments");
+              }
+              await exchange(net, cl, [`udp/${NET.cl6[0]}/31000-31019`]);
+              await sendAndCheck(net, cl, SVC, tshm, {
+                src: NET.cl6[0],
+                size: 3000,
+                order: "in-order",
+                sportBase: 31000,
+                count: 20,
+              }, "IPv6 fragments");
+              for (const ns of targets.values()) {
+                await net.run(ns, [
+                  "iptables",
+                  "-A",
+                  "INPUT",
+                  "-p",
+                  "icmp",
+                  "--icmp-type",
+                  "fragmentation-needed",
+                ]);
+              }
+              const want = new Map<string, number>();
+              for (let p = 30000; p < 30020; p++) {
+                const tgt = await predict(SVC, tshm, NET.cl4[0], p);
+                want.set(tgt!, (want.get(tgt!) ?? 0) + 1);
+              }
+              const r = await net.exec(cl, [
+                "/usr/bin/python3",
+                new URL("../../testkit/fixtures/frag_client.py", import.meta.url).pathname,
+                "--pmtu",
+                `--src=${NET.cl4[0]}`,
+                `--dst=${NET.vip4}`,
+                `--port=${PORT}`,
+                "--size=0",
+                "--count=20",
+                "--sport-base=30000",
+              ]);
+              assert.equal(r.code, 0, r.stderr);
+              const got = new Map<string, number>();
+              const deadline = Date.now() + 3000;
+              while (Date.now() < deadline) {
+                for (const [i, ns] of targets) {
+                  const n = await ruleCount(net, ns, "iptables", "INPUT");
+                  if (n > 0) got.set(NET.tName(i), n);
+                }
+                if ([...got.values()].reduce((a, b) => a + b, 0) >= 20) break;
+                await sleep(100);
+              }
+              assert.deepEqual(
+                Object.fromEntries(got),
+                Object.fromEntries(want),
+                "PMTU errors at the flows' targets",
+              );
+            },
+          );
+
+          await t.step("stop removes the table; so does a crash", async () => {
+            await stop();
+            assert.equal(await tableExists(net, lb, table), false, "table gone after SIGTERM");
+            assert.equal(
+              await Deno.stat(`/dev/shm/${status}`).then(() => true, () => false),
+              false,
+            );
+            daemon = new Daemon(net, lb, "lb", common);
+            await daemon.ready();
+            assert.ok(await tableExists(net, lb, table));
+            await daemon.kill();
+            daemon = undefined;
+            assert.equal(await tableExists(net, lb, table), false, "table gone after SIGKILL");
+          });
+
+          await t.step("a full map degrades to the queue path with nothing lost", async () => {
+            daemon = new Daemon(net, lb, "lb", [...common, "--fastpath-size=8"]);
+            await daemon.ready();
+            for (let round = 0; round < 2; round++) {
+              const r = await exchange(net, cl, UDP);
+              assert.deepEqual((await misplaced(tshm, r)).slice(0, 5), [], `round ${round}`);
+            }
+            const st = openShm(status, false);
+            const v = statusValues(st.buffer);
+            console.log(`  map of 8: add failures ${v[F_ADD_FAILURES]}, map full ${v[F_MAP_FULL]}`);
+            assert.ok(v[F_MAP_FULL] > 0 && v[F_ADD_FAILURES] > 0);
+            st.close();
+            assert.ok(await elements(net, lb, table) <= 16);
+            await stop();
+          });
+        } finally {
+          await daemon?.kill();
+          for (const s of servers) await s.finish();
+        }
+      });
+    } finally {
+      removeShmObjects(tshm, ftshm, status);
+    }
+  },
+});
