@@ -52,7 +52,7 @@ export function readAcks(
     if (v.getUint16(off + NLMSG_OFF_TYPE, HOST_LE) === NLMSG_ERROR && mlen >= NLMSG_HDRLEN + 20) {
       const error = v.getInt32(off + NLMSG_HDRLEN, HOST_LE);
       const seq = v.getUint32(off + NLMSG_HDRLEN + 4 + NLMSG_OFF_SEQ, HOST_LE);
-      ack(seq, -error);
+      ack(seq, error === 0 ? 0 : -error);
     }
     off += nlAlign(mlen);
   }

@@ -16,6 +16,7 @@ import { Addressing, type ClientResult, tupleKey } from "../../testkit/e2e_topol
 import {
   cli,
   Daemon,
+  FLOW_ENV,
   predict,
   readyTopology,
   removeShmObjects,
@@ -42,6 +43,7 @@ const PORT = 80;
 const SVC = serviceOf(NET, PORT);
 const Q = 9;
 const DENO = Deno.execPath();
+const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const CLIENT = [
   DENO,
   "run",
@@ -183,7 +185,20 @@ Deno.test({
         };
         try {
           await daemon.ready();
-          assert.ok(await tableExists(net, lb, table), "the daemon's table exists");
+          // nft reads the table back from the kernel: the maps and rules as designed.
+          const listing = await net.run(lb, ["nft", "list", "table", "inet", table]);
+          for (
+            const want of [
+              "flags owner",
+              "type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : mark",
+              "type ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service : mark",
+              "type filter hook prerouting priority mangle - 10; policy accept;",
+              'ip frag-off & 16383 == 0 meta mark set ip saddr . ip daddr . ip protocol . th sport . th dport map @fp4 counter name "hits4"',
+              'meta mark set ip6 saddr . ip6 daddr . ip6 nexthdr . th sport . th dport map @fp6 counter name "hits6"',
+            ]
+          ) {
+            assert.ok(listing.includes(want), `nft list table shows: ${want}\n${listing}`);
+          }
 
           await t.step(
             "1000 TCP/UDP tuples over IPv4 and IPv6 land as predicted; repeats skip the queue",
@@ -339,6 +354,50 @@ Deno.test({
             daemon = undefined;
             assert.equal(await tableExists(net, lb, table), false, "table gone after SIGKILL");
           });
+
+          await t.step(
+            "flowlb: flow-set answers once the maps are flushed; tuples follow the new table",
+            async () => {
+              const tshm2 = `${tshm}2`;
+              await cli("init", `--shm=${tshm2}`, "--M=997", "--N=32");
+              await cli("activate", `--shm=${tshm2}`, "103", "104");
+              daemon = new Daemon(net, lb, "flowlb", [
+                ...common.filter((a) => !a.startsWith("--tshm")),
+              ]);
+              await daemon.ready();
+              const nfqlb = async (...args: string[]) => {
+                const r = await net.exec(lb, [...FLOW_ENV, DENO, "run", "-A", CLI, ...args]);
+                assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: ${r.stdout}${r.stderr}`);
+                return r.stdout;
+              };
+              try {
+                assert.equal(
+                  await nfqlb("flow-set", "--name=f", `--target=${tshm}`, "--protocols=udp"),
+                  "OK\n",
+                );
+                await exchange(net, cl, UDP);
+                const h0 = await hits(net, lb, table);
+                assert.deepEqual(
+                  (await misplaced(tshm, await exchange(net, cl, UDP))).slice(0, 5),
+                  [],
+                );
+                assert.ok(await hits(net, lb, table) - h0 >= 400, "repeats marked by the kernel");
+                assert.equal(
+                  await nfqlb("flow-set", "--name=f", `--target=${tshm2}`, "--protocols=udp"),
+                  "OK\n",
+                );
+                assert.equal(await elements(net, lb, table), 0, "flushed before flow-set answered");
+                assert.deepEqual(
+                  (await misplaced(tshm2, await exchange(net, cl, UDP))).slice(0, 5),
+                  [],
+                  "new table",
+                );
+                await stop();
+              } finally {
+                removeShmObjects(tshm2);
+              }
+            },
+          );
 
           await t.step("a full map degrades to the queue path with nothing lost", async () => {
             daemon = new Daemon(net, lb, "lb", [...common, "--fastpath-size=8"]);
