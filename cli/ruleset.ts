@@ -80,8 +80,8 @@ function validVip(v: string): boolean {
 
 export const rulesetCommand: Command = {
   name: "ruleset",
-  help:
-    "ruleset --vip=VIP[,VIP...] [--queue=N|first:last] [--style=iptables|nft] [--apply|--delete]\n" +
+  help: "ruleset --vip=VIP[,VIP...] [--queue=N|first:last] [--style=iptables|nft] [--fastpath]\n" +
+    "        [--apply|--delete]\n" +
     "  [--tshm=NAME]\n" +
     "  Print (or apply, or remove) the rules that send the VIPs' traffic to the queues:\n" +
     "  prerouting to NFQUEUE, locally generated ICMP to the VIPs too, and the VIPs exempted\n" +
@@ -92,6 +92,11 @@ export const rulesetCommand: Command = {
     { name: "style", desc: "iptables (default; this kernel has no nft queue) or nft" },
     { name: "tun", desc: "tun device of lb/flowlb --tun (its rp_filter must not be strict)" },
     { name: "tshm", desc: "Also print the policy routing for this table's active fwmarks" },
+    {
+      name: "fastpath",
+      desc: "For lb/flowlb --fastpath: queue only packets not yet marked",
+      flag: true,
+    },
     { name: "apply", desc: "Apply the rules in this network namespace", flag: true },
     { name: "delete", desc: "Remove the rules --apply added", flag: true },
   ],
@@ -106,7 +111,7 @@ export const rulesetCommand: Command = {
     const style = o.get("style") ?? "iptables";
     if (style !== "iptables" && style !== "nft") die(`ruleset: invalid --style [${style}]`);
     if (o.has("apply") && o.has("delete")) die("ruleset: --apply and --delete exclude each other");
-    const r: RulesetOptions = { vips, first: q[0], last: q[1] };
+    const r: RulesetOptions = { vips, first: q[0], last: q[1], fastpath: o.has("fastpath") };
     const tun = o.get("tun");
 
     if (o.has("apply") || o.has("delete")) {

@@ -3,6 +3,7 @@
  * log level in `nfqlb-trace`, docs/COMPATIBILITY.md#trace-and-log).
  * @module
  */
+import { formatFastPathStats, STATUS_PREFIX, statusPid } from "../lib/fastpath/status.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { openShm } from "../ffi/shm.ts";
 import { parseStrictInt } from "../lib/ccompat/cnum.ts";
@@ -12,9 +13,47 @@ import { type Command, die } from "./command.ts";
 import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
 /** `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`. */
+/** The `Fastpath` lines of every running fast path on this host (docs/FASTPATH.md). */
+function fastPathStats(): string[] {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync("/dev/shm")].map((e) => e.name)
+      .filter((n) => n.startsWith(STATUS_PREFIX)).sort();
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const n of names) {
+    try {
+      const m = openShm(n, false);
+      try {
+        const pid = statusPid(m.buffer);
+        if (pid !== undefined && existsSync(`/proc/${pid}`)) {
+          out.push(formatFastPathStats(n.slice(STATUS_PREFIX.length), m.buffer));
+        }
+      } finally {
+        m.close();
+      }
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export const statsCommand: Command = {
   name: "stats",
-  help: "stats [--ft_shm=NAME]\n  Print the fragment-table statistics of a running lb/flowlb.",
+  help: "stats [--ft_shm=NAME]\n  Print the fragment-table statistics of a running lb/flowlb,\n" +
+    "  then the counters of every running fast path (--fastpath) on this host.",
   options: [{ name: "ft_shm", desc: "Fragment statistics shm name (default ftshm)" }],
   run(inv) {
     const name = inv.opts.get("ft_shm") ?? "ftshm";
@@ -36,6 +75,7 @@ export const statsCommand: Command = {
         text = `${text.slice(0, -3)},\n${formatQueueCounters(counters)}\n}\n`;
       }
       inv.io.out(text);
+      for (const fp of fastPathStats()) inv.io.out(fp + "\n");
     } finally {
       m.close();
     }

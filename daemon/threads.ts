@@ -170,6 +170,7 @@ function startMetricsThread(
     queueFirst: c.queueFirst,
     queueLast: c.queueLast,
     tables,
+    fastpathTable: c.fastpath?.table,
     version: VERSION,
     flows: flows === undefined ? undefined : {
       counters: flows.counters,

@@ -16,6 +16,16 @@
 import type { FtStats, FtStatsExt } from "../frag/stats.ts";
 import type { KernelQueueStats } from "../nfqueue/proc.ts";
 import type { FwmarkCounts, QueueCounts } from "./queue_counters.ts";
+import {
+  F_ADD_FAILURES,
+  F_ADDS,
+  F_ELEMENTS,
+  F_FLUSHES,
+  F_HITS4,
+  F_HITS6,
+  F_LAST_FLUSH_US,
+  F_RING_DROPS,
+} from "../fastpath/status.ts";
 
 /** Everything one scrape shows. */
 export interface MetricsInput {
@@ -32,6 +42,8 @@ export interface MetricsInput {
   readonly tables: number;
   /** The fragment counters, when the object has them. */
   readonly fragments?: FtStats & Partial<FtStatsExt>;
+  /** `--fastpath`: the status values (`F_*` of lib/fastpath/status.ts). */
+  readonly fastpath?: Float64Array;
 }
 
 /** A label value escaped as the exposition format wants (backslash, quote, newline). */
@@ -214,6 +226,38 @@ export function formatMetrics(m: MetricsInput): string {
         [[{}, f.kernelReassembled ?? 0]],
       );
     }
+  }
+  const fp = m.fastpath;
+  if (fp !== undefined) {
+    const one = (name: string, type: "counter" | "gauge", help: string, v: number) =>
+      w.family(name, type, help, [[{}, v]]);
+    w.family(
+      "nfqlb_fastpath_hits_total",
+      "counter",
+      "Packets the kernel marked from the fast-path maps (they skipped the queue).",
+      [[{ family: "ipv4" }, fp[F_HITS4]], [{ family: "ipv6" }, fp[F_HITS6]]],
+    );
+    one("nfqlb_fastpath_elements", "gauge", "Elements in the fast-path maps.", fp[F_ELEMENTS]);
+    one("nfqlb_fastpath_adds_total", "counter", "Elements added.", fp[F_ADDS]);
+    one(
+      "nfqlb_fastpath_add_failures_total",
+      "counter",
+      "Elements not added (map full, or refused by the kernel).",
+      fp[F_ADD_FAILURES],
+    );
+    one("nfqlb_fastpath_flushes_total", "counter", "Flushes of the maps.", fp[F_FLUSHES]);
+    one(
+      "nfqlb_fastpath_ring_drops_total",
+      "counter",
+      "Decisions not offered: a queue thread's ring was full.",
+      fp[F_RING_DROPS],
+    );
+    one(
+      "nfqlb_fastpath_last_flush_seconds",
+      "gauge",
+      "From a change seen to both maps empty, the last time.",
+      fp[F_LAST_FLUSH_US] / 1e6,
+    );
   }
   return w.text;
 }

@@ -29,6 +29,11 @@ export interface RulesetOptions {
   /** Queues first..last (`--queue`). */
   readonly first: number;
   readonly last: number;
+  /**
+   * `lb/flowlb --fastpath` (docs/FASTPATH.md): the prerouting queue rules skip packets the
+   * daemon's fast-path table has already marked (`-m mark --mark 0`, `meta mark 0`).
+   */
+  readonly fastpath?: boolean;
 }
 
 const isV6 = (vip: string) => vip.includes(":");
@@ -53,7 +58,12 @@ function chainRules(r: RulesetOptions, v6: boolean): Map<string, string[][]> {
   const vips = r.vips.filter((v) => isV6(v) === v6);
   const icmp = v6 ? "ipv6-icmp" : "icmp";
   return new Map([
-    ["nfqlb", vips.map((v) => ["-d", v, ...nfqueue(r)])],
+    [
+      "nfqlb",
+      vips.map((
+        v,
+      ) => ["-d", v, ...(r.fastpath ? ["-m", "mark", "--mark", "0"] : []), ...nfqueue(r)]),
+    ],
     ["nfqlb-local", vips.map((v) => ["-p", icmp, "-d", v, ...nfqueue(r)])],
     ["nfqlb-defrag", vips.map((v) => ["-d", v, "-j", "NOTRACK"])],
     ["nfqlb-defrag-local", vips.map((v) => ["-d", v, "-j", "NOTRACK"])],
@@ -106,14 +116,15 @@ export function nftRuleset(r: RulesetOptions): string {
   const v4 = r.vips.filter((v) => !isV6(v));
   const v6 = r.vips.filter(isV6);
   const queues = r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`;
+  const unmarked = r.fastpath ? "meta mark 0 " : "";
   const set = (name: string, type: string, el: readonly string[]) =>
     `\tset ${name} {\n\t\ttype ${type}\n\t\tflags interval\n` +
     (el.length === 0 ? "" : `\t\telements = { ${el.join(", ")} }\n`) + "\t}\n";
   const sets = set("ipv4-vips", "ipv4_addr", v4) + set("ipv6-vips", "ipv6_addr", v6);
   return `table inet nfqlb {\n${sets}` +
     "\tchain nfqlb {\n\t\ttype filter hook prerouting priority filter; policy accept;\n" +
-    `\t\tip daddr @ipv4-vips counter queue to ${queues}\n` +
-    `\t\tip6 daddr @ipv6-vips counter queue to ${queues}\n\t}\n` +
+    `\t\t${unmarked}ip daddr @ipv4-vips counter queue to ${queues}\n` +
+    `\t\t${unmarked}ip6 daddr @ipv6-vips counter queue to ${queues}\n\t}\n` +
     "\tchain nfqlb-local {\n\t\ttype filter hook output priority filter; policy accept;\n" +
     `\t\tmeta l4proto icmp ip daddr @ipv4-vips counter queue to ${queues}\n` +
     `\t\tmeta l4proto ipv6-icmp ip6 daddr @ipv6-vips counter queue to ${queues}\n\t}\n` +

@@ -221,6 +221,12 @@ Deno.test({
                 "every repeated datagram was marked by the kernel",
               );
               assert.equal(q1 - q0, 0, "none of them reached the queue");
+              await sleep(1100); // the writer reads the kernel's counters once a second
+              const stats = await cli("stats", `--ft_shm=${ftshm}`);
+              const line = stats.split("\n").find((l) => l.startsWith(`Fastpath ${table}: `));
+              const m = /elements=(\d+), hits4=(\d+), hits6=(\d+)/.exec(line ?? "");
+              assert.ok(m !== null, `stats shows the fast path:\n${stats}`);
+              assert.ok(Number(m[1]) >= 1000 && Number(m[2]) + Number(m[3]) === h1, line);
             },
           );
 
