@@ -25,12 +25,24 @@ import {
   batchEnd,
   beginSetElements,
   endSetElements,
-  flushSet,
   getCounter,
+  keyElement,
+  NFT_MSG_DESTROYSETELEM,
   setElement,
 } from "../lib/nft/nf_tables.ts";
 import { parseCounterObject } from "../lib/nft/replies.ts";
-import { HITS4, HITS6, KEY4_LEN, MAP4, MAP6, setupBatch } from "../lib/fastpath/nft_table.ts";
+import {
+  HITS4,
+  HITS6,
+  KEY4_LEN,
+  KEY6_LEN,
+  MAP4,
+  MAP6,
+  setupBatch,
+  type Side,
+  switchBatch,
+} from "../lib/fastpath/nft_table.ts";
+import { KeyLog } from "../lib/fastpath/key_log.ts";
 import { OfferReader } from "../lib/fastpath/offer_ring.ts";
 import { Admission, ElementClock } from "../lib/fastpath/admission.ts";
 import {
@@ -63,8 +75,12 @@ import {
   FP_TRACES_FLUSHED,
 } from "../lib/fastpath/channel.ts";
 
+/** Priority of the prerouting chain: before iptables' mangle table (-150) and nft's filter (0). */
+const PRIORITY = -160;
 /** How often the tables are compared, ms: with the flush, the bound on a stale mark. */
 export const SCAN_MS = 5;
+/** Keys per family per removal batch while a side is emptied. */
+const CLEAN_STEP = 512;
 /** Elements per family per batch. */
 const BATCH_ELEMENTS = 256;
 /** How long adds pause after the kernel said the map is full, ms. */
@@ -191,11 +207,8 @@ async function run(start: FastPathStart): Promise<void> {
     const b = new NlBuilder(128 * 1024);
     let seq = 1;
     const first = seq;
-    seq = setupBatch(
-      b,
-      { table: c.table, size: c.size, timeoutMs: c.timeoutMs, priority: -160 },
-      seq,
-    );
+    const shape = { table: c.table, size: c.size, timeoutMs: c.timeoutMs, priority: PRIORITY };
+    seq = setupBatch(b, shape, seq);
     const acked: number[] = [];
     for (let s = first + 1; s < seq - 1; s++) acked.push(s);
     const failed = sock.transact(b.bytes, b.length, acked);
@@ -262,23 +275,57 @@ async function run(start: FastPathStart): Promise<void> {
       for (let i = 1; i < start.lanes; i++) m = Math.min(m, Atomics.load(applied, from + i));
       return m;
     };
+    /** Side in use, and per side and family the keys added since that side was emptied. */
+    let side: Side = 0;
+    const logs = [0, 1].map(() => [new KeyLog(KEY4_LEN, c.size), new KeyLog(KEY6_LEN, c.size)]);
+    const mapName = (s: Side, f: number) => f === 0 ? MAP4[s] : MAP6[s];
+    /** Remove up to `n` logged keys of the side not in use, in one batch; false on failure. */
+    const cleanStep = (n: number): boolean => {
+      const other = (1 - side) as Side;
+      b.reset();
+      batchBegin(b, seq++);
+      const acks: number[] = [];
+      for (let f = 0; f < 2; f++) {
+        const log = logs[other][f];
+        const k = log.take(n);
+        if (k === 0) continue;
+        const s = seq++;
+        acks.push(s);
+        beginSetElements(b, s, c.table, mapName(other, f), NFT_MSG_DESTROYSETELEM);
+        for (let i = 0; i < k; i++) {
+          keyElement(b, log.bytes, (log.from + i) * log.keyLen, log.keyLen);
+        }
+        endSetElements(b);
+      }
+      batchEnd(b, seq++);
+      if (acks.length === 0) return true;
+      const failed = sock.transact(b.bytes, b.length, acks);
+      if (failed.length > 0) warn(`fastpath: emptying a map failed: ${strerror(failed[0].errno)}`);
+      return failed.length === 0;
+    };
+    const dirty = (s: Side) => logs[s][0].pending + logs[s][1].pending > 0;
+    /**
+     * A decision may have changed: new epoch first (older offers are dropped), then the rules
+     * move to the other side's maps, which are empty; the old side is emptied step by step.
+     */
     const flush = (since: number) => {
       epoch = (epoch + 1) | 0;
       Atomics.store(ch, FP_EPOCH, epoch);
       const flows = minApplied(0);
       const traces = minApplied(start.lanes);
+      const to = (1 - side) as Side;
+      // Two changes closer than the emptying of a side: finish it now.
+      while (dirty(to)) if (!cleanStep(CLEAN_STEP)) return false;
       b.reset();
-      batchBegin(b, seq++);
-      const s4 = seq++, s6 = seq++;
-      flushSet(b, s4, c.table, MAP4);
-      flushSet(b, s6, c.table, MAP6);
-      batchEnd(b, seq++);
-      const failed = sock.transact(b.bytes, b.length, [s4, s6]);
+      const first = seq;
+      seq = switchBatch(b, c.table, side, to, seq);
+      const failed = sock.transact(b.bytes, b.length, [first + 1, first + 2]);
       if (failed.length > 0) {
-        // Stale elements may still be there: try again at the next scan.
-        warn(`fastpath: flush failed: ${strerror(failed[0].errno)}`);
+        // The old marks may still be in use: try again at the next scan.
+        warn(`fastpath: switching maps failed: ${strerror(failed[0].errno)}`);
         return false;
       }
+      side = to;
       elements.clear();
       const us = Math.round((performance.now() - since) * 1000);
       v[F_FLUSHES]++;
@@ -321,7 +368,7 @@ async function run(start: FastPathStart): Promise<void> {
         if (n === 0) continue;
         const s = seq++;
         acks.push(s);
-        beginSetElements(b, s, c.table, f === 0 ? MAP4 : MAP6);
+        beginSetElements(b, s, c.table, mapName(side, f));
         const len = f === 0 ? KEY4_LEN : 44;
         for (let i = 0; i < n; i++) {
           setElement(b, keys[f], i * 44, len, marks[f].subarray(i * 4), c.timeoutMs);
@@ -334,6 +381,9 @@ async function run(start: FastPathStart): Promise<void> {
       if (failed.length === 0) {
         v[F_ADDS] += total;
         elements.added(total, now);
+        for (let f = 0; f < 2; f++) {
+          for (let i = 0; i < counts[f]; i++) logs[side][f].add(keys[f], i * 44);
+        }
       } else {
         v[F_ADD_FAILURES] += total;
         for (let f = 0; f < 2; f++) {
@@ -384,12 +434,18 @@ async function run(start: FastPathStart): Promise<void> {
           const i = counts[f]++;
           keys[f].set(r.bytes.subarray(r.keyAt, r.keyAt + r.keyLen), i * 44);
           markView[f].setUint32(i * 4, r.mark, true);
-          if (counts[f] === BATCH_ELEMENTS) send(now);
-          if (offered % 1024 === 0) now = performance.now();
+          if (counts[f] === BATCH_ELEMENTS) {
+            send(now);
+            now = performance.now();
+            if (now >= nextScan) break; // scans first: they bound how stale a mark can be
+          }
         }
         r.release();
+        if (now >= nextScan) break;
       }
       if (counts[0] + counts[1] > 0) send(now);
+      // Empty the side not in use, a step at a time between scans and adds.
+      if (dirty((1 - side) as Side)) cleanStep(CLEAN_STEP);
       let drops = 0;
       for (const r of readers) drops += r.dropped;
       v[F_RING_DROPS] = drops;

@@ -44,22 +44,29 @@ import type { NlBuilder } from "../nft/builder.ts";
 import {
   batchBegin,
   batchEnd,
+  beginSetElements,
   concatType,
   delTable,
+  endSetElements,
+  keyElement,
   newBaseChain,
   newCounter,
   newMap,
   newRule,
+  newSet,
   newTable,
   NF_INET_PRE_ROUTING,
   NFPROTO_IPV4,
   NFPROTO_IPV6,
+  NFT_MSG_DESTROYSETELEM,
+  NFT_MSG_NEWSETELEM,
   NFT_TABLE_F_OWNER,
 } from "../nft/nf_tables.ts";
 import {
   bitwiseAnd,
   cmpEq,
   counterRef,
+  immediate,
   mapLookup,
   META_MARK,
   META_NFPROTO,
@@ -69,6 +76,7 @@ import {
   PAYLOAD_TRANSPORT,
   payloadLoad,
   reg32,
+  setLookup,
 } from "../nft/expressions.ts";
 
 /** What the table is made with. */
@@ -83,27 +91,41 @@ export interface FastPathTable {
   readonly priority: number;
 }
 
-/** Name of the IPv4 map. */
-export const MAP4 = "fp4";
-/** Name of the IPv6 map. */
-export const MAP6 = "fp6";
+/** The two sides: the rules use the maps of the side whose key is in the set {@link GEN}. */
+export type Side = 0 | 1;
+/** Names of the IPv4 maps of sides A and B. */
+export const MAP4: readonly [string, string] = ["fp4a", "fp4b"];
+/** Names of the IPv6 maps of sides A and B. */
+export const MAP6: readonly [string, string] = ["fp6a", "fp6b"];
+/** Name of the set that holds the key of the side in use. */
+export const GEN = "side";
 /** Name of the IPv4 hit counter. */
 export const HITS4 = "hits4";
 /** Name of the IPv6 hit counter. */
 export const HITS6 = "hits6";
 /** Name of the chain. */
 export const CHAIN = "prerouting";
-/** Key length of the IPv4 map: 4 + 4 + 4 (proto, padded) + 4 + 4 (ports, padded). */
+/** Key length of the IPv4 maps: 4 + 4 + 4 (proto, padded) + 4 + 4 (ports, padded). */
 export const KEY4_LEN = 20;
-/** Key length of the IPv6 map: 16 + 16 + 4 + 4 + 4. */
+/** Key length of the IPv6 maps: 16 + 16 + 4 + 4 + 4. */
 export const KEY6_LEN = 44;
 
 /** nft's type numbers: ipv4_addr 7, ipv6_addr 8, inet_proto 12, inet_service 13, mark 19. */
 const TYPE_IPADDR = 7, TYPE_IP6ADDR = 8, TYPE_INET_PROTO = 12, TYPE_INET_SERVICE = 13;
 const TYPE_MARK = 19;
-const SET_ID4 = 1, SET_ID6 = 2;
+/** Set ids within the setup batch: the maps 1–4, the side set 5. */
+const GEN_ID = 5;
 
-/** Append the batch that (re)creates the table to `b`, sequence numbers from `seq`; returns the next one. */
+/** The key of side `s` in {@link GEN}: 1 for A, 2 for B (nft lists the set as `0x00000001`). */
+export function sideKey(s: Side): Uint8Array {
+  return Uint8Array.from([0, 0, 0, s + 1]);
+}
+
+/**
+ * Append the batch that (re)creates the table to `b`, sequence numbers from `seq`; returns
+ * the next one. Every request between the first and the last is acknowledged. Side A is
+ * in use.
+ */
 export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): number {
   batchBegin(b, seq++);
   // Replace a stale table: create it if missing, delete it, create it owned.
@@ -112,26 +134,21 @@ export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): number 
   newTable(b, seq++, t.table, NFT_TABLE_F_OWNER);
   newCounter(b, seq++, t.table, HITS4);
   newCounter(b, seq++, t.table, HITS6);
-  for (
-    const [name, id, addr, len] of [[MAP4, SET_ID4, TYPE_IPADDR, KEY4_LEN], [
-      MAP6,
-      SET_ID6,
-      TYPE_IP6ADDR,
-      KEY6_LEN,
-    ]]
-  ) {
+  newSet(b, seq++, t.table, GEN, GEN_ID, TYPE_MARK, 4);
+  sideElement(b, seq++, t.table, 0, NFT_MSG_NEWSETELEM);
+  const maps = [
+    [MAP4[0], 1, TYPE_IPADDR, KEY4_LEN],
+    [MAP4[1], 2, TYPE_IPADDR, KEY4_LEN],
+    [MAP6[0], 3, TYPE_IP6ADDR, KEY6_LEN],
+    [MAP6[1], 4, TYPE_IP6ADDR, KEY6_LEN],
+  ] as const;
+  for (const [name, id, addr, len] of maps) {
     newMap(b, seq++, {
       table: t.table,
-      name: name as string,
-      id: id as number,
-      keyType: concatType([
-        addr as number,
-        addr as number,
-        TYPE_INET_PROTO,
-        TYPE_INET_SERVICE,
-        TYPE_INET_SERVICE,
-      ]),
-      keyLen: len as number,
+      name,
+      id,
+      keyType: concatType([addr, addr, TYPE_INET_PROTO, TYPE_INET_SERVICE, TYPE_INET_SERVICE]),
+      keyLen: len,
       dataType: TYPE_MARK,
       dataLen: 4,
       size: t.size,
@@ -139,33 +156,68 @@ export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): number 
     });
   }
   newBaseChain(b, seq++, t.table, CHAIN, NF_INET_PRE_ROUTING, t.priority);
-  newRule(b, seq++, t.table, CHAIN, [
-    metaLoad(META_NFPROTO, reg32(0)),
-    cmpEq(reg32(0), [NFPROTO_IPV4]),
-    payloadLoad(PAYLOAD_NETWORK, 6, 2, reg32(0)), // flags and fragment offset
-    bitwiseAnd(reg32(0), [0x3f, 0xff]), // MF and the offset: any fragment
-    cmpEq(reg32(0), [0, 0]),
-    payloadLoad(PAYLOAD_NETWORK, 12, 4, reg32(0)),
-    payloadLoad(PAYLOAD_NETWORK, 16, 4, reg32(1)),
-    payloadLoad(PAYLOAD_NETWORK, 9, 1, reg32(2)), // ip protocol
-    payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(3)),
-    payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(4)),
-    mapLookup(MAP4, SET_ID4, reg32(0), reg32(0)),
-    metaSet(META_MARK, reg32(0)),
-    counterRef(HITS4),
-  ]);
-  newRule(b, seq++, t.table, CHAIN, [
-    metaLoad(META_NFPROTO, reg32(0)),
-    cmpEq(reg32(0), [NFPROTO_IPV6]),
-    payloadLoad(PAYLOAD_NETWORK, 8, 16, reg32(0)),
-    payloadLoad(PAYLOAD_NETWORK, 24, 16, reg32(4)),
-    payloadLoad(PAYLOAD_NETWORK, 6, 1, reg32(8)), // ip6 nexthdr: no extension header
-    payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(9)),
-    payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(10)),
-    mapLookup(MAP6, SET_ID6, reg32(0), reg32(0)),
-    metaSet(META_MARK, reg32(0)),
-    counterRef(HITS6),
-  ]);
+  const side = (
+    s: Side,
+  ) => [immediate(reg32(0), [...sideKey(s)]), setLookup(GEN, GEN_ID, reg32(0))];
+  for (const s of [0, 1] as const) {
+    newRule(b, seq++, t.table, CHAIN, [
+      metaLoad(META_NFPROTO, reg32(0)),
+      cmpEq(reg32(0), [NFPROTO_IPV4]),
+      ...side(s), // only while this side is in use
+      payloadLoad(PAYLOAD_NETWORK, 6, 2, reg32(0)), // flags and fragment offset
+      bitwiseAnd(reg32(0), [0x3f, 0xff]), // MF and the offset: any fragment
+      cmpEq(reg32(0), [0, 0]),
+      payloadLoad(PAYLOAD_NETWORK, 12, 4, reg32(0)),
+      payloadLoad(PAYLOAD_NETWORK, 16, 4, reg32(1)),
+      payloadLoad(PAYLOAD_NETWORK, 9, 1, reg32(2)), // ip protocol
+      payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(3)),
+      payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(4)),
+      mapLookup(MAP4[s], 1 + s, reg32(0), reg32(0)),
+      metaSet(META_MARK, reg32(0)),
+      counterRef(HITS4),
+    ]);
+  }
+  for (const s of [0, 1] as const) {
+    newRule(b, seq++, t.table, CHAIN, [
+      metaLoad(META_NFPROTO, reg32(0)),
+      cmpEq(reg32(0), [NFPROTO_IPV6]),
+      ...side(s),
+      payloadLoad(PAYLOAD_NETWORK, 8, 16, reg32(0)),
+      payloadLoad(PAYLOAD_NETWORK, 24, 16, reg32(4)),
+      payloadLoad(PAYLOAD_NETWORK, 6, 1, reg32(8)), // ip6 nexthdr: no extension header
+      payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(9)),
+      payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(10)),
+      mapLookup(MAP6[s], 3 + s, reg32(0), reg32(0)),
+      metaSet(META_MARK, reg32(0)),
+      counterRef(HITS6),
+    ]);
+  }
+  batchEnd(b, seq++);
+  return seq;
+}
+
+function sideElement(b: NlBuilder, seq: number, table: string, s: Side, cmd: number): void {
+  beginSetElements(b, seq, table, GEN, cmd);
+  keyElement(b, sideKey(s), 0, 4);
+  endSetElements(b);
+}
+
+/**
+ * Append the batch that makes the rules use side `to` (whose maps must be empty) instead of
+ * `from`: its key into {@link GEN}, the other's out, applied by the kernel as one
+ * transaction, whatever the maps hold. Returns the next sequence number; the two
+ * requests are `seq + 1` and `seq + 2`.
+ */
+export function switchBatch(
+  b: NlBuilder,
+  table: string,
+  from: Side,
+  to: Side,
+  seq: number,
+): number {
+  batchBegin(b, seq++);
+  sideElement(b, seq++, table, to, NFT_MSG_NEWSETELEM);
+  sideElement(b, seq++, table, from, NFT_MSG_DESTROYSETELEM);
   batchEnd(b, seq++);
   return seq;
 }

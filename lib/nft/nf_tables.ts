@@ -51,6 +51,8 @@ export const NFT_MSG_NEWSETELEM = 12;
 export const NFT_MSG_DELSETELEM = 14;
 export const NFT_MSG_NEWOBJ = 18;
 export const NFT_MSG_GETOBJ = 19;
+/** Delete elements, without an error for one that is not there (Linux 6.3). */
+export const NFT_MSG_DESTROYSETELEM = 30;
 
 /** `NFT_TABLE_F_OWNER`: the table belongs to the socket that made it and goes when it closes. */
 export const NFT_TABLE_F_OWNER = 0x2;
@@ -119,6 +121,26 @@ export function newTable(b: NlBuilder, seq: number, name: string, flags = 0): vo
 export function delTable(b: NlBuilder, seq: number, name: string): void {
   b.begin(msgType(NFT_MSG_DELTABLE), NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0);
   b.strz(NFTA_TABLE_NAME, name);
+  b.end();
+}
+
+/** Create a plain set of `keyLen`-byte keys of nft type `keyType` (no timeout). */
+export function newSet(
+  b: NlBuilder,
+  seq: number,
+  table: string,
+  name: string,
+  id: number,
+  keyType: number,
+  keyLen: number,
+): void {
+  b.begin(msgType(NFT_MSG_NEWSET), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seq, NFPROTO_INET, 0);
+  b.strz(NFTA_SET_TABLE, table);
+  b.strz(NFTA_SET_NAME, name);
+  b.u32(NFTA_SET_FLAGS, 0);
+  b.u32(NFTA_SET_KEY_TYPE, keyType);
+  b.u32(NFTA_SET_KEY_LEN, keyLen);
+  b.u32(NFTA_SET_ID, id);
   b.end();
 }
 
@@ -249,20 +271,30 @@ export function newRule(
 /**
  * Open a NEWSETELEM message for `set` of `table` (NLM_F_CREATE without
  * NLM_F_EXCL: an element that exists with the same value is not an error;
- * acknowledged, so the sender knows when the batch is applied);
- * add elements with {@link setElement}, then {@link endSetElements}.
+ * acknowledged, so the sender knows when the batch is applied), or with
+ * `cmd` {@link NFT_MSG_DESTROYSETELEM} a removal; add elements with
+ * {@link setElement} or {@link keyElement}, then {@link endSetElements}.
  */
-export function beginSetElements(b: NlBuilder, seq: number, table: string, set: string): void {
-  b.begin(
-    msgType(NFT_MSG_NEWSETELEM),
-    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK,
-    seq,
-    NFPROTO_INET,
-    0,
-  );
+export function beginSetElements(
+  b: NlBuilder,
+  seq: number,
+  table: string,
+  set: string,
+  cmd: number = NFT_MSG_NEWSETELEM,
+): void {
+  b.begin(msgType(cmd), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seq, NFPROTO_INET, 0);
   b.strz(NFTA_SET_ELEM_LIST_TABLE, table);
   b.strz(NFTA_SET_ELEM_LIST_SET, set);
   b.open(NFTA_SET_ELEM_LIST_ELEMENTS);
+}
+
+/** One element given by its key alone, `key[from, from + keyLen)` (a set element, or a removal). */
+export function keyElement(b: NlBuilder, key: Uint8Array, from: number, keyLen: number): void {
+  b.open(NFTA_LIST_ELEM);
+  b.open(NFTA_SET_ELEM_KEY);
+  b.bytesAttr(NFTA_DATA_VALUE, key, from, keyLen);
+  b.close();
+  b.close();
 }
 
 /** Bytes one {@link setElement} adds with a key of `keyLen` bytes and a 4-byte value. */
@@ -294,13 +326,5 @@ export function setElement(
 /** Close the message {@link beginSetElements} opened. */
 export function endSetElements(b: NlBuilder): void {
   b.close();
-  b.end();
-}
-
-/** Remove every element of `set` (DELSETELEM without elements: the kernel flushes the set). */
-export function flushSet(b: NlBuilder, seq: number, table: string, set: string): void {
-  b.begin(msgType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0);
-  b.strz(NFTA_SET_ELEM_LIST_TABLE, table);
-  b.strz(NFTA_SET_ELEM_LIST_SET, set);
   b.end();
 }
