@@ -25,6 +25,7 @@ import {
   batchEnd,
   beginSetElements,
   endSetElements,
+  flushSet,
   getCounter,
   keyElement,
   NFT_MSG_DESTROYSETELEM,
@@ -285,6 +286,23 @@ async function run(start: FastPathStart): Promise<void> {
       b.reset();
       batchBegin(b, seq++);
       const acks: number[] = [];
+      if (logs[other][0].overflowed || logs[other][1].overflowed) {
+        // More adds than the log holds (re-adds after timeouts): flush both maps whole.
+        for (let f = 0; f < 2; f++) {
+          const s = seq++;
+          acks.push(s);
+          flushSet(b, s, c.table, mapName(other, f));
+        }
+        batchEnd(b, seq++);
+        const failed = sock.transact(b.bytes, b.length, acks);
+        if (failed.length > 0) {
+          warn(`fastpath: emptying a map failed: ${strerror(failed[0].errno)}`);
+          return false;
+        }
+        logs[other][0].clear();
+        logs[other][1].clear();
+        return true;
+      }
       for (let f = 0; f < 2; f++) {
         const log = logs[other][f];
         const k = log.take(n);
@@ -303,7 +321,8 @@ async function run(start: FastPathStart): Promise<void> {
       if (failed.length > 0) warn(`fastpath: emptying a map failed: ${strerror(failed[0].errno)}`);
       return failed.length === 0;
     };
-    const dirty = (s: Side) => logs[s][0].pending + logs[s][1].pending > 0;
+    const dirty = (s: Side) =>
+      logs[s][0].pending + logs[s][1].pending > 0 || logs[s][0].overflowed || logs[s][1].overflowed;
     /**
      * A decision may have changed: new epoch first (older offers are dropped), then the rules
      * move to the other side's maps, which are empty; the old side is emptied step by step.

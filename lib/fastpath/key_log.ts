@@ -2,8 +2,9 @@
  * The keys the writer has added to one map since the map was last emptied, so that the map
  * can be emptied later in small steps (removal batches of a few hundred keys) instead of one
  * flush, whose cost grows with the map and holds nf_tables' lock all along
- * (docs/FASTPATH.md). Bounded: a map holds at most `size` elements, and an add beyond that
- * fails in the kernel before it is logged.
+ * (docs/FASTPATH.md). Bounded: at most `capacity` keys between two times the log is taken
+ * empty; a key that does not fit sets {@link KeyLog.overflowed}, and the map must then be
+ * flushed whole (elements that timed out and were added again count twice).
  *
  * @example
  * ```ts
@@ -25,6 +26,8 @@ export class KeyLog {
   #taken = 0;
   /** Index of the first key the last {@link take} returned. */
   from = 0;
+  /** A key did not fit: the log does not name every element of the map. */
+  overflowed = false;
 
   /** Keys of `keyLen` bytes, at most `capacity` of them. */
   constructor(readonly keyLen: number, readonly capacity: number) {
@@ -36,9 +39,12 @@ export class KeyLog {
     return this.#count - this.#taken;
   }
 
-  /** Append `key[at, at + keyLen)`; false when the log is full (the map cannot hold more). */
+  /** Append `key[at, at + keyLen)`; false (and {@link overflowed}) when the log is full. */
   add(key: Uint8Array, at: number): boolean {
-    if (this.#count >= this.capacity) return false;
+    if (this.#count >= this.capacity) {
+      this.overflowed = true;
+      return false;
+    }
     const need = (this.#count + 1) * this.keyLen;
     if (need > this.bytes.length) {
       const grown = new Uint8Array(Math.min(this.bytes.length * 2, this.capacity * this.keyLen));
@@ -50,7 +56,10 @@ export class KeyLog {
     return true;
   }
 
-  /** Take up to `n` keys from the front (see {@link from}); returns how many. */
+  /**
+   * Take up to `n` keys from the front (see {@link from}; valid until the next {@link add});
+   * returns how many.
+   */
   take(n: number): number {
     const k = Math.min(n, this.pending);
     this.from = this.#taken;
@@ -62,5 +71,6 @@ export class KeyLog {
   /** Forget every key (the map was emptied otherwise). */
   clear(): void {
     this.#count = this.#taken = 0;
+    this.overflowed = false;
   }
 }

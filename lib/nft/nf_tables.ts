@@ -297,12 +297,6 @@ export function keyElement(b: NlBuilder, key: Uint8Array, from: number, keyLen: 
   b.close();
 }
 
-/** Bytes one {@link setElement} adds with a key of `keyLen` bytes and a 4-byte value. */
-export function setElementSize(keyLen: number): number {
-  // list elem 4 + key nest 4 + value 4 + key + elem data nest 4 + value 8 + timeout 12
-  return 4 + 8 + ((keyLen + 3) & ~3) + 12 + 12;
-}
-
 /** One element: key `key[from, from + keyLen)`, value `mark` (host order, as `meta mark`), timeout. */
 export function setElement(
   b: NlBuilder,
@@ -326,5 +320,16 @@ export function setElement(
 /** Close the message {@link beginSetElements} opened. */
 export function endSetElements(b: NlBuilder): void {
   b.close();
+  b.end();
+}
+
+/**
+ * Remove every element of `set` (DELSETELEM without elements: the kernel flushes the set,
+ * one transaction entry per element).
+ */
+export function flushSet(b: NlBuilder, seq: number, table: string, set: string): void {
+  b.begin(msgType(NFT_MSG_DELSETELEM), NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0);
+  b.strz(NFTA_SET_ELEM_LIST_TABLE, table);
+  b.strz(NFTA_SET_ELEM_LIST_SET, set);
   b.end();
 }
