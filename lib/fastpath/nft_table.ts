@@ -1,34 +1,33 @@
 /**
- * The nftables table the fast path owns (docs/FASTPATH.md), as one
- * nf_tables batch: an `inet` table owned by the writer's socket (the kernel
- * removes it when the socket closes, also when the process dies), two maps
- * `saddr . daddr . proto . sport . dport : mark` (IPv4, IPv6) with a
- * bounded size and an element timeout, a counter per family, and a
- * prerouting chain whose two rules set the mark of a packet whose 5-tuple is
- * in a map:
+ * The nftables table the fast path owns (docs/FASTPATH.md), as nf_tables batches: an `inet`
+ * table owned by the writer's socket (the kernel removes it when the socket closes, also
+ * when the process dies), two sides (A, B) of two maps `saddr . daddr . proto . sport .
+ * dport : mark` (IPv4, IPv6) with a bounded size and an element timeout, a one-element set
+ * `side` naming the side in use, a counter per family, and a prerouting chain whose rules
+ * set the mark of a packet whose 5-tuple is in a map of the side in use:
  *
  * ```
  * table inet NAME {
  *   counter hits4 {}   counter hits6 {}
- *   map fp4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : mark; size S; flags timeout; timeout T }
- *   map fp6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service . inet_service : mark; ... }
+ *   set side { type mark; elements = { 0x00000001 } }
+ *   map fp4a { type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : mark; size S; timeout T }
+ *   map fp4b, fp6a (ipv6_addr ...), fp6b alike
  *   chain prerouting { type filter hook prerouting priority P; policy accept;
- *     meta nfproto ipv4 ip frag-off & 0x3fff == 0
- *       meta mark set ip saddr . ip daddr . ip protocol . th sport . th dport map @fp4 counter name hits4
- *     meta nfproto ipv6
- *       meta mark set ip6 saddr . ip6 daddr . ip6 nexthdr . th sport . th dport map @fp6 counter name hits6
+ *     meta nfproto ipv4 0x1 @side ip frag-off & 0x3fff == 0
+ *       meta mark set ip saddr . ip daddr . ip protocol . th sport . th dport map @fp4a counter name hits4
+ *     ... 0x2 @side ... @fp4b, and the same for IPv6 with ip6 nexthdr
  *   }
  * }
  * ```
  *
- * The protocol field is the IP header's own (`ip protocol`, `ip6 nexthdr`),
- * not the transport protocol the kernel finds after extension headers: an
- * IPv6 packet with any extension header (fragments included) has another
- * value there and never matches, and IPv4 fragments are excluded by the
- * frag-off test. So only packets the queue path decides by their 5-tuple
- * alone can hit. The batch first creates and deletes a table of that name,
- * so a stale one (not owned by a live process) is replaced in the same
- * transaction.
+ * The protocol field is the IP header's own (`ip protocol`, `ip6 nexthdr`), not the
+ * transport protocol the kernel finds after extension headers: an IPv6 packet with any
+ * extension header (fragments included) has another value there and never matches, and
+ * IPv4 fragments are excluded by the frag-off test. So only packets the queue path decides
+ * by their 5-tuple alone can hit. {@link switchBatch} makes the other side's (empty) maps
+ * the ones in use in one small transaction, whatever the maps hold. {@link setupBatch}
+ * first creates and deletes a table of that name, so a stale one (not owned by a live
+ * process) is replaced in the same transaction.
  *
  * @example
  * ```ts
