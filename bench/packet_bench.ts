@@ -20,6 +20,9 @@ import { LbDecider } from "../lib/decide/lb.ts";
 import { MaglevTable } from "../lib/maglev/table.ts";
 import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyInto } from "../lib/packet/parse.ts";
 import { goldenRows, unhex } from "../testkit/golden_packets.ts";
+import { Offload } from "../lib/fastpath/offload.ts";
+import { OfferReader, OfferRing } from "../lib/fastpath/offer_ring.ts";
+import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
 
 interface Sample {
   pkt: Uint8Array;
@@ -122,6 +125,29 @@ Deno.bench(
       counters.packet(v, s.pkt.length);
       sink ^= v;
     }
+  },
+);
+
+// --fastpath: after each decision the queue thread offers it (lib/fastpath/offload.ts) when it
+// depends on the 5-tuple alone; the ring is drained once per iteration, as the writer would.
+const ring = OfferRing.create(4096);
+const offered = new LbDecider({ table, fragments });
+const offload = new Offload(ring, new SharedArrayBuffer(CHANNEL_BYTES), offered);
+const reader = new OfferReader(ring);
+Deno.bench(
+  `LbDecider.decide + Offload.packet x ${N} packets (--fastpath on)`,
+  { group: "decide" },
+  () => {
+    now += 1e6;
+    offload.begin();
+    for (let i = 0; i < N; i++) {
+      const s = samples[i];
+      const v = offered.decide(s.pkt, 0, s.pkt.length, s.l3, now);
+      offload.packet(v, s.l3);
+      sink ^= v;
+    }
+    offload.end();
+    while (reader.next()) sink ^= reader.mark;
   },
 );
 
