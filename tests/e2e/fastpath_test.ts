@@ -21,6 +21,7 @@ import {
   readyTopology,
   removeShmObjects,
   sendAndCheck,
+  sendFragments,
   serviceOf,
 } from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
@@ -375,20 +376,59 @@ Deno.test({
             },
           );
 
-          await t.step("stop removes the table; so does a crash", async () => {
-            await stop();
-            assert.equal(await tableExists(net, lb, table), false, "table gone after SIGTERM");
-            assert.equal(
-              await Deno.stat(`/dev/shm/${status}`).then(() => true, () => false),
-              false,
-            );
-            daemon = new Daemon(net, lb, "lb", common);
-            await daemon.ready();
-            assert.ok(await tableExists(net, lb, table));
-            await daemon.kill();
-            daemon = undefined;
-            assert.equal(await tableExists(net, lb, table), false, "table gone after SIGKILL");
-          });
+          await t.step(
+            "stop removes the table; so does a crash; a stale one is replaced",
+            async () => {
+              await stop();
+              assert.equal(await tableExists(net, lb, table), false, "table gone after SIGTERM");
+              assert.equal(
+                await Deno.stat(`/dev/shm/${status}`).then(() => true, () => false),
+                false,
+              );
+              // A table of that name left by anything else (not owned by a live process).
+              await net.run(lb, ["nft", "add", "table", "inet", table]);
+              await net.run(lb, ["nft", "add", "chain", "inet", table, "junk"]);
+              daemon = new Daemon(net, lb, "lb", [...common, "--sctp_encap=80"]);
+              await daemon.ready();
+              const listing = await net.run(lb, ["nft", "list", "table", "inet", table]);
+              assert.ok(listing.includes("flags owner") && !listing.includes("junk"), listing);
+
+              // SCTP over UDP (--sctp_encap=80: every datagram to the service): decided by the
+              // SCTP ports after the UDP header (frag_client's payload starts "nfql": ports
+              // 0x6e66 -> 0x716c), never cached.
+              const fw = JSON.parse(
+                await cli(
+                  "fwmark",
+                  `--shm=${tshm}`,
+                  "--proto=sctp",
+                  `--src=${NET.cl4[1]}:${0x6e66}`,
+                  `--dst=${NET.vip4}:${0x716c}`,
+                ),
+              ).fwmark as number;
+              const want = SVC.targets.get(fw);
+              const h0 = await hits(net, lb, table);
+              for (let round = 0; round < 2; round++) {
+                const got = await sendFragments(net, cl, SVC, {
+                  src: NET.cl4[1],
+                  size: 100,
+                  order: "in-order",
+                  sportBase: 32000,
+                  count: 20,
+                });
+                assert.deepEqual(
+                  [...new Set(got.values())],
+                  [want],
+                  `round ${round}: all at ${want}`,
+                );
+              }
+              assert.equal(await hits(net, lb, table), h0, "no kernel hits");
+              assert.equal(await elements(net, lb, table), 0, "nothing cached");
+
+              await daemon.kill();
+              daemon = undefined;
+              assert.equal(await tableExists(net, lb, table), false, "table gone after SIGKILL");
+            },
+          );
 
           await t.step(
             "flowlb: flow-set answers once the maps are flushed; tuples follow the new table",
