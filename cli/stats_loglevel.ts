@@ -3,7 +3,8 @@
  * log level in `nfqlb-trace`, docs/COMPATIBILITY.md#trace-and-log).
  * @module
  */
-import { formatFastPathStats, STATUS_PREFIX, statusPid } from "../lib/fastpath/status.ts";
+import { formatFastPathStats } from "../lib/fastpath/status.ts";
+import { liveFastPaths } from "../daemon/fastpath_wait.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { openShm } from "../ffi/shm.ts";
 import { parseStrictInt } from "../lib/ccompat/cnum.ts";
@@ -15,39 +16,13 @@ import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 /** `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`. */
 /** The `Fastpath` lines of every running fast path on this host (docs/FASTPATH.md). */
 function fastPathStats(): string[] {
-  let names: string[];
-  try {
-    names = [...Deno.readDirSync("/dev/shm")].map((e) => e.name)
-      .filter((n) => n.startsWith(STATUS_PREFIX)).sort();
-  } catch {
-    return [];
-  }
-  const out: string[] = [];
-  for (const n of names) {
+  return liveFastPaths().map((f) => {
     try {
-      const m = openShm(n, false);
-      try {
-        const pid = statusPid(m.buffer);
-        if (pid !== undefined && existsSync(`/proc/${pid}`)) {
-          out.push(formatFastPathStats(n.slice(STATUS_PREFIX.length), m.buffer));
-        }
-      } finally {
-        m.close();
-      }
-    } catch {
-      // gone meanwhile
+      return formatFastPathStats(f.table, f.mapping.buffer);
+    } finally {
+      f.mapping.close();
     }
-  }
-  return out;
-}
-
-function existsSync(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
+  });
 }
 
 export const statsCommand: Command = {
