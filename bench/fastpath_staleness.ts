@@ -25,7 +25,7 @@ import {
   F_ELEMENTS,
   F_FLUSHES,
   F_LAST_FLUSH_US,
-  STATUS_PREFIX,
+  statusTable,
   statusValues,
 } from "../lib/fastpath/status.ts";
 
@@ -111,7 +111,9 @@ try {
   for (let i = 0; i < 200 && st === undefined; i++) {
     await sleep(50);
     try {
-      st = openShm(STATUS_PREFIX + table, false);
+      const n = [...Deno.readDirSync("/dev/shm")].map((e) => e.name)
+        .find((x) => statusTable(x) === table);
+      if (n !== undefined) st = openShm(n, false);
     } catch {
       // not up yet
     }

@@ -13,7 +13,6 @@ import { formatQueueCounters, readQueueCounters } from "../lib/counters/queue_co
 import { type Command, die } from "./command.ts";
 import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
-/** `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`. */
 /** The `Fastpath` lines of every running fast path on this host (docs/FASTPATH.md). */
 function fastPathStats(): string[] {
   return liveFastPaths().map((f) => {
@@ -25,6 +24,10 @@ function fastPathStats(): string[] {
   });
 }
 
+/**
+ * `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`, then the
+ * running fast paths' counters.
+ */
 export const statsCommand: Command = {
   name: "stats",
   help: "stats [--ft_shm=NAME]\n  Print the fragment-table statistics of a running lb/flowlb,\n" +

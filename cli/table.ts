@@ -122,6 +122,8 @@ export const initCommand: Command = {
     } finally {
       mapping.close();
     }
+    // A table a daemon uses, initialised again, is a change too.
+    syncFastPaths(inv);
     return 0;
   },
 };

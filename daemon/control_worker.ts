@@ -129,17 +129,19 @@ function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-/** Wait until every lane has installed `version` (or the timeout passed). */
-function waitApplied(applied: Int32Array, version: number): void {
+/** Wait until every lane has installed `version`; false when the timeout passed first. */
+function waitApplied(applied: Int32Array, version: number): boolean {
   const deadline = Date.now() + APPLY_TIMEOUT_MS;
   for (let lane = 0; lane < applied.length; lane++) {
     for (;;) {
       const v = Atomics.load(applied, lane);
+      if (v >= version) break;
       const left = deadline - Date.now();
-      if (v >= version || left <= 0) break;
+      if (left <= 0) return false;
       Atomics.wait(applied, lane, v, left);
     }
   }
+  return true;
 }
 
 const scope = self as unknown as {
@@ -341,9 +343,14 @@ function serve(start: ControlStart): void {
           const tracesAfter = store.traces.snapshot.version;
           if (tracesAfter !== tracesBefore) waitApplied(appliedTraces, tracesAfter);
           // ... and no kernel fast-path element holds a decision made before it.
-          if (flushed !== undefined && after !== before) waitApplied(flushed.subarray(0, 1), after);
-          if (flushed !== undefined && tracesAfter !== tracesBefore) {
-            waitApplied(flushed.subarray(1, 2), tracesAfter);
+          if (flushed !== undefined) {
+            const late = (after !== before && !waitApplied(flushed.subarray(0, 1), after)) ||
+              (tracesAfter !== tracesBefore && !waitApplied(flushed.subarray(1, 2), tracesAfter));
+            if (late) {
+              limitedLog(
+                `control: the fast path did not confirm a flow change within ${APPLY_TIMEOUT_MS} ms`,
+              );
+            }
           }
           send(reply);
         }

@@ -6,7 +6,8 @@
  * snapshots; stop it after the queue threads.
  * @module
  */
-import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
+import { LOG_NOTICE, LOG_WARNING, logLine } from "../lib/log/levels.ts";
+import { closeFd } from "../ffi/socket.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
 import { OfferRing } from "../lib/fastpath/offer_ring.ts";
@@ -42,7 +43,6 @@ export function newFastPathChannel(): SharedArrayBuffer {
 export interface FastPathThread {
   /** The queue thread with lane `i`'s ring and the channel. */
   lane(i: number): FastPathLane;
-  readonly channel: SharedArrayBuffer;
   /** Forward a flow snapshot (the tables to compare). */
   flows(snapshot: FlowSnapshot): void;
   /** Resolves once the thread has removed the table and stopped (after `stop[0]` is set). */
@@ -57,7 +57,7 @@ export async function startFastPath(
   io: Io,
   c: DaemonConfig,
   stop: SharedArrayBuffer,
-  flows?: { applied: SharedArrayBuffer; snapshot: FlowSnapshot },
+  flows?: { applied: SharedArrayBuffer; snapshot: FlowSnapshot; version: SharedArrayBuffer },
   channel: SharedArrayBuffer = newFastPathChannel(),
 ): Promise<FastPathThread | undefined> {
   if (c.fastpath === undefined) return undefined;
@@ -70,10 +70,22 @@ export async function startFastPath(
   const isReady = new Promise<void>((res, rej) => [ready, failed] = [res, rej]);
   const done = new Promise<void>((res) => stopped = res);
   let started = false;
+  /** The writer's nf_tables socket: closed here if the thread dies, so its table goes too. */
+  let fd = -1;
   w.onmessage = (e: MessageEvent<FastPathMessage>) => {
     const m = e.data;
     if (m.type === "ready") {
       started = true;
+      fd = m.fd;
+      if (!m.removesByKey) {
+        io.err(
+          logLine(
+            LOG_NOTICE,
+            "fastpath: this kernel cannot remove set elements by key without an error for " +
+              "missing ones (Linux < 6.3): maps not in use are flushed whole",
+          ) + "\n",
+        );
+      }
       ready();
     } else if (m.type === "warning") io.err(logLine(LOG_WARNING, m.message) + "\n");
     else if (m.type === "error") {
@@ -92,8 +104,14 @@ export async function startFastPath(
   w.onerror = (e) => {
     e.preventDefault();
     if (!started) failed(new FastPathError(`fastpath thread: ${e.message}`));
-    else io.err(logLine(LOG_WARNING, `fastpath thread: ${e.message}`) + "\n");
+    else {
+      io.err(
+        logLine(LOG_WARNING, `fastpath thread: ${e.message}; the fast path is off`) + "\n",
+      );
+    }
     w.terminate();
+    if (fd >= 0) closeFd(fd); // the kernel removes the owned table: every packet is queued
+    fd = -1;
     stopped();
   };
   const start: FastPathStart = {
@@ -103,6 +121,7 @@ export async function startFastPath(
     channel,
     stop,
     applied: flows?.applied,
+    version: flows?.version,
     lanes,
     snapshot: flows?.snapshot,
   };
@@ -115,7 +134,6 @@ export async function startFastPath(
   }
   return {
     lane: (i) => ({ ring: rings[i], channel }),
-    channel,
     flows: (snapshot) => w.postMessage({ type: "flows", snapshot }),
     stopped: done,
   };

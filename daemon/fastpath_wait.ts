@@ -4,17 +4,34 @@
  * until every running fast-path writer has compared the tables since the write
  * and switched to empty maps if they changed, so a packet sent after `activate`/`deactivate` returns is decided
  * with the new table whether it takes the queue or the kernel path. A writer
- * is found by its status object (`/dev/shm/nfqlb-fastpath.<table>`); one
+ * is found by its status object (`/dev/shm/nfqlb-fastpath.<netns>.<table>`); one
  * whose process is gone is skipped. The wait is bounded: a writer that does
  * not answer in time is reported, not waited for.
  * @module
  */
 import { openShm, type ShmMapping } from "../ffi/shm.ts";
 import { sleepSync } from "../lib/maglev/maglev.ts";
-import { F_SCANS, STATUS_PREFIX, statusPid, statusValues } from "../lib/fastpath/status.ts";
+import {
+  F_SCANS,
+  STATUS_PREFIX,
+  statusPid,
+  statusTable,
+  statusValues,
+} from "../lib/fastpath/status.ts";
 
 /** Longest wait for one writer, ms. */
 export const FASTPATH_WAIT_MS = 1000;
+
+/** The status object of this process's fast path with nft table `table` (its netns, its table). */
+export function fastPathStatusName(table: string): string {
+  let ns = "0";
+  try {
+    ns = /\[(\d+)\]/.exec(Deno.readLinkSync("/proc/self/ns/net"))?.[1] ?? "0";
+  } catch {
+    // no /proc: one namespace
+  }
+  return `${STATUS_PREFIX}${ns}.${table}`;
+}
 
 /** A running fast path's status object, mapped read-only: close it when done. */
 export interface LiveFastPath {
@@ -47,7 +64,7 @@ export function liveFastPaths(): LiveFastPath[] {
       m.close();
       continue;
     }
-    out.push({ table: n.slice(STATUS_PREFIX.length), mapping: m });
+    out.push({ table: statusTable(n) ?? n.slice(STATUS_PREFIX.length), mapping: m });
   }
   return out;
 }

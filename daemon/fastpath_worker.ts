@@ -10,40 +10,19 @@
  *   copy of them (a write to shared memory by any program's `activate` or
  *   `deactivate`), and watches the queue threads' table and flow changes
  *   and the trace mask: on a change it first moves to a new epoch (offers
- *   decided before it are dropped) and then flushes both maps;
- * - keeps the status object (`nfqlb-fastpath.<table>`) up to date, with
- *   the kernel's hit counters read once a second.
+ *   decided before it are dropped) and then switches the rules to the other
+ *   side's maps, which are empty; the old side is emptied step by step
+ *   (./fastpath_writer.ts does the nf_tables part);
+ * - keeps the status object (`nfqlb-fastpath.<netns>.<table>`) up to date,
+ *   with the kernel's hit counters read once a second.
  * Nothing here runs on the packet path.
  * @module
  */
 import { NftSocket } from "../ffi/nft_socket.ts";
+import { fastPathStatusName } from "./fastpath_wait.ts";
 import { createShm, type ShmMapping, unlinkShm } from "../ffi/shm.ts";
 import { LibcError, strerror } from "../ffi/libc.ts";
-import { NlBuilder } from "../lib/nft/builder.ts";
-import {
-  batchBegin,
-  batchEnd,
-  beginSetElements,
-  endSetElements,
-  flushSet,
-  getCounter,
-  keyElement,
-  NFT_MSG_DESTROYSETELEM,
-  setElement,
-} from "../lib/nft/nf_tables.ts";
-import { parseCounterObject } from "../lib/nft/replies.ts";
-import {
-  HITS4,
-  HITS6,
-  KEY4_LEN,
-  KEY6_LEN,
-  MAP4,
-  MAP6,
-  setupBatch,
-  type Side,
-  switchBatch,
-} from "../lib/fastpath/nft_table.ts";
-import { KeyLog } from "../lib/fastpath/key_log.ts";
+import { KEY4_LEN, KEY6_LEN, type Side } from "../lib/fastpath/nft_table.ts";
 import { OfferReader } from "../lib/fastpath/offer_ring.ts";
 import { Admission, ElementClock } from "../lib/fastpath/admission.ts";
 import {
@@ -55,12 +34,13 @@ import {
   F_HITS6,
   F_LAST_FLUSH_US,
   F_MAP_FULL,
+  F_MAP_FULL_SKIPS,
   F_MAX_FLUSH_US,
   F_RING_DROPS,
   F_SCANS,
   initStatus,
-  STATUS_PREFIX,
   STATUS_SIZE,
+  statusPid,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
@@ -75,23 +55,25 @@ import {
   FP_FLOWS_FLUSHED,
   FP_TRACES_FLUSHED,
 } from "../lib/fastpath/channel.ts";
+import {
+  EBUSY,
+  ENFILE,
+  FastPathTableWriter,
+  keyLen,
+  type NftProblem,
+  PendingAdds,
+} from "./fastpath_writer.ts";
 
 /** Priority of the prerouting chain: before iptables' mangle table (-150) and nft's filter (0). */
 const PRIORITY = -160;
 /** How often the tables are compared, ms: with the flush, the bound on a stale mark. */
 export const SCAN_MS = 5;
-/** Keys per family per removal batch while a side is emptied. */
-const CLEAN_STEP = 512;
-/** Elements per family per batch. */
-const BATCH_ELEMENTS = 256;
 /** How long adds pause after the kernel said the map is full, ms. */
 const FULL_BACKOFF_MS = 200;
 /** How often the hit counters are read, ms. */
 const HITS_MS = 1000;
-/** How often the thread takes its messages (flow snapshots: the tables to compare), ms. */
-const MESSAGES_MS = 20;
-/** errno: the map is full. */
-const ENFILE = 23;
+/** How often the element count and ring drops are updated in the status object, ms. */
+const COUNT_MS = 100;
 
 /** The start message. */
 export interface FastPathStart {
@@ -100,8 +82,10 @@ export interface FastPathStart {
   readonly tshm?: string;
   /** One offer ring per queue thread. */
   readonly rings: readonly SharedArrayBuffer[];
-  /** The words of `./fastpath_channel.ts`. */
+  /** The words of lib/fastpath/channel.ts. */
   readonly channel: SharedArrayBuffer;
+  /** flowlb: the flow version word the main thread stores after posting a snapshot. */
+  readonly version?: SharedArrayBuffer;
   readonly stop: SharedArrayBuffer;
   /** flowlb: the queue threads' applied flow and trace-flow versions (2 × lanes words). */
   readonly applied?: SharedArrayBuffer;
@@ -112,7 +96,7 @@ export interface FastPathStart {
 
 /** What the thread tells the main thread. */
 export type FastPathMessage =
-  | { type: "ready" }
+  | { type: "ready"; fd: number; removesByKey: boolean }
   | { type: "error"; message: string }
   | { type: "warning"; message: string }
   | { type: "stopped" };
@@ -198,26 +182,26 @@ async function run(start: FastPathStart): Promise<void> {
   const c = start.config;
   const stop = new Int32Array(start.stop);
   const ch = new Int32Array(start.channel);
+  const flowsVersion = start.version === undefined ? undefined : new Int32Array(start.version);
   let nl: NftSocket | undefined;
   let status: ShmMapping | undefined;
+  const name = fastPathStatusName(c.table);
   const watched = new Map<string, WatchedCopy>();
   const traceShm = openTraceShm();
   try {
-    const sock = NftSocket.open();
-    nl = sock;
-    const b = new NlBuilder(128 * 1024);
-    let seq = 1;
-    const first = seq;
-    const shape = { table: c.table, size: c.size, timeoutMs: c.timeoutMs, priority: PRIORITY };
-    seq = setupBatch(b, shape, seq);
-    const acked: number[] = [];
-    for (let s = first + 1; s < seq - 1; s++) acked.push(s);
-    const failed = sock.transact(b.bytes, b.length, acked);
-    if (failed.length > 0) {
-      scope.postMessage({ type: "error", message: setupProblem(c.table, failed[0].errno) });
+    nl = NftSocket.open();
+    const w = new FastPathTableWriter(nl, {
+      table: c.table,
+      size: c.size,
+      timeoutMs: c.timeoutMs,
+      priority: PRIORITY,
+    });
+    const problem = w.setup();
+    if (problem !== undefined) {
+      scope.postMessage({ type: "error", message: setupProblem(c.table, problem.errno) });
       return;
     }
-    status = createShm(STATUS_PREFIX + c.table, STATUS_SIZE);
+    status = createShm(name, STATUS_SIZE);
     initStatus(status.buffer, Deno.pid);
     const v = statusValues(status.buffer);
     const names = (s?: FlowSnapshot) =>
@@ -225,16 +209,18 @@ async function run(start: FastPathStart): Promise<void> {
         ? [start.tshm]
         : [...new Set(s?.flows.flatMap((f) => f.target ?? []) ?? [])];
     const watch = (list: string[]) => {
-      for (const [n, w] of watched) {
+      for (const [n, t] of watched) {
         if (!list.includes(n)) {
-          w.close();
+          t.close();
           watched.delete(n);
         }
       }
       for (const n of list) if (!watched.has(n)) watched.set(n, new WatchedCopy(n));
     };
     watch(names(start.snapshot));
-    for (const w of watched.values()) w.changed(); // the copies to compare with
+    for (const t of watched.values()) t.changed(); // the copies to compare with
+    /** Version of the flow snapshot whose tables are watched. */
+    let watchedVersion = start.snapshot?.version ?? 0;
     let newestFlows: FlowSnapshot | undefined;
     scope.onmessage = (e) => {
       const m = e.data;
@@ -244,15 +230,12 @@ async function run(start: FastPathStart): Promise<void> {
         }
       }
     };
-    scope.postMessage({ type: "ready" });
+    scope.postMessage({ type: "ready", fd: nl.fd, removesByKey: w.removesByKey });
 
     const readers = start.rings.map((r) => new OfferReader(r));
     const admission = new Admission(1 << 16, c.minPackets, c.timeoutMs);
     const elements = new ElementClock(c.timeoutMs);
-    const keys = [new Uint8Array(BATCH_ELEMENTS * 44), new Uint8Array(BATCH_ELEMENTS * 44)];
-    const marks = [new Uint8Array(BATCH_ELEMENTS * 4), new Uint8Array(BATCH_ELEMENTS * 4)];
-    const counts = [0, 0];
-    const markView = marks.map((m) => new DataView(m.buffer));
+    const pending = [new PendingAdds(0), new PendingAdds(1)];
     const applied = start.applied === undefined ? undefined : new Int32Array(start.applied);
     const relevantMask = TRACE_PACKET | TRACE_SCTP | TRACE_FLOWS;
     let mask = traceShm.words[MASK_WORD] & relevantMask;
@@ -260,92 +243,40 @@ async function run(start: FastPathStart): Promise<void> {
     let epoch = Atomics.load(ch, FP_EPOCH);
     let nextScan = 0;
     let nextHits = 0;
-    let nextMessages = 0;
-    let fullUntil = 0;
-    let warned = 0;
-    const warn = (message: string) => {
+    let nextCount = 0;
+    const fullUntil = [0, 0];
+    let flushPending = false;
+    const warned = new Map<string, number>();
+    /** A warning, at most once a minute per kind. */
+    const warn = (p: NftProblem) => {
       const now = performance.now();
-      if (now - warned < 60_000) return;
-      warned = now;
-      scope.postMessage({ type: "warning", message });
+      if (now - (warned.get(p.what) ?? -Infinity) < 60_000) return;
+      warned.set(p.what, now);
+      scope.postMessage({ type: "warning", message: `fastpath: ${p.what}: ${strerror(p.errno)}` });
     };
-
     const minApplied = (from: number) => {
       if (applied === undefined) return 0;
       let m = Atomics.load(applied, from);
       for (let i = 1; i < start.lanes; i++) m = Math.min(m, Atomics.load(applied, from + i));
       return m;
     };
-    /** Side in use, and per side and family the keys added since that side was emptied. */
-    let side: Side = 0;
-    const logs = [0, 1].map(() => [new KeyLog(KEY4_LEN, c.size), new KeyLog(KEY6_LEN, c.size)]);
-    const mapName = (s: Side, f: number) => f === 0 ? MAP4[s] : MAP6[s];
-    /** Remove up to `n` logged keys of the side not in use, in one batch; false on failure. */
-    const cleanStep = (n: number): boolean => {
-      const other = (1 - side) as Side;
-      b.reset();
-      batchBegin(b, seq++);
-      const acks: number[] = [];
-      if (logs[other][0].overflowed || logs[other][1].overflowed) {
-        // More adds than the log holds (re-adds after timeouts): flush both maps whole.
-        for (let f = 0; f < 2; f++) {
-          const s = seq++;
-          acks.push(s);
-          flushSet(b, s, c.table, mapName(other, f));
-        }
-        batchEnd(b, seq++);
-        const failed = sock.transact(b.bytes, b.length, acks);
-        if (failed.length > 0) {
-          warn(`fastpath: emptying a map failed: ${strerror(failed[0].errno)}`);
-          return false;
-        }
-        logs[other][0].clear();
-        logs[other][1].clear();
-        return true;
-      }
-      for (let f = 0; f < 2; f++) {
-        const log = logs[other][f];
-        const k = log.take(n);
-        if (k === 0) continue;
-        const s = seq++;
-        acks.push(s);
-        beginSetElements(b, s, c.table, mapName(other, f), NFT_MSG_DESTROYSETELEM);
-        for (let i = 0; i < k; i++) {
-          keyElement(b, log.bytes, (log.from + i) * log.keyLen, log.keyLen);
-        }
-        endSetElements(b);
-      }
-      batchEnd(b, seq++);
-      if (acks.length === 0) return true;
-      const failed = sock.transact(b.bytes, b.length, acks);
-      if (failed.length > 0) warn(`fastpath: emptying a map failed: ${strerror(failed[0].errno)}`);
-      return failed.length === 0;
-    };
-    const dirty = (s: Side) =>
-      logs[s][0].pending + logs[s][1].pending > 0 || logs[s][0].overflowed || logs[s][1].overflowed;
+
     /**
-     * A decision may have changed: new epoch first (older offers are dropped), then the rules
-     * move to the other side's maps, which are empty; the old side is emptied step by step.
+     * A decision may have changed: the flow versions in use now, then a new epoch (older
+     * offers are dropped), then the rules move to the other side, whose maps are empty.
      */
-    const flush = (since: number) => {
+    const flush = (since: number): boolean => {
+      const flows = Math.min(minApplied(0), watchedVersion);
+      const traces = minApplied(start.lanes);
       epoch = (epoch + 1) | 0;
       Atomics.store(ch, FP_EPOCH, epoch);
-      const flows = minApplied(0);
-      const traces = minApplied(start.lanes);
-      const to = (1 - side) as Side;
-      // Two changes closer than the emptying of a side: finish it now.
-      while (dirty(to)) if (!cleanStep(CLEAN_STEP)) return false;
-      b.reset();
-      const first = seq;
-      seq = switchBatch(b, c.table, side, to, seq);
-      const failed = sock.transact(b.bytes, b.length, [first + 1, first + 2]);
-      if (failed.length > 0) {
-        // The old marks may still be in use: try again at the next scan.
-        warn(`fastpath: switching maps failed: ${strerror(failed[0].errno)}`);
+      const p = w.switchSides();
+      if (p !== undefined) {
+        warn(p); // the old marks may still be in use: again at the next scan
         return false;
       }
-      side = to;
       elements.clear();
+      pending[0].count = pending[1].count = 0;
       const us = Math.round((performance.now() - since) * 1000);
       v[F_FLUSHES]++;
       v[F_LAST_FLUSH_US] = us;
@@ -356,15 +287,15 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.notify(ch, FP_TRACES_FLUSHED);
       return true;
     };
-    let flushPending = false;
     const scan = () => {
       const since = performance.now();
       if (newestFlows !== undefined) {
         watch(names(newestFlows));
+        watchedVersion = newestFlows.version;
         newestFlows = undefined;
       }
       let changed = false;
-      for (const w of watched.values()) if (w.changed()) changed = true;
+      for (const t of watched.values()) if (t.changed()) changed = true;
       const e = Atomics.load(ch, FP_EVENTS);
       if (e !== events) {
         events = e;
@@ -376,85 +307,66 @@ async function run(start: FastPathStart): Promise<void> {
         changed = true;
       }
       if (changed || flushPending) flushPending = !flush(since);
-      v[F_SCANS]++;
+      // A scan counts (the table commands wait for two) only once the maps in use are right.
+      if (!flushPending) v[F_SCANS]++;
     };
-    const send = (now: number) => {
-      b.reset();
-      batchBegin(b, seq++);
-      const acks: number[] = [];
-      for (let f = 0; f < 2; f++) {
-        const n = counts[f];
-        if (n === 0) continue;
-        const s = seq++;
-        acks.push(s);
-        beginSetElements(b, s, c.table, mapName(side, f));
-        const len = f === 0 ? KEY4_LEN : 44;
-        for (let i = 0; i < n; i++) {
-          setElement(b, keys[f], i * 44, len, marks[f].subarray(i * 4), c.timeoutMs);
-        }
-        endSetElements(b);
-      }
-      batchEnd(b, seq++);
-      const total = counts[0] + counts[1];
-      const failed = sock.transact(b.bytes, b.length, acks);
-      if (failed.length === 0) {
-        v[F_ADDS] += total;
-        elements.added(total, now);
-        for (let f = 0; f < 2; f++) {
-          for (let i = 0; i < counts[f]; i++) logs[side][f].add(keys[f], i * 44);
-        }
+    const send = (f: number, now: number) => {
+      const p = pending[f];
+      if (p.count === 0) return;
+      const problem = w.add(p);
+      if (problem === undefined) {
+        v[F_ADDS] += p.count;
+        elements.added(p.count, now);
       } else {
-        v[F_ADD_FAILURES] += total;
-        for (let f = 0; f < 2; f++) {
-          for (let i = 0; i < counts[f]; i++) {
-            admission.forget(keys[f], i * 44, f === 0 ? KEY4_LEN : 44);
-          }
-        }
-        if (failed[0].errno === ENFILE) {
+        v[F_ADD_FAILURES] += p.count;
+        for (let i = 0; i < p.count; i++) admission.forget(p.keys, i * KEY6_LEN, keyLen(f));
+        if (problem.errno === ENFILE) {
           v[F_MAP_FULL]++;
-          fullUntil = now + FULL_BACKOFF_MS;
-        } else {
-          warn(`fastpath: adding elements failed: ${strerror(failed[0].errno)}`);
+          fullUntil[f] = now + FULL_BACKOFF_MS;
+        } else if (problem.errno !== EBUSY) {
+          // EBUSY: a tuple re-added with another mark while a table change awaits its scan.
+          warn(problem);
         }
       }
-      counts[0] = counts[1] = 0;
+      p.count = 0;
     };
-    const hits = () => {
-      for (const [name, at] of [[HITS4, F_HITS4], [HITS6, F_HITS6]] as const) {
-        b.reset();
-        getCounter(b, seq++, c.table, name);
-        const r = parseCounterObject(sock.request(b.bytes, b.length), Infinity);
-        if (r !== undefined) v[at] = r.packets;
-      }
+    const readHits = () => {
+      const [h4, h6] = w.hits();
+      if (h4 !== undefined) v[F_HITS4] = h4;
+      if (h6 !== undefined) v[F_HITS6] = h6;
     };
 
     const idle = new Int32Array(new SharedArrayBuffer(4));
     while (Atomics.load(stop, 0) === 0) {
+      // flowlb: a new flow snapshot is posted before its version is stored: take it first.
+      while (
+        flowsVersion !== undefined && Atomics.load(flowsVersion, 0) > watchedVersion &&
+        (newestFlows?.version ?? -1) < Atomics.load(flowsVersion, 0) && Atomics.load(stop, 0) === 0
+      ) {
+        await new Promise((r) => setTimeout(r, 0));
+      }
       let now = performance.now();
       if (now >= nextScan) {
         scan();
         nextScan = now + SCAN_MS;
       }
       if (now >= nextHits) {
-        hits();
+        readHits();
         nextHits = now + HITS_MS;
       }
       let offered = 0;
       for (const r of readers) {
         while (r.next()) {
           offered++;
-          if (r.epoch !== (epoch >>> 0)) continue; // decided before the last flush
-          if (now < fullUntil) {
-            v[F_ADD_FAILURES]++;
+          if (r.epoch !== (epoch >>> 0)) continue; // decided before the last change
+          const f = r.keyLen === KEY4_LEN ? 0 : 1;
+          if (now < fullUntil[f]) {
+            v[F_MAP_FULL_SKIPS]++;
             continue;
           }
           if (!admission.admit(r.bytes, r.keyAt, r.keyLen, epoch, now)) continue;
-          const f = r.keyLen === KEY4_LEN ? 0 : 1;
-          const i = counts[f]++;
-          keys[f].set(r.bytes.subarray(r.keyAt, r.keyAt + r.keyLen), i * 44);
-          markView[f].setUint32(i * 4, r.mark, true);
-          if (counts[f] === BATCH_ELEMENTS) {
-            send(now);
+          if (pending[f].push(r.bytes, r.keyAt, r.mark)) {
+            send(f, now);
             now = performance.now();
             if (now >= nextScan) break; // scans first: they bound how stale a mark can be
           }
@@ -462,35 +374,39 @@ async function run(start: FastPathStart): Promise<void> {
         r.release();
         if (now >= nextScan) break;
       }
-      if (counts[0] + counts[1] > 0) send(now);
+      send(0, now);
+      send(1, now);
       // Empty the side not in use, a step at a time between scans and adds.
-      if (dirty((1 - side) as Side)) cleanStep(CLEAN_STEP);
-      let drops = 0;
-      for (const r of readers) drops += r.dropped;
-      v[F_RING_DROPS] = drops;
-      v[F_ELEMENTS] = elements.count(now);
-      if (offered === 0) Atomics.wait(idle, 0, 0, 1);
-      // Let flow snapshot messages in now and then.
-      if (now >= nextMessages) {
-        await new Promise((r) => setTimeout(r, 0));
-        nextMessages = now + MESSAGES_MS;
+      if (w.dirty((1 - w.side) as Side)) {
+        const p = w.cleanStep();
+        if (p !== undefined) warn(p);
       }
+      if (now >= nextCount) {
+        let drops = 0;
+        for (const r of readers) drops += r.dropped;
+        v[F_RING_DROPS] = drops;
+        v[F_ELEMENTS] = elements.count(now);
+        nextCount = now + COUNT_MS;
+      }
+      if (offered === 0) Atomics.wait(idle, 0, 0, 1);
     }
   } catch (e) {
     const message = e instanceof LibcError ? `fastpath: ${e.message}` : String(e);
     scope.postMessage({ type: "error", message });
   } finally {
-    for (const w of watched.values()) w.close();
+    for (const t of watched.values()) t.close();
     traceShm.close();
     nl?.close(); // the kernel removes the owned table with the socket
-    // Nobody waits for a flush that will not come.
+    // Nobody waits for a switch that will not come.
     Atomics.store(ch, FP_FLOWS_FLUSHED, 0x7fffffff);
     Atomics.store(ch, FP_TRACES_FLUSHED, 0x7fffffff);
     Atomics.notify(ch, FP_FLOWS_FLUSHED);
     Atomics.notify(ch, FP_TRACES_FLUSHED);
     if (status !== undefined) {
+      // Ours still (another daemon in another namespace has another name, a restart a new pid).
+      const mine = statusPid(status.buffer) === Deno.pid;
       status.close();
-      unlinkShm(STATUS_PREFIX + c.table);
+      if (mine) unlinkShm(name);
     }
   }
   scope.postMessage({ type: "stopped" });

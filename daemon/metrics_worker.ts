@@ -12,7 +12,7 @@
  * server could not be set up). Messages from it: new flow snapshots.
  * @module
  */
-import { STATUS_PREFIX, statusPid, statusValues } from "../lib/fastpath/status.ts";
+import { statusPid, statusValues } from "../lib/fastpath/status.ts";
 import { openShm, type ShmMapping } from "../ffi/shm.ts";
 import { formatMetrics } from "../lib/counters/metrics.ts";
 import { readQueueCounters } from "../lib/counters/queue_counters.ts";
@@ -29,8 +29,8 @@ export interface MetricsStart {
   readonly ftShm: string;
   readonly queueFirst: number;
   readonly queueLast: number;
-  /** `--fastpath`: the nftables table (its status object is read per scrape). */
-  readonly fastpathTable?: string;
+  /** `--fastpath`: the name of its status object (read per scrape). */
+  readonly fastpathStatus?: string;
   /** lb: the tables it uses (`--tshm`, `--lbshm`); flowlb: the LB tier only (flows add theirs). */
   readonly tables: readonly string[];
   readonly version: string;
@@ -94,9 +94,9 @@ function serve(start: MetricsStart): void {
 
   /** The fast path's status values, copied (undefined: off or not up yet). */
   const fastpathValues = (): Float64Array | undefined => {
-    if (start.fastpathTable === undefined) return undefined;
+    if (start.fastpathStatus === undefined) return undefined;
     try {
-      const m = openShm(STATUS_PREFIX + start.fastpathTable, false);
+      const m = openShm(start.fastpathStatus!, false);
       try {
         return statusPid(m.buffer) === undefined ? undefined : statusValues(m.buffer).slice();
       } finally {

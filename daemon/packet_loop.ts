@@ -129,13 +129,14 @@ export async function runPacketLoop(
   let long = 0;
   while (Atomics.load(stop, 0) === 0) {
     const n = q.receiveBatch();
+    // The fast path's epoch, before anything the batch is decided with (hook: flows, trace mask).
+    offload?.begin();
     if (hook !== undefined) {
       const p = hook(n);
       if (p !== undefined) await p;
     }
     if (n === 0) continue;
     const now = nowNs();
-    offload?.begin();
     try {
       for (let i = 0; i < n; i++) {
         if (q.capLen(i) !== 0) long++;

@@ -135,6 +135,7 @@ async function flowLb(
     fastpath = await startFastPath(io, c, stop, {
       applied,
       snapshot: ready.snapshot,
+      version: version.buffer as SharedArrayBuffer,
     }, fastpathChannel);
   } catch (e) {
     Atomics.store(stopFlag, 0, 1);

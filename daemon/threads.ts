@@ -23,6 +23,7 @@ import { VERSION } from "../lib/version.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import type { FastPathThread } from "./fastpath_thread.ts";
+import { fastPathStatusName } from "./fastpath_wait.ts";
 
 const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
 const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
@@ -170,7 +171,7 @@ function startMetricsThread(
     queueFirst: c.queueFirst,
     queueLast: c.queueLast,
     tables,
-    fastpathTable: c.fastpath?.table,
+    fastpathStatus: c.fastpath === undefined ? undefined : fastPathStatusName(c.fastpath.table),
     version: VERSION,
     flows: flows === undefined ? undefined : {
       counters: flows.counters,

@@ -45,6 +45,11 @@ export class NftSocket {
     this.#fd = fd;
   }
 
+  /** The file descriptor (the main thread closes it if the writer thread dies). */
+  get fd(): number {
+    return this.#fd;
+  }
+
   /** Open and bind the socket, with a 2 s receive timeout. Throws LibcError. */
   static open(timeoutMs = 2000): NftSocket {
     const fd = openNetlinkSocket(NETLINK_NETFILTER);

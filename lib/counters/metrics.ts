@@ -24,6 +24,9 @@ import {
   F_HITS4,
   F_HITS6,
   F_LAST_FLUSH_US,
+  F_MAP_FULL,
+  F_MAP_FULL_SKIPS,
+  F_MAX_FLUSH_US,
   F_RING_DROPS,
 } from "../fastpath/status.ts";
 
@@ -245,7 +248,12 @@ export function formatMetrics(m: MetricsInput): string {
       "Elements not added (map full, or refused by the kernel).",
       fp[F_ADD_FAILURES],
     );
-    one("nfqlb_fastpath_flushes_total", "counter", "Flushes of the maps.", fp[F_FLUSHES]);
+    one(
+      "nfqlb_fastpath_flushes_total",
+      "counter",
+      "Changes after which the rules moved to empty maps.",
+      fp[F_FLUSHES],
+    );
     one(
       "nfqlb_fastpath_ring_drops_total",
       "counter",
@@ -253,10 +261,28 @@ export function formatMetrics(m: MetricsInput): string {
       fp[F_RING_DROPS],
     );
     one(
-      "nfqlb_fastpath_last_flush_seconds",
+      "nfqlb_fastpath_map_full_total",
+      "counter",
+      "Times an add found a map full (adds then pause for 200 ms).",
+      fp[F_MAP_FULL],
+    );
+    one(
+      "nfqlb_fastpath_map_full_skips_total",
+      "counter",
+      "Offers not added while adds paused after a full map.",
+      fp[F_MAP_FULL_SKIPS],
+    );
+    one(
+      "nfqlb_fastpath_last_switch_seconds",
       "gauge",
-      "From a change seen to both maps empty, the last time.",
+      "From a change seen to the rules using empty maps, the last time.",
       fp[F_LAST_FLUSH_US] / 1e6,
+    );
+    one(
+      "nfqlb_fastpath_max_switch_seconds",
+      "gauge",
+      "From a change seen to the rules using empty maps, the longest time.",
+      fp[F_MAX_FLUSH_US] / 1e6,
     );
   }
   return w.text;

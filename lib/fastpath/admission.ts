@@ -23,6 +23,13 @@
 
 const EMPTY = 0, SEEN = 1, ADDED = 2;
 
+/** 32-bit FNV-1a of `key[at, at + len)`: the slot and the fingerprint of a tuple. */
+function fnv1a(key: Uint8Array, at: number, len: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < len; i++) h = Math.imul(h ^ key[at + i], 0x01000193);
+  return h >>> 0;
+}
+
 /** Which offered tuples to add now. */
 export class Admission {
   readonly #mask: number;
@@ -53,9 +60,7 @@ export class Admission {
    * when it should be added now (it is then remembered as added).
    */
   admit(key: Uint8Array, at: number, len: number, epoch: number, nowMs: number): boolean {
-    let h = 0x811c9dc5;
-    for (let i = 0; i < len; i++) h = Math.imul(h ^ key[at + i], 0x01000193);
-    h >>>= 0;
+    const h = fnv1a(key, at, len);
     const s = (h ^ (h >>> 15)) & this.#mask;
     let state = this.#state[s];
     if (state !== EMPTY && (this.#hash[s] !== h || this.#epoch[s] !== epoch)) state = EMPTY;
@@ -82,9 +87,7 @@ export class Admission {
 
   /** The tuple of an add that failed: forget it, so it is offered again. */
   forget(key: Uint8Array, at: number, len: number): void {
-    let h = 0x811c9dc5;
-    for (let i = 0; i < len; i++) h = Math.imul(h ^ key[at + i], 0x01000193);
-    h >>>= 0;
+    const h = fnv1a(key, at, len);
     const s = (h ^ (h >>> 15)) & this.#mask;
     if (this.#hash[s] === h) this.#state[s] = EMPTY;
   }

@@ -1,13 +1,13 @@
 /**
  * The words the queue threads, the fast-path writer and the control thread
  * share (one small SharedArrayBuffer, docs/FASTPATH.md):
- * - {@link FP_EPOCH}: bumped by the writer before every flush; a queue
+ * - {@link FP_EPOCH}: bumped by the writer before every side switch; a queue
  *   thread reads it before a batch and tags its offers with it.
  * - {@link FP_EVENTS}: bumped by a queue thread when its decisions change
- *   (new flows or trace flows installed, a table swapped): the writer flushes.
+ *   (new flows or trace flows installed, a table swapped): the writer switches.
  * - {@link FP_FLOWS_FLUSHED}, {@link FP_TRACES_FLUSHED}: the flow and
  *   trace-flow versions every queue thread had applied when the writer last
- *   flushed (flowlb's control thread answers a change once they reach it).
+ *   switched (flowlb's control thread answers a change once they reach it).
  *
  * @example
  * ```ts

@@ -57,7 +57,7 @@ import {
   NF_INET_PRE_ROUTING,
   NFPROTO_IPV4,
   NFPROTO_IPV6,
-  NFT_MSG_DESTROYSETELEM,
+  NFT_MSG_DELSETELEM,
   NFT_MSG_NEWSETELEM,
   NFT_TABLE_F_OWNER,
 } from "../nft/nf_tables.ts";
@@ -216,7 +216,7 @@ export function switchBatch(
 ): number {
   batchBegin(b, seq++);
   sideElement(b, seq++, table, to, NFT_MSG_NEWSETELEM);
-  sideElement(b, seq++, table, from, NFT_MSG_DESTROYSETELEM);
+  sideElement(b, seq++, table, from, NFT_MSG_DELSETELEM);
   batchEnd(b, seq++);
   return seq;
 }

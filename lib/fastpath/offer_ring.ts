@@ -65,7 +65,8 @@ export class OfferWriter {
 
   /** Start a batch: how far the consumer has read (one atomic load). */
   begin(): void {
-    this.#limit = Atomics.load(this.#words, W_HEAD) + this.#mask + 1;
+    // Counts wrap at 2^32 (int32 arithmetic throughout): the limit is the head plus the size.
+    this.#limit = (Atomics.load(this.#words, W_HEAD) + this.#mask + 1) | 0;
   }
 
   /**
@@ -74,7 +75,7 @@ export class OfferWriter {
    */
   offer(key: Uint8Array, v6: boolean, mark: number, epoch: number): boolean {
     const t = this.#tail;
-    if (t - this.#limit >= 0) {
+    if (((t - this.#limit) | 0) >= 0) {
       this.#dropped++;
       return false;
     }
@@ -117,6 +118,7 @@ export class OfferReader {
     this.bytes = new Uint8Array(mem, HEADER);
     this.#mask = OfferRing.slots(mem) - 1;
     this.#head = Atomics.load(this.#words, W_HEAD);
+    this.#tail = this.#head;
   }
 
   /** Move to the next offer; false when there is none. The slot is released by the next call or {@link release}. */

@@ -1,10 +1,10 @@
 /**
  * The fast path's status object (docs/FASTPATH.md): a small shared-memory
- * object `nfqlb-fastpath.<table>` the writer thread keeps up to date and
+ * object `nfqlb-fastpath.<netns>.<table>` the writer thread keeps up to date and
  * `nfqlb stats`, the metrics thread and the table commands read. The
  * table commands wait on {@link F_SCANS}: once it has grown by two after
- * a change, the writer has compared the tables since and flushed the maps
- * if they differed.
+ * a change, the writer has compared the tables since and switched to empty
+ * maps if they differed.
  *
  * Layout: u32 magic `NFFP`, u32 pid of the daemon, then f64 values at
  * `8 + 8 * F_*`.
@@ -20,19 +20,19 @@
  * @module
  */
 
-/** Prefix of the status object's name; the nft table name follows. */
+/** Prefix of the status object's name; the network namespace's inode, `.` and the nft table follow. */
 export const STATUS_PREFIX = "nfqlb-fastpath.";
 const MAGIC = 0x5046464e; // "NFFP"
 
 /** Completed scans (tables compared, maps flushed if they changed). */
 export const F_SCANS = 0;
-/** Flushes of both maps. */
+/** Side switches: the rules moved to empty maps after a change. */
 export const F_FLUSHES = 1;
 /** Elements added. */
 export const F_ADDS = 2;
 /** Elements the kernel refused (e.g. map full). */
 export const F_ADD_FAILURES = 3;
-/** Elements in the maps (added, not timed out, since the last flush). */
+/** Elements in the maps in use (added, not timed out, since the last switch). */
 export const F_ELEMENTS = 4;
 /** Offers dropped because a queue thread's ring was full. */
 export const F_RING_DROPS = 5;
@@ -40,17 +40,25 @@ export const F_RING_DROPS = 5;
 export const F_HITS4 = 6;
 /** Packets the kernel marked from the IPv6 map. */
 export const F_HITS6 = 7;
-/** Duration of the last flush, µs (change seen → both maps empty). */
+/** Duration of the last switch, µs (change seen → the rules use empty maps). */
 export const F_LAST_FLUSH_US = 8;
-/** Longest flush, µs. */
+/** Longest switch, µs. */
 export const F_MAX_FLUSH_US = 9;
 /** Times an add found the map full. */
 export const F_MAP_FULL = 10;
+/** Offers not added because adds pause after the map was full. */
+export const F_MAP_FULL_SKIPS = 11;
 /** Number of values. */
-export const F_COUNT = 11;
+export const F_COUNT = 12;
 
 /** Bytes of the object. */
 export const STATUS_SIZE = 8 + 8 * F_COUNT;
+
+/** The nft table of status object `name` (`nfqlb-fastpath.<netns>.<table>`), or undefined. */
+export function statusTable(name: string): string | undefined {
+  const m = /^nfqlb-fastpath\.\d+\.(.+)$/.exec(name);
+  return m === null ? undefined : m[1];
+}
 
 /** Write the header of a new object. */
 export function initStatus(mem: ArrayBuffer | SharedArrayBuffer, pid: number): void {
@@ -80,5 +88,6 @@ export function formatFastPathStats(table: string, mem: ArrayBuffer | SharedArra
   }\n` +
     `  adds=${v[F_ADDS]}, add_failures=${v[F_ADD_FAILURES]}, ring_drops=${v[F_RING_DROPS]}\n` +
     `  flushes=${v[F_FLUSHES]}, last_flush_us=${v[F_LAST_FLUSH_US]}, ` +
-    `max_flush_us=${v[F_MAX_FLUSH_US]}, map_full=${v[F_MAP_FULL]}`;
+    `max_flush_us=${v[F_MAX_FLUSH_US]}, map_full=${v[F_MAP_FULL]}, ` +
+    `map_full_skips=${v[F_MAP_FULL_SKIPS]}`;
 }

@@ -72,13 +72,6 @@ export class NlBuilder {
     this.#nests.length = 0;
   }
 
-  /** Drop back to `length` (e.g. to take back a message that turned out not to be wanted). */
-  truncate(length: number): void {
-    this.#pos = length;
-    this.#msgStart = -1;
-    this.#nests.length = 0;
-  }
-
   #room(n: number): number {
     const at = this.#pos;
     if (at + n > this.bytes.length) throw new NlOverflowError(this.bytes.length);

@@ -36,8 +36,6 @@ export const NFPROTO_IPV4 = 2;
 export const NFPROTO_IPV6 = 10;
 /** `NLM_F_CREATE`. */
 export const NLM_F_CREATE = 0x400;
-/** `NLM_F_EXCL`. */
-export const NLM_F_EXCL = 0x200;
 /** `NLM_F_APPEND`: a new rule goes after the chain's last one. */
 export const NLM_F_APPEND = 0x800;
 

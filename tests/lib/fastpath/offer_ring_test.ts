@@ -52,6 +52,30 @@ Deno.test("offer ring: same offers, order and drops as a bounded array queue", (
   assert.ok(drops > 0, "the ring filled up at times");
 });
 
+Deno.test("offer ring: the counts wrap at 2^32 without losing the full test", () => {
+  const mem = OfferRing.create(8);
+  const words = new Int32Array(mem, 0, 2);
+  words[0] = words[1] = 2 ** 31 - 3; // tail and head just before the int32 wrap
+  const w = new OfferWriter(mem);
+  const r = new OfferReader(mem);
+  const key = new Uint8Array(40);
+  let seen = 0;
+  for (let round = 0; round < 4; round++) {
+    w.begin();
+    let accepted = 0;
+    for (let i = 0; i < 20; i++) if (w.offer(key, false, round * 100 + i, 0)) accepted++;
+    w.end();
+    assert.equal(accepted, 8, `round ${round}: exactly the ring's size`);
+    for (let i = 0; i < 8; i++) {
+      assert.ok(r.next());
+      assert.equal(r.mark, round * 100 + i, "in order, nothing overwritten");
+      seen++;
+    }
+    assert.equal(r.next(), false);
+  }
+  assert.equal(seen, 32);
+});
+
 Deno.test("map key: addresses, protocol, ports, each field padded to 4 bytes", () => {
   const key = new Uint8Array(40);
   for (let i = 0; i < 32; i++) key[i] = i + 1;

@@ -1,0 +1,224 @@
+/**
+ * The fast path's nftables side (docs/FASTPATH.md), used by the writer thread
+ * (./fastpath_worker.ts): create the owned table, add elements to the side in use in
+ * per-family batches, switch sides on a change, empty the side not in use step by step
+ * (or whole, where the kernel cannot remove elements by key without an error for a missing
+ * one, before Linux 6.3, or where the key log overflowed), read the hit counters. Every
+ * request is acknowledged; a failure is returned, never thrown, except for a socket that
+ * fails (LibcError).
+ * @module
+ */
+import type { NftSocket } from "../ffi/nft_socket.ts";
+import { HOST_LE } from "../lib/nfqueue/codec.ts";
+import { NlBuilder } from "../lib/nft/builder.ts";
+import {
+  batchBegin,
+  batchEnd,
+  beginSetElements,
+  endSetElements,
+  flushSet,
+  getCounter,
+  keyElement,
+  NFT_MSG_DESTROYSETELEM,
+  setElement,
+} from "../lib/nft/nf_tables.ts";
+import { parseCounterObject } from "../lib/nft/replies.ts";
+import {
+  type FastPathTable,
+  GEN,
+  HITS4,
+  HITS6,
+  KEY4_LEN,
+  KEY6_LEN,
+  MAP4,
+  MAP6,
+  setupBatch,
+  type Side,
+  sideKey,
+  switchBatch,
+} from "../lib/fastpath/nft_table.ts";
+import { KeyLog } from "../lib/fastpath/key_log.ts";
+
+/** Elements per family per add batch. */
+export const BATCH_ELEMENTS = 256;
+/** Keys per family per removal batch while a side is emptied. */
+const CLEAN_STEP = 512;
+/** Most keys a log keeps (per family and side): beyond, the side is flushed whole. */
+const LOG_LIMIT = 1 << 18;
+/** errno values the writer tells apart. */
+export const ENFILE = 23, EBUSY = 16;
+/** Key length of family `f` (0: IPv4, 1: IPv6). */
+export const keyLen = (f: number): number => f === 0 ? KEY4_LEN : KEY6_LEN;
+
+/** A request the kernel refused: errno, and what it was. */
+export interface NftProblem {
+  readonly errno: number;
+  readonly what: string;
+}
+
+/** Elements waiting to be added, one family. */
+export class PendingAdds {
+  readonly keys = new Uint8Array(BATCH_ELEMENTS * KEY6_LEN);
+  readonly marks = new Uint8Array(BATCH_ELEMENTS * 4);
+  readonly #marks = new DataView(this.marks.buffer);
+  count = 0;
+  constructor(readonly family: number) {}
+
+  /** Append key `src[at, at + keyLen)` with `mark`; true when the batch is full. */
+  push(src: Uint8Array, at: number, mark: number): boolean {
+    const len = keyLen(this.family);
+    this.keys.set(src.subarray(at, at + len), this.count * KEY6_LEN);
+    // `meta mark` holds the mark in host order.
+    this.#marks.setUint32(this.count * 4, mark >>> 0, HOST_LE);
+    return ++this.count === BATCH_ELEMENTS;
+  }
+}
+
+/** The daemon's table, through its socket. */
+export class FastPathTableWriter {
+  readonly #nl: NftSocket;
+  readonly #t: FastPathTable;
+  readonly #b = new NlBuilder(128 * 1024);
+  #seq = 1;
+  /** The side the rules use. */
+  side: Side = 0;
+  /** Per side and family: the keys added since the side was last emptied. */
+  readonly #logs: KeyLog[][];
+  /** The kernel removes elements by key without an error for missing ones (Linux >= 6.3). */
+  #destroy = true;
+
+  constructor(nl: NftSocket, t: FastPathTable) {
+    this.#nl = nl;
+    this.#t = t;
+    const cap = Math.min(t.size, LOG_LIMIT);
+    this.#logs = [0, 1].map(() => [new KeyLog(KEY4_LEN, cap), new KeyLog(KEY6_LEN, cap)]);
+  }
+
+  /** Send the batch in the builder; the requests between its first and last are acknowledged. */
+  #commit(first: number, what: string): NftProblem | undefined {
+    const acks: number[] = [];
+    for (let s = first + 1; s < this.#seq - 1; s++) acks.push(s);
+    if (acks.length === 0) return undefined;
+    const failed = this.#nl.transact(this.#b.bytes, this.#b.length, acks);
+    return failed.length === 0 ? undefined : { errno: failed[0].errno, what };
+  }
+
+  /** Create the table (replacing a stale one), then find out how sides can be emptied. */
+  setup(): NftProblem | undefined {
+    const b = this.#b;
+    b.reset();
+    const first = this.#seq;
+    this.#seq = setupBatch(b, this.#t, this.#seq);
+    const p = this.#commit(first, "create the table");
+    if (p !== undefined) return p;
+    // Remove B's key (not there): an error before Linux 6.3, where the message is unknown.
+    b.reset();
+    const f2 = this.#seq;
+    batchBegin(b, this.#seq++);
+    beginSetElements(b, this.#seq++, this.#t.table, GEN, NFT_MSG_DESTROYSETELEM);
+    keyElement(b, sideKey(1), 0, 4);
+    endSetElements(b);
+    batchEnd(b, this.#seq++);
+    this.#destroy = this.#commit(f2, "probe") === undefined;
+    return undefined;
+  }
+
+  /** Whether sides are emptied by key (Linux >= 6.3) rather than flushed whole. */
+  get removesByKey(): boolean {
+    return this.#destroy;
+  }
+
+  /** Add `p`'s elements to the side in use (one batch); the problem, if the kernel refused. */
+  add(p: PendingAdds): NftProblem | undefined {
+    const b = this.#b;
+    const f = p.family;
+    b.reset();
+    const first = this.#seq;
+    batchBegin(b, this.#seq++);
+    beginSetElements(b, this.#seq++, this.#t.table, this.#map(this.side, f));
+    for (let i = 0; i < p.count; i++) {
+      setElement(b, p.keys, i * KEY6_LEN, keyLen(f), p.marks.subarray(i * 4), this.#t.timeoutMs);
+    }
+    endSetElements(b);
+    batchEnd(b, this.#seq++);
+    const problem = this.#commit(first, "add elements");
+    if (problem === undefined) {
+      const log = this.#logs[this.side][f];
+      for (let i = 0; i < p.count; i++) log.add(p.keys, i * KEY6_LEN);
+    }
+    return problem;
+  }
+
+  #map(s: Side, f: number): string {
+    return f === 0 ? MAP4[s] : MAP6[s];
+  }
+
+  /** Whether side `s`'s maps may hold elements. */
+  dirty(s: Side): boolean {
+    return this.#logs[s].some((l) => l.pending > 0 || l.overflowed);
+  }
+
+  /**
+   * One step of emptying the side not in use: up to {@link CLEAN_STEP} logged keys per
+   * family removed, or both maps flushed whole (no removal by key, or an overflowed log).
+   */
+  cleanStep(): NftProblem | undefined {
+    const other = (1 - this.side) as Side;
+    const logs = this.#logs[other];
+    const b = this.#b;
+    b.reset();
+    const first = this.#seq;
+    batchBegin(b, this.#seq++);
+    const whole = !this.#destroy || logs.some((l) => l.overflowed);
+    for (let f = 0; f < 2; f++) {
+      if (whole) {
+        flushSet(b, this.#seq++, this.#t.table, this.#map(other, f));
+        continue;
+      }
+      const log = logs[f];
+      const k = log.take(CLEAN_STEP);
+      if (k === 0) continue;
+      beginSetElements(b, this.#seq++, this.#t.table, this.#map(other, f), NFT_MSG_DESTROYSETELEM);
+      for (let i = 0; i < k; i++) keyElement(b, log.bytes, (log.from + i) * log.keyLen, log.keyLen);
+      endSetElements(b);
+    }
+    batchEnd(b, this.#seq++);
+    const problem = this.#commit(first, "empty a map");
+    if (problem !== undefined) {
+      // Keys taken out of the log may still be in the map: flush that side whole later.
+      for (const l of logs) l.overflowed = true;
+    } else if (whole) {
+      for (const l of logs) l.clear();
+    }
+    return problem;
+  }
+
+  /** Make the rules use the other side (emptied first if need be). */
+  switchSides(): NftProblem | undefined {
+    const to = (1 - this.side) as Side;
+    // Two changes closer than the emptying of a side: finish it now.
+    while (this.dirty(to)) {
+      const p = this.cleanStep();
+      if (p !== undefined) return p;
+    }
+    const b = this.#b;
+    b.reset();
+    const first = this.#seq;
+    this.#seq = switchBatch(b, this.#t.table, this.side, to, this.#seq);
+    const p = this.#commit(first, "switch maps");
+    if (p === undefined) this.side = to;
+    return p;
+  }
+
+  /** Packets of the hit counters (IPv4, IPv6); undefined for one that could not be read. */
+  hits(): [number | undefined, number | undefined] {
+    const out: [number | undefined, number | undefined] = [undefined, undefined];
+    for (const [i, name] of [HITS4, HITS6].entries()) {
+      this.#b.reset();
+      getCounter(this.#b, this.#seq++, this.#t.table, name);
+      const reply = this.#nl.request(this.#b.bytes, this.#b.length);
+      out[i] = parseCounterObject(reply, reply.length)?.packets;
+    }
+    return out;
+  }
+}
