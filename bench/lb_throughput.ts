@@ -23,6 +23,18 @@
  *   offers more than a queue reader can take, which shows the reader's
  *   ceiling. The target drops the datagrams in its raw table (no receiving
  *   application), delivered packets are counted on its veth.
+ * - **newflows**: `udp_flood` in its `newflows` mode: every datagram is a new
+ *   5-tuple. One raw socket per sender builds the UDP datagrams itself (64
+ *   per `sendmmsg`, per-message destination); the source port advances per
+ *   datagram over 1024..65535 and, after each full cycle, the destination
+ *   port over 5201..6224, so a 5-tuple recurs only after 66 million
+ *   datagrams (far beyond any element's lifetime here; each sender starts at
+ *   a random point). `--streams` does not apply. It shows what the fast path
+ *   costs when nothing can be offloaded: with the default
+ *   `--fastpath-min-packets=2` no tuple is seen twice, so nothing is added;
+ *   with `--fastpath-args=--fastpath-min-packets=1` every queued packet is
+ *   offered and added (until the map is full) and never hit. Received as with
+ *   flood.
  *
  * Paths (`--paths`, all by default), measured alternately, `--runs` times each:
  * - **nfqlb**: `iptables -t mangle -A PREROUTING -d VIP -p udp -j NFQUEUE`
@@ -36,6 +48,25 @@
  *   libnetfilter_queue headers are installed (Debian: libnetfilter-queue-dev),
  *   else skipped with a note. It stands in for the 1.2.0 binary, which is not
  *   available here;
+ * - **fastpath**: like nfqlb, but a second `nfqlb lb` on queues 3N..4N-1
+ *   runs with `--fastpath --fastpath-table=nfqlbbench` (plus
+ *   `--fastpath-args`), and its rule skips packets already marked:
+ *   `iptables -t mangle -A PREROUTING -d VIP -p udp -m mark --mark 0 -j
+ *   NFQUEUE ...`. The daemon owns the nftables table `inet nfqlbbench`
+ *   (prerouting chain at priority -160 that marks the 5-tuples it has
+ *   decided, after `--fastpath-min-packets` queued packets of a tuple, for
+ *   `--fastpath-timeout` ms; docs/FASTPATH.md) and removes it on exit.
+ *   Unlike the other readers, this daemon is started before each fastpath
+ *   measurement and stopped (SIGTERM; the table must then be gone) after it:
+ *   while it runs, its chain (a map lookup for every packet) and its writer's
+ *   table scans (every 5 ms) are in the way of every path (left running, they
+ *   cost the kernel path 13% of its rate with the flood on a 2-CPU VM,
+ *   263,000 -> 230,000 pkt/s). Each fastpath run therefore starts with an
+ *   empty map (and a daemon not yet warmed up). The marking chain runs in
+ *   the softirq of the CPU that sends (veth), so where the sender is bound
+ *   by its CPU, fastpath can deliver less than kernel and than nfqlb (whose
+ *   re-injection runs on the reader's CPU): compare the machine CPU per
+ *   delivered packet then;
  * - **kernel**: no queue rule (the main table routes the VIP to the same
  *   target), i.e. plain forwarding.
  *
@@ -45,8 +76,22 @@
  * reader its CPU time (utime+stime of the reader processes from
  * /proc/<pid>/stat) divided by the packets it handled (queue `id_sequence`
  * minus `user_dropped` from /proc/net/netfilter/nfnetlink_queue), plus the
- * packets the kernel dropped because the queue was full. The table shows
- * medians, then the ratios nfqlb / c.
+ * packets the kernel dropped because the queue was full. For fastpath the
+ * reader CPU is divided by all delivered packets instead (most never reach
+ * the reader), and a run also reports the kernel's hits (the difference over
+ * the run of the packets of counters `hits4` + `hits6` in `nft -j list
+ * counters table inet nfqlbbench`, read outside the CPU-time window because
+ * nft 1.0.6 fetches every element of the table's maps to list them: seconds
+ * for a few 10^5 elements), the share of delivered packets that
+ * were queued (handled / delivered), and the elements the daemon added
+ * (`F_ADDS`) and the adds the kernel refused (`F_ADD_FAILURES`, e.g. map
+ * full) per second, from its status object `/dev/shm/nfqlb-fastpath.[<netns
+ * inode>.]nfqlbbench`, found by the daemon's pid (these three columns appear
+ * when fastpath is measured). Every run also gives the machine's busy CPU time
+ * (/proc/stat) per delivered packet. The table shows medians, then the
+ * ratios nfqlb / c, nfqlb / kernel, fastpath / kernel and fastpath / nfqlb
+ * (delivered packets; for fastpath / nfqlb also reader and machine CPU per
+ * delivered packet).
  *
  * `--queue-balance` hashes only the addresses (and protocol), not the ports,
  * so one client address would put all streams in one queue. With
@@ -57,8 +102,14 @@
  *
  * Usage: deno run --allow-all bench/lb_throughput.ts [--queues=1] [--runs=5]
  *   [--duration=5] [--streams=8] [--length=64] [--bitrate=0] [--qlength=1024]
- *   [--sender=iperf3|flood] [--paths=nfqlb,c,kernel] [--targets=4]
- *   [--baseline-cli=OTHER_CHECKOUT/cli.ts]
+ *   [--sender=iperf3|flood|newflows] [--paths=nfqlb,fastpath,c,kernel]
+ *   [--targets=4] [--baseline-cli=OTHER_CHECKOUT/cli.ts]
+ *   [--fastpath-args="--fastpath-min-packets=1 ..."]
+ *
+ * `--fastpath-args` are extra arguments of the fastpath path's daemon,
+ * separated by spaces (e.g. `--fastpath-min-packets=1`,
+ * `--fastpath-timeout=2000`, `--fastpath-size=...`). The table name
+ * `nfqlbbench` is fixed (it lives in the benchmark's own LB namespace).
  *
  * `--baseline-cli` adds the path **base**: `nfqlb lb` of another checkout
  * (e.g. the previous commit in a `git worktree`), on queues 2N..3N-1, measured
@@ -67,15 +118,24 @@
  * two runs on a noisy machine.
  *
  * `--bitrate` is iperf3's `-b`, per stream (0 = unbounded); `--qlength` is
- * passed to both readers.
+ * passed to all readers.
  * @module
  */
 import { main } from "../cli/main.ts";
 import { exec, isRoot, run, TestNet } from "../testkit/netns.ts";
+import { openShm, type ShmMapping, unlinkShm } from "../ffi/shm.ts";
+import {
+  F_ADD_FAILURES,
+  F_ADDS,
+  STATUS_PREFIX,
+  statusPid,
+  statusValues,
+} from "../lib/fastpath/status.ts";
 
 const USAGE = "usage: deno run --allow-all bench/lb_throughput.ts [--queues=N] [--runs=R] " +
   "[--duration=S] [--streams=P] [--length=BYTES] [--bitrate=RATE] [--qlength=N] " +
-  "[--sender=iperf3|flood] [--paths=nfqlb,c,kernel,base] [--targets=T] [--baseline-cli=PATH]";
+  "[--sender=iperf3|flood|newflows] [--paths=nfqlb,fastpath,c,kernel,base] [--targets=T] " +
+  '[--baseline-cli=PATH] [--fastpath-args="ARG ..."]';
 const OPTIONS = [
   "queues",
   "runs",
@@ -88,6 +148,7 @@ const OPTIONS = [
   "paths",
   "targets",
   "baseline-cli",
+  "fastpath-args",
 ];
 const opt = new Map<string, string>();
 for (const a of Deno.args) {
@@ -117,15 +178,28 @@ const BITRATE = opt.get("bitrate") ?? "0";
 const QLENGTH = intOpt("qlength", 1024, 1, 2 ** 31 - 1);
 const TARGETS = intOpt("targets", 4, 1, 32);
 const SENDER = opt.get("sender") ?? "iperf3";
-if (SENDER !== "iperf3" && SENDER !== "flood") {
-  console.error(`--sender=${SENDER}: expected iperf3 or flood`);
+if (SENDER !== "iperf3" && SENDER !== "flood" && SENDER !== "newflows") {
+  console.error(`--sender=${SENDER}: expected iperf3, flood or newflows`);
   Deno.exit(2);
 }
-type Path = "nfqlb" | "c" | "kernel" | "base";
+/** The udp_flood binary sends (flood, newflows); iperf3 otherwise. */
+const FLOOD = SENDER !== "iperf3";
+const FASTPATH_TABLE = "nfqlbbench";
+const FASTPATH_ARGS = (opt.get("fastpath-args") ?? "").split(/\s+/).filter((a) => a !== "");
+if (
+  FASTPATH_ARGS.some((a) => !a.startsWith("--") || /^--(queue|fastpath-table|tshm|ft_shm)=/.test(a))
+) {
+  console.error(
+    `--fastpath-args=${opt.get("fastpath-args")}: expected daemon options --NAME[=VALUE] ` +
+      "(not --queue, --fastpath-table, --tshm, --ft_shm: the benchmark sets them)",
+  );
+  Deno.exit(2);
+}
+type Path = "nfqlb" | "fastpath" | "c" | "kernel" | "base";
 const BASELINE_CLI = opt.get("baseline-cli");
 const ALL_PATHS: readonly Path[] = BASELINE_CLI === undefined
-  ? ["nfqlb", "c", "kernel"]
-  : ["nfqlb", "base", "c", "kernel"];
+  ? ["nfqlb", "fastpath", "c", "kernel"]
+  : ["nfqlb", "base", "fastpath", "c", "kernel"];
 const pathsExplicit = opt.has("paths");
 const paths = (opt.get("paths") ?? ALL_PATHS.join(",")).split(",") as Path[];
 if (BASELINE_CLI !== undefined && !Deno.statSync(BASELINE_CLI).isFile) {
@@ -161,6 +235,7 @@ const token = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
 const TSHM = `nfqlbbench-${Deno.pid}-${token}-t`;
 const FTSHM = `nfqlbbench-${Deno.pid}-${token}-ft`;
 const FTSHM_BASE = `${FTSHM}-base`;
+const FTSHM_FP = `${FTSHM}-fp`;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const T0 = performance.now();
@@ -189,10 +264,10 @@ async function buildC(name: string, libs: string[]): Promise<string | { error: s
 }
 
 let floodBin = "";
-if (SENDER === "flood") {
+if (FLOOD) {
   const b = await buildC("udp_flood", []);
   if (typeof b !== "string") {
-    console.error(`--sender=flood needs cc to build bench/c/udp_flood.c: ${b.error}`);
+    console.error(`--sender=${SENDER} needs cc to build bench/c/udp_flood.c: ${b.error}`);
     await Deno.remove(buildDir, { recursive: true });
     Deno.exit(1);
   }
@@ -220,6 +295,11 @@ if (paths.includes("c")) {
 const net = await TestNet.create();
 /** Long-running readers (nfqlb lb, C baselines), stopped with SIGTERM at the end. */
 const readers: Deno.ChildProcess[] = [];
+/** The fastpath path's daemon and its status object (mapped read-only), once started. */
+let fpChild: Deno.ChildProcess | undefined;
+let fpStatus: ShmMapping | undefined;
+/** Name of the last fastpath daemon's status object. */
+let fpStatusName: string | undefined;
 let cleaned: Promise<void> | null = null;
 
 async function stopReader(p: Deno.ChildProcess): Promise<void> {
@@ -243,8 +323,21 @@ async function stopReader(p: Deno.ChildProcess): Promise<void> {
 function cleanup(): Promise<void> {
   cleaned ??= (async () => {
     await Promise.all(readers.map(stopReader));
+    fpStatus?.close();
+    // The daemon unlinks its status object on exit; not when it had to be killed.
+    if (fpChild !== undefined && fpStatusName !== undefined) {
+      try {
+        const m = openShm(fpStatusName, false);
+        const pid = statusPid(m.buffer);
+        m.close();
+        if (pid === fpChild.pid) unlinkShm(fpStatusName);
+      } catch {
+        // gone
+      }
+    }
+    // Removes the namespaces, and with them the nftables table if the daemon left it.
     await net.cleanup();
-    for (const name of [TSHM, FTSHM, FTSHM_BASE]) {
+    for (const name of [TSHM, FTSHM, FTSHM_BASE, FTSHM_FP]) {
       await nfqlb("delete", `--shm=${name}`).catch((e) => log(String(e)));
     }
     await Deno.remove(buildDir, { recursive: true }).catch(() => undefined);
@@ -285,6 +378,48 @@ async function queueStats(ns: string, first: number, last: number): Promise<Queu
     s.perQueue.set(f[0], f[7]);
   }
   return s;
+}
+
+/**
+ * Packets the fast path's kernel rules marked so far: counters `hits4` + `hits6` of table
+ * `inet nfqlbbench` in `ns`.
+ */
+async function fastpathHits(ns: string): Promise<number> {
+  const out = await net.run(ns, ["nft", "-j", "list", "counters", "table", "inet", FASTPATH_TABLE]);
+  const j = JSON.parse(out) as { nftables: { counter?: { name: string; packets: number } }[] };
+  const counters = j.nftables.flatMap((o) => o.counter === undefined ? [] : [o.counter]);
+  const hits = counters.filter((c) => c.name === "hits4" || c.name === "hits6");
+  if (hits.length !== 2) throw new Error(`nft list counters: no hits4/hits6 in ${out}`);
+  return hits.reduce((a, c) => a + c.packets, 0);
+}
+
+/**
+ * Map the status object of the fastpath daemon `pid`: `nfqlb-fastpath.<table>`, or
+ * `nfqlb-fastpath.<netns inode>.<table>`, in /dev/shm, whichever holds that pid.
+ */
+async function openFastpathStatus(pid: number): Promise<{ name: string; mem: ShmMapping }> {
+  for (let k = 0; k < 40; k++) {
+    for (const e of Deno.readDirSync("/dev/shm")) {
+      const n = e.name;
+      if (!n.startsWith(STATUS_PREFIX) || !n.endsWith(`.${FASTPATH_TABLE}`)) continue;
+      try {
+        const mem = openShm(n, false);
+        if (statusPid(mem.buffer) === pid) return { name: n, mem };
+        mem.close();
+      } catch {
+        // gone, or not one
+      }
+    }
+    await sleep(25);
+  }
+  throw new Error(`no status object ${STATUS_PREFIX}*${FASTPATH_TABLE} of pid ${pid} in /dev/shm`);
+}
+
+/** Elements added and adds refused so far, from the fastpath daemon's status object. */
+function fastpathAdds(): { adds: number; failures: number } {
+  if (fpStatus === undefined) return { adds: NaN, failures: NaN };
+  const v = statusValues(fpStatus.buffer);
+  return { adds: v[F_ADDS], failures: v[F_ADD_FAILURES] };
 }
 
 const CLK_TCK = Number((await run(["getconf", "CLK_TCK"])).trim()) || 100;
@@ -339,7 +474,12 @@ async function spawnOutput(ns: string, cmd: string[]): Promise<{ code: number; s
  * Start a queue reader in `ns` and wait (up to 30 s) until it has printed
  * `lines` start-up lines (`queue_length=...`); its stdout keeps being drained.
  */
-async function startReader(ns: string, cmd: string[], lines: number): Promise<Deno.ChildProcess> {
+async function startReader(
+  ns: string,
+  cmd: string[],
+  lines: number,
+  quiet = false,
+): Promise<Deno.ChildProcess> {
   const child = net.spawn(ns, cmd);
   readers.push(child);
   const err = new Response(child.stderr).text();
@@ -358,7 +498,7 @@ async function startReader(ns: string, cmd: string[], lines: number): Promise<De
   } finally {
     clearTimeout(timer);
   }
-  log(`${cmd.slice(0, 4).map((a) => a.split("/").pop()).join(" ")}...: ${text.trim()}`);
+  if (!quiet) log(`${cmd.slice(0, 4).map((a) => a.split("/").pop()).join(" ")}...: ${text.trim()}`);
   // Keep draining stdout so the reader never blocks on a full pipe.
   (async () => {
     for (;;) if ((await reader.read()).done) break;
@@ -379,6 +519,16 @@ interface RunResult {
   userUsPerPacket: number;
   readerCpuShare: number;
   machineUsPerPacket: number;
+  /** Reader CPU time per delivered packet, µs (fastpath: the per-packet figure of the table). */
+  readerUsPerDelivered: number;
+  userUsPerDelivered: number;
+  /** fastpath: packets marked by the kernel (hits4 + hits6), per second. */
+  hits: number;
+  /** fastpath: handled / delivered. */
+  queuedShare: number;
+  /** fastpath: elements added, and adds refused, per second. */
+  adds: number;
+  addFailures: number;
 }
 
 /** How packets of one path reach (or bypass) a queue reader. */
@@ -388,6 +538,11 @@ interface PathSetup {
   queues?: { first: number; last: number };
   /** Reader processes whose CPU time is measured. */
   pids: number[];
+  /** fastpath: the rule skips marked packets; hits and adds are read. */
+  fastpath?: boolean;
+  /** Started before each measurement (its reader pids) and stopped after it. */
+  start?: () => Promise<number[]>;
+  stop?: () => Promise<void>;
 }
 
 try {
@@ -469,6 +624,78 @@ try {
       pids: [baseChild.pid],
     });
   }
+  if (paths.includes("fastpath")) {
+    const first = 3 * QUEUES;
+    const last = 4 * QUEUES - 1;
+    const fpArg = QUEUES === 1 ? String(first) : `${first}:${last}`;
+    // `list tables`: names only (listing the table itself would fetch all its elements).
+    const tableGone = async () => {
+      for (let k = 0; k < 40; k++) {
+        const r = await net.run(lb, ["nft", "list", "tables", "inet"]);
+        if (!r.split("\n").some((l) => l.trim() === `table inet ${FASTPATH_TABLE}`)) return true;
+        await sleep(50);
+      }
+      return false;
+    };
+    /** Start the daemon (and with it its table) for one measurement; its pid. */
+    const startFastpath = async (): Promise<number[]> => {
+      const child = await startReader(
+        lb,
+        [
+          DENO,
+          "run",
+          "--allow-all",
+          CLI,
+          "lb",
+          `--tshm=${TSHM}`,
+          `--ft_shm=${FTSHM_FP}`,
+          `--queue=${fpArg}`,
+          `--qlength=${QLENGTH}`,
+          "--fastpath",
+          `--fastpath-table=${FASTPATH_TABLE}`,
+          ...FASTPATH_ARGS,
+        ],
+        QUEUES,
+        fpChild !== undefined,
+      );
+      fpChild = child;
+      // The table exists once the daemon has started its queues (the writer thread comes first).
+      const table = await net.run(lb, ["nft", "list", "table", "inet", FASTPATH_TABLE]);
+      if (!/chain prerouting/.test(table)) {
+        throw new Error(`nft list table inet ${FASTPATH_TABLE}: no prerouting chain:\n${table}`);
+      }
+      const st = await openFastpathStatus(child.pid);
+      fpStatus = st.mem;
+      fpStatusName = st.name;
+      // Let the start-up settle (module compilation, first scans) before counting.
+      await sleep(300);
+      return [child.pid];
+    };
+    /** SIGTERM; the daemon must exit with 0 and its table must be gone. */
+    const stopFastpath = async (): Promise<void> => {
+      const child = fpChild;
+      if (child === undefined || !readers.includes(child)) return;
+      fpStatus?.close();
+      fpStatus = undefined;
+      await stopReader(child);
+      readers.splice(readers.indexOf(child), 1);
+      const st = await child.status;
+      if (st.code !== 0) log(`the fastpath daemon (pid ${child.pid}) exited with ${st.code}`);
+      if (!await tableGone()) {
+        throw new Error(`table inet ${FASTPATH_TABLE} is still there after the daemon exited`);
+      }
+    };
+    setups.set("fastpath", {
+      label: `nfqlb lb --queue=${fpArg} --fastpath${
+        FASTPATH_ARGS.length > 0 ? " " + FASTPATH_ARGS.join(" ") : ""
+      }`,
+      queues: { first, last },
+      pids: [],
+      fastpath: true,
+      start: startFastpath,
+      stop: stopFastpath,
+    });
+  }
   if (paths.includes("c")) {
     const pids: number[] = [];
     for (let q = QUEUES; q < 2 * QUEUES; q++) {
@@ -489,22 +716,25 @@ try {
   }
   setups.set("kernel", { label: "kernel (no queue rule)", pids: [] });
 
-  const ruleFor = (q: { first: number; last: number }) => [
+  type Queues = { first: number; last: number };
+  /** The queue rule; `unmarked`: only packets the fast path has not marked (mark 0). */
+  const ruleFor = (q: Queues, unmarked: boolean) => [
     "PREROUTING",
     "-d",
     VIP,
     "-p",
     "udp",
+    ...(unmarked ? ["-m", "mark", "--mark", "0"] : []),
     "-j",
     "NFQUEUE",
     ...(q.first === q.last
       ? ["--queue-num", String(q.first)]
       : ["--queue-balance", `${q.first}:${q.last}`]),
   ];
-  const ruleOn = (q: { first: number; last: number }) =>
-    net.run(lb, ["iptables", "-t", "mangle", "-A", ...ruleFor(q)]);
-  const ruleOff = (q: { first: number; last: number }) =>
-    net.run(lb, ["iptables", "-t", "mangle", "-D", ...ruleFor(q)]);
+  const ruleOn = (q: Queues, unmarked = false) =>
+    net.run(lb, ["iptables", "-t", "mangle", "-A", ...ruleFor(q, unmarked)]);
+  const ruleOff = (q: Queues, unmarked = false) =>
+    net.run(lb, ["iptables", "-t", "mangle", "-D", ...ruleFor(q, unmarked)]);
 
   // Client addresses: one per queue (probed: which queue does a datagram from it go to?).
   const clients: string[] = [firstClient];
@@ -566,12 +796,12 @@ try {
   const streamsOf = (i: number) =>
     Math.floor(STREAMS / clients.length) + (i < STREAMS % clients.length ? 1 : 0);
 
-  /** Run the senders for DURATION seconds; iperf3's received datagrams/s (NaN for flood). */
+  /** Run the senders for DURATION seconds; iperf3's received datagrams/s (NaN for udp_flood). */
   const send = async (): Promise<number> => {
     const outs = await Promise.all(clients.map((src, i) =>
       spawnOutput(
         cl,
-        SENDER === "flood"
+        FLOOD
           ? [
             floodBin,
             src,
@@ -579,9 +809,8 @@ try {
             String(BASE_PORT + i),
             String(streamsOf(i)),
             String(LENGTH),
-            String(
-              DURATION,
-            ),
+            String(DURATION),
+            ...(SENDER === "newflows" ? ["newflows"] : []),
           ]
           : [
             "iperf3",
@@ -604,7 +833,7 @@ try {
           ],
       )
     ));
-    if (SENDER === "flood") return NaN;
+    if (FLOOD) return NaN;
     let received = 0;
     for (const o of outs) {
       const j = JSON.parse(o.stdout);
@@ -616,14 +845,26 @@ try {
   };
 
   const measure = async (setup: PathSetup): Promise<RunResult> => {
+    const pids = setup.start === undefined ? setup.pids : await setup.start();
+    try {
+      return await measureWith(setup, pids);
+    } finally {
+      await setup.stop?.();
+    }
+  };
+  const measureWith = async (setup: PathSetup, pids: number[]): Promise<RunResult> => {
     const q = setup.queues;
-    if (q !== undefined) await ruleOn(q);
+    const fp = setup.fastpath === true;
+    if (q !== undefined) await ruleOn(q, fp);
     try {
       const stats = () => q === undefined ? null : queueStats(lb, q.first, q.last);
+      const hits = () => fp ? fastpathHits(lb) : Promise.resolve(NaN);
       const off0 = await devStat(lb, "vcl");
       const del0 = await devStat(tg, "veth0");
       const q0 = await stats();
-      const cpu0 = cpuSeconds(setup.pids);
+      const hits0 = await hits();
+      const adds0 = fastpathAdds();
+      const cpu0 = cpuSeconds(pids);
       const busy0 = machineBusySeconds();
       const iperfReceived = await send();
       // Let the queue drain before reading the counters.
@@ -631,8 +872,12 @@ try {
       const off1 = await devStat(lb, "vcl");
       const del1 = await devStat(tg, "veth0");
       const q1 = await stats();
-      const cpu1 = cpuSeconds(setup.pids);
+      const adds1 = fastpathAdds();
+      const cpu1 = cpuSeconds(pids);
       const busy1 = machineBusySeconds();
+      // Outside the CPU window: nft fetches every set element to list the counters (seconds
+      // for some 10^5 elements). Nothing is sent any more, so the counters no longer move.
+      const hits1 = await hits();
       const handled = q0 === null || q1 === null
         ? NaN
         : (q1.seq - q0.seq) - (q1.userDropped - q0.userDropped);
@@ -650,9 +895,15 @@ try {
         userUsPerPacket: handled > 0 ? user / handled * 1e6 : NaN,
         readerCpuShare: q === undefined ? NaN : cpu / DURATION,
         machineUsPerPacket: (busy1 - busy0) / delivered * 1e6,
+        readerUsPerDelivered: q !== undefined && delivered > 0 ? cpu / delivered * 1e6 : NaN,
+        userUsPerDelivered: q !== undefined && delivered > 0 ? user / delivered * 1e6 : NaN,
+        hits: (hits1 - hits0) / DURATION,
+        queuedShare: fp && delivered > 0 ? handled / delivered : NaN,
+        adds: fp ? (adds1.adds - adds0.adds) / DURATION : NaN,
+        addFailures: fp ? (adds1.failures - adds0.failures) / DURATION : NaN,
       };
     } finally {
-      if (q !== undefined) await ruleOff(q);
+      if (q !== undefined) await ruleOff(q, fp);
     }
   };
 
@@ -675,6 +926,11 @@ try {
                 (res.readerCpuShare * 100).toFixed(0)
               }% of a core)`
             : "") +
+          (path === "fastpath"
+            ? `, kernel hits ${fmt(res.hits)}/s, queued ${(res.queuedShare * 100).toFixed(2)}%` +
+              ` of delivered, reader CPU ${res.readerUsPerDelivered.toFixed(3)} µs/delivered ` +
+              `packet, adds ${fmt(res.adds)}/s (refused ${fmt(res.addFailures)}/s)`
+            : "") +
           `, machine CPU ${res.machineUsPerPacket.toFixed(2)} µs/delivered packet`,
       );
     }
@@ -682,23 +938,36 @@ try {
 
   const med = (path: Path, k: keyof RunResult) => median(results.get(path)!.map((r) => r[k]));
   const sender = SENDER === "flood"
-    ? "udp_flood (sendmmsg)"
-    : `iperf3, ${BITRATE === "0" ? "unbounded" : BITRATE}`;
+    ? `${STREAMS} streams, udp_flood (sendmmsg)`
+    : SENDER === "newflows"
+    ? "a new 5-tuple per datagram, udp_flood newflows (raw socket, sendmmsg)"
+    : `${STREAMS} streams, iperf3, ${BITRATE === "0" ? "unbounded" : BITRATE}`;
+  const fpMeasured = results.has("fastpath");
+  const fpOptions = fpMeasured
+    ? `, fastpath ${FASTPATH_ARGS.length > 0 ? FASTPATH_ARGS.join(" ") : "defaults"}`
+    : "";
   console.log(
-    `\n### nfqlb lb throughput: ${LENGTH}-byte UDP, ${STREAMS} streams, ${sender}, ` +
+    `\n### nfqlb lb throughput: ${LENGTH}-byte UDP, ${sender}, ` +
       `${DURATION} s × ${RUNS} runs (medians), ${QUEUES} queue${QUEUES > 1 ? "s" : ""}, ` +
       `${TARGETS} target${TARGETS > 1 ? "s" : ""}, ` +
-      `qlength ${QLENGTH}, ` +
+      `qlength ${QLENGTH}${fpOptions}, ` +
       `${navigator.hardwareConcurrency} CPUs\n`,
   );
   console.log(
     "| path | offered pkt/s | delivered pkt/s | iperf3 received pkt/s | handled pkt/s | " +
-      "queue-full drops/s | reader CPU µs/pkt (user) | reader CPU, cores | " +
-      "machine CPU µs/delivered pkt |",
+      "queue-full drops/s | " +
+      (fpMeasured
+        ? "reader CPU µs/pkt (user), per handled pkt; fastpath: per delivered pkt | "
+        : "reader CPU µs/pkt (user) | ") +
+      "reader CPU, cores | machine CPU µs/delivered pkt |" +
+      (fpMeasured ? " kernel hits pkt/s | queued / delivered | fast-path adds/s (refused) |" : ""),
   );
-  console.log("|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+  console.log(`|---|--:|--:|--:|--:|--:|--:|--:|--:|${fpMeasured ? "--:|--:|--:|" : ""}`);
+  const us = (path: Path, all: keyof RunResult, user: keyof RunResult) =>
+    `${med(path, all).toFixed(2)} (${med(path, user).toFixed(2)})`;
   for (const path of paths) {
     const q = path !== "kernel";
+    const f = path === "fastpath";
     const cells = [
       setups.get(path)!.label,
       fmt(med(path, "offered")),
@@ -706,11 +975,20 @@ try {
       fmt(med(path, "iperfReceived")),
       q ? fmt(med(path, "handled")) : "–",
       q ? fmt(med(path, "queueDrops")) : "–",
-      q
-        ? `${med(path, "cpuUsPerPacket").toFixed(2)} (${med(path, "userUsPerPacket").toFixed(2)})`
+      f
+        ? us(path, "readerUsPerDelivered", "userUsPerDelivered")
+        : q
+        ? us(path, "cpuUsPerPacket", "userUsPerPacket")
         : "–",
       q ? med(path, "readerCpuShare").toFixed(2) : "–",
       med(path, "machineUsPerPacket").toFixed(2),
+      ...(fpMeasured
+        ? [
+          f ? fmt(med(path, "hits")) : "–",
+          f ? `${(med(path, "queuedShare") * 100).toFixed(2)}%` : "–",
+          f ? `${fmt(med(path, "adds"))} (${fmt(med(path, "addFailures"))})` : "–",
+        ]
+        : []),
     ];
     console.log(`| ${cells.join(" | ")} |`);
   }
@@ -726,6 +1004,20 @@ try {
   ratio("c", "nfqlb", "cpuUsPerPacket", "C baseline / nfqlb, reader CPU per packet");
   ratio("nfqlb", "kernel", "delivered", "nfqlb / kernel, delivered pkt/s");
   ratio("c", "kernel", "delivered", "C baseline / kernel, delivered pkt/s");
+  ratio("fastpath", "kernel", "delivered", "fastpath / kernel, delivered pkt/s");
+  ratio("fastpath", "nfqlb", "delivered", "fastpath / nfqlb, delivered pkt/s");
+  ratio(
+    "fastpath",
+    "nfqlb",
+    "readerUsPerDelivered",
+    "fastpath / nfqlb, reader CPU per delivered packet",
+  );
+  ratio(
+    "fastpath",
+    "nfqlb",
+    "machineUsPerPacket",
+    "fastpath / nfqlb, machine CPU per delivered packet",
+  );
   // Stop the readers cleanly: SIGTERM, exit status 0.
   for (const p of readers.splice(0)) {
     Deno.kill(p.pid, "SIGTERM");
