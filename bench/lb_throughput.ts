@@ -84,10 +84,11 @@
  * nft 1.0.6 fetches every element of the table's maps to list them: seconds
  * for a few 10^5 elements), the share of delivered packets that
  * were queued (handled / delivered), and the elements the daemon added
- * (`F_ADDS`) and the adds the kernel refused (`F_ADD_FAILURES`, e.g. map
- * full) per second, from its status object `/dev/shm/nfqlb-fastpath.[<netns
- * inode>.]nfqlbbench`, found by the daemon's pid (these three columns appear
- * when fastpath is measured). Every run also gives the machine's busy CPU time
+ * (`F_ADDS`), the adds the kernel refused (`F_ADD_FAILURES`, e.g. map full)
+ * and the offers skipped while adds pause after a full map
+ * (`F_MAP_FULL_SKIPS`), per second, from its status object
+ * `/dev/shm/nfqlb-fastpath.<netns inode>.nfqlbbench`, found by the daemon's
+ * pid (these three columns appear when fastpath is measured). Every run also gives the machine's busy CPU time
  * (/proc/stat) per delivered packet. The table shows medians, then the
  * ratios nfqlb / c, nfqlb / kernel, fastpath / kernel and fastpath / nfqlb
  * (delivered packets; for fastpath / nfqlb also reader and machine CPU per
@@ -127,6 +128,7 @@ import { openShm, type ShmMapping, unlinkShm } from "../ffi/shm.ts";
 import {
   F_ADD_FAILURES,
   F_ADDS,
+  F_MAP_FULL_SKIPS,
   STATUS_PREFIX,
   statusPid,
   statusValues,
@@ -415,11 +417,14 @@ async function openFastpathStatus(pid: number): Promise<{ name: string; mem: Shm
   throw new Error(`no status object ${STATUS_PREFIX}*${FASTPATH_TABLE} of pid ${pid} in /dev/shm`);
 }
 
-/** Elements added and adds refused so far, from the fastpath daemon's status object. */
-function fastpathAdds(): { adds: number; failures: number } {
-  if (fpStatus === undefined) return { adds: NaN, failures: NaN };
+/**
+ * Elements added, adds the kernel refused, and offers skipped while adds pause after a full
+ * map, so far, from the fastpath daemon's status object.
+ */
+function fastpathAdds(): { adds: number; failures: number; skips: number } {
+  if (fpStatus === undefined) return { adds: NaN, failures: NaN, skips: NaN };
   const v = statusValues(fpStatus.buffer);
-  return { adds: v[F_ADDS], failures: v[F_ADD_FAILURES] };
+  return { adds: v[F_ADDS], failures: v[F_ADD_FAILURES], skips: v[F_MAP_FULL_SKIPS] };
 }
 
 const CLK_TCK = Number((await run(["getconf", "CLK_TCK"])).trim()) || 100;
@@ -526,9 +531,10 @@ interface RunResult {
   hits: number;
   /** fastpath: handled / delivered. */
   queuedShare: number;
-  /** fastpath: elements added, and adds refused, per second. */
+  /** fastpath: elements added, adds refused, offers skipped (map full), per second. */
   adds: number;
   addFailures: number;
+  addSkips: number;
 }
 
 /** How packets of one path reach (or bypass) a queue reader. */
@@ -901,6 +907,7 @@ try {
         queuedShare: fp && delivered > 0 ? handled / delivered : NaN,
         adds: fp ? (adds1.adds - adds0.adds) / DURATION : NaN,
         addFailures: fp ? (adds1.failures - adds0.failures) / DURATION : NaN,
+        addSkips: fp ? (adds1.skips - adds0.skips) / DURATION : NaN,
       };
     } finally {
       if (q !== undefined) await ruleOff(q, fp);
@@ -929,7 +936,8 @@ try {
           (path === "fastpath"
             ? `, kernel hits ${fmt(res.hits)}/s, queued ${(res.queuedShare * 100).toFixed(2)}%` +
               ` of delivered, reader CPU ${res.readerUsPerDelivered.toFixed(3)} µs/delivered ` +
-              `packet, adds ${fmt(res.adds)}/s (refused ${fmt(res.addFailures)}/s)`
+              `packet, adds ${fmt(res.adds)}/s (refused ${fmt(res.addFailures)}/s, skipped ` +
+              `${fmt(res.addSkips)}/s)`
             : "") +
           `, machine CPU ${res.machineUsPerPacket.toFixed(2)} µs/delivered packet`,
       );
@@ -960,7 +968,9 @@ try {
         ? "reader CPU µs/pkt (user), per handled pkt; fastpath: per delivered pkt | "
         : "reader CPU µs/pkt (user) | ") +
       "reader CPU, cores | machine CPU µs/delivered pkt |" +
-      (fpMeasured ? " kernel hits pkt/s | queued / delivered | fast-path adds/s (refused) |" : ""),
+      (fpMeasured
+        ? " kernel hits pkt/s | queued / delivered | fast-path adds/s (refused, skipped) |"
+        : ""),
   );
   console.log(`|---|--:|--:|--:|--:|--:|--:|--:|--:|${fpMeasured ? "--:|--:|--:|" : ""}`);
   const us = (path: Path, all: keyof RunResult, user: keyof RunResult) =>
@@ -986,7 +996,11 @@ try {
         ? [
           f ? fmt(med(path, "hits")) : "–",
           f ? `${(med(path, "queuedShare") * 100).toFixed(2)}%` : "–",
-          f ? `${fmt(med(path, "adds"))} (${fmt(med(path, "addFailures"))})` : "–",
+          f
+            ? `${fmt(med(path, "adds"))} (${fmt(med(path, "addFailures"))}, ${
+              fmt(med(path, "addSkips"))
+            })`
+            : "–",
         ]
         : []),
     ];
