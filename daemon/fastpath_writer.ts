@@ -22,19 +22,18 @@ import {
   NFT_MSG_DESTROYSETELEM,
   setElement,
 } from "../lib/nft/nf_tables.ts";
-import { parseCounterObject } from "../lib/nft/replies.ts";
+import { parseCounterObject, readRuleHandles } from "../lib/nft/replies.ts";
 import {
   type FastPathTable,
-  GEN,
   HITS4,
   HITS6,
   KEY4_LEN,
   KEY6_LEN,
   MAP4,
   MAP6,
+  type RuleBatch,
   setupBatch,
   type Side,
-  sideKey,
   switchBatch,
 } from "../lib/fastpath/nft_table.ts";
 import { KeyLog } from "../lib/fastpath/key_log.ts";
@@ -86,6 +85,8 @@ export class FastPathTableWriter {
   readonly #logs: KeyLog[][];
   /** The kernel removes elements by key without an error for missing ones (Linux >= 6.3). */
   #destroy = true;
+  /** Handles of the IPv4 and the IPv6 rule. */
+  #handles: [number, number] = [-1, -1];
 
   constructor(nl: NftSocket, t: FastPathTable) {
     this.#nl = nl;
@@ -94,13 +95,31 @@ export class FastPathTableWriter {
     this.#logs = [0, 1].map(() => [new KeyLog(KEY4_LEN, cap), new KeyLog(KEY6_LEN, cap)]);
   }
 
-  /** Send the batch in the builder; the requests between its first and last are acknowledged. */
-  #commit(first: number, what: string): NftProblem | undefined {
+  /**
+   * Send the batch in the builder; the requests between its first and last are
+   * acknowledged. `rules`: the batch's rule requests, whose echoes give the new handles.
+   */
+  #commit(first: number, what: string, rules?: RuleBatch): NftProblem | undefined {
     const acks: number[] = [];
     for (let s = first + 1; s < this.#seq - 1; s++) acks.push(s);
     if (acks.length === 0) return undefined;
-    const failed = this.#nl.transact(this.#b.bytes, this.#b.length, acks);
-    return failed.length === 0 ? undefined : { errno: failed[0].errno, what };
+    const handles: [number, number] = [-1, -1];
+    const onReply = rules === undefined
+      ? undefined
+      : (reply: Uint8Array, len: number) =>
+        readRuleHandles(reply, len, (seq, handle) => {
+          const i = rules.rules.indexOf(seq);
+          if (i >= 0) handles[i] = handle;
+        });
+    const failed = this.#nl.transact(this.#b.bytes, this.#b.length, acks, onReply);
+    if (failed.length > 0) return { errno: failed[0].errno, what };
+    if (rules !== undefined) {
+      if (handles[0] < 0 || handles[1] < 0) {
+        return { errno: 71, /* EPROTO */ what: `${what}: no rule handle` };
+      }
+      this.#handles = handles;
+    }
+    return undefined;
   }
 
   /** Create the table (replacing a stale one), then find out how sides can be emptied. */
@@ -108,15 +127,16 @@ export class FastPathTableWriter {
     const b = this.#b;
     b.reset();
     const first = this.#seq;
-    this.#seq = setupBatch(b, this.#t, this.#seq);
-    const p = this.#commit(first, "create the table");
+    const rules = setupBatch(b, this.#t, this.#seq);
+    this.#seq = rules.next;
+    const p = this.#commit(first, "create the table", rules);
     if (p !== undefined) return p;
-    // Remove B's key (not there): an error before Linux 6.3, where the message is unknown.
+    // Remove a key that is not there: an error before Linux 6.3, where the message is unknown.
     b.reset();
     const f2 = this.#seq;
     batchBegin(b, this.#seq++);
-    beginSetElements(b, this.#seq++, this.#t.table, GEN, NFT_MSG_DESTROYSETELEM);
-    keyElement(b, sideKey(1), 0, 4);
+    beginSetElements(b, this.#seq++, this.#t.table, MAP4[1], NFT_MSG_DESTROYSETELEM);
+    keyElement(b, new Uint8Array(KEY4_LEN), 0, KEY4_LEN);
     endSetElements(b);
     batchEnd(b, this.#seq++);
     this.#destroy = this.#commit(f2, "probe") === undefined;
@@ -204,8 +224,9 @@ export class FastPathTableWriter {
     const b = this.#b;
     b.reset();
     const first = this.#seq;
-    this.#seq = switchBatch(b, this.#t.table, this.side, to, this.#seq);
-    const p = this.#commit(first, "switch maps");
+    const rules = switchBatch(b, this.#t.table, to, this.#handles, this.#seq);
+    this.#seq = rules.next;
+    const p = this.#commit(first, "switch maps", rules);
     if (p === undefined) this.side = to;
     return p;
   }

@@ -77,11 +77,17 @@ export class NftSocket {
 
   /**
    * Send a batch and wait for the answer of every sequence number in
-   * `acked` (the requests sent with NLM_F_ACK). Returns the requests that
+   * `acked` (the requests sent with NLM_F_ACK); every datagram received on the
+   * way is also handed to `onReply` (e.g. echoed rules). Returns the requests that
    * failed (empty: the batch was applied). Throws LibcError when the socket
    * fails or the kernel does not answer within the timeout.
    */
-  transact(bytes: Uint8Array, len: number, acked: readonly number[]): NftFailure[] {
+  transact(
+    bytes: Uint8Array,
+    len: number,
+    acked: readonly number[],
+    onReply?: (reply: Uint8Array, len: number) => void,
+  ): NftFailure[] {
     this.send(bytes, len);
     const waiting = new Set(acked);
     const failures: NftFailure[] = [];
@@ -94,6 +100,7 @@ export class NftSocket {
         if (e === EINTR) continue;
         throw new LibcError(e === EAGAIN ? "recv (no answer from nf_tables)" : "recv", e);
       }
+      onReply?.(rx, r);
       readAcks(rx, r, (seq, err) => {
         waiting.delete(seq);
         if (err !== 0) failures.push({ seq, errno: err });

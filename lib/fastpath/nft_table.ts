@@ -2,20 +2,20 @@
  * The nftables table the fast path owns (docs/FASTPATH.md), as nf_tables batches: an `inet`
  * table owned by the writer's socket (the kernel removes it when the socket closes, also
  * when the process dies), two sides (A, B) of two maps `saddr . daddr . proto . sport .
- * dport : mark` (IPv4, IPv6) with a bounded size and an element timeout, a one-element set
- * `side` naming the side in use, a counter per family, and a prerouting chain whose rules
- * set the mark of a packet whose 5-tuple is in a map of the side in use:
+ * dport : mark` (IPv4, IPv6) with a bounded size and an element timeout, a counter per
+ * family, and a prerouting chain whose two rules set the mark of a packet whose 5-tuple is
+ * in a map of the side in use:
  *
  * ```
  * table inet NAME {
  *   counter hits4 {}   counter hits6 {}
- *   set side { type mark; elements = { 0x00000001 } }
  *   map fp4a { type ipv4_addr . ipv4_addr . inet_proto . inet_service . inet_service : mark; size S; timeout T }
  *   map fp4b, fp6a (ipv6_addr ...), fp6b alike
  *   chain prerouting { type filter hook prerouting priority P; policy accept;
- *     meta nfproto ipv4 0x1 @side ip frag-off & 0x3fff == 0
+ *     meta nfproto ipv4 ip frag-off & 0x3fff == 0
  *       meta mark set ip saddr . ip daddr . ip protocol . th sport . th dport map @fp4a counter name hits4
- *     ... 0x2 @side ... @fp4b, and the same for IPv6 with ip6 nexthdr
+ *     meta nfproto ipv6
+ *       meta mark set ip6 saddr . ip6 daddr . ip6 nexthdr . th sport . th dport map @fp6a counter name hits6
  *   }
  * }
  * ```
@@ -24,8 +24,8 @@
  * transport protocol the kernel finds after extension headers: an IPv6 packet with any
  * extension header (fragments included) has another value there and never matches, and
  * IPv4 fragments are excluded by the frag-off test. So only packets the queue path decides
- * by their 5-tuple alone can hit. {@link switchBatch} makes the other side's (empty) maps
- * the ones in use in one small transaction, whatever the maps hold. {@link setupBatch}
+ * by their 5-tuple alone can hit. {@link switchBatch} replaces both rules by the other
+ * side's (whose maps are empty) in one small transaction, whatever the maps hold. {@link setupBatch}
  * first creates and deletes a table of that name, so a stale one (not owned by a live
  * process) is replaced in the same transaction.
  *
@@ -43,29 +43,23 @@ import type { NlBuilder } from "../nft/builder.ts";
 import {
   batchBegin,
   batchEnd,
-  beginSetElements,
   concatType,
   delTable,
-  endSetElements,
-  keyElement,
+  type Expression,
   newBaseChain,
   newCounter,
   newMap,
   newRule,
-  newSet,
   newTable,
   NF_INET_PRE_ROUTING,
   NFPROTO_IPV4,
   NFPROTO_IPV6,
-  NFT_MSG_DELSETELEM,
-  NFT_MSG_NEWSETELEM,
   NFT_TABLE_F_OWNER,
 } from "../nft/nf_tables.ts";
 import {
   bitwiseAnd,
   cmpEq,
   counterRef,
-  immediate,
   mapLookup,
   META_MARK,
   META_NFPROTO,
@@ -75,7 +69,6 @@ import {
   PAYLOAD_TRANSPORT,
   payloadLoad,
   reg32,
-  setLookup,
 } from "../nft/expressions.ts";
 
 /** What the table is made with. */
@@ -90,14 +83,12 @@ export interface FastPathTable {
   readonly priority: number;
 }
 
-/** The two sides: the rules use the maps of the side whose key is in the set {@link GEN}. */
+/** The two sides: the rules use the maps of one side; a change moves them to the other's. */
 export type Side = 0 | 1;
 /** Names of the IPv4 maps of sides A and B. */
 export const MAP4: readonly [string, string] = ["fp4a", "fp4b"];
 /** Names of the IPv6 maps of sides A and B. */
 export const MAP6: readonly [string, string] = ["fp6a", "fp6b"];
-/** Name of the set that holds the key of the side in use. */
-export const GEN = "side";
 /** Name of the IPv4 hit counter. */
 export const HITS4 = "hits4";
 /** Name of the IPv6 hit counter. */
@@ -112,20 +103,55 @@ export const KEY6_LEN = 44;
 /** nft's type numbers: ipv4_addr 7, ipv6_addr 8, inet_proto 12, inet_service 13, mark 19. */
 const TYPE_IPADDR = 7, TYPE_IP6ADDR = 8, TYPE_INET_PROTO = 12, TYPE_INET_SERVICE = 13;
 const TYPE_MARK = 19;
-/** Set ids within the setup batch: the maps 1–4, the side set 5. */
-const GEN_ID = 5;
 
-/** The key of side `s` in {@link GEN}: 1 for A, 2 for B (nft lists the set as `0x00000001`). */
-export function sideKey(s: Side): Uint8Array {
-  return Uint8Array.from([0, 0, 0, s + 1]);
+/** A batch and the sequence numbers of its two rules (IPv4, IPv6), whose echoes carry their handles. */
+export interface RuleBatch {
+  /** The next free sequence number. */
+  readonly next: number;
+  /** The requests of the IPv4 and the IPv6 rule. */
+  readonly rules: readonly [number, number];
+}
+
+/** The IPv4 rule of side `s` (set ids: maps 1–4 within the setup batch; names outside it). */
+function rule4(s: Side, id?: number): Expression[] {
+  return [
+    metaLoad(META_NFPROTO, reg32(0)),
+    cmpEq(reg32(0), [NFPROTO_IPV4]),
+    payloadLoad(PAYLOAD_NETWORK, 6, 2, reg32(0)), // flags and fragment offset
+    bitwiseAnd(reg32(0), [0x3f, 0xff]), // MF and the offset: any fragment
+    cmpEq(reg32(0), [0, 0]),
+    payloadLoad(PAYLOAD_NETWORK, 12, 4, reg32(0)),
+    payloadLoad(PAYLOAD_NETWORK, 16, 4, reg32(1)),
+    payloadLoad(PAYLOAD_NETWORK, 9, 1, reg32(2)), // ip protocol
+    payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(3)),
+    payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(4)),
+    mapLookup(MAP4[s], id, reg32(0), reg32(0)),
+    metaSet(META_MARK, reg32(0)),
+    counterRef(HITS4),
+  ];
+}
+
+/** The IPv6 rule of side `s`. */
+function rule6(s: Side, id?: number): Expression[] {
+  return [
+    metaLoad(META_NFPROTO, reg32(0)),
+    cmpEq(reg32(0), [NFPROTO_IPV6]),
+    payloadLoad(PAYLOAD_NETWORK, 8, 16, reg32(0)),
+    payloadLoad(PAYLOAD_NETWORK, 24, 16, reg32(4)),
+    payloadLoad(PAYLOAD_NETWORK, 6, 1, reg32(8)), // ip6 nexthdr: no extension header
+    payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(9)),
+    payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(10)),
+    mapLookup(MAP6[s], id, reg32(0), reg32(0)),
+    metaSet(META_MARK, reg32(0)),
+    counterRef(HITS6),
+  ];
 }
 
 /**
- * Append the batch that (re)creates the table to `b`, sequence numbers from `seq`; returns
- * the next one. Every request between the first and the last is acknowledged. Side A is
- * in use.
+ * Append the batch that (re)creates the table to `b`, sequence numbers from `seq`. Every
+ * request between the first and the last is acknowledged. The rules use side A.
  */
-export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): number {
+export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): RuleBatch {
   batchBegin(b, seq++);
   // Replace a stale table: create it if missing, delete it, create it owned.
   newTable(b, seq++, t.table);
@@ -133,8 +159,6 @@ export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): number 
   newTable(b, seq++, t.table, NFT_TABLE_F_OWNER);
   newCounter(b, seq++, t.table, HITS4);
   newCounter(b, seq++, t.table, HITS6);
-  newSet(b, seq++, t.table, GEN, GEN_ID, TYPE_MARK, 4);
-  sideElement(b, seq++, t.table, 0, NFT_MSG_NEWSETELEM);
   const maps = [
     [MAP4[0], 1, TYPE_IPADDR, KEY4_LEN],
     [MAP4[1], 2, TYPE_IPADDR, KEY4_LEN],
@@ -155,68 +179,29 @@ export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): number 
     });
   }
   newBaseChain(b, seq++, t.table, CHAIN, NF_INET_PRE_ROUTING, t.priority);
-  const side = (
-    s: Side,
-  ) => [immediate(reg32(0), [...sideKey(s)]), setLookup(GEN, GEN_ID, reg32(0))];
-  for (const s of [0, 1] as const) {
-    newRule(b, seq++, t.table, CHAIN, [
-      metaLoad(META_NFPROTO, reg32(0)),
-      cmpEq(reg32(0), [NFPROTO_IPV4]),
-      ...side(s), // only while this side is in use
-      payloadLoad(PAYLOAD_NETWORK, 6, 2, reg32(0)), // flags and fragment offset
-      bitwiseAnd(reg32(0), [0x3f, 0xff]), // MF and the offset: any fragment
-      cmpEq(reg32(0), [0, 0]),
-      payloadLoad(PAYLOAD_NETWORK, 12, 4, reg32(0)),
-      payloadLoad(PAYLOAD_NETWORK, 16, 4, reg32(1)),
-      payloadLoad(PAYLOAD_NETWORK, 9, 1, reg32(2)), // ip protocol
-      payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(3)),
-      payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(4)),
-      mapLookup(MAP4[s], 1 + s, reg32(0), reg32(0)),
-      metaSet(META_MARK, reg32(0)),
-      counterRef(HITS4),
-    ]);
-  }
-  for (const s of [0, 1] as const) {
-    newRule(b, seq++, t.table, CHAIN, [
-      metaLoad(META_NFPROTO, reg32(0)),
-      cmpEq(reg32(0), [NFPROTO_IPV6]),
-      ...side(s),
-      payloadLoad(PAYLOAD_NETWORK, 8, 16, reg32(0)),
-      payloadLoad(PAYLOAD_NETWORK, 24, 16, reg32(4)),
-      payloadLoad(PAYLOAD_NETWORK, 6, 1, reg32(8)), // ip6 nexthdr: no extension header
-      payloadLoad(PAYLOAD_TRANSPORT, 0, 2, reg32(9)),
-      payloadLoad(PAYLOAD_TRANSPORT, 2, 2, reg32(10)),
-      mapLookup(MAP6[s], 3 + s, reg32(0), reg32(0)),
-      metaSet(META_MARK, reg32(0)),
-      counterRef(HITS6),
-    ]);
-  }
+  const r4 = seq++, r6 = seq++;
+  newRule(b, r4, t.table, CHAIN, rule4(0, 1), { echo: true });
+  newRule(b, r6, t.table, CHAIN, rule6(0, 3), { echo: true });
   batchEnd(b, seq++);
-  return seq;
-}
-
-function sideElement(b: NlBuilder, seq: number, table: string, s: Side, cmd: number): void {
-  beginSetElements(b, seq, table, GEN, cmd);
-  keyElement(b, sideKey(s), 0, 4);
-  endSetElements(b);
+  return { next: seq, rules: [r4, r6] };
 }
 
 /**
- * Append the batch that makes the rules use side `to` (whose maps must be empty) instead of
- * `from`: its key into {@link GEN}, the other's out, applied by the kernel as one
- * transaction, whatever the maps hold. Returns the next sequence number; the two
- * requests are `seq + 1` and `seq + 2`.
+ * Append the batch that moves the rules (handles `handles`, IPv4 then IPv6) to side `to`,
+ * whose maps must be empty: both rules replaced in one transaction, whatever the maps hold.
+ * The two requests are acknowledged and echoed (the new rules have new handles).
  */
 export function switchBatch(
   b: NlBuilder,
   table: string,
-  from: Side,
   to: Side,
+  handles: readonly [number, number],
   seq: number,
-): number {
+): RuleBatch {
   batchBegin(b, seq++);
-  sideElement(b, seq++, table, to, NFT_MSG_NEWSETELEM);
-  sideElement(b, seq++, table, from, NFT_MSG_DELSETELEM);
+  const r4 = seq++, r6 = seq++;
+  newRule(b, r4, table, CHAIN, rule4(to), { replace: handles[0], echo: true });
+  newRule(b, r6, table, CHAIN, rule6(to), { replace: handles[1], echo: true });
   batchEnd(b, seq++);
-  return seq;
+  return { next: seq, rules: [r4, r6] };
 }

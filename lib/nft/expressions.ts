@@ -103,38 +103,21 @@ export function cmpEq(sreg: number, bytes: readonly number[]): Expression {
   };
 }
 
-/** `immediate reg := BYTES`. */
-export function immediate(dreg: number, bytes: readonly number[]): Expression {
-  return {
-    name: "immediate",
-    data: (b) => {
-      b.u32(1, dreg); // NFTA_IMMEDIATE_DREG
-      value(b, 2, bytes); // NFTA_IMMEDIATE_DATA
-    },
-  };
-}
-
-/** `lookup reg set NAME`: the rule goes on only when the set holds the register's value. */
-export function setLookup(set: string, setId: number, sreg: number): Expression {
-  return {
-    name: "lookup",
-    data: (b) => {
-      b.strz(1, set); // NFTA_LOOKUP_SET
-      b.u32(2, sreg); // NFTA_LOOKUP_SREG
-      b.u32(4, setId); // NFTA_LOOKUP_SET_ID
-    },
-  };
-}
-
 /** `lookup reg set NAME dreg D`: a miss ends the rule, a hit loads the map's value into `dreg`. */
-export function mapLookup(set: string, setId: number, sreg: number, dreg: number): Expression {
+export function mapLookup(
+  set: string,
+  setId: number | undefined,
+  sreg: number,
+  dreg: number,
+): Expression {
   return {
     name: "lookup",
     data: (b) => {
       b.strz(1, set); // NFTA_LOOKUP_SET
       b.u32(2, sreg); // NFTA_LOOKUP_SREG
       b.u32(3, dreg); // NFTA_LOOKUP_DREG
-      b.u32(4, setId); // NFTA_LOOKUP_SET_ID
+      // A set made in the same batch is found by its id (undefined: an existing set, by name).
+      if (setId !== undefined) b.u32(4, setId); // NFTA_LOOKUP_SET_ID
     },
   };
 }

@@ -38,6 +38,10 @@ export const NFPROTO_IPV6 = 10;
 export const NLM_F_CREATE = 0x400;
 /** `NLM_F_APPEND`: a new rule goes after the chain's last one. */
 export const NLM_F_APPEND = 0x800;
+/** `NLM_F_REPLACE`: the new rule takes the place of the one with the given handle. */
+export const NLM_F_REPLACE = 0x100;
+/** `NLM_F_ECHO`: send the new object back to the requester. */
+export const NLM_F_ECHO = 0x8;
 
 /** `enum nf_tables_msg_types`, the ones used here. */
 export const NFT_MSG_NEWTABLE = 0;
@@ -71,7 +75,7 @@ const NFTA_TABLE_NAME = 1, NFTA_TABLE_FLAGS = 2;
 const NFTA_CHAIN_TABLE = 1, NFTA_CHAIN_NAME = 3, NFTA_CHAIN_HOOK = 4, NFTA_CHAIN_POLICY = 5;
 const NFTA_CHAIN_TYPE = 7, NFTA_HOOK_HOOKNUM = 1, NFTA_HOOK_PRIORITY = 2;
 /** `NFTA_RULE_*`, `NFTA_LIST_ELEM`, `NFTA_EXPR_*`. */
-const NFTA_RULE_TABLE = 1, NFTA_RULE_CHAIN = 2, NFTA_RULE_EXPRESSIONS = 4;
+const NFTA_RULE_TABLE = 1, NFTA_RULE_CHAIN = 2, NFTA_RULE_HANDLE = 3, NFTA_RULE_EXPRESSIONS = 4;
 const NFTA_LIST_ELEM = 1, NFTA_EXPR_NAME = 1, NFTA_EXPR_DATA = 2;
 /** `NFTA_SET_*`, `NFTA_SET_DESC_*`. */
 const NFTA_SET_TABLE = 1, NFTA_SET_NAME = 2, NFTA_SET_FLAGS = 3, NFTA_SET_KEY_TYPE = 4;
@@ -119,26 +123,6 @@ export function newTable(b: NlBuilder, seq: number, name: string, flags = 0): vo
 export function delTable(b: NlBuilder, seq: number, name: string): void {
   b.begin(msgType(NFT_MSG_DELTABLE), NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0);
   b.strz(NFTA_TABLE_NAME, name);
-  b.end();
-}
-
-/** Create a plain set of `keyLen`-byte keys of nft type `keyType` (no timeout). */
-export function newSet(
-  b: NlBuilder,
-  seq: number,
-  table: string,
-  name: string,
-  id: number,
-  keyType: number,
-  keyLen: number,
-): void {
-  b.begin(msgType(NFT_MSG_NEWSET), NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, seq, NFPROTO_INET, 0);
-  b.strz(NFTA_SET_TABLE, table);
-  b.strz(NFTA_SET_NAME, name);
-  b.u32(NFTA_SET_FLAGS, 0);
-  b.u32(NFTA_SET_KEY_TYPE, keyType);
-  b.u32(NFTA_SET_KEY_LEN, keyLen);
-  b.u32(NFTA_SET_ID, id);
   b.end();
 }
 
@@ -236,23 +220,26 @@ export function newBaseChain(
 /** One expression of a rule: appends its `NFTA_EXPR_DATA` attributes. */
 export type Expression = { readonly name: string; readonly data: (b: NlBuilder) => void };
 
-/** Append a rule made of `exprs` to chain `chain`. */
+/**
+ * Append a rule made of `exprs` to chain `chain`, or with `replace` put it in the place of
+ * the rule with that handle (one transaction entry, whatever the rule refers to). With
+ * `echo` the kernel sends the new rule back, with its handle (`readRuleHandles` of
+ * ./replies.ts), under the request's sequence number.
+ */
 export function newRule(
   b: NlBuilder,
   seq: number,
   table: string,
   chain: string,
   exprs: readonly Expression[],
+  opts: { readonly replace?: number; readonly echo?: boolean } = {},
 ): void {
-  b.begin(
-    msgType(NFT_MSG_NEWRULE),
-    NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK | NLM_F_APPEND,
-    seq,
-    NFPROTO_INET,
-    0,
-  );
+  const flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK |
+    (opts.replace === undefined ? NLM_F_APPEND : NLM_F_REPLACE) | (opts.echo ? NLM_F_ECHO : 0);
+  b.begin(msgType(NFT_MSG_NEWRULE), flags, seq, NFPROTO_INET, 0);
   b.strz(NFTA_RULE_TABLE, table);
   b.strz(NFTA_RULE_CHAIN, chain);
+  if (opts.replace !== undefined) b.u64(NFTA_RULE_HANDLE, opts.replace);
   b.open(NFTA_RULE_EXPRESSIONS);
   for (const e of exprs) {
     b.open(NFTA_LIST_ELEM);

@@ -30,7 +30,7 @@ import {
   NLMSG_OFF_SEQ,
   NLMSG_OFF_TYPE,
 } from "../nfqueue/codec.ts";
-import { NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWOBJ } from "./nf_tables.ts";
+import { NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWOBJ, NFT_MSG_NEWRULE } from "./nf_tables.ts";
 
 /**
  * Call `ack(seq, errno)` for every NLMSG_ERROR message in `buf[0, len)`:
@@ -57,6 +57,32 @@ export function readAcks(
     off += nlAlign(mlen);
   }
   return n;
+}
+
+/**
+ * Call `rule(seq, handle)` for every `NFT_MSG_NEWRULE` message in `buf[0, len)` (the echo
+ * of a rule sent with NLM_F_ECHO): the request's sequence number and the rule's handle.
+ */
+export function readRuleHandles(
+  buf: Uint8Array,
+  len: number,
+  rule: (seq: number, handle: number) => void,
+): void {
+  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  let off = 0;
+  while (off + NLMSG_HDRLEN <= len) {
+    const mlen = v.getUint32(off + NLMSG_OFF_LEN, HOST_LE);
+    if (mlen < NLMSG_HDRLEN || off + mlen > len) return;
+    if (
+      v.getUint16(off + NLMSG_OFF_TYPE, HOST_LE) === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)
+    ) {
+      const h = findAttr(v, off + NFNL_ATTR_START, off + mlen, 3); // NFTA_RULE_HANDLE
+      if (h !== undefined && h.to - h.from === 8) {
+        rule(v.getUint32(off + NLMSG_OFF_SEQ, HOST_LE), be64(v, h.from));
+      }
+    }
+    off += nlAlign(mlen);
+  }
 }
 
 /** Packets and bytes of a counter. */
