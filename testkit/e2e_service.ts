@@ -209,7 +209,8 @@ export async function startTargets(
 
 /**
  * The topology of `a` (testkit/e2e_topology.ts) ready for traffic: neighbours resolved, the VIPs
- * queued to `queue` in the LB namespace (mangle PREROUTING; no rule when undefined), the targets answering, and the
+ * queued to `queue` in the LB namespace (mangle PREROUTING; no rule when undefined; with
+ * `unmarkedOnly` only packets without a mark, as `--fastpath` needs), the targets answering, and the
  * table `tshm` created with the four targets' fwmarks.
  */
 export async function readyTopology(
@@ -218,6 +219,7 @@ export async function readyTopology(
   svc: Service,
   queue: number | undefined,
   tshm: string,
+  opts: { readonly unmarkedOnly?: boolean } = {},
 ): Promise<Topology & { servers: LineProcess[] }> {
   const topo = await buildTopology(net, a);
   const { cl, lb, targets } = topo;
@@ -229,7 +231,9 @@ export async function readyTopology(
   await Promise.all(pings.map(([ns, addr]) => net.run(ns, ["ping", "-c1", "-W3", addr])));
   if (queue !== undefined) {
     await perFamily(svc, (ipt, vip) => {
-      const rule = `-t mangle -A PREROUTING -d ${vip} -j NFQUEUE --queue-num ${queue}`;
+      // --fastpath: packets the kernel has marked skip the queue.
+      const mark = opts.unmarkedOnly ? " -m mark --mark 0" : "";
+      const rule = `-t mangle -A PREROUTING -d ${vip}${mark} -j NFQUEUE --queue-num ${queue}`;
       return net.run(lb, [ipt, ...rule.split(" ")]);
     });
   }
@@ -248,4 +252,89 @@ export function removeShmObjects(...names: string[]): void {
       // not there
     }
   }
+}
+
+/** Packets the first rule of `chain` counted (`iptables -L -v -x`). */
+export async function ruleCount(
+  net: TestNet,
+  ns: string,
+  cmd: string,
+  chain: string,
+): Promise<number> {
+  const out = await net.run(ns, [cmd, "-L", chain, "-n", "-v", "-x"]);
+  const line = out.split("\n")[2] ?? "";
+  return Number(line.trim().split(/\s+/)[0] ?? "0");
+}
+
+/** Count, in each target's INPUT chain, the ICMP frag-needed / ICMPv6 packet-too-big it gets. */
+export async function countPmtuErrors(net: TestNet, targets: Iterable<string>): Promise<void> {
+  for (const ns of targets) {
+    await net.run(ns, [
+      "iptables",
+      "-A",
+      "INPUT",
+      "-p",
+      "icmp",
+      "--icmp-type",
+      "fragmentation-needed",
+    ]);
+    await net.run(ns, [
+      "ip6tables",
+      "-A",
+      "INPUT",
+      "-p",
+      "icmpv6",
+      "--icmpv6-type",
+      "packet-too-big",
+    ]);
+  }
+}
+
+/**
+ * Send `count` PMTU errors from `ns` for the replies VIP:port -> src:(base + i), as a router
+ * on the way back would (fixtures/frag_client.py --pmtu), and check that each reaches the target
+ * `shm` predicts for its flow (counted by {@link countPmtuErrors}; targets: name -> namespace).
+ */
+export async function checkPmtuErrors(
+  net: TestNet,
+  ns: string,
+  svc: Service,
+  shm: string,
+  targets: ReadonlyMap<string, string>,
+  src: string,
+  base: number,
+  count: number,
+): Promise<void> {
+  const v6 = src.includes(":");
+  const cmd = v6 ? "ip6tables" : "iptables";
+  const want = new Map<string, number>();
+  for (let p = base; p < base + count; p++) {
+    const tgt = await predict(svc, shm, src, p);
+    want.set(tgt!, (want.get(tgt!) ?? 0) + 1);
+  }
+  const before = new Map<string, number>();
+  for (const [name, t] of targets) before.set(name, await ruleCount(net, t, cmd, "INPUT"));
+  const r = await net.exec(ns, [
+    ...FRAG_CLIENT,
+    "--pmtu",
+    `--src=${src}`,
+    `--dst=${v6 ? svc.vip6 : svc.vip4}`,
+    `--port=${svc.port}`,
+    "--size=0",
+    `--count=${count}`,
+    `--sport-base=${base}`,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const got = new Map<string, number>();
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    for (const [name, t] of targets) {
+      const n = await ruleCount(net, t, cmd, "INPUT") - before.get(name)!;
+      if (n > 0) got.set(name, n);
+    }
+    const total = [...got.values()].reduce((a, b) => a + b, 0);
+    if (total >= count || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(Object.fromEntries(got), Object.fromEntries(want), `IPv${v6 ? 6 : 4}`);
 }

@@ -14,10 +14,11 @@
 import assert from "node:assert/strict";
 import { Addressing, type ClientResult, tupleKey } from "../../testkit/e2e_topology.ts";
 import {
+  checkPmtuErrors,
   cli,
+  countPmtuErrors,
   Daemon,
   FLOW_ENV,
-  predict,
   readyTopology,
   removeShmObjects,
   sendAndCheck,
@@ -154,12 +155,6 @@ async function tableExists(net: TestNet, ns: string, table: string): Promise<boo
   return (await net.exec(ns, ["nft", "list", "table", "inet", table])).code === 0;
 }
 
-/** Packets an iptables chain's first rule counted. */
-async function ruleCount(net: TestNet, ns: string, cmd: string, chain: string): Promise<number> {
-  const out = await net.run(ns, [cmd, "-L", chain, "-n", "-v", "-x"]);
-  return Number((out.split("\n")[2] ?? "").trim().split(/\s+/)[0] ?? "0");
-}
-
 Deno.test({
   name: "lb --fastpath end to end: kernel-marked flows, same decisions (needs root)",
   ignore: !ROOT,
@@ -173,26 +168,9 @@ Deno.test({
       [...Deno.readDirSync("/dev/shm")].map((e) => e.name).find((n) => statusTable(n) === table);
     try {
       await withTestNet(async (net) => {
-        const { cl, lb, targets, servers } = await readyTopology(net, NET, SVC, undefined, tshm);
-        for (const [ipt, vip] of [["iptables", NET.vip4], ["ip6tables", NET.vip6]]) {
-          await net.run(lb, [
-            ipt,
-            "-t",
-            "mangle",
-            "-A",
-            "PREROUTING",
-            "-d",
-            vip,
-            "-m",
-            "mark",
-            "--mark",
-            "0",
-            "-j",
-            "NFQUEUE",
-            "--queue-num",
-            String(Q),
-          ]);
-        }
+        const { cl, lb, targets, servers } = await readyTopology(net, NET, SVC, Q, tshm, {
+          unmarkedOnly: true,
+        });
         const common = [
           `--tshm=${tshm}`,
           `--ft_shm=${ftshm}`,
@@ -328,49 +306,9 @@ Deno.test({
                 sportBase: 31000,
                 count: 20,
               }, "IPv6 fragments");
-              for (const ns of targets.values()) {
-                await net.run(ns, [
-                  "iptables",
-                  "-A",
-                  "INPUT",
-                  "-p",
-                  "icmp",
-                  "--icmp-type",
-                  "fragmentation-needed",
-                ]);
-              }
-              const want = new Map<string, number>();
-              for (let p = 30000; p < 30020; p++) {
-                const tgt = await predict(SVC, tshm, NET.cl4[0], p);
-                want.set(tgt!, (want.get(tgt!) ?? 0) + 1);
-              }
-              const r = await net.exec(cl, [
-                "/usr/bin/python3",
-                new URL("../../testkit/fixtures/frag_client.py", import.meta.url).pathname,
-                "--pmtu",
-                `--src=${NET.cl4[0]}`,
-                `--dst=${NET.vip4}`,
-                `--port=${PORT}`,
-                "--size=0",
-                "--count=20",
-                "--sport-base=30000",
-              ]);
-              assert.equal(r.code, 0, r.stderr);
-              const got = new Map<string, number>();
-              const deadline = Date.now() + 3000;
-              while (Date.now() < deadline) {
-                for (const [i, ns] of targets) {
-                  const n = await ruleCount(net, ns, "iptables", "INPUT");
-                  if (n > 0) got.set(NET.tName(i), n);
-                }
-                if ([...got.values()].reduce((a, b) => a + b, 0) >= 20) break;
-                await sleep(100);
-              }
-              assert.deepEqual(
-                Object.fromEntries(got),
-                Object.fromEntries(want),
-                "PMTU errors at the flows' targets",
-              );
+              await countPmtuErrors(net, targets.values());
+              const names = new Map([...targets].map(([i, ns]) => [NET.tName(i), ns]));
+              await checkPmtuErrors(net, cl, SVC, tshm, names, NET.cl4[0], 30000, 20);
             },
           );
 

@@ -26,7 +26,9 @@
 import assert from "node:assert/strict";
 import { Addressing } from "../../testkit/e2e_topology.ts";
 import {
+  checkPmtuErrors,
   cli,
+  countPmtuErrors,
   Daemon,
   FLOW_ENV,
   FRAG_CLIENT,
@@ -34,7 +36,6 @@ import {
   fragDrops,
   fragStats,
   perFamily,
-  predict,
   queueSeq,
   readyTopology,
   removeShmObjects,
@@ -74,13 +75,6 @@ const send = (net: TestNet, ns: string, c: Case) => sendFragments(net, ns, SVC, 
 const sendAndCheck = (net: TestNet, ns: string, shm: string, c: Case, what: string) =>
   sendAndCheckTo(net, ns, SVC, shm, asFragCase(c), what);
 const drops = fragDrops;
-
-/** Packets counted by the first rule of `chain` in `ns` (iptables or ip6tables). */
-async function ruleCount(net: TestNet, ns: string, cmd: string, chain: string): Promise<number> {
-  const out = await net.run(ns, [cmd, "-L", chain, "-n", "-v", "-x"]);
-  const line = out.split("\n")[2] ?? "";
-  return Number(line.trim().split(/\s+/)[0] ?? "0");
-}
 
 /** Resident memory of a process, in kB. */
 function rssKb(pid: number): number {
@@ -278,68 +272,12 @@ Deno.test({
           "PMTU: ICMP frag-needed / ICMPv6 packet-too-big reach the flow's target",
           async () => {
             await start("lb", [`--tshm=${tshm}`, `--queue=${Q}`, `--tun=${TUN}`]);
-            for (const ns of targets.values()) {
-              await net.run(ns, [
-                "iptables",
-                "-A",
-                "INPUT",
-                "-p",
-                "icmp",
-                "--icmp-type",
-                "fragmentation-needed",
-              ]);
-              await net.run(ns, [
-                "ip6tables",
-                "-A",
-                "INPUT",
-                "-p",
-                "icmpv6",
-                "--icmpv6-type",
-                "packet-too-big",
-              ]);
-            }
+            await countPmtuErrors(net, targets.values());
+            const names = new Map([...targets].map(([i, ns]) => [NET.tName(i), ns]));
             for (const v6 of [false, true]) {
               const base = sportBase;
               sportBase += 20;
-              const cmd = v6 ? "ip6tables" : "iptables";
-              const want = new Map<string, number>();
-              for (let p = base; p < base + 20; p++) {
-                const tgt = await predict(SVC, tshm, v6 ? CL6 : CL4, p);
-                want.set(tgt!, (want.get(tgt!) ?? 0) + 1);
-              }
-              const before = new Map<string, number>();
-              for (const [i, ns] of targets) {
-                before.set(NET.tName(i), await ruleCount(net, ns, cmd, "INPUT"));
-              }
-              const r = await net.exec(cl, [
-                ...FRAG_CLIENT,
-                "--pmtu",
-                `--src=${v6 ? CL6 : CL4}`,
-                `--dst=${v6 ? VIP6 : VIP4}`,
-                `--port=${PORT}`,
-                "--size=0",
-                "--count=20",
-                `--sport-base=${base}`,
-              ]);
-              assert.equal(r.code, 0, r.stderr);
-              const got = new Map<string, number>();
-              const deadline = Date.now() + 3000;
-              for (;;) {
-                for (const [i, ns] of targets) {
-                  const n = await ruleCount(net, ns, cmd, "INPUT") - before.get(NET.tName(i))!;
-                  if (n > 0) {
-                    got.set(NET.tName(i), n);
-                  }
-                }
-                const total = [...got.values()].reduce((a, b) => a + b, 0);
-                if (total >= 20 || Date.now() > deadline) break;
-                await new Promise((r) => setTimeout(r, 100));
-              }
-              assert.deepEqual(
-                Object.fromEntries(got),
-                Object.fromEntries(want),
-                `IPv${v6 ? 6 : 4}`,
-              );
+              await checkPmtuErrors(net, cl, SVC, tshm, names, v6 ? CL6 : CL4, base, 20);
             }
             await stop();
           },
