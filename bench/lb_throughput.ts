@@ -592,38 +592,34 @@ try {
   await nfqlb("activate", `--shm=${TSHM}`, ...MARKS);
 
   const setups = new Map<Path, PathSetup>();
-  const queueArg = QUEUES === 1 ? "0" : `0:${QUEUES - 1}`;
-  const lbChild = await startReader(lb, [
+  /** The k-th block of QUEUES queues: first, last and the `--queue` argument. */
+  const queueBlock = (k: number) => {
+    const first = k * QUEUES, last = (k + 1) * QUEUES - 1;
+    return { first, last, arg: QUEUES === 1 ? String(first) : `${first}:${last}` };
+  };
+  /** `nfqlb lb` of checkout `cli` on `--queue=queue`, with its own fragment object. */
+  const lbCommand = (cli: string, ftshm: string, queue: string, extra: string[] = []) => [
     DENO,
     "run",
     "--allow-all",
-    CLI,
+    cli,
     "lb",
     `--tshm=${TSHM}`,
-    `--ft_shm=${FTSHM}`,
-    `--queue=${queueArg}`,
+    `--ft_shm=${ftshm}`,
+    `--queue=${queue}`,
     `--qlength=${QLENGTH}`,
-  ], QUEUES);
+    ...extra,
+  ];
+  const queueArg = queueBlock(0).arg;
+  const lbChild = await startReader(lb, lbCommand(CLI, FTSHM, queueArg), QUEUES);
   setups.set("nfqlb", {
     label: `nfqlb lb --queue=${queueArg}`,
     queues: { first: 0, last: QUEUES - 1 },
     pids: [lbChild.pid],
   });
   if (paths.includes("base") && BASELINE_CLI !== undefined) {
-    const first = 2 * QUEUES;
-    const last = 3 * QUEUES - 1;
-    const baseArg = QUEUES === 1 ? String(first) : `${first}:${last}`;
-    const baseChild = await startReader(lb, [
-      DENO,
-      "run",
-      "--allow-all",
-      BASELINE_CLI,
-      "lb",
-      `--tshm=${TSHM}`,
-      `--ft_shm=${FTSHM_BASE}`,
-      `--queue=${baseArg}`,
-      `--qlength=${QLENGTH}`,
-    ], QUEUES);
+    const { first, last, arg: baseArg } = queueBlock(2);
+    const baseChild = await startReader(lb, lbCommand(BASELINE_CLI, FTSHM_BASE, baseArg), QUEUES);
     setups.set("base", {
       label: `baseline nfqlb lb --queue=${baseArg} (${BASELINE_CLI})`,
       queues: { first, last },
@@ -631,9 +627,7 @@ try {
     });
   }
   if (paths.includes("fastpath")) {
-    const first = 3 * QUEUES;
-    const last = 4 * QUEUES - 1;
-    const fpArg = QUEUES === 1 ? String(first) : `${first}:${last}`;
+    const { first, last, arg: fpArg } = queueBlock(3);
     // `list tables`: names only (listing the table itself would fetch all its elements).
     const tableGone = async () => {
       for (let k = 0; k < 40; k++) {
@@ -647,20 +641,11 @@ try {
     const startFastpath = async (): Promise<number[]> => {
       const child = await startReader(
         lb,
-        [
-          DENO,
-          "run",
-          "--allow-all",
-          CLI,
-          "lb",
-          `--tshm=${TSHM}`,
-          `--ft_shm=${FTSHM_FP}`,
-          `--queue=${fpArg}`,
-          `--qlength=${QLENGTH}`,
+        lbCommand(CLI, FTSHM_FP, fpArg, [
           "--fastpath",
           `--fastpath-table=${FASTPATH_TABLE}`,
           ...FASTPATH_ARGS,
-        ],
+        ]),
         QUEUES,
         fpChild !== undefined,
       );
