@@ -1,91 +1,168 @@
 /**
  * `nfqlb ruleset`: the netfilter rules that send VIP traffic to the queues
- * (`lib/ruleset/ruleset.ts`), printed, applied (`--apply`, idempotent) or
- * removed (`--delete`, exactly what `--apply` added), in nftables or iptables
- * style; with `--tshm`, also the policy-routing commands for the table's
- * active fwmarks.
+ * (`lib/ruleset/ruleset.ts`), printed, applied (`--apply`: the VIPs that are
+ * missing added, the others kept) or removed (`--delete`: the VIPs given), in
+ * nftables or iptables style, with a line per VIP on stdout; with `--tshm`, also
+ * the policy-routing commands for the table's active fwmarks. The plan is
+ * `lib/ruleset/plan.ts`'s; this module reads the rules in place and runs it.
  * @module
  */
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
-import { parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import {
-  iptablesChains,
+  IPTABLES_TABLES,
+  type IptablesCmd,
+  type IptablesState,
+  type IptablesStep,
+  type NftState,
+  NO_NFT_TABLE,
+  parseIptablesSave,
+  parseNftState,
+  planIptables,
+  planNft,
+  type Request,
+  restoreInput,
+  type SavedTable,
+} from "../lib/ruleset/plan.ts";
+import {
   iptablesCommands,
   nftRuleset,
   policyRouting,
   type RulesetOptions,
 } from "../lib/ruleset/ruleset.ts";
+import { parseVip, type Vip, vipsOverlap } from "../lib/ruleset/vip.ts";
 import { type Command, die } from "./command.ts";
 
-/** Exit status of `argv` (iptables waits for the xtables lock: `-w`), its stderr. */
-async function status(argv: string[]): Promise<{ code: number; stderr: string }> {
-  const [cmd, ...rest] = argv;
-  const args = cmd.endsWith("tables") ? ["-w", ...rest] : rest;
-  let r;
+/** The output of `argv` (its exit status, stdout, stderr), with `stdin` fed to it. */
+async function output(
+  argv: readonly string[],
+  stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, ...args] = argv;
+  let child;
   try {
-    r = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
+    child = new Deno.Command(cmd, {
+      args,
+      stdin: stdin === undefined ? "null" : "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) die(`ruleset: ${cmd} is not installed`);
     throw e;
   }
-  return { code: r.code, stderr: new TextDecoder().decode(r.stderr).trim() };
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const r = await child.output();
+  const dec = new TextDecoder();
+  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr).trim() };
 }
 
-/** Whether a check (`-C`, `-nL`) finds the rule or chain: exit 0 yes, 1 no, anything else fails. */
-async function exists(argv: string[]): Promise<boolean> {
-  const r = await status(argv);
-  if (r.code === 0) return true;
-  if (r.code === 1) return false;
-  die(`ruleset: \`${argv.join(" ")}\` failed (exit ${r.code}): ${r.stderr}`);
+/** nfqlb's iptables tables of both families as they are (`iptables-save -t TABLE`). */
+async function readIptables(): Promise<IptablesState> {
+  const state = new Map<string, SavedTable>();
+  for (const cmd of ["iptables", "ip6tables"]) {
+    for (const table of IPTABLES_TABLES) {
+      const r = await output([`${cmd}-save`, "-t", table]);
+      if (r.code !== 0) die(`ruleset: \`${cmd}-save -t ${table}\` failed: ${r.stderr}`);
+      state.set(`${cmd} ${table}`, parseIptablesSave(r.stdout));
+    }
+  }
+  return state;
 }
 
-/** Run `argv`; a failure ends the command, saying that the rules may be half in place. */
-async function must(argv: string[]): Promise<void> {
-  const r = await status(argv);
+/** The nft style's table as it is (`nft -j list table inet nfqlb`). */
+async function readNft(): Promise<NftState> {
+  const r = await output(["nft", "-j", "list", "table", "inet", "nfqlb"]);
   if (r.code !== 0) {
-    die(
-      `ruleset: \`${argv.join(" ")}\` failed: ${r.stderr}; the rules may be partly in place: ` +
-        "run `nfqlb ruleset --delete` with the same --vip to remove them",
-    );
+    if (/No such file or directory/.test(r.stderr)) return NO_NFT_TABLE;
+    die(`ruleset: \`nft -j list table inet nfqlb\` failed: ${r.stderr}`);
   }
-}
-
-/** Feed `text` to `nft -f -` as one transaction. */
-async function nft(text: string): Promise<void> {
-  let child;
   try {
-    child = new Deno.Command("nft", { args: ["-f", "-"], stdin: "piped", stderr: "piped" }).spawn();
+    return parseNftState(r.stdout);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) die("ruleset: nft is not installed");
-    throw e;
-  }
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(text));
-  await w.close();
-  const res = await child.output();
-  if (!res.success) {
-    die(`ruleset: nft -f failed (nothing changed): ${new TextDecoder().decode(res.stderr).trim()}`);
+    die(`ruleset: cannot read nft's listing of table inet nfqlb: ${(e as Error).message}`);
   }
 }
 
-/** A VIP or VIP prefix: an address, optionally `/len`. */
-function validVip(v: string): boolean {
-  const [addr, len, more] = v.split("/");
-  if (more !== undefined) return false;
-  const v6 = addr.includes(":");
-  if ((v6 ? parseIPv6(addr) : parseIPv4(addr)) === undefined) return false;
-  return len === undefined || (/^\d+$/.test(len) && Number(len) <= (v6 ? 128 : 32));
+/** Run one `iptables-restore --noflush` transaction; its error text, or undefined when it worked. */
+export type Restore = (cmd: IptablesCmd, input: string) => Promise<string | undefined>;
+
+const restoreHere: Restore = async (cmd, input) => {
+  const r = await output([`${cmd}-restore`, "--noflush", "-w"], input);
+  return r.code === 0 ? undefined : r.stderr || `exit status ${r.code}`;
+};
+
+/**
+ * Run the steps in order, each one transaction; when one fails, undo the ones before it (last
+ * first) and end the command saying so, or, if an undo fails too, which steps are still in place.
+ */
+export async function runIptablesSteps(
+  steps: readonly IptablesStep[],
+  restore: Restore = restoreHere,
+): Promise<void> {
+  const name = (s: IptablesStep) => `${s.cmd}-restore (table ${s.table})`;
+  for (let i = 0; i < steps.length; i++) {
+    const err = await restore(steps[i].cmd, restoreInput(steps[i].table, steps[i].ops));
+    if (err === undefined) continue;
+    const failed = `ruleset: ${name(steps[i])} failed: ${err}`;
+    for (let j = i - 1; j >= 0; j--) {
+      const undoErr = await restore(steps[j].cmd, restoreInput(steps[j].table, steps[j].undo));
+      if (undoErr !== undefined) {
+        die(
+          `${failed}\nruleset: undoing the earlier changes failed too (${
+            name(steps[j])
+          }: ${undoErr});` +
+            ` the changes to ${steps.slice(0, j + 1).map(name).join(", ")} are in place:` +
+            " run the same command again to complete them, or --delete to remove them",
+        );
+      }
+    }
+    die(`${failed}\nruleset: nothing changed${i > 0 ? " (the earlier changes were undone)" : ""}`);
+  }
+}
+
+/** Run the nft style's script (one transaction). */
+async function runNft(script: string): Promise<void> {
+  const r = await output(["nft", "-f", "-"], script);
+  if (r.code !== 0) die(`ruleset: nft -f failed (nothing changed): ${r.stderr}`);
+}
+
+/** End the command when the plan is refused: nothing was changed. */
+function refuse(refusals: readonly string[]): void {
+  if (refusals.length > 0) {
+    die(`ruleset: refused, nothing changed:\n${refusals.map((l) => `  ${l}`).join("\n")}`);
+  }
+}
+
+/** The VIPs of `--vip`: canonical, without duplicates, none overlapping another. */
+function parseVips(text: string): Vip[] {
+  const out: Vip[] = [];
+  for (const t of text.split(",").filter((v) => v !== "")) {
+    const v = parseVip(t);
+    if (typeof v === "string") die(`ruleset: invalid --vip [${t}]: ${v}`);
+    if (out.some((o) => o.text === v.text)) continue;
+    const other = out.find((o) => vipsOverlap(o, v));
+    if (other !== undefined) die(`ruleset: invalid --vip: ${t} overlaps ${other.text}`);
+    out.push(v);
+  }
+  if (out.length === 0) die(`ruleset: invalid --vip [${text}]`);
+  return out;
 }
 
 export const rulesetCommand: Command = {
   name: "ruleset",
   help: "ruleset --vip=VIP[,VIP...] [--queue=N|first:last] [--style=iptables|nft] [--fastpath]\n" +
-    "        [--apply|--delete]\n" +
+    "        [--apply [--replace]|--delete]\n" +
     "  [--tshm=NAME]\n" +
     "  Print (or apply, or remove) the rules that send the VIPs' traffic to the queues:\n" +
     "  prerouting to NFQUEUE, locally generated ICMP to the VIPs too, and the VIPs exempted\n" +
-    "  from conntrack (notrack). --apply is idempotent; --delete removes exactly what it added.",
+    "  from conntrack (notrack). --apply adds the VIPs that are missing and keeps the others;\n" +
+    "  it refuses queues other than those of the rules in place (--replace: the rules become\n" +
+    "  exactly this request). --delete removes the VIPs given. Both print a line per VIP.",
   options: [
     { name: "vip", desc: "VIPs (or prefixes), comma-separated", required: true },
     { name: "queue", desc: "NFQUEUE number N or range first:last (default 0:3)" },
@@ -98,55 +175,60 @@ export const rulesetCommand: Command = {
       flag: true,
     },
     { name: "apply", desc: "Apply the rules in this network namespace", flag: true },
-    { name: "delete", desc: "Remove the rules --apply added", flag: true },
+    {
+      name: "replace",
+      desc: "With --apply: remove VIPs not given, change the queues of those given",
+      flag: true,
+    },
+    { name: "delete", desc: "Remove the rules of the VIPs given", flag: true },
   ],
   async run(inv) {
     const o = inv.opts;
-    const vips = (o.get("vip") ?? "").split(",").filter((v) => v !== "");
-    const bad = vips.find((v) => !validVip(v));
-    if (vips.length === 0 || bad !== undefined) die(`ruleset: invalid --vip [${bad ?? ""}]`);
+    const vips = parseVips(o.get("vip") ?? "");
     const queueText = o.get("queue") ?? "0:3";
     const q = parseQueueRange(queueText);
     if (q === undefined) die(`queue invalid [${queueText}]`);
     const style = o.get("style") ?? "iptables";
     if (style !== "iptables" && style !== "nft") die(`ruleset: invalid --style [${style}]`);
     if (o.has("apply") && o.has("delete")) die("ruleset: --apply and --delete exclude each other");
-    const r: RulesetOptions = { vips, first: q[0], last: q[1], fastpath: o.has("fastpath") };
+    if (o.has("replace") && !o.has("apply")) die("ruleset: --replace goes with --apply");
+    const r: RulesetOptions = {
+      vips: vips.map((v) => v.text),
+      first: q[0],
+      last: q[1],
+      fastpath: o.has("fastpath"),
+    };
     const tun = o.get("tun");
 
     if (o.has("apply") || o.has("delete")) {
-      if (style === "nft") {
-        // One transaction: the table is replaced (or removed) atomically, and it is no error
-        // when it did not exist ("table … {}" creates it first).
-        await nft(
-          "table inet nfqlb {}\ndelete table inet nfqlb\n" + (o.has("apply") ? nftRuleset(r) : ""),
+      // --tshm and --tun only print advice: with --apply/--delete it would be dropped unsaid.
+      const printOnly = ["tshm", "tun"].filter((n) => o.has(n));
+      if (printOnly.length > 0) {
+        die(
+          `ruleset: --${printOnly.join(" and --")} only print${printOnly.length === 1 ? "s" : ""}` +
+            " (policy routing, rp_filter advice), nothing of it is applied: run without" +
+            " --apply/--delete to see it",
         );
-        return 0;
       }
-      // Both families, always: a family without VIPs now loses the chains an earlier --apply made.
-      const mine = new Map(iptablesChains(r).map((c) => [`${c.cmd} ${c.table} ${c.chain}`, c]));
-      const all = iptablesChains({ ...r, vips: ["0.0.0.0/32", "::/128"] });
-      for (const c of all) {
-        const t = [c.cmd, "-t", c.table];
-        const own = o.has("apply") ? mine.get(`${c.cmd} ${c.table} ${c.chain}`) : undefined;
-        // A jump to a chain that does not exist cannot be there (and `-C` would fail with 2).
-        const chainThere = await exists([...t, "-nL", c.chain]);
-        if (own === undefined) {
-          if (!chainThere) continue;
-          while (await exists([...t, "-C", c.hook, "-j", c.chain])) {
-            await must([...t, "-D", c.hook, "-j", c.chain]);
-          }
-          await must([...t, "-F", c.chain]);
-          await must([...t, "-X", c.chain]);
-          continue;
-        }
-        // --apply: the chain with exactly these rules, and one jump to it.
-        await must([...t, chainThere ? "-F" : "-N", c.chain]);
-        for (const rule of own.rules) await must([...t, "-A", c.chain, ...rule]);
-        if (!(await exists([...t, "-C", c.hook, "-j", c.chain]))) {
-          await must([...t, "-A", c.hook, "-j", c.chain]);
-        }
+      const req: Request = {
+        vips,
+        spec: { first: q[0], last: q[1], fastpath: o.has("fastpath") },
+        mode: o.has("apply") ? "apply" : "delete",
+        replace: o.has("replace"),
+      };
+      let lines: readonly string[];
+      if (style === "nft") {
+        const plan = planNft(await readNft(), req);
+        refuse(plan.refusals);
+        for (const step of plan.steps) await runNft(step);
+        lines = plan.lines;
+      } else {
+        const plan = planIptables(await readIptables(), req);
+        refuse(plan.refusals);
+        await runIptablesSteps(plan.steps);
+        lines = plan.lines;
       }
+      inv.io.out(lines.map((l) => l + "\n").join(""));
       return 0;
     }
 

@@ -38,77 +38,45 @@ export interface RulesetOptions {
 
 const isV6 = (vip: string) => vip.includes(":");
 
-/** The chains nfqlb adds (table, chain, hook chain it is jumped to from). */
-const CHAINS: readonly [string, string, string][] = [
+/** nfqlb's chains (table, chain, hook chain that jumps to it), in the order they are handled. */
+export const IPTABLES_CHAINS: readonly (readonly [table: string, chain: string, hook: string])[] = [
   ["mangle", "nfqlb", "PREROUTING"],
   ["mangle", "nfqlb-local", "OUTPUT"],
   ["raw", "nfqlb-defrag", "PREROUTING"],
   ["raw", "nfqlb-defrag-local", "OUTPUT"],
 ];
 
-/** The NFQUEUE target's arguments for the queues. */
-function nfqueue(r: RulesetOptions): string[] {
-  return r.first === r.last
-    ? ["-j", "NFQUEUE", "--queue-num", String(r.first)]
-    : ["-j", "NFQUEUE", "--queue-balance", `${r.first}:${r.last}`];
-}
-
-/** The rules of each nfqlb chain for one family's VIPs. */
-function chainRules(r: RulesetOptions, v6: boolean): Map<string, string[][]> {
-  const vips = r.vips.filter((v) => isV6(v) === v6);
-  const icmp = v6 ? "ipv6-icmp" : "icmp";
-  return new Map([
-    [
-      "nfqlb",
-      vips.map((
-        v,
-      ) => ["-d", v, ...(r.fastpath ? ["-m", "mark", "--mark", "0"] : []), ...nfqueue(r)]),
-    ],
-    ["nfqlb-local", vips.map((v) => ["-p", icmp, "-d", v, ...nfqueue(r)])],
-    ["nfqlb-defrag", vips.map((v) => ["-d", v, "-j", "NOTRACK"])],
-    ["nfqlb-defrag-local", vips.map((v) => ["-d", v, "-j", "NOTRACK"])],
-  ]);
-}
-
-/** The families that have VIPs: their command and chain rules. */
-function families(r: RulesetOptions): [string, Map<string, string[][]>][] {
-  const out: [string, Map<string, string[][]>][] = [];
-  if (r.vips.some((v) => !isV6(v))) out.push(["iptables", chainRules(r, false)]);
-  if (r.vips.some(isV6)) out.push(["ip6tables", chainRules(r, true)]);
-  return out;
-}
-
-/** One chain nfqlb owns: where it lives, the hook chain that jumps to it, its rules. */
-export interface OwnChain {
-  /** `iptables` or `ip6tables`. */
-  readonly cmd: string;
-  readonly table: string;
-  readonly chain: string;
-  readonly hook: string;
-  /** Each rule's arguments after `-A <chain>`. */
-  readonly rules: readonly string[][];
-}
-
-/** The chains the iptables style adds, per family with VIPs. */
-export function iptablesChains(r: RulesetOptions): OwnChain[] {
-  return families(r).flatMap(([cmd, rules]) =>
-    CHAINS.map(([table, chain, hook]) => ({
-      cmd,
-      table,
-      chain,
-      hook,
-      rules: rules.get(chain) ?? [],
-    }))
-  );
+/** The arguments of one VIP's rule in nfqlb's iptables `chain` (after `-A chain`). */
+export function iptablesRule(
+  chain: string,
+  vip: string,
+  r: Pick<RulesetOptions, "first" | "last" | "fastpath">,
+): string {
+  const q = r.first === r.last
+    ? `-j NFQUEUE --queue-num ${r.first}`
+    : `-j NFQUEUE --queue-balance ${r.first}:${r.last}`;
+  switch (chain) {
+    case "nfqlb":
+      return `-d ${vip} ${r.fastpath ? "-m mark --mark 0 " : ""}${q}`;
+    case "nfqlb-local":
+      return `-p ${isV6(vip) ? "ipv6-icmp" : "icmp"} -d ${vip} ${q}`;
+    default:
+      return `-d ${vip} -j NOTRACK`;
+  }
 }
 
 /** The iptables style as the commands an operator would type. */
 export function iptablesCommands(r: RulesetOptions): string[] {
-  return iptablesChains(r).flatMap((c) => [
-    `${c.cmd} -t ${c.table} -N ${c.chain}`,
-    ...c.rules.map((rule) => `${c.cmd} -t ${c.table} -A ${c.chain} ${rule.join(" ")}`),
-    `${c.cmd} -t ${c.table} -A ${c.hook} -j ${c.chain}`,
-  ]);
+  const fams: [string, boolean][] = [["iptables", false], ["ip6tables", true]];
+  return fams.filter(([, v6]) => r.vips.some((v) => isV6(v) === v6)).flatMap(([cmd, v6]) =>
+    IPTABLES_CHAINS.flatMap(([table, chain, hook]) => [
+      `${cmd} -t ${table} -N ${chain}`,
+      ...r.vips.filter((v) => isV6(v) === v6).map((v) =>
+        `${cmd} -t ${table} -A ${chain} ${iptablesRule(chain, v, r)}`
+      ),
+      `${cmd} -t ${table} -A ${hook} -j ${chain}`,
+    ])
+  );
 }
 
 /** The same rules as an nftables ruleset (`nft -f`), in the frontend's shape. */

@@ -16,6 +16,16 @@ import {
 } from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 import { runCli } from "../../testkit/cli.ts";
+import { type Restore, runIptablesSteps } from "../../cli/ruleset.ts";
+import {
+  NO_NFT_TABLE,
+  parseIptablesSave,
+  parseNftState,
+  planIptables,
+  planNft,
+  type SavedTable,
+} from "../../lib/ruleset/plan.ts";
+import { parseVip, type Vip } from "../../lib/ruleset/vip.ts";
 
 const ROOT = isRoot();
 const DENO = Deno.execPath();
@@ -121,6 +131,273 @@ Deno.test({
   },
 });
 
+/** nfqlb's chains and their rules as `iptables-save` shows them, per family ("" when none). */
+async function ownChains(net: TestNet, ns: string): Promise<string> {
+  const out: string[] = [];
+  for (const cmd of ["iptables", "ip6tables"]) {
+    for (const l of (await net.run(ns, [`${cmd}-save`])).split("\n")) {
+      if (/^(-A \S+ -j nfqlb|-A nfqlb|:nfqlb)/.test(l)) {
+        out.push(`${cmd} ${l.replace(/ \[.*$/, "")}`);
+      }
+    }
+  }
+  return out.sort().join("\n");
+}
+
+/**
+ * What nfqlb's chains must hold for `vips` (all to queues `q`), derived from the rule definitions
+ * (docs/COMPATIBILITY.md D55): per family with VIPs, the four chains, a jump to each from its hook
+ * chain, and per VIP one rule in each chain.
+ */
+function expectedChains(vips: string[], q: string): string {
+  const out: string[] = [];
+  for (
+    const [cmd, v6, icmp, host] of [["iptables", false, "icmp", "/32"], [
+      "ip6tables",
+      true,
+      "ipv6-icmp",
+      "/128",
+    ]] as const
+  ) {
+    const mine = vips.filter((v) => v.includes(":") === v6);
+    if (mine.length === 0) continue;
+    const queue = q.includes(":") ? `--queue-balance ${q}` : `--queue-num ${q}`;
+    out.push(
+      `${cmd} :nfqlb -`,
+      `${cmd} :nfqlb-local -`,
+      `${cmd} :nfqlb-defrag -`,
+      `${cmd} :nfqlb-defrag-local -`,
+      `${cmd} -A PREROUTING -j nfqlb`,
+      `${cmd} -A OUTPUT -j nfqlb-local`,
+      `${cmd} -A PREROUTING -j nfqlb-defrag`,
+      `${cmd} -A OUTPUT -j nfqlb-defrag-local`,
+    );
+    for (const v of mine) {
+      out.push(
+        `${cmd} -A nfqlb -d ${v}${host} -j NFQUEUE ${queue}`,
+        `${cmd} -A nfqlb-local -d ${v}${host} -p ${icmp} -j NFQUEUE ${queue}`,
+        `${cmd} -A nfqlb-defrag -d ${v}${host} -j NOTRACK`,
+        `${cmd} -A nfqlb-defrag-local -d ${v}${host} -j NOTRACK`,
+      );
+    }
+  }
+  return out.sort().join("\n");
+}
+
+Deno.test({
+  name:
+    "ruleset --apply adds and keeps, never removes VIPs it was not given; --delete removes only those given (needs root)",
+  ignore: !ROOT,
+  async fn() {
+    await withTestNet(async (net) => {
+      const ns = await net.addNs("rs");
+      const ruleset = (...args: string[]) =>
+        net.exec(ns, [DENO, "run", "-A", CLI, "ruleset", ...args]);
+      let r = await ruleset("--vip=10.0.0.1,1000::1", "--apply");
+      assert.equal(r.code, 0, r.stderr);
+      const firstLines = r.stdout;
+      assert.equal(await ownChains(net, ns), expectedChains(["10.0.0.1", "1000::1"], "0:3"));
+
+      r = await ruleset("--vip=10.0.0.2", "--apply");
+      assert.equal(r.code, 0, r.stderr);
+      const three = expectedChains(["10.0.0.1", "10.0.0.2", "1000::1"], "0:3");
+      assert.equal(await ownChains(net, ns), three, "10.0.0.1 and 1000::1 are still there");
+      assert.equal(r.stdout, "added vip 10.0.0.2 queue 0:3\n");
+      assert.equal(
+        firstLines,
+        "added vip 10.0.0.1 queue 0:3\nadded vip 1000::1 queue 0:3\n" +
+          ["iptables", "ip6tables"].map((c) =>
+            `added chain ${c} mangle nfqlb (jump from PREROUTING)\n` +
+            `added chain ${c} mangle nfqlb-local (jump from OUTPUT)\n` +
+            `added chain ${c} raw nfqlb-defrag (jump from PREROUTING)\n` +
+            `added chain ${c} raw nfqlb-defrag-local (jump from OUTPUT)\n`
+          ).join(""),
+      );
+
+      const applied = await saved(net, ns);
+      r = await ruleset("--vip=10.0.0.2,10.0.0.1", "--apply");
+      assert.equal(r.stdout, "kept vip 10.0.0.2 queue 0:3\nkept vip 10.0.0.1 queue 0:3\n");
+      assert.equal(await saved(net, ns), applied, "applying again changes nothing");
+
+      // Other queues than the rules in place: refused, naming them, nothing changed.
+      r = await ruleset("--vip=10.0.0.3", "--queue=4:7", "--apply");
+      assert.equal(r.code, 1);
+      assert.equal(r.stdout, "");
+      assert.match(r.stderr, /refused, nothing changed/);
+      assert.match(r.stderr, /10\.0\.0\.1 queue 0:3; 10\.0\.0\.2 queue 0:3; 1000::1 queue 0:3/);
+      assert.match(r.stderr, /--replace/);
+      assert.equal(await saved(net, ns), applied);
+
+      // --tshm and --tun only print; with --apply they are refused, not silently dropped.
+      r = await ruleset("--vip=10.0.0.9", "--apply", "--tshm=tshm-web");
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /--tshm only print/);
+      assert.equal(await saved(net, ns), applied);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "ruleset --delete removes only the VIPs given, says so of an absent one; --replace; the last VIP takes the chains (needs root)",
+  ignore: !ROOT,
+  async fn() {
+    await withTestNet(async (net) => {
+      const ns = await net.addNs("rsd");
+      const ruleset = (...args: string[]) =>
+        net.exec(ns, [DENO, "run", "-A", CLI, "ruleset", ...args]);
+      await net.run(ns, [
+        "iptables",
+        ..."-t mangle -A PREROUTING -p tcp --dport 22 -j ACCEPT".split(" "),
+      ]);
+      const before = await saved(net, ns);
+      let r = await ruleset("--vip=10.0.0.1,1000::1,10.0.0.2", "--apply");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(
+        await ownChains(net, ns),
+        expectedChains(["10.0.0.1", "10.0.0.2", "1000::1"], "0:3"),
+      );
+
+      r = await ruleset("--vip=10.0.0.2", "--delete");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(
+        await ownChains(net, ns),
+        expectedChains(["10.0.0.1", "1000::1"], "0:3"),
+        "10.0.0.1 and 1000::1 are still there",
+      );
+      assert.equal(r.stdout, "removed vip 10.0.0.2 queue 0:3\n");
+
+      const two = await saved(net, ns);
+      r = await ruleset("--vip=10.0.0.2", "--delete");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "absent vip 10.0.0.2\n");
+      assert.equal(await saved(net, ns), two, "deleting an absent VIP changes nothing");
+
+      // Deliberate replacement: exactly the request, each change said.
+      r = await ruleset("--vip=10.0.0.1", "--queue=4:7", "--apply", "--replace");
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.stdout.split("\n").slice(0, 2), [
+        "replaced vip 10.0.0.1 queue 4:7 (was queue 0:3)",
+        "removed vip 1000::1 queue 0:3",
+      ]);
+      assert.match(r.stdout, /^removed chain ip6tables mangle nfqlb$/m);
+      assert.equal(await ownChains(net, ns), expectedChains(["10.0.0.1"], "4:7"));
+
+      r = await ruleset("--vip=10.0.0.1", "--delete");
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(
+        r.stdout,
+        /^removed vip 10\.0\.0\.1 queue 4:7\nremoved chain iptables mangle nfqlb\n/,
+      );
+      assert.equal(await saved(net, ns), before, "the last VIP takes nfqlb's chains with it");
+    });
+  },
+});
+
+Deno.test({
+  name: "ruleset: a failed step undoes the steps before it (needs root)",
+  ignore: !ROOT,
+  async fn() {
+    await withTestNet(async (net) => {
+      const ns = await net.addNs("rsu");
+      const restore: Restore = async (cmd, input) => {
+        const r = await net.exec(ns, [`${cmd}-restore`, "--noflush", "-w"], input);
+        return r.code === 0 ? undefined : r.stderr.trim();
+      };
+      const read = async () => {
+        const m = new Map<string, SavedTable>();
+        for (const cmd of ["iptables", "ip6tables"]) {
+          for (const t of ["mangle", "raw"]) {
+            m.set(`${cmd} ${t}`, parseIptablesSave(await net.run(ns, [`${cmd}-save`, "-t", t])));
+          }
+        }
+        return m;
+      };
+      const spec = { first: 0, last: 3, fastpath: false };
+      const vips = ["10.0.0.1", "1000::1"].map((v) => parseVip(v) as Vip);
+      await runIptablesSteps(
+        planIptables(await read(), { vips: vips.slice(0, 1), spec, mode: "apply", replace: false })
+          .steps,
+        restore,
+      );
+      const before = await saved(net, ns);
+      // Add 1000::1 and remove 10.0.0.1 (--replace): four steps; the last is made to fail.
+      const plan = planIptables(await read(), {
+        vips: vips.slice(1),
+        spec,
+        mode: "apply",
+        replace: true,
+      });
+      assert.equal(plan.steps.length, 4);
+      const last = plan.steps[3];
+      const steps = [...plan.steps.slice(0, 3), {
+        ...last,
+        ops: [...last.ops, "-D nfqlb-defrag -d 2000::9 -j NOTRACK"],
+      }];
+      await assert.rejects(() => runIptablesSteps(steps, restore), (e: Error) => {
+        assert.match(e.message, /ip6tables-restore \(table raw\) failed: /);
+        assert.match(e.message, /nothing changed \(the earlier changes were undone\)/);
+        return true;
+      });
+      assert.equal(await saved(net, ns), before, "the three committed steps were undone");
+      await runIptablesSteps(plan.steps, restore);
+      assert.equal(await ownChains(net, ns), expectedChains(["1000::1"], "0:3"));
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "ruleset nft style: the planned scripts run in nft and do what they say (queue replaced by accept; needs root)",
+  ignore: !ROOT,
+  async fn() {
+    await withTestNet(async (net) => {
+      const ns = await net.addNs("rsn");
+      const nft = async (script: string) => {
+        const r = await net.exec(ns, ["nft", "-f", "-"], script);
+        assert.equal(r.code, 0, `${script}: ${r.stderr}`);
+      };
+      // This kernel has no nft queue expression: the table as written, with accept for queue.
+      const spec = { first: 0, last: 3, fastpath: false };
+      const first = planNft(NO_NFT_TABLE, {
+        vips: ["10.0.0.1", "1000::1"].map((v) => parseVip(v) as Vip),
+        spec,
+        mode: "apply",
+        replace: false,
+      });
+      await nft(first.steps[0].replaceAll("queue to 0-3", "accept"));
+      const read = async () => {
+        const json = await net.run(ns, ["nft", "-j", "list", "table", "inet", "nfqlb"]);
+        const s = parseNftState(json);
+        assert.deepEqual(s.problems, ["no queue rule in chain nfqlb"]);
+        return { ...s, spec, problems: [] }; // as if the queue rules were there
+      };
+      const request = (mode: "apply" | "delete", v: string[]) => ({
+        vips: v.map((x) => parseVip(x) as Vip),
+        spec,
+        mode,
+        replace: false,
+      });
+      const texts = async () => (await read()).vips.map((v) => v.text);
+
+      let plan = planNft(await read(), request("apply", ["10.0.0.2", "2000::/64"]));
+      assert.equal(plan.steps.length, 1);
+      await nft(plan.steps[0]);
+      assert.deepEqual(await texts(), ["10.0.0.1", "10.0.0.2", "1000::1", "2000::/64"]);
+
+      plan = planNft(await read(), request("delete", ["10.0.0.2", "2000::/64"]));
+      await nft(plan.steps[0]);
+      assert.deepEqual(await texts(), ["10.0.0.1", "1000::1"]);
+
+      plan = planNft(await read(), request("delete", ["10.0.0.1", "1000::1"]));
+      assert.deepEqual(plan.steps, ["delete table inet nfqlb\n"]);
+      await nft(plan.steps[0]);
+      const gone = await net.exec(ns, ["nft", "list", "table", "inet", "nfqlb"]);
+      assert.notEqual(gone.code, 0, "the table went with the last VIP");
+    });
+  },
+});
+
 Deno.test("ruleset: the nft style in the frontend's shape, the policy routing, bad input", async () => {
   const nft = await runCli("ruleset", "--vip=20.0.0.1,2000::1", "--style=nft");
   assert.equal(nft.code, 0);
@@ -157,8 +434,22 @@ Deno.test("ruleset: the nft style in the frontend's shape, the policy routing, b
   assert.deepEqual(await runCli("ruleset", "--vip=10.0.0.300"), {
     code: 1,
     out: "",
-    err: "ruleset: invalid --vip [10.0.0.300]\n",
+    err: "ruleset: invalid --vip [10.0.0.300]: not an address or prefix\n",
   });
   assert.equal((await runCli("ruleset")).code, 1, "--vip is required");
+  for (
+    const [args, err] of [
+      [
+        ["--vip=10.0.0.1/24"],
+        "ruleset: invalid --vip [10.0.0.1/24]: host bits set (the prefix is 10.0.0.0/24)\n",
+      ],
+      [["--vip=10.0.0.0/24,10.0.0.1"], "ruleset: invalid --vip: 10.0.0.1 overlaps 10.0.0.0/24\n"],
+      [["--vip=10.0.0.1", "--replace"], "ruleset: --replace goes with --apply\n"],
+      [["--vip=10.0.0.1", "--delete", "--replace"], "ruleset: --replace goes with --apply\n"],
+    ] as [string[], string][]
+  ) assert.deepEqual(await runCli("ruleset", ...args), { code: 1, out: "", err }, args.join(" "));
+  // The same VIP twice is one VIP; its forms are printed canonically.
+  const twice = await runCli("ruleset", "--vip=10.0.0.1,10.0.0.1/32", "--queue=2");
+  assert.equal(twice.out.split("\n").filter((l) => l.includes("-A nfqlb ")).length, 1);
   assert.equal((await runCli("ruleset", "--vip=1.2.3.4", "--apply", "--delete")).code, 1);
 });
