@@ -374,9 +374,8 @@ Deno.test("#13: fragment header followed by extension headers is walked, not loo
   // 1.2.0 loops forever here: fragment (first, next header 60, reserved 0), then
   // destination options (len 0) -> TCP. Fixed: rc 1, TCP ports, fragid.
   const p = cat(ip6(44), frag(60, 0, true, [1, 2, 3, 4]), ext(6), TCP);
-  const t0 = performance.now();
+  // 1.2.0 never returns from this call; returning at all is the property.
   const kp = parse6(p);
-  assert.ok(performance.now() - t0 < 50);
   assert.equal(kp.rc, RC_FIRST_FRAG);
   assert.equal(kp.fragId, 0x04030201);
   assert.equal(hex(kp.key.subarray(32)), "0000060012340050");
@@ -388,11 +387,11 @@ Deno.test("#13: an unbounded chain after the fragment header returns -1 quickly"
   const chain: number[] = [];
   for (let i = 0; i < 500; i++) chain.push(...ext(60));
   const p = cat(ip6(44), frag(60, 0, true, [9, 9, 9, 9]), chain, TCP);
-  const t0 = performance.now();
+  // Every header advances the walk by at least 8 bytes, so it ends within the packet: returning
+  // at all is the property (how fast is bench/packet_bench.ts's business, not a test's).
   assert.equal(parse6(p).rc, -1);
   // The same chain before the fragment header, and without any fragment header.
   assert.equal(parse6(cat(ip6(60), chain, TCP)).rc, -1);
-  assert.ok(performance.now() - t0 < 50);
 });
 
 Deno.test("#13: a post-fragment walk that leaves the packet returns -1", () => {
