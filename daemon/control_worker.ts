@@ -34,6 +34,8 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { type AdmissionLimits, admit } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { restoreFlowState, writeFlowStateFile } from "./flow_state_file.ts";
+import { PendingFlowRetry } from "./pending_flows.ts";
+import { LOG_NOTICE } from "../lib/log/levels.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
@@ -78,7 +80,8 @@ export type ControlMessage =
   }
   | { type: "flows"; snapshot: FlowSnapshot }
   | { type: "traces"; snapshot: FlowSnapshot }
-  | { type: "log"; text: string }
+  /** A log line; `level` defaults to warning. */
+  | { type: "log"; text: string; level?: number }
   /** A failure; `listen` is set when the control server socket could not be set up. */
   | { type: "error"; message: string; listen?: ListenFailure }
   | { type: "stopped" };
@@ -276,6 +279,10 @@ function serve(start: ControlStart): void {
       });
     }
   };
+  // Restored flows whose table did not map yet: probed from the loop below (D58).
+  const pending = new PendingFlowRetry(store, (name) => targets.acquire(name), (text) => {
+    scope.postMessage({ type: "log", text, level: LOG_NOTICE });
+  });
   store.flows.onChange((snapshot) => scope.postMessage({ type: "flows", snapshot }));
   store.flows.onChange(save);
   store.traces.onChange(save);
@@ -423,6 +430,7 @@ function serve(start: ControlStart): void {
     while (Atomics.load(stop, 0) === 0) {
       const now = Date.now();
       flushLog(now);
+      pending.tick(now);
       // Deadlines: a client that has not sent its whole request in time is closed.
       for (let i = open.length - 1; i >= 0; i--) {
         if (open[i].deadline <= now) {

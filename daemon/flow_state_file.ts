@@ -14,6 +14,8 @@
  *   mode 0600, written, `fsync`ed, renamed over the file (rename replaces a symlink at the
  *   final path instead of following it), then the directory is `fsync`ed.
  * - A corrupt file is renamed aside to `<path>.corrupt-<timestamp>` and reported.
+ * - Restoring: a flow whose table cannot be mapped yet (after a reboot `/dev/shm` is empty) is
+ *   kept pending, and saved with the others (docs/COMPATIBILITY.md#differences D58).
  * @module
  */
 import { decodeFlowState } from "../lib/flow/state_file.ts";
@@ -228,9 +230,10 @@ export function setAside(path: string, now = new Date()): string {
 
 /**
  * Restore `--flow-state` into `store` at start (one bulk load, linear in the number of flows).
- * Returns how many flows were restored; entries that are refused and a corrupt file (renamed
- * aside) are reported through `log`. Throws {@link FlowStateError} when the file or its
- * directory is not safe to use.
+ * Returns how many flows were restored, pending ones included; entries that are refused, flows
+ * kept pending because their table cannot be mapped yet, and a corrupt file (renamed aside)
+ * are reported through `log`. Throws {@link FlowStateError} when the file or its directory is
+ * not safe to use.
  */
 export function restoreFlowState(
   store: FlowStore,
@@ -257,13 +260,23 @@ export function restoreFlowState(
     return 0;
   }
   let n = 0;
-  const replies = store.setMany(state.flows);
+  const replies = store.setMany(state.flows, true);
   replies.forEach((reply, i) => {
-    if (reply === "OK") n++;
-    else log(`flow-state: flow ${state.flows[i].name}: ${reply}`);
+    const { name, target } = state.flows[i];
+    if (reply !== "OK") log(`flow-state: flow ${name}: ${reply}`);
+    else {
+      n++;
+      if (store.flows.isPending(name!)) log(pendingLine(name!, target!));
+    }
   });
   store.traceSetMany(state.traces).forEach((reply, i) => {
     if (reply !== "OK") log(`flow-state: trace flow ${state.traces[i].name}: ${reply}`);
   });
   return n;
+}
+
+/** The log line of a restored flow kept pending (docs/COMPATIBILITY.md#differences D58). */
+export function pendingLine(name: string, target: string): string {
+  return `flow-state: flow ${name}: table ${target} cannot be mapped (not created yet?); ` +
+    "the flow is kept, pending: it matches once the table exists";
 }

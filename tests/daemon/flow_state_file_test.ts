@@ -2,7 +2,8 @@
  * The `--flow-state` file on disk (daemon/flow_state_file.ts, docs/COMPATIBILITY.md#flows):
  * another local user (uid 65534, via setpriv) plants files next to it in a 0777 and a 1777
  * directory; nothing of theirs is followed, written or restored, an unsafe place stops the
- * start-up with a message naming the path, a corrupt file is set aside and reported.
+ * start-up with a message naming the path, a corrupt file is set aside and reported. Flows whose
+ * table does not exist are restored pending and saved again (D58).
  */
 import assert from "node:assert/strict";
 import {
@@ -11,7 +12,8 @@ import {
   restoreFlowState,
   writeFlowStateFile,
 } from "../../daemon/flow_state_file.ts";
-import { encodeFlowState } from "../../lib/flow/state_file.ts";
+import { mappableTargets } from "../../daemon/open_table.ts";
+import { decodeFlowState, encodeFlowState } from "../../lib/flow/state_file.ts";
 import { FlowStore } from "../../lib/flow/store.ts";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
 import { isRoot } from "../../testkit/netns.ts";
@@ -221,6 +223,42 @@ Deno.test("flow-state: kill -9 during a write loop leaves a parseable file", asy
       assert.ok(n >= 21, `restored ${n}`);
     }
   } finally {
+    await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("flow-state: flows whose table does not exist are restored pending and saved again", async () => {
+  const d = await Deno.makeTempDir({ prefix: "nfqlb-flowstate-" });
+  const table = tempShmName("pending");
+  const other = tempShmName("there");
+  try {
+    assert.equal((await runCli("init", `--shm=${other}`, "--M=7", "--N=2")).code, 0);
+    const file = `${d}/flows.json`;
+    const s0 = store();
+    assert.equal(s0.set({ name: "web", target: table, protocols: "tcp", dports: "80" }), "OK");
+    assert.equal(s0.set({ name: "dns", target: other, protocols: "udp", dports: "53" }), "OK");
+    writeFlowStateFile(file, encodeFlowState(s0.flows.snapshot.flows, []));
+    // The daemon's own registry: the table of "web" does not exist (after a reboot).
+    const s = new FlowStore(mappableTargets);
+    const logs: string[] = [];
+    assert.equal(restoreFlowState(s, file, (l) => logs.push(l)), 2);
+    assert.deepEqual(s.flows.names(), ["web", "dns"]);
+    assert.ok(s.flows.isPending("web") && !s.flows.isPending("dns"));
+    assert.deepEqual(logs, [
+      `flow-state: flow web: table ${table} cannot be mapped (not created yet?); ` +
+      "the flow is kept, pending: it matches once the table exists",
+    ]);
+    // An unrelated change is saved with the pending flow in it.
+    s.flows.onChange((snap) => writeFlowStateFile(file, encodeFlowState(snap.flows, [])));
+    assert.equal(s.set({ name: "x", target: other, dports: "99" }), "OK");
+    assert.deepEqual(decodeFlowState(readFlowStateFile(file)!).flows.map((f) => f.name), [
+      "web",
+      "dns",
+      "x",
+    ]);
+  } finally {
+    removeShm(table);
+    removeShm(other);
     await Deno.remove(d, { recursive: true });
   }
 });
