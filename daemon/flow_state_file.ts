@@ -16,9 +16,12 @@
  * - A corrupt file is renamed aside to `<path>.corrupt-<timestamp>` and reported.
  * - Restoring: a flow whose table cannot be mapped yet (after a reboot `/dev/shm` is empty) is
  *   kept pending, and saved with the others (docs/COMPATIBILITY.md#differences D58).
+ * - Saving after a change ({@link FlowStateSaver}): a failed save turns the change's `OK` into
+ *   a `FAIL:` reply that says the change is in use but not saved.
  * @module
  */
-import { decodeFlowState } from "../lib/flow/state_file.ts";
+import { decodeReply, textReply } from "../lib/flow/control_protocol.ts";
+import { decodeFlowState, encodeFlowState } from "../lib/flow/state_file.ts";
 import type { FlowStore } from "../lib/flow/store.ts";
 
 /** The state file or its directory is not safe to use. */
@@ -279,4 +282,61 @@ export function restoreFlowState(
 export function pendingLine(name: string, target: string): string {
   return `flow-state: flow ${name}: table ${target} cannot be mapped (not created yet?); ` +
     "the flow is kept, pending: it matches once the table exists";
+}
+
+/**
+ * The reply to a change that is in use but could not be saved: the client exits non-zero
+ * (docs/COMPATIBILITY.md#differences D29).
+ */
+export function unsavedReply(path: string, error: string): string {
+  return `FAIL: the change is in use but not saved: flow-state: ${path}: ${error}; ` +
+    "it is lost when flowlb restarts, unless a later change is saved";
+}
+
+/**
+ * Saves the flows and trace flows to the `--flow-state` file after every change (hook
+ * {@link FlowStateSaver.save} to the store's listeners) and tells the client of a change when
+ * its save failed ({@link FlowStateSaver.reply}). With the path "" it does nothing.
+ */
+export class FlowStateSaver {
+  /** The error of a save since the current request began, if one failed. */
+  #failure: string | undefined;
+
+  /** A saver of `store` to `path`; failures are also logged through `log`. */
+  constructor(
+    readonly path: string,
+    readonly store: FlowStore,
+    readonly log: (text: string) => void,
+  ) {}
+
+  /** Write the file now; a failure is logged and remembered for {@link FlowStateSaver.reply}. */
+  save(): void {
+    if (this.path === "") return;
+    try {
+      writeFlowStateFile(
+        this.path,
+        encodeFlowState(this.store.flows.snapshot.flows, this.store.traces.snapshot.flows),
+      );
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      this.#failure = why;
+      this.log(`flow-state: save to ${this.path} failed: ${why}`);
+    }
+  }
+
+  /**
+   * Run `request` (whose changes save through the listeners) and return its reply; an `OK`
+   * becomes {@link unsavedReply} when a save failed meanwhile (the change stays in use).
+   */
+  reply(request: () => Uint8Array): Uint8Array {
+    this.#failure = undefined;
+    const reply = request();
+    const failure = this.#failure;
+    this.#failure = undefined;
+    if (failure === undefined) return reply;
+    const r = decodeReply(reply);
+    return r.terminated && r.text.startsWith("OK")
+      ? textReply(unsavedReply(this.path, failure))
+      : reply;
+  }
 }

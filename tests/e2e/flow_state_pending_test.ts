@@ -6,7 +6,9 @@
  * (queued in mangle PREROUTING) match no flow and are dropped. An unrelated `flow-set` does not
  * drop it from the file. Once `nfqlb init` creates the table (and `activate` fills it) the flow
  * is no longer pending and its packets are accepted with the target's fwmark (counted by a mangle
- * INPUT rule).
+ * INPUT rule). A second test replaces the state file's directory by a file under a running
+ * flowlb: the next `flow-set` exits non-zero with a message saying the change is in use but not
+ * saved, and the change is in use.
  */
 import assert from "node:assert/strict";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
@@ -210,6 +212,70 @@ Deno.test({
     } finally {
       for (const n of [table, other, ftshm]) removeShm(n);
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "flowlb --flow-state: a failed save makes the client's flow-set exit non-zero, " +
+    "saying the change is in use but not saved (needs root)",
+  ignore: !ROOT,
+  async fn() {
+    const table = tempShmName("unsaved-t");
+    const ftshm = tempShmName("unsaved-ft");
+    const dir = await Deno.makeTempDir({ prefix: "nfqlb-unsaved-" });
+    const file = `${dir}/flows.json`;
+    const flowArgs = (name: string, port: number) => [
+      "flow-set",
+      `--name=${name}`,
+      `--target=${table}`,
+      "--protocols=tcp",
+      `--dports=${port}`,
+    ];
+    try {
+      await cli("init", `--shm=${table}`, "--M=997", "--N=4");
+      await withTestNet(async (net) => {
+        const lb = await net.addNs("lb");
+        const nfqlb = nfqlbIn(net, lb);
+        const daemon = await startFlowlb(net, lb, [`--ft_shm=${ftshm}`, `--flow-state=${file}`]);
+        let err: string;
+        try {
+          const a = await nfqlb(...flowArgs("a", 1));
+          assert.equal(a.stdout, "OK\n", a.stderr);
+          // The directory is replaced by a file: the save fails; the change is in use.
+          await Deno.rename(dir, `${dir}.moved`);
+          await Deno.writeTextFile(dir, "not a directory");
+          const b = await nfqlb(...flowArgs("b", 2));
+          assert.equal(b.code, 255, `flow-set exit ${b.code}: ${b.stdout}${b.stderr}`);
+          assert.match(
+            b.stdout,
+            new RegExp(
+              `^FAIL: the change is in use but not saved: flow-state: ${file}: .*Not a directory`,
+            ),
+          );
+          const list = await nfqlb("flow-list-names");
+          assert.deepEqual(JSON.parse(list.stdout), ["a", "b"], "the change is in use");
+          // The directory is back: the next change saves everything again.
+          await Deno.remove(dir);
+          await Deno.rename(`${dir}.moved`, dir);
+          const c = await nfqlb(...flowArgs("c", 3));
+          assert.equal(c.stdout, "OK\n", c.stderr);
+          const saved = decodeFlowState(await Deno.readTextFile(file)).flows.map((f) => f.name);
+          assert.deepEqual(saved, ["a", "b", "c"]);
+        } finally {
+          err = await stopFlowlb(daemon);
+        }
+        assert.match(
+          err,
+          new RegExp(`^warning: flowlb: flow-state: save to ${file} failed: `, "m"),
+        );
+      });
+    } finally {
+      removeShm(table);
+      removeShm(ftshm);
+      for (const d of [dir, `${dir}.moved`]) {
+        await Deno.remove(d, { recursive: true }).catch(() => {});
+      }
     }
   },
 });
