@@ -52,8 +52,9 @@ export class ControlThread {
         ready(m);
       } else if (m.type === "flows") this.onFlows(m.snapshot);
       else if (m.type === "traces") this.onTraces(m.snapshot);
-      else if (m.type === "log") io.err(logLine(LOG_WARNING, `flowlb: ${m.text}`) + "\n");
-      else if (m.type === "stopped") stopped();
+      else if (m.type === "log") {
+        io.err(logLine(m.level ?? LOG_WARNING, `flowlb: ${m.text}`) + "\n");
+      } else if (m.type === "stopped") stopped();
       else if (!isReady) {
         failed(
           m.listen !== undefined

@@ -17,7 +17,6 @@ import {
   RequestReader,
   textReply,
 } from "../lib/flow/control_protocol.ts";
-import { encodeFlowState } from "../lib/flow/state_file.ts";
 import { FlowStore } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
@@ -33,7 +32,9 @@ import {
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { type AdmissionLimits, admit } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
-import { restoreFlowState, writeFlowStateFile } from "./flow_state_file.ts";
+import { FlowStateSaver, restoreFlowState } from "./flow_state_file.ts";
+import { PendingFlowRetry } from "./pending_flows.ts";
+import { LOG_NOTICE } from "../lib/log/levels.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
@@ -78,7 +79,8 @@ export type ControlMessage =
   }
   | { type: "flows"; snapshot: FlowSnapshot }
   | { type: "traces"; snapshot: FlowSnapshot }
-  | { type: "log"; text: string }
+  /** A log line; `level` defaults to warning. */
+  | { type: "log"; text: string; level?: number }
   /** A failure; `listen` is set when the control server socket could not be set up. */
   | { type: "error"; message: string; listen?: ListenFailure }
   | { type: "stopped" };
@@ -262,20 +264,14 @@ function serve(start: ControlStart): void {
     }
     throw e;
   }
-  const save = () => {
-    if (start.flowState === "") return;
-    try {
-      writeFlowStateFile(
-        start.flowState,
-        encodeFlowState(store.flows.snapshot.flows, store.traces.snapshot.flows),
-      );
-    } catch (e) {
-      scope.postMessage({
-        type: "log",
-        text: `flow-state: save to ${start.flowState} failed: ${e}`,
-      });
-    }
-  };
+  const saver = new FlowStateSaver(start.flowState, store, (text) => {
+    scope.postMessage({ type: "log", text });
+  });
+  const save = () => saver.save();
+  // Restored flows whose table did not map yet: probed from the loop below (D58).
+  const pending = new PendingFlowRetry(store, (name) => targets.acquire(name), (text) => {
+    scope.postMessage({ type: "log", text, level: LOG_NOTICE });
+  });
   store.flows.onChange((snapshot) => scope.postMessage({ type: "flows", snapshot }));
   store.flows.onChange(save);
   store.traces.onChange(save);
@@ -336,7 +332,8 @@ function serve(start: ControlStart): void {
         } else {
           const before = store.flows.snapshot.version;
           const tracesBefore = store.traces.snapshot.version;
-          const reply = handleRequest(store, r.request);
+          // A change whose save fails gets a FAIL reply saying so (D29).
+          const reply = saver.reply(() => handleRequest(store, r.request));
           const after = store.flows.snapshot.version;
           // Reply only when the change is in use by every queue thread.
           if (after !== before) waitApplied(applied, after);
@@ -423,6 +420,7 @@ function serve(start: ControlStart): void {
     while (Atomics.load(stop, 0) === 0) {
       const now = Date.now();
       flushLog(now);
+      pending.tick(now);
       // Deadlines: a client that has not sent its whole request in time is closed.
       for (let i = open.length - 1; i >= 0; i--) {
         if (open[i].deadline <= now) {

@@ -43,7 +43,7 @@ import {
   statusPid,
   statusValues,
 } from "../lib/fastpath/status.ts";
-import type { FlowSnapshot } from "../lib/flow/store.ts";
+import { type FlowSnapshot, matchingFlows } from "../lib/flow/store.ts";
 import { TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP } from "../lib/trace/mask.ts";
 import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
@@ -208,7 +208,7 @@ async function run(start: FastPathStart): Promise<void> {
     const names = (s?: FlowSnapshot) =>
       start.tshm !== undefined
         ? [start.tshm]
-        : [...new Set(s?.flows.flatMap((f) => f.target ?? []) ?? [])];
+        : [...new Set(s ? matchingFlows(s).flows.flatMap((f) => f.target ?? []) : [])];
     const watch = (list: string[]) => {
       for (const [n, t] of watched) {
         if (!list.includes(n)) {

@@ -14,9 +14,14 @@
  *   mode 0600, written, `fsync`ed, renamed over the file (rename replaces a symlink at the
  *   final path instead of following it), then the directory is `fsync`ed.
  * - A corrupt file is renamed aside to `<path>.corrupt-<timestamp>` and reported.
+ * - Restoring: a flow whose table cannot be mapped yet (after a reboot `/dev/shm` is empty) is
+ *   kept pending, and saved with the others (docs/COMPATIBILITY.md#differences D58).
+ * - Saving after a change ({@link FlowStateSaver}): a failed save turns the change's `OK` into
+ *   a `FAIL:` reply that says the change is in use but not saved.
  * @module
  */
-import { decodeFlowState } from "../lib/flow/state_file.ts";
+import { decodeReply, textReply } from "../lib/flow/control_protocol.ts";
+import { decodeFlowState, encodeFlowState } from "../lib/flow/state_file.ts";
 import type { FlowStore } from "../lib/flow/store.ts";
 
 /** The state file or its directory is not safe to use. */
@@ -228,9 +233,10 @@ export function setAside(path: string, now = new Date()): string {
 
 /**
  * Restore `--flow-state` into `store` at start (one bulk load, linear in the number of flows).
- * Returns how many flows were restored; entries that are refused and a corrupt file (renamed
- * aside) are reported through `log`. Throws {@link FlowStateError} when the file or its
- * directory is not safe to use.
+ * Returns how many flows were restored, pending ones included; entries that are refused, flows
+ * kept pending because their table cannot be mapped yet, and a corrupt file (renamed aside)
+ * are reported through `log`. Throws {@link FlowStateError} when the file or its directory is
+ * not safe to use.
  */
 export function restoreFlowState(
   store: FlowStore,
@@ -257,13 +263,80 @@ export function restoreFlowState(
     return 0;
   }
   let n = 0;
-  const replies = store.setMany(state.flows);
+  const replies = store.setMany(state.flows, true);
   replies.forEach((reply, i) => {
-    if (reply === "OK") n++;
-    else log(`flow-state: flow ${state.flows[i].name}: ${reply}`);
+    const { name, target } = state.flows[i];
+    if (reply !== "OK") log(`flow-state: flow ${name}: ${reply}`);
+    else {
+      n++;
+      if (store.flows.isPending(name!)) log(pendingLine(name!, target!));
+    }
   });
   store.traceSetMany(state.traces).forEach((reply, i) => {
     if (reply !== "OK") log(`flow-state: trace flow ${state.traces[i].name}: ${reply}`);
   });
   return n;
+}
+
+/** The log line of a restored flow kept pending (docs/COMPATIBILITY.md#differences D58). */
+export function pendingLine(name: string, target: string): string {
+  return `flow-state: flow ${name}: table ${target} cannot be mapped (not created yet?); ` +
+    "the flow is kept, pending: it matches once the table exists";
+}
+
+/**
+ * The reply to a change that is in use but could not be saved: the client exits non-zero
+ * (docs/COMPATIBILITY.md#differences D29).
+ */
+export function unsavedReply(path: string, error: string): string {
+  return `FAIL: the change is in use but not saved: flow-state: ${path}: ${error}; ` +
+    "it is lost when flowlb restarts, unless a later change is saved";
+}
+
+/**
+ * Saves the flows and trace flows to the `--flow-state` file after every change (hook
+ * {@link FlowStateSaver.save} to the store's listeners) and tells the client of a change when
+ * its save failed ({@link FlowStateSaver.reply}). With the path "" it does nothing.
+ */
+export class FlowStateSaver {
+  /** The error of a save since the current request began, if one failed. */
+  #failure: string | undefined;
+
+  /** A saver of `store` to `path`; failures are also logged through `log`. */
+  constructor(
+    readonly path: string,
+    readonly store: FlowStore,
+    readonly log: (text: string) => void,
+  ) {}
+
+  /** Write the file now; a failure is logged and remembered for {@link FlowStateSaver.reply}. */
+  save(): void {
+    if (this.path === "") return;
+    try {
+      writeFlowStateFile(
+        this.path,
+        encodeFlowState(this.store.flows.snapshot.flows, this.store.traces.snapshot.flows),
+      );
+    } catch (e) {
+      const why = e instanceof Error ? e.message : String(e);
+      this.#failure = why;
+      this.log(`flow-state: save to ${this.path} failed: ${why}`);
+    }
+  }
+
+  /**
+   * Run `request` (whose changes save through the listeners) and return its reply; an `OK`
+   * becomes {@link unsavedReply} when a save failed meanwhile (the change stays in use).
+   */
+  reply(request: () => Uint8Array): Uint8Array {
+    this.#failure = undefined;
+    const reply = request();
+    const failure = this.#failure;
+    this.#failure = undefined;
+    if (failure === undefined) return reply;
+    const r = decodeReply(reply);
+    return r.terminated && r.text.startsWith("OK")
+      ? textReply(unsavedReply(this.path, failure))
+      : reply;
+  }
 }

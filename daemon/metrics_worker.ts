@@ -17,7 +17,7 @@ import { openShm, type ShmMapping } from "../ffi/shm.ts";
 import { formatMetrics } from "../lib/counters/metrics.ts";
 import { readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { readStats, readStatsExt } from "../lib/frag/stats.ts";
-import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
+import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
 import { type KernelQueueStats, parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { openTable } from "./open_table.ts";
 import { isTruncated } from "./table_watch.ts";
@@ -85,10 +85,11 @@ function serve(start: MetricsStart): void {
       return undefined;
     }
   };
-  /** Names of the tables in use now. */
+  /** Names of the tables in use now (not those of pending flows: they do not exist yet). */
   const tables = () => {
     const names = new Set(start.tables);
-    for (const f of snapshot?.flows ?? []) if (f.target !== undefined) names.add(f.target);
+    const flows = snapshot === undefined ? [] : matchingFlows(snapshot).flows;
+    for (const f of flows) if (f.target !== undefined) names.add(f.target);
     return [...names];
   };
 
@@ -116,6 +117,7 @@ function serve(start: MetricsStart): void {
       name: f.name,
       table: f.target ?? "",
       matches: counters?.count(snapshot!.slots[i]) ?? 0,
+      pending: snapshot!.pending[i] !== 0,
     }));
     return formatMetrics({
       version: start.version,

@@ -29,7 +29,8 @@ import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
 import { C_VERDICT_ERRORS, QueueCounters } from "../lib/counters/queue_counters.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
-import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
+import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
+import type { Flow } from "../lib/flow/types.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
 import type { MaglevTable } from "../lib/maglev/table.ts";
 import type { DaemonConfig } from "./options.ts";
@@ -113,9 +114,9 @@ class TableCache {
   /** Names unmapped because they were truncated: mapped again once valid. */
   #lost = new Set<string>();
 
-  tablesFor(snapshot: FlowSnapshot): (MaglevTable | undefined)[] {
+  tablesFor(flows: readonly Flow[]): (MaglevTable | undefined)[] {
     const names = new Set<string>();
-    const out = snapshot.flows.map((f) => {
+    const out = flows.map((f) => {
       if (f.target === undefined) return undefined;
       names.add(f.target);
       if (!this.#open.has(f.target)) {
@@ -132,9 +133,9 @@ class TableCache {
     return out;
   }
 
-  /** Unmap tables no flow of `snapshot` refers to (after the new set is in use). */
-  prune(snapshot: FlowSnapshot): void {
-    const used = new Set(snapshot.flows.map((f) => f.target));
+  /** Unmap tables no flow of `flows` refers to (after the new set is in use). */
+  prune(flows: readonly Flow[]): void {
+    const used = new Set(flows.map((f) => f.target));
     for (const [name, t] of this.#open) {
       if (!used.has(name)) {
         t?.close();
@@ -388,8 +389,10 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       owned.push(cache);
       let current = ch.snapshot;
       const install = (s: FlowSnapshot) => {
-        d.setFlows(new FlowSet(s.flows, cache.tablesFor(s), s.slots, lane));
-        cache.prune(s);
+        // Pending flows (no table yet, D58) match nothing: they are left out.
+        const m = matchingFlows(s);
+        d.setFlows(new FlowSet(m.flows, cache.tablesFor(m.flows), m.slots, lane));
+        cache.prune(m.flows);
         current = s;
         decisionsChanged();
         Atomics.store(applied, ch.lane, s.version);

@@ -122,8 +122,13 @@ async function flowLb(
     throw e;
   }
   if (ready.restored > 0) {
+    // Flows (not helpers) kept pending because their table does not map yet (D58).
+    const s = ready.snapshot;
+    const pending = s.flows.filter((f, i) => s.pending[i] !== 0 && f.target !== undefined).length;
+    const more = pending === 0 ? "" : ` (${pending} pending: their tables do not exist yet)`;
     io.err(
-      logLine(LOG_NOTICE, `flowlb: restored ${ready.restored} flows from ${c.flowState}`) + "\n",
+      logLine(LOG_NOTICE, `flowlb: restored ${ready.restored} flows from ${c.flowState}${more}`) +
+        "\n",
     );
   }
   // [0]: version of the newest flow snapshot, [1]: of the newest trace-flow snapshot.

@@ -39,8 +39,11 @@ export interface MetricsInput {
   readonly fwmarks: readonly FwmarkCounts[];
   /** The kernel's figures by queue number (only the daemon's queues are shown). */
   readonly kernel: ReadonlyMap<number, KernelQueueStats>;
-  /** flowlb: each flow, its table ("" for a helper) and its matches. */
-  readonly flows: readonly { name: string; table: string; matches: number }[];
+  /**
+   * flowlb: each flow, its table ("" for a helper), its matches, and whether it is pending
+   * (waits for its table, docs/COMPATIBILITY.md#differences D58).
+   */
+  readonly flows: readonly { name: string; table: string; matches: number; pending?: boolean }[];
   /** Target tables in use. */
   readonly tables: number;
   /** The fragment counters, when the object has them. */
@@ -176,6 +179,12 @@ export function formatMetrics(m: MetricsInput): string {
     m.flows.map((f) => [{ flow: f.name, table: f.table }, f.matches]),
   );
   w.family("nfqlb_flows", "gauge", "Flows defined (flowlb).", [[{}, m.flows.length]]);
+  w.family(
+    "nfqlb_flows_pending",
+    "gauge",
+    "Flows restored from --flow-state that wait for their table to exist (flowlb).",
+    [[{}, m.flows.filter((f) => f.pending === true).length]],
+  );
   w.family("nfqlb_tables", "gauge", "Target tables in use.", [[{}, m.tables]]);
   const f = m.fragments;
   if (f !== undefined) {

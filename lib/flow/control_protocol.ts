@@ -265,7 +265,7 @@ export function buildRequest(action: Action, fields: FlowFields): Uint8Array {
 function listReply(list: FlowList, name: string | undefined, kind: "flow" | "trace"): Uint8Array {
   if (name === undefined) return encoder.encode(formatFlowList(list.entries(), kind));
   const e = list.get(name);
-  return encoder.encode(e === undefined ? "" : formatFlow(e.flow, e.matchesCount, kind));
+  return encoder.encode(e === undefined ? "" : formatFlow(e.flow, e.matchesCount, kind, e.pending));
 }
 
 /**

@@ -31,6 +31,8 @@ export interface FlowListEntry {
   readonly flow: Flow;
   /** u32. */
   readonly matchesCount: number;
+  /** The flow waits for its table (docs/COMPATIBILITY.md#differences D58); absent: it does not. */
+  readonly pending?: boolean;
 }
 
 /** Which list a flow belongs to: trace flows are printed without `user_ref`. */
@@ -83,9 +85,15 @@ function listLine(key: string, items: readonly string[]): string {
  * One flow object exactly as in docs/COMPATIBILITY.md#flows, without a trailing newline: keys
  * `name`, `priority` (unsigned), `protocols` (one line), `dests`, `dports`,
  * `srcs`, `sports`, `match`, `udpencap` (if > 0), `matches_count`, and for
- * normal flows `user_ref` (the target, or `NULL` for helper flows).
+ * normal flows `user_ref` (the target, or `NULL` for helper flows); a `pending` flow (not in
+ * 1.2.0, D58) gets a last key `"pending": true`.
  */
-export function formatFlow(flow: Flow, matchesCount: number, kind: FlowKind = "flow"): string {
+export function formatFlow(
+  flow: Flow,
+  matchesCount: number,
+  kind: FlowKind = "flow",
+  pending = false,
+): string {
   const lines = [
     `  "name": ${jsonString(flow.name)}`,
     `  "priority": ${flow.priority >>> 0}`,
@@ -103,12 +111,15 @@ export function formatFlow(flow: Flow, matchesCount: number, kind: FlowKind = "f
   if (flow.udpencap > 0) lines.push(`  "udpencap": ${flow.udpencap}`);
   lines.push(`  "matches_count": ${matchesCount >>> 0}`);
   if (kind === "flow") lines.push(`  "user_ref": ${jsonString(flow.target ?? "NULL")}`);
+  if (pending) lines.push(`  "pending": true`);
   return `{\n${lines.join(",\n")}\n}`;
 }
 
 /** The whole list: `[` + flows joined by `,\n` + `]\n`; empty: `[]\n` (docs/COMPATIBILITY.md#flows). */
 export function formatFlowList(entries: readonly FlowListEntry[], kind: FlowKind = "flow"): string {
-  return `[${entries.map((e) => formatFlow(e.flow, e.matchesCount, kind)).join(",\n")}]\n`;
+  return `[${
+    entries.map((e) => formatFlow(e.flow, e.matchesCount, kind, e.pending)).join(",\n")
+  }]\n`;
 }
 
 /** The names list of `flow-list-names`: `[]\n`, or one indented name per line (docs/COMPATIBILITY.md#control-protocol). */

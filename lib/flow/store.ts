@@ -28,6 +28,13 @@
  * `capacity − live flows` later retirements before its increments could land
  * on a reused slot.
  *
+ * ## Pending flows (docs/COMPATIBILITY.md#differences D58)
+ * A flow restored from `--flow-state` whose table cannot be mapped yet (after a reboot
+ * `/dev/shm` is empty) is kept *pending* instead of refused: it is listed, saved and can be
+ * replaced or deleted like any flow, but it holds no target reference and matches nothing
+ * (`snapshot.pending[i]` is 1; {@link matchingFlows} leaves it out). {@link FlowStore.activatePending}
+ * makes it a normal flow once its table maps. A `#name` helper is pending with its flow.
+ *
  * ## Atomicity (docs/COMPATIBILITY.md#differences D16)
  * `set` validates everything before changing anything; the only side effect
  * before the commit is acquiring a target, which is released again on every
@@ -80,6 +87,9 @@ export interface TargetRegistry {
   /** Drop a reference taken by a successful {@link TargetRegistry.acquire}. */
   release(name: string): void;
 }
+
+/** No flow pending. */
+const NONE_PENDING: ReadonlySet<Flow> = new Set();
 
 /** Cells per 64-byte cache line. */
 const LINE_CELLS = 16;
@@ -138,12 +148,27 @@ export class MatchCounters {
 /**
  * An immutable flow list state. `flows` are in matching (= listing) order;
  * `slots[i]` is the {@link MatchCounters} slot of `flows[i]` (never mutate
- * `slots`). `version` increases by one per change, starting at 0 (empty).
+ * `slots`); `pending[i]` is 1 when `flows[i]` waits for its table (it matches nothing) and
+ * `pendingCount` how many are. `version` increases by one per change, starting at 0 (empty).
  */
 export interface FlowSnapshot {
   readonly version: number;
   readonly flows: readonly Flow[];
   readonly slots: Uint32Array;
+  readonly pending: Uint8Array;
+  readonly pendingCount: number;
+}
+
+/**
+ * The flows of `s` that match packets, with their slots: `s` itself when none is pending,
+ * else new arrays without the pending ones (built off the hot path, once per snapshot).
+ */
+export function matchingFlows(
+  s: FlowSnapshot,
+): { readonly flows: readonly Flow[]; readonly slots: Uint32Array } {
+  if (s.pendingCount === 0) return s;
+  const keep = s.flows.flatMap((_, i) => s.pending[i] === 0 ? [i] : []);
+  return { flows: keep.map((i) => s.flows[i]), slots: Uint32Array.from(keep, (i) => s.slots[i]) };
 }
 
 /** Hands out counter slots: never-used ones first, then retired ones oldest-first. */
@@ -209,6 +234,8 @@ export class FlowList {
       version: 0,
       flows: Object.freeze([]),
       slots: new Uint32Array(0),
+      pending: new Uint8Array(0),
+      pendingCount: 0,
     });
   }
 
@@ -236,12 +263,24 @@ export class FlowList {
   get(name: string): FlowListEntry | undefined {
     const i = this.indexOf(name);
     if (i < 0) return undefined;
-    return { flow: this.#snapshot.flows[i], matchesCount: this.#count(i) };
+    return this.#entry(i);
   }
 
   /** All flows in order with their counts. */
   entries(): FlowListEntry[] {
-    return this.#snapshot.flows.map((flow, i) => ({ flow, matchesCount: this.#count(i) }));
+    return this.#snapshot.flows.map((_, i) => this.#entry(i));
+  }
+
+  /** Whether the flow named `name` exists and is pending. */
+  isPending(name: string): boolean {
+    const i = this.indexOf(name);
+    return i >= 0 && this.#snapshot.pending[i] !== 0;
+  }
+
+  #entry(i: number): FlowListEntry {
+    const s = this.#snapshot;
+    const e = { flow: s.flows[i], matchesCount: this.#count(i) };
+    return s.pending[i] === 0 ? e : { ...e, pending: true };
   }
 
   /** All names in order. */
@@ -265,16 +304,21 @@ export class FlowList {
 
   /**
    * One atomic change: each flow of `put` replaces the flow of the same name
-   * in place (with a fresh counter) or is appended, in `put` order; flows
-   * named in `remove` are removed; then the list is stably sorted by
+   * in place (with a fresh counter) or is appended, in `put` order, pending when it is in
+   * `pending`; flows named in `remove` are removed; then the list is stably sorted by
    * descending priority and published. Returns `false` (and changes
    * nothing) when there are not enough counter slots.
    */
-  apply(put: readonly Flow[], remove: readonly string[] = []): boolean {
+  apply(
+    put: readonly Flow[],
+    remove: readonly string[] = [],
+    pending: ReadonlySet<Flow> = NONE_PENDING,
+  ): boolean {
     if (this.#alloc.available() < put.length) return false;
     const old = this.#snapshot;
     const flows = old.flows.slice();
     const slots = Array.from(old.slots);
+    const pend = Array.from(old.pending);
     const retired: number[] = [];
     // Positions by name: the snapshot's own index plus the flows appended here (one lookup per
     // put, so a bulk load stays linear).
@@ -282,14 +326,17 @@ export class FlowList {
     for (const f of put) {
       const i = appended.get(f.name) ?? this.indexOf(f.name);
       const slot = this.#alloc.take();
+      const p = pending.has(f) ? 1 : 0;
       if (i >= 0) {
         retired.push(slots[i]);
         flows[i] = f;
         slots[i] = slot;
+        pend[i] = p;
       } else {
         appended.set(f.name, flows.length);
         flows.push(f);
         slots.push(slot);
+        pend.push(p);
       }
     }
     for (const name of remove) {
@@ -298,15 +345,48 @@ export class FlowList {
       retired.push(slots[i]);
       flows.splice(i, 1);
       slots.splice(i, 1);
+      pend.splice(i, 1);
     }
     const order = flows.map((_, i) => i).sort((a, b) => byPriorityDesc(flows[a], flows[b]));
+    this.#publish(
+      order.map((i) => flows[i]),
+      Uint32Array.from(order, (i) => slots[i]),
+      Uint8Array.from(order, (i) => pend[i]),
+    );
+    for (const s of retired) this.#alloc.retire(s);
+    return true;
+  }
+
+  /**
+   * Make the pending flows named in `names` match (same positions, same counters) and
+   * publish; returns `false` (nothing published) when none of them is pending.
+   */
+  activate(names: ReadonlySet<string>): boolean {
+    const old = this.#snapshot;
+    const pend = old.pending.slice();
+    let changed = false;
+    old.flows.forEach((f, i) => {
+      if (pend[i] !== 0 && names.has(f.name)) {
+        pend[i] = 0;
+        changed = true;
+      }
+    });
+    if (changed) this.#publish(old.flows, old.slots, pend);
+    return changed;
+  }
+
+  /** Publish a new snapshot (next version) and tell the listeners. */
+  #publish(flows: readonly Flow[], slots: Uint32Array, pending: Uint8Array): void {
+    let pendingCount = 0;
+    for (const p of pending) pendingCount += p;
     this.#snapshot = Object.freeze({
-      version: old.version + 1,
-      flows: Object.freeze(order.map((i) => flows[i])),
-      slots: Uint32Array.from(order, (i) => slots[i]),
+      version: this.#snapshot.version + 1,
+      flows: Object.isFrozen(flows) ? flows : Object.freeze(flows),
+      slots,
+      pending,
+      pendingCount,
     });
     this.#byName = undefined;
-    for (const s of retired) this.#alloc.retire(s);
     for (const l of this.#listeners) {
       try {
         l(this.#snapshot);
@@ -316,14 +396,18 @@ export class FlowList {
         });
       }
     }
-    return true;
   }
 }
 
-/** A validated `set` whose target is acquired: apply `put`, then `commit` (or `fail`). */
+/**
+ * A validated `set` whose target is acquired (or, `pending`, could not be and the flows wait
+ * for it): apply `put`, then `commit` (or `fail`).
+ */
 interface PreparedSet {
   readonly existing: Flow | undefined;
   readonly put: Flow[];
+  /** The flows of `put` wait for their table (no target reference is held). */
+  readonly pending: boolean;
   /** Release what was acquired and return `error`. */
   readonly fail: (error: string) => string;
   /** Release the replaced flow's target. */
@@ -338,6 +422,12 @@ export interface FlowStoreOptions {
   readonly capacity?: number;
   /** Counter slots of the trace-flow list (default 4096). */
   readonly traceCapacity?: number;
+}
+
+/** A pending flow that {@link FlowStore.activatePending} made a normal flow. */
+export interface ActivatedFlow {
+  readonly name: string;
+  readonly target: string;
 }
 
 /**
@@ -369,9 +459,11 @@ export class FlowStore {
    * changes and any target acquired on the way is released.
    */
   set(fields: FlowFields): string {
-    const p = this.#prepareSet(fields);
+    const p = this.#prepareSet(fields, false);
     if (typeof p === "string") return p;
-    if (!this.flows.apply(p.put)) return p.fail(REPLY.tooManyFlows);
+    if (!this.flows.apply(p.put, [], p.pending ? new Set(p.put) : NONE_PENDING)) {
+      return p.fail(REPLY.tooManyFlows);
+    }
     p.commit();
     return REPLY.ok;
   }
@@ -382,40 +474,46 @@ export class FlowStore {
    * each entry, but flows with new names are published together, so loading n flows is linear
    * (a replacement of an existing or earlier entry is applied on its own, in sequence). Fewer
    * snapshots are published (the version grows by less than one per flow).
+   *
+   * With `keepMissing` (the restore) a flow whose target cannot be acquired is not refused:
+   * it is kept pending (see the module comment) and its reply is `OK`.
    */
-  setMany(list: readonly FlowFields[]): string[] {
+  setMany(list: readonly FlowFields[], keepMissing = false): string[] {
     const replies: string[] = [];
-    let pending: Flow[] = [];
-    const pendingNames = new Set<string>();
+    let batch: Flow[] = [];
+    const batchNames = new Set<string>();
+    const waiting = new Set<Flow>();
     const flush = () => {
-      if (pending.length === 0) return;
-      this.flows.apply(pending); // capacity was checked per entry
-      pending = [];
-      pendingNames.clear();
+      if (batch.length === 0) return;
+      this.flows.apply(batch, [], waiting); // capacity was checked per entry
+      batch = [];
+      batchNames.clear();
+      waiting.clear();
     };
     for (const fields of list) {
-      if (fields.name !== undefined && pendingNames.has(fields.name)) flush();
-      const p = this.#prepareSet(fields);
+      if (fields.name !== undefined && batchNames.has(fields.name)) flush();
+      const p = this.#prepareSet(fields, keepMissing);
       if (typeof p === "string") {
         replies.push(p);
         continue;
       }
       const replaces = p.existing !== undefined ||
-        p.put.some((f) => pendingNames.has(f.name) || this.flows.indexOf(f.name) >= 0);
+        p.put.some((f) => batchNames.has(f.name) || this.flows.indexOf(f.name) >= 0);
       if (replaces) {
         flush();
-        if (!this.flows.apply(p.put)) {
+        if (!this.flows.apply(p.put, [], p.pending ? new Set(p.put) : NONE_PENDING)) {
           replies.push(p.fail(REPLY.tooManyFlows));
           continue;
         }
       } else {
-        if (this.flows.available() - pending.length < p.put.length) {
+        if (this.flows.available() - batch.length < p.put.length) {
           replies.push(p.fail(REPLY.tooManyFlows));
           continue;
         }
         for (const f of p.put) {
-          pending.push(f);
-          pendingNames.add(f.name);
+          batch.push(f);
+          batchNames.add(f.name);
+          if (p.pending) waiting.add(f);
         }
       }
       p.commit();
@@ -425,24 +523,33 @@ export class FlowStore {
     return replies;
   }
 
-  /** Everything of `set` up to the commit: an error reply, or the flows to put. */
-  #prepareSet(fields: FlowFields): string | PreparedSet {
+  /**
+   * Everything of `set` up to the commit: an error reply, or the flows to put. A target that
+   * cannot be acquired is refused, except that the flows are pending instead when
+   * `keepMissing` is set, or when they replace a pending flow with the same target.
+   */
+  #prepareSet(fields: FlowFields, keepMissing: boolean): string | PreparedSet {
     const nameError = checkName(fields.name);
     if (nameError !== undefined) return nameError;
     const name = fields.name!;
     const udpencap = parseUdpencap(fields.udpencap);
     const existing = this.flows.get(name)?.flow;
+    const existingPending = existing !== undefined && this.flows.isPending(name);
     const target = fields.target;
     let acquired: string | undefined;
+    let pending = false;
     if (existing !== undefined) {
       if (existing.udpencap !== udpencap) return REPLY.alterUdpencap;
-      if (target !== existing.target) {
-        if (target === undefined || !this.#targets.acquire(target)) return REPLY.createNewLb;
-        acquired = target;
+      if (target !== existing.target || existingPending) {
+        if (target !== undefined && this.#targets.acquire(target)) acquired = target;
+        else if (target !== undefined && (keepMissing || target === existing.target)) {
+          pending = true;
+        } else return REPLY.createNewLb;
       }
     } else {
-      if (target === undefined || !this.#targets.acquire(target)) return REPLY.createLb;
-      acquired = target;
+      if (target !== undefined && this.#targets.acquire(target)) acquired = target;
+      else if (target !== undefined && keepMissing) pending = true;
+      else return REPLY.createLb;
     }
     const fail = (error: string): string => {
       if (acquired !== undefined) this.#targets.release(acquired);
@@ -455,11 +562,40 @@ export class FlowStore {
     const flow = parsed.flow;
     const put = flow.udpencap !== 0 ? [helperFlow(flow), flow] : [flow];
     const commit = () => {
-      if (acquired !== undefined && existing?.target !== undefined) {
+      // A pending flow holds no reference; a replacement keeps the one it had unless it took
+      // a new one.
+      if (
+        (acquired !== undefined || pending) && existing?.target !== undefined && !existingPending
+      ) {
         this.#targets.release(existing.target);
       }
     };
-    return { existing, put, fail, commit };
+    return { existing, put, pending, fail, commit };
+  }
+
+  /**
+   * Make pending flows whose table maps now normal flows: `ready(target)` is asked once per
+   * target of a pending flow (a cheap probe, untraced), then each flow on a ready target
+   * takes its reference as a `set` does. Publishes one snapshot; returns the flows activated.
+   */
+  activatePending(ready: (target: string) => boolean): ActivatedFlow[] {
+    const s = this.flows.snapshot;
+    if (s.pendingCount === 0) return [];
+    const probed = new Map<string, boolean>();
+    const names = new Set<string>();
+    const out: ActivatedFlow[] = [];
+    s.flows.forEach((f, i) => {
+      const target = f.target;
+      if (s.pending[i] === 0 || target === undefined) return;
+      let ok = probed.get(target);
+      if (ok === undefined) probed.set(target, ok = ready(target));
+      if (!ok || !this.#targets.acquire(target)) return;
+      names.add(f.name);
+      names.add(HELPER_PREFIX + f.name);
+      out.push({ name: f.name, target });
+    });
+    if (names.size > 0) this.flows.activate(names);
+    return out;
   }
 
   /**
@@ -473,8 +609,9 @@ export class FlowStore {
     if (name.startsWith(HELPER_PREFIX)) return REPLY.ok;
     const existing = this.flows.get(name)?.flow;
     if (existing === undefined) return REPLY.ok;
+    const held = !this.flows.isPending(name);
     this.flows.apply([], [name, HELPER_PREFIX + name]);
-    if (existing.target !== undefined) this.#targets.release(existing.target);
+    if (existing.target !== undefined && held) this.#targets.release(existing.target);
     return REPLY.ok;
   }
 

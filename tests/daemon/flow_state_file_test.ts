@@ -2,16 +2,21 @@
  * The `--flow-state` file on disk (daemon/flow_state_file.ts, docs/COMPATIBILITY.md#flows):
  * another local user (uid 65534, via setpriv) plants files next to it in a 0777 and a 1777
  * directory; nothing of theirs is followed, written or restored, an unsafe place stops the
- * start-up with a message naming the path, a corrupt file is set aside and reported.
+ * start-up with a message naming the path, a corrupt file is set aside and reported. Flows whose
+ * table does not exist are restored pending and saved again (D58); a failed save turns the
+ * change's `OK` into a `FAIL:` reply (D29).
  */
 import assert from "node:assert/strict";
 import {
   FlowStateError,
+  FlowStateSaver,
   readFlowStateFile,
   restoreFlowState,
   writeFlowStateFile,
 } from "../../daemon/flow_state_file.ts";
-import { encodeFlowState } from "../../lib/flow/state_file.ts";
+import { mappableTargets } from "../../daemon/open_table.ts";
+import { decodeReply, textReply } from "../../lib/flow/control_protocol.ts";
+import { decodeFlowState, encodeFlowState } from "../../lib/flow/state_file.ts";
 import { FlowStore } from "../../lib/flow/store.ts";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
 import { isRoot } from "../../testkit/netns.ts";
@@ -220,6 +225,88 @@ Deno.test("flow-state: kill -9 during a write loop leaves a parseable file", asy
       const n = restoreFlowState(s, `${d}/flows.json`, (l) => assert.fail(l));
       assert.ok(n >= 21, `restored ${n}`);
     }
+  } finally {
+    await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("flow-state: flows whose table does not exist are restored pending and saved again", async () => {
+  const d = await Deno.makeTempDir({ prefix: "nfqlb-flowstate-" });
+  const table = tempShmName("pending");
+  const other = tempShmName("there");
+  try {
+    assert.equal((await runCli("init", `--shm=${other}`, "--M=7", "--N=2")).code, 0);
+    const file = `${d}/flows.json`;
+    const s0 = store();
+    assert.equal(s0.set({ name: "web", target: table, protocols: "tcp", dports: "80" }), "OK");
+    assert.equal(s0.set({ name: "dns", target: other, protocols: "udp", dports: "53" }), "OK");
+    writeFlowStateFile(file, encodeFlowState(s0.flows.snapshot.flows, []));
+    // The daemon's own registry: the table of "web" does not exist (after a reboot).
+    const s = new FlowStore(mappableTargets);
+    const logs: string[] = [];
+    assert.equal(restoreFlowState(s, file, (l) => logs.push(l)), 2);
+    assert.deepEqual(s.flows.names(), ["web", "dns"]);
+    assert.ok(s.flows.isPending("web") && !s.flows.isPending("dns"));
+    assert.deepEqual(logs, [
+      `flow-state: flow web: table ${table} cannot be mapped (not created yet?); ` +
+      "the flow is kept, pending: it matches once the table exists",
+    ]);
+    // An unrelated change is saved with the pending flow in it.
+    const saver = new FlowStateSaver(file, s, (l) => assert.fail(l));
+    s.flows.onChange(() => saver.save());
+    assert.equal(s.set({ name: "x", target: other, dports: "99" }), "OK");
+    assert.deepEqual(decodeFlowState(readFlowStateFile(file)!).flows.map((f) => f.name), [
+      "web",
+      "dns",
+      "x",
+    ]);
+  } finally {
+    removeShm(table);
+    removeShm(other);
+    await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("flow-state: a failed save turns OK into a FAIL reply; other replies unchanged", async () => {
+  const d = await Deno.makeTempDir({ prefix: "nfqlb-flowstate-" });
+  try {
+    const file = `${d}/sub/flows.json`;
+    await Deno.mkdir(`${d}/sub`);
+    const s = store();
+    const logs: string[] = [];
+    const saver = new FlowStateSaver(file, s, (l) => logs.push(l));
+    s.flows.onChange(() => saver.save());
+    const set = (name: string) =>
+      decodeReply(saver.reply(() => textReply(s.set({ name, target: "t" })))).text;
+    assert.equal(set("a"), "OK");
+    assert.deepEqual(logs, []);
+    // The directory is replaced by a file: the save fails, the change is in use.
+    await Deno.remove(`${d}/sub`, { recursive: true });
+    await Deno.writeTextFile(`${d}/sub`, "not a directory");
+    const reply = set("b");
+    assert.match(
+      reply,
+      new RegExp(
+        `^FAIL: the change is in use but not saved: flow-state: ${file}: .*Not a directory.*; ` +
+          "it is lost when flowlb restarts, unless a later change is saved$",
+      ),
+    );
+    assert.deepEqual(s.flows.names(), ["a", "b"], "the change is applied");
+    assert.equal(logs.length, 1);
+    assert.match(logs[0], new RegExp(`^flow-state: save to ${file} failed: `));
+    // A request that changes nothing keeps its own reply; a failed save is not remembered.
+    assert.equal(
+      decodeReply(saver.reply(() => textReply(s.set({ name: "c" })))).text,
+      "FAIL: Couldn't create load-balancer",
+    );
+    await Deno.remove(`${d}/sub`);
+    await Deno.mkdir(`${d}/sub`);
+    assert.equal(set("c"), "OK", "saved again once the directory is back");
+    assert.deepEqual(decodeFlowState(readFlowStateFile(file)!).flows.map((f) => f.name), [
+      "a",
+      "b",
+      "c",
+    ]);
   } finally {
     await Deno.remove(d, { recursive: true });
   }

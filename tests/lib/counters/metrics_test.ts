@@ -36,7 +36,10 @@ Deno.test("metrics: samples, labels and families", () => {
       userDropped: 6,
       idSequence: 11,
     }]]),
-    flows: [{ name: 'we"b', table: "tshm-web", matches: 9 }],
+    flows: [
+      { name: 'we"b', table: "tshm-web", matches: 9 },
+      { name: "later", table: "tshm-later", matches: 0, pending: true },
+    ],
     tables: 1,
     fragments: { ...readStats(ft), ...readStatsExt(ft) },
   });
@@ -52,7 +55,8 @@ Deno.test("metrics: samples, labels and families", () => {
       'nfqlb_target_packets_total{fwmark="101"} 7',
       'nfqlb_target_bytes_total{fwmark="101"} 420',
       'nfqlb_flow_matches_total{flow="we\\"b",table="tshm-web"} 9',
-      "nfqlb_flows 1",
+      "nfqlb_flows 2",
+      "nfqlb_flows_pending 1",
       'nfqlb_fragments_dropped_total{reason="ttl"} 4',
     ]
   ) assert.ok(lines.includes(want), want);
