@@ -9,7 +9,12 @@
  * lines go to two bounded rings read by the trace thread, so writing them
  * never blocks the packet path.
  *
- * Messages to the main thread: `started` (with the start-up line and the queue
+ * Start-up: the thread maps its tables and binds its queue, reports `bound`, and waits for
+ * the main thread's `go`, which comes once every queue is bound and the `ftshm` object is
+ * initialised (or with the stop flag set, when another thread failed to start); only then does it
+ * map `ftshm` and count into it.
+ *
+ * Messages to the main thread: `bound`, `started` (with the start-up line and the queue
  * socket's netlink port id, where the main thread sends its wake message), `stopped`,
  * or `error` (a one-line message).
  * @module
@@ -90,8 +95,15 @@ export interface QueueWorkerStart {
   readonly fastpath?: FastPathLane;
 }
 
+/**
+ * The message that lets a bound worker go on (the shared objects are initialised), or stop
+ * (`stop[0]` is set: another thread failed to start).
+ */
+export type QueueWorkerGo = { type: "go" };
+
 /** Messages a worker sends. */
 export type QueueWorkerMessage =
+  | { type: "bound"; queue: number }
   | { type: "started"; queue: number; line: string; portId: number }
   | { type: "stopped"; queue: number; packets: number }
   | { type: "error"; queue: number; message: string };
@@ -100,12 +112,16 @@ export type QueueWorkerMessage =
 const scope = self as unknown as {
   postMessage(m: QueueWorkerMessage): void;
   onmessage:
-    | ((e: MessageEvent<QueueWorkerStart | SnapshotMessage>) => void)
+    | ((e: MessageEvent<QueueWorkerStart | SnapshotMessage | QueueWorkerGo>) => void)
     | null;
 };
 
 /** The newest snapshots received, by kind. */
 const newest: { flows?: FlowSnapshot; traces?: FlowSnapshot } = {};
+
+let goReceived = () => {};
+/** Resolves when the main thread's `go` message has arrived. */
+const goMessage = new Promise<void>((r) => goReceived = r);
 
 /** Target tables of the flows, mapped once per name and unmapped when no flow uses them. */
 class TableCache {
@@ -305,6 +321,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
   // --fastpath: tell the writer when this thread's decisions change (it flushes the maps).
   let decisionsChanged = () => {};
   try {
+    // Everything that can fail comes before the bind; nothing shared is written until "go".
     const lbTier = c.lbshm === "" ? undefined : openTable(c.lbshm, false);
     /** Tables checked for truncation (docs/COMPATIBILITY.md#shared-memory). */
     const watched: WatchedTable[] = [];
@@ -316,8 +333,18 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       watched.push(w);
       owned.push(w);
     }
-    const ft = openShm(c.ftShm, true);
-    owned.push(ft);
+    const ch = start.flows;
+    /** lb: the target table (flowlb maps its flows' tables when it installs them). */
+    let target: OpenTable | undefined;
+    if (ch === undefined) {
+      target = openTable(c.tshm, false);
+      const w = new WatchedTable(c.tshm, target, (t) => {
+        setField(decider, "table", t);
+        decisionsChanged();
+      });
+      watched.push(w);
+      owned.push(w);
+    }
     // The trace mask and log level are read once per batch; lines go to this thread's rings.
     const traceShm = openTraceShm();
     owned.push(traceShm);
@@ -330,6 +357,18 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       line: (text) => ring.write(text),
       log: (text, level = LOG_WARNING) => logRing.write(logLine(level, text)),
     };
+    const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
+    owned.push(q);
+    // The queue is ours now; the main thread initialises the ftshm object once every queue is
+    // bound (a second daemon whose queue is taken stops before it touches the first's counters).
+    scope.postMessage({ type: "bound", queue });
+    await goMessage;
+    if (Atomics.load(stop, 0) !== 0) {
+      scope.postMessage({ type: "stopped", queue, packets: 0 });
+      return;
+    }
+    const ft = openShm(c.ftShm, true);
+    owned.push(ft);
     // One clock for all queue threads: the fragment table they share compares their times.
     const clock = clockSince(start.originMs);
     const fragments = new FragTable({
@@ -363,17 +402,8 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     let flowSync = async () => {};
     /** flowlb: drop truncated flow tables (and map them again when valid). */
     let checkFlowTables = () => {};
-    const ch = start.flows;
     if (ch === undefined) {
-      const target = openTable(c.tshm, false);
-      const lb = new LbDecider({ ...common, table: target.table, udpencap: c.sctpEncap });
-      decider = lb;
-      const w = new WatchedTable(c.tshm, target, (t) => {
-        setField(lb, "table", t);
-        decisionsChanged();
-      });
-      watched.push(w);
-      owned.push(w);
+      decider = new LbDecider({ ...common, table: target!.table, udpencap: c.sctpEncap });
     } else {
       const d = new FlowLbDecider({
         ...common,
@@ -436,8 +466,6 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     const fp = start.fastpath;
     const offload = fp === undefined ? undefined : new Offload(fp.ring, fp.channel, decider);
     if (offload !== undefined) decisionsChanged = () => offload.changed();
-    const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
-    owned.push(q);
     const line = startupLine(c.qlength, c.mtu, q.rcvbuf);
     // The port id lets the main thread wake this thread's receive (flow change, stop).
     scope.postMessage({ type: "started", queue, line, portId: q.portId });
@@ -473,6 +501,10 @@ async function serve(start: QueueWorkerStart): Promise<void> {
 scope.onmessage = (e) => {
   const m = e.data;
   if ("type" in m) {
+    if (m.type === "go") {
+      goReceived();
+      return;
+    }
     const old = newest[m.type];
     if (old === undefined || m.snapshot.version > old.version) newest[m.type] = m.snapshot;
     return;
