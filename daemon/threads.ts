@@ -208,6 +208,7 @@ function startMetricsThread(
     queueFirst: c.queueFirst,
     queueLast: c.queueLast,
     tables,
+    target: flows === undefined ? c.tshm : undefined,
     fastpathStatus: c.fastpath === undefined ? undefined : fastPathStatusName(c.fastpath.table),
     version: VERSION,
     flows: flows === undefined ? undefined : {
