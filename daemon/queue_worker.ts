@@ -41,13 +41,7 @@ import type { DaemonConfig } from "./options.ts";
 import type { FastPathLane } from "./fastpath_thread.ts";
 import { Offload } from "../lib/fastpath/offload.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
-import {
-  CHECK_INTERVAL_MS,
-  isTruncated,
-  noTargetTable,
-  remappedLine,
-  truncatedLine,
-} from "./table_watch.ts";
+import { CHECK_INTERVAL_MS, TableCache, WatchedTable } from "./table_watch.ts";
 
 /** Shared flow state handed to `flowlb` queue threads. */
 export interface FlowChannel {
@@ -122,127 +116,6 @@ const newest: { flows?: FlowSnapshot; traces?: FlowSnapshot } = {};
 let goReceived = () => {};
 /** Resolves when the main thread's `go` message has arrived. */
 const goMessage = new Promise<void>((r) => goReceived = r);
-
-/** Target tables of the flows, mapped once per name and unmapped when no flow uses them. */
-class TableCache {
-  #open = new Map<string, OpenTable | undefined>();
-  /** Names unmapped because they were truncated: mapped again once valid. */
-  #lost = new Set<string>();
-
-  tablesFor(snapshot: FlowSnapshot): (MaglevTable | undefined)[] {
-    const names = new Set<string>();
-    const out = snapshot.flows.map((f) => {
-      if (f.target === undefined) return undefined;
-      names.add(f.target);
-      if (!this.#open.has(f.target)) {
-        let t: OpenTable | undefined;
-        try {
-          t = openTable(f.target, false);
-        } catch {
-          t = undefined; // removed since the flow was set: "no target" until it is back
-        }
-        this.#open.set(f.target, t);
-      }
-      return this.#open.get(f.target)?.table;
-    });
-    return out;
-  }
-
-  /** Unmap tables no flow of `snapshot` refers to (after the new set is in use). */
-  prune(snapshot: FlowSnapshot): void {
-    const used = new Set(snapshot.flows.map((f) => f.target));
-    for (const [name, t] of this.#open) {
-      if (!used.has(name)) {
-        t?.close();
-        this.#open.delete(name);
-        this.#lost.delete(name);
-      }
-    }
-  }
-
-  /**
-   * Forget truncated tables and map lost ones again when valid; `log` gets one line each.
-   * Returns the truncated mappings (to unmap once a flow set without them is in use), or
-   * undefined when nothing changed.
-   */
-  check(log: (text: string) => void): OpenTable[] | undefined {
-    let changed = false;
-    const dropped: OpenTable[] = [];
-    for (const [name, t] of this.#open) {
-      if (t !== undefined && isTruncated(t)) {
-        dropped.push(t);
-        this.#open.set(name, undefined);
-        this.#lost.add(name);
-        log(truncatedLine(name));
-        changed = true;
-      } else if (t === undefined && this.#lost.has(name)) {
-        const again = tryOpen(name);
-        if (again === undefined) continue;
-        this.#open.set(name, again);
-        this.#lost.delete(name);
-        log(remappedLine(name));
-        changed = true;
-      }
-    }
-    return changed ? dropped : undefined;
-  }
-
-  close(): void {
-    for (const t of this.#open.values()) t?.close();
-    this.#open.clear();
-  }
-}
-
-/** Map `name` if it is a valid, untruncated table now; undefined otherwise. */
-function tryOpen(name: string): OpenTable | undefined {
-  let t: OpenTable;
-  try {
-    t = openTable(name, false);
-  } catch {
-    return undefined;
-  }
-  if (!isTruncated(t)) return t;
-  t.close();
-  return undefined;
-}
-
-/**
- * One table of `lb` (the target or the LB tier), replaced by a "no target" table when truncated
- * and mapped again when valid (docs/COMPATIBILITY.md#shared-memory).
- */
-class WatchedTable {
-  #open: OpenTable | undefined;
-  constructor(
-    readonly name: string,
-    open: OpenTable,
-    readonly use: (t: MaglevTable) => void,
-  ) {
-    this.#open = open;
-  }
-
-  /** Swap tables as needed; `log` gets one line per change. */
-  check(log: (text: string) => void): void {
-    const t = this.#open;
-    if (t !== undefined) {
-      if (!isTruncated(t)) return;
-      this.use(noTargetTable()); // nothing reads the mapping after this
-      this.#open = undefined;
-      t.close();
-      log(truncatedLine(this.name));
-      return;
-    }
-    const again = tryOpen(this.name);
-    if (again === undefined) return;
-    this.#open = again;
-    this.use(again.table);
-    log(remappedLine(this.name));
-  }
-
-  close(): void {
-    this.#open?.close();
-    this.#open = undefined;
-  }
-}
 
 /** Replace a table a decider holds (its fields are read-only to the rest of the program). */
 function setField<K extends string>(holder: object, key: K, t: MaglevTable): void {
