@@ -32,7 +32,11 @@ import { strerror } from "../ffi/libc.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
-import { C_VERDICT_ERRORS, QueueCounters } from "../lib/counters/queue_counters.ts";
+import {
+  C_TABLE_OPEN_ERRORS,
+  C_VERDICT_ERRORS,
+  QueueCounters,
+} from "../lib/counters/queue_counters.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
@@ -41,7 +45,7 @@ import type { DaemonConfig } from "./options.ts";
 import type { FastPathLane } from "./fastpath_thread.ts";
 import { Offload } from "../lib/fastpath/offload.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
-import { CHECK_INTERVAL_MS, TableCache, WatchedTable } from "./table_watch.ts";
+import { CHECK_INTERVAL_MS, TableCache, unmappedLine, WatchedTable } from "./table_watch.ts";
 
 /** Shared flow state handed to `flowlb` queue threads. */
 export interface FlowChannel {
@@ -287,7 +291,11 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       const lane = new MatchCounters(ch.lanes, ch.capacity, ch.counters).lane(ch.lane);
       const version = new Int32Array(ch.version);
       const applied = new Int32Array(ch.applied);
-      const cache = new TableCache();
+      // A table this thread cannot map is counted, logged once and retried every 100 ms.
+      const cache = new TableCache((name, why) => {
+        counters.counts[C_TABLE_OPEN_ERRORS]++;
+        trace.log!(`queue ${queue}: ${unmappedLine(name, why)}`);
+      });
       owned.push(cache);
       let current = ch.snapshot;
       const install = (s: FlowSnapshot) => {

@@ -33,6 +33,12 @@ export function remappedLine(name: string): string {
   return `table ${name} is valid again: mapped`;
 }
 
+/** The log line for a flow's table a queue thread could not map (`why`: the error). */
+export function unmappedLine(name: string, why: string): string {
+  return `WARNING: table ${name} could not be mapped (${why}): its flows get no target; ` +
+    `retrying every ${CHECK_INTERVAL_MS} ms`;
+}
+
 /** A table of the smallest size in process memory whose every lookup answers "no target". */
 export function noTargetTable(): MaglevTable {
   const t = MaglevTable.format(new ArrayBuffer(tableSize(MIN_M, 1)), MIN_M, 1, -1);
@@ -41,29 +47,41 @@ export function noTargetTable(): MaglevTable {
   return t;
 }
 
-/** Target tables of the flows, mapped once per name and unmapped when no flow uses them. */
+/**
+ * Target tables of the flows, mapped once per name and unmapped when no flow uses them. A table
+ * that cannot be mapped (removed since the flow was set, or a failed `mmap`) or that was truncated
+ * leaves its flows without a table ("no target") and is tried again at each {@link check} until
+ * it maps.
+ */
 export class TableCache {
   #open = new Map<string, OpenTable | undefined>();
-  /** Names unmapped because they were truncated: mapped again once valid. */
+  /** Names not mapped now (could not be mapped, or truncated): mapped again once valid. */
   #lost = new Set<string>();
+  readonly #failed: (name: string, why: string) => void;
 
+  /** `failed` hears of each table that could not be mapped for a flow set (once, not per retry). */
+  constructor(failed: (name: string, why: string) => void = () => {}) {
+    this.#failed = failed;
+  }
+
+  /** The table of each flow of `snapshot` (undefined: none, or not mapped now). */
   tablesFor(snapshot: FlowSnapshot): (MaglevTable | undefined)[] {
-    const names = new Set<string>();
-    const out = snapshot.flows.map((f) => {
+    return snapshot.flows.map((f) => {
       if (f.target === undefined) return undefined;
-      names.add(f.target);
       if (!this.#open.has(f.target)) {
         let t: OpenTable | undefined;
         try {
           t = openTable(f.target, false);
-        } catch {
-          t = undefined; // removed since the flow was set: "no target" until it is back
+        } catch (e) {
+          // "no target" for its flows until check() maps it
+          t = undefined;
+          this.#lost.add(f.target);
+          this.#failed(f.target, e instanceof Error ? e.message : String(e));
         }
         this.#open.set(f.target, t);
       }
       return this.#open.get(f.target)?.table;
     });
-    return out;
   }
 
   /** Unmap tables no flow of `snapshot` refers to (after the new set is in use). */
@@ -79,7 +97,8 @@ export class TableCache {
   }
 
   /**
-   * Forget truncated tables and map lost ones again when valid; `log` gets one line each.
+   * Forget truncated tables and map the ones not mapped again when valid; `log` gets one line
+   * each.
    * Returns the truncated mappings (to unmap once a flow set without them is in use), or
    * undefined when nothing changed.
    */

@@ -126,6 +126,12 @@ export function formatMetrics(m: MetricsInput): string {
     "Verdicts the kernel refused.",
     perQueue((q) => q.verdictErrors),
   );
+  w.family(
+    "nfqlb_queue_table_open_errors_total",
+    "counter",
+    "Flow tables the queue thread could not map (retried every 100 ms).",
+    perQueue((q) => q.tableOpenErrors),
+  );
   const kernel = (pick: (k: KernelQueueStats) => number) =>
     m.queues.filter((q) => m.kernel.has(q.queue)).map((
       q,

@@ -58,6 +58,8 @@ export const C_NO_FLOW = 5;
 export const C_VERDICT_ERRORS = 6;
 /** Accepted packets whose fwmark found no slot in the table (more than {@link FW_SLOTS} marks). */
 export const C_OTHER_FWMARKS = 7;
+/** flowlb: flow tables this queue thread could not map (each then retried every 100 ms). */
+export const C_TABLE_OPEN_ERRORS = 8;
 
 /** Bytes of one queue's block. */
 export const BLOCK_SIZE = 8 * NUM_COUNTERS + 4 * FW_SLOTS + 16 * FW_SLOTS;
@@ -150,6 +152,7 @@ export interface QueueCounts {
   noFlow: number;
   verdictErrors: number;
   otherFwmarks: number;
+  tableOpenErrors: number;
 }
 
 /** Packets and bytes accepted with one fwmark, summed over the queues. */
@@ -182,6 +185,7 @@ export function readQueueCounters(
       noFlow: c[C_NO_FLOW],
       verdictErrors: c[C_VERDICT_ERRORS],
       otherFwmarks: c[C_OTHER_FWMARKS],
+      tableOpenErrors: c[C_TABLE_OPEN_ERRORS],
     });
     for (let s = 0; s < FW_SLOTS; s++) {
       if (keys[s] === 0) continue;

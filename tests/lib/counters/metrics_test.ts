@@ -18,6 +18,7 @@ const QUEUE = {
   noFlow: 0,
   verdictErrors: 0,
   otherFwmarks: 0,
+  tableOpenErrors: 1,
 };
 
 Deno.test("metrics: samples, labels and families", () => {
@@ -46,6 +47,7 @@ Deno.test("metrics: samples, labels and families", () => {
       'nfqlb_build_info{version="1.2.0",deno="2.9.6"} 1',
       'nfqlb_queue_packets_received_total{queue="3"} 10',
       'nfqlb_queue_packets_no_target_total{queue="3"} 2',
+      'nfqlb_queue_table_open_errors_total{queue="3"} 1',
       'nfqlb_kernel_queue_packets_total{queue="3"} 11',
       'nfqlb_kernel_queue_user_dropped_total{queue="3"} 6',
       'nfqlb_kernel_queue_waiting_packets{queue="3"} 2',
