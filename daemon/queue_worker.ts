@@ -19,7 +19,7 @@
  * or `error` (a one-line message).
  * @module
  */
-import { NfQueue } from "../ffi/nfqueue.ts";
+import { NfQueue, type TransientErrorHook } from "../ffi/nfqueue.ts";
 import { startupLine } from "../lib/nfqueue/rcvbuf.ts";
 import { openShm } from "../ffi/shm.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
@@ -33,10 +33,14 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
 import {
+  C_RECEIVE_ERRORS,
+  C_RECEIVE_OVERRUNS,
+  C_SEND_ERRORS,
   C_TABLE_OPEN_ERRORS,
   C_VERDICT_ERRORS,
   QueueCounters,
 } from "../lib/counters/queue_counters.ts";
+import { EINTR, ENOBUFS } from "../ffi/constants.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
@@ -155,6 +159,37 @@ function injector(dev: { fd: number; name: string }, trace: TraceSink): InjectFn
   };
 }
 
+/** Rate limit of the transient receive/send error lines, per call and errno. */
+const IO_ERROR_LOG = { burst: 5, intervalMs: 10_000 };
+
+/**
+ * Counts each transient receive or send failure of queue `queue` into `counts()` (once the
+ * counters are mapped) and logs it, rate-limited; EINTR (a signal) is only counted.
+ */
+function transientErrors(
+  queue: number,
+  trace: TraceSink,
+  counts: () => Float64Array | undefined,
+): TransientErrorHook {
+  const limiter = new LogRateLimiter(IO_ERROR_LOG);
+  return (call, e) => {
+    const c = counts();
+    const receive = call === "recvmmsg";
+    if (c !== undefined) {
+      c[receive ? (e === ENOBUFS ? C_RECEIVE_OVERRUNS : C_RECEIVE_ERRORS) : C_SEND_ERRORS]++;
+    }
+    if (e === EINTR || (trace.level ?? 0) < LOG_WARNING) return;
+    const what = receive
+      ? e === ENOBUFS
+        ? "the socket overran, the kernel dropped queued messages (packets or verdict answers); " +
+          "counted, going on"
+        : "retrying"
+      : "the verdicts were not sent; retrying until they are (the packets wait in the queue)";
+    const line = `queue ${queue}: ${call}: ${strerror(e)}: ${what}`;
+    for (const l of limiter.offer(`${call} ${e}`, line, performance.now())) trace.log?.(l);
+  };
+}
+
 /**
  * Main buckets of the fragment table each queue thread sweeps per check (every 100 ms), under
  * the table's lock: small enough that another thread's fragment waits at most ~0.1 ms.
@@ -234,7 +269,17 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       line: (text) => ring.write(text),
       log: (text, level = LOG_WARNING) => logRing.write(logLine(level, text)),
     };
-    const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
+    /** This queue's counters, once mapped (after "go"). */
+    const mapped: { counts?: Float64Array } = {};
+    const q = NfQueue.open({
+      queue,
+      mtu: c.mtu,
+      qlength: c.qlength,
+      failOpen: c.failOpen,
+      // Transient receive/send errors are counted, logged and retried; a send gives up on stop.
+      stop,
+      onTransientError: transientErrors(queue, trace, () => mapped.counts),
+    });
     owned.push(q);
     // The queue is ours now; the main thread initialises the ftshm object once every queue is
     // bound (a second daemon whose queue is taken stops before it touches the first's counters).
@@ -264,6 +309,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     });
     // This queue's block of counters in the ftshm object (one writer: this thread).
     const counters = new QueueCounters(ft.buffer, queue - c.queueFirst);
+    mapped.counts = counters.counts;
     const common = {
       counts: counters.counts,
       lbTier: lbTier?.table,
