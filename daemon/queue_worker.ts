@@ -19,7 +19,7 @@
  * or `error` (a one-line message).
  * @module
  */
-import { NfQueue, type TransientErrorHook } from "../ffi/nfqueue.ts";
+import { NfQueue } from "../ffi/nfqueue.ts";
 import { startupLine } from "../lib/nfqueue/rcvbuf.ts";
 import { openShm } from "../ffi/shm.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
@@ -33,14 +33,11 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
 import {
-  C_RECEIVE_ERRORS,
-  C_RECEIVE_OVERRUNS,
-  C_SEND_ERRORS,
   C_TABLE_OPEN_ERRORS,
   C_VERDICT_ERRORS,
   QueueCounters,
 } from "../lib/counters/queue_counters.ts";
-import { EINTR, ENOBUFS } from "../ffi/constants.ts";
+import { transientErrors } from "./transient_errors.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters } from "../lib/flow/store.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
@@ -156,37 +153,6 @@ function injector(dev: { fd: number; name: string }, trace: TraceSink): InjectFn
       }
     }
     return false;
-  };
-}
-
-/** Rate limit of the transient receive/send error lines, per call and errno. */
-const IO_ERROR_LOG = { burst: 5, intervalMs: 10_000 };
-
-/**
- * Counts each transient receive or send failure of queue `queue` into `counts()` (once the
- * counters are mapped) and logs it, rate-limited; EINTR (a signal) is only counted.
- */
-function transientErrors(
-  queue: number,
-  trace: TraceSink,
-  counts: () => Float64Array | undefined,
-): TransientErrorHook {
-  const limiter = new LogRateLimiter(IO_ERROR_LOG);
-  return (call, e) => {
-    const c = counts();
-    const receive = call === "recvmmsg";
-    if (c !== undefined) {
-      c[receive ? (e === ENOBUFS ? C_RECEIVE_OVERRUNS : C_RECEIVE_ERRORS) : C_SEND_ERRORS]++;
-    }
-    if (e === EINTR || (trace.level ?? 0) < LOG_WARNING) return;
-    const what = receive
-      ? e === ENOBUFS
-        ? "the socket overran, the kernel dropped queued messages (packets or verdict answers); " +
-          "counted, going on"
-        : "retrying"
-      : "the verdicts were not sent; retrying until they are (the packets wait in the queue)";
-    const line = `queue ${queue}: ${call}: ${strerror(e)}: ${what}`;
-    for (const l of limiter.offer(`${call} ${e}`, line, performance.now())) trace.log?.(l);
   };
 }
 
