@@ -1,7 +1,8 @@
 /**
  * Benchmarks for the per-packet hot path: parseKeyInto + hashKey over every
  * distinct golden packet, the whole `lb` decision (parse + hash + Maglev
- * lookup, tracing off) over the same packets, and djb2 over one 40-byte key.
+ * lookup, tracing off) over the same packets, djb2 over one 40-byte key, and the queue's
+ * receive + verdicts + send of one batch over a socketpair.
  *
  * Run: `deno bench --allow-all bench/packet_bench.ts`. The "x N packets"
  * benches process all N distinct golden packets per iteration: divide the
@@ -23,6 +24,8 @@ import { goldenRows, unhex } from "../testkit/golden_packets.ts";
 import { Offload } from "../lib/fastpath/offload.ts";
 import { OfferReader, OfferRing } from "../lib/fastpath/offer_ring.ts";
 import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
+import { getLibc } from "../ffi/libc.ts";
+import { attach, packets } from "../testkit/fake_kernel.ts";
 
 interface Sample {
   pkt: Uint8Array;
@@ -151,6 +154,25 @@ Deno.bench(
   },
 );
 
+// The queue's own work per batch (ffi/nfqueue.ts): one recvmmsg of a datagram of 32 packets,
+// 32 verdicts, one sendmsg, over a unix socketpair whose other end plays the kernel
+// (testkit/fake_kernel.ts); the "kernel" side (one send, one recv) is in the time too.
+const fake = await attach();
+const nfq = fake.q!;
+const batch32 = packets(...Array.from({ length: 32 }, (_, i) => i + 1));
+const batch32Len = BigInt(batch32.length);
+const drain = new Uint8Array(65536);
+const drainLen = BigInt(drain.length);
+const libc = getLibc();
+Deno.bench("NfQueue receiveBatch + 32 verdicts + flush (socketpair)", { group: "queue" }, () => {
+  libc.send(fake.k.fd, batch32, batch32Len, 0);
+  const n = nfq.receiveBatch();
+  for (let i = 0; i < n; i++) nfq.verdict(i, 101);
+  nfq.flush();
+  libc.recv(fake.k.fd, drain, drainLen, 0);
+  sink ^= n;
+});
+
 const key = new Uint8Array(KEY_LEN);
 for (let i = 0; i < KEY_LEN; i++) key[i] = (i * 37) & 0xff;
 Deno.bench("djb2 over a 40-byte key", { group: "hash" }, () => {
@@ -158,5 +180,7 @@ Deno.bench("djb2 over a 40-byte key", { group: "hash" }, () => {
 });
 
 globalThis.addEventListener("unload", () => {
+  nfq.close();
+  fake.k.close();
   if (sink === 0.5) console.log(sink); // keep `sink` observable
 });

@@ -5,8 +5,11 @@
  * queue threads count into, the kernel's figures of the daemon's queues
  * (`/proc/net/netfilter/nfnetlink_queue` of its network namespace) and, for
  * flowlb, the flows' match counters; `GET /healthz` answers 200 `ok` only when
- * every queue is bound and every table in use maps as a valid table, else 503
- * with the reasons, one per line.
+ * a packet for a configured VIP would be forwarded (`lib/counters/health.ts`):
+ * every queue bound, every table in use valid, an active target in the lb's
+ * table or, for flowlb, in some flow's table; else 503 with the reasons, one
+ * per line. Each request reads the kernel's queue list and maps each table in
+ * use once (its `active` slots are read, nothing else).
  *
  * Messages to the main thread: `listening` (the address), or `error` (the
  * server could not be set up). Messages from it: new flow snapshots.
@@ -15,6 +18,7 @@
 import { statusPid, statusValues } from "../lib/fastpath/status.ts";
 import { openShm, type ShmMapping } from "../ffi/shm.ts";
 import { formatMetrics } from "../lib/counters/metrics.ts";
+import { healthProblems, PROC_QUEUES, type TableHealth } from "../lib/counters/health.ts";
 import { readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { readStats, readStatsExt } from "../lib/frag/stats.ts";
 import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
@@ -33,6 +37,8 @@ export interface MetricsStart {
   readonly fastpathStatus?: string;
   /** lb: the tables it uses (`--tshm`, `--lbshm`); flowlb: the LB tier only (flows add theirs). */
   readonly tables: readonly string[];
+  /** lb: the target table (`--tshm`), which must have an active target to be healthy. */
+  readonly target?: string;
   readonly version: string;
   /** flowlb: the flows' counters and first snapshot. */
   readonly flows?: {
@@ -57,9 +63,25 @@ const scope = self as unknown as {
     | null;
 };
 
-const PROC_QUEUES = "/proc/net/netfilter/nfnetlink_queue";
-
 let snapshot: FlowSnapshot | undefined;
+
+/** Map table `name` for a moment: whether it is valid, and how many targets are active. */
+function tableHealth(name: string): TableHealth {
+  let t;
+  try {
+    t = openTable(name, false);
+  } catch (e) {
+    return { problem: e instanceof Error ? e.message : String(e), active: 0 };
+  }
+  try {
+    if (isTruncated(t)) return { problem: "truncated", active: 0 };
+    let active = 0;
+    for (const fw of t.table.active) if (fw >= 0) active++;
+    return { active };
+  } finally {
+    t.close();
+  }
+}
 
 /** The kernel's queue figures, or the error text when the file cannot be read. */
 async function kernelQueues(): Promise<Map<number, KernelQueueStats> | string> {
@@ -133,25 +155,17 @@ function serve(start: MetricsStart): void {
   };
 
   const health = async (): Promise<string[]> => {
-    const problems: string[] = [];
-    const bound = await kernelQueues();
-    if (typeof bound === "string") problems.push(`cannot read ${PROC_QUEUES}: ${bound}`);
-    else {
-      for (let n = start.queueFirst; n <= start.queueLast; n++) {
-        if (!bound.has(n)) problems.push(`queue ${n}: not bound (${PROC_QUEUES})`);
-      }
-    }
-    for (const name of tables()) {
-      try {
-        const t = openTable(name, false);
-        const cut = isTruncated(t);
-        t.close();
-        if (cut) problems.push(`table ${name}: truncated`);
-      } catch (e) {
-        problems.push(`table ${name}: ${e instanceof Error ? e.message : String(e)}`);
-      }
-    }
-    return problems;
+    const kernel = await kernelQueues();
+    const states = new Map<string, TableHealth>();
+    for (const name of tables()) states.set(name, tableHealth(name));
+    return healthProblems({
+      queueFirst: start.queueFirst,
+      queueLast: start.queueLast,
+      bound: typeof kernel === "string" ? kernel : new Set(kernel.keys()),
+      tables: states,
+      target: start.target,
+      flows: start.flows === undefined ? undefined : snapshot?.flows ?? [],
+    });
   };
 
   try {

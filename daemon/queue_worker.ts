@@ -9,7 +9,12 @@
  * lines go to two bounded rings read by the trace thread, so writing them
  * never blocks the packet path.
  *
- * Messages to the main thread: `started` (with the start-up line and the queue
+ * Start-up: the thread maps its tables and binds its queue, reports `bound`, and waits for
+ * the main thread's `go`, which comes once every queue is bound and the `ftshm` object is
+ * initialised (or with the stop flag set, when another thread failed to start); only then does it
+ * map `ftshm` and count into it.
+ *
+ * Messages to the main thread: `bound`, `started` (with the start-up line and the queue
  * socket's netlink port id, where the main thread sends its wake message), `stopped`,
  * or `error` (a one-line message).
  * @module
@@ -27,23 +32,21 @@ import { strerror } from "../ffi/libc.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
-import { C_VERDICT_ERRORS, QueueCounters } from "../lib/counters/queue_counters.ts";
+import {
+  C_TABLE_OPEN_ERRORS,
+  C_VERDICT_ERRORS,
+  QueueCounters,
+} from "../lib/counters/queue_counters.ts";
+import { transientErrors } from "./transient_errors.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
-import type { Flow } from "../lib/flow/types.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
 import type { MaglevTable } from "../lib/maglev/table.ts";
 import type { DaemonConfig } from "./options.ts";
 import type { FastPathLane } from "./fastpath_thread.ts";
 import { Offload } from "../lib/fastpath/offload.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
-import {
-  CHECK_INTERVAL_MS,
-  isTruncated,
-  noTargetTable,
-  remappedLine,
-  truncatedLine,
-} from "./table_watch.ts";
+import { CHECK_INTERVAL_MS, TableCache, unmappedLine, WatchedTable } from "./table_watch.ts";
 
 /** Shared flow state handed to `flowlb` queue threads. */
 export interface FlowChannel {
@@ -91,8 +94,15 @@ export interface QueueWorkerStart {
   readonly fastpath?: FastPathLane;
 }
 
+/**
+ * The message that lets a bound worker go on (the shared objects are initialised), or stop
+ * (`stop[0]` is set: another thread failed to start).
+ */
+export type QueueWorkerGo = { type: "go" };
+
 /** Messages a worker sends. */
 export type QueueWorkerMessage =
+  | { type: "bound"; queue: number }
   | { type: "started"; queue: number; line: string; portId: number }
   | { type: "stopped"; queue: number; packets: number }
   | { type: "error"; queue: number; message: string };
@@ -101,133 +111,16 @@ export type QueueWorkerMessage =
 const scope = self as unknown as {
   postMessage(m: QueueWorkerMessage): void;
   onmessage:
-    | ((e: MessageEvent<QueueWorkerStart | SnapshotMessage>) => void)
+    | ((e: MessageEvent<QueueWorkerStart | SnapshotMessage | QueueWorkerGo>) => void)
     | null;
 };
 
 /** The newest snapshots received, by kind. */
 const newest: { flows?: FlowSnapshot; traces?: FlowSnapshot } = {};
 
-/** Target tables of the flows, mapped once per name and unmapped when no flow uses them. */
-class TableCache {
-  #open = new Map<string, OpenTable | undefined>();
-  /** Names unmapped because they were truncated: mapped again once valid. */
-  #lost = new Set<string>();
-
-  tablesFor(flows: readonly Flow[]): (MaglevTable | undefined)[] {
-    const names = new Set<string>();
-    const out = flows.map((f) => {
-      if (f.target === undefined) return undefined;
-      names.add(f.target);
-      if (!this.#open.has(f.target)) {
-        let t: OpenTable | undefined;
-        try {
-          t = openTable(f.target, false);
-        } catch {
-          t = undefined; // removed since the flow was set: "no target" until it is back
-        }
-        this.#open.set(f.target, t);
-      }
-      return this.#open.get(f.target)?.table;
-    });
-    return out;
-  }
-
-  /** Unmap tables no flow of `flows` refers to (after the new set is in use). */
-  prune(flows: readonly Flow[]): void {
-    const used = new Set(flows.map((f) => f.target));
-    for (const [name, t] of this.#open) {
-      if (!used.has(name)) {
-        t?.close();
-        this.#open.delete(name);
-        this.#lost.delete(name);
-      }
-    }
-  }
-
-  /**
-   * Forget truncated tables and map lost ones again when valid; `log` gets one line each.
-   * Returns the truncated mappings (to unmap once a flow set without them is in use), or
-   * undefined when nothing changed.
-   */
-  check(log: (text: string) => void): OpenTable[] | undefined {
-    let changed = false;
-    const dropped: OpenTable[] = [];
-    for (const [name, t] of this.#open) {
-      if (t !== undefined && isTruncated(t)) {
-        dropped.push(t);
-        this.#open.set(name, undefined);
-        this.#lost.add(name);
-        log(truncatedLine(name));
-        changed = true;
-      } else if (t === undefined && this.#lost.has(name)) {
-        const again = tryOpen(name);
-        if (again === undefined) continue;
-        this.#open.set(name, again);
-        this.#lost.delete(name);
-        log(remappedLine(name));
-        changed = true;
-      }
-    }
-    return changed ? dropped : undefined;
-  }
-
-  close(): void {
-    for (const t of this.#open.values()) t?.close();
-    this.#open.clear();
-  }
-}
-
-/** Map `name` if it is a valid, untruncated table now; undefined otherwise. */
-function tryOpen(name: string): OpenTable | undefined {
-  let t: OpenTable;
-  try {
-    t = openTable(name, false);
-  } catch {
-    return undefined;
-  }
-  if (!isTruncated(t)) return t;
-  t.close();
-  return undefined;
-}
-
-/**
- * One table of `lb` (the target or the LB tier), replaced by a "no target" table when truncated
- * and mapped again when valid (docs/COMPATIBILITY.md#shared-memory).
- */
-class WatchedTable {
-  #open: OpenTable | undefined;
-  constructor(
-    readonly name: string,
-    open: OpenTable,
-    readonly use: (t: MaglevTable) => void,
-  ) {
-    this.#open = open;
-  }
-
-  /** Swap tables as needed; `log` gets one line per change. */
-  check(log: (text: string) => void): void {
-    const t = this.#open;
-    if (t !== undefined) {
-      if (!isTruncated(t)) return;
-      this.use(noTargetTable()); // nothing reads the mapping after this
-      this.#open = undefined;
-      t.close();
-      log(truncatedLine(this.name));
-      return;
-    }
-    const again = tryOpen(this.name);
-    if (again === undefined) return;
-    this.#open = again;
-    this.use(again.table);
-    log(remappedLine(this.name));
-  }
-
-  close(): void {
-    this.#open?.close();
-    this.#open = undefined;
-  }
-}
+let goReceived = () => {};
+/** Resolves when the main thread's `go` message has arrived. */
+const goMessage = new Promise<void>((r) => goReceived = r);
 
 /** Replace a table a decider holds (its fields are read-only to the rest of the program). */
 function setField<K extends string>(holder: object, key: K, t: MaglevTable): void {
@@ -306,6 +199,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
   // --fastpath: tell the writer when this thread's decisions change (it flushes the maps).
   let decisionsChanged = () => {};
   try {
+    // Everything that can fail comes before the bind; nothing shared is written until "go".
     const lbTier = c.lbshm === "" ? undefined : openTable(c.lbshm, false);
     /** Tables checked for truncation (docs/COMPATIBILITY.md#shared-memory). */
     const watched: WatchedTable[] = [];
@@ -317,8 +211,18 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       watched.push(w);
       owned.push(w);
     }
-    const ft = openShm(c.ftShm, true);
-    owned.push(ft);
+    const ch = start.flows;
+    /** lb: the target table (flowlb maps its flows' tables when it installs them). */
+    let target: OpenTable | undefined;
+    if (ch === undefined) {
+      target = openTable(c.tshm, false);
+      const w = new WatchedTable(c.tshm, target, (t) => {
+        setField(decider, "table", t);
+        decisionsChanged();
+      });
+      watched.push(w);
+      owned.push(w);
+    }
     // The trace mask and log level are read once per batch; lines go to this thread's rings.
     const traceShm = openTraceShm();
     owned.push(traceShm);
@@ -331,6 +235,28 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       line: (text) => ring.write(text),
       log: (text, level = LOG_WARNING) => logRing.write(logLine(level, text)),
     };
+    /** This queue's counters, once mapped (after "go"). */
+    const mapped: { counts?: Float64Array } = {};
+    const q = NfQueue.open({
+      queue,
+      mtu: c.mtu,
+      qlength: c.qlength,
+      failOpen: c.failOpen,
+      // Transient receive/send errors are counted, logged and retried; a send gives up on stop.
+      stop,
+      onTransientError: transientErrors(queue, trace, () => mapped.counts),
+    });
+    owned.push(q);
+    // The queue is ours now; the main thread initialises the ftshm object once every queue is
+    // bound (a second daemon whose queue is taken stops before it touches the first's counters).
+    scope.postMessage({ type: "bound", queue });
+    await goMessage;
+    if (Atomics.load(stop, 0) !== 0) {
+      scope.postMessage({ type: "stopped", queue, packets: 0 });
+      return;
+    }
+    const ft = openShm(c.ftShm, true);
+    owned.push(ft);
     // One clock for all queue threads: the fragment table they share compares their times.
     const clock = clockSince(start.originMs);
     const fragments = new FragTable({
@@ -349,6 +275,7 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     });
     // This queue's block of counters in the ftshm object (one writer: this thread).
     const counters = new QueueCounters(ft.buffer, queue - c.queueFirst);
+    mapped.counts = counters.counts;
     const common = {
       counts: counters.counts,
       lbTier: lbTier?.table,
@@ -364,17 +291,8 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     let flowSync = async () => {};
     /** flowlb: drop truncated flow tables (and map them again when valid). */
     let checkFlowTables = () => {};
-    const ch = start.flows;
     if (ch === undefined) {
-      const target = openTable(c.tshm, false);
-      const lb = new LbDecider({ ...common, table: target.table, udpencap: c.sctpEncap });
-      decider = lb;
-      const w = new WatchedTable(c.tshm, target, (t) => {
-        setField(lb, "table", t);
-        decisionsChanged();
-      });
-      watched.push(w);
-      owned.push(w);
+      decider = new LbDecider({ ...common, table: target!.table, udpencap: c.sctpEncap });
     } else {
       const d = new FlowLbDecider({
         ...common,
@@ -385,14 +303,18 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       const lane = new MatchCounters(ch.lanes, ch.capacity, ch.counters).lane(ch.lane);
       const version = new Int32Array(ch.version);
       const applied = new Int32Array(ch.applied);
-      const cache = new TableCache();
+      // A table this thread cannot map is counted, logged once and retried every 100 ms.
+      const cache = new TableCache((name, why) => {
+        counters.counts[C_TABLE_OPEN_ERRORS]++;
+        trace.log!(`queue ${queue}: ${unmappedLine(name, why)}`);
+      });
       owned.push(cache);
       let current = ch.snapshot;
       const install = (s: FlowSnapshot) => {
         // Pending flows (no table yet, D58) match nothing: they are left out.
         const m = matchingFlows(s);
-        d.setFlows(new FlowSet(m.flows, cache.tablesFor(m.flows), m.slots, lane));
-        cache.prune(m.flows);
+        d.setFlows(new FlowSet(m.flows, cache.tablesFor(m), m.slots, lane));
+        cache.prune(m);
         current = s;
         decisionsChanged();
         Atomics.store(applied, ch.lane, s.version);
@@ -439,8 +361,6 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     const fp = start.fastpath;
     const offload = fp === undefined ? undefined : new Offload(fp.ring, fp.channel, decider);
     if (offload !== undefined) decisionsChanged = () => offload.changed();
-    const q = NfQueue.open({ queue, mtu: c.mtu, qlength: c.qlength, failOpen: c.failOpen });
-    owned.push(q);
     const line = startupLine(c.qlength, c.mtu, q.rcvbuf);
     // The port id lets the main thread wake this thread's receive (flow change, stop).
     scope.postMessage({ type: "started", queue, line, portId: q.portId });
@@ -476,6 +396,10 @@ async function serve(start: QueueWorkerStart): Promise<void> {
 scope.onmessage = (e) => {
   const m = e.data;
   if ("type" in m) {
+    if (m.type === "go") {
+      goReceived();
+      return;
+    }
     const old = newest[m.type];
     if (old === undefined || m.snapshot.version > old.version) newest[m.type] = m.snapshot;
     return;

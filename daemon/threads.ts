@@ -2,12 +2,14 @@
  * What `lb` and `flowlb` share: the start-up sequence after option parsing
  * (fragment statistics object, `FragTable;` line) and the queue threads,
  * one Worker per queue, stopped cleanly on SIGTERM/SIGINT (docs/COMPATIBILITY.md#nfqueue).
+ * The `ftshm` object is zeroed and initialised only once every queue is bound (and the metrics
+ * server listens): a daemon that cannot start leaves a running one's counters alone (D57).
  * @module
  */
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
-import { createShm } from "../ffi/shm.ts";
+import { createShm, type ShmMapping } from "../ffi/shm.ts";
 import { TunDevice, TunError } from "../ffi/tun.ts";
 import { initFtStats } from "../lib/frag/stats.ts";
 import { countersSize, writeCountersHeader } from "../lib/counters/queue_counters.ts";
@@ -16,7 +18,12 @@ import { ShmCreateError, TunOpenError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
 import { openTable } from "./open_table.ts";
-import type { FlowChannel, QueueWorkerMessage, QueueWorkerStart } from "./queue_worker.ts";
+import type {
+  FlowChannel,
+  QueueWorkerGo,
+  QueueWorkerMessage,
+  QueueWorkerStart,
+} from "./queue_worker.ts";
 import type { TraceMessage, TraceStart } from "./trace_worker.ts";
 import type { MetricsMessage, MetricsStart } from "./metrics_worker.ts";
 import { VERSION } from "../lib/version.ts";
@@ -39,22 +46,30 @@ export interface Prepared {
   readonly fragments: SharedArrayBuffer;
   /** The `--tun` device, attached. */
   readonly tun?: TunDevice;
+  /**
+   * Zero the `--ft_shm` object and write its static fields and the counters header. Called once
+   * every queue is bound, so a daemon that fails to start never touches the counters of one that
+   * runs with the same object. Idempotent.
+   */
+  initShared(): void;
   /** Close what was opened (the tun device), once the queue threads have stopped. */
   release(): void;
 }
 
 /**
  * Steps 2–5 of the start-up (docs/COMPATIBILITY.md#nfqueue): check the LB-tier table, create the
- * fragment statistics object, attach the `--tun` device, print the `FragTable;`
+ * fragment statistics object (or open and grow an existing one; it is zeroed later, by
+ * {@link Prepared.initShared}), attach the `--tun` device, print the `FragTable;`
  * line, and allocate the shared fragment table. Throws a `TableOpenError`
  * (LB-tier table), {@link ShmCreateError} (`--ft_shm`) or {@link TunOpenError}.
  */
 export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   if (c.lbshm !== "") openTable(c.lbshm, false).close();
-  let m;
+  let ft: ShmMapping | undefined;
   try {
     // Grow only: another daemon using the same name (with more queues) may have it mapped.
-    m = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1), undefined, true);
+    // Nothing is written yet: that daemon may be running (docs/COMPATIBILITY.md#fragment-statistics-ftshm).
+    ft = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1), undefined, true);
   } catch (e) {
     if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
     throw e;
@@ -66,16 +81,24 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
     buckets: c.ftBuckets,
     frags: c.ftFrag,
   };
-  // An object left by an earlier run keeps no counts: all of it starts at zero.
-  new Uint8Array(m.buffer).fill(0);
-  initFtStats(m.buffer, sizes);
-  writeCountersHeader(m.buffer, c.queueFirst, c.queueLast - c.queueFirst + 1);
-  m.close();
+  const closeFt = () => {
+    ft?.close();
+    ft = undefined;
+  };
+  const initShared = () => {
+    if (ft === undefined) return;
+    // An object left by an earlier run keeps no counts: all of it starts at zero.
+    new Uint8Array(ft.buffer).fill(0);
+    initFtStats(ft.buffer, sizes);
+    writeCountersHeader(ft.buffer, c.queueFirst, c.queueLast - c.queueFirst + 1);
+    closeFt();
+  };
   let tun: TunDevice | undefined;
   if (c.tun !== "") {
     try {
       tun = TunDevice.open(c.tun, c.mtu);
     } catch (e) {
+      closeFt();
       if (e instanceof TunError) throw new TunOpenError(c.tun, e.message);
       throw e;
     }
@@ -90,9 +113,19 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
     fragments = table.memory as SharedArrayBuffer;
   } catch (e) {
     tun?.close();
+    closeFt();
     throw e;
   }
-  return { config: c, fragments, tun, release: () => tun?.close() };
+  return {
+    config: c,
+    fragments,
+    tun,
+    initShared,
+    release: () => {
+      closeFt();
+      tun?.close();
+    },
+  };
 }
 
 /** Running queue threads. */
@@ -144,20 +177,24 @@ function startTraceThread(
 
 /**
  * Start the metrics server thread (`--metrics`), if configured; `failed` gets the message
- * when it cannot serve. Its address is printed on stdout once it listens.
+ * when it cannot serve. Its address is printed on stdout once it listens, then `listening` is
+ * called.
  */
 function startMetricsThread(
   io: Io,
   c: DaemonConfig,
   flows: FlowChannel | undefined,
   failed: (message: string) => void,
+  listening: () => void,
 ): Worker | undefined {
   if (c.metrics === undefined) return undefined;
   const w = new Worker(METRICS_WORKER_URL, { type: "module", name: "metrics" });
   w.onmessage = (e: MessageEvent<MetricsMessage>) => {
     const m = e.data;
-    if (m.type === "listening") io.out(`Metrics; http://${m.address}/metrics\n`);
-    else failed(m.message);
+    if (m.type === "listening") {
+      io.out(`Metrics; http://${m.address}/metrics\n`);
+      listening();
+    } else failed(m.message);
   };
   w.onerror = (e) => {
     e.preventDefault();
@@ -171,6 +208,7 @@ function startMetricsThread(
     queueFirst: c.queueFirst,
     queueLast: c.queueLast,
     tables,
+    target: flows === undefined ? c.tshm : undefined,
     fastpathStatus: c.fastpath === undefined ? undefined : fastPathStatusName(c.fastpath.table),
     version: VERSION,
     flows: flows === undefined ? undefined : {
@@ -205,8 +243,26 @@ export function startQueueThreads(
   const waker = new QueueWaker();
   /** Netlink port ids of the queue sockets, as the threads report them. */
   const portIds: number[] = [];
+  /**
+   * What is left before the shared objects may be initialised: every queue bound, the metrics
+   * server listening. Until then a failure leaves `ftshm` as it was (another daemon may use it).
+   */
+  let pending = c.queueLast - c.queueFirst + 1 + (c.metrics === undefined ? 0 : 1);
+  let gateOpen = false;
+  /** Initialise the shared objects unless stopping, then let the bound threads go on. */
+  const openGate = () => {
+    if (gateOpen) return;
+    gateOpen = true;
+    if (Atomics.load(stopFlag, 0) === 0) prepared.initShared();
+    for (const w of workers) w.postMessage({ type: "go" } satisfies QueueWorkerGo);
+  };
+  const startedPart = () => {
+    if (--pending === 0) openGate();
+  };
   const wake = () => {
     for (const p of portIds) waker.wake(p);
+    // Threads still waiting for "go" see the stop flag when they get it.
+    if (Atomics.load(stopFlag, 0) !== 0) openGate();
   };
   let running = 0;
   let status = 0;
@@ -229,7 +285,7 @@ export function startQueueThreads(
     Atomics.store(stopFlag, 0, 1);
     wake();
   };
-  const metrics = startMetricsThread(io, c, flows?.(0), stopWith);
+  const metrics = startMetricsThread(io, c, flows?.(0), stopWith, startedPart);
   // The trace thread stops with the same flag; the daemon ends when both have stopped.
   const finished = queuesDone.then(async (s) => {
     metrics?.terminate();
@@ -245,12 +301,22 @@ export function startQueueThreads(
     w.terminate();
     if (--running === 0) done(status);
   };
-  const fail = (queue: number, message: string) => stopWith(`queue ${queue}: ${message}`);
+  // NfQueueError messages name their queue already ("queue 3 is in use by another process").
+  const fail = (queue: number, message: string) =>
+    stopWith(
+      message.startsWith(`queue ${queue}:`) || message.startsWith(`queue ${queue} `)
+        ? message
+        : `queue ${queue}: ${message}`,
+    );
   for (let queue = c.queueFirst; queue <= c.queueLast; queue++) {
     const w = new Worker(WORKER_URL, { type: "module", name: `queue-${queue}` });
     running++;
     w.onmessage = (e: MessageEvent<QueueWorkerMessage>) => {
       const m = e.data;
+      if (m.type === "bound") {
+        startedPart();
+        return;
+      }
       if (m.type === "started") {
         io.out(m.line + "\n");
         if (m.portId !== 0) portIds.push(m.portId);

@@ -12,8 +12,12 @@ export const EPERM = 1;
 export const ENOENT = 2;
 /** errno: interrupted system call. */
 export const EINTR = 4;
+/** errno: bad file descriptor. */
+export const EBADF = 9;
 /** errno: try again (also the SO_RCVTIMEO timeout). */
 export const EAGAIN = 11;
+/** errno: out of memory. */
+export const ENOMEM = 12;
 /** errno: device or resource busy. */
 export const EBUSY = 16;
 /** errno: invalid argument. */

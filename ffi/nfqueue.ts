@@ -33,6 +33,15 @@
  * coalesced, `lib/nfqueue/verdict_runs.ts`) and sent with one `sendmsg` per
  * batch.
  *
+ * Transient errors (docs/COMPATIBILITY.md#differences D42): a receive that fails with EINTR or
+ * ENOMEM, or ENOBUFS (the socket overran: the kernel dropped messages), counts it and returns no
+ * packet (after ENOMEM, a pause of {@link RECEIVE_RETRY_MS}), so the loop goes round again; a
+ * `sendmsg` of verdicts that fails with EINTR, ENOBUFS, ENOMEM or EAGAIN is retried (pausing 1,
+ * 2, 4 … up to {@link SEND_RETRY_MAX_MS} ms between attempts) until it succeeds or the stop flag
+ * is set. Each is counted in {@link NfQueueStats} and reported to `onTransientError`. Any other
+ * errno is fatal: LibcError. The symbols are looked up in `getLibc()` at every call, which is
+ * where tests put a failing layer (`testkit/failing_libc.ts`).
+ *
  * Wake: {@link QueueWaker} sends a bare NLMSG_NOOP from a netlink socket of its own to a
  * queue socket's {@link NfQueue.portId}; the blocked `recvmmsg` returns at once with no
  * packet (the codec counts the message as `other`), so the loop looks at its stop flag and
@@ -56,6 +65,7 @@ import {
   EBUSY,
   EINTR,
   ENOBUFS,
+  ENOMEM,
   EPERM,
   NETLINK_NETFILTER,
 } from "./constants.ts";
@@ -114,6 +124,17 @@ const TX_SIZE = 16384;
 const CONFIG_POLL_MS = 250;
 /** Longest wait for the answer to a config request (the kernel answers synchronously). */
 const CONFIG_WAIT_MS = 5000;
+
+/** Pause after a receive failed with ENOMEM (the loop then goes round again). */
+export const RECEIVE_RETRY_MS = 5;
+/** Longest pause between two attempts of a `sendmsg` that failed transiently. */
+export const SEND_RETRY_MAX_MS = 100;
+
+/**
+ * Told of each transient failure of the data plane's `recvmmsg` or `sendmsg` (errno), which was
+ * counted and is retried. Runs on the queue's thread, off the per-packet path.
+ */
+export type TransientErrorHook = (call: "recvmmsg" | "sendmsg", errno: number) => void;
 
 /** Size of `struct sockaddr_nl` { u16 family, u16 pad, u32 pid, u32 groups }. */
 const SOCKADDR_NL_SIZE = 12;
@@ -214,6 +235,10 @@ export interface NfQueueOptions {
    * verdict and mark (default true); false sends one message per packet.
    */
   batchVerdicts?: boolean;
+  /** `[0]` ≠ 0 ends the retries of a failing `sendmsg` (the daemon stops); default: never. */
+  stop?: Int32Array;
+  /** Told of each transient receive or send failure (counted, retried); default: nothing. */
+  onTransientError?: TransientErrorHook;
 }
 
 /** Cumulative counters of one queue. */
@@ -230,8 +255,14 @@ export interface NfQueueStats extends VerdictCounters {
   sends: number;
   /** Datagrams truncated by the kernel (MSG_TRUNC). */
   truncated: number;
-  /** ENOBUFS from recvmmsg (messages were lost). */
+  /** ENOBUFS from recvmmsg (the socket overran: the kernel dropped messages). */
   enobufs: number;
+  /** recvmmsg failures retried: EINTR, ENOMEM. */
+  receiveErrors: number;
+  /** sendmsg failures retried: EINTR, ENOBUFS, ENOMEM, EAGAIN. */
+  sendErrors: number;
+  /** Verdict datagrams given up because the stop flag was set while their send was retried. */
+  sendsAbandoned: number;
   /** Packets that arrived before the bind's ACK (the first batch). */
   openPackets: number;
 }
@@ -252,6 +283,8 @@ function checkOptions(opts: NfQueueOptions): Required<NfQueueOptions> {
     batch: opts.batch ?? DEFAULT_BATCH,
     timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     batchVerdicts: opts.batchVerdicts ?? true,
+    stop: opts.stop ?? new Int32Array(1),
+    onTransientError: opts.onTransientError ?? (() => {}),
   };
   checkInt("queue", o.queue, 0, 65535);
   checkInt("mtu", o.mtu, 1, 65535);
@@ -297,6 +330,9 @@ export class NfQueue {
     sends: 0,
     truncated: 0,
     enobufs: 0,
+    receiveErrors: 0,
+    sendErrors: 0,
+    sendsAbandoned: 0,
     openPackets: 0,
   };
   /** Receive buffer: `batch` slots of `mtu + 2048` bytes; payload offsets index it. */
@@ -313,6 +349,11 @@ export class NfQueue {
   private readonly runs: VerdictRuns;
   private readonly txMsg: Uint8Array;
   private readonly txIovView: DataView;
+  /** `[0]` ≠ 0: give up retrying a send. */
+  private readonly stop: Int32Array;
+  private readonly onTransientError: TransientErrorHook;
+  /** Waited on (never notified) for the pauses between retries. */
+  private readonly pause = new Int32Array(new SharedArrayBuffer(4));
   /** Datagrams received while opening and not yet returned as a batch (0: none). */
   private pending = 0;
   private closed = false;
@@ -323,6 +364,8 @@ export class NfQueue {
     this.qlength = opts.qlength;
     this.batch = opts.batch;
     this.fd = fd;
+    this.stop = opts.stop;
+    this.onTransientError = opts.onTransientError;
     this.portId = netlinkPortId(fd);
     this.rcvbuf = rcvbuf;
     // mtu + 2048 bytes per datagram, rounded up to 8 so that every slot is aligned.
@@ -468,22 +511,14 @@ export class NfQueue {
   /**
    * One `recvmmsg` into slots `first..batch-1`, blocking up to the receive
    * timeout for the first datagram; parses what arrived into the packet
-   * table (appending). Returns the number of datagrams, 0 on timeout,
-   * EINTR or ENOBUFS. Throws LibcError on a fatal receive error.
+   * table (appending). Returns the number of datagrams, 0 on timeout or a
+   * transient error (counted; see the module comment). Throws LibcError on a
+   * fatal receive error.
    */
   private receiveInto(first: number): number {
     const vec = first === 0 ? this.vec : this.vec.subarray(first * MMSGHDR_SIZE);
     const n = getLibc().recvmmsg(this.fd, vec, this.batch - first, MSG_WAITFORONE, null);
-    if (n <= 0) {
-      if (n === 0) return 0;
-      const e = errno();
-      if (e === EAGAIN || e === EINTR) return 0;
-      if (e === ENOBUFS) {
-        this.stats.enobufs++;
-        return 0;
-      }
-      throw new LibcError("recvmmsg", e);
-    }
+    if (n <= 0) return n === 0 ? 0 : this.receiveFailed(errno());
     const vv = this.vecView;
     const s = this.stats;
     for (let k = first; k < first + n; k++) {
@@ -495,6 +530,18 @@ export class NfQueue {
     }
     s.datagrams += n;
     return n;
+  }
+
+  /** A failed receive: 0 after a timeout or a transient error (counted), else LibcError. */
+  private receiveFailed(e: number): number {
+    if (e === EAGAIN) return 0; // the receive timeout
+    if (e === ENOBUFS) this.stats.enobufs++;
+    else if (e === EINTR || e === ENOMEM) this.stats.receiveErrors++;
+    else throw new LibcError("recvmmsg", e);
+    this.onTransientError("recvmmsg", e);
+    // Out of memory: do not spin; the loop looks at its stop flag and comes back.
+    if (e === ENOMEM) Atomics.wait(this.pause, 0, 0, RECEIVE_RETRY_MS);
+    return 0;
   }
 
   /**
@@ -571,14 +618,36 @@ export class NfQueue {
     if (len === 0) return;
     this.tx.clear();
     setSendLength(this.txIovView, len);
-    const sendmsg = getLibc().sendmsg;
-    for (;;) {
-      const r = sendmsg(this.fd, this.txMsg, 0);
-      if (r >= 0) break;
-      const e = errno();
-      if (e !== EINTR) throw new LibcError("sendmsg", e);
+    if (getLibc().sendmsg(this.fd, this.txMsg, 0) < 0) {
+      if (!this.sendAgain(errno())) return;
     }
     this.stats.sends++;
+  }
+
+  /**
+   * The send of the verdict datagram failed with `e`: retry it while the error is transient
+   * (pausing between attempts), until it succeeds (true) or the stop flag is set (false: the
+   * verdicts are given up; the queue is about to close). Throws LibcError on a fatal error.
+   */
+  private sendAgain(e: number): boolean {
+    let pauseMs = 1;
+    for (;;) {
+      if (e !== EINTR && e !== ENOBUFS && e !== ENOMEM && e !== EAGAIN) {
+        throw new LibcError("sendmsg", e);
+      }
+      this.stats.sendErrors++;
+      this.onTransientError("sendmsg", e);
+      if (Atomics.load(this.stop, 0) !== 0) {
+        this.stats.sendsAbandoned++;
+        return false;
+      }
+      if (e !== EINTR) {
+        Atomics.wait(this.pause, 0, 0, pauseMs);
+        pauseMs = Math.min(2 * pauseMs, SEND_RETRY_MAX_MS);
+      }
+      if (getLibc().sendmsg(this.fd, this.txMsg, 0) >= 0) return true;
+      e = errno();
+    }
   }
 
   /** Kernel-reported errors to our verdicts so far (NLMSG_ERROR); no allocation. */

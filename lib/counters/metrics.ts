@@ -129,6 +129,30 @@ export function formatMetrics(m: MetricsInput): string {
     "Verdicts the kernel refused.",
     perQueue((q) => q.verdictErrors),
   );
+  w.family(
+    "nfqlb_queue_table_open_errors_total",
+    "counter",
+    "Flow tables the queue thread could not map (retried every 100 ms).",
+    perQueue((q) => q.tableOpenErrors),
+  );
+  w.family(
+    "nfqlb_queue_receive_errors_total",
+    "counter",
+    "Receives that failed transiently (EINTR, ENOMEM) and were retried.",
+    perQueue((q) => q.receiveErrors),
+  );
+  w.family(
+    "nfqlb_queue_receive_overruns_total",
+    "counter",
+    "Receives that failed with ENOBUFS: the socket overran and the kernel dropped messages.",
+    perQueue((q) => q.receiveOverruns),
+  );
+  w.family(
+    "nfqlb_queue_send_errors_total",
+    "counter",
+    "Sends of verdicts that failed transiently (EINTR, ENOBUFS, ENOMEM, EAGAIN) and were retried.",
+    perQueue((q) => q.sendErrors),
+  );
   const kernel = (pick: (k: KernelQueueStats) => number) =>
     m.queues.filter((q) => m.kernel.has(q.queue)).map((
       q,

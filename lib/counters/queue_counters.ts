@@ -58,6 +58,14 @@ export const C_NO_FLOW = 5;
 export const C_VERDICT_ERRORS = 6;
 /** Accepted packets whose fwmark found no slot in the table (more than {@link FW_SLOTS} marks). */
 export const C_OTHER_FWMARKS = 7;
+/** flowlb: flow tables this queue thread could not map (each then retried every 100 ms). */
+export const C_TABLE_OPEN_ERRORS = 8;
+/** Receives that failed transiently (EINTR, ENOMEM) and were retried. */
+export const C_RECEIVE_ERRORS = 9;
+/** Receives that failed with ENOBUFS: the socket overran, the kernel dropped messages. */
+export const C_RECEIVE_OVERRUNS = 10;
+/** Sends of verdicts that failed transiently (EINTR, ENOBUFS, ENOMEM, EAGAIN) and were retried. */
+export const C_SEND_ERRORS = 11;
 
 /** Bytes of one queue's block. */
 export const BLOCK_SIZE = 8 * NUM_COUNTERS + 4 * FW_SLOTS + 16 * FW_SLOTS;
@@ -150,6 +158,10 @@ export interface QueueCounts {
   noFlow: number;
   verdictErrors: number;
   otherFwmarks: number;
+  tableOpenErrors: number;
+  receiveErrors: number;
+  receiveOverruns: number;
+  sendErrors: number;
 }
 
 /** Packets and bytes accepted with one fwmark, summed over the queues. */
@@ -182,6 +194,10 @@ export function readQueueCounters(
       noFlow: c[C_NO_FLOW],
       verdictErrors: c[C_VERDICT_ERRORS],
       otherFwmarks: c[C_OTHER_FWMARKS],
+      tableOpenErrors: c[C_TABLE_OPEN_ERRORS],
+      receiveErrors: c[C_RECEIVE_ERRORS],
+      receiveOverruns: c[C_RECEIVE_OVERRUNS],
+      sendErrors: c[C_SEND_ERRORS],
     });
     for (let s = 0; s < FW_SLOTS; s++) {
       if (keys[s] === 0) continue;

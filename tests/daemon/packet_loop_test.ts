@@ -2,11 +2,16 @@
  * daemon/packet_loop.ts with a scripted queue: hook order (after the
  * receive, before the decisions, also for empty receives), promises awaited,
  * one clock reading per batch, verdicts in order, one flush per batch, the
- * stop flag, and errors.
+ * stop flag, and errors; with a real queue over a fake kernel, transient receive and send errors
+ * retried and counted, fatal ones stopping the loop.
  */
 import assert from "node:assert/strict";
 import { clockSince, type PacketQueue, runPacketLoop } from "../../daemon/packet_loop.ts";
 import type { Decider } from "../../lib/decide/decider.ts";
+import { EAGAIN, EBADF, EINTR, ENOBUFS, ENOMEM } from "../../ffi/constants.ts";
+import { LibcError } from "../../ffi/libc.ts";
+import { attach, packets, verdicts } from "../../testkit/fake_kernel.ts";
+import { failCalls } from "../../testkit/failing_libc.ts";
 
 /** A queue that returns scripted batches of packet lengths, then sets `stop`. */
 class ScriptedQueue implements PacketQueue {
@@ -176,4 +181,108 @@ Deno.test("clockSince: nanoseconds from another origin; the loop passes its cloc
   const d = new LengthDecider(q.events);
   await runPacketLoop(q, d, stop, { clock: () => 42 });
   assert.equal(d.seen[0].now, 42);
+});
+
+// Transient errors on the packet path (issue 18, item 10): a real NfQueue over a socketpair whose
+// other end plays the kernel (testkit/fake_kernel.ts), with recvmmsg/sendmsg made to fail
+// (testkit/failing_libc.ts).
+
+/** A decider that accepts every packet with mark 101. */
+const ACCEPT_101: Decider = { decide: () => 101 };
+
+/** Run the loop on `q` until a batch with packets was decided. */
+function loopUntilPackets(q: PacketQueue, stop: Int32Array): Promise<number> {
+  return runPacketLoop(q, ACCEPT_101, stop, {
+    hook: (n) => {
+      if (n > 0) Atomics.store(stop, 0, 1);
+    },
+  });
+}
+
+Deno.test("transient receive errors (EINTR, ENOMEM, ENOBUFS): counted, reported, the loop goes on", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const seen: string[] = [];
+  const { k, q } = await attach(undefined, {
+    stop,
+    onTransientError: (call, e) => seen.push(`${call} ${e}`),
+  });
+  assert.ok(q !== undefined);
+  const restore = failCalls("recvmmsg", [EINTR, ENOMEM, ENOBUFS]);
+  try {
+    k.write(packets(1, 2, 3));
+    assert.equal(await loopUntilPackets(q, stop), 3);
+    assert.deepEqual(k.read().map(verdicts), [[[true, 1, 3, 101]]], "every packet got its verdict");
+    assert.equal(q.stats.receiveErrors, 2, "EINTR and ENOMEM");
+    assert.equal(q.stats.enobufs, 1, "the overrun");
+    assert.deepEqual(seen, [`recvmmsg ${EINTR}`, `recvmmsg ${ENOMEM}`, `recvmmsg ${ENOBUFS}`]);
+  } finally {
+    restore();
+    q.close();
+    k.close();
+  }
+});
+
+Deno.test("transient send errors (ENOBUFS, ENOMEM, EINTR, EAGAIN): retried until the verdicts go out", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const seen: string[] = [];
+  // The loop's flag is set before the batch is decided: the queue must not give up on it.
+  const { k, q } = await attach(undefined, {
+    onTransientError: (call, e) => seen.push(`${call} ${e}`),
+  });
+  assert.ok(q !== undefined);
+  const restore = failCalls("sendmsg", [ENOBUFS, ENOMEM, EINTR, EAGAIN]);
+  try {
+    k.write(packets(1, 2));
+    assert.equal(await loopUntilPackets(q, stop), 2);
+    assert.deepEqual(k.read().map(verdicts), [[[true, 1, 2, 101]]], "sent once, after the retries");
+    assert.equal(q.stats.sendErrors, 4);
+    assert.equal(q.stats.sends, 1);
+    assert.deepEqual(seen, [ENOBUFS, ENOMEM, EINTR, EAGAIN].map((e) => `sendmsg ${e}`));
+  } finally {
+    restore();
+    q.close();
+    k.close();
+  }
+});
+
+Deno.test("a send that keeps failing is given up when the stop flag is set; the loop ends", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const { k, q } = await attach(undefined, { stop });
+  assert.ok(q !== undefined);
+  // ENOMEM forever; the 5th attempt asks the daemon to stop (as SIGTERM would).
+  const restore = failCalls("sendmsg", () => ENOMEM, (c) => {
+    if (c === 4) Atomics.store(stop, 0, 1);
+  });
+  try {
+    k.write(packets(1));
+    assert.equal(await runPacketLoop(q, ACCEPT_101, stop), 1);
+    assert.equal(q.stats.sendErrors, 5);
+    assert.equal(q.stats.sendsAbandoned, 1);
+    assert.deepEqual(k.read(), [], "nothing was sent");
+  } finally {
+    restore();
+    q.close();
+    k.close();
+  }
+});
+
+Deno.test("EBADF from recvmmsg or sendmsg still stops the loop", async () => {
+  for (const call of ["recvmmsg", "sendmsg"] as const) {
+    const stop = new Int32Array(new SharedArrayBuffer(4));
+    const { k, q } = await attach(undefined, { stop });
+    assert.ok(q !== undefined);
+    const restore = failCalls(call, [EBADF]);
+    try {
+      k.write(packets(1));
+      await assert.rejects(
+        runPacketLoop(q, ACCEPT_101, stop),
+        (e: unknown) => e instanceof LibcError && e.errno === EBADF && e.call === call,
+        call,
+      );
+    } finally {
+      restore();
+      q.close();
+      k.close();
+    }
+  }
 });

@@ -5,7 +5,8 @@
  * the namespace): the exposition parses (every sample after its HELP and TYPE), the per-fwmark
  * counters moved by exactly the number of packets `nfqlb fwmark` predicts for each target, the
  * queue counters by N, the kernel's queue figures are there; `nfqlb stats` prints the same
- * counters; `/healthz` is 200, then 503 naming the table once it is deleted. A second daemon on
+ * counters; `/healthz` is 200, then 503 naming the table once it is deleted and while it has no
+ * active target. A second daemon on
  * the same address fails at start-up with a clear message.
  */
 import assert from "node:assert/strict";
@@ -169,7 +170,7 @@ Deno.test({
         );
 
         await t.step(
-          "/healthz: 200 while bound and mapped, 503 naming the table once it is deleted",
+          "/healthz: 200 while bound and mapped, 503 naming the table once deleted or without targets",
           async () => {
             assert.deepEqual(await get(net, lb, "/healthz"), [200, "ok\n"]);
             assert.equal((await get(net, lb, "/nope"))[0], 404);
@@ -177,7 +178,13 @@ Deno.test({
             const [status, body] = await get(net, lb, "/healthz");
             assert.equal(status, 503);
             assert.match(body, new RegExp(`^table ${tshm}: FAILED mapSharedData: ${tshm}`));
+            // Back, but without an active target: still no packet would be forwarded.
             await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
+            assert.deepEqual(await get(net, lb, "/healthz"), [
+              503,
+              `table ${tshm}: no active target: every packet gets no target (nfqlb activate ...)\n`,
+            ]);
+            await cli("activate", `--shm=${tshm}`, ...NET.targets.map((i) => String(NET.tMark(i))));
             assert.equal((await get(net, lb, "/healthz"))[0], 200);
           },
         );

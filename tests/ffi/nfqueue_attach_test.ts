@@ -1,135 +1,25 @@
 /**
  * ffi/nfqueue.ts without root: `NfQueue.attach` on one end of a unix
- * datagram socketpair whose other end plays the kernel (a worker,
- * testkit/fixtures/fake_kernel_worker.ts, answers each request as it
- * arrives). Checks the requests the queue sends, how it reads the answers,
+ * datagram socketpair whose other end plays the kernel (testkit/fake_kernel.ts: a worker
+ * answers each request as it arrives). Checks the requests the queue sends, how it reads the answers,
  * the error texts, and that packets that arrive before the bind's ACK form
  * the first batch without another receive and then get their verdicts like
  * any other packet.
  */
 import assert from "node:assert/strict";
-import { SOCK_DGRAM } from "../../ffi/constants.ts";
-import { getLibc } from "../../ffi/libc.ts";
-import { NfQueue, NfQueueError } from "../../ffi/nfqueue.ts";
-import { closeFd, MSG_DONTWAIT, socketPair } from "../../ffi/socket.ts";
-import {
-  HOST_LE,
-  NFQ_TYPE_PACKET,
-  NFQ_TYPE_VERDICT,
-  NFQ_TYPE_VERDICT_BATCH,
-  NFQA_PACKET_HDR,
-  NFQA_PAYLOAD,
-  NLMSG_ERROR,
-} from "../../lib/nfqueue/codec.ts";
+import { NfQueueError } from "../../ffi/nfqueue.ts";
 import {
   bindRequest,
   NFQ_TYPE_CONFIG,
   NFQNL_CFG_CMD_PF_BIND,
   NFQNL_CFG_CMD_PF_UNBIND,
 } from "../../lib/nfqueue/config.ts";
+import { HOST_LE } from "../../lib/nfqueue/codec.ts";
+import { answer, attach, OPTS, packet, pfAnswers, verdicts } from "../../testkit/fake_kernel.ts";
 
 const EPERM = 1;
 const ENOENT = 2;
 const EBUSY = 16;
-const OPTS = { queue: 7, mtu: 1500, qlength: 1024, timeoutMs: 20 };
-
-/** An NLMSG_ERROR answer (error 0 = ACK) to request `seq`. */
-function answer(seq: number, error = 0): Uint8Array<ArrayBuffer> {
-  const b = new Uint8Array(36);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, b.length, HOST_LE);
-  v.setUint16(4, NLMSG_ERROR, HOST_LE);
-  v.setUint32(8, seq, HOST_LE);
-  v.setInt32(16, -error, HOST_LE);
-  v.setUint32(20, 20, HOST_LE); // the echoed request header (length only)
-  return b;
-}
-
-/** A queued-packet message for packet `id` with a 20-byte IPv4 payload. */
-function packet(id: number): Uint8Array<ArrayBuffer> {
-  const b = new Uint8Array(20 + 12 + 24);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, b.length, HOST_LE);
-  v.setUint16(4, NFQ_TYPE_PACKET, HOST_LE);
-  v.setUint16(18, OPTS.queue, false);
-  v.setUint16(20, 4 + 7, HOST_LE);
-  v.setUint16(22, NFQA_PACKET_HDR, HOST_LE);
-  v.setUint32(24, id, false);
-  v.setUint16(28, 0x0800, false);
-  v.setUint16(32, 4 + 20, HOST_LE);
-  v.setUint16(34, NFQA_PAYLOAD, HOST_LE);
-  b[36] = 0x45;
-  b[36 + 19] = id & 0xff;
-  return b;
-}
-
-/** The kernel's end: write datagrams, read what the queue sent. */
-class Kernel {
-  readonly fd: number;
-  readonly queueFd: number;
-  constructor() {
-    [this.queueFd, this.fd] = socketPair(SOCK_DGRAM);
-  }
-  /** Send datagrams to the queue. */
-  write(...datagrams: Uint8Array<ArrayBuffer>[]): void {
-    for (const d of datagrams) {
-      assert.equal(Number(getLibc().send(this.fd, d, BigInt(d.length), 0)), d.length);
-    }
-  }
-  /** Every datagram the queue has sent so far. */
-  read(): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    const buf = new Uint8Array(65536);
-    for (;;) {
-      const n = Number(getLibc().recv(this.fd, buf, BigInt(buf.length), MSG_DONTWAIT));
-      if (n < 0) return out;
-      out.push(buf.slice(0, n));
-    }
-  }
-  close(): void {
-    closeFd(this.fd);
-  }
-}
-
-/** Answers to the four legacy requests (seq 1..4), each with error `e`. */
-const pfAnswers = (e = 0) => [1, 2, 3, 4].map((s) => [answer(s, e)]);
-
-const WORKER = new URL("../../testkit/fixtures/fake_kernel_worker.ts", import.meta.url);
-
-/** The next message of type `type` from `w`. */
-function next<T>(w: Worker, type: string): Promise<T> {
-  return new Promise((resolve) => {
-    const on = (e: MessageEvent) => {
-      if (e.data.type !== type) return;
-      w.removeEventListener("message", on);
-      resolve(e.data);
-    };
-    w.addEventListener("message", on);
-  });
-}
-
-/**
- * `NfQueue.attach` with a fake kernel answering by `script`; returns the
- * queue (or the error), the requests the kernel saw and the kernel's end.
- */
-async function attach(script: Uint8Array<ArrayBuffer>[][], opts = {}) {
-  const k = new Kernel();
-  const w = new Worker(WORKER, { type: "module" });
-  const ready = next(w, "ready");
-  w.postMessage({ fd: k.fd, script });
-  await ready;
-  const done = next<{ requests: Uint8Array[] }>(w, "done");
-  let q: NfQueue | undefined;
-  let error: unknown;
-  try {
-    q = NfQueue.attach(k.queueFd, { ...OPTS, ...opts });
-  } catch (e) {
-    error = e;
-  }
-  const { requests } = await done;
-  w.terminate();
-  return { k, q, error, requests };
-}
 
 /** nlmsg type, seq and (for config) the command byte and pf of a request. */
 function describe(d: Uint8Array) {
@@ -140,25 +30,6 @@ function describe(d: Uint8Array) {
     cmd: d[24],
     pf: v.getUint16(26),
   };
-}
-
-/** Decoded verdicts of one datagram: [batch, verdict, id, mark]. */
-function verdicts(d: Uint8Array): [boolean, number, number, number][] {
-  const v = new DataView(d.buffer, d.byteOffset, d.byteLength);
-  const out: [boolean, number, number, number][] = [];
-  for (let off = 0; off < d.length;) {
-    const len = v.getUint32(off, HOST_LE);
-    const type = v.getUint16(off + 4, HOST_LE);
-    assert.ok(type === NFQ_TYPE_VERDICT || type === NFQ_TYPE_VERDICT_BATCH);
-    out.push([
-      type === NFQ_TYPE_VERDICT_BATCH,
-      v.getUint32(off + 24),
-      v.getUint32(off + 28),
-      len === 40 ? v.getUint32(off + 36) : -1,
-    ]);
-    off += len;
-  }
-  return out;
 }
 
 Deno.test("attach: the requests in order, one answer awaited for each", async () => {

@@ -18,6 +18,10 @@ const QUEUE = {
   noFlow: 0,
   verdictErrors: 0,
   otherFwmarks: 0,
+  tableOpenErrors: 1,
+  receiveErrors: 2,
+  receiveOverruns: 3,
+  sendErrors: 4,
 };
 
 Deno.test("metrics: samples, labels and families", () => {
@@ -49,6 +53,10 @@ Deno.test("metrics: samples, labels and families", () => {
       'nfqlb_build_info{version="1.2.0",deno="2.9.6"} 1',
       'nfqlb_queue_packets_received_total{queue="3"} 10',
       'nfqlb_queue_packets_no_target_total{queue="3"} 2',
+      'nfqlb_queue_table_open_errors_total{queue="3"} 1',
+      'nfqlb_queue_receive_errors_total{queue="3"} 2',
+      'nfqlb_queue_receive_overruns_total{queue="3"} 3',
+      'nfqlb_queue_send_errors_total{queue="3"} 4',
       'nfqlb_kernel_queue_packets_total{queue="3"} 11',
       'nfqlb_kernel_queue_user_dropped_total{queue="3"} 6',
       'nfqlb_kernel_queue_waiting_packets{queue="3"} 2',

@@ -1,0 +1,72 @@
+/**
+ * daemon/transient_errors.ts: a queue thread's transient receive/send errors are counted in its
+ * block of `ftshm` (as `nfqlb stats` and the metrics read them) and logged rate-limited; EINTR is
+ * counted only.
+ */
+import assert from "node:assert/strict";
+import { EINTR, ENOBUFS, ENOMEM } from "../../ffi/constants.ts";
+import { strerror } from "../../ffi/libc.ts";
+import {
+  countersSize,
+  QueueCounters,
+  readQueueCounters,
+  writeCountersHeader,
+} from "../../lib/counters/queue_counters.ts";
+import { LOG_NOTICE, LOG_WARNING } from "../../lib/log/levels.ts";
+import type { TraceSink } from "../../lib/trace/mask.ts";
+import { IO_ERROR_LOG, transientErrors } from "../../daemon/transient_errors.ts";
+
+function setup(level = LOG_NOTICE) {
+  const shm = new ArrayBuffer(countersSize(1));
+  writeCountersHeader(shm, 4, 1);
+  const counters = new QueueCounters(shm, 0);
+  const logs: string[] = [];
+  const trace: TraceSink = { mask: 0, level, line: () => {}, log: (t) => logs.push(t) };
+  let now = 1000;
+  const hook = transientErrors(4, trace, () => counters.counts, () => now);
+  return { shm, logs, hook, advance: (ms: number) => now += ms };
+}
+
+Deno.test("transient errors: counted per kind in the queue's block, as stats reads them", () => {
+  const { shm, hook } = setup();
+  hook("recvmmsg", EINTR);
+  hook("recvmmsg", ENOMEM);
+  hook("recvmmsg", ENOBUFS);
+  hook("recvmmsg", ENOBUFS);
+  hook("sendmsg", ENOBUFS);
+  hook("sendmsg", EINTR);
+  hook("sendmsg", ENOMEM);
+  const q = readQueueCounters(shm)!.queues[0];
+  assert.deepEqual(
+    [q.queue, q.receiveErrors, q.receiveOverruns, q.sendErrors, q.received],
+    [4, 2, 2, 3, 0],
+  );
+});
+
+Deno.test("transient errors: logged at most IO_ERROR_LOG.burst times per call and errno, EINTR not", () => {
+  const { logs, hook, advance } = setup();
+  hook("recvmmsg", EINTR);
+  hook("sendmsg", EINTR);
+  assert.deepEqual(logs, [], "a signal is no news");
+  const send = `queue 4: sendmsg: ${strerror(ENOMEM)}: the verdicts were not sent; retrying ` +
+    "until they are (the packets wait in the queue)";
+  for (let i = 0; i < IO_ERROR_LOG.burst + 2; i++) hook("sendmsg", ENOMEM);
+  hook("recvmmsg", ENOBUFS);
+  assert.deepEqual(logs, [
+    ...Array(IO_ERROR_LOG.burst).fill(send),
+    `queue 4: recvmmsg: ${strerror(ENOBUFS)}: the socket overran, the kernel dropped queued ` +
+    "messages (packets or verdict answers); counted, going on",
+  ]);
+  logs.length = 0;
+  advance(IO_ERROR_LOG.intervalMs);
+  hook("sendmsg", ENOMEM);
+  assert.deepEqual(logs, [`${send} ... repeated 2 times`, send]);
+});
+
+Deno.test("transient errors: below warning level nothing is logged, all is counted", () => {
+  // The level is a verbosity: warnings show at LOG_WARNING and above (the default is notice).
+  const { shm, logs, hook } = setup(LOG_WARNING - 1);
+  hook("recvmmsg", ENOMEM);
+  assert.deepEqual(logs, []);
+  assert.equal(readQueueCounters(shm)!.queues[0].receiveErrors, 1);
+});
