@@ -352,6 +352,7 @@ Deno.test({
               // A table of that name left by anything else (not owned by a live process).
               await net.run(lb, ["nft", "add", "table", "inet", table]);
               await net.run(lb, ["nft", "add", "chain", "inet", table, "junk"]);
+              await daemon?.kill(); // what a failed step left behind
               daemon = new Daemon(net, lb, "lb", [...common, "--sctp_encap=80"]);
               await daemon.ready();
               const listing = await net.run(lb, ["nft", "list", "table", "inet", table]);
@@ -400,6 +401,7 @@ Deno.test({
               const tshm2 = `${tshm}2`;
               await cli("init", `--shm=${tshm2}`, "--M=997", "--N=32");
               await cli("activate", `--shm=${tshm2}`, "103", "104");
+              await daemon?.kill(); // what a failed step left behind
               daemon = new Daemon(net, lb, "flowlb", [
                 ...common.filter((a) => !a.startsWith("--tshm")),
               ]);
@@ -443,6 +445,7 @@ Deno.test({
           );
 
           await t.step("a full map degrades to the queue path with nothing lost", async () => {
+            await daemon?.kill(); // what a failed step left behind
             daemon = new Daemon(net, lb, "lb", [...common, "--fastpath-size=8"]);
             await daemon.ready();
             for (let round = 0; round < 2; round++) {

@@ -133,6 +133,7 @@ Deno.test({
           );
 
         const start = async (cmd: "lb" | "flowlb", args: string[], queues = 1) => {
+          await daemon?.kill(); // what a failed step left behind (its queue, its tun device)
           const d = new Daemon(net, lb, cmd, [`--ft_shm=${ftshm}`, ...args]);
           daemon = d;
           await d.ready(queues);
