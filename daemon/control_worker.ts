@@ -4,7 +4,8 @@
  * publishes every new flow snapshot to the main thread. Beyond 1.2.0:
  * changes are accepted only from root or the daemon's own uid (SO_PEERCRED
  * on the abstract socket; on `tcp:` only loopback peers are admitted, unless
- * `--control-unauthenticated`, their uid read from `/proc/net/tcp{,6}`), every read is bounded in size and time, replies
+ * `--control-unauthenticated`, their uid read from `/proc/net/tcp{,6}` at accept; a peer whose
+ * uid is not known for certain is unprivileged), every read is bounded in size and time, replies
  * never raise SIGPIPE, and with `--flow-state` the flows are saved after each
  * change (write, then rename) and restored at start.
  * @module
@@ -31,7 +32,7 @@ import {
   unmapIPv4,
 } from "../lib/ccompat/proc_net_tcp.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
-import { type AdmissionLimits, admit } from "./control_admission.ts";
+import { type AdmissionLimits, admit, type PeerInfo, peerRights } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { restoreFlowState, writeFlowStateFile } from "./flow_state_file.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
@@ -156,17 +157,11 @@ interface Open {
   /** The whole request must have arrived by then (ms, Date.now()). */
   readonly deadline: number;
   readonly uid: number | undefined;
+  /** Root or the daemon's uid, known for certain: served first, never refused for others. */
   readonly privileged: boolean;
-  /** The peer's uid is known or known to be unknown (refused changes); false: not checked. */
-  readonly checked: boolean;
+  /** May change flows: privileged, or a non-loopback peer under `--control-unauthenticated`. */
+  readonly mayChange: boolean;
   /** The peer for log lines: `uid N (pid P)` or `uid N (tcp ADDR)`. */
-  readonly who: string;
-}
-
-/** What the control server knows of a new connection's peer. */
-interface PeerInfo {
-  readonly uid: number | undefined;
-  readonly checked: boolean;
   readonly who: string;
 }
 
@@ -186,11 +181,19 @@ function readProcNet(file: "tcp" | "tcp6"): string {
 }
 
 /**
- * The uid owning the other end of a loopback connection (`peer` connected to `local`): the line
- * of `/proc/net/tcp{,6}` whose local end is the peer and remote end is us. IPv4 clients of an
- * IPv6 listener appear with mapped addresses on our side and in `/proc/net/tcp` on theirs.
+ * The uid owning the other end of a loopback connection (`peer` connected to `local`): the row
+ * of `/proc/net/tcp{,6}` whose local end is the peer and remote end is us, if it is the row of a
+ * live socket (`procNetTcpUid`); undefined otherwise — e.g. the client already closed its
+ * socket, which the kernel then prints as uid 0. IPv4 clients of an IPv6 listener appear with
+ * mapped addresses on our side and in `/proc/net/tcp` on theirs. The files are read once more
+ * when no live row is found, since a row can be skipped while the kernel's table changes under
+ * the read.
  */
 function loopbackPeerUid(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
+  return loopbackPeerUidOnce(local, peer) ?? loopbackPeerUidOnce(local, peer);
+}
+
+function loopbackPeerUidOnce(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
   const peer4 = peer.addr.length === 4 ? peer.addr : unmapIPv4(peer.addr);
   const local4 = local.addr.length === 4 ? local.addr : unmapIPv4(local.addr);
   if (peer4 !== undefined && local4 !== undefined) {
@@ -221,10 +224,17 @@ function tcpPeer(conn: Connection, unauthenticated: boolean): PeerInfo | undefin
       limitedLog(`control: refused connection from ${at}: not loopback`);
       return undefined;
     }
-    return { uid: undefined, checked: false, who: `tcp ${at}` };
+    return { uid: undefined, unchecked: true, who: `tcp ${at}` };
   }
   const uid = loopbackPeerUid(ends.local, ends.peer);
-  return { uid, checked: true, who: `uid ${uid ?? "?"} (tcp ${at})` };
+  return { uid, unchecked: false, who: `uid ${uid ?? "?"} (tcp ${at})` };
+}
+
+/** The peer of a unix connection: its `SO_PEERCRED` uid, undefined (unprivileged) without it. */
+function unixPeer(conn: Connection): PeerInfo {
+  const p = conn.peer;
+  if (p === undefined) return { uid: undefined, unchecked: false, who: "uid ? (no SO_PEERCRED)" };
+  return { uid: p.uid, unchecked: false, who: `uid ${p.uid} (pid ${p.pid})` };
 }
 
 /**
@@ -330,7 +340,7 @@ function serve(start: ControlStart): void {
         if (r.reply.length > 0) send(r.reply);
       } else if (r.status === "request") {
         const action = r.request.action ?? "";
-        if (MUTATING.has(action) && o.checked && !o.privileged) {
+        if (MUTATING.has(action) && !o.mayChange) {
           limitedLog(`control: refused ${action} from ${o.who}`);
           send(textReply("FAIL: permission denied"));
         } else {
@@ -376,19 +386,17 @@ function serve(start: ControlStart): void {
         return;
       }
       if (conn === null) return;
+      // The peer is looked up now, while the client is still connected: a tcp client that
+      // closes early is no longer a live socket whose owner can be known (unprivileged then).
       const peer: PeerInfo | undefined = server.unix
-        ? {
-          uid: conn.peer?.uid,
-          checked: conn.peer !== undefined,
-          who: `uid ${conn.peer?.uid} (pid ${conn.peer?.pid})`,
-        }
+        ? unixPeer(conn)
         : tcpPeer(conn, unauthenticated);
       if (peer === undefined) {
         conn.close();
         continue;
       }
       const uid = peer.uid;
-      const privileged = peer.checked && (uid === 0 || uid === ownUid);
+      const { privileged, mayChange } = peerRights(peer, ownUid);
       const decision = admit(open, { uid, privileged }, LIMITS);
       if (!decision.admit) {
         limitedLog(
@@ -413,7 +421,7 @@ function serve(start: ControlStart): void {
         deadline: Date.now() + REQUEST_TIMEOUT_MS,
         uid,
         privileged,
-        checked: peer.checked,
+        mayChange,
         who: peer.who,
       });
     }

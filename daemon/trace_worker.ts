@@ -12,9 +12,9 @@
  * also to the client while one is attached and the mask has bit `log`.
  *
  * Beyond 1.2.0, on unix addresses only root and the daemon's uid are served (`SO_PEERCRED`,
- * like the control socket): another peer gets `Trace refused: ...` and is closed, without
- * touching the mask; refusals are logged at most once per 10 s, the rest summarised
- * (`lib/log/rate_limit.ts`).
+ * like the control socket): another peer, or one whose credentials cannot be read, gets
+ * `Trace refused: ...` and is closed, without touching the mask; refusals are logged at most
+ * once per 10 s, the rest summarised (`lib/log/rate_limit.ts`).
  * @module
  */
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
@@ -55,8 +55,8 @@ const STREAM_POLL_MS = 20;
 const REFUSED_LOG_LIMIT = { burst: 1, intervalMs: 10_000, maxKeys: 1 };
 
 /** The line an unauthorised trace client gets before the server closes (ends with `\n`). */
-function refusedLine(uid: number, pid: number, ownUid: number | null): string {
-  return `Trace refused: uid ${uid} (pid ${pid}) is not root or uid ${ownUid}\n`;
+function refusedLine(who: string, ownUid: number | null): string {
+  return `Trace refused: ${who} is not root or uid ${ownUid}\n`;
 }
 const encoder = new TextEncoder();
 
@@ -130,12 +130,17 @@ function serve(start: TraceStart): void {
         continue;
       }
       const peer = conn.peer;
-      if (peer !== undefined && peer.uid !== 0 && peer.uid !== ownUid) {
-        // Not root or the daemon's uid: told why and closed; the mask and the stream of an
-        // attached-before state are left alone (docs/COMPATIBILITY.md#trace-and-log).
-        conn.sendAll(encoder.encode(refusedLine(peer.uid, peer.pid, ownUid)));
+      // On a unix address a peer is served only when its credentials say root or the daemon's
+      // uid; without credentials it is refused (fail closed). tcp peers are not checked (D44).
+      if (server.unix && (peer === undefined || (peer.uid !== 0 && peer.uid !== ownUid))) {
+        // Told why and closed; the mask and the stream of an attached-before state are left
+        // alone (docs/COMPATIBILITY.md#trace-and-log).
+        const who = peer === undefined
+          ? "uid ? (no SO_PEERCRED)"
+          : `uid ${peer.uid} (pid ${peer.pid})`;
+        conn.sendAll(encoder.encode(refusedLine(who, ownUid)));
         conn.close();
-        const text = `Trace: refused uid ${peer.uid} (pid ${peer.pid})`;
+        const text = `Trace: refused ${who}`;
         for (const line of refusedLog.offer("refused", text, Date.now())) warn(line);
         drain();
         continue;
