@@ -1,16 +1,23 @@
 /**
  * The flow control server under hostile load (root, private network namespace):
- * `deno run -A bench/control_bench.ts [runs]`. Prints, per run and as medians: root `flow-list`
+ * `deno run -A bench/control_bench.ts [runs] [--slow-readers]`. Prints, per run and as medians: root `flow-list`
  * latency while uid 65534 holds 500 idle connections, 150 concurrent `flow-set` (OK count, total
- * time), the log lines a flood of 20k garbage requests produces, and flowlb's RSS before/after.
+ * time), the log lines a flood of 20k garbage requests produces, and flowlb's RSS before/after;
+ * then, with 1500 flows (a 380 kB list) and 31 connections of uid 65534 that ask for the list
+ * and read 16 bytes a second (one reads nothing), the latency of root's `flow-set` (goal: under
+ * 100 ms) and `flow-list`, medians of 8 and 2 per run, next to the same without those readers
+ * (a `flow-set` of 1500 flows costs tens of ms by itself: every queue thread compiles the new
+ * set before the reply). `--slow-readers` runs only that part.
  */
 import { withTestNet } from "../testkit/netns.ts";
 import { LineProcess } from "../testkit/line_process.ts";
+import { longFlowState, untilAccepted } from "../testkit/control_load.ts";
 
 const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
 const CLIENTS = new URL("../testkit/fixtures/control_clients.py", import.meta.url).pathname;
-const runs = Number(Deno.args[0] ?? 3);
+const runs = Number(Deno.args.find((a) => /^\d+$/.test(a)) ?? 3);
+const slowOnly = Deno.args.includes("--slow-readers");
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rssKb = (pid: number) =>
@@ -19,7 +26,7 @@ const rssKb = (pid: number) =>
 const results: Record<string, number[]> = {};
 const note = (k: string, v: number) => (results[k] ??= []).push(v);
 
-for (let run = 0; run < runs; run++) {
+for (let run = 0; run < (slowOnly ? 0 : runs); run++) {
   const shm = `ctlbench-${Deno.pid}-${run}`;
   await withTestNet(async (net) => {
     const ns = await net.addNs(`ctlb${run}`);
@@ -77,6 +84,68 @@ for (let run = 0; run < runs; run++) {
     }
   });
 }
+// Slow readers: 1500 flows, 31 connections of uid 65534 reading their lists 16 bytes a second.
+for (let run = 0; run < runs; run++) {
+  const shm = `ctlbenchs-${Deno.pid}-${run}`;
+  const dir = Deno.makeTempDirSync({ prefix: "nfqlb-ctlbench-" });
+  await withTestNet(async (net) => {
+    const ns = await net.addNs(`ctls${run}`);
+    const client = async (args: string[]) => {
+      const r = await net.exec(ns, ["/usr/bin/python3", CLIENTS, ...args]);
+      if (r.code !== 0) throw new Error(r.stderr);
+      return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+    };
+    const cli = (args: string[]) => net.exec(ns, [Deno.execPath(), "run", "-A", CLI, ...args]);
+    await cli(["init", `--shm=${shm}`, "--M=997", "--N=8"]);
+    const state = `${dir}/flows.json`;
+    Deno.writeTextFileSync(state, longFlowState(1500, shm), { mode: 0o600 });
+    const lb = new LineProcess(net, ns, [
+      "env",
+      "NFQLB_FLOW_ADDRESS=unix:nfqlb",
+      Deno.execPath(),
+      "run",
+      "-A",
+      CLI,
+      "flowlb",
+      "--queue=0",
+      `--flow-state=${state}`,
+    ], "flowlb");
+    let slow: LineProcess | null = null;
+    /** Medians of 8 root flow-sets and 2 root flow-lists, noted under `label`. */
+    const measure = async (label: string) => {
+      const sets: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        const r = await client(["set", `root${i}`, shm]);
+        if (r.reply !== "OK") throw new Error(`flow-set: ${r.reply}`);
+        sets.push(r.ms);
+      }
+      const lists: number[] = [];
+      for (let i = 0; i < 2; i++) lists.push((await client(["list"])).ms);
+      note(`root flow-set ms (1500 flows, ${label})`, median(sets));
+      note(`root flow-list ms (1500 flows, ${label})`, median(lists));
+    };
+    try {
+      await lb.waitLine(/^queue_length=/);
+      await measure("idle");
+      slow = new LineProcess(
+        net,
+        ns,
+        [...NOBODY, "/usr/bin/python3", CLIENTS, "slowlist", "31", "16", "1"],
+        "slowlist",
+      );
+      await slow.waitLine(/"asked"/);
+      await untilAccepted(net, ns, "@nfqlb");
+      await measure("31 slow readers");
+    } finally {
+      await slow?.finish();
+      Deno.kill(lb.pid, "SIGTERM");
+      await lb.finish();
+      await cli(["delete", `--shm=${shm}`]);
+      Deno.removeSync(dir, { recursive: true });
+    }
+  });
+}
+
 for (const [k, v] of Object.entries(results)) {
   console.log(
     `${k}: median ${median(v).toFixed(1)} (runs: ${v.map((x) => x.toFixed(1)).join(", ")})`,

@@ -1,9 +1,12 @@
 /**
  * The client side of the control protocol (docs/COMPATIBILITY.md#control-protocol): connect to the
  * daemon's address, send one request, read the reply until EOF. Before a change on a unix
- * address the server's credentials are checked (`SO_PEERCRED`: root or the client's uid).
+ * address the server's credentials are checked (`SO_PEERCRED`: root or the client's uid). A unix
+ * server whose backlog of pending connections is full (a non-blocking connect fails with EAGAIN)
+ * is tried again for up to {@link BUSY_RETRY_MS}, with short pauses, before the connect fails.
  * @module
  */
+import { EAGAIN } from "../ffi/constants.ts";
 import { LibcError, strerror } from "../ffi/libc.ts";
 import { UnixClient } from "../ffi/unix_client.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
@@ -18,13 +21,56 @@ function connectError(e: unknown): TransportError {
   return new TransportError(m !== null ? strerror(Number(m[1])) : String(e));
 }
 
-/** Connect to a daemon's address; throws TransportError with glibc's text on failure. */
+/** How long a connect to a unix server whose listen backlog is full is tried again (ms). */
+export const BUSY_RETRY_MS = 2000;
+/** The first pause between two tries (ms); each pause doubles, up to {@link BUSY_PAUSE_MAX_MS}. */
+const BUSY_PAUSE_MS = 5;
+const BUSY_PAUSE_MAX_MS = 100;
+
+/** The error after {@link BUSY_RETRY_MS} of a full backlog. */
+function busyError(): TransportError {
+  return new TransportError(
+    `${strerror(EAGAIN)} (the server's backlog of pending connections stayed full for ` +
+      `${BUSY_RETRY_MS / 1000} s)`,
+  );
+}
+
+/** Whether `e` is a connect's EAGAIN: a unix server's listen backlog is full. */
+function isBusy(e: unknown): boolean {
+  return e instanceof Deno.errors.WouldBlock || (e instanceof LibcError && e.errno === EAGAIN);
+}
+
+/**
+ * `connect()`, tried again while the server's backlog is full, for up to {@link BUSY_RETRY_MS};
+ * then {@link TransportError}. Other errors are thrown at once.
+ */
+export async function retryWhileBusy<T>(connect: () => T | Promise<T>): Promise<T> {
+  const deadline = Date.now() + BUSY_RETRY_MS;
+  let pause = BUSY_PAUSE_MS;
+  for (;;) {
+    try {
+      return await connect();
+    } catch (e) {
+      if (!isBusy(e)) throw e;
+      const left = deadline - Date.now();
+      if (left <= 0) throw busyError();
+      await new Promise((r) => setTimeout(r, Math.min(pause, left)));
+      pause = Math.min(2 * pause, BUSY_PAUSE_MAX_MS);
+    }
+  }
+}
+
+/**
+ * Connect to a daemon's address; throws TransportError with glibc's text on failure (a full
+ * backlog of a unix server only after {@link BUSY_RETRY_MS}).
+ */
 export async function connectSocket(address: SocketAddress): Promise<Deno.Conn> {
   try {
     return address.kind === "unix"
-      ? await Deno.connect({ transport: "unix", path: `\0${address.name}` })
+      ? await retryWhileBusy(() => Deno.connect({ transport: "unix", path: `\0${address.name}` }))
       : await Deno.connect({ hostname: address.host, port: address.port });
   } catch (e) {
+    if (e instanceof TransportError) throw e;
     throw connectError(e);
   }
 }
@@ -37,13 +83,14 @@ interface Stream {
 }
 
 /**
- * Connect to `@name` and check that root or this process's uid serves it (`SO_PEERCRED`);
- * throws {@link UntrustedServerError} (closing the connection, nothing sent) otherwise.
+ * Connect to `@name` (tried again while its backlog is full) and check that root or this
+ * process's uid serves it (`SO_PEERCRED`); throws {@link UntrustedServerError} (closing the
+ * connection, nothing sent) otherwise.
  */
-export function connectTrustedUnix(name: string): UnixClient {
+export async function connectTrustedUnix(name: string): Promise<UnixClient> {
   let client: UnixClient;
   try {
-    client = UnixClient.connect(name);
+    client = await retryWhileBusy(() => UnixClient.connect(name));
   } catch (e) {
     if (e instanceof LibcError) throw new TransportError(e.message);
     throw e;
@@ -67,7 +114,7 @@ export async function socketTransport(
   change = false,
 ): Promise<Uint8Array> {
   const conn: Stream = change && address.kind === "unix"
-    ? connectTrustedUnix(address.name)
+    ? await connectTrustedUnix(address.name)
     : await connectSocket(address);
   const chunks: Uint8Array[] = [];
   let total = 0;

@@ -4,9 +4,12 @@
  * publishes every new flow snapshot to the main thread. Beyond 1.2.0:
  * changes are accepted only from root or the daemon's own uid (SO_PEERCRED
  * on the abstract socket; on `tcp:` only loopback peers are admitted, unless
- * `--control-unauthenticated`, their uid read from `/proc/net/tcp{,6}`), every read is bounded in size and time, replies
- * never raise SIGPIPE, and with `--flow-state` the flows are saved after each
- * change (write, then rename) and restored at start.
+ * `--control-unauthenticated`, their uid read from `/proc/net/tcp{,6}` at accept); a peer whose
+ * uid is not known for certain is unprivileged. Every read is bounded in size and time; replies
+ * are written without blocking the loop (the unsent rest is kept per connection and sent when
+ * the socket takes more, within a deadline and a budget for unprivileged peers), never raise
+ * SIGPIPE, and with `--flow-state` the flows are saved after each change (write, then rename)
+ * and restored at start.
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
@@ -20,7 +23,7 @@ import {
 import { FlowStore } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
-import { POLLIN, PollSet } from "../ffi/poll.ts";
+import { POLLIN, POLLOUT, PollSet } from "../ffi/poll.ts";
 import { tcpEnds } from "../ffi/socket_names.ts";
 import { formatIPv6 } from "../lib/ccompat/inet.ts";
 import {
@@ -30,7 +33,7 @@ import {
   unmapIPv4,
 } from "../lib/ccompat/proc_net_tcp.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
-import { type AdmissionLimits, admit } from "./control_admission.ts";
+import { type AdmissionLimits, admit, type PeerInfo, peerRights } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { FlowStateSaver, restoreFlowState } from "./flow_state_file.ts";
 import { PendingFlowRetry } from "./pending_flows.ts";
@@ -151,25 +154,23 @@ const scope = self as unknown as {
   onmessage: ((e: MessageEvent<ControlStart>) => void) | null;
 };
 
-/** An open control connection and its partial request. */
+/** An open control connection: its partial request, then the unsent rest of its reply. */
 interface Open {
   readonly conn: Connection;
   readonly reader: RequestReader;
-  /** The whole request must have arrived by then (ms, Date.now()). */
-  readonly deadline: number;
+  /** The whole request must have arrived by then; once replying, the whole reply (ms, Date.now()). */
+  deadline: number;
   readonly uid: number | undefined;
+  /** Root or the daemon's uid, known for certain: served first, never refused for others. */
   readonly privileged: boolean;
-  /** The peer's uid is known or known to be unknown (refused changes); false: not checked. */
-  readonly checked: boolean;
+  /** May change flows: privileged, or a non-loopback peer under `--control-unauthenticated`. */
+  readonly mayChange: boolean;
   /** The peer for log lines: `uid N (pid P)` or `uid N (tcp ADDR)`. */
   readonly who: string;
-}
-
-/** What the control server knows of a new connection's peer. */
-interface PeerInfo {
-  readonly uid: number | undefined;
-  readonly checked: boolean;
-  readonly who: string;
+  /** The reply being written, or null while the request is read. */
+  out: Uint8Array<ArrayBuffer> | null;
+  /** Bytes of `out` sent so far. */
+  sent: number;
 }
 
 /** `ep` as `a.b.c.d:port` or `[v6]:port`. */
@@ -188,11 +189,19 @@ function readProcNet(file: "tcp" | "tcp6"): string {
 }
 
 /**
- * The uid owning the other end of a loopback connection (`peer` connected to `local`): the line
- * of `/proc/net/tcp{,6}` whose local end is the peer and remote end is us. IPv4 clients of an
- * IPv6 listener appear with mapped addresses on our side and in `/proc/net/tcp` on theirs.
+ * The uid owning the other end of a loopback connection (`peer` connected to `local`): the row
+ * of `/proc/net/tcp{,6}` whose local end is the peer and remote end is us, if it is the row of a
+ * live socket (`procNetTcpUid`); undefined otherwise — e.g. the client already closed its
+ * socket, which the kernel then prints as uid 0. IPv4 clients of an IPv6 listener appear with
+ * mapped addresses on our side and in `/proc/net/tcp` on theirs. The files are read once more
+ * when no live row is found, since a row can be skipped while the kernel's table changes under
+ * the read.
  */
 function loopbackPeerUid(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
+  return loopbackPeerUidOnce(local, peer) ?? loopbackPeerUidOnce(local, peer);
+}
+
+function loopbackPeerUidOnce(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
   const peer4 = peer.addr.length === 4 ? peer.addr : unmapIPv4(peer.addr);
   const local4 = local.addr.length === 4 ? local.addr : unmapIPv4(local.addr);
   if (peer4 !== undefined && local4 !== undefined) {
@@ -223,10 +232,17 @@ function tcpPeer(conn: Connection, unauthenticated: boolean): PeerInfo | undefin
       limitedLog(`control: refused connection from ${at}: not loopback`);
       return undefined;
     }
-    return { uid: undefined, checked: false, who: `tcp ${at}` };
+    return { uid: undefined, unchecked: true, who: `tcp ${at}` };
   }
   const uid = loopbackPeerUid(ends.local, ends.peer);
-  return { uid, checked: true, who: `uid ${uid ?? "?"} (tcp ${at})` };
+  return { uid, unchecked: false, who: `uid ${uid ?? "?"} (tcp ${at})` };
+}
+
+/** The peer of a unix connection: its `SO_PEERCRED` uid, undefined (unprivileged) without it. */
+function unixPeer(conn: Connection): PeerInfo {
+  const p = conn.peer;
+  if (p === undefined) return { uid: undefined, unchecked: false, who: "uid ? (no SO_PEERCRED)" };
+  return { uid: p.uid, unchecked: false, who: `uid ${p.uid} (pid ${p.pid})` };
 }
 
 /**
@@ -238,8 +254,23 @@ const LISTEN_BACKLOG = 1024;
 const LIMITS: AdmissionLimits = { perUid: 32, total: 256 };
 /** Pending clients accepted per loop round, so the backlog drains even under a connect flood. */
 const ACCEPT_BURST = 1024;
-/** A reply must be taken by the client within this time (SO_SNDTIMEO). */
-const SEND_TIMEOUT_MS = 1000;
+/**
+ * A whole reply must be taken by the client within this time, counted from the request; a
+ * slower reader is closed (it holds a connection and its unsent reply until then).
+ */
+const REPLY_TIMEOUT_MS = 5000;
+/**
+ * The unsent reply bytes of all unprivileged connections together (each connection holds at
+ * most its one reply); a reply that would go beyond is not sent and its connection is closed.
+ * Privileged peers' replies do not count.
+ */
+const UNPRIVILEGED_OUTPUT_MAX = 16 << 20;
+/**
+ * In one loop round, unprivileged requests are handled until this much time has passed; the
+ * rest wait for the next round (their bytes stay in the socket), so a request of root or the
+ * daemon's uid, handled first in every round, waits at most about one round.
+ */
+const ROUND_BUDGET_MS = 10;
 
 function serve(start: ControlStart): void {
   const stop = new Int32Array(start.stop);
@@ -308,53 +339,98 @@ function serve(start: ControlStart): void {
   const listenerPoll = new PollSet(1);
   listenerPoll.add(server.fd, POLLIN);
 
-  /** Handle one complete read result of `o` and close it. */
-  const finish = (o: Open, r: ReadResult) => {
-    const conn = o.conn;
-    /** Send `reply`, with its trace line (bit flow-conf). */
+  /**
+   * The reply to one complete read result of `o` (with its trace line, bit flow-conf), or null
+   * when the connection is closed without one.
+   */
+  const answer = (o: Open, r: ReadResult): Uint8Array | null => {
+    /** `reply`, traced. */
     const send = (reply: Uint8Array) => {
       traceReply(sink, reply);
-      conn.sendAll(reply.slice());
+      return reply;
     };
-    try {
-      readMask();
-      if (r.status !== "more") {
-        traceRequest(sink, r.lines, r.warnings);
-        for (const w of r.warnings) limitedLog(w);
-      }
-      if (r.status === "rejected") {
-        if (r.reply.length > 0) send(r.reply);
-      } else if (r.status === "request") {
-        const action = r.request.action ?? "";
-        if (MUTATING.has(action) && o.checked && !o.privileged) {
-          limitedLog(`control: refused ${action} from ${o.who}`);
-          send(textReply("FAIL: permission denied"));
-        } else {
-          const before = store.flows.snapshot.version;
-          const tracesBefore = store.traces.snapshot.version;
-          // A change whose save fails gets a FAIL reply saying so (D29).
-          const reply = saver.reply(() => handleRequest(store, r.request));
-          const after = store.flows.snapshot.version;
-          // Reply only when the change is in use by every queue thread.
-          if (after !== before) waitApplied(applied, after);
-          const tracesAfter = store.traces.snapshot.version;
-          if (tracesAfter !== tracesBefore) waitApplied(appliedTraces, tracesAfter);
-          // ... and no kernel fast-path element holds a decision made before it.
-          if (flushed !== undefined) {
-            const late = (after !== before && !waitApplied(flushed.subarray(0, 1), after)) ||
-              (tracesAfter !== tracesBefore && !waitApplied(flushed.subarray(1, 2), tracesAfter));
-            if (late) {
-              limitedLog(
-                `control: the fast path did not confirm a flow change within ${APPLY_TIMEOUT_MS} ms`,
-              );
-            }
-          }
-          send(reply);
-        }
-      }
-    } finally {
-      conn.close();
+    readMask();
+    if (r.status !== "more") {
+      traceRequest(sink, r.lines, r.warnings);
+      for (const w of r.warnings) limitedLog(w);
     }
+    if (r.status === "rejected") {
+      return r.reply.length > 0 ? send(r.reply) : null;
+    } else if (r.status === "request") {
+      const action = r.request.action ?? "";
+      if (MUTATING.has(action) && !o.mayChange) {
+        limitedLog(`control: refused ${action} from ${o.who}`);
+        return send(textReply("FAIL: permission denied"));
+      } else {
+        const before = store.flows.snapshot.version;
+        const tracesBefore = store.traces.snapshot.version;
+        // A change whose save fails gets a FAIL reply saying so (D29).
+        const reply = saver.reply(() => handleRequest(store, r.request));
+        const after = store.flows.snapshot.version;
+        // Reply only when the change is in use by every queue thread.
+        if (after !== before) waitApplied(applied, after);
+        const tracesAfter = store.traces.snapshot.version;
+        if (tracesAfter !== tracesBefore) waitApplied(appliedTraces, tracesAfter);
+        // ... and no kernel fast-path element holds a decision made before it.
+        if (flushed !== undefined) {
+          const late = (after !== before && !waitApplied(flushed.subarray(0, 1), after)) ||
+            (tracesAfter !== tracesBefore && !waitApplied(flushed.subarray(1, 2), tracesAfter));
+          if (late) {
+            limitedLog(
+              `control: the fast path did not confirm a flow change within ${APPLY_TIMEOUT_MS} ms`,
+            );
+          }
+        }
+        return send(reply);
+      }
+    }
+    return null;
+  };
+
+  /** Unsent reply bytes of the unprivileged connections. */
+  const unprivilegedPending = (): number => {
+    let n = 0;
+    for (const o of open) if (o.out !== null && !o.privileged) n += o.out.length - o.sent;
+    return n;
+  };
+
+  /**
+   * Send what the socket of `o` takes of its reply without waiting: true when `o` is done
+   * (all sent, or the peer is gone) and must be closed.
+   */
+  const flush = (o: Open): boolean => {
+    const out = o.out!;
+    while (o.sent < out.length) {
+      const n = o.conn.sendNow(out, o.sent);
+      if (n === -1) return false;
+      if (n < 0) return true;
+      o.sent += n;
+    }
+    return true;
+  };
+
+  /**
+   * Handle one complete read result of `o`: start its reply. True when `o` is done and must be
+   * closed; false when the rest of its reply waits for the socket (POLLOUT).
+   */
+  const finish = (o: Open, r: ReadResult): boolean => {
+    const reply = answer(o, r);
+    if (reply === null) return true;
+    o.out = new Uint8Array(reply);
+    o.sent = 0;
+    o.deadline = Date.now() + REPLY_TIMEOUT_MS;
+    if (flush(o)) return true;
+    if (!o.privileged) {
+      const rest = o.out.length - o.sent;
+      if (unprivilegedPending() > UNPRIVILEGED_OUTPUT_MAX) {
+        limitedLog(
+          `control: dropped the reply to ${o.who}: ${rest} bytes unsent, ` +
+            `unprivileged replies in flight over ${UNPRIVILEGED_OUTPUT_MAX} bytes`,
+        );
+        return true;
+      }
+    }
+    return false;
   };
 
   /** Accept every pending client, within the caps. */
@@ -373,19 +449,17 @@ function serve(start: ControlStart): void {
         return;
       }
       if (conn === null) return;
+      // The peer is looked up now, while the client is still connected: a tcp client that
+      // closes early is no longer a live socket whose owner can be known (unprivileged then).
       const peer: PeerInfo | undefined = server.unix
-        ? {
-          uid: conn.peer?.uid,
-          checked: conn.peer !== undefined,
-          who: `uid ${conn.peer?.uid} (pid ${conn.peer?.pid})`,
-        }
+        ? unixPeer(conn)
         : tcpPeer(conn, unauthenticated);
       if (peer === undefined) {
         conn.close();
         continue;
       }
       const uid = peer.uid;
-      const privileged = peer.checked && (uid === 0 || uid === ownUid);
+      const { privileged, mayChange } = peerRights(peer, ownUid);
       const decision = admit(open, { uid, privileged }, LIMITS);
       if (!decision.admit) {
         limitedLog(
@@ -398,20 +472,16 @@ function serve(start: ControlStart): void {
         open[decision.evict].conn.close();
         open.splice(decision.evict, 1);
       }
-      try {
-        conn.setSendTimeout(SEND_TIMEOUT_MS);
-      } catch {
-        conn.close();
-        continue;
-      }
       open.push({
         conn,
         reader: new RequestReader(),
         deadline: Date.now() + REQUEST_TIMEOUT_MS,
         uid,
         privileged,
-        checked: peer.checked,
+        mayChange,
         who: peer.who,
+        out: null,
+        sent: 0,
       });
     }
   };
@@ -421,10 +491,18 @@ function serve(start: ControlStart): void {
       const now = Date.now();
       flushLog(now);
       pending.tick(now);
-      // Deadlines: a client that has not sent its whole request in time is closed.
+      // Deadlines: a client that has not sent its whole request, or taken its whole reply, in
+      // time is closed.
       for (let i = open.length - 1; i >= 0; i--) {
-        if (open[i].deadline <= now) {
-          open[i].conn.close();
+        const o = open[i];
+        if (o.deadline <= now) {
+          if (o.out !== null) {
+            limitedLog(
+              `control: closed ${o.who}: reply not taken within ${REPLY_TIMEOUT_MS} ms ` +
+                `(${o.out.length - o.sent} of ${o.out.length} bytes unsent)`,
+            );
+          }
+          o.conn.close();
           open.splice(i, 1);
         }
       }
@@ -432,7 +510,7 @@ function serve(start: ControlStart): void {
       for (const o of open) wait = Math.min(wait, Math.max(0, o.deadline - now));
       poll.clear();
       poll.add(server.fd, POLLIN);
-      for (const o of open) poll.add(o.conn.fd, POLLIN);
+      for (const o of open) poll.add(o.conn.fd, o.out === null ? POLLIN : POLLOUT);
       if (poll.wait(wait) <= 0) continue;
       const listenerReady = poll.revents(0) !== 0;
       // Privileged peers first, then the others, each in arrival order.
@@ -440,7 +518,15 @@ function serve(start: ControlStart): void {
       for (let i = 0; i < open.length; i++) if (poll.revents(i + 1) !== 0) ready.push(open[i]);
       ready.sort((x, y) => Number(y.privileged) - Number(x.privileged));
       const done = new Set<Open>();
+      const roundStart = Date.now();
       for (const o of ready) {
+        if (o.out !== null) {
+          // Writable (or failed): send more of the reply.
+          if (flush(o)) done.add(o);
+          continue;
+        }
+        // Unprivileged requests beyond the round's budget wait for the next round.
+        if (!o.privileged && Date.now() - roundStart >= ROUND_BUDGET_MS) continue;
         const n = o.conn.recvNow(buf);
         if (n === -1) continue;
         const r: ReadResult = n === -2
@@ -449,11 +535,15 @@ function serve(start: ControlStart): void {
           ? o.reader.end()
           : o.reader.push(buf.subarray(0, n));
         if (r.status === "more") continue;
-        done.add(o);
-        finish(o, r);
+        if (finish(o, r)) done.add(o);
       }
       if (done.size > 0) {
-        for (let i = open.length - 1; i >= 0; i--) if (done.has(open[i])) open.splice(i, 1);
+        for (let i = open.length - 1; i >= 0; i--) {
+          if (done.has(open[i])) {
+            open[i].conn.close();
+            open.splice(i, 1);
+          }
+        }
       }
       if (listenerReady) acceptPending();
     }

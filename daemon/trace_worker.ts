@@ -12,15 +12,15 @@
  * also to the client while one is attached and the mask has bit `log`.
  *
  * Beyond 1.2.0, on unix addresses only root and the daemon's uid are served (`SO_PEERCRED`,
- * like the control socket): another peer gets `Trace refused: ...` and is closed, without
- * touching the mask; refusals are logged at most once per 10 s, the rest summarised
- * (`lib/log/rate_limit.ts`).
+ * like the control socket): another peer, or one whose credentials cannot be read, gets
+ * `Trace refused: ...` and is closed, without touching the mask; refusals are logged at most
+ * once per 10 s, the rest summarised (`lib/log/rate_limit.ts`).
  * @module
  */
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LibcError } from "../ffi/libc.ts";
-import { type Connection, StreamServer } from "../ffi/stream_server.ts";
+import { type Connection, SendBuffer, StreamServer } from "../ffi/stream_server.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { formatMask, TRACE_LOG } from "../lib/trace/mask.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
@@ -51,12 +51,18 @@ const scope = self as unknown as {
 const ACCEPT_POLL_MS = 20;
 /** How often trace lines are forwarded to an attached client. */
 const STREAM_POLL_MS = 20;
+/**
+ * Trace bytes kept for a client whose socket does not take them (it reads too slowly or not at
+ * all); beyond, the client is closed (`Trace: client too slow`). The thread never waits for a
+ * client: it keeps draining the rings, logging and watching the stop flag.
+ */
+const CLIENT_BACKLOG_MAX = 4 << 20;
 /** At most one `Trace: refused` log line per 10 s; the others are summarised. */
 const REFUSED_LOG_LIMIT = { burst: 1, intervalMs: 10_000, maxKeys: 1 };
 
 /** The line an unauthorised trace client gets before the server closes (ends with `\n`). */
-function refusedLine(uid: number, pid: number, ownUid: number | null): string {
-  return `Trace refused: uid ${uid} (pid ${pid}) is not root or uid ${ownUid}\n`;
+function refusedLine(who: string, ownUid: number | null): string {
+  return `Trace refused: ${who} is not root or uid ${ownUid}\n`;
 }
 const encoder = new TextEncoder();
 
@@ -70,17 +76,27 @@ function serve(start: TraceStart): void {
   const mask = () => Atomics.load(words, MASK_WORD) >>> 0;
   let client: Connection | null = null;
   let everAttached = false;
+  /** What the client's socket has not taken yet. */
+  const out = new SendBuffer(CLIENT_BACKLOG_MAX);
+  /** The client fell more than CLIENT_BACKLOG_MAX behind. */
+  let tooSlow = false;
+  /** Queue `bytes` for the client; false once it is too far behind. */
+  const toClient = (bytes: Uint8Array): boolean => {
+    if (!tooSlow && !out.push(bytes)) tooSlow = true;
+    return !tooSlow;
+  };
 
   /**
    * Forward every trace ring's lines: to the client, to stderr before any
    * client, else nowhere; and every log ring's lines to stderr (and the client).
+   * False when the client is gone or too far behind.
    */
   const drain = (): boolean => {
     let ok = true;
     for (const r of rings) {
       r.drain((bytes) => {
         if (client !== null) {
-          if (ok) ok = client.sendAll(new Uint8Array(bytes));
+          if (ok) ok = toClient(bytes);
         } else if (!everAttached) {
           Deno.stderr.writeSync(new Uint8Array(bytes));
         }
@@ -89,18 +105,17 @@ function serve(start: TraceStart): void {
     for (const r of logs) {
       r.drain((bytes) => {
         Deno.stderr.writeSync(new Uint8Array(bytes));
-        if (client !== null && ok && (mask() & TRACE_LOG) !== 0) {
-          ok = client.sendAll(new Uint8Array(bytes));
-        }
+        if (client !== null && ok && (mask() & TRACE_LOG) !== 0) ok = toClient(bytes);
       });
     }
+    if (client !== null && ok) ok = out.flush(client);
     return ok;
   };
   /** A warning-level log line (docs/COMPATIBILITY.md#trace-and-log): stderr by level, and the trace stream with bit 0. */
   const warn = (text: string) => {
     const line = encoder.encode(logLine(LOG_WARNING, text) + "\n");
     if (level() >= LOG_WARNING) Deno.stderr.writeSync(line);
-    if (client !== null && (mask() & TRACE_LOG) !== 0) client.sendAll(line);
+    if (client !== null && (mask() & TRACE_LOG) !== 0 && toClient(line)) out.flush(client);
   };
 
   let server: StreamServer | null = null;
@@ -130,12 +145,17 @@ function serve(start: TraceStart): void {
         continue;
       }
       const peer = conn.peer;
-      if (peer !== undefined && peer.uid !== 0 && peer.uid !== ownUid) {
-        // Not root or the daemon's uid: told why and closed; the mask and the stream of an
-        // attached-before state are left alone (docs/COMPATIBILITY.md#trace-and-log).
-        conn.sendAll(encoder.encode(refusedLine(peer.uid, peer.pid, ownUid)));
+      // On a unix address a peer is served only when its credentials say root or the daemon's
+      // uid; without credentials it is refused (fail closed). tcp peers are not checked (D44).
+      if (server.unix && (peer === undefined || (peer.uid !== 0 && peer.uid !== ownUid))) {
+        // Told why and closed; the mask and the stream of an attached-before state are left
+        // alone (docs/COMPATIBILITY.md#trace-and-log).
+        const who = peer === undefined
+          ? "uid ? (no SO_PEERCRED)"
+          : `uid ${peer.uid} (pid ${peer.pid})`;
+        conn.sendNow(encoder.encode(refusedLine(who, ownUid))); // one short line, never waited for
         conn.close();
-        const text = `Trace: refused uid ${peer.uid} (pid ${peer.pid})`;
+        const text = `Trace: refused ${who}`;
         for (const line of refusedLog.offer("refused", text, Date.now())) warn(line);
         drain();
         continue;
@@ -144,19 +164,23 @@ function serve(start: TraceStart): void {
       everAttached = true;
       drain();
       client = conn;
+      out.clear();
+      tooSlow = false;
       const m = mask();
       // 1.2.0's order: the log line (copied to this client with bit log) before `Trace active`.
       warn(`Trace; active mask=${formatMask(m)}`);
-      let open = conn.sendAll(encoder.encode(`Trace active, mask=${formatMask(m)}\n`));
+      let open = toClient(encoder.encode(`Trace active, mask=${formatMask(m)}\n`));
       while (open && Atomics.load(stop, 0) === 0) {
         open = drain();
         const n = conn.recv(buf, STREAM_POLL_MS);
         if (n !== -1) open = false; // data, EOF or an error: the client is done
       }
       drain();
+      const behind = out.pending;
       Atomics.store(words, MASK_WORD, 0);
       client = null;
       conn.close();
+      if (tooSlow) warn(`Trace: client too slow (${behind} bytes not taken), closed`);
       warn("Trace: closed");
     }
     drain(); // what the queue threads wrote before they stopped

@@ -3,9 +3,10 @@
  * servers of the daemons (docs/COMPATIBILITY.md#control-protocol, #trace-and-log). Unlike `Deno.listen` it exposes
  * the peer's credentials (`SO_PEERCRED`), needed to authorise requests on the
  * abstract socket (docs/COMPATIBILITY.md#differences D7). Every blocking call has a timeout, so a
- * worker thread running it can notice a stop request; replies are sent with
- * `MSG_NOSIGNAL`, so a client that goes away cannot kill the daemon with
- * SIGPIPE (docs/COMPATIBILITY.md#differences D8).
+ * worker thread running it can notice a stop request; sends never wait (a slow reader cannot
+ * stall the thread: what its socket does not take is kept by the caller, e.g. in a
+ * {@link SendBuffer}) and use `MSG_NOSIGNAL`, so a client that goes away cannot kill the daemon
+ * with SIGPIPE (docs/COMPATIBILITY.md#differences D8).
  *
  * @example
  * ```ts
@@ -39,20 +40,6 @@ import {
 } from "./socket.ts";
 import { parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
-
-/** SO_SNDTIMEO (asm-generic/socket.h). */
-const SO_SNDTIMEO = 21;
-
-/** Set SO_SNDTIMEO of `fd` to `ms`. */
-function setSendTimeout(fd: number, ms: number): void {
-  const tv = new BigInt64Array([BigInt(Math.floor(ms / 1000)), BigInt((ms % 1000) * 1000)]);
-  const bytes = new Uint8Array(tv.buffer);
-  if (getLibc().setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, bytes, bytes.length) !== 0) {
-    throw new LibcError("setsockopt", errno());
-  }
-}
-
-/** Size of `struct ucred` { pid, uid, gid }. */
 
 /** The `struct sockaddr` bytes for an address (abstract unix: NUL + name, no trailing NUL). */
 export function sockaddrBytes(addr: SocketAddress): Uint8Array<ArrayBuffer> {
@@ -122,24 +109,22 @@ export class Connection {
     }
   }
 
-  /** Bound every later blocking send to `timeoutMs` (SO_SNDTIMEO). */
-  setSendTimeout(timeoutMs: number): void {
-    setSendTimeout(this.fd, timeoutMs);
-  }
-
-  /** Send all of `bytes`; false if the peer went away (never raises SIGPIPE). */
-  sendAll(bytes: Uint8Array<ArrayBuffer>): boolean {
-    let off = 0;
-    while (off < bytes.length) {
-      const part = off === 0 ? bytes : bytes.slice(off);
-      const n = Number(getLibc().send(this.fd, part, BigInt(part.length), MSG_NOSIGNAL));
-      if (n < 0) {
-        if (errno() === EINTR) continue;
-        return false;
-      }
-      off += n;
+  /**
+   * Send what the socket takes of `bytes` from `offset` on without waiting (for a poll loop):
+   * the byte count (≥ 0), −1 when the socket buffer is full, −2 when the peer went away or
+   * another error (never raises SIGPIPE).
+   */
+  sendNow(bytes: Uint8Array<ArrayBuffer>, offset = 0): number {
+    const part = offset === 0 ? bytes : bytes.subarray(offset);
+    for (;;) {
+      const n = Number(
+        getLibc().send(this.fd, part, BigInt(part.length), MSG_NOSIGNAL | MSG_DONTWAIT),
+      );
+      if (n >= 0) return n;
+      const e = errno();
+      if (e === EAGAIN) return -1;
+      if (e !== EINTR) return -2;
     }
-    return true;
   }
 
   /** Close the connection. Idempotent. */
@@ -147,6 +132,68 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     getLibc().close(this.fd);
+  }
+}
+
+/**
+ * Bytes for one connection that its socket has not taken yet, sent without waiting (for a
+ * thread that must not block on a slow reader): {@link SendBuffer.push} queues a copy, up to
+ * `max` unsent bytes, {@link SendBuffer.flush} sends what the socket takes, in one call per
+ * contiguous run.
+ */
+export class SendBuffer {
+  #buf: Uint8Array<ArrayBuffer>;
+  #start = 0;
+  #end = 0;
+
+  /** A buffer that holds at most `max` unsent bytes. */
+  constructor(readonly max: number) {
+    this.#buf = new Uint8Array(Math.min(max, 65536));
+  }
+
+  /** Unsent bytes. */
+  get pending(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Queue a copy of `bytes`; false (nothing queued) when more than `max` would be unsent. */
+  push(bytes: Uint8Array): boolean {
+    const n = bytes.length;
+    const pending = this.pending;
+    if (pending + n > this.max) return false;
+    if (this.#end + n > this.#buf.length) {
+      if (pending + n > this.#buf.length) {
+        const grown = new Uint8Array(
+          Math.min(this.max, Math.max(pending + n, 2 * this.#buf.length)),
+        );
+        grown.set(this.#buf.subarray(this.#start, this.#end));
+        this.#buf = grown;
+      } else {
+        this.#buf.copyWithin(0, this.#start, this.#end);
+      }
+      this.#start = 0;
+      this.#end = pending;
+    }
+    this.#buf.set(bytes, this.#end);
+    this.#end += n;
+    return true;
+  }
+
+  /** Send what `conn` takes without waiting; false when the peer went away. */
+  flush(conn: Connection): boolean {
+    while (this.#start < this.#end) {
+      const n = conn.sendNow(this.#buf.subarray(0, this.#end), this.#start);
+      if (n === -1) return true;
+      if (n < 0) return false;
+      this.#start += n;
+    }
+    this.#start = this.#end = 0;
+    return true;
+  }
+
+  /** Forget the unsent bytes. */
+  clear(): void {
+    this.#start = this.#end = 0;
   }
 }
 

@@ -2,7 +2,9 @@
  * `tcp:` control addresses authorise their peers (docs/COMPATIBILITY.md#control-protocol): a
  * loopback client's uid is found in `/proc/net/tcp{,6}`, so uid 65534 is refused changes and
  * root is served; a client from another namespace (not loopback) is refused the connection
- * unless `--control-unauthenticated`, which is said in the log at start.
+ * unless `--control-unauthenticated`, which is said in the log at start. A peer that sends a whole
+ * change and closes at once — whose socket the kernel then shows as uid 0 — is not taken for
+ * root: none of its changes is made.
  */
 import assert from "node:assert/strict";
 import { removeShm, tempShmName } from "../../testkit/cli.ts";
@@ -17,6 +19,7 @@ const ROOT = isRoot();
 const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const NFQLB = [Deno.execPath(), "run", "-A", CLI];
+const CLIENTS = new URL("../../testkit/fixtures/control_clients.py", import.meta.url).pathname;
 
 /** Run `nfqlb args` in `ns` against control `address`, optionally under `prefix`. */
 function nfqlb(net: TestNet, ns: string, address: string, args: string[], prefix: string[] = []) {
@@ -132,6 +135,72 @@ Deno.test({
       } finally {
         await net.exec(ns, [...NFQLB, "delete", `--shm=${shm}`]).catch(() => {});
       }
+    });
+  },
+});
+
+/**
+ * Rows of `/proc/net/tcp` in `ns` of clients of local port `port` that the server has not closed
+ * yet: their remote end is the port and they are not in TIME_WAIT (06) or CLOSE (07).
+ */
+async function clientsOf(net: TestNet, ns: string, port: number): Promise<string[]> {
+  const hex = `:${port.toString(16).toUpperCase().padStart(4, "0")}`;
+  const text = await net.run(ns, ["cat", "/proc/net/tcp"]);
+  return text.split("\n").slice(1).filter((l) => {
+    const cols = l.trim().split(/\s+/);
+    return cols.length > 3 && cols[2].endsWith(hex) && !cols[1].endsWith(hex) &&
+      cols[3] !== "06" && cols[3] !== "07";
+  });
+}
+
+Deno.test({
+  name: "control over tcp: a peer that sends a change and closes at once is not taken for root",
+  ignore: !ROOT,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const shm = `ctltcpc-${Deno.pid}`;
+    const port = 7393;
+    const address = `tcp:127.0.0.1:${port}`;
+    const tries = 40;
+    await withTestNet(async (net) => {
+      const ns = await net.addNs("ctltcpc");
+      const init = await net.exec(ns, [...NFQLB, "init", `--shm=${shm}`, "--M=997", "--N=8"]);
+      assert.equal(init.code, 0, init.stderr);
+      let stderr;
+      const lb = await startFlowlb(net, ns, address);
+      try {
+        // uid 65534 connects, sends a whole flow-set and closes, without waiting for a reply:
+        // by the time the server looks, the kernel shows its socket as orphaned (uid 0).
+        const evil = await net.exec(ns, [
+          ...NOBODY,
+          "env",
+          `NFQLB_FLOW_ADDRESS=${address}`,
+          "/usr/bin/python3",
+          CLIENTS,
+          "setclose",
+          String(tries),
+          shm,
+        ]);
+        assert.equal(evil.code, 0, evil.stderr);
+        assert.equal(JSON.parse(evil.stdout).sent, tries);
+        // Every one of them handled: the server has closed all their connections.
+        const deadline = Date.now() + 30_000;
+        for (;;) {
+          const left = await clientsOf(net, ns, port);
+          if (left.length === 0) break;
+          assert.ok(Date.now() < deadline, `connections not handled:\n${left.join("\n")}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const ok = await nfqlb(net, ns, address, ["flow-set", "--name=root", `--target=${shm}`]);
+        assert.equal(ok.stdout.trim(), "OK", ok.stderr);
+        const list = await nfqlb(net, ns, address, ["flow-list"]);
+        assert.deepEqual(names(list.stdout), ["root"], "no change of the closing peer was made");
+      } finally {
+        stderr = await stopFlowlb(lb);
+        await net.exec(ns, [...NFQLB, "delete", `--shm=${shm}`]).catch(() => {});
+      }
+      assert.match(stderr, /refused set from uid \? \(tcp 127\.0\.0\.1:\d+\)/);
     });
   },
 });

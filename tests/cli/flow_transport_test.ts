@@ -1,0 +1,116 @@
+/**
+ * The flow client and a unix server whose listen backlog is full (cli/flow_transport.ts): a
+ * non-blocking connect then fails with EAGAIN; the client tries again for up to 2 s, so it is
+ * served once the server accepts, and otherwise fails with a message that says why.
+ */
+import assert from "node:assert/strict";
+import { type Command, runCommand } from "../../cli/command.ts";
+import { flowCommands, TransportError } from "../../cli/flow_commands.ts";
+import { BUSY_RETRY_MS, socketTransport } from "../../cli/flow_transport.ts";
+import { type Connection, StreamServer } from "../../ffi/stream_server.ts";
+
+const name = () => `nfqlbtest-${Deno.pid}-${Math.random().toString(36).slice(2)}-busy`;
+const encoder = new TextEncoder();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A listener on `@n` with the smallest backlog, and its backlog filled with idle clients (a
+ * further non-blocking connect fails with EAGAIN).
+ */
+async function fullServer(n: string): Promise<{ srv: StreamServer; fillers: Deno.Conn[] }> {
+  const srv = StreamServer.listen({ kind: "unix", name: n }, 0);
+  const fillers: Deno.Conn[] = [];
+  for (let i = 0; i < 64; i++) {
+    try {
+      fillers.push(await Deno.connect({ transport: "unix", path: `\0${n}` }));
+    } catch (e) {
+      assert.ok(e instanceof Deno.errors.WouldBlock, String(e));
+      return { srv, fillers };
+    }
+  }
+  throw new Error("the backlog never filled");
+}
+
+/**
+ * Accept everything pending (without waiting) until a client sends a request; answer it with
+ * `reply` and close it. The other connections are returned (the caller closes them).
+ */
+async function serveOne(srv: StreamServer, reply: string): Promise<Connection[]> {
+  const open: Connection[] = [];
+  const buf = new Uint8Array(4096);
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const c = srv.acceptNow();
+    if (c !== null) open.push(c);
+    for (const o of open) {
+      const n = o.recvNow(buf);
+      if (n > 0) {
+        assert.equal(o.sendNow(encoder.encode(reply)), reply.length);
+        o.close();
+        return open.filter((x) => x !== o);
+      }
+    }
+    if (c === null) await sleep(5);
+  }
+  throw new Error("no request came");
+}
+
+for (const change of [false, true]) {
+  const kind = change ? "a change (SO_PEERCRED checked)" : "a list";
+  Deno.test(`full backlog: ${kind} waits, and is served once the server accepts`, async () => {
+    const n = name();
+    const { srv, fillers } = await fullServer(n);
+    let others: Connection[] = [];
+    try {
+      const reply = socketTransport(
+        { kind: "unix", name: n },
+        encoder.encode("action:list\neoc:\n"),
+        change,
+      );
+      reply.catch(() => {}); // awaited below; a rejection before then is not "uncaught"
+      // The server accepts a little later (far within the client's 2 s).
+      await sleep(100);
+      const served = serveOne(srv, "OK\0");
+      assert.equal(new TextDecoder().decode(await reply), "OK\0");
+      others = await served;
+    } finally {
+      for (const c of others) c.close();
+      for (const f of fillers) f.close();
+      srv.close();
+    }
+  });
+}
+
+Deno.test("full backlog that stays full: a clear error after the bound, from the CLI too", async () => {
+  const n = name();
+  const { srv, fillers } = await fullServer(n);
+  try {
+    const t0 = Date.now();
+    await assert.rejects(
+      socketTransport({ kind: "unix", name: n }, encoder.encode("action:list\neoc:\n")),
+      (e) =>
+        e instanceof TransportError &&
+        e.message === "Resource temporarily unavailable (the server's backlog of pending " +
+            "connections stayed full for 2 s)",
+    );
+    assert.ok(Date.now() - t0 >= BUSY_RETRY_MS, "it was tried again for the whole bound");
+
+    const cmd = flowCommands(socketTransport, () => `unix:${n}`)
+      .find((c) => c.name === "flow-set") as Command;
+    let out = "";
+    let err = "";
+    const code = await runCommand(cmd, ["--name=a", "--target=t"], {
+      out: (t) => out += t,
+      err: (t) => err += t,
+    });
+    assert.deepEqual({ code, out, err }, {
+      code: 1,
+      out: "",
+      err: "Connect failed. Resource temporarily unavailable (the server's backlog of pending " +
+        "connections stayed full for 2 s)\n",
+    });
+  } finally {
+    for (const f of fillers) f.close();
+    srv.close();
+  }
+});
