@@ -24,17 +24,10 @@ import { FlowStore } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { POLLIN, POLLOUT, PollSet } from "../ffi/poll.ts";
-import { tcpEnds } from "../ffi/socket_names.ts";
-import { formatIPv6 } from "../lib/ccompat/inet.ts";
-import {
-  isLoopback,
-  procNetTcpUid,
-  type TcpEndpoint,
-  unmapIPv4,
-} from "../lib/ccompat/proc_net_tcp.ts";
 import { LogRateLimiter } from "../lib/log/rate_limit.ts";
-import { type AdmissionLimits, admit, type PeerInfo, peerRights } from "./control_admission.ts";
+import { type AdmissionLimits, admit, peerRights } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
+import { peerOf } from "./peer_identity.ts";
 import { FlowStateSaver, restoreFlowState } from "./flow_state_file.ts";
 import { PendingFlowRetry } from "./pending_flows.ts";
 import { LOG_NOTICE } from "../lib/log/levels.ts";
@@ -171,78 +164,6 @@ interface Open {
   out: Uint8Array<ArrayBuffer> | null;
   /** Bytes of `out` sent so far. */
   sent: number;
-}
-
-/** `ep` as `a.b.c.d:port` or `[v6]:port`. */
-function endpointText(ep: TcpEndpoint): string {
-  const a = ep.addr;
-  return a.length === 4 ? `${a.join(".")}:${ep.port}` : `[${formatIPv6(a)}]:${ep.port}`;
-}
-
-/** The text of `/proc/net/<file>` of this network namespace, or "" when it cannot be read. */
-function readProcNet(file: "tcp" | "tcp6"): string {
-  try {
-    return Deno.readTextFileSync(`/proc/net/${file}`);
-  } catch {
-    return "";
-  }
-}
-
-/**
- * The uid owning the other end of a loopback connection (`peer` connected to `local`): the row
- * of `/proc/net/tcp{,6}` whose local end is the peer and remote end is us, if it is the row of a
- * live socket (`procNetTcpUid`); undefined otherwise — e.g. the client already closed its
- * socket, which the kernel then prints as uid 0. IPv4 clients of an IPv6 listener appear with
- * mapped addresses on our side and in `/proc/net/tcp` on theirs. The files are read once more
- * when no live row is found, since a row can be skipped while the kernel's table changes under
- * the read.
- */
-function loopbackPeerUid(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
-  return loopbackPeerUidOnce(local, peer) ?? loopbackPeerUidOnce(local, peer);
-}
-
-function loopbackPeerUidOnce(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
-  const peer4 = peer.addr.length === 4 ? peer.addr : unmapIPv4(peer.addr);
-  const local4 = local.addr.length === 4 ? local.addr : unmapIPv4(local.addr);
-  if (peer4 !== undefined && local4 !== undefined) {
-    const uid = procNetTcpUid(
-      readProcNet("tcp"),
-      { addr: peer4, port: peer.port },
-      { addr: local4, port: local.port },
-    );
-    if (uid !== undefined || peer.addr.length === 4) return uid;
-  }
-  return procNetTcpUid(readProcNet("tcp6"), peer, local);
-}
-
-/**
- * The peer of a tcp connection: loopback peers are checked (uid from `/proc/net/tcp{,6}`,
- * undefined = unprivileged); others are refused (undefined result) unless `unauthenticated`.
- */
-function tcpPeer(conn: Connection, unauthenticated: boolean): PeerInfo | undefined {
-  let ends;
-  try {
-    ends = tcpEnds(conn.fd);
-  } catch {
-    return undefined; // the client is already gone
-  }
-  const at = endpointText(ends.peer);
-  if (!isLoopback(ends.peer.addr)) {
-    if (!unauthenticated) {
-      limitedLog(`control: refused connection from ${at}: not loopback`);
-      return undefined;
-    }
-    return { uid: undefined, unchecked: true, who: `tcp ${at}` };
-  }
-  const uid = loopbackPeerUid(ends.local, ends.peer);
-  return { uid, unchecked: false, who: `uid ${uid ?? "?"} (tcp ${at})` };
-}
-
-/** The peer of a unix connection: its `SO_PEERCRED` uid, undefined (unprivileged) without it. */
-function unixPeer(conn: Connection): PeerInfo {
-  const p = conn.peer;
-  if (p === undefined) return { uid: undefined, unchecked: false, who: "uid ? (no SO_PEERCRED)" };
-  return { uid: p.uid, unchecked: false, who: `uid ${p.uid} (pid ${p.pid})` };
 }
 
 /**
@@ -451,9 +372,9 @@ function serve(start: ControlStart): void {
       if (conn === null) return;
       // The peer is looked up now, while the client is still connected: a tcp client that
       // closes early is no longer a live socket whose owner can be known (unprivileged then).
-      const peer: PeerInfo | undefined = server.unix
-        ? unixPeer(conn)
-        : tcpPeer(conn, unauthenticated);
+      const peer = peerOf(conn, server.unix, unauthenticated, (at) => {
+        limitedLog(`control: refused connection from ${at}: not loopback`);
+      });
       if (peer === undefined) {
         conn.close();
         continue;

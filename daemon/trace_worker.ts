@@ -11,8 +11,9 @@
  * Log lines of the queue threads (their log rings) always go to stderr, and
  * also to the client while one is attached and the mask has bit `log`.
  *
- * Beyond 1.2.0, on unix addresses only root and the daemon's uid are served (`SO_PEERCRED`,
- * like the control socket): another peer, or one whose credentials cannot be read, gets
+ * Beyond 1.2.0, only root and the daemon's uid are served (`SO_PEERCRED` on unix addresses, a
+ * loopback peer's live socket row of `/proc/net/tcp` on tcp addresses, like the control
+ * socket): another peer, or one whose uid cannot be established, gets
  * `Trace refused: ...` and is closed, without touching the mask; refusals are logged at most
  * once per 10 s, the rest summarised (`lib/log/rate_limit.ts`).
  * @module
@@ -25,6 +26,7 @@ import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { formatMask, TRACE_LOG } from "../lib/trace/mask.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import { LOGLEVEL_WORD, MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { peerOf, peerRights } from "./peer_identity.ts";
 
 /** The message that starts the trace thread. */
 export interface TraceStart {
@@ -144,15 +146,15 @@ function serve(start: TraceStart): void {
         drain();
         continue;
       }
-      const peer = conn.peer;
-      // On a unix address a peer is served only when its credentials say root or the daemon's
-      // uid; without credentials it is refused (fail closed). tcp peers are not checked (D44).
-      if (server.unix && (peer === undefined || (peer.uid !== 0 && peer.uid !== ownUid))) {
+      // Served only when the peer is known for certain to be root or the daemon's uid: unix
+      // peers by their credentials, tcp peers only on loopback, by their live socket's row of
+      // /proc/net/tcp (D44); anyone else, or a peer that cannot be told, is refused.
+      let at = "";
+      const peer = peerOf(conn, server.unix, false, (a) => at = a);
+      if (peer === undefined || !peerRights(peer, ownUid).privileged) {
         // Told why and closed; the mask and the stream of an attached-before state are left
         // alone (docs/COMPATIBILITY.md#trace-and-log).
-        const who = peer === undefined
-          ? "uid ? (no SO_PEERCRED)"
-          : `uid ${peer.uid} (pid ${peer.pid})`;
+        const who = peer?.who ?? (at === "" ? "tcp ? (gone)" : `tcp ${at} (not loopback)`);
         conn.sendNow(encoder.encode(refusedLine(who, ownUid))); // one short line, never waited for
         conn.close();
         const text = `Trace: refused ${who}`;
