@@ -20,8 +20,8 @@
  * Nothing here runs on the packet path.
  * @module
  */
-import { fastPathStatusName } from "./fastpath_wait.ts";
-import { createShm, type ShmMapping, unlinkShm } from "../ffi/shm.ts";
+import { createStatusObject, fastPathStatusName } from "./fastpath_wait.ts";
+import { type ShmMapping, unlinkShm } from "../ffi/shm.ts";
 import { LibcError, strerror } from "../ffi/libc.ts";
 import { KEY4_LEN, KEY6_LEN, type Side } from "../lib/fastpath/nft_table.ts";
 import { OfferReader } from "../lib/fastpath/offer_ring.ts";
@@ -39,14 +39,13 @@ import {
   F_MAX_FLUSH_US,
   F_RING_DROPS,
   F_SCANS,
-  initStatus,
-  STATUS_SIZE,
   statusPid,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP } from "../lib/trace/mask.ts";
-import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { MASK_WORD, openTraceShm, type TraceShm } from "./open_trace_shm.ts";
+import { DaemonError } from "./errors.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
 import { isTruncated } from "./table_watch.ts";
 import type { FastPathConfig } from "./options.ts";
@@ -194,8 +193,9 @@ async function run(start: FastPathStart): Promise<void> {
   let status: ShmMapping | undefined;
   const name = fastPathStatusName(c.table);
   const watched = new Map<string, WatchedCopy>();
-  const traceShm = openTraceShm();
+  let trace: TraceShm | undefined;
   try {
+    const traceShm = trace = openTraceShm();
     const writer = w = new FastPathTableWriter({
       table: c.table,
       size: c.size,
@@ -207,8 +207,7 @@ async function run(start: FastPathStart): Promise<void> {
       scope.postMessage({ type: "error", message: setupProblem(c.table, problem.errno) });
       return;
     }
-    status = createShm(name, STATUS_SIZE);
-    initStatus(status.buffer, Deno.pid);
+    status = createStatusObject(name, Deno.pid);
     const v = statusValues(status.buffer);
     const names = (s?: FlowSnapshot) =>
       start.tshm !== undefined
@@ -423,23 +422,29 @@ async function run(start: FastPathStart): Promise<void> {
       if (offered < BATCH_ELEMENTS) Atomics.wait(idle, 0, 0, 1);
     }
   } catch (e) {
-    const message = e instanceof LibcError ? `fastpath: ${e.message}` : String(e);
+    const message = e instanceof LibcError || e instanceof DaemonError
+      ? `fastpath: ${e.message}`
+      : String(e);
     scope.postMessage({ type: "error", message });
   } finally {
     for (const t of watched.values()) t.close();
-    traceShm.close();
+    trace?.close();
+    if (status !== undefined) {
+      // Before the table goes: until then no other daemon can have made an object of this name.
+      const mine = statusPid(status.buffer) === Deno.pid;
+      status.close();
+      try {
+        if (mine) unlinkShm(name);
+      } catch {
+        // removed by hand: nothing left to do
+      }
+    }
     w?.close(); // the kernel removes the owned table with the socket
     // Nobody waits for a switch that will not come.
     Atomics.store(ch, FP_FLOWS_FLUSHED, 0x7fffffff);
     Atomics.store(ch, FP_TRACES_FLUSHED, 0x7fffffff);
     Atomics.notify(ch, FP_FLOWS_FLUSHED);
     Atomics.notify(ch, FP_TRACES_FLUSHED);
-    if (status !== undefined) {
-      // Ours still (another daemon in another namespace has another name, a restart a new pid).
-      const mine = statusPid(status.buffer) === Deno.pid;
-      status.close();
-      if (mine) unlinkShm(name);
-    }
   }
   scope.postMessage({ type: "stopped" });
 }

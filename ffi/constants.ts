@@ -14,8 +14,12 @@ export const ENOENT = 2;
 export const EINTR = 4;
 /** errno: try again (also the SO_RCVTIMEO timeout). */
 export const EAGAIN = 11;
+/** errno: permission denied. */
+export const EACCES = 13;
 /** errno: device or resource busy. */
 export const EBUSY = 16;
+/** errno: the file exists (`O_CREAT | O_EXCL`). */
+export const EEXIST = 17;
 /** errno: invalid argument. */
 export const EINVAL = 22;
 /** errno: no buffer space available. */
