@@ -13,9 +13,12 @@ import { formatQueueCounters, readQueueCounters } from "../lib/counters/queue_co
 import { type Command, die } from "./command.ts";
 import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
-/** The `Fastpath` lines of every running fast path on this host (docs/FASTPATH.md). */
-function fastPathStats(): string[] {
-  return liveFastPaths().map((f) => {
+/**
+ * The `Fastpath` lines of every running fast path on this host (docs/FASTPATH.md); status
+ * objects of `trustedUid` (the owner of the statistics object) count as well as root's and ours.
+ */
+function fastPathStats(trustedUid: number): string[] {
+  return liveFastPaths(trustedUid).map((f) => {
     try {
       return formatFastPathStats(f.table, f.mapping.buffer);
     } finally {
@@ -53,7 +56,7 @@ export const statsCommand: Command = {
         text = `${text.slice(0, -3)},\n${formatQueueCounters(counters)}\n}\n`;
       }
       inv.io.out(text);
-      for (const fp of fastPathStats()) inv.io.out(fp + "\n");
+      for (const fp of fastPathStats(m.owner.uid)) inv.io.out(fp + "\n");
     } finally {
       m.close();
     }

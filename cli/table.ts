@@ -23,11 +23,11 @@ import { waitForFastPaths } from "../daemon/fastpath_wait.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 
 /**
- * After a table write: wait until the running fast paths flushed what the write changed
- * (docs/FASTPATH.md); say which ones did not confirm in time.
+ * After a write to a table owned by `tableUid`: wait until the running fast paths flushed what
+ * the write changed (docs/FASTPATH.md); say which ones did not confirm in time.
  */
-function syncFastPaths(inv: Invocation): void {
-  for (const t of waitForFastPaths()) {
+function syncFastPaths(inv: Invocation, tableUid: number): void {
+  for (const t of waitForFastPaths(undefined, tableUid)) {
     inv.io.err(
       logLine(LOG_WARNING, `fast path ${t} did not confirm the change within 1 s`) + "\n",
     );
@@ -123,7 +123,7 @@ export const initCommand: Command = {
       mapping.close();
     }
     // A table a daemon uses, initialised again, is a change too.
-    syncFastPaths(inv);
+    syncFastPaths(inv, mapping.owner.uid);
     return 0;
   },
 };
@@ -181,7 +181,7 @@ export const activateCommand: Command = {
   run(inv) {
     if (inv.opts.has("index") && inv.args.length === 0) return 0;
     const fwmarks = fwmarkArgs(inv.opts.has("index") ? inv.args.slice(0, 1) : inv.args, true);
-    const { table, close } = openTable(shmName(inv), true);
+    const { table, owner, close } = openTable(shmName(inv), true);
     try {
       const index = indexOption(inv, table.n);
       if (index !== undefined) {
@@ -194,7 +194,7 @@ export const activateCommand: Command = {
     } finally {
       close();
     }
-    syncFastPaths(inv);
+    syncFastPaths(inv, owner.uid);
     return 0;
   },
 };
@@ -207,7 +207,7 @@ export const deactivateCommand: Command = {
   options: [shmOption, { name: "index", desc: "Slot index to deactivate" }],
   run(inv) {
     const fwmarks = inv.opts.has("index") ? [] : fwmarkArgs(inv.args, false);
-    const { table, close } = openTable(shmName(inv), true);
+    const { table, owner, close } = openTable(shmName(inv), true);
     try {
       const index = indexOption(inv, table.n);
       if (index !== undefined) deactivateIndex(table, index, grace);
@@ -215,7 +215,7 @@ export const deactivateCommand: Command = {
     } finally {
       close();
     }
-    syncFastPaths(inv);
+    syncFastPaths(inv, owner.uid);
     return 0;
   },
 };

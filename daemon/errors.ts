@@ -57,6 +57,25 @@ export class ShmCreateError extends DaemonError {
   }
 }
 
+/**
+ * An existing shared-memory object nfqlb must not use: another user than root or this one owns
+ * it, or group or others may write it (they could change it, or truncate it under the mapping).
+ */
+export class ShmUntrustedError extends DaemonError {
+  readonly shm: string;
+  /** What is wrong, e.g. `owned by uid 65534, expected root or uid 0`. */
+  readonly problem: string;
+  constructor(shm: string, problem: string) {
+    super(
+      `${shm}: refusing /dev/shm/${shm}: ${problem} (another user could change or truncate it); ` +
+        `remove it (rm /dev/shm/${shm}) and try again`,
+    );
+    this.name = "ShmUntrustedError";
+    this.shm = shm;
+    this.problem = problem;
+  }
+}
+
 /** An existing shared-memory object is smaller than its layout needs. */
 export class ShmSizeError extends DaemonError {
   readonly shm: string;

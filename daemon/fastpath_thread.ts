@@ -88,6 +88,8 @@ export async function startFastPath(
       }
       ready();
     } else if (m.type === "warning") io.err(logLine(LOG_WARNING, m.message) + "\n");
+    else if (m.type === "notice") io.err(logLine(LOG_NOTICE, m.message) + "\n");
+    else if (m.type === "socket") fd = m.fd;
     else if (m.type === "error") {
       if (!started) failed(new FastPathError(m.message));
       else {

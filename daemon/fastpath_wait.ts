@@ -4,23 +4,40 @@
  * until every running fast-path writer has compared the tables since the write
  * and switched to empty maps if they changed, so a packet sent after `activate`/`deactivate` returns is decided
  * with the new table whether it takes the queue or the kernel path. A writer
- * is found by its status object (`/dev/shm/nfqlb-fastpath.<netns>.<table>`); one
- * whose process is gone is skipped. The wait is bounded: a writer that does
- * not answer in time is reported, not waited for.
+ * is found by its status object (`/dev/shm/nfqlb-fastpath.<netns>.<table>`), which it
+ * creates exclusively ({@link createStatusObject}). Objects another user could have planted or
+ * can write are ignored, and so are those whose process is gone or does not map them
+ * ({@link openLiveFastPath}). The wait is bounded: a writer that does not answer in time is
+ * reported, not waited for.
  * @module
  */
-import { openShm, type ShmMapping } from "../ffi/shm.ts";
+import { LibcError } from "../ffi/libc.ts";
+import { EEXIST } from "../ffi/constants.ts";
+import {
+  createShmExclusive,
+  openShm,
+  type ShmMapping,
+  type ShmOwner,
+  statShm,
+  unlinkShm,
+} from "../ffi/shm.ts";
 import { sleepSync } from "../lib/maglev/maglev.ts";
 import {
   F_SCANS,
+  initStatus,
   STATUS_PREFIX,
+  STATUS_SIZE,
   statusPid,
   statusTable,
   statusValues,
 } from "../lib/fastpath/status.ts";
+import { adoptProblem } from "./open_table.ts";
+import { ShmUntrustedError } from "./errors.ts";
 
 /** Longest wait for one writer, ms. */
 export const FASTPATH_WAIT_MS = 1000;
+/** Mode of a status object: counters only, read by `stats` and the table commands of any user. */
+export const STATUS_MODE = 0o644;
 
 /** The status object of this process's fast path with nft table `table` (its netns, its table). */
 export function fastPathStatusName(table: string): string {
@@ -33,6 +50,31 @@ export function fastPathStatusName(table: string): string {
   return `${STATUS_PREFIX}${ns}.${table}`;
 }
 
+/**
+ * Create this daemon's status object `name` exclusively, mode 0644, for process `pid`. Call it
+ * once the nftables table is set up: a live daemon with the same object (same netns, same
+ * table) would have made that fail, so an existing object of root or this uid is stale (its
+ * daemon was killed) and is removed first. One that another user owns, or that group or others
+ * may write, is refused with {@link ShmUntrustedError}. Other failures: LibcError.
+ */
+export function createStatusObject(name: string, pid: number): ShmMapping {
+  const uid = Deno.uid() ?? 0;
+  // Three rounds: someone may create the name again between the removal and the create.
+  for (let round = 0; round < 3; round++) {
+    const m = createShmExclusive(name, STATUS_SIZE, STATUS_MODE);
+    if (m !== undefined) {
+      initStatus(m.buffer, pid);
+      return m;
+    }
+    const owner = statShm(name);
+    if (owner === undefined) continue; // removed meanwhile
+    const problem = adoptProblem(owner, uid);
+    if (problem !== undefined) throw new ShmUntrustedError(name, problem);
+    unlinkShm(name);
+  }
+  throw new LibcError("shm_open", EEXIST);
+}
+
 /** A running fast path's status object, mapped read-only: close it when done. */
 export interface LiveFastPath {
   /** Its nftables table. */
@@ -40,8 +82,46 @@ export interface LiveFastPath {
   readonly mapping: ShmMapping;
 }
 
-/** The status objects of the fast paths running on this host, by table name; stale ones skipped. */
-export function liveFastPaths(): LiveFastPath[] {
+/**
+ * Status object `name`, mapped read-only if it belongs to a running fast path, else why it is
+ * ignored: it must belong to root, this uid or `trustedUid` (the owner of the table just written,
+ * or of the statistics object: a user who can write those gains nothing by planting one), nobody
+ * else may write it (checked before it is mapped: a writer could truncate it under the mapping),
+ * and the process it names must be alive and, where /proc lets this user see it, map it.
+ */
+export function openLiveFastPath(name: string, trustedUid?: number): LiveFastPath | string {
+  const uid = Deno.uid() ?? 0;
+  let m: ShmMapping;
+  try {
+    m = openShm(name, false, (owner: ShmOwner) => {
+      const problem = adoptProblem(owner, uid, trustedUid);
+      if (problem !== undefined) throw new ShmUntrustedError(name, problem);
+    });
+  } catch (e) {
+    if (e instanceof ShmUntrustedError) return e.problem;
+    if (e instanceof LibcError) return e.message; // gone meanwhile, or not ours to read
+    throw e;
+  }
+  const pid = statusPid(m.buffer);
+  const problem = pid === undefined
+    ? "not a status object"
+    : !alive(pid)
+    ? `process ${pid} is gone`
+    : mapsObject(pid, name) === false
+    ? `process ${pid} does not map it`
+    : undefined;
+  if (problem !== undefined) {
+    m.close();
+    return problem;
+  }
+  return { table: statusTable(name) ?? name.slice(STATUS_PREFIX.length), mapping: m };
+}
+
+/**
+ * The status objects of the fast paths running on this host, by table name; others skipped
+ * ({@link openLiveFastPath}).
+ */
+export function liveFastPaths(trustedUid?: number): LiveFastPath[] {
   let names: string[];
   try {
     names = [...Deno.readDirSync("/dev/shm")]
@@ -53,18 +133,8 @@ export function liveFastPaths(): LiveFastPath[] {
   }
   const out: LiveFastPath[] = [];
   for (const n of names) {
-    let m;
-    try {
-      m = openShm(n, false);
-    } catch {
-      continue; // gone meanwhile
-    }
-    const pid = statusPid(m.buffer);
-    if (pid === undefined || !alive(pid)) {
-      m.close();
-      continue;
-    }
-    out.push({ table: statusTable(n) ?? n.slice(STATUS_PREFIX.length), mapping: m });
+    const f = openLiveFastPath(n, trustedUid);
+    if (typeof f !== "string") out.push(f);
   }
   return out;
 }
@@ -72,10 +142,11 @@ export function liveFastPaths(): LiveFastPath[] {
 /**
  * Wait for the running fast-path writers (see the module comment); returns
  * the nft table names of those that did not confirm within `timeoutMs`.
+ * `trustedUid`: the owner of the table written (see {@link openLiveFastPath}).
  */
-export function waitForFastPaths(timeoutMs = FASTPATH_WAIT_MS): string[] {
+export function waitForFastPaths(timeoutMs = FASTPATH_WAIT_MS, trustedUid?: number): string[] {
   // Two more scans each: the one under way may have compared before the write.
-  const waiting = liveFastPaths().map((f) => {
+  const waiting = liveFastPaths(trustedUid).map((f) => {
     const scans = statusValues(f.mapping.buffer);
     return { ...f, scans, until: scans[F_SCANS] + 2 };
   });
@@ -96,4 +167,19 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Whether process `pid` maps `/dev/shm/<name>` (its writer thread does, all its life), or
+ * undefined when this user may not read its /proc maps.
+ */
+function mapsObject(pid: number, name: string): boolean | undefined {
+  let maps: string;
+  try {
+    maps = Deno.readTextFileSync(`/proc/${pid}/maps`);
+  } catch {
+    return undefined;
+  }
+  const path = `/dev/shm/${name}`;
+  return maps.split("\n").some((l) => l.endsWith(` ${path}`));
 }

@@ -12,15 +12,16 @@
  *   and the trace mask: on a change it first moves to a new epoch (offers
  *   decided before it are dropped) and then switches the rules to the other
  *   side's maps, which are empty; the old side is emptied step by step
- *   (./fastpath_writer.ts does the nf_tables part);
+ *   (./fastpath_writer.ts does the nf_tables part). A switch that fails removes
+ *   the table (nothing is marked), which is created again at once, then every
+ *   {@link RESTORE_MS} while that fails;
  * - keeps the status object (`nfqlb-fastpath.<netns>.<table>`) up to date,
  *   with the kernel's hit counters read once a second.
  * Nothing here runs on the packet path.
  * @module
  */
-import { NftSocket } from "../ffi/nft_socket.ts";
-import { fastPathStatusName } from "./fastpath_wait.ts";
-import { createShm, type ShmMapping, unlinkShm } from "../ffi/shm.ts";
+import { createStatusObject, fastPathStatusName } from "./fastpath_wait.ts";
+import { type ShmMapping, unlinkShm } from "../ffi/shm.ts";
 import { LibcError, strerror } from "../ffi/libc.ts";
 import { KEY4_LEN, KEY6_LEN, type Side } from "../lib/fastpath/nft_table.ts";
 import { OfferReader } from "../lib/fastpath/offer_ring.ts";
@@ -38,14 +39,13 @@ import {
   F_MAX_FLUSH_US,
   F_RING_DROPS,
   F_SCANS,
-  initStatus,
-  STATUS_SIZE,
   statusPid,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import { type FlowSnapshot, matchingFlows } from "../lib/flow/store.ts";
 import { TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP } from "../lib/trace/mask.ts";
-import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { MASK_WORD, openTraceShm, type TraceShm } from "./open_trace_shm.ts";
+import { DaemonError } from "./errors.ts";
 import { type OpenTable, openTable } from "./open_table.ts";
 import { isTruncated } from "./table_watch.ts";
 import type { FastPathConfig } from "./options.ts";
@@ -75,6 +75,8 @@ const FULL_BACKOFF_MS = 200;
 const HITS_MS = 1000;
 /** How often the element count and ring drops are updated in the status object, ms. */
 const COUNT_MS = 100;
+/** How often the table is created again while that fails (after a failed switch), ms. */
+export const RESTORE_MS = 1000;
 
 /** The start message. */
 export interface FastPathStart {
@@ -100,6 +102,9 @@ export type FastPathMessage =
   | { type: "ready"; fd: number; removesByKey: boolean }
   | { type: "error"; message: string }
   | { type: "warning"; message: string }
+  | { type: "notice"; message: string }
+  /** The writer's socket changed (-1: the table is removed after a failed switch). */
+  | { type: "socket"; fd: number }
   | { type: "stopped" };
 
 const scope = self as unknown as {
@@ -184,26 +189,25 @@ async function run(start: FastPathStart): Promise<void> {
   const stop = new Int32Array(start.stop);
   const ch = new Int32Array(start.channel);
   const flowsVersion = start.version === undefined ? undefined : new Int32Array(start.version);
-  let nl: NftSocket | undefined;
+  let w: FastPathTableWriter | undefined;
   let status: ShmMapping | undefined;
   const name = fastPathStatusName(c.table);
   const watched = new Map<string, WatchedCopy>();
-  const traceShm = openTraceShm();
+  let trace: TraceShm | undefined;
   try {
-    nl = NftSocket.open();
-    const w = new FastPathTableWriter(nl, {
+    const traceShm = trace = openTraceShm();
+    const writer = w = new FastPathTableWriter({
       table: c.table,
       size: c.size,
       timeoutMs: c.timeoutMs,
       priority: PRIORITY,
     });
-    const problem = w.setup();
+    const problem = writer.setup();
     if (problem !== undefined) {
       scope.postMessage({ type: "error", message: setupProblem(c.table, problem.errno) });
       return;
     }
-    status = createShm(name, STATUS_SIZE);
-    initStatus(status.buffer, Deno.pid);
+    status = createStatusObject(name, Deno.pid);
     const v = statusValues(status.buffer);
     const names = (s?: FlowSnapshot) =>
       start.tshm !== undefined
@@ -231,7 +235,7 @@ async function run(start: FastPathStart): Promise<void> {
         }
       }
     };
-    scope.postMessage({ type: "ready", fd: nl.fd, removesByKey: w.removesByKey });
+    scope.postMessage({ type: "ready", fd: writer.fd, removesByKey: writer.removesByKey });
 
     const readers = start.rings.map((r) => new OfferReader(r));
     const admission = new Admission(1 << 16, c.minPackets, c.timeoutMs);
@@ -246,7 +250,8 @@ async function run(start: FastPathStart): Promise<void> {
     let nextHits = 0;
     let nextCount = 0;
     const fullUntil = [0, 0];
-    let flushPending = false;
+    /** When to create the table again after a failed switch removed it. */
+    let nextRestore = 0;
     const warned = new Map<string, number>();
     /** A warning, at most once a minute per kind. */
     const warn = (p: NftProblem) => {
@@ -264,17 +269,23 @@ async function run(start: FastPathStart): Promise<void> {
 
     /**
      * A decision may have changed: the flow versions in use now, then a new epoch (older
-     * offers are dropped), then the rules move to the other side, whose maps are empty.
+     * offers are dropped), then the rules move to the other side, whose maps are empty. If
+     * that fails, the writer has removed the table: nothing is marked until it is created
+     * again (below), so either way no packet keeps an old mark after this.
      */
-    const flush = (since: number): boolean => {
+    const flush = (since: number) => {
       const flows = Math.min(minApplied(0), watchedVersion);
       const traces = minApplied(start.lanes);
       epoch = (epoch + 1) | 0;
       Atomics.store(ch, FP_EPOCH, epoch);
-      const p = w.switchSides();
+      const p = writer.switchSides();
       if (p !== undefined) {
-        warn(p); // the old marks may still be in use: again at the next scan
-        return false;
+        scope.postMessage({ type: "socket", fd: -1 });
+        warn({
+          errno: p.errno,
+          what: `${p.what}; the table is removed (no packet is marked) and created again`,
+        });
+        nextRestore = 0;
       }
       elements.clear();
       pending[0].count = pending[1].count = 0;
@@ -286,7 +297,20 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.store(ch, FP_TRACES_FLUSHED, traces);
       Atomics.notify(ch, FP_FLOWS_FLUSHED);
       Atomics.notify(ch, FP_TRACES_FLUSHED);
-      return true;
+    };
+    /** After a failed switch: create the table again, with empty maps. */
+    const restore = (now: number) => {
+      const p = writer.restore();
+      if (p !== undefined) {
+        warn(p);
+        nextRestore = now + RESTORE_MS;
+        return;
+      }
+      scope.postMessage({ type: "socket", fd: writer.fd });
+      scope.postMessage({
+        type: "notice",
+        message: `fastpath: table inet ${c.table} created again`,
+      });
     };
     const scan = () => {
       const since = performance.now();
@@ -307,14 +331,15 @@ async function run(start: FastPathStart): Promise<void> {
         mask = m;
         changed = true;
       }
-      if (changed || flushPending) flushPending = !flush(since);
-      // A scan counts (the table commands wait for two) only once the maps in use are right.
-      if (!flushPending) v[F_SCANS]++;
+      if (changed) flush(since);
+      // A scan counts (the table commands wait for two) once the maps in use are right: switched,
+      // or none (the table removed after a failed switch).
+      v[F_SCANS]++;
     };
     const send = (f: number, now: number) => {
       const p = pending[f];
       if (p.count === 0) return;
-      const problem = w.add(p);
+      const problem = writer.add(p);
       if (problem === undefined) {
         v[F_ADDS] += p.count;
         elements.added(p.count, now);
@@ -332,7 +357,7 @@ async function run(start: FastPathStart): Promise<void> {
       p.count = 0;
     };
     const readHits = () => {
-      const [h4, h6] = w.hits();
+      const [h4, h6] = writer.hits();
       if (h4 !== undefined) v[F_HITS4] = h4;
       if (h6 !== undefined) v[F_HITS6] = h6;
     };
@@ -355,11 +380,13 @@ async function run(start: FastPathStart): Promise<void> {
         readHits();
         nextHits = now + HITS_MS;
       }
+      if (!writer.up && now >= nextRestore) restore(now);
       let offered = 0;
       for (const r of readers) {
         while (r.next()) {
           offered++;
           if (r.epoch !== (epoch >>> 0)) continue; // decided before the last change
+          if (!writer.up) continue; // no table: every packet takes the queue path
           const f = r.keyLen === KEY4_LEN ? 0 : 1;
           if (now < fullUntil[f]) {
             v[F_MAP_FULL_SKIPS]++;
@@ -378,8 +405,8 @@ async function run(start: FastPathStart): Promise<void> {
       send(0, now);
       send(1, now);
       // Empty the side not in use, a step at a time between scans and adds.
-      if (w.dirty((1 - w.side) as Side)) {
-        const p = w.cleanStep();
+      if (writer.dirty((1 - writer.side) as Side)) {
+        const p = writer.cleanStep();
         if (p !== undefined) warn(p);
       }
       if (now >= nextCount) {
@@ -395,23 +422,29 @@ async function run(start: FastPathStart): Promise<void> {
       if (offered < BATCH_ELEMENTS) Atomics.wait(idle, 0, 0, 1);
     }
   } catch (e) {
-    const message = e instanceof LibcError ? `fastpath: ${e.message}` : String(e);
+    const message = e instanceof LibcError || e instanceof DaemonError
+      ? `fastpath: ${e.message}`
+      : String(e);
     scope.postMessage({ type: "error", message });
   } finally {
     for (const t of watched.values()) t.close();
-    traceShm.close();
-    nl?.close(); // the kernel removes the owned table with the socket
+    trace?.close();
+    if (status !== undefined) {
+      // Before the table goes: until then no other daemon can have made an object of this name.
+      const mine = statusPid(status.buffer) === Deno.pid;
+      status.close();
+      try {
+        if (mine) unlinkShm(name);
+      } catch {
+        // removed by hand: nothing left to do
+      }
+    }
+    w?.close(); // the kernel removes the owned table with the socket
     // Nobody waits for a switch that will not come.
     Atomics.store(ch, FP_FLOWS_FLUSHED, 0x7fffffff);
     Atomics.store(ch, FP_TRACES_FLUSHED, 0x7fffffff);
     Atomics.notify(ch, FP_FLOWS_FLUSHED);
     Atomics.notify(ch, FP_TRACES_FLUSHED);
-    if (status !== undefined) {
-      // Ours still (another daemon in another namespace has another name, a restart a new pid).
-      const mine = statusPid(status.buffer) === Deno.pid;
-      status.close();
-      if (mine) unlinkShm(name);
-    }
   }
   scope.postMessage({ type: "stopped" });
 }

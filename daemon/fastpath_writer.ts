@@ -5,10 +5,19 @@
  * (or whole, where the kernel cannot remove elements by key without an error for a missing
  * one, before Linux 6.3, or where the key log overflowed), read the hit counters. Every
  * request is acknowledged; a failure is returned, never thrown, except for a socket that
- * fails (LibcError).
+ * fails (LibcError) outside a switch.
+ *
+ * Sequence numbers are 32 bits on the wire: the writer keeps them wrapped ({@link nextSeq})
+ * and matches the kernel's answers by that value, so it runs past 2^32 messages.
+ *
+ * A switch that fails (refused, or no answer) removes the table: the writer closes its socket,
+ * and the kernel deletes an owned table with its hook before `close` returns, which no error
+ * can prevent. Nothing is marked until {@link FastPathTableWriter.restore} has created it again,
+ * with empty maps, on a new socket.
  * @module
  */
-import type { NftSocket } from "../ffi/nft_socket.ts";
+import { type NftChannel, NftSocket } from "../ffi/nft_socket.ts";
+import { LibcError } from "../ffi/libc.ts";
 import { HOST_LE } from "../lib/nfqueue/codec.ts";
 import { NlBuilder } from "../lib/nft/builder.ts";
 import {
@@ -19,6 +28,7 @@ import {
   flushSet,
   getCounter,
   keyElement,
+  nextSeq,
   NFT_MSG_DESTROYSETELEM,
   setElement,
 } from "../lib/nft/nf_tables.ts";
@@ -46,6 +56,8 @@ const CLEAN_STEP = 512;
 const LOG_LIMIT = 1 << 18;
 /** errno values the writer tells apart. */
 export const ENFILE = 23, EBUSY = 16;
+/** errno of a request made while the table is removed (after a failed switch). */
+const ENOENT = 2;
 /** Key length of family `f` (0: IPv4, 1: IPv6). */
 export const keyLen = (f: number): number => f === 0 ? KEY4_LEN : KEY6_LEN;
 
@@ -73,12 +85,28 @@ export class PendingAdds {
   }
 }
 
+/** The problem of a request made while the table is removed. */
+function removed(what: string): NftProblem {
+  return { errno: ENOENT, what: `${what}: the table is removed` };
+}
+
+/** How the writer is made; the defaults are the daemon's. */
+export interface WriterOptions {
+  /** The first sequence number (default 1; tests start near 2^32 to cross the wrap). */
+  readonly firstSeq?: number;
+  /** Opens a socket: at construction, and for each re-creation after a failed switch. */
+  readonly open?: () => NftChannel;
+}
+
 /** The daemon's table, through its socket. */
 export class FastPathTableWriter {
-  readonly #nl: NftSocket;
+  readonly #open: () => NftChannel;
+  /** The socket; undefined while the table is removed (after a failed switch). */
+  #nl: NftChannel | undefined;
   readonly #t: FastPathTable;
   readonly #b = new NlBuilder(128 * 1024);
-  #seq = 1;
+  /** The next sequence number, always in [0, 2^32). */
+  #seq: number;
   /** The side the rules use. */
   side: Side = 0;
   /** Per side and family: the keys added since the side was last emptied. */
@@ -88,20 +116,47 @@ export class FastPathTableWriter {
   /** Handles of the IPv4 and the IPv6 rule. */
   #handles: [number, number] = [-1, -1];
 
-  constructor(nl: NftSocket, t: FastPathTable) {
-    this.#nl = nl;
+  /** Open the socket (throws LibcError); {@link setup} creates the table. */
+  constructor(t: FastPathTable, opts: WriterOptions = {}) {
+    this.#open = opts.open ?? (() => NftSocket.open());
     this.#t = t;
+    this.#seq = (opts.firstSeq ?? 1) >>> 0;
     const cap = Math.min(t.size, LOG_LIMIT);
     this.#logs = [0, 1].map(() => [new KeyLog(KEY4_LEN, cap), new KeyLog(KEY6_LEN, cap)]);
+    this.#nl = this.#open();
+  }
+
+  /** The socket's file descriptor, -1 while the table is removed. */
+  get fd(): number {
+    return this.#nl?.fd ?? -1;
+  }
+
+  /** Whether the table exists (false from a failed switch until {@link restore} succeeds). */
+  get up(): boolean {
+    return this.#nl !== undefined;
+  }
+
+  /** The next sequence number (wrapped: below 2^32). */
+  get nextSeq(): number {
+    return this.#seq;
+  }
+
+  /** Take the next sequence number. */
+  #take(): number {
+    const s = this.#seq;
+    this.#seq = nextSeq(s);
+    return s;
   }
 
   /**
-   * Send the batch in the builder; the requests between its first and last are
-   * acknowledged. `rules`: the batch's rule requests, whose echoes give the new handles.
+   * Send the batch in the builder, begun with sequence number `first`; the requests between
+   * its first and last are acknowledged. `rules`: the batch's rule requests, whose echoes give
+   * the new handles.
    */
-  #commit(first: number, what: string, rules?: RuleBatch): NftProblem | undefined {
+  #commit(nl: NftChannel, first: number, what: string, rules?: RuleBatch): NftProblem | undefined {
     const acks: number[] = [];
-    for (let s = first + 1; s < this.#seq - 1; s++) acks.push(s);
+    const n = (this.#seq - first) >>> 0; // messages in the batch, its begin and end included
+    for (let i = 1; i < n - 1; i++) acks.push((first + i) >>> 0);
     if (acks.length === 0) return undefined;
     const handles: [number, number] = [-1, -1];
     const onReply = rules === undefined
@@ -111,7 +166,7 @@ export class FastPathTableWriter {
           const i = rules.rules.indexOf(seq);
           if (i >= 0) handles[i] = handle;
         });
-    const failed = this.#nl.transact(this.#b.bytes, this.#b.length, acks, onReply);
+    const failed = nl.transact(this.#b.bytes, this.#b.length, acks, onReply);
     if (failed.length > 0) return { errno: failed[0].errno, what };
     if (rules !== undefined) {
       if (handles[0] < 0 || handles[1] < 0) {
@@ -124,22 +179,24 @@ export class FastPathTableWriter {
 
   /** Create the table (replacing a stale one), then find out how sides can be emptied. */
   setup(): NftProblem | undefined {
+    const nl = this.#nl;
+    if (nl === undefined) return removed("create the table");
     const b = this.#b;
     b.reset();
     const first = this.#seq;
-    const rules = setupBatch(b, this.#t, this.#seq);
+    const rules = setupBatch(b, this.#t, first);
     this.#seq = rules.next;
-    const p = this.#commit(first, "create the table", rules);
+    const p = this.#commit(nl, first, "create the table", rules);
     if (p !== undefined) return p;
     // Remove a key that is not there: an error before Linux 6.3, where the message is unknown.
     b.reset();
     const f2 = this.#seq;
-    batchBegin(b, this.#seq++);
-    beginSetElements(b, this.#seq++, this.#t.table, MAP4[1], NFT_MSG_DESTROYSETELEM);
+    batchBegin(b, this.#take());
+    beginSetElements(b, this.#take(), this.#t.table, MAP4[1], NFT_MSG_DESTROYSETELEM);
     keyElement(b, new Uint8Array(KEY4_LEN), 0, KEY4_LEN);
     endSetElements(b);
-    batchEnd(b, this.#seq++);
-    this.#destroy = this.#commit(f2, "probe") === undefined;
+    batchEnd(b, this.#take());
+    this.#destroy = this.#commit(nl, f2, "probe") === undefined;
     return undefined;
   }
 
@@ -150,18 +207,20 @@ export class FastPathTableWriter {
 
   /** Add `p`'s elements to the side in use (one batch); the problem, if the kernel refused. */
   add(p: PendingAdds): NftProblem | undefined {
+    const nl = this.#nl;
+    if (nl === undefined) return removed("add elements");
     const b = this.#b;
     const f = p.family;
     b.reset();
     const first = this.#seq;
-    batchBegin(b, this.#seq++);
-    beginSetElements(b, this.#seq++, this.#t.table, this.#map(this.side, f));
+    batchBegin(b, this.#take());
+    beginSetElements(b, this.#take(), this.#t.table, this.#map(this.side, f));
     for (let i = 0; i < p.count; i++) {
       setElement(b, p.keys, i * KEY6_LEN, keyLen(f), p.marks.subarray(i * 4), this.#t.timeoutMs);
     }
     endSetElements(b);
-    batchEnd(b, this.#seq++);
-    const problem = this.#commit(first, "add elements");
+    batchEnd(b, this.#take());
+    const problem = this.#commit(nl, first, "add elements");
     if (problem === undefined) {
       const log = this.#logs[this.side][f];
       for (let i = 0; i < p.count; i++) log.add(p.keys, i * KEY6_LEN);
@@ -183,27 +242,29 @@ export class FastPathTableWriter {
    * family removed, or both maps flushed whole (no removal by key, or an overflowed log).
    */
   cleanStep(): NftProblem | undefined {
+    const nl = this.#nl;
+    if (nl === undefined) return removed("empty a map");
     const other = (1 - this.side) as Side;
     const logs = this.#logs[other];
     const b = this.#b;
     b.reset();
     const first = this.#seq;
-    batchBegin(b, this.#seq++);
+    batchBegin(b, this.#take());
     const whole = !this.#destroy || logs.some((l) => l.overflowed);
     for (let f = 0; f < 2; f++) {
       if (whole) {
-        flushSet(b, this.#seq++, this.#t.table, this.#map(other, f));
+        flushSet(b, this.#take(), this.#t.table, this.#map(other, f));
         continue;
       }
       const log = logs[f];
       const k = log.take(CLEAN_STEP);
       if (k === 0) continue;
-      beginSetElements(b, this.#seq++, this.#t.table, this.#map(other, f), NFT_MSG_DESTROYSETELEM);
+      beginSetElements(b, this.#take(), this.#t.table, this.#map(other, f), NFT_MSG_DESTROYSETELEM);
       for (let i = 0; i < k; i++) keyElement(b, log.bytes, (log.from + i) * log.keyLen, log.keyLen);
       endSetElements(b);
     }
-    batchEnd(b, this.#seq++);
-    const problem = this.#commit(first, "empty a map");
+    batchEnd(b, this.#take());
+    const problem = this.#commit(nl, first, "empty a map");
     if (problem !== undefined) {
       // Keys taken out of the log may still be in the map: flush that side whole later.
       for (const l of logs) l.overflowed = true;
@@ -213,8 +274,27 @@ export class FastPathTableWriter {
     return problem;
   }
 
-  /** Make the rules use the other side (emptied first if need be). */
+  /**
+   * Make the rules use the other side (emptied first if need be). On any failure (a request
+   * refused, or a socket error such as no answer) the table is removed ({@link up} turns
+   * false): the old side's marks can no longer be used, and {@link restore} creates the table
+   * again. Without a table (up false) there is nothing to switch: returns undefined.
+   */
   switchSides(): NftProblem | undefined {
+    const nl = this.#nl;
+    if (nl === undefined) return undefined;
+    let p: NftProblem | undefined;
+    try {
+      p = this.#switch(nl);
+    } catch (e) {
+      if (!(e instanceof LibcError)) throw e;
+      p = { errno: e.errno, what: `switch maps: ${e.call}` };
+    }
+    if (p !== undefined) this.#drop();
+    return p;
+  }
+
+  #switch(nl: NftChannel): NftProblem | undefined {
     const to = (1 - this.side) as Side;
     // Two changes closer than the emptying of a side: finish it now.
     while (this.dirty(to)) {
@@ -224,20 +304,64 @@ export class FastPathTableWriter {
     const b = this.#b;
     b.reset();
     const first = this.#seq;
-    const rules = switchBatch(b, this.#t.table, to, this.#handles, this.#seq);
+    const rules = switchBatch(b, this.#t.table, to, this.#handles, first);
     this.#seq = rules.next;
-    const p = this.#commit(first, "switch maps", rules);
+    const p = this.#commit(nl, first, "switch maps", rules);
     if (p === undefined) this.side = to;
     return p;
+  }
+
+  /**
+   * Remove the table: close the socket (the kernel deletes the owned table, its maps and its
+   * hook before `close` returns, and cannot fail to). What the logs held went with it.
+   */
+  #drop(): void {
+    this.#nl?.close();
+    this.#nl = undefined;
+    this.side = 0;
+    this.#handles = [-1, -1];
+    for (const side of this.#logs) for (const l of side) l.clear();
+  }
+
+  /**
+   * After a failed switch: open a new socket and create the table again (empty maps, rules on
+   * side A). Returns the problem, and leaves the table removed, if that failed; undefined when
+   * the table exists (also when it was never removed).
+   */
+  restore(): NftProblem | undefined {
+    if (this.#nl !== undefined) return undefined;
+    try {
+      this.#nl = this.#open();
+    } catch (e) {
+      if (!(e instanceof LibcError)) throw e;
+      return { errno: e.errno, what: "re-create the table" };
+    }
+    let p: NftProblem | undefined;
+    try {
+      p = this.setup();
+    } catch (e) {
+      if (!(e instanceof LibcError)) throw e;
+      p = { errno: e.errno, what: "re-create the table" };
+    }
+    if (p === undefined) return undefined;
+    this.#drop();
+    return { errno: p.errno, what: "re-create the table" };
+  }
+
+  /** Close the socket (the kernel removes the table). */
+  close(): void {
+    this.#drop();
   }
 
   /** Packets of the hit counters (IPv4, IPv6); undefined for one that could not be read. */
   hits(): [number | undefined, number | undefined] {
     const out: [number | undefined, number | undefined] = [undefined, undefined];
+    const nl = this.#nl;
+    if (nl === undefined) return out;
     for (const [i, name] of [HITS4, HITS6].entries()) {
       this.#b.reset();
-      getCounter(this.#b, this.#seq++, this.#t.table, name);
-      const reply = this.#nl.request(this.#b.bytes, this.#b.length);
+      getCounter(this.#b, this.#take(), this.#t.table, name);
+      const reply = nl.request(this.#b.bytes, this.#b.length);
       out[i] = parseCounterObject(reply, reply.length)?.packets;
     }
     return out;

@@ -31,12 +31,20 @@ export function writableByOthers(owner: ShmOwner): boolean {
 }
 
 /**
- * Why `init` must not adopt an existing object, or undefined when it may: the owner must be
- * root or `ownUid`, and nobody else may write it (docs/COMPATIBILITY.md#shared-memory).
+ * Why an existing object must not be adopted (`init`'s tables, `nfqlb-trace`, the fast path's
+ * status objects), or undefined when it may: the owner must be root or `ownUid` (or
+ * `alsoTrusted`, when given), and nobody else may write it (docs/COMPATIBILITY.md#shared-memory).
  */
-export function adoptProblem(owner: ShmOwner, ownUid: number): string | undefined {
-  if (owner.uid !== 0 && owner.uid !== ownUid) {
-    return `owned by uid ${owner.uid}, expected root or uid ${ownUid}`;
+export function adoptProblem(
+  owner: ShmOwner,
+  ownUid: number,
+  alsoTrusted?: number,
+): string | undefined {
+  if (owner.uid !== 0 && owner.uid !== ownUid && owner.uid !== alsoTrusted) {
+    const extra = alsoTrusted === undefined || alsoTrusted === ownUid || alsoTrusted === 0
+      ? ""
+      : ` or uid ${alsoTrusted}`;
+    return `owned by uid ${owner.uid}, expected root or uid ${ownUid}${extra}`;
   }
   if (writableByOthers(owner)) {
     return `writable by group or others (mode ${owner.mode.toString(8).padStart(4, "0")})`;

@@ -1,10 +1,12 @@
 /**
  * Map the `nfqlb-trace` object (docs/COMPATIBILITY.md#shared-memory), creating it with its defaults if
- * absent, for `loglevel`, `trace` and the daemons' threads.
+ * absent, for `loglevel`, `trace` and the daemons' threads. It is created exclusively, mode 0600;
+ * an existing one is used only if root or this uid owns it and nobody else may write it.
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
-import { openOrCreateShm } from "../ffi/shm.ts";
+import { EACCES, EEXIST, ENOENT } from "../ffi/constants.ts";
+import { createShmExclusive, openShm, type ShmMapping, statShm } from "../ffi/shm.ts";
 import {
   initTraceShm,
   TRACE_OFF_LOGLEVEL,
@@ -12,12 +14,15 @@ import {
   TRACE_SHM_NAME,
   TRACE_SHM_SIZE,
 } from "../lib/trace/shm_layout.ts";
-import { ShmCreateError, ShmSizeError } from "./errors.ts";
+import { ShmCreateError, ShmSizeError, ShmUntrustedError } from "./errors.ts";
+import { adoptProblem } from "./open_table.ts";
 
 /** Index of the log level (i32) in {@link TraceShm.words}. */
 export const LOGLEVEL_WORD: number = TRACE_OFF_LOGLEVEL >> 2;
 /** Index of the trace mask (u32, read with `>>> 0`) in {@link TraceShm.words}. */
 export const MASK_WORD: number = TRACE_OFF_MASK >> 2;
+/** Mode of a new `nfqlb-trace`: only its owner (and root) may map it. */
+export const TRACE_SHM_MODE = 0o600;
 
 /** The mapped object as two 32-bit words, and the function that unmaps it. */
 export interface TraceShm {
@@ -26,20 +31,44 @@ export interface TraceShm {
 }
 
 /**
- * Map `nfqlb-trace` read-write; throws {@link ShmCreateError} when it cannot
- * be created and {@link ShmSizeError} when it is too small.
+ * Map `nfqlb-trace` (or `name`, for tests) read-write; throws {@link ShmUntrustedError} when
+ * an existing object belongs to another user than root or this one or others may write it,
+ * {@link ShmCreateError} when it cannot be created or opened and {@link ShmSizeError} when it
+ * is too small.
  */
-export function openTraceShm(): TraceShm {
-  let m;
+export function openTraceShm(name: string = TRACE_SHM_NAME): TraceShm {
+  const uid = Deno.uid() ?? 0;
+  const refuse = (owner: { uid: number; mode: number } | undefined) => {
+    const problem = owner === undefined ? undefined : adoptProblem(owner, uid);
+    if (problem !== undefined) throw new ShmUntrustedError(name, problem);
+  };
+  let m: ShmMapping | undefined;
   try {
-    m = openOrCreateShm(TRACE_SHM_NAME, TRACE_SHM_SIZE, initTraceShm);
+    // Three rounds: an object removed between the exclusive create and the open is created.
+    for (let round = 0; round < 3 && m === undefined; round++) {
+      m = createShmExclusive(name, TRACE_SHM_SIZE, TRACE_SHM_MODE);
+      if (m !== undefined) {
+        initTraceShm(m.buffer);
+        break;
+      }
+      try {
+        m = openShm(name, true, refuse);
+      } catch (e) {
+        if (!(e instanceof LibcError)) throw e;
+        if (e.errno === ENOENT) continue;
+        if (e.errno === EACCES) refuse(statShm(name)); // another user's object, mode 0600
+        throw e;
+      }
+    }
+    if (m === undefined) throw new LibcError("shm_open", EEXIST);
   } catch (e) {
-    if (e instanceof LibcError) throw new ShmCreateError(TRACE_SHM_NAME, e.message);
+    if (e instanceof LibcError) throw new ShmCreateError(name, e.message);
     throw e;
   }
   if (m.size < TRACE_SHM_SIZE) {
     m.close();
-    throw new ShmSizeError(TRACE_SHM_NAME, m.size);
+    throw new ShmSizeError(name, m.size);
   }
-  return { words: new Int32Array(m.buffer, 0, 2), close: () => m.close() };
+  const mapping = m;
+  return { words: new Int32Array(mapping.buffer, 0, 2), close: () => mapping.close() };
 }

@@ -18,8 +18,12 @@ export const EBADF = 9;
 export const EAGAIN = 11;
 /** errno: out of memory. */
 export const ENOMEM = 12;
+/** errno: permission denied. */
+export const EACCES = 13;
 /** errno: device or resource busy. */
 export const EBUSY = 16;
+/** errno: the file exists (`O_CREAT | O_EXCL`). */
+export const EEXIST = 17;
 /** errno: invalid argument. */
 export const EINVAL = 22;
 /** errno: no buffer space available. */

@@ -29,6 +29,7 @@ const LIBC_SYMBOLS = {
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
   posix_fallocate: { parameters: ["i32", "i64", "i64"], result: "i32" },
   fstat: { parameters: ["i32", "buffer"], result: "i32" },
+  fchmod: { parameters: ["i32", "u32"], result: "i32" },
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },

@@ -35,8 +35,28 @@ export interface NftFailure {
   readonly errno: number;
 }
 
+/**
+ * What the fast-path writer needs of its socket ({@link NftSocket}; tests wrap one to inject
+ * failures).
+ */
+export interface NftChannel {
+  /** The file descriptor. */
+  readonly fd: number;
+  /** See {@link NftSocket.transact}. */
+  transact(
+    bytes: Uint8Array,
+    len: number,
+    acked: readonly number[],
+    onReply?: (reply: Uint8Array, len: number) => void,
+  ): NftFailure[];
+  /** See {@link NftSocket.request}. */
+  request(bytes: Uint8Array, len: number): Uint8Array;
+  /** See {@link NftSocket.close}. */
+  close(): void;
+}
+
 /** A nf_tables netlink socket. */
-export class NftSocket {
+export class NftSocket implements NftChannel {
   readonly #fd: number;
   readonly #rx = new Uint8Array(64 * 1024);
   #closed = false;
@@ -77,7 +97,8 @@ export class NftSocket {
 
   /**
    * Send a batch and wait for the answer of every sequence number in
-   * `acked` (the requests sent with NLM_F_ACK); every datagram received on the
+   * `acked` (the requests sent with NLM_F_ACK; compared as the 32 bits a netlink header
+   * carries, so 2^32 + 5 is answered as 5); every datagram received on the
    * way is also handed to `onReply` (e.g. echoed rules). Returns the requests that
    * failed (empty: the batch was applied). Throws LibcError when the socket
    * fails or the kernel does not answer within the timeout.
@@ -89,7 +110,7 @@ export class NftSocket {
     onReply?: (reply: Uint8Array, len: number) => void,
   ): NftFailure[] {
     this.send(bytes, len);
-    const waiting = new Set(acked);
+    const waiting = new Set(acked.map((s) => s >>> 0));
     const failures: NftFailure[] = [];
     const l = getLibc();
     const rx = this.#rx;

@@ -18,7 +18,7 @@
  * ```
  * @module
  */
-import { EINVAL, ENOENT } from "./constants.ts";
+import { EEXIST, EINVAL, ENOENT } from "./constants.ts";
 import {
   cString,
   errno,
@@ -35,8 +35,6 @@ import {
   PROT_WRITE,
 } from "./libc.ts";
 
-/** errno: the object exists (O_CREAT|O_EXCL). */
-const EEXIST = 17;
 /** x86-64 `struct stat`: size of the struct, offsets of st_mode and st_uid. */
 const STAT_SIZE = 144;
 const STAT_OFF_MODE = 24;
@@ -110,14 +108,20 @@ function mapFd(name: string, fd: number, size: number, writable: boolean): ShmMa
 }
 
 /**
- * Open and map an existing object with its current size.
- * Throws {@link LibcError} (errno ENOENT when it does not exist).
+ * Open and map an existing object with its current size. With `check`, the object's owner and
+ * mode (`fstat` of the opened object) are shown to it before anything is mapped; what it throws
+ * propagates. Throws {@link LibcError} (errno ENOENT when it does not exist).
  */
-export function openShm(name: string, writable: boolean): ShmMapping {
+export function openShm(
+  name: string,
+  writable: boolean,
+  check?: (owner: ShmOwner) => void,
+): ShmMapping {
   const libc = getLibc();
   const fd = libc.shm_open(cString(name), writable ? O_RDWR : O_RDONLY, 0);
   if (fd < 0) throw new LibcError("shm_open", errno());
   try {
+    check?.(ownerOf(fd));
     const size = fileSize(fd);
     if (size === 0) throw new LibcError("mmap", EINVAL);
     return mapFd(name, fd, size, writable);
@@ -186,30 +190,55 @@ export function createShm(
   }
 }
 
+/**
+ * Create `name` exclusively (`O_CREAT | O_EXCL`: never an object that exists, whoever made it)
+ * with exactly `mode` (set with `fchmod`, whatever the umask) and `size` bytes of zeros, and map
+ * it read-write. Returns undefined when an object of that name exists; throws
+ * {@link LibcError} otherwise (an object it created is removed again then).
+ */
+export function createShmExclusive(
+  name: string,
+  size: number,
+  mode: number,
+): ShmMapping | undefined {
+  const libc = getLibc();
+  const path = cString(name);
+  const fd = libc.shm_open(path, O_RDWR | O_CREAT | O_EXCL, mode);
+  if (fd < 0) {
+    if (errno() === EEXIST) return undefined;
+    throw new LibcError("shm_open", errno());
+  }
+  try {
+    if (libc.fchmod(fd, mode) !== 0) throw new LibcError("fchmod", errno());
+    const rc = libc.posix_fallocate(fd, 0n, BigInt(size));
+    if (rc !== 0) throw new LibcError("posix_fallocate", rc);
+    if (libc.ftruncate(fd, BigInt(size)) !== 0) throw new LibcError("ftruncate", errno());
+    return mapFd(name, fd, size, true);
+  } catch (e) {
+    libc.close(fd);
+    libc.shm_unlink(path);
+    throw e;
+  }
+}
+
+/**
+ * Owner and permission bits of object `name` without opening it (`lstat` of
+ * `/dev/shm/<name>`, where glibc keeps them), or undefined when it does not exist.
+ */
+export function statShm(name: string): ShmOwner | undefined {
+  try {
+    const st = Deno.lstatSync(`/dev/shm/${name}`);
+    return { uid: st.uid ?? 0, mode: (st.mode ?? 0) & 0o7777 };
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
 /** Remove an object. Returns false when it did not exist. */
 export function unlinkShm(name: string): boolean {
   if (getLibc().shm_unlink(cString(name)) === 0) return true;
   const e = errno();
   if (e === ENOENT) return false;
   throw new LibcError("shm_unlink", e);
-}
-
-/**
- * Map `name` read-write if it exists (as it is, whatever its contents);
- * otherwise create it with `size` bytes and let `init` write the initial
- * contents. Throws {@link LibcError}.
- */
-export function openOrCreateShm(
-  name: string,
-  size: number,
-  init: (buffer: ArrayBuffer) => void,
-): ShmMapping {
-  try {
-    return openShm(name, true);
-  } catch (e) {
-    if (!(e instanceof LibcError) || e.errno !== ENOENT) throw e;
-  }
-  const m = createShm(name, size);
-  init(m.buffer);
-  return m;
 }

@@ -51,6 +51,7 @@ import {
   newMap,
   newRule,
   newTable,
+  nextSeq,
   NF_INET_PRE_ROUTING,
   NFPROTO_IPV4,
   NFPROTO_IPV6,
@@ -106,7 +107,7 @@ const TYPE_MARK = 19;
 
 /** A batch and the sequence numbers of its two rules (IPv4, IPv6), whose echoes carry their handles. */
 export interface RuleBatch {
-  /** The next free sequence number. */
+  /** The next free sequence number (wrapped to 32 bits). */
   readonly next: number;
   /** The requests of the IPv4 and the IPv6 rule. */
   readonly rules: readonly [number, number];
@@ -147,18 +148,35 @@ function rule6(s: Side, id?: number): Expression[] {
   ];
 }
 
+/** Sequence numbers from `seq` on, wrapped to 32 bits ({@link nextSeq}). */
+function counter(seq: number): { take(): number; readonly next: number } {
+  let s = seq >>> 0;
+  return {
+    take() {
+      const x = s;
+      s = nextSeq(s);
+      return x;
+    },
+    get next() {
+      return s;
+    },
+  };
+}
+
 /**
- * Append the batch that (re)creates the table to `b`, sequence numbers from `seq`. Every
- * request between the first and the last is acknowledged. The rules use side A.
+ * Append the batch that (re)creates the table to `b`, sequence numbers from `seq` (wrapping
+ * after 2^32 - 1). Every request between the first and the last is acknowledged. The rules use
+ * side A.
  */
 export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): RuleBatch {
-  batchBegin(b, seq++);
+  const q = counter(seq);
+  batchBegin(b, q.take());
   // Replace a stale table: create it if missing, delete it, create it owned.
-  newTable(b, seq++, t.table);
-  delTable(b, seq++, t.table);
-  newTable(b, seq++, t.table, NFT_TABLE_F_OWNER);
-  newCounter(b, seq++, t.table, HITS4);
-  newCounter(b, seq++, t.table, HITS6);
+  newTable(b, q.take(), t.table);
+  delTable(b, q.take(), t.table);
+  newTable(b, q.take(), t.table, NFT_TABLE_F_OWNER);
+  newCounter(b, q.take(), t.table, HITS4);
+  newCounter(b, q.take(), t.table, HITS6);
   const maps = [
     [MAP4[0], 1, TYPE_IPADDR, KEY4_LEN],
     [MAP4[1], 2, TYPE_IPADDR, KEY4_LEN],
@@ -166,7 +184,7 @@ export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): RuleBat
     [MAP6[1], 4, TYPE_IP6ADDR, KEY6_LEN],
   ] as const;
   for (const [name, id, addr, len] of maps) {
-    newMap(b, seq++, {
+    newMap(b, q.take(), {
       table: t.table,
       name,
       id,
@@ -178,12 +196,12 @@ export function setupBatch(b: NlBuilder, t: FastPathTable, seq: number): RuleBat
       timeoutMs: t.timeoutMs,
     });
   }
-  newBaseChain(b, seq++, t.table, CHAIN, NF_INET_PRE_ROUTING, t.priority);
-  const r4 = seq++, r6 = seq++;
+  newBaseChain(b, q.take(), t.table, CHAIN, NF_INET_PRE_ROUTING, t.priority);
+  const r4 = q.take(), r6 = q.take();
   newRule(b, r4, t.table, CHAIN, rule4(0, 1), { echo: true });
   newRule(b, r6, t.table, CHAIN, rule6(0, 3), { echo: true });
-  batchEnd(b, seq++);
-  return { next: seq, rules: [r4, r6] };
+  batchEnd(b, q.take());
+  return { next: q.next, rules: [r4, r6] };
 }
 
 /**
@@ -198,10 +216,11 @@ export function switchBatch(
   handles: readonly [number, number],
   seq: number,
 ): RuleBatch {
-  batchBegin(b, seq++);
-  const r4 = seq++, r6 = seq++;
+  const q = counter(seq);
+  batchBegin(b, q.take());
+  const r4 = q.take(), r6 = q.take();
   newRule(b, r4, table, CHAIN, rule4(to), { replace: handles[0], echo: true });
   newRule(b, r6, table, CHAIN, rule6(to), { replace: handles[1], echo: true });
-  batchEnd(b, seq++);
-  return { next: seq, rules: [r4, r6] };
+  batchEnd(b, q.take());
+  return { next: q.next, rules: [r4, r6] };
 }

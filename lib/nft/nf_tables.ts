@@ -88,6 +88,14 @@ const NFTA_DATA_VALUE = 1;
 /** `NFTA_OBJ_*`. */
 const NFTA_OBJ_TABLE = 1, NFTA_OBJ_NAME = 2, NFTA_OBJ_TYPE = 3, NFTA_OBJ_DATA = 4;
 
+/**
+ * The sequence number after `seq`. A netlink header holds 32 bits, so 2^32 - 1 is followed by 0:
+ * a sender keeps its numbers in that range, and the kernel's answers quote them as sent.
+ */
+export function nextSeq(seq: number): number {
+  return (seq + 1) >>> 0;
+}
+
 /** nf_tables message type of command `cmd`. */
 function msgType(cmd: number): number {
   return (NFNL_SUBSYS_NFTABLES << 8) | cmd;

@@ -1,0 +1,125 @@
+/**
+ * The fast path's nf_tables writer (daemon/fastpath_writer.ts) through a real nf_tables socket,
+ * as root, in a network namespace the test creates (testkit/fixtures/fastpath_writer_probe.ts
+ * drives the writer there and reports what it returned and what `nft` lists):
+ *
+ * - the 32-bit netlink sequence number wraps: batches sent from every position around 2^32 are
+ *   acknowledged and applied (before, the first number past 2^32 - 1 waited for an ack that
+ *   never came, and the writer died);
+ * - a failed side switch (refused by the kernel, its answer lost, or the emptying before it
+ *   refused) leaves no table, so nothing can be marked with an old decision, and the table is
+ *   created again with empty maps.
+ */
+import assert from "node:assert/strict";
+import { isRoot, withTestNet } from "../../testkit/netns.ts";
+
+const ROOT = isRoot();
+if (!ROOT) console.warn("fastpath_writer_test: not running as root: skipped");
+
+const PROBE = new URL("../../testkit/fixtures/fastpath_writer_probe.ts", import.meta.url).pathname;
+
+/** Run the probe's `scenario` in a namespace of its own; its JSON report. */
+async function probe(scenario: string, ...args: string[]): Promise<unknown> {
+  const table = `fpw${crypto.getRandomValues(new Uint32Array(1))[0].toString(36)}`;
+  return await withTestNet(async (net) => {
+    const ns = await net.addNs("fpw");
+    const r = await net.exec(ns, [Deno.execPath(), "run", "-A", PROBE, scenario, table, ...args]);
+    assert.equal(r.code, 0, `probe ${scenario}: ${r.stdout}\n${r.stderr}`);
+    return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
+  });
+}
+
+/** What the probe reports of the kernel's table. */
+interface KernelView {
+  exists: boolean;
+  ruleMaps: string[];
+  elements: Record<string, number>;
+}
+
+const EMPTY = { fp4a: 0, fp4b: 0, fp6a: 0, fp6b: 0 };
+
+Deno.test({
+  name: "fast-path writer: batches from every position around the 2^32 sequence wrap are applied",
+  ignore: !ROOT,
+  async fn() {
+    // One run takes 36 sequence numbers: starting 1..36 below 2^32 puts the wrap at each of them.
+    const starts = Array.from({ length: 36 }, (_, i) => 2 ** 32 - 1 - i);
+    const runs = await probe("wrap", ...starts.map(String)) as {
+      firstSeq: number;
+      error?: string;
+      problems: unknown[];
+      nextSeq: number;
+      kernel: KernelView;
+    }[];
+    assert.equal(runs.length, starts.length, JSON.stringify(runs.at(-1)));
+    for (const r of runs) {
+      assert.equal(r.error, undefined, `from ${r.firstSeq}: ${r.error}`);
+      assert.deepEqual(r.problems, r.problems.map(() => null), `from ${r.firstSeq}`);
+      assert.ok(r.nextSeq < 64, `from ${r.firstSeq}: wrapped to ${r.nextSeq}`);
+      // Side B in use with the 2 elements added after the switch; side A emptied.
+      assert.deepEqual(r.kernel, {
+        exists: true,
+        ruleMaps: ["fp4b", "fp6b"],
+        elements: { ...EMPTY, fp4b: 2 },
+      }, `from ${r.firstSeq}`);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "fast-path writer: a failed side switch removes the table (nothing marks), then re-creates it empty",
+  ignore: !ROOT,
+  async fn() {
+    const steps = await probe("switch-failure") as {
+      name: string;
+      problem: { errno: number; what: string } | null;
+      thrown?: string;
+      up: boolean;
+      side: number;
+      kernel: KernelView;
+    }[];
+    const byName = (name: string, nth = 0) => steps.filter((s) => s.name === name)[nth];
+    const gone = { exists: false, ruleMaps: [], elements: {} };
+    const fresh = { exists: true, ruleMaps: ["fp4a", "fp6a"], elements: EMPTY };
+
+    assert.deepEqual(byName("added to side A").kernel, {
+      ...fresh,
+      elements: { ...EMPTY, fp4a: 3, fp6a: 2 },
+    });
+    // The kernel refused the switch batch: the rules would still use side A's marks.
+    const refused = byName("switch refused");
+    assert.deepEqual([refused.problem, refused.up, refused.kernel], [
+      { errno: 2, what: "switch maps" },
+      false,
+      gone,
+    ]);
+    assert.equal(byName("add while removed").problem?.errno, 2);
+    assert.deepEqual(byName("add while removed").kernel, gone);
+    assert.deepEqual(
+      [byName("switch while removed").problem, byName("switch while removed").kernel],
+      [null, gone],
+    );
+    for (let i = 0; i < 3; i++) {
+      const r = byName("restore", i);
+      assert.deepEqual([r.problem, r.up, r.side, r.kernel], [null, true, 0, fresh], `restore ${i}`);
+    }
+    // The kernel applied the switch but its answer was lost: the writer cannot know the side.
+    const lost = byName("switch answer lost");
+    assert.deepEqual([lost.problem?.errno, lost.up, lost.kernel], [11, false, gone]);
+    assert.deepEqual(byName("switch").kernel, {
+      exists: true,
+      ruleMaps: ["fp4b", "fp6b"],
+      elements: { ...EMPTY, fp4a: 2 },
+    });
+    // The switch back to A must empty A first; that was refused: the rules stayed on B.
+    const clean = byName("emptying before the switch refused");
+    assert.deepEqual([clean.problem, clean.up, clean.kernel], [
+      { errno: 12, what: "empty a map" },
+      false,
+      gone,
+    ]);
+    assert.deepEqual(byName("closed").kernel, gone);
+    assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
+  },
+});
