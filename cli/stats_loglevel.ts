@@ -3,7 +3,7 @@
  * log level in `nfqlb-trace`, docs/COMPATIBILITY.md#trace-and-log).
  * @module
  */
-import { formatFastPathStats } from "../lib/fastpath/status.ts";
+import { formatFastPathStats, statusFtShm } from "../lib/fastpath/status.ts";
 import { liveFastPaths } from "../daemon/fastpath_wait.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { openShm } from "../ffi/shm.ts";
@@ -14,27 +14,33 @@ import { type Command, die } from "./command.ts";
 import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
 /**
- * The `Fastpath` lines of every running fast path on this host (docs/FASTPATH.md); status
- * objects of `trustedUid` (the owner of the statistics object) count as well as root's and ours.
+ * The `Fastpath` lines of the running fast paths of the daemon whose statistics object is
+ * `ftShm` (docs/FASTPATH.md); status objects of `trustedUid` (the owner of the statistics
+ * object) count as well as root's and ours. Another daemon's fast path on this host is its own
+ * `stats --ft_shm=...`'s business.
  */
-function fastPathStats(trustedUid: number): string[] {
-  return liveFastPaths(trustedUid).map((f) => {
+function fastPathStats(ftShm: string, trustedUid: number): string[] {
+  const lines: string[] = [];
+  for (const f of liveFastPaths(trustedUid)) {
     try {
-      return formatFastPathStats(f.table, f.mapping.buffer);
+      if (statusFtShm(f.mapping.buffer) === ftShm) {
+        lines.push(formatFastPathStats(f.table, f.mapping.buffer));
+      }
     } finally {
       f.mapping.close();
     }
-  });
+  }
+  return lines;
 }
 
 /**
  * `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`, then the
- * running fast paths' counters.
+ * counters of that daemon's fast path.
  */
 export const statsCommand: Command = {
   name: "stats",
   help: "stats [--ft_shm=NAME]\n  Print the fragment-table statistics of a running lb/flowlb,\n" +
-    "  then the counters of every running fast path (--fastpath) on this host.",
+    "  then the counters of its fast path (--fastpath), if it runs one.",
   options: [{ name: "ft_shm", desc: "Fragment statistics shm name (default ftshm)" }],
   run(inv) {
     const name = inv.opts.get("ft_shm") ?? "ftshm";
@@ -56,7 +62,7 @@ export const statsCommand: Command = {
         text = `${text.slice(0, -3)},\n${formatQueueCounters(counters)}\n}\n`;
       }
       inv.io.out(text);
-      for (const fp of fastPathStats(m.owner.uid)) inv.io.out(fp + "\n");
+      for (const fp of fastPathStats(name, m.owner.uid)) inv.io.out(fp + "\n");
     } finally {
       m.close();
     }

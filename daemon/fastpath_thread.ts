@@ -119,6 +119,7 @@ export async function startFastPath(
   const start: FastPathStart = {
     config: c.fastpath,
     tshm: flows === undefined ? c.tshm : undefined,
+    ftShm: c.ftShm,
     rings,
     channel,
     stop,

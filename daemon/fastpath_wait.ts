@@ -51,19 +51,20 @@ export function fastPathStatusName(table: string): string {
 }
 
 /**
- * Create this daemon's status object `name` exclusively, mode 0644, for process `pid`. Call it
+ * Create this daemon's status object `name` exclusively, mode 0644, for process `pid` whose
+ * statistics object is `ftShm`. Call it
  * once the nftables table is set up: a live daemon with the same object (same netns, same
  * table) would have made that fail, so an existing object of root or this uid is stale (its
  * daemon was killed) and is removed first. One that another user owns, or that group or others
  * may write, is refused with {@link ShmUntrustedError}. Other failures: LibcError.
  */
-export function createStatusObject(name: string, pid: number): ShmMapping {
+export function createStatusObject(name: string, pid: number, ftShm: string): ShmMapping {
   const uid = Deno.uid() ?? 0;
   // Three rounds: someone may create the name again between the removal and the create.
   for (let round = 0; round < 3; round++) {
     const m = createShmExclusive(name, STATUS_SIZE, STATUS_MODE);
     if (m !== undefined) {
-      initStatus(m.buffer, pid);
+      initStatus(m.buffer, pid, ftShm);
       return m;
     }
     const owner = statShm(name);

@@ -83,6 +83,8 @@ export interface FastPathStart {
   readonly config: FastPathConfig;
   /** lb: the one target table; flowlb: undefined (the flows' tables). */
   readonly tshm?: string;
+  /** The daemon's `--ft_shm` (recorded in the status object: `stats` shows its own fast path). */
+  readonly ftShm: string;
   /** One offer ring per queue thread. */
   readonly rings: readonly SharedArrayBuffer[];
   /** The words of lib/fastpath/channel.ts. */
@@ -207,7 +209,7 @@ async function run(start: FastPathStart): Promise<void> {
       scope.postMessage({ type: "error", message: setupProblem(c.table, problem.errno) });
       return;
     }
-    status = createStatusObject(name, Deno.pid);
+    status = createStatusObject(name, Deno.pid, start.ftShm);
     const v = statusValues(status.buffer);
     const names = (s?: FlowSnapshot) =>
       start.tshm !== undefined

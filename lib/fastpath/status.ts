@@ -7,14 +7,23 @@
  * maps if they differed.
  *
  * Layout: u32 magic `NFFP`, u32 pid of the daemon, then f64 values at
- * `8 + 8 * F_*`.
+ * `8 + 8 * F_*`, then the daemon's `--ft_shm` name ({@link FT_SHM_NAME_BYTES} bytes, UTF-8,
+ * NUL-padded), so `nfqlb stats --ft_shm=NAME` shows the fast path of that daemon only.
  *
  * @example
  * ```ts
- * import { F_ADDS, formatFastPathStats, initStatus, STATUS_SIZE, statusValues } from "./status.ts";
+ * import {
+ *   F_ADDS,
+ *   formatFastPathStats,
+ *   initStatus,
+ *   STATUS_SIZE,
+ *   statusFtShm,
+ *   statusValues,
+ * } from "./status.ts";
  * const mem = new ArrayBuffer(STATUS_SIZE);
- * initStatus(mem, 42);
+ * initStatus(mem, 42, "ftshm");
  * statusValues(mem)[F_ADDS] = 3;
+ * statusFtShm(mem); // "ftshm"
  * formatFastPathStats("fp", mem).split("\n")[1]; // "  adds=3, add_failures=0, ring_drops=0"
  * ```
  * @module
@@ -51,8 +60,12 @@ export const F_MAP_FULL_SKIPS = 11;
 /** Number of values. */
 export const F_COUNT = 12;
 
+/** Room for the daemon's `--ft_shm` name (a POSIX shm name is at most 255 bytes). */
+export const FT_SHM_NAME_BYTES = 256;
+const FT_SHM_NAME_AT = 8 + 8 * F_COUNT;
+
 /** Bytes of the object. */
-export const STATUS_SIZE = 8 + 8 * F_COUNT;
+export const STATUS_SIZE = FT_SHM_NAME_AT + FT_SHM_NAME_BYTES;
 
 /** The nft table of status object `name` (`nfqlb-fastpath.<netns>.<table>`), or undefined. */
 export function statusTable(name: string): string | undefined {
@@ -60,12 +73,26 @@ export function statusTable(name: string): string | undefined {
   return m === null ? undefined : m[1];
 }
 
-/** Write the header of a new object. */
-export function initStatus(mem: ArrayBuffer | SharedArrayBuffer, pid: number): void {
+/** Write the header of a new object of process `pid`, whose statistics object is `ftShm`. */
+export function initStatus(
+  mem: ArrayBuffer | SharedArrayBuffer,
+  pid: number,
+  ftShm: string,
+): void {
   const w = new Uint32Array(mem, 0, 2);
   new Float64Array(mem, 8, F_COUNT).fill(0);
+  const name = new Uint8Array(mem, FT_SHM_NAME_AT, FT_SHM_NAME_BYTES);
+  name.fill(0);
+  new TextEncoder().encodeInto(ftShm, name.subarray(0, FT_SHM_NAME_BYTES - 1));
   w[1] = pid >>> 0;
   w[0] = MAGIC;
+}
+
+/** The `--ft_shm` name of the daemon whose object `mem` is. */
+export function statusFtShm(mem: ArrayBuffer | SharedArrayBuffer): string {
+  const name = new Uint8Array(mem, FT_SHM_NAME_AT, FT_SHM_NAME_BYTES);
+  const end = name.indexOf(0);
+  return new TextDecoder().decode(name.subarray(0, end < 0 ? FT_SHM_NAME_BYTES : end));
 }
 
 /** The pid in an object, or undefined when it is not a status object. */

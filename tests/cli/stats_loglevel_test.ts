@@ -3,6 +3,8 @@ import assert from "node:assert/strict";
 import { DEFAULT_STATS } from "../../testkit/spec_examples.ts";
 import { FTSHM_EXT_SIZE, initFtStats } from "../../lib/frag/stats.ts";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
+import { createStatusObject } from "../../daemon/fastpath_wait.ts";
+import { STATUS_PREFIX } from "../../lib/fastpath/status.ts";
 
 Deno.test("stats prints the spec's example for a default daemon's object", async () => {
   const name = tempShmName("ft");
@@ -73,5 +75,31 @@ Deno.test("loglevel creates nfqlb-trace with level 5, sets and reads it", async 
   } finally {
     if (saved === undefined) removeShm("nfqlb-trace");
     else Deno.writeFileSync(path, saved);
+  }
+});
+
+Deno.test("stats shows the fast path of the daemon whose --ft_shm it reads, not another's", async () => {
+  const mine = tempShmName("ftmine");
+  const other = tempShmName("ftother");
+  const table = `fpstats${Deno.pid}`;
+  const status = createStatusObject(`${STATUS_PREFIX}0.${table}`, Deno.pid, mine);
+  try {
+    for (const n of [mine, other]) {
+      const bytes = new Uint8Array(FTSHM_EXT_SIZE);
+      initFtStats(bytes, { ttlMs: 200, size: 500, mtu: 1500, buckets: 500, frags: 0 });
+      Deno.writeFileSync(`/dev/shm/${n}`, bytes);
+    }
+    const own = await runCli("stats", `--ft_shm=${mine}`);
+    assert.equal(own.code, 0, own.err);
+    assert.match(own.out, new RegExp(`\\n\\}\\nFastpath ${table}: elements=0, `));
+    const theirs = await runCli("stats", `--ft_shm=${other}`);
+    assert.equal(theirs.code, 0, theirs.err);
+    assert.doesNotMatch(theirs.out, /Fastpath/);
+    JSON.parse(theirs.out); // nothing after the JSON of a daemon without a fast path
+  } finally {
+    status.close();
+    removeShm(`${STATUS_PREFIX}0.${table}`);
+    removeShm(mine);
+    removeShm(other);
   }
 });

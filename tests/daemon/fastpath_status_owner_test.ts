@@ -31,7 +31,7 @@ function plant(name: string, uid: number, mode: number, pid?: number, bytes?: Ui
   let data = bytes;
   if (data === undefined) {
     const mem = new ArrayBuffer(STATUS_SIZE);
-    initStatus(mem, pid!);
+    initStatus(mem, pid!, "ftshm");
     data = new Uint8Array(mem);
   }
   const path = `/dev/shm/${name}`;
