@@ -21,6 +21,38 @@ import { adoptProblem } from "./open_table.ts";
 export const LOGLEVEL_WORD: number = TRACE_OFF_LOGLEVEL >> 2;
 /** Index of the trace mask (u32, read with `>>> 0`) in {@link TraceShm.words}. */
 export const MASK_WORD: number = TRACE_OFF_MASK >> 2;
+/** The environment variable that names another object than `nfqlb-trace` (see {@link traceShmName}). */
+export const TRACE_SHM_ENV = "NFQLB_TRACE_SHM";
+
+/**
+ * The name of the trace object: `nfqlb-trace` (1.2.0's), or the value of `NFQLB_TRACE_SHM` when
+ * it is set to a valid name. `/dev/shm` is shared by every network namespace of a host, so
+ * daemons that must not share a log level and trace mask (the test suite next to a running
+ * nfqlb, two independent instances in one `/dev/shm`) set it for their daemons and CLI alike.
+ *
+ * @example
+ * ```ts
+ * import { traceShmName } from "./open_trace_shm.ts";
+ * traceShmName().length > 0; // true
+ * ```
+ */
+export function traceShmName(): string {
+  let v: string | undefined;
+  try {
+    v = Deno.env.get(TRACE_SHM_ENV);
+  } catch {
+    v = undefined; // no permission to read the environment: the default
+  }
+  if (v === undefined || v === "") return TRACE_SHM_NAME;
+  if (v.includes("/") || v.length > 255 || v === "." || v === "..") {
+    throw new ShmCreateError(
+      v,
+      `${TRACE_SHM_ENV}=${v}: not a valid shared-memory name (no '/', at most 255 bytes)`,
+    );
+  }
+  return v;
+}
+
 /** Mode of a new `nfqlb-trace`: only its owner (and root) may map it. */
 export const TRACE_SHM_MODE = 0o600;
 
@@ -31,12 +63,12 @@ export interface TraceShm {
 }
 
 /**
- * Map `nfqlb-trace` (or `name`, for tests) read-write; throws {@link ShmUntrustedError} when
+ * Map `nfqlb-trace` ({@link traceShmName}, or `name`) read-write; throws {@link ShmUntrustedError} when
  * an existing object belongs to another user than root or this one or others may write it,
  * {@link ShmCreateError} when it cannot be created or opened and {@link ShmSizeError} when it
  * is too small.
  */
-export function openTraceShm(name: string = TRACE_SHM_NAME): TraceShm {
+export function openTraceShm(name: string = traceShmName()): TraceShm {
   const uid = Deno.uid() ?? 0;
   const refuse = (owner: { uid: number; mode: number } | undefined) => {
     const problem = owner === undefined ? undefined : adoptProblem(owner, uid);

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { DEFAULT_STATS } from "../../testkit/spec_examples.ts";
 import { FTSHM_EXT_SIZE, initFtStats } from "../../lib/frag/stats.ts";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
+import { traceShmName } from "../../daemon/open_trace_shm.ts";
 import { createStatusObject } from "../../daemon/fastpath_wait.ts";
 import { STATUS_PREFIX } from "../../lib/fastpath/status.ts";
 
@@ -54,7 +55,8 @@ Deno.test("stats prints our counters after 1.2.0's for an object the daemons cre
 });
 
 Deno.test("loglevel creates nfqlb-trace with level 5, sets and reads it", async () => {
-  const path = "/dev/shm/nfqlb-trace";
+  const name = traceShmName(); // nfqlb-trace, unless the suite runs with its own
+  const path = `/dev/shm/${name}`;
   let saved: Uint8Array | undefined;
   try {
     saved = Deno.readFileSync(path);
@@ -62,7 +64,7 @@ Deno.test("loglevel creates nfqlb-trace with level 5, sets and reads it", async 
     saved = undefined;
   }
   try {
-    removeShm("nfqlb-trace");
+    removeShm(name);
     assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=5\n", err: "" });
     assert.deepEqual(Array.from(Deno.readFileSync(path)), [5, 0, 0, 0, 0, 0, 0, 0]);
     assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
@@ -73,7 +75,7 @@ Deno.test("loglevel creates nfqlb-trace with level 5, sets and reads it", async 
     assert.match(bad.err, /^Invalid log level \[abc\]/);
     assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=7\n", err: "" });
   } finally {
-    if (saved === undefined) removeShm("nfqlb-trace");
+    if (saved === undefined) removeShm(name);
     else Deno.writeFileSync(path, saved);
   }
 });
@@ -101,5 +103,27 @@ Deno.test("stats shows the fast path of the daemon whose --ft_shm it reads, not 
     removeShm(`${STATUS_PREFIX}0.${table}`);
     removeShm(mine);
     removeShm(other);
+  }
+});
+
+Deno.test("NFQLB_TRACE_SHM names the trace object of loglevel (and the daemons); a bad name is refused", async () => {
+  const name = tempShmName("trace");
+  const cli = new URL("../../cli.ts", import.meta.url).pathname;
+  const run = async (value: string, ...args: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", cli, "loglevel", ...args],
+      env: { NFQLB_TRACE_SHM: value },
+    }).output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: r.code, out: text(r.stdout), err: text(r.stderr) };
+  };
+  try {
+    assert.deepEqual(await run(name, "6"), { code: 0, out: "loglevel=6\n", err: "" });
+    assert.deepEqual(Array.from(Deno.readFileSync(`/dev/shm/${name}`)), [6, 0, 0, 0, 0, 0, 0, 0]);
+    const bad = await run("a/b");
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /NFQLB_TRACE_SHM=a\/b: not a valid shared-memory name/);
+  } finally {
+    removeShm(name);
   }
 });

@@ -7,7 +7,7 @@
  * private /dev/shm, so the host's `nfqlb-trace` is never touched.
  */
 import assert from "node:assert/strict";
-import { openTraceShm } from "../../daemon/open_trace_shm.ts";
+import { openTraceShm, traceShmName } from "../../daemon/open_trace_shm.ts";
 import { ShmUntrustedError } from "../../daemon/errors.ts";
 import { removeShm, tempShmName } from "../../testkit/cli.ts";
 import { isRoot } from "../../testkit/netns.ts";
@@ -83,7 +83,8 @@ Deno.test({
   name: "nfqlb loglevel refuses a planted nfqlb-trace (private /dev/shm)",
   ignore: !ROOT,
   async fn() {
-    const path = "/dev/shm/nfqlb-trace";
+    const name = traceShmName(); // nfqlb-trace, unless the suite runs with its own
+    const path = `/dev/shm/${name}`;
     const script = "mount -t tmpfs -o mode=1777 tmpfs /dev/shm && " +
       `printf 'xxxxxxxx' > ${path} && chown 65534:65534 ${path} && chmod 0644 ${path} && ` +
       `"$0" run -A "$1" loglevel 7; echo "exit=$?"; cat ${path}`;
@@ -96,7 +97,7 @@ Deno.test({
     assert.equal(out, "exit=1\nxxxxxxxx", "loglevel failed; the object is unchanged");
     assert.equal(
       err,
-      `nfqlb-trace: refusing ${path}: owned by uid 65534, expected root or uid 0 (another user ` +
+      `${name}: refusing ${path}: owned by uid 65534, expected root or uid 0 (another user ` +
         `could change or truncate it); remove it (rm ${path}) and try again\n`,
     );
   },

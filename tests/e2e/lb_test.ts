@@ -40,6 +40,7 @@
  */
 import assert from "node:assert/strict";
 import { runCli } from "../../testkit/cli.ts";
+import { traceShmName } from "../../daemon/open_trace_shm.ts";
 import {
   Addressing,
   buildTopology,
@@ -91,7 +92,7 @@ const TRACE_LOG = /^warning: Trace(; active mask=0x[0-9a-f]{8}|: closed)$/;
 /** The trace mask in the host's `nfqlb-trace` object (docs/COMPATIBILITY.md#shared-memory), 0 if there is none. */
 function traceMask(): number {
   try {
-    const b = Deno.readFileSync("/dev/shm/nfqlb-trace");
+    const b = Deno.readFileSync(`/dev/shm/${traceShmName()}`);
     return b.length >= 8 ? new DataView(b.buffer).getUint32(4, true) : 0;
   } catch {
     return 0;

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { formatMask, selectionMask, TRACE_SELECTION } from "../../../lib/trace/mask.ts";
 import { TraceRing } from "../../../lib/trace/ring.ts";
 import { runCli } from "../../../testkit/cli.ts";
+import { traceShmName } from "../../../daemon/open_trace_shm.ts";
 
 Deno.test("selection names OR their bits; unknown names add nothing (docs/COMPATIBILITY.md#trace-and-log)", () => {
   assert.deepEqual(TRACE_SELECTION, {
@@ -103,7 +104,7 @@ Deno.test("trace: option errors are 1.2.0's, ending with a newline, and exit 1",
   });
 });
 
-const TRACE_SHM_PATH = "/dev/shm/nfqlb-trace";
+const TRACE_SHM_PATH = `/dev/shm/${traceShmName()}`;
 
 /** Run `fn` with `nfqlb-trace` holding `mask` (level 5); the previous object is put back after. */
 async function withTraceMask(mask: number, fn: () => Promise<void>): Promise<void> {
