@@ -6,6 +6,7 @@
  * server listens): a daemon that cannot start leaves a running one's counters alone (D57).
  * @module
  */
+import { openTraceShm } from "./open_trace_shm.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
@@ -64,6 +65,8 @@ export interface Prepared {
  * (LB-tier table), {@link ShmCreateError} (`--ft_shm`) or {@link TunOpenError}.
  */
 export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
+  // Every thread maps the trace object: a refused one (planted, D46) fails here, once.
+  openTraceShm().close();
   if (c.lbshm !== "") openTable(c.lbshm, false).close();
   let ft: ShmMapping | undefined;
   try {

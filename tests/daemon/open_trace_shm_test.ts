@@ -102,3 +102,47 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "lb over a planted trace object: one line with the reason, exit 1, nothing shared touched",
+  ignore: !ROOT,
+  async fn() {
+    const trace = tempShmName("trace");
+    const table = tempShmName("t");
+    const ft = tempShmName("ft");
+    plant(trace, PLANTED, 65534, 0o644);
+    try {
+      const init = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", CLI, "init", `--shm=${table}`, "--M=97", "--N=4"],
+      }).output();
+      assert.equal(init.code, 0);
+      // A network namespace of its own (unshare -n): the queue it would bind is nobody's.
+      const r = await new Deno.Command("unshare", {
+        args: [
+          "-n",
+          Deno.execPath(),
+          "run",
+          "-A",
+          CLI,
+          "lb",
+          "--queue=3",
+          `--tshm=${table}`,
+          `--ft_shm=${ft}`,
+        ],
+        env: { NFQLB_TRACE_SHM: trace },
+      }).output();
+      const err = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 1, err);
+      assert.equal(
+        err,
+        `${trace}: refusing /dev/shm/${trace}: owned by uid 65534, expected root or uid 0 ` +
+          `(another user could change or truncate it); remove it (rm /dev/shm/${trace}) and ` +
+          `try again\n`,
+      );
+      assert.deepEqual(Deno.readFileSync(`/dev/shm/${trace}`), PLANTED, "left as it was");
+      assert.throws(() => Deno.statSync(`/dev/shm/${ft}`), Deno.errors.NotFound, "no ftshm made");
+    } finally {
+      for (const n of [trace, table, ft]) removeShm(n);
+    }
+  },
+});
