@@ -29,6 +29,7 @@ import {
   MAP_SHARED,
   O_CREAT,
   O_EXCL,
+  O_NONBLOCK,
   O_RDONLY,
   O_RDWR,
   PROT_READ,
@@ -45,6 +46,41 @@ export interface ShmOwner {
   readonly uid: number;
   /** `st_mode & 0o7777`. */
   readonly mode: number;
+}
+
+/** `st_mode` file type bits, and the type of a regular file. */
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+
+/**
+ * The object is not a regular file: e.g. a FIFO another user made in `/dev/shm`, whose open
+ * would block forever and which cannot be mapped. errno EINVAL.
+ */
+export class NotRegularFileError extends LibcError {
+  constructor(name: string) {
+    super("shm_open", EINVAL);
+    this.message = `/dev/shm/${name} is not a regular file`;
+  }
+}
+
+/**
+ * `shm_open` that never blocks and opens only regular files: `O_NONBLOCK` (opening a FIFO
+ * planted under the name would wait for a writer forever otherwise), then the type from `fstat`.
+ * Returns the fd, or -1 with errno set as `shm_open` does; throws {@link NotRegularFileError}.
+ */
+function shmOpenRegular(name: string, path: Uint8Array<ArrayBuffer>, flags: number, mode: number) {
+  const libc = getLibc();
+  const fd = libc.shm_open(path, flags | O_NONBLOCK, mode);
+  if (fd < 0) return fd;
+  const st = new Uint8Array(STAT_SIZE);
+  const ok = libc.fstat(fd, st) === 0;
+  const e = errno();
+  if (ok && (new DataView(st.buffer).getUint32(STAT_OFF_MODE, true) & S_IFMT) === S_IFREG) {
+    return fd;
+  }
+  libc.close(fd);
+  if (!ok) throw new LibcError("fstat", e);
+  throw new NotRegularFileError(name);
 }
 
 /** `fstat(fd)`: owner and permission bits. */
@@ -118,7 +154,7 @@ export function openShm(
   check?: (owner: ShmOwner) => void,
 ): ShmMapping {
   const libc = getLibc();
-  const fd = libc.shm_open(cString(name), writable ? O_RDWR : O_RDONLY, 0);
+  const fd = shmOpenRegular(name, cString(name), writable ? O_RDWR : O_RDONLY, 0);
   if (fd < 0) throw new LibcError("shm_open", errno());
   try {
     check?.(ownerOf(fd));
@@ -152,7 +188,7 @@ export function createShm(
   const path = cString(name);
   let fd = -1;
   if (adopt === undefined) {
-    fd = libc.shm_open(path, O_RDWR | O_CREAT, SHM_MODE);
+    fd = shmOpenRegular(name, path, O_RDWR | O_CREAT, SHM_MODE);
     if (fd < 0) throw new LibcError("shm_open", errno());
   } else {
     // Tell "created now" from "existed" without a gap: O_EXCL first, then open the existing one.
@@ -160,7 +196,7 @@ export function createShm(
       fd = libc.shm_open(path, O_RDWR | O_CREAT | O_EXCL, SHM_MODE);
       if (fd >= 0) break;
       if (errno() !== EEXIST) throw new LibcError("shm_open", errno());
-      fd = libc.shm_open(path, O_RDWR, 0);
+      fd = shmOpenRegular(name, path, O_RDWR, 0);
       if (fd < 0) {
         if (errno() === ENOENT) continue; // removed meanwhile: create it
         throw new LibcError("shm_open", errno());
