@@ -29,14 +29,14 @@ import { type AdmissionLimits, admit, peerRights } from "./control_admission.ts"
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { peerOf } from "./peer_identity.ts";
 import { FlowStateSaver, restoreFlowState } from "./flow_state_file.ts";
-import { PendingFlowRetry } from "./pending_flows.ts";
+import { PendingFlowRetry, untrustedPendingLine } from "./pending_flows.ts";
 import { LOG_NOTICE } from "../lib/log/levels.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
 import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { FP_FLOWS_FLUSHED } from "../lib/fastpath/channel.ts";
-import { mappableTargets as targets } from "./open_table.ts";
+import { mappableTargets as targets, trustedTableProblem } from "./open_table.ts";
 
 /** The message that starts the control thread. */
 export interface ControlStart {
@@ -221,7 +221,18 @@ function serve(start: ControlStart): void {
   });
   const save = () => saver.save();
   // Restored flows whose table did not map yet: probed from the loop below (D58).
-  const pending = new PendingFlowRetry(store, (name) => targets.acquire(name), (text) => {
+  // A pending flow's table is used only when it is trusted (owned by root or our uid, not
+  // writable by others): anyone may create /dev/shm objects. An untrusted one is said once.
+  const untrustedSaid = new Set<string>();
+  const probe = (name: string) => {
+    const problem = trustedTableProblem(name);
+    if (problem?.startsWith("untrusted") && !untrustedSaid.has(name)) {
+      untrustedSaid.add(name);
+      scope.postMessage({ type: "log", text: untrustedPendingLine(name, problem) });
+    }
+    return problem === undefined && targets.acquire(name);
+  };
+  const pending = new PendingFlowRetry(store, probe, (text) => {
     scope.postMessage({ type: "log", text, level: LOG_NOTICE });
   });
   store.flows.onChange((snapshot) => scope.postMessage({ type: "flows", snapshot }));

@@ -124,6 +124,29 @@ export function activeFwmarks(name: string): number[] {
  * The flow store's target registry of the control thread: a target exists when its table maps
  * and is valid now (the queue threads map their own copies).
  */
+/**
+ * Whether table `name` exists, is valid, and is trusted: owned by root or this uid and not
+ * writable by others (the rule of {@link adoptProblem}). Returns undefined when it is, else why
+ * not (`cannot be mapped: ...`, `not a valid table: ...` or `untrusted: ...`). A pending flow (D58) becomes a
+ * normal flow only on such a table: after a reboot any local user could otherwise create the
+ * table a restored flow waits for, with fwmarks of their choosing, before `nfqlb init` does.
+ */
+export function trustedTableProblem(name: string): string | undefined {
+  let t: OpenTable;
+  try {
+    t = openTable(name, false);
+  } catch (e) {
+    if (!(e instanceof TableOpenError)) throw e;
+    return e.problem === "map" ? `cannot be mapped: ${e.detail}` : `not a valid table: ${e.detail}`;
+  }
+  try {
+    const problem = adoptProblem(t.owner, Deno.uid() ?? 0);
+    return problem === undefined ? undefined : `untrusted: ${problem}`;
+  } finally {
+    t.close();
+  }
+}
+
 export const mappableTargets: TargetRegistry = {
   acquire(name) {
     try {

@@ -17,6 +17,12 @@ export function activatedLine(f: ActivatedFlow): string {
   return `flow ${f.name}: table ${f.target} is mapped now; the flow is no longer pending`;
 }
 
+/** The log line of a pending flow's table that exists but is not trusted (it stays pending). */
+export function untrustedPendingLine(table: string, problem: string): string {
+  return `flowlb: table ${table} of a pending flow is not used: ${problem}; ` +
+    `its flows stay pending (remove it and create it with nfqlb init)`;
+}
+
 /** Probes the tables of pending flows and activates the flows whose table maps. */
 export class PendingFlowRetry {
   #next = 0;

@@ -4,7 +4,8 @@
  * points at a table that does not exist (an empty `/dev/shm`). The flow is kept: `flow-list`
  * shows it with `"pending": true`, stderr and `nfqlb_flows_pending` say so, and its UDP packets
  * (queued in mangle PREROUTING) match no flow and are dropped. An unrelated `flow-set` does not
- * drop it from the file. Once `nfqlb init` creates the table (and `activate` fills it) the flow
+ * drop it from the file. A table of that name that another user creates is not used. Once
+ * `nfqlb init` creates the table (and `activate` fills it) the flow
  * is no longer pending and its packets are accepted with the target's fwmark (counted by a mangle
  * INPUT rule). A second test replaces the state file's directory by a file under a running
  * flowlb: the next `flow-set` exits non-zero with a message saying the change is in use but not
@@ -174,6 +175,14 @@ Deno.test({
           assert.equal(r.stdout, "OK\n", r.stderr);
           assert.deepEqual(saved(), ["later", "other"]);
 
+          // Another user creates the table first, with fwmarks of their choosing: not used.
+          await cli("init", `--shm=${table}`, "--M=997", "--N=4");
+          await cli("activate", `--shm=${table}`, `${MARK + 1}`);
+          Deno.chownSync(`/dev/shm/${table}`, 65534, 65534);
+          await sleep(1500); // three probes (every 500 ms)
+          assert.deepEqual((await flowList()).map((f) => f.pending), [true, undefined]);
+          removeShm(table);
+
           // The table appears: the flow stops being pending and its packets get the mark.
           await cli("init", `--shm=${table}`, "--M=997", "--N=4");
           await cli("activate", `--shm=${table}`, `${MARK}`);
@@ -207,6 +216,13 @@ Deno.test({
         assert.match(
           err,
           new RegExp(`^notice: flowlb: flow later: table ${table} is mapped now; `, "m"),
+        );
+        assert.match(
+          err,
+          new RegExp(
+            `flowlb: table ${table} of a pending flow is not used: untrusted: owned by uid 65534`,
+            "m",
+          ),
         );
       });
     } finally {
