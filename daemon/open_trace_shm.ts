@@ -26,7 +26,7 @@ export const TRACE_SHM_ENV = "NFQLB_TRACE_SHM";
 
 /**
  * The name of the trace object: `nfqlb-trace` (1.2.0's), or the value of `NFQLB_TRACE_SHM` when
- * it is set to a valid name. `/dev/shm` is shared by every network namespace of a host, so
+ * it is set (it must be `nfqlb-trace.<suffix>`, so it cannot name a table or another object). `/dev/shm` is shared by every network namespace of a host, so
  * daemons that must not share a log level and trace mask (the test suite next to a running
  * nfqlb, two independent instances in one `/dev/shm`) set it for their daemons and CLI alike.
  *
@@ -44,10 +44,13 @@ export function traceShmName(): string {
     v = undefined; // no permission to read the environment: the default
   }
   if (v === undefined || v === "") return TRACE_SHM_NAME;
-  if (v.includes("/") || v.length > 255 || v === "." || v === "..") {
+  // Only a name of the nfqlb-trace family: the object is written (level, mask), so it must not
+  // be a table or any other object.
+  if (!v.startsWith(`${TRACE_SHM_NAME}.`) || v.includes("/") || v.length > 255) {
     throw new ShmCreateError(
       v,
-      `${TRACE_SHM_ENV}=${v}: not a valid shared-memory name (no '/', at most 255 bytes)`,
+      `${TRACE_SHM_ENV}=${v}: not a trace object's name (${TRACE_SHM_NAME}.<suffix>, no '/', ` +
+        `at most 255 bytes)`,
     );
   }
   return v;

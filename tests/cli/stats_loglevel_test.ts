@@ -107,7 +107,7 @@ Deno.test("stats shows the fast path of the daemon whose --ft_shm it reads, not 
 });
 
 Deno.test("NFQLB_TRACE_SHM names the trace object of loglevel (and the daemons); a bad name is refused", async () => {
-  const name = tempShmName("trace");
+  const name = `nfqlb-trace.${tempShmName("t")}`;
   const cli = new URL("../../cli.ts", import.meta.url).pathname;
   const run = async (value: string, ...args: string[]) => {
     const r = await new Deno.Command(Deno.execPath(), {
@@ -122,7 +122,11 @@ Deno.test("NFQLB_TRACE_SHM names the trace object of loglevel (and the daemons);
     assert.deepEqual(Array.from(Deno.readFileSync(`/dev/shm/${name}`)), [6, 0, 0, 0, 0, 0, 0, 0]);
     const bad = await run("a/b");
     assert.equal(bad.code, 1);
-    assert.match(bad.err, /NFQLB_TRACE_SHM=a\/b: not a valid shared-memory name/);
+    assert.match(bad.err, /NFQLB_TRACE_SHM=a\/b: not a trace object's name/);
+    // Not a table's name either: the object is written.
+    const table = await run("nfqlb");
+    assert.equal(table.code, 1);
+    assert.match(table.err, /NFQLB_TRACE_SHM=nfqlb: not a trace object's name/);
   } finally {
     removeShm(name);
   }

@@ -107,7 +107,7 @@ Deno.test({
   name: "lb over a planted trace object: one line with the reason, exit 1, nothing shared touched",
   ignore: !ROOT,
   async fn() {
-    const trace = tempShmName("trace");
+    const trace = `nfqlb-trace.${tempShmName("planted")}`;
     const table = tempShmName("t");
     const ft = tempShmName("ft");
     plant(trace, PLANTED, 65534, 0o644);
