@@ -128,6 +128,13 @@ Deno.test({
           const lo = "tcp:127.0.0.1:7392";
           const evil = await nfqlb(net, ns, lo, set("evil4"), NOBODY);
           assert.equal(evil.stdout.trim(), "FAIL: permission denied", evil.stderr);
+          // So is a local user who connects to the host's own non-loopback address: its socket
+          // is found, so it is not taken for a remote, unauthenticated peer.
+          const own = "tcp:10.77.0.1:7392";
+          const local = await nfqlb(net, ns, own, set("evil4b"), NOBODY);
+          assert.equal(local.stdout.trim(), "FAIL: permission denied", local.stderr);
+          const rootLocal = await nfqlb(net, ns, own, set("root4b"));
+          assert.equal(rootLocal.stdout.trim(), "OK", rootLocal.stderr);
         } finally {
           stderr = await stopFlowlb(lb);
         }
