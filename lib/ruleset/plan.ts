@@ -14,9 +14,16 @@
  * - `--apply --replace` makes the rules exactly the request: listed VIPs added or changed to its
  *   queues, VIPs in place but not listed removed, each reported.
  * - `--delete` removes the listed VIPs only, whatever their queues; an absent VIP is reported and
- *   changes nothing. A family's chains (the nft table) go when its last VIP goes.
- * - Rules in nfqlb's chains that nfqlb does not write are never touched; a chain holding some is
- *   kept.
+ *   changes nothing (a delete of absent VIPs only plans no change at all, not even of chains or a
+ *   table left without VIPs).
+ * - A family's iptables chains go when this command removes its last VIP (or `--replace` leaves it
+ *   none), except a chain holding rules nfqlb does not write: it is kept with its jump.
+ * - The nft table goes when this command removes its last VIP and it holds nothing nfqlb does not
+ *   write (set elements, chains, rules, sets, ...; a rule of nfqlb's chains is nfqlb's only when it
+ *   is exactly one nfqlb writes, counters aside); otherwise only the elements go and the table is
+ *   reported kept, naming what it holds. A rewrite of the table (`--replace` to other queues or to
+ *   repair it; other queues for a table without VIPs) that would remove chains, rules or other
+ *   objects nfqlb does not write is refused, naming them; set elements it removes are reported.
  *
  * @example
  * ```ts
@@ -330,7 +337,10 @@ export function planIptables(state: IptablesState, req: Request): Plan<IptablesS
       )
     ) || [...add.values()].some((a) => a.length > 0);
     const ensure = remaining && req.mode === "apply";
-    const mayRemove = req.mode === "delete" || req.replace;
+    // Chains go with the family's last VIP when this command removes it (a delete of absent VIPs
+    // changes nothing), or when --replace leaves the family none.
+    const mayRemove = req.replace ||
+      req.mode === "delete" && mine.some((v) => f.vips.has(v.text));
     for (const table of IPTABLES_TABLES) {
       const saved = f.tables.get(table)!;
       const ops: string[] = [];
@@ -400,6 +410,12 @@ export interface NftState {
   readonly vips: readonly Vip[];
   /** Set elements nfqlb does not write (ranges, ...), as text. */
   readonly foreign: readonly string[];
+  /**
+   * Everything else in the table that nfqlb does not write, in nft's order: `chain NAME`, `rule
+   * CHAIN handle N` (in nfqlb's chains or others), `set NAME`, `map NAME`, ... Deleting or
+   * rewriting the table would remove them.
+   */
+  readonly foreignObjects: readonly string[];
   /** The queues of its queue rules, when they agree. */
   readonly spec?: QueueSpec;
   /** How the table differs from what nfqlb writes (missing sets, chains, queue rules). */
@@ -407,11 +423,75 @@ export interface NftState {
 }
 
 /** No table inet nfqlb. */
-export const NO_NFT_TABLE: NftState = { exists: false, vips: [], foreign: [], problems: [] };
+export const NO_NFT_TABLE: NftState = {
+  exists: false,
+  vips: [],
+  foreign: [],
+  foreignObjects: [],
+  problems: [],
+};
 
 type Json = Record<string, unknown>;
 const obj = (v: unknown): Json | undefined =>
   typeof v === "object" && v !== null && !Array.isArray(v) ? v as Json : undefined;
+
+/** nfqlb's chains in the nft style's table. */
+const NFT_CHAINS = ["nfqlb", "nfqlb-local", "defrag", "defrag-local"];
+const NFT_SETS = ["ipv4-vips", "ipv6-vips"];
+
+/** `{"match": {"op": "==", "left": LEFT, "right": right}}` with `left(LEFT)`. */
+const isMatch = (e: Json | undefined, left: (l: Json) => boolean, right: unknown) => {
+  const m = obj(e?.match);
+  const l = obj(m?.left);
+  return m?.op === "==" && l !== undefined && left(l) && m.right === right;
+};
+const isMeta = (key: string) => (l: Json) => obj(l.meta)?.key === key;
+const isDaddr = (e: Json | undefined, v6: boolean) =>
+  isMatch(e, (l) => {
+    const p = obj(l.payload);
+    return p?.protocol === (v6 ? "ip6" : "ip") && p?.field === "daddr";
+  }, `@ipv${v6 ? 6 : 4}-vips`);
+
+/** The queues of `{"queue": ...}` as nfqlb writes it (no flags), or undefined. */
+function nftQueue(e: Json | undefined): { first: number; last: number } | undefined {
+  if (e === undefined || !("queue" in e) || Object.keys(e).length !== 1) return undefined;
+  const q = e.queue === null ? {} : obj(e.queue);
+  if (q === undefined || Object.keys(q).some((k) => k !== "num")) return undefined;
+  const num = q.num;
+  if (num === undefined || typeof num === "number") return { first: num ?? 0, last: num ?? 0 };
+  const range = obj(num)?.range;
+  return Array.isArray(range) && range.length === 2 && range.every((n) => typeof n === "number")
+    ? { first: range[0], last: range[1] }
+    : undefined;
+}
+
+/**
+ * Read a rule of nfqlb's `chain` (its expressions as nft's JSON lists them) as nfqlb's: `{}` for a
+ * notrack rule, its queues for a queue rule; undefined when nfqlb does not write rules like it.
+ * Counters are ignored (nfqlb writes them; their values change).
+ */
+export function parseOwnNftRule(chain: string, expr: unknown[]): { spec?: QueueSpec } | undefined {
+  const e = expr.map(obj).filter((x) => x === undefined || !("counter" in x));
+  for (const v6 of [false, true]) {
+    if (chain === "defrag" || chain === "defrag-local") {
+      if (e.length === 2 && isDaddr(e[0], v6) && e[1]?.notrack === null) return {};
+      continue;
+    }
+    const q = nftQueue(e.at(-1));
+    if (q === undefined || !isDaddr(e.at(-2), v6)) continue;
+    const head = e.slice(0, -2);
+    if (chain === "nfqlb") {
+      const fastpath = head.length === 1 && isMatch(head[0], isMeta("mark"), 0);
+      if (head.length === 0 || fastpath) return { spec: { ...q, fastpath } };
+    } else if (chain === "nfqlb-local") {
+      const icmp = v6 ? "ipv6-icmp" : "icmp";
+      if (head.length === 1 && isMatch(head[0], isMeta("l4proto"), icmp)) {
+        return { spec: { ...q, fastpath: false } };
+      }
+    }
+  }
+  return undefined;
+}
 
 /** Read `nft -j list table inet nfqlb` output; throws a message on output that is not nft JSON. */
 export function parseNftState(json: string): NftState {
@@ -421,37 +501,33 @@ export function parseNftState(json: string): NftState {
   const chains = new Set<string>();
   const queues: { chain: string; spec: QueueSpec }[] = [];
   const problems: string[] = [];
+  const foreignObjects: string[] = [];
   for (const item of items.map(obj)) {
-    const set = obj(item?.set);
-    if (set !== undefined) sets.set(String(set.name), Array.isArray(set.elem) ? set.elem : []);
-    const chain = obj(item?.chain);
-    if (chain !== undefined) chains.add(String(chain.name));
-    const rule = obj(item?.rule);
-    if (rule === undefined || !Array.isArray(rule.expr)) continue;
-    const exprs = rule.expr.map(obj);
-    const q = exprs.find((e) => e?.queue !== undefined);
-    if (q === undefined) continue;
-    const num = obj(q.queue)?.num;
-    const range = obj(num)?.range;
-    const fastpath = exprs.some((e) => {
-      const m = obj(e?.match);
-      return obj(obj(m?.left)?.meta)?.key === "mark" && m?.right === 0;
-    });
-    if (num === undefined || typeof num === "number") {
-      queues.push({
-        chain: String(rule.chain),
-        spec: { first: num ?? 0, last: num ?? 0, fastpath },
-      });
-    } else if (Array.isArray(range) && range.every((n) => typeof n === "number")) {
-      queues.push({
-        chain: String(rule.chain),
-        spec: { first: range[0], last: range[1], fastpath },
-      });
-    } else problems.push(`a queue rule in chain ${rule.chain} nfqlb does not write`);
+    if (item === undefined) continue;
+    const set = obj(item.set);
+    const chain = obj(item.chain);
+    const rule = obj(item.rule);
+    if (set !== undefined && NFT_SETS.includes(String(set.name))) {
+      sets.set(String(set.name), Array.isArray(set.elem) ? set.elem : []);
+    } else if (chain !== undefined && NFT_CHAINS.includes(String(chain.name))) {
+      chains.add(String(chain.name));
+    } else if (rule !== undefined) {
+      const own = NFT_CHAINS.includes(String(rule.chain)) && Array.isArray(rule.expr)
+        ? parseOwnNftRule(String(rule.chain), rule.expr)
+        : undefined;
+      if (own === undefined) foreignObjects.push(`rule ${rule.chain} handle ${rule.handle}`);
+      else if (own.spec !== undefined) queues.push({ chain: String(rule.chain), spec: own.spec });
+    } else {
+      for (const [kind, v] of Object.entries(item)) {
+        if (kind !== "metainfo" && kind !== "table") {
+          foreignObjects.push(`${kind} ${obj(v)?.name ?? JSON.stringify(v)}`);
+        }
+      }
+    }
   }
   const vips: Vip[] = [];
   const foreign: string[] = [];
-  for (const name of ["ipv4-vips", "ipv6-vips"]) {
+  for (const name of NFT_SETS) {
     const elems = sets.get(name);
     if (elems === undefined) {
       problems.push(`no set ${name}`);
@@ -470,7 +546,7 @@ export function parseNftState(json: string): NftState {
       else foreign.push(text);
     }
   }
-  for (const c of ["nfqlb", "nfqlb-local", "defrag", "defrag-local"]) {
+  for (const c of NFT_CHAINS) {
     if (!chains.has(c)) problems.push(`no chain ${c}`);
   }
   // The fast-path mark test is in the prerouting chain only; the local chain queues ICMP.
@@ -486,9 +562,27 @@ export function parseNftState(json: string): NftState {
     exists: true,
     vips,
     foreign,
+    foreignObjects,
     spec: specs.length === 1 ? specs[0] : undefined,
     problems,
   };
+}
+
+/**
+ * What the table holds that nfqlb did not write, counted and listed:
+ * `1 chain and 2 rules nfqlb did not write: chain x, rule nfqlb handle 16, ...`.
+ */
+function foreignText(things: readonly string[]): string {
+  const counts = new Map<string, number>();
+  for (const t of things) {
+    const kind = t.split(" ")[0];
+    counts.set(kind, (counts.get(kind) ?? 0) + 1);
+  }
+  const parts = [...counts].map(([k, n]) => `${n} ${k}${n === 1 ? "" : "s"}`);
+  const counted = parts.length === 1
+    ? parts[0]
+    : `${parts.slice(0, -1).join(", ")} and ${parts.at(-1)}`;
+  return `${counted} nfqlb did not write: ${things.join(", ")}`;
 }
 
 /** `add element ...`/`delete element ...` lines for `vips`, a line per set that has some. */
@@ -503,7 +597,8 @@ function elementLines(verb: "add" | "delete", vips: readonly Vip[]): string[] {
 /**
  * Plan `--apply` or `--delete` in the nft style: at most one step, an `nft -f` script (one
  * transaction): elements added to or deleted from the sets, or the whole table written (when there
- * is none, or `--replace` changes its queues) or deleted (with its last VIP).
+ * is none, or `--replace` changes its queues or repairs it) or deleted (with its last VIP, when it
+ * holds nothing nfqlb does not write).
  */
 export function planNft(state: NftState, req: Request): Plan<string> {
   const found = state.vips.map((vip) => ({
@@ -532,18 +627,19 @@ export function planNft(state: NftState, req: Request): Plan<string> {
         have.has(v.text) ? vipLine("removed", v.text, state.spec) : `absent vip ${v.text}`,
       );
     }
-    const left = state.vips.length - gone.length + state.foreign.length;
-    if (state.exists && left === 0) {
+    // Nothing of the request in place: nothing changes (not even a table without VIPs).
+    if (gone.length === 0) return { refusals: [], lines, steps: [] };
+    const others = [...state.foreign.map((e) => `element ${e}`), ...state.foreignObjects];
+    if (state.vips.length === gone.length && others.length === 0) {
       script = "delete table inet nfqlb\n";
       lines.push("removed table inet nfqlb");
     } else {
       script = elementLines("delete", gone).map((l) => l + "\n").join("");
-      if (gone.length > 0 && state.vips.length === gone.length) {
-        const foreign = state.foreign.join(", ");
-        lines.push(`kept table inet nfqlb (it holds elements nfqlb did not write: ${foreign})`);
+      if (state.vips.length === gone.length) {
+        lines.push(`kept table inet nfqlb (it holds ${foreignText(others)})`);
       }
     }
-    return { refusals: [], lines, steps: script === "" ? [] : [script] };
+    return { refusals: [], lines, steps: [script] };
   }
 
   const spec = req.spec;
@@ -561,6 +657,24 @@ export function planNft(state: NftState, req: Request): Plan<string> {
     );
   }
   for (const v of unlisted) lines.push(vipLine("removed", v.text, state.spec));
+  if (rewrite && state.exists && state.foreignObjects.length > 0) {
+    // Written whole, the table would lose them: refused, nothing is removed unsaid.
+    const why = state.spec !== undefined && !sameSpec(state.spec, spec)
+      ? `for queue ${specText(spec)}`
+      : `as nfqlb writes it (${state.problems.join("; ")})`;
+    const keep = state.spec !== undefined && !sameSpec(state.spec, spec)
+      ? `, or request the queues in place (queue ${specText(state.spec)})`
+      : "";
+    return {
+      refusals: [
+        `table inet nfqlb holds ${foreignText(state.foreignObjects)}`,
+        `  writing it anew ${why} would remove them: remove them first` +
+        ` (\`nft -a list table inet nfqlb\` shows the handles)${keep}`,
+      ],
+      lines: [],
+      steps: [],
+    };
+  }
   if (rewrite) {
     // Written whole; the table is created empty first so that deleting it cannot fail.
     const r = { vips: req.vips.map((v) => v.text), first: spec.first, last: spec.last };

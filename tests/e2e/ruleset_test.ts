@@ -290,6 +290,14 @@ Deno.test({
         /^removed vip 10\.0\.0\.1 queue 4:7\nremoved chain iptables mangle nfqlb\n/,
       );
       assert.equal(await saved(net, ns), before, "the last VIP takes nfqlb's chains with it");
+
+      // A delete of absent VIPs changes nothing, not even an empty chain of nfqlb's left behind.
+      await net.run(ns, ["iptables", ..."-t mangle -N nfqlb".split(" ")]);
+      const leftover = await saved(net, ns);
+      r = await ruleset("--vip=10.0.0.9", "--delete");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, "absent vip 10.0.0.9\n");
+      assert.equal(await saved(net, ns), leftover);
     });
   },
 });
@@ -366,11 +374,13 @@ Deno.test({
         replace: false,
       });
       await nft(first.steps[0].replaceAll("queue to 0-3", "accept"));
+      // Read back with nfqlb's accept rules as the queue rules they stand for.
       const read = async () => {
         const json = await net.run(ns, ["nft", "-j", "list", "table", "inet", "nfqlb"]);
-        const s = parseNftState(json);
-        assert.deepEqual(s.problems, ["no queue rule in chain nfqlb"]);
-        return { ...s, spec, problems: [] }; // as if the queue rules were there
+        return parseNftState(json.replaceAll(
+          /("@ipv[46]-vips"\}\}, \{"counter": \{"packets": \d+, "bytes": \d+\}\}, )\{"accept": null\}/g,
+          '$1{"queue": {"num": {"range": [0, 3]}}}',
+        ));
       };
       const request = (mode: "apply" | "delete", v: string[]) => ({
         vips: v.map((x) => parseVip(x) as Vip),
@@ -379,6 +389,8 @@ Deno.test({
         replace: false,
       });
       const texts = async () => (await read()).vips.map((v) => v.text);
+      const state = await read();
+      assert.deepEqual([state.spec, state.problems, state.foreignObjects], [spec, [], []]);
 
       let plan = planNft(await read(), request("apply", ["10.0.0.2", "2000::/64"]));
       assert.equal(plan.steps.length, 1);
@@ -394,6 +406,35 @@ Deno.test({
       await nft(plan.steps[0]);
       const gone = await net.exec(ns, ["nft", "list", "table", "inet", "nfqlb"]);
       assert.notEqual(gone.code, 0, "the table went with the last VIP");
+
+      // A chain and a rule of the operator's in the table: deleting the last VIPs keeps them.
+      await nft(first.steps[0].replaceAll("queue to 0-3", "accept"));
+      await nft(
+        "add chain inet nfqlb operator-own\n" +
+          "add rule inet nfqlb operator-own counter accept\n" +
+          'add rule inet nfqlb nfqlb log prefix "operator"\n',
+      );
+      const own = await net.run(ns, ["nft", "list", "table", "inet", "nfqlb"]);
+      plan = planNft(await read(), request("delete", ["10.0.0.1", "1000::1"]));
+      assert.match(plan.lines.at(-1)!, /^kept table inet nfqlb \(it holds 1 chain and 2 rules /);
+      await nft(plan.steps[0]);
+      assert.deepEqual(await texts(), []);
+      const kept = await net.run(ns, ["nft", "list", "table", "inet", "nfqlb"]);
+      assert.equal(
+        kept,
+        own.replace(/\t\telements = \{ [^}]* \}\n/g, ""),
+        "only the elements went",
+      );
+      // Nothing of the request in place: nothing planned, even for a table without VIPs.
+      assert.deepEqual(planNft(await read(), request("delete", ["10.0.0.9"])).steps, []);
+      // A rewrite (other queues) would remove them: refused.
+      plan = planNft(await read(), {
+        ...request("apply", ["10.0.0.1"]),
+        spec: { ...spec, first: 4, last: 7 },
+        replace: true,
+      });
+      assert.equal(plan.refusals.length, 2);
+      assert.deepEqual(plan.steps, []);
     });
   },
 });

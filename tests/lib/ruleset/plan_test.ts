@@ -341,8 +341,11 @@ Deno.test("plan iptables: a VIP with rules missing is repaired, a missing jump a
 // -------------------------------------------------------------------------------------------
 // nft style
 
-/** `nft -j list table inet nfqlb` of a table `ruleset --style=nft` wrote (nft 1.0.6's form). */
-function nftJson(v4: unknown[], v6: unknown[], queue: unknown, fastpath = false): string {
+/**
+ * `nft -j list table inet nfqlb` of a table `ruleset --style=nft` wrote (nft 1.0.6's form);
+ * without `queue`, without its queue rules.
+ */
+function nftJson(v4: unknown[], v6: unknown[], queue?: unknown, fastpath = false): string {
   const set = (name: string, elem: unknown[]) => ({
     set: {
       family: "inet",
@@ -358,8 +361,9 @@ function nftJson(v4: unknown[], v6: unknown[], queue: unknown, fastpath = false)
   const match = (left: unknown, right: unknown) => ({ match: { op: "==", left, right } });
   const daddr = (p: string, s: string) => match({ payload: { protocol: p, field: "daddr" } }, s);
   const mark = fastpath ? [match({ meta: { key: "mark" } }, 0)] : [];
+  let handle = 7;
   const rule = (chain: string, expr: unknown[]) => ({
-    rule: { family: "inet", table: "nfqlb", chain, handle: 7, expr },
+    rule: { family: "inet", table: "nfqlb", chain, handle: handle++, expr },
   });
   const counter = { counter: { packets: 0, bytes: 0 } };
   return JSON.stringify({
@@ -369,13 +373,15 @@ function nftJson(v4: unknown[], v6: unknown[], queue: unknown, fastpath = false)
       set("ipv4-vips", v4),
       set("ipv6-vips", v6),
       ...["nfqlb", "nfqlb-local", "defrag", "defrag-local"].map(chain),
-      rule("nfqlb", [...mark, daddr("ip", "@ipv4-vips"), counter, queue]),
-      rule("nfqlb", [...mark, daddr("ip6", "@ipv6-vips"), counter, queue]),
-      rule("nfqlb-local", [
-        match({ meta: { key: "l4proto" } }, "icmp"),
-        daddr("ip", "@ipv4-vips"),
-        counter,
-        queue,
+      ...(queue === undefined ? [] : [
+        rule("nfqlb", [...mark, daddr("ip", "@ipv4-vips"), counter, queue]),
+        rule("nfqlb", [...mark, daddr("ip6", "@ipv6-vips"), counter, queue]),
+        rule("nfqlb-local", [
+          match({ meta: { key: "l4proto" } }, "icmp"),
+          daddr("ip", "@ipv4-vips"),
+          counter,
+          queue,
+        ]),
       ]),
       rule("defrag", [daddr("ip", "@ipv4-vips"), { notrack: null }]),
     ],
@@ -405,10 +411,20 @@ Deno.test("parseNftState: VIPs of both sets, the queues, fastpath, what is not n
     fastpath: false,
   });
   assert.deepEqual(parseNftState(nftJson([], [], { queue: null })).spec?.first, 0);
-  // Captured with `accept` for the queue statement: no queue rule, so not nfqlb's shape.
-  assert.deepEqual(parseNftState(nftJson(["10.0.0.1"], [], { accept: null })).problems, [
-    "no queue rule in chain nfqlb",
+  // Captured with `accept` for the queue statement: no queue rule, so not nfqlb's shape, and
+  // the accept rules are not nfqlb's.
+  const accept = parseNftState(nftJson(["10.0.0.1"], [], { accept: null }));
+  assert.deepEqual(accept.problems, ["no queue rule in chain nfqlb"]);
+  assert.deepEqual(accept.foreignObjects, [
+    "rule nfqlb handle 7",
+    "rule nfqlb handle 8",
+    "rule nfqlb-local handle 9",
   ]);
+  // Queue rules with flags or other matches are not nfqlb's either.
+  const flags = parseNftState(nftJson([], [], { queue: { num: 2, flags: ["bypass"] } }));
+  assert.deepEqual(flags.foreignObjects.length, 3);
+  assert.deepEqual(flags.problems, ["no queue rule in chain nfqlb"]);
+  assert.deepEqual(parseNftState(nftJson([], [], Q03_JSON)).foreignObjects, []);
   assert.throws(() => parseNftState("{}"), /no `nftables` array/);
 });
 
@@ -460,12 +476,20 @@ Deno.test("plan nft: other queues refused; --replace rewrites the table, saying 
 });
 
 Deno.test("plan nft: a table not as nfqlb writes it is refused (--replace rewrites it)", () => {
-  const state = parseNftState(nftJson(["10.0.0.1"], [], { accept: null }));
+  const state = parseNftState(nftJson(["10.0.0.1"], []));
   const plan = planNft(state, req("apply", ["10.0.0.2"]));
   assert.deepEqual(plan.refusals, [
     "table inet nfqlb is not as nfqlb writes it (no queue rule in chain nfqlb): --replace rewrites it",
   ]);
   assert.equal(planNft(state, req("apply", ["10.0.0.2"], Q03, true)).steps.length, 1);
+  // With rules nfqlb did not write (accept for queue), the rewrite would remove them: refused.
+  const accept = parseNftState(nftJson(["10.0.0.1"], [], { accept: null }));
+  assert.deepEqual(planNft(accept, req("apply", ["10.0.0.2"], Q03, true)).refusals, [
+    "table inet nfqlb holds 3 rules nfqlb did not write: rule nfqlb handle 7," +
+    " rule nfqlb handle 8, rule nfqlb-local handle 9",
+    "  writing it anew as nfqlb writes it (no queue rule in chain nfqlb) would remove them:" +
+    " remove them first (`nft -a list table inet nfqlb` shows the handles)",
+  ]);
 });
 
 Deno.test("plan nft: delete removes the elements given, the table with the last; absent said", () => {
@@ -480,4 +504,134 @@ Deno.test("plan nft: delete removes the elements given, the table with the last;
   assert.deepEqual(all.lines.at(-1), "removed table inet nfqlb");
   assert.deepEqual(all.steps, ["delete table inet nfqlb\n"]);
   assert.deepEqual(planNft(NO_NFT_TABLE, req("delete", ["10.0.0.1"])).steps, []);
+  // An element nfqlb did not write keeps the table.
+  const range = parseNftState(
+    nftJson(["10.0.0.1", { range: ["10.0.0.5", "10.0.0.9"] }], [], Q03_JSON),
+  );
+  const last = planNft(range, req("delete", ["10.0.0.1"]));
+  assert.deepEqual(last.lines, [
+    "removed vip 10.0.0.1 queue 0:3",
+    'kept table inet nfqlb (it holds 1 element nfqlb did not write: element {"range":["10.0.0.5","10.0.0.9"]})',
+  ]);
+  assert.deepEqual(last.steps, ["delete element inet nfqlb ipv4-vips { 10.0.0.1 }\n"]);
+});
+
+Deno.test("plan iptables: deleting only absent VIPs changes nothing, even leftover empty chains", () => {
+  // IPv6 chains and jumps without rules (left by hand, or by a step undone by hand).
+  const state = saved(["10.0.0.1", "1000::1"]);
+  for (const t of ["mangle", "raw"]) {
+    const table = state.get(`ip6tables ${t}`)!;
+    for (const c of ["nfqlb", "nfqlb-local", "nfqlb-defrag", "nfqlb-defrag-local"]) {
+      if (table.has(c)) table.set(c, []);
+    }
+  }
+  const absent = planIptables(state, req("delete", ["2000::1", "10.0.0.9"]));
+  assert.deepEqual(absent.lines, ["absent vip 2000::1", "absent vip 10.0.0.9"]);
+  assert.deepEqual(absent.steps, []);
+  // A family's chains go only when this command removes its last VIP: 10.0.0.1's do, the empty
+  // IPv6 chains stay.
+  const v4 = planIptables(state, req("delete", ["10.0.0.1", "2000::1"]));
+  assert.deepEqual(v4.lines.slice(0, 3), [
+    "removed vip 10.0.0.1 queue 0:3",
+    "absent vip 2000::1",
+    "removed chain iptables mangle nfqlb",
+  ]);
+  assert.deepEqual(v4.steps.map((s) => s.cmd), ["iptables", "iptables"]);
+});
+
+/**
+ * `nft -j list table inet nfqlb` (nft 1.0.6) of `ruleset --vip=10.0.0.1,1000::1 --style=nft
+ * --fastpath` as written in a namespace with `accept` for the queue statement, then
+ * `nft add chain inet nfqlb operator-own`, `nft add rule inet nfqlb nfqlb log prefix operator`,
+ * `nft add rule inet nfqlb operator-own counter accept`; nfqlb's four queue rules get their
+ * `queue to 0-3` back here.
+ */
+const FOREIGN_JSON = Deno.readTextFileSync(
+  new URL("../../testdata/ruleset/nft_foreign.json", import.meta.url),
+).replaceAll(
+  /("@ipv[46]-vips"\}\}, \{"counter": \{"packets": 0, "bytes": 0\}\}, )\{"accept": null\}/g,
+  '$1{"queue": {"num": {"range": [0, 3]}}}',
+);
+const FOREIGN_LINE = "kept table inet nfqlb (it holds 1 chain and 2 rules nfqlb did not write:" +
+  " chain operator-own, rule nfqlb handle 16, rule operator-own handle 17)";
+const Q03F: QueueSpec = { ...Q03, fastpath: true };
+
+Deno.test("plan nft: delete keeps the table and chain nfqlb did not write, deleting elements only", () => {
+  const state = parseNftState(FOREIGN_JSON);
+  assert.deepEqual(state.spec, Q03F);
+  assert.deepEqual(state.problems, []);
+  assert.deepEqual(state.vips.map((v) => v.text), ["10.0.0.1", "1000::1"]);
+  assert.deepEqual(state.foreignObjects, [
+    "chain operator-own",
+    "rule nfqlb handle 16",
+    "rule operator-own handle 17",
+  ]);
+  const one = planNft(state, req("delete", ["10.0.0.1"]));
+  assert.deepEqual(one.lines, ["removed vip 10.0.0.1 queue 0:3 fastpath"]);
+  assert.deepEqual(one.steps, ["delete element inet nfqlb ipv4-vips { 10.0.0.1 }\n"]);
+  const all = planNft(state, req("delete", ["10.0.0.1", "1000::1"]));
+  assert.deepEqual(all.lines, [
+    "removed vip 10.0.0.1 queue 0:3 fastpath",
+    "removed vip 1000::1 queue 0:3 fastpath",
+    FOREIGN_LINE,
+  ]);
+  assert.deepEqual(all.steps, [
+    "delete element inet nfqlb ipv4-vips { 10.0.0.1 }\n" +
+    "delete element inet nfqlb ipv6-vips { 1000::1 }\n",
+  ]);
+  // Also with nothing but the log rule nfqlb did not write.
+  const logOnly = parseNftState(
+    JSON.stringify({
+      nftables: (JSON.parse(FOREIGN_JSON).nftables as Record<string, Record<string, unknown>>[])
+        .filter((i) => i.chain?.name !== "operator-own" && i.rule?.chain !== "operator-own"),
+    }),
+  );
+  const del = planNft(logOnly, req("delete", ["10.0.0.1", "1000::1"]));
+  assert.equal(del.steps.length, 1);
+  assert.doesNotMatch(del.steps[0], /delete table/);
+  assert.match(del.lines.at(-1)!, /^kept table inet nfqlb \(it holds 1 rule nfqlb did not write: /);
+});
+
+Deno.test("plan nft: deleting only absent VIPs changes nothing, even a table without VIPs", () => {
+  for (
+    const state of [
+      parseNftState(nftJson([], [], Q03_JSON)),
+      parseNftState(FOREIGN_JSON.replace(/, "elem": \[[^\]]*\]/g, "")),
+    ]
+  ) {
+    assert.deepEqual(state.vips, []);
+    const plan = planNft(state, req("delete", ["10.0.0.9"]));
+    assert.deepEqual(plan.lines, ["absent vip 10.0.0.9"]);
+    assert.deepEqual(plan.steps, []);
+  }
+});
+
+Deno.test("plan nft: --replace refuses to rewrite a table holding what nfqlb did not write", () => {
+  const state = parseNftState(FOREIGN_JSON);
+  const plan = planNft(state, req("apply", ["10.0.0.2"], Q47, true));
+  assert.deepEqual(plan.steps, []);
+  assert.deepEqual(plan.lines, []);
+  assert.deepEqual(plan.refusals, [
+    "table inet nfqlb holds 1 chain and 2 rules nfqlb did not write: chain operator-own," +
+    " rule nfqlb handle 16, rule operator-own handle 17",
+    "  writing it anew for queue 4:7 would remove them: remove them first" +
+    " (`nft -a list table inet nfqlb` shows the handles), or request the queues in place" +
+    " (queue 0:3 fastpath)",
+  ]);
+  // Without VIPs, other queues are a rewrite too (no --replace needed): refused the same way.
+  const empty = parseNftState(FOREIGN_JSON.replace(/, "elem": \[[^\]]*\]/g, ""));
+  assert.deepEqual(planNft(empty, req("apply", ["10.0.0.2"], Q47)).refusals, plan.refusals);
+  // The same queues need no rewrite: the elements change, the rest stays.
+  const same = planNft(state, req("apply", ["10.0.0.2"], Q03F, true));
+  assert.deepEqual(same.refusals, []);
+  assert.deepEqual(same.lines, [
+    "added vip 10.0.0.2 queue 0:3 fastpath",
+    "removed vip 10.0.0.1 queue 0:3 fastpath",
+    "removed vip 1000::1 queue 0:3 fastpath",
+  ]);
+  assert.deepEqual(same.steps, [
+    "delete element inet nfqlb ipv4-vips { 10.0.0.1 }\n" +
+    "delete element inet nfqlb ipv6-vips { 1000::1 }\n" +
+    "add element inet nfqlb ipv4-vips { 10.0.0.2 }\n",
+  ]);
 });
