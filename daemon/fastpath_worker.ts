@@ -12,9 +12,10 @@
  *   and the trace mask: on a change it first moves to a new epoch (offers
  *   decided before it are dropped) and then switches the rules to the other
  *   side's maps, which are empty; the old side is emptied step by step
- *   (./fastpath_writer.ts does the nf_tables part). A switch that fails removes
- *   the table (nothing is marked), which is created again at once, then every
- *   {@link RESTORE_MS} while that fails;
+ *   (./fastpath_writer.ts does the nf_tables part). A switch that fails, or a
+ *   socket that fails in any other request (an add, a removal step, a counter
+ *   read), removes the table (nothing is marked), which is created again at
+ *   once, then every {@link RESTORE_MS} while that fails;
  * - keeps the status object (`nfqlb-fastpath.<netns>.<table>`) up to date,
  *   with the kernel's hit counters read once a second.
  * Nothing here runs on the packet path.
@@ -300,6 +301,22 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.notify(ch, FP_FLOWS_FLUSHED);
       Atomics.notify(ch, FP_TRACES_FLUSHED);
     };
+    /**
+     * The socket failed outside a switch (problem `p`): the writer has removed the table. Offers
+     * of the epoch (and the admission's memory of what was added) are void, the maps are empty.
+     */
+    const lost = (p: NftProblem) => {
+      epoch = (epoch + 1) | 0;
+      Atomics.store(ch, FP_EPOCH, epoch);
+      elements.clear();
+      pending[0].count = pending[1].count = 0;
+      scope.postMessage({ type: "socket", fd: -1 });
+      warn({
+        errno: p.errno,
+        what: `${p.what}; the table is removed (no packet is marked) and created again`,
+      });
+      nextRestore = 0;
+    };
     /** After a failed switch: create the table again, with empty maps. */
     const restore = (now: number) => {
       const p = writer.restore();
@@ -345,6 +362,9 @@ async function run(start: FastPathStart): Promise<void> {
       if (problem === undefined) {
         v[F_ADDS] += p.count;
         elements.added(p.count, now);
+      } else if (!writer.up) {
+        v[F_ADD_FAILURES] += p.count;
+        lost(problem); // empties `pending`
       } else {
         v[F_ADD_FAILURES] += p.count;
         for (let i = 0; i < p.count; i++) admission.forget(p.keys, i * KEY6_LEN, keyLen(f));
@@ -359,9 +379,10 @@ async function run(start: FastPathStart): Promise<void> {
       p.count = 0;
     };
     const readHits = () => {
-      const [h4, h6] = writer.hits();
-      if (h4 !== undefined) v[F_HITS4] = h4;
-      if (h6 !== undefined) v[F_HITS6] = h6;
+      const h = writer.hits();
+      if (h.v4 !== undefined) v[F_HITS4] = h.v4;
+      if (h.v6 !== undefined) v[F_HITS6] = h.v6;
+      if (h.problem !== undefined) lost(h.problem);
     };
 
     const idle = new Int32Array(new SharedArrayBuffer(4));
@@ -407,9 +428,10 @@ async function run(start: FastPathStart): Promise<void> {
       send(0, now);
       send(1, now);
       // Empty the side not in use, a step at a time between scans and adds.
-      if (writer.dirty((1 - writer.side) as Side)) {
+      if (writer.up && writer.dirty((1 - writer.side) as Side)) {
         const p = writer.cleanStep();
-        if (p !== undefined) warn(p);
+        if (p !== undefined && writer.up) warn(p);
+        else if (p !== undefined) lost(p);
       }
       if (now >= nextCount) {
         let drops = 0;

@@ -4,16 +4,18 @@
  * per-family batches, switch sides on a change, empty the side not in use step by step
  * (or whole, where the kernel cannot remove elements by key without an error for a missing
  * one, before Linux 6.3, or where the key log overflowed), read the hit counters. Every
- * request is acknowledged; a failure is returned, never thrown, except for a socket that
- * fails (LibcError) outside a switch.
+ * request is acknowledged; a failure is returned, never thrown.
  *
  * Sequence numbers are 32 bits on the wire: the writer keeps them wrapped ({@link nextSeq})
  * and matches the kernel's answers by that value, so it runs past 2^32 messages.
  *
  * A switch that fails (refused, or no answer) removes the table: the writer closes its socket,
  * and the kernel deletes an owned table with its hook before `close` returns, which no error
- * can prevent. Nothing is marked until {@link FastPathTableWriter.restore} has created it again,
- * with empty maps, on a new socket.
+ * can prevent. So does a socket that fails (LibcError: a send refused with ENOBUFS or ENOMEM,
+ * no answer within the receive timeout) in any other request, an add, a removal step or a
+ * counter read: what the kernel made of the request and whether a late answer will confuse
+ * the next one are unknown. Nothing is marked until {@link FastPathTableWriter.restore} has
+ * created the table again, with empty maps, on a new socket.
  * @module
  */
 import { type NftChannel, NftSocket } from "../ffi/nft_socket.ts";
@@ -65,6 +67,14 @@ export const keyLen = (f: number): number => f === 0 ? KEY4_LEN : KEY6_LEN;
 export interface NftProblem {
   readonly errno: number;
   readonly what: string;
+}
+
+/** What {@link FastPathTableWriter.hits} read. */
+export interface Hits {
+  readonly v4: number | undefined;
+  readonly v6: number | undefined;
+  /** The socket failed: the table is removed. */
+  readonly problem?: NftProblem;
 }
 
 /** Elements waiting to be added, one family. */
@@ -205,8 +215,29 @@ export class FastPathTableWriter {
     return this.#destroy;
   }
 
-  /** Add `p`'s elements to the side in use (one batch); the problem, if the kernel refused. */
+  /**
+   * A socket failure `e` (anything else is rethrown) of request `what`: the table is removed
+   * (the socket closed), {@link up} turns false.
+   */
+  #lost(e: unknown, what: string): NftProblem {
+    if (!(e instanceof LibcError)) throw e;
+    this.#drop();
+    return { errno: e.errno, what: `${what}: ${e.call}` };
+  }
+
+  /**
+   * Add `p`'s elements to the side in use (one batch); the problem, if the kernel refused, or
+   * if the socket failed (the table is then removed: {@link up} is false).
+   */
   add(p: PendingAdds): NftProblem | undefined {
+    try {
+      return this.#add(p);
+    } catch (e) {
+      return this.#lost(e, "add elements");
+    }
+  }
+
+  #add(p: PendingAdds): NftProblem | undefined {
     const nl = this.#nl;
     if (nl === undefined) return removed("add elements");
     const b = this.#b;
@@ -239,9 +270,18 @@ export class FastPathTableWriter {
 
   /**
    * One step of emptying the side not in use: up to {@link CLEAN_STEP} logged keys per
-   * family removed, or both maps flushed whole (no removal by key, or an overflowed log).
+   * family removed, or both maps flushed whole (no removal by key, or an overflowed log). A
+   * socket failure removes the table ({@link up} false) and is returned.
    */
   cleanStep(): NftProblem | undefined {
+    try {
+      return this.#cleanStep();
+    } catch (e) {
+      return this.#lost(e, "empty a map");
+    }
+  }
+
+  #cleanStep(): NftProblem | undefined {
     const nl = this.#nl;
     if (nl === undefined) return removed("empty a map");
     const other = (1 - this.side) as Side;
@@ -353,17 +393,24 @@ export class FastPathTableWriter {
     this.#drop();
   }
 
-  /** Packets of the hit counters (IPv4, IPv6); undefined for one that could not be read. */
-  hits(): [number | undefined, number | undefined] {
+  /**
+   * Packets of the hit counters (`v4`, `v6`: undefined for one that could not be read). A
+   * socket failure removes the table ({@link up} false) and is returned as `problem`.
+   */
+  hits(): Hits {
     const out: [number | undefined, number | undefined] = [undefined, undefined];
     const nl = this.#nl;
-    if (nl === undefined) return out;
-    for (const [i, name] of [HITS4, HITS6].entries()) {
-      this.#b.reset();
-      getCounter(this.#b, this.#take(), this.#t.table, name);
-      const reply = nl.request(this.#b.bytes, this.#b.length);
-      out[i] = parseCounterObject(reply, reply.length)?.packets;
+    if (nl === undefined) return { v4: undefined, v6: undefined };
+    try {
+      for (const [i, name] of [HITS4, HITS6].entries()) {
+        this.#b.reset();
+        getCounter(this.#b, this.#take(), this.#t.table, name);
+        const reply = nl.request(this.#b.bytes, this.#b.length);
+        out[i] = parseCounterObject(reply, reply.length)?.packets;
+      }
+    } catch (e) {
+      return { v4: undefined, v6: undefined, problem: this.#lost(e, "read the hit counters") };
     }
-    return out;
+    return { v4: out[0], v6: out[1] };
   }
 }

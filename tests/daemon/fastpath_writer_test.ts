@@ -8,7 +8,11 @@
  *   never came, and the writer died);
  * - a failed side switch (refused by the kernel, its answer lost, or the emptying before it
  *   refused) leaves no table, so nothing can be marked with an old decision, and the table is
- *   created again with empty maps.
+ *   created again with empty maps;
+ * - a socket that fails outside a switch (a send refused with ENOBUFS, no answer within the
+ *   receive timeout, for an add, a removal step or a counter read) removes the table the same
+ *   way instead of throwing (before, the writer thread died and the fast path stayed off for the
+ *   daemon's life), and the table is created again.
  */
 import assert from "node:assert/strict";
 import { isRoot, withTestNet } from "../../testkit/netns.ts";
@@ -121,5 +125,46 @@ Deno.test({
     ]);
     assert.deepEqual(byName("closed").kernel, gone);
     assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
+  },
+});
+
+Deno.test({
+  name:
+    "fast-path writer: a socket failure outside a switch removes the table instead of throwing; it is created again",
+  ignore: !ROOT,
+  async fn() {
+    const steps = await probe("socket-failure") as {
+      name: string;
+      problem: { errno: number; what: string } | null;
+      thrown?: string;
+      up: boolean;
+      side: number;
+      kernel: KernelView;
+    }[];
+    const byName = (name: string, nth = 0) => steps.filter((s) => s.name === name)[nth];
+    const gone = { exists: false, ruleMaps: [], elements: {} };
+    const fresh = { exists: true, ruleMaps: ["fp4a", "fp6a"], elements: EMPTY };
+    assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
+    for (
+      const [name, problem] of [
+        ["add: send fails", { errno: 105, what: "add elements: send" }],
+        ["add: no answer", { errno: 11, what: "add elements: recv (no answer from nf_tables)" }],
+        ["emptying step: no answer", {
+          errno: 11,
+          what: "empty a map: recv (no answer from nf_tables)",
+        }],
+        ["counter read: no answer", { errno: 11, what: "read the hit counters: recv" }],
+      ] as const
+    ) {
+      const s = byName(name);
+      assert.deepEqual([s.problem, s.up, s.kernel], [problem, false, gone], name);
+    }
+    for (let i = 0; i < 4; i++) {
+      const r = byName("restore", i);
+      assert.deepEqual([r.problem, r.up, r.side, r.kernel], [null, true, 0, fresh], `restore ${i}`);
+    }
+    const read = byName("counter read");
+    assert.deepEqual([read.problem, read.up], [null, true]);
+    assert.deepEqual(byName("closed").kernel, gone);
   },
 });
