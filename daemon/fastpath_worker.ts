@@ -22,7 +22,7 @@
  * @module
  */
 import { createStatusObject, fastPathStatusName } from "./fastpath_wait.ts";
-import { type ShmMapping, unlinkShm } from "../ffi/shm.ts";
+import { type ShmMapping, unlinkShmIfSame } from "../ffi/shm.ts";
 import { LibcError, strerror } from "../ffi/libc.ts";
 import { KEY4_LEN, KEY6_LEN, type Side } from "../lib/fastpath/nft_table.ts";
 import { OfferReader } from "../lib/fastpath/offer_ring.ts";
@@ -40,7 +40,6 @@ import {
   F_MAX_FLUSH_US,
   F_RING_DROPS,
   F_SCANS,
-  statusPid,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import { type FlowSnapshot, matchingFlows } from "../lib/flow/store.ts";
@@ -454,14 +453,14 @@ async function run(start: FastPathStart): Promise<void> {
     for (const t of watched.values()) t.close();
     trace?.close();
     if (status !== undefined) {
-      // Before the table goes: until then no other daemon can have made an object of this name.
-      const mine = statusPid(status.buffer) === Deno.pid;
-      status.close();
+      // Only if the name still is our object: after it was removed by hand, another daemon with
+      // this table may have made its own (while our table was down after a failed switch).
       try {
-        if (mine) unlinkShm(name);
+        unlinkShmIfSame(status);
       } catch {
         // removed by hand: nothing left to do
       }
+      status.close();
     }
     w?.close(); // the kernel removes the owned table with the socket
     // Nobody waits for a switch that will not come.
