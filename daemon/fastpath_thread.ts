@@ -70,13 +70,17 @@ export async function startFastPath(
   const isReady = new Promise<void>((res, rej) => [ready, failed] = [res, rej]);
   const done = new Promise<void>((res) => stopped = res);
   let started = false;
-  /** The writer's nf_tables socket: closed here if the thread dies, so its table goes too. */
-  let fd = -1;
+  /**
+   * The fd of the writer's live nf_tables socket (-1: none), which the writer keeps up to date:
+   * closed here if the thread dies, so its table goes too. A word, not messages: a message
+   * telling of a new socket could still be queued when the error arrives.
+   */
+  const fd = new Int32Array(new SharedArrayBuffer(4));
+  fd[0] = -1;
   w.onmessage = (e: MessageEvent<FastPathMessage>) => {
     const m = e.data;
     if (m.type === "ready") {
       started = true;
-      fd = m.fd;
       if (!m.removesByKey) {
         io.err(
           logLine(
@@ -89,7 +93,6 @@ export async function startFastPath(
       ready();
     } else if (m.type === "warning") io.err(logLine(LOG_WARNING, m.message) + "\n");
     else if (m.type === "notice") io.err(logLine(LOG_NOTICE, m.message) + "\n");
-    else if (m.type === "socket") fd = m.fd;
     else if (m.type === "error") {
       if (!started) failed(new FastPathError(m.message));
       else {
@@ -112,8 +115,9 @@ export async function startFastPath(
       );
     }
     w.terminate();
-    if (fd >= 0) closeFd(fd); // the kernel removes the owned table: every packet is queued
-    fd = -1;
+    // Taken out of the word: the writer closes a socket only if it still finds it there.
+    const live = Atomics.exchange(fd, 0, -1);
+    if (live >= 0) closeFd(live); // the kernel removes the owned table: every packet is queued
     stopped();
   };
   const start: FastPathStart = {
@@ -122,6 +126,7 @@ export async function startFastPath(
     ftShm: c.ftShm,
     rings,
     channel,
+    fd: fd.buffer as SharedArrayBuffer,
     stop,
     applied: flows?.applied,
     version: flows?.version,

@@ -89,6 +89,11 @@ export interface FastPathStart {
   readonly rings: readonly SharedArrayBuffer[];
   /** The words of lib/fastpath/channel.ts. */
   readonly channel: SharedArrayBuffer;
+  /**
+   * Int32 [0]: the fd of the writer's live nf_tables socket, -1 while there is none (the
+   * writer keeps it, `Atomics`; the main thread closes that socket if this thread dies).
+   */
+  readonly fd: SharedArrayBuffer;
   /** flowlb: the flow version word the main thread stores after posting a snapshot. */
   readonly version?: SharedArrayBuffer;
   readonly stop: SharedArrayBuffer;
@@ -101,12 +106,10 @@ export interface FastPathStart {
 
 /** What the thread tells the main thread. */
 export type FastPathMessage =
-  | { type: "ready"; fd: number; removesByKey: boolean }
+  | { type: "ready"; removesByKey: boolean }
   | { type: "error"; message: string }
   | { type: "warning"; message: string }
   | { type: "notice"; message: string }
-  /** The writer's socket changed (-1: the table is removed after a failed switch). */
-  | { type: "socket"; fd: number }
   | { type: "stopped" };
 
 const scope = self as unknown as {
@@ -203,7 +206,7 @@ async function run(start: FastPathStart): Promise<void> {
       size: c.size,
       timeoutMs: c.timeoutMs,
       priority: PRIORITY,
-    });
+    }, { fdWord: new Int32Array(start.fd) });
     const problem = writer.setup();
     if (problem !== undefined) {
       scope.postMessage({ type: "error", message: setupProblem(c.table, problem.errno) });
@@ -237,7 +240,7 @@ async function run(start: FastPathStart): Promise<void> {
         }
       }
     };
-    scope.postMessage({ type: "ready", fd: writer.fd, removesByKey: writer.removesByKey });
+    scope.postMessage({ type: "ready", removesByKey: writer.removesByKey });
 
     const readers = start.rings.map((r) => new OfferReader(r));
     const admission = new Admission(1 << 16, c.minPackets, c.timeoutMs);
@@ -282,7 +285,6 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.store(ch, FP_EPOCH, epoch);
       const p = writer.switchSides();
       if (p !== undefined) {
-        scope.postMessage({ type: "socket", fd: -1 });
         warn({
           errno: p.errno,
           what: `${p.what}; the table is removed (no packet is marked) and created again`,
@@ -309,7 +311,6 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.store(ch, FP_EPOCH, epoch);
       elements.clear();
       pending[0].count = pending[1].count = 0;
-      scope.postMessage({ type: "socket", fd: -1 });
       warn({
         errno: p.errno,
         what: `${p.what}; the table is removed (no packet is marked) and created again`,
@@ -324,7 +325,6 @@ async function run(start: FastPathStart): Promise<void> {
         nextRestore = now + RESTORE_MS;
         return;
       }
-      scope.postMessage({ type: "socket", fd: writer.fd });
       scope.postMessage({
         type: "notice",
         message: `fastpath: table inet ${c.table} created again`,

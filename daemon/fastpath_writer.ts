@@ -106,11 +106,19 @@ export interface WriterOptions {
   readonly firstSeq?: number;
   /** Opens a socket: at construction, and for each re-creation after a failed switch. */
   readonly open?: () => NftChannel;
+  /**
+   * A shared word (`Int32Array`, index 0) where the writer keeps the fd of its live socket, -1
+   * while there is none ({@link FastPathTableWriter.fd}): the main thread reads it if the writer
+   * thread dies, and closes that socket so its table goes. Whoever swaps the fd out of the word
+   * (`Atomics.compareExchange` here, `Atomics.exchange` there) closes it, so it is closed once.
+   */
+  readonly fdWord?: Int32Array;
 }
 
 /** The daemon's table, through its socket. */
 export class FastPathTableWriter {
   readonly #open: () => NftChannel;
+  readonly #fdWord: Int32Array | undefined;
   /** The socket; undefined while the table is removed (after a failed switch). */
   #nl: NftChannel | undefined;
   readonly #t: FastPathTable;
@@ -133,7 +141,14 @@ export class FastPathTableWriter {
     this.#seq = (opts.firstSeq ?? 1) >>> 0;
     const cap = Math.min(t.size, LOG_LIMIT);
     this.#logs = [0, 1].map(() => [new KeyLog(KEY4_LEN, cap), new KeyLog(KEY6_LEN, cap)]);
+    this.#fdWord = opts.fdWord;
     this.#nl = this.#open();
+    this.#publish(this.#nl);
+  }
+
+  /** Store the live socket's fd in the shared word. */
+  #publish(nl: NftChannel): void {
+    if (this.#fdWord !== undefined) Atomics.store(this.#fdWord, 0, nl.fd);
   }
 
   /** The socket's file descriptor, -1 while the table is removed. */
@@ -356,7 +371,14 @@ export class FastPathTableWriter {
    * hook before `close` returns, and cannot fail to). What the logs held went with it.
    */
   #drop(): void {
-    this.#nl?.close();
+    const nl = this.#nl;
+    const w = this.#fdWord;
+    // Not if the main thread took the fd from the word (this thread was given up for dead).
+    if (
+      nl !== undefined && (w === undefined || Atomics.compareExchange(w, 0, nl.fd, -1) === nl.fd)
+    ) {
+      nl.close();
+    }
     this.#nl = undefined;
     this.side = 0;
     this.#handles = [-1, -1];
@@ -376,6 +398,7 @@ export class FastPathTableWriter {
       if (!(e instanceof LibcError)) throw e;
       return { errno: e.errno, what: "re-create the table" };
     }
+    this.#publish(this.#nl);
     let p: NftProblem | undefined;
     try {
       p = this.setup();

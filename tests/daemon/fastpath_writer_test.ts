@@ -12,7 +12,12 @@
  * - a socket that fails outside a switch (a send refused with ENOBUFS, no answer within the
  *   receive timeout, for an add, a removal step or a counter read) removes the table the same
  *   way instead of throwing (before, the writer thread died and the fast path stayed off for the
- *   daemon's life), and the table is created again.
+ *   daemon's life), and the table is created again;
+ * - the writer keeps its live socket's fd in a shared word for the main thread (which closes it
+ *   if the writer thread dies, so the table goes): -1 while the table is removed, the new fd
+ *   after a re-creation, and a socket the main thread took from the word is not closed again by
+ *   the writer (before, the main thread followed the fd through messages that could arrive
+ *   after the thread's error).
  */
 import assert from "node:assert/strict";
 import { isRoot, withTestNet } from "../../testkit/netns.ts";
@@ -166,5 +171,42 @@ Deno.test({
     const read = byName("counter read");
     assert.deepEqual([read.problem, read.up], [null, true]);
     assert.deepEqual(byName("closed").kernel, gone);
+  },
+});
+
+Deno.test({
+  name:
+    "fast-path writer: the shared fd word follows the live socket; a socket taken from it is the taker's",
+  ignore: !ROOT,
+  async fn() {
+    const steps = await probe("fd-word") as {
+      name: string;
+      problem: { errno: number } | null;
+      thrown?: string;
+      up: boolean;
+      word: number;
+      fd: number;
+      taken?: boolean;
+      open?: boolean;
+      kernel: KernelView;
+    }[];
+    const byName = (name: string) => steps.find((s) => s.name === name)!;
+    assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
+    const setup = byName("setup");
+    assert.ok(setup.fd >= 0 && setup.word === setup.fd, JSON.stringify(setup));
+    const refused = byName("switch refused");
+    assert.deepEqual([refused.up, refused.fd, refused.word], [false, -1, -1]);
+    const restore = byName("restore");
+    assert.ok(
+      restore.up && restore.fd >= 0 && restore.word === restore.fd,
+      JSON.stringify(restore),
+    );
+    // The writer dropped a socket the main thread had taken: left open for the taker to close.
+    const lost = byName("add: no answer, fd taken");
+    assert.deepEqual(
+      [lost.problem?.errno, lost.up, lost.fd, lost.word, lost.taken, lost.open, lost.kernel.exists],
+      [11, false, -1, -1, true, true, true],
+    );
+    assert.equal(byName("closed by the taker").kernel.exists, false, "the table went with it");
   },
 });
