@@ -10,6 +10,7 @@ import { LOG_NOTICE, LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { closeFd } from "../ffi/socket.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
+import { VALUES_BYTES } from "../lib/fastpath/status.ts";
 import { OfferRing } from "../lib/fastpath/offer_ring.ts";
 import { DaemonError } from "./errors.ts";
 import type { Io } from "./io.ts";
@@ -45,6 +46,8 @@ export interface FastPathThread {
   lane(i: number): FastPathLane;
   /** Forward a flow snapshot (the tables to compare). */
   flows(snapshot: FlowSnapshot): void;
+  /** The status values the writer keeps (`F_*` of lib/fastpath/status.ts), for the metrics thread. */
+  readonly values: SharedArrayBuffer;
   /** Resolves once the thread has removed the table and stopped (after `stop[0]` is set). */
   readonly stopped: Promise<void>;
 }
@@ -77,6 +80,7 @@ export async function startFastPath(
    */
   const fd = new Int32Array(new SharedArrayBuffer(4));
   fd[0] = -1;
+  const values = new SharedArrayBuffer(VALUES_BYTES);
   w.onmessage = (e: MessageEvent<FastPathMessage>) => {
     const m = e.data;
     if (m.type === "ready") {
@@ -127,6 +131,7 @@ export async function startFastPath(
     rings,
     channel,
     fd: fd.buffer as SharedArrayBuffer,
+    values,
     stop,
     applied: flows?.applied,
     version: flows?.version,
@@ -143,6 +148,7 @@ export async function startFastPath(
   return {
     lane: (i) => ({ ring: rings[i], channel }),
     flows: (snapshot) => w.postMessage({ type: "flows", snapshot }),
+    values,
     stopped: done,
   };
 }

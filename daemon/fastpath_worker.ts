@@ -16,8 +16,10 @@
  *   socket that fails in any other request (an add, a removal step, a counter
  *   read), removes the table (nothing is marked), which is created again at
  *   once, then every {@link RESTORE_MS} while that fails;
- * - keeps the status object (`nfqlb-fastpath.<netns>.<table>`) up to date,
- *   with the kernel's hit counters read once a second.
+ * - keeps its status values (the kernel's hit counters read once a second,
+ *   whether the table is up) in a SharedArrayBuffer the metrics thread reads,
+ *   copied into the status object (`nfqlb-fastpath.<netns>.<table>`) for
+ *   `stats` and the table commands after each scan and each round.
  * Nothing here runs on the packet path.
  * @module
  */
@@ -40,6 +42,7 @@ import {
   F_MAX_FLUSH_US,
   F_RING_DROPS,
   F_SCANS,
+  F_UP,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import { type FlowSnapshot, matchingFlows } from "../lib/flow/store.ts";
@@ -63,6 +66,7 @@ import {
   keyLen,
   type NftProblem,
   PendingAdds,
+  Restorer,
 } from "./fastpath_writer.ts";
 
 /** Priority of the prerouting chain: before iptables' mangle table (-150) and nft's filter (0). */
@@ -94,6 +98,8 @@ export interface FastPathStart {
    * writer keeps it, `Atomics`; the main thread closes that socket if this thread dies).
    */
   readonly fd: SharedArrayBuffer;
+  /** The status values (`F_*`, `VALUES_BYTES` of lib/fastpath/status.ts): kept here, read by the metrics thread. */
+  readonly values: SharedArrayBuffer;
   /** flowlb: the flow version word the main thread stores after posting a snapshot. */
   readonly version?: SharedArrayBuffer;
   readonly stop: SharedArrayBuffer;
@@ -213,7 +219,14 @@ async function run(start: FastPathStart): Promise<void> {
       return;
     }
     status = createStatusObject(name, Deno.pid, start.ftShm);
-    const v = statusValues(status.buffer);
+    const v = new Float64Array(start.values);
+    const shown = statusValues(status.buffer);
+    /** Copy the values into the status object (`stats`, the table commands' wait). */
+    const publish = () => {
+      v[F_UP] = writer.up ? 1 : 0;
+      shown.set(v);
+    };
+    publish();
     const names = (s?: FlowSnapshot) =>
       start.tshm !== undefined
         ? [start.tshm]
@@ -255,9 +268,10 @@ async function run(start: FastPathStart): Promise<void> {
     let nextHits = 0;
     let nextCount = 0;
     const fullUntil = [0, 0];
-    /** When to create the table again after a failed switch removed it. */
-    let nextRestore = 0;
     const warned = new Map<string, number>();
+    /** Creates the table again after a failure removed it. */
+    const restorer = new Restorer(writer, c.table, RESTORE_MS);
+    const notice = (message: string) => scope.postMessage({ type: "notice", message });
     /** A warning, at most once a minute per kind. */
     const warn = (p: NftProblem) => {
       const now = performance.now();
@@ -289,7 +303,7 @@ async function run(start: FastPathStart): Promise<void> {
           errno: p.errno,
           what: `${p.what}; the table is removed (no packet is marked) and created again`,
         });
-        nextRestore = 0;
+        restorer.removed();
       }
       elements.clear();
       pending[0].count = pending[1].count = 0;
@@ -315,20 +329,7 @@ async function run(start: FastPathStart): Promise<void> {
         errno: p.errno,
         what: `${p.what}; the table is removed (no packet is marked) and created again`,
       });
-      nextRestore = 0;
-    };
-    /** After a failed switch: create the table again, with empty maps. */
-    const restore = (now: number) => {
-      const p = writer.restore();
-      if (p !== undefined) {
-        warn(p);
-        nextRestore = now + RESTORE_MS;
-        return;
-      }
-      scope.postMessage({
-        type: "notice",
-        message: `fastpath: table inet ${c.table} created again`,
-      });
+      restorer.removed();
     };
     const scan = () => {
       const since = performance.now();
@@ -396,13 +397,18 @@ async function run(start: FastPathStart): Promise<void> {
       let now = performance.now();
       if (now >= nextScan) {
         scan();
+        publish(); // the table commands wait for the scans
         nextScan = now + SCAN_MS;
       }
       if (now >= nextHits) {
         readHits();
+        restorer.flush(now, notice); // "... repeated N times" of a minute that ended
         nextHits = now + HITS_MS;
       }
-      if (!writer.up && now >= nextRestore) restore(now);
+      if (!writer.up) {
+        const p = restorer.step(now, notice); // after a failure removed the table
+        if (p !== undefined) warn(p);
+      }
       let offered = 0;
       for (const r of readers) {
         while (r.next()) {
@@ -439,6 +445,7 @@ async function run(start: FastPathStart): Promise<void> {
         v[F_ELEMENTS] = elements.count(now);
         nextCount = now + COUNT_MS;
       }
+      publish();
       // Sleep 1 ms unless there is a backlog: offers wait in the rings (4096 slots per queue
       // thread last 1 ms up to 4M offers/s), and a trickle of new flows does not keep this
       // thread spinning.
@@ -450,6 +457,7 @@ async function run(start: FastPathStart): Promise<void> {
       : String(e);
     scope.postMessage({ type: "error", message });
   } finally {
+    new Float64Array(start.values)[F_UP] = 0; // for the metrics thread: no table from now on
     for (const t of watched.values()) t.close();
     trace?.close();
     if (status !== undefined) {

@@ -49,6 +49,7 @@ import {
   switchBatch,
 } from "../lib/fastpath/nft_table.ts";
 import { KeyLog } from "../lib/fastpath/key_log.ts";
+import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 
 /** Elements per family per add batch. */
 export const BATCH_ELEMENTS = 256;
@@ -435,5 +436,54 @@ export class FastPathTableWriter {
       return { v4: undefined, v6: undefined, problem: this.#lost(e, "read the hit counters") };
     }
     return { v4: out[0], v6: out[1] };
+  }
+}
+
+/**
+ * Creates the table again after it was removed (a failed switch, a socket failure): at once,
+ * then every `everyMs` while that fails. Its notice, `fastpath: table inet NAME created again`,
+ * is rate-limited (3 a minute, then one `... repeated N times` summary): a switch that fails every
+ * time must not flood the log.
+ */
+export class Restorer {
+  #next = 0;
+  readonly #notices = new LogRateLimiter({ burst: 3, intervalMs: 60_000 });
+  constructor(
+    readonly writer: FastPathTableWriter,
+    readonly table: string,
+    readonly everyMs: number,
+  ) {}
+
+  /** The table was just removed: the next {@link step} tries at once. */
+  removed(): void {
+    this.#next = 0;
+  }
+
+  /**
+   * At `now` (ms): if the table is removed and a try is due, create it again. Returns the problem
+   * of a try that failed (undefined otherwise), and hands `log` the notices to write.
+   */
+  step(now: number, log: (notice: string) => void): NftProblem | undefined {
+    if (this.writer.up || now < this.#next) return undefined;
+    const p = this.writer.restore();
+    if (p !== undefined) {
+      this.#next = now + this.everyMs;
+      return p;
+    }
+    for (
+      const l of this.#notices.offer(
+        "restore",
+        `fastpath: table inet ${this.table} created again`,
+        now,
+      )
+    ) {
+      log(l);
+    }
+    return undefined;
+  }
+
+  /** Hand `log` the summaries of minutes that ended with notices held back (call now and then). */
+  flush(now: number, log: (notice: string) => void): void {
+    for (const l of this.#notices.flush(now)) log(l);
   }
 }

@@ -13,6 +13,9 @@
  *   receive timeout, for an add, a removal step or a counter read) removes the table the same
  *   way instead of throwing (before, the writer thread died and the fast path stayed off for the
  *   daemon's life), and the table is created again;
+ * - a switch that fails every time: the table is created again after each, and the notice
+ *   `fastpath: table inet NAME created again` is logged 3 times a minute, then summed up
+ *   (before, once per failure: up to 200 lines a second);
  * - the writer keeps its live socket's fd in a shared word for the main thread (which closes it
  *   if the writer thread dies, so the table goes): -1 while the table is removed, the new fd
  *   after a re-creation, and a socket the main thread took from the word is not closed again by
@@ -208,5 +211,30 @@ Deno.test({
       [11, false, -1, -1, true, true, true],
     );
     assert.equal(byName("closed by the taker").kernel.exists, false, "the table went with it");
+  },
+});
+
+Deno.test({
+  name:
+    "fast-path writer: a switch failing every time is re-created each time; its notices are rate-limited",
+  ignore: !ROOT,
+  async fn() {
+    const r = await probe("restore-notices") as {
+      table: string;
+      failed: number;
+      restoreProblems: number;
+      up: boolean;
+      exists: boolean;
+      notices: string[];
+    };
+    const line = `fastpath: table inet ${r.table} created again`;
+    assert.deepEqual(r, {
+      table: r.table,
+      failed: 50,
+      restoreProblems: 0,
+      up: true,
+      exists: true,
+      notices: [line, line, line, `${line} ... repeated 47 times`],
+    });
   },
 });
