@@ -10,7 +10,7 @@ import { LOG_NOTICE, LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { closeFd } from "../ffi/socket.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
-import { VALUES_BYTES } from "../lib/fastpath/status.ts";
+import { F_UP, VALUES_BYTES } from "../lib/fastpath/status.ts";
 import { OfferRing } from "../lib/fastpath/offer_ring.ts";
 import { DaemonError } from "./errors.ts";
 import type { Io } from "./io.ts";
@@ -122,6 +122,7 @@ export async function startFastPath(
     // Taken out of the word: the writer closes a socket only if it still finds it there.
     const live = Atomics.exchange(fd, 0, -1);
     if (live >= 0) closeFd(live); // the kernel removes the owned table: every packet is queued
+    new Float64Array(values)[F_UP] = 0; // the metrics thread's nfqlb_fastpath_up
     stopped();
   };
   const start: FastPathStart = {
