@@ -10,6 +10,7 @@ import { LOG_NOTICE, LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { closeFd } from "../ffi/socket.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
+import { F_UP, VALUES_BYTES } from "../lib/fastpath/status.ts";
 import { OfferRing } from "../lib/fastpath/offer_ring.ts";
 import { DaemonError } from "./errors.ts";
 import type { Io } from "./io.ts";
@@ -45,6 +46,8 @@ export interface FastPathThread {
   lane(i: number): FastPathLane;
   /** Forward a flow snapshot (the tables to compare). */
   flows(snapshot: FlowSnapshot): void;
+  /** The status values the writer keeps (`F_*` of lib/fastpath/status.ts), for the metrics thread. */
+  readonly values: SharedArrayBuffer;
   /** Resolves once the thread has removed the table and stopped (after `stop[0]` is set). */
   readonly stopped: Promise<void>;
 }
@@ -70,13 +73,18 @@ export async function startFastPath(
   const isReady = new Promise<void>((res, rej) => [ready, failed] = [res, rej]);
   const done = new Promise<void>((res) => stopped = res);
   let started = false;
-  /** The writer's nf_tables socket: closed here if the thread dies, so its table goes too. */
-  let fd = -1;
+  /**
+   * The fd of the writer's live nf_tables socket (-1: none), which the writer keeps up to date:
+   * closed here if the thread dies, so its table goes too. A word, not messages: a message
+   * telling of a new socket could still be queued when the error arrives.
+   */
+  const fd = new Int32Array(new SharedArrayBuffer(4));
+  fd[0] = -1;
+  const values = new SharedArrayBuffer(VALUES_BYTES);
   w.onmessage = (e: MessageEvent<FastPathMessage>) => {
     const m = e.data;
     if (m.type === "ready") {
       started = true;
-      fd = m.fd;
       if (!m.removesByKey) {
         io.err(
           logLine(
@@ -89,7 +97,6 @@ export async function startFastPath(
       ready();
     } else if (m.type === "warning") io.err(logLine(LOG_WARNING, m.message) + "\n");
     else if (m.type === "notice") io.err(logLine(LOG_NOTICE, m.message) + "\n");
-    else if (m.type === "socket") fd = m.fd;
     else if (m.type === "error") {
       if (!started) failed(new FastPathError(m.message));
       else {
@@ -112,8 +119,10 @@ export async function startFastPath(
       );
     }
     w.terminate();
-    if (fd >= 0) closeFd(fd); // the kernel removes the owned table: every packet is queued
-    fd = -1;
+    // Taken out of the word: the writer closes a socket only if it still finds it there.
+    const live = Atomics.exchange(fd, 0, -1);
+    if (live >= 0) closeFd(live); // the kernel removes the owned table: every packet is queued
+    new Float64Array(values)[F_UP] = 0; // the metrics thread's nfqlb_fastpath_up
     stopped();
   };
   const start: FastPathStart = {
@@ -122,6 +131,8 @@ export async function startFastPath(
     ftShm: c.ftShm,
     rings,
     channel,
+    fd: fd.buffer as SharedArrayBuffer,
+    values,
     stop,
     applied: flows?.applied,
     version: flows?.version,
@@ -138,6 +149,7 @@ export async function startFastPath(
   return {
     lane: (i) => ({ ring: rings[i], channel }),
     flows: (snapshot) => w.postMessage({ type: "flows", snapshot }),
+    values,
     stopped: done,
   };
 }

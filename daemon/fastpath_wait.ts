@@ -12,7 +12,7 @@
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
-import { EEXIST } from "../ffi/constants.ts";
+import { EEXIST, ENOENT } from "../ffi/constants.ts";
 import {
   createShmExclusive,
   openShm,
@@ -32,7 +32,7 @@ import {
   statusValues,
 } from "../lib/fastpath/status.ts";
 import { adoptProblem } from "./open_table.ts";
-import { ShmUntrustedError } from "./errors.ts";
+import { DaemonError, ShmUntrustedError } from "./errors.ts";
 
 /** Longest wait for one writer, ms. */
 export const FASTPATH_WAIT_MS = 1000;
@@ -52,11 +52,12 @@ export function fastPathStatusName(table: string): string {
 
 /**
  * Create this daemon's status object `name` exclusively, mode 0644, for process `pid` whose
- * statistics object is `ftShm`. Call it
- * once the nftables table is set up: a live daemon with the same object (same netns, same
- * table) would have made that fail, so an existing object of root or this uid is stale (its
- * daemon was killed) and is removed first. One that another user owns, or that group or others
- * may write, is refused with {@link ShmUntrustedError}. Other failures: LibcError.
+ * statistics object is `ftShm`. Call it once the nftables table is set up. An existing object
+ * that another user owns, or that group or others may write, is refused with
+ * {@link ShmUntrustedError}. One of root or this uid is removed first if it is stale (its
+ * daemon was killed), and refused with {@link FastPathInUseError} if the process it names runs
+ * and maps it: a daemon with the same table in this netns whose table is down after a failed
+ * switch (its restore retries), so this one's setup could succeed. Other failures: LibcError.
  */
 export function createStatusObject(name: string, pid: number, ftShm: string): ShmMapping {
   const uid = Deno.uid() ?? 0;
@@ -71,9 +72,61 @@ export function createStatusObject(name: string, pid: number, ftShm: string): Sh
     if (owner === undefined) continue; // removed meanwhile
     const problem = adoptProblem(owner, uid);
     if (problem !== undefined) throw new ShmUntrustedError(name, problem);
+    const holder = liveHolder(name, uid);
+    if (holder === "gone") continue;
+    if (holder !== undefined) throw new FastPathInUseError(name, holder.pid, holder.maps);
     unlinkShm(name);
   }
   throw new LibcError("shm_open", EEXIST);
+}
+
+/** A status object belongs to a running fast path: it is not replaced. */
+export class FastPathInUseError extends DaemonError {
+  constructor(readonly shm: string, readonly pid: number, maps: boolean | undefined) {
+    const table = statusTable(shm) ?? shm;
+    super(
+      maps === undefined
+        ? `${shm}: process ${pid} is alive and may be the nfqlb whose fast path has table inet ` +
+          `${table} in this network namespace (its memory maps cannot be read); stop it or use ` +
+          `another --fastpath-table (if it is not nfqlb: rm /dev/shm/${shm})`
+        : `${shm}: process ${pid} runs a fast path with table inet ${table} in this network ` +
+          `namespace (its table is being created again); stop it or use another --fastpath-table`,
+    );
+    this.name = "FastPathInUseError";
+  }
+}
+
+/**
+ * The process that status object `name` (of root or `uid`) names, if it is alive, not this
+ * process, and maps the object (`maps` true) or may (undefined: its /proc maps cannot be read);
+ * undefined when the object is stale; "gone" when it was removed meanwhile.
+ */
+function liveHolder(
+  name: string,
+  uid: number,
+): { pid: number; maps: boolean | undefined } | "gone" | undefined {
+  let m: ShmMapping;
+  try {
+    m = openShm(name, false, (owner: ShmOwner) => {
+      const problem = adoptProblem(owner, uid);
+      if (problem !== undefined) throw new ShmUntrustedError(name, problem);
+    });
+  } catch (e) {
+    if (e instanceof LibcError && e.errno === ENOENT) return "gone";
+    if (e instanceof LibcError && e.call === "mmap") return undefined; // empty: not a status object
+    throw e;
+  }
+  let pid: number | undefined;
+  try {
+    pid = statusPid(m.buffer);
+  } finally {
+    m.close();
+  }
+  // This process maps nothing of the name yet (it is about to create it): the object is a killed
+  // daemon's whose pid this process now has (pid namespaces: every container's daemon is pid 1).
+  if (pid === undefined || pid === Deno.pid || !alive(pid)) return undefined;
+  const maps = mapsObject(pid, name);
+  return maps === false ? undefined : { pid, maps };
 }
 
 /** A running fast path's status object, mapped read-only: close it when done. */

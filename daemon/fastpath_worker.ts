@@ -12,16 +12,19 @@
  *   and the trace mask: on a change it first moves to a new epoch (offers
  *   decided before it are dropped) and then switches the rules to the other
  *   side's maps, which are empty; the old side is emptied step by step
- *   (./fastpath_writer.ts does the nf_tables part). A switch that fails removes
- *   the table (nothing is marked), which is created again at once, then every
- *   {@link RESTORE_MS} while that fails;
- * - keeps the status object (`nfqlb-fastpath.<netns>.<table>`) up to date,
- *   with the kernel's hit counters read once a second.
+ *   (./fastpath_writer.ts does the nf_tables part). A switch that fails, or a
+ *   socket that fails in any other request (an add, a removal step, a counter
+ *   read), removes the table (nothing is marked), which is created again at
+ *   once, then every {@link RESTORE_MS} while that fails;
+ * - keeps its status values (the kernel's hit counters read once a second,
+ *   whether the table is up) in a SharedArrayBuffer the metrics thread reads,
+ *   copied into the status object (`nfqlb-fastpath.<netns>.<table>`) for
+ *   `stats` and the table commands after each scan and each round.
  * Nothing here runs on the packet path.
  * @module
  */
 import { createStatusObject, fastPathStatusName } from "./fastpath_wait.ts";
-import { type ShmMapping, unlinkShm } from "../ffi/shm.ts";
+import { type ShmMapping, unlinkShmIfSame } from "../ffi/shm.ts";
 import { LibcError, strerror } from "../ffi/libc.ts";
 import { KEY4_LEN, KEY6_LEN, type Side } from "../lib/fastpath/nft_table.ts";
 import { OfferReader } from "../lib/fastpath/offer_ring.ts";
@@ -39,7 +42,7 @@ import {
   F_MAX_FLUSH_US,
   F_RING_DROPS,
   F_SCANS,
-  statusPid,
+  F_UP,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import { type FlowSnapshot, matchingFlows } from "../lib/flow/store.ts";
@@ -63,6 +66,7 @@ import {
   keyLen,
   type NftProblem,
   PendingAdds,
+  Restorer,
 } from "./fastpath_writer.ts";
 
 /** Priority of the prerouting chain: before iptables' mangle table (-150) and nft's filter (0). */
@@ -89,6 +93,13 @@ export interface FastPathStart {
   readonly rings: readonly SharedArrayBuffer[];
   /** The words of lib/fastpath/channel.ts. */
   readonly channel: SharedArrayBuffer;
+  /**
+   * Int32 [0]: the fd of the writer's live nf_tables socket, -1 while there is none (the
+   * writer keeps it, `Atomics`; the main thread closes that socket if this thread dies).
+   */
+  readonly fd: SharedArrayBuffer;
+  /** The status values (`F_*`, `VALUES_BYTES` of lib/fastpath/status.ts): kept here, read by the metrics thread. */
+  readonly values: SharedArrayBuffer;
   /** flowlb: the flow version word the main thread stores after posting a snapshot. */
   readonly version?: SharedArrayBuffer;
   readonly stop: SharedArrayBuffer;
@@ -101,12 +112,10 @@ export interface FastPathStart {
 
 /** What the thread tells the main thread. */
 export type FastPathMessage =
-  | { type: "ready"; fd: number; removesByKey: boolean }
+  | { type: "ready"; removesByKey: boolean }
   | { type: "error"; message: string }
   | { type: "warning"; message: string }
   | { type: "notice"; message: string }
-  /** The writer's socket changed (-1: the table is removed after a failed switch). */
-  | { type: "socket"; fd: number }
   | { type: "stopped" };
 
 const scope = self as unknown as {
@@ -203,14 +212,21 @@ async function run(start: FastPathStart): Promise<void> {
       size: c.size,
       timeoutMs: c.timeoutMs,
       priority: PRIORITY,
-    });
+    }, { fdWord: new Int32Array(start.fd) });
     const problem = writer.setup();
     if (problem !== undefined) {
       scope.postMessage({ type: "error", message: setupProblem(c.table, problem.errno) });
       return;
     }
     status = createStatusObject(name, Deno.pid, start.ftShm);
-    const v = statusValues(status.buffer);
+    const v = new Float64Array(start.values);
+    const shown = statusValues(status.buffer);
+    /** Copy the values into the status object (`stats`, the table commands' wait). */
+    const publish = () => {
+      v[F_UP] = writer.up ? 1 : 0;
+      shown.set(v);
+    };
+    publish();
     const names = (s?: FlowSnapshot) =>
       start.tshm !== undefined
         ? [start.tshm]
@@ -237,7 +253,7 @@ async function run(start: FastPathStart): Promise<void> {
         }
       }
     };
-    scope.postMessage({ type: "ready", fd: writer.fd, removesByKey: writer.removesByKey });
+    scope.postMessage({ type: "ready", removesByKey: writer.removesByKey });
 
     const readers = start.rings.map((r) => new OfferReader(r));
     const admission = new Admission(1 << 16, c.minPackets, c.timeoutMs);
@@ -252,9 +268,10 @@ async function run(start: FastPathStart): Promise<void> {
     let nextHits = 0;
     let nextCount = 0;
     const fullUntil = [0, 0];
-    /** When to create the table again after a failed switch removed it. */
-    let nextRestore = 0;
     const warned = new Map<string, number>();
+    /** Creates the table again after a failure removed it. */
+    const restorer = new Restorer(writer, c.table, RESTORE_MS);
+    const notice = (message: string) => scope.postMessage({ type: "notice", message });
     /** A warning, at most once a minute per kind. */
     const warn = (p: NftProblem) => {
       const now = performance.now();
@@ -282,12 +299,11 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.store(ch, FP_EPOCH, epoch);
       const p = writer.switchSides();
       if (p !== undefined) {
-        scope.postMessage({ type: "socket", fd: -1 });
         warn({
           errno: p.errno,
           what: `${p.what}; the table is removed (no packet is marked) and created again`,
         });
-        nextRestore = 0;
+        restorer.removed();
       }
       elements.clear();
       pending[0].count = pending[1].count = 0;
@@ -300,19 +316,20 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.notify(ch, FP_FLOWS_FLUSHED);
       Atomics.notify(ch, FP_TRACES_FLUSHED);
     };
-    /** After a failed switch: create the table again, with empty maps. */
-    const restore = (now: number) => {
-      const p = writer.restore();
-      if (p !== undefined) {
-        warn(p);
-        nextRestore = now + RESTORE_MS;
-        return;
-      }
-      scope.postMessage({ type: "socket", fd: writer.fd });
-      scope.postMessage({
-        type: "notice",
-        message: `fastpath: table inet ${c.table} created again`,
+    /**
+     * The socket failed outside a switch (problem `p`): the writer has removed the table. Offers
+     * of the epoch (and the admission's memory of what was added) are void, the maps are empty.
+     */
+    const lost = (p: NftProblem) => {
+      epoch = (epoch + 1) | 0;
+      Atomics.store(ch, FP_EPOCH, epoch);
+      elements.clear();
+      pending[0].count = pending[1].count = 0;
+      warn({
+        errno: p.errno,
+        what: `${p.what}; the table is removed (no packet is marked) and created again`,
       });
+      restorer.removed();
     };
     const scan = () => {
       const since = performance.now();
@@ -345,6 +362,9 @@ async function run(start: FastPathStart): Promise<void> {
       if (problem === undefined) {
         v[F_ADDS] += p.count;
         elements.added(p.count, now);
+      } else if (!writer.up) {
+        v[F_ADD_FAILURES] += p.count;
+        lost(problem); // empties `pending`
       } else {
         v[F_ADD_FAILURES] += p.count;
         for (let i = 0; i < p.count; i++) admission.forget(p.keys, i * KEY6_LEN, keyLen(f));
@@ -359,9 +379,10 @@ async function run(start: FastPathStart): Promise<void> {
       p.count = 0;
     };
     const readHits = () => {
-      const [h4, h6] = writer.hits();
-      if (h4 !== undefined) v[F_HITS4] = h4;
-      if (h6 !== undefined) v[F_HITS6] = h6;
+      const h = writer.hits();
+      if (h.v4 !== undefined) v[F_HITS4] = h.v4;
+      if (h.v6 !== undefined) v[F_HITS6] = h.v6;
+      if (h.problem !== undefined) lost(h.problem);
     };
 
     const idle = new Int32Array(new SharedArrayBuffer(4));
@@ -376,13 +397,18 @@ async function run(start: FastPathStart): Promise<void> {
       let now = performance.now();
       if (now >= nextScan) {
         scan();
+        publish(); // the table commands wait for the scans
         nextScan = now + SCAN_MS;
       }
       if (now >= nextHits) {
         readHits();
+        restorer.flush(now, notice); // "... repeated N times" of a minute that ended
         nextHits = now + HITS_MS;
       }
-      if (!writer.up && now >= nextRestore) restore(now);
+      if (!writer.up) {
+        const p = restorer.step(now, notice); // after a failure removed the table
+        if (p !== undefined) warn(p);
+      }
       let offered = 0;
       for (const r of readers) {
         while (r.next()) {
@@ -407,9 +433,10 @@ async function run(start: FastPathStart): Promise<void> {
       send(0, now);
       send(1, now);
       // Empty the side not in use, a step at a time between scans and adds.
-      if (writer.dirty((1 - writer.side) as Side)) {
+      if (writer.up && writer.dirty((1 - writer.side) as Side)) {
         const p = writer.cleanStep();
-        if (p !== undefined) warn(p);
+        if (p !== undefined && writer.up) warn(p);
+        else if (p !== undefined) lost(p);
       }
       if (now >= nextCount) {
         let drops = 0;
@@ -418,6 +445,7 @@ async function run(start: FastPathStart): Promise<void> {
         v[F_ELEMENTS] = elements.count(now);
         nextCount = now + COUNT_MS;
       }
+      publish();
       // Sleep 1 ms unless there is a backlog: offers wait in the rings (4096 slots per queue
       // thread last 1 ms up to 4M offers/s), and a trickle of new flows does not keep this
       // thread spinning.
@@ -429,17 +457,18 @@ async function run(start: FastPathStart): Promise<void> {
       : String(e);
     scope.postMessage({ type: "error", message });
   } finally {
+    new Float64Array(start.values)[F_UP] = 0; // for the metrics thread: no table from now on
     for (const t of watched.values()) t.close();
     trace?.close();
     if (status !== undefined) {
-      // Before the table goes: until then no other daemon can have made an object of this name.
-      const mine = statusPid(status.buffer) === Deno.pid;
-      status.close();
+      // Only if the name still is our object: after it was removed by hand, another daemon with
+      // this table may have made its own (while our table was down after a failed switch).
       try {
-        if (mine) unlinkShm(name);
+        unlinkShmIfSame(status);
       } catch {
         // removed by hand: nothing left to do
       }
+      status.close();
     }
     w?.close(); // the kernel removes the owned table with the socket
     // Nobody waits for a switch that will not come.

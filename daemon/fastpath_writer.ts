@@ -4,16 +4,18 @@
  * per-family batches, switch sides on a change, empty the side not in use step by step
  * (or whole, where the kernel cannot remove elements by key without an error for a missing
  * one, before Linux 6.3, or where the key log overflowed), read the hit counters. Every
- * request is acknowledged; a failure is returned, never thrown, except for a socket that
- * fails (LibcError) outside a switch.
+ * request is acknowledged; a failure is returned, never thrown.
  *
  * Sequence numbers are 32 bits on the wire: the writer keeps them wrapped ({@link nextSeq})
  * and matches the kernel's answers by that value, so it runs past 2^32 messages.
  *
  * A switch that fails (refused, or no answer) removes the table: the writer closes its socket,
  * and the kernel deletes an owned table with its hook before `close` returns, which no error
- * can prevent. Nothing is marked until {@link FastPathTableWriter.restore} has created it again,
- * with empty maps, on a new socket.
+ * can prevent. So does a socket that fails (LibcError: a send refused with ENOBUFS or ENOMEM,
+ * no answer within the receive timeout) in any other request, an add, a removal step or a
+ * counter read: what the kernel made of the request and whether a late answer will confuse
+ * the next one are unknown. Nothing is marked until {@link FastPathTableWriter.restore} has
+ * created the table again, with empty maps, on a new socket.
  * @module
  */
 import { type NftChannel, NftSocket } from "../ffi/nft_socket.ts";
@@ -47,6 +49,7 @@ import {
   switchBatch,
 } from "../lib/fastpath/nft_table.ts";
 import { KeyLog } from "../lib/fastpath/key_log.ts";
+import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 
 /** Elements per family per add batch. */
 export const BATCH_ELEMENTS = 256;
@@ -65,6 +68,14 @@ export const keyLen = (f: number): number => f === 0 ? KEY4_LEN : KEY6_LEN;
 export interface NftProblem {
   readonly errno: number;
   readonly what: string;
+}
+
+/** What {@link FastPathTableWriter.hits} read. */
+export interface Hits {
+  readonly v4: number | undefined;
+  readonly v6: number | undefined;
+  /** The socket failed: the table is removed. */
+  readonly problem?: NftProblem;
 }
 
 /** Elements waiting to be added, one family. */
@@ -96,11 +107,19 @@ export interface WriterOptions {
   readonly firstSeq?: number;
   /** Opens a socket: at construction, and for each re-creation after a failed switch. */
   readonly open?: () => NftChannel;
+  /**
+   * A shared word (`Int32Array`, index 0) where the writer keeps the fd of its live socket, -1
+   * while there is none ({@link FastPathTableWriter.fd}): the main thread reads it if the writer
+   * thread dies, and closes that socket so its table goes. Whoever swaps the fd out of the word
+   * (`Atomics.compareExchange` here, `Atomics.exchange` there) closes it, so it is closed once.
+   */
+  readonly fdWord?: Int32Array;
 }
 
 /** The daemon's table, through its socket. */
 export class FastPathTableWriter {
   readonly #open: () => NftChannel;
+  readonly #fdWord: Int32Array | undefined;
   /** The socket; undefined while the table is removed (after a failed switch). */
   #nl: NftChannel | undefined;
   readonly #t: FastPathTable;
@@ -123,7 +142,14 @@ export class FastPathTableWriter {
     this.#seq = (opts.firstSeq ?? 1) >>> 0;
     const cap = Math.min(t.size, LOG_LIMIT);
     this.#logs = [0, 1].map(() => [new KeyLog(KEY4_LEN, cap), new KeyLog(KEY6_LEN, cap)]);
+    this.#fdWord = opts.fdWord;
     this.#nl = this.#open();
+    this.#publish(this.#nl);
+  }
+
+  /** Store the live socket's fd in the shared word. */
+  #publish(nl: NftChannel): void {
+    if (this.#fdWord !== undefined) Atomics.store(this.#fdWord, 0, nl.fd);
   }
 
   /** The socket's file descriptor, -1 while the table is removed. */
@@ -205,8 +231,29 @@ export class FastPathTableWriter {
     return this.#destroy;
   }
 
-  /** Add `p`'s elements to the side in use (one batch); the problem, if the kernel refused. */
+  /**
+   * A socket failure `e` (anything else is rethrown) of request `what`: the table is removed
+   * (the socket closed), {@link up} turns false.
+   */
+  #lost(e: unknown, what: string): NftProblem {
+    if (!(e instanceof LibcError)) throw e;
+    this.#drop();
+    return { errno: e.errno, what: `${what}: ${e.call}` };
+  }
+
+  /**
+   * Add `p`'s elements to the side in use (one batch); the problem, if the kernel refused, or
+   * if the socket failed (the table is then removed: {@link up} is false).
+   */
   add(p: PendingAdds): NftProblem | undefined {
+    try {
+      return this.#add(p);
+    } catch (e) {
+      return this.#lost(e, "add elements");
+    }
+  }
+
+  #add(p: PendingAdds): NftProblem | undefined {
     const nl = this.#nl;
     if (nl === undefined) return removed("add elements");
     const b = this.#b;
@@ -239,9 +286,18 @@ export class FastPathTableWriter {
 
   /**
    * One step of emptying the side not in use: up to {@link CLEAN_STEP} logged keys per
-   * family removed, or both maps flushed whole (no removal by key, or an overflowed log).
+   * family removed, or both maps flushed whole (no removal by key, or an overflowed log). A
+   * socket failure removes the table ({@link up} false) and is returned.
    */
   cleanStep(): NftProblem | undefined {
+    try {
+      return this.#cleanStep();
+    } catch (e) {
+      return this.#lost(e, "empty a map");
+    }
+  }
+
+  #cleanStep(): NftProblem | undefined {
     const nl = this.#nl;
     if (nl === undefined) return removed("empty a map");
     const other = (1 - this.side) as Side;
@@ -316,7 +372,14 @@ export class FastPathTableWriter {
    * hook before `close` returns, and cannot fail to). What the logs held went with it.
    */
   #drop(): void {
-    this.#nl?.close();
+    const nl = this.#nl;
+    const w = this.#fdWord;
+    // Not if the main thread took the fd from the word (this thread was given up for dead).
+    if (
+      nl !== undefined && (w === undefined || Atomics.compareExchange(w, 0, nl.fd, -1) === nl.fd)
+    ) {
+      nl.close();
+    }
     this.#nl = undefined;
     this.side = 0;
     this.#handles = [-1, -1];
@@ -336,6 +399,7 @@ export class FastPathTableWriter {
       if (!(e instanceof LibcError)) throw e;
       return { errno: e.errno, what: "re-create the table" };
     }
+    this.#publish(this.#nl);
     let p: NftProblem | undefined;
     try {
       p = this.setup();
@@ -353,17 +417,73 @@ export class FastPathTableWriter {
     this.#drop();
   }
 
-  /** Packets of the hit counters (IPv4, IPv6); undefined for one that could not be read. */
-  hits(): [number | undefined, number | undefined] {
+  /**
+   * Packets of the hit counters (`v4`, `v6`: undefined for one that could not be read). A
+   * socket failure removes the table ({@link up} false) and is returned as `problem`.
+   */
+  hits(): Hits {
     const out: [number | undefined, number | undefined] = [undefined, undefined];
     const nl = this.#nl;
-    if (nl === undefined) return out;
-    for (const [i, name] of [HITS4, HITS6].entries()) {
-      this.#b.reset();
-      getCounter(this.#b, this.#take(), this.#t.table, name);
-      const reply = nl.request(this.#b.bytes, this.#b.length);
-      out[i] = parseCounterObject(reply, reply.length)?.packets;
+    if (nl === undefined) return { v4: undefined, v6: undefined };
+    try {
+      for (const [i, name] of [HITS4, HITS6].entries()) {
+        this.#b.reset();
+        getCounter(this.#b, this.#take(), this.#t.table, name);
+        const reply = nl.request(this.#b.bytes, this.#b.length);
+        out[i] = parseCounterObject(reply, reply.length)?.packets;
+      }
+    } catch (e) {
+      return { v4: undefined, v6: undefined, problem: this.#lost(e, "read the hit counters") };
     }
-    return out;
+    return { v4: out[0], v6: out[1] };
+  }
+}
+
+/**
+ * Creates the table again after it was removed (a failed switch, a socket failure): at once,
+ * then every `everyMs` while that fails. Its notice, `fastpath: table inet NAME created again`,
+ * is rate-limited (3 a minute, then one `... repeated N times` summary): a switch that fails every
+ * time must not flood the log.
+ */
+export class Restorer {
+  #next = 0;
+  readonly #notices = new LogRateLimiter({ burst: 3, intervalMs: 60_000 });
+  constructor(
+    readonly writer: FastPathTableWriter,
+    readonly table: string,
+    readonly everyMs: number,
+  ) {}
+
+  /** The table was just removed: the next {@link step} tries at once. */
+  removed(): void {
+    this.#next = 0;
+  }
+
+  /**
+   * At `now` (ms): if the table is removed and a try is due, create it again. Returns the problem
+   * of a try that failed (undefined otherwise), and hands `log` the notices to write.
+   */
+  step(now: number, log: (notice: string) => void): NftProblem | undefined {
+    if (this.writer.up || now < this.#next) return undefined;
+    const p = this.writer.restore();
+    if (p !== undefined) {
+      this.#next = now + this.everyMs;
+      return p;
+    }
+    for (
+      const l of this.#notices.offer(
+        "restore",
+        `fastpath: table inet ${this.table} created again`,
+        now,
+      )
+    ) {
+      log(l);
+    }
+    return undefined;
+  }
+
+  /** Hand `log` the summaries of minutes that ended with notices held back (call now and then). */
+  flush(now: number, log: (notice: string) => void): void {
+    for (const l of this.#notices.flush(now)) log(l);
   }
 }

@@ -15,7 +15,6 @@
  * server could not be set up). Messages from it: new flow snapshots.
  * @module
  */
-import { statusPid, statusValues } from "../lib/fastpath/status.ts";
 import { openShm, type ShmMapping } from "../ffi/shm.ts";
 import { formatMetrics } from "../lib/counters/metrics.ts";
 import { healthProblems, PROC_QUEUES, type TableHealth } from "../lib/counters/health.ts";
@@ -33,8 +32,13 @@ export interface MetricsStart {
   readonly ftShm: string;
   readonly queueFirst: number;
   readonly queueLast: number;
-  /** `--fastpath`: the name of its status object (read per scrape). */
-  readonly fastpathStatus?: string;
+  /**
+   * `--fastpath`: the status values the writer thread keeps (`F_*` of lib/fastpath/status.ts),
+   * shared in memory, not read from the status object in /dev/shm (whose name another user
+   * could take over once it is removed, and truncate under a mapping or fill with made-up
+   * values).
+   */
+  readonly fastpath?: SharedArrayBuffer;
   /** lb: the tables it uses (`--tshm`, `--lbshm`); flowlb: the LB tier only (flows add theirs). */
   readonly tables: readonly string[];
   /** lb: the target table (`--tshm`), which must have an active target to be healthy. */
@@ -115,20 +119,8 @@ function serve(start: MetricsStart): void {
     return [...names];
   };
 
-  /** The fast path's status values, copied (undefined: off or not up yet). */
-  const fastpathValues = (): Float64Array | undefined => {
-    if (start.fastpathStatus === undefined) return undefined;
-    try {
-      const m = openShm(start.fastpathStatus!, false);
-      try {
-        return statusPid(m.buffer) === undefined ? undefined : statusValues(m.buffer).slice();
-      } finally {
-        m.close();
-      }
-    } catch {
-      return undefined;
-    }
-  };
+  /** The fast path's status values, copied (undefined: off). */
+  const fastpath = start.fastpath === undefined ? undefined : new Float64Array(start.fastpath);
 
   const metrics = async (): Promise<string> => {
     const shm = stats();
@@ -150,7 +142,7 @@ function serve(start: MetricsStart): void {
       flows,
       tables: tables().length,
       fragments: frag,
-      fastpath: fastpathValues(),
+      fastpath: fastpath?.slice(),
     });
   };
 

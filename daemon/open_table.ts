@@ -26,7 +26,7 @@ export interface OpenTable {
 const GROUP_OTHER_WRITE = 0o022;
 
 /** Whether users other than the owner may write the object (and so steer or truncate it). */
-export function writableByOthers(owner: ShmOwner): boolean {
+export function writableByOthers(owner: Pick<ShmOwner, "mode">): boolean {
   return (owner.mode & GROUP_OTHER_WRITE) !== 0;
 }
 
@@ -36,7 +36,7 @@ export function writableByOthers(owner: ShmOwner): boolean {
  * `alsoTrusted`, when given), and nobody else may write it (docs/COMPATIBILITY.md#shared-memory).
  */
 export function adoptProblem(
-  owner: ShmOwner,
+  owner: Pick<ShmOwner, "uid" | "mode">,
   ownUid: number,
   alsoTrusted?: number,
 ): string | undefined {

@@ -31,7 +31,6 @@ import { VERSION } from "../lib/version.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import type { FastPathThread } from "./fastpath_thread.ts";
-import { fastPathStatusName } from "./fastpath_wait.ts";
 
 const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
 const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
@@ -187,6 +186,7 @@ function startMetricsThread(
   io: Io,
   c: DaemonConfig,
   flows: FlowChannel | undefined,
+  fastpath: FastPathThread | undefined,
   failed: (message: string) => void,
   listening: () => void,
 ): Worker | undefined {
@@ -212,7 +212,7 @@ function startMetricsThread(
     queueLast: c.queueLast,
     tables,
     target: flows === undefined ? c.tshm : undefined,
-    fastpathStatus: c.fastpath === undefined ? undefined : fastPathStatusName(c.fastpath.table),
+    fastpath: fastpath?.values,
     version: VERSION,
     flows: flows === undefined ? undefined : {
       counters: flows.counters,
@@ -288,7 +288,7 @@ export function startQueueThreads(
     Atomics.store(stopFlag, 0, 1);
     wake();
   };
-  const metrics = startMetricsThread(io, c, flows?.(0), stopWith, startedPart);
+  const metrics = startMetricsThread(io, c, flows?.(0), fastpath, stopWith, startedPart);
   // The trace thread stops with the same flag; the daemon ends when both have stopped.
   const finished = queuesDone.then(async (s) => {
     metrics?.terminate();

@@ -36,16 +36,21 @@ import {
   PROT_WRITE,
 } from "./libc.ts";
 
-/** x86-64 `struct stat`: size of the struct, offsets of st_mode and st_uid. */
+/** x86-64 `struct stat`: size of the struct, offsets of st_dev, st_ino, st_mode and st_uid. */
 const STAT_SIZE = 144;
+const STAT_OFF_DEV = 0;
+const STAT_OFF_INO = 8;
 const STAT_OFF_MODE = 24;
 const STAT_OFF_UID = 28;
 
-/** Owner and permission bits of an object (`fstat`). */
+/** Owner, permission bits and identity of an object (`fstat`). */
 export interface ShmOwner {
   readonly uid: number;
   /** `st_mode & 0o7777`. */
   readonly mode: number;
+  /** `st_dev` and `st_ino`: which object (a name can be removed and made again). */
+  readonly dev: number;
+  readonly ino: number;
 }
 
 /** `st_mode` file type bits, and the type of a regular file. */
@@ -83,7 +88,7 @@ function shmOpenRegular(name: string, path: Uint8Array<ArrayBuffer>, flags: numb
   throw new NotRegularFileError(name);
 }
 
-/** `fstat(fd)`: owner and permission bits. */
+/** `fstat(fd)`: owner, permission bits, device and inode. */
 function ownerOf(fd: number): ShmOwner {
   const st = new Uint8Array(STAT_SIZE);
   if (getLibc().fstat(fd, st) !== 0) throw new LibcError("fstat", errno());
@@ -91,6 +96,8 @@ function ownerOf(fd: number): ShmOwner {
   return {
     uid: dv.getUint32(STAT_OFF_UID, true),
     mode: dv.getUint32(STAT_OFF_MODE, true) & 0o7777,
+    dev: Number(dv.getBigUint64(STAT_OFF_DEV, true)),
+    ino: Number(dv.getBigUint64(STAT_OFF_INO, true)),
   };
 }
 
@@ -104,7 +111,7 @@ export interface ShmMapping {
   readonly buffer: ArrayBuffer;
   /** Whether the mapping is writable. */
   readonly writable: boolean;
-  /** Owner and permission bits of the object when it was mapped. */
+  /** Owner, permission bits, device and inode of the object when it was mapped. */
   readonly owner: ShmOwner;
   /**
    * The object's current size (`fstat` of the descriptor kept with the mapping): smaller than
@@ -258,17 +265,30 @@ export function createShmExclusive(
 }
 
 /**
- * Owner and permission bits of object `name` without opening it (`lstat` of
- * `/dev/shm/<name>`, where glibc keeps them), or undefined when it does not exist.
+ * Owner, permission bits, device and inode of object `name` without opening it (`lstat` of
+ * `/dev/shm/<name>`, where glibc keeps them), or undefined when it does not exist. Compare
+ * `dev` and `ino` with a mapping's `owner` to tell whether the name still is that object.
  */
 export function statShm(name: string): ShmOwner | undefined {
   try {
     const st = Deno.lstatSync(`/dev/shm/${name}`);
-    return { uid: st.uid ?? 0, mode: (st.mode ?? 0) & 0o7777 };
+    return { uid: st.uid ?? 0, mode: (st.mode ?? 0) & 0o7777, dev: st.dev, ino: st.ino ?? 0 };
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
+}
+
+/**
+ * Remove `m`'s object if the name still is that object (same device and inode: not one another
+ * process made under the name since). Returns whether it was removed. The name is compared and
+ * then removed, two calls: only a process that may remove the object anyway (its owner, or root,
+ * in the sticky `/dev/shm`) could replace it in between.
+ */
+export function unlinkShmIfSame(m: ShmMapping): boolean {
+  const now = statShm(m.name);
+  if (now === undefined || now.dev !== m.owner.dev || now.ino !== m.owner.ino) return false;
+  return unlinkShm(m.name);
 }
 
 /** Remove an object. Returns false when it did not exist. */

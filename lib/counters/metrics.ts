@@ -28,6 +28,7 @@ import {
   F_MAP_FULL_SKIPS,
   F_MAX_FLUSH_US,
   F_RING_DROPS,
+  F_UP,
 } from "../fastpath/status.ts";
 
 /** Everything one scrape shows. */
@@ -267,6 +268,13 @@ export function formatMetrics(m: MetricsInput): string {
   if (fp !== undefined) {
     const one = (name: string, type: "counter" | "gauge", help: string, v: number) =>
       w.family(name, type, help, [[{}, v]]);
+    one(
+      "nfqlb_fastpath_up",
+      "gauge",
+      "1 while the fast path's nftables table exists; 0 while it is removed after a failure " +
+        "(every packet takes the queue until it is created again) or the fast path stopped.",
+      fp[F_UP],
+    );
     w.family(
       "nfqlb_fastpath_hits_total",
       "counter",

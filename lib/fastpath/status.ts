@@ -7,8 +7,11 @@
  * maps if they differed.
  *
  * Layout: u32 magic `NFFP`, u32 pid of the daemon, then f64 values at
- * `8 + 8 * F_*`, then the daemon's `--ft_shm` name ({@link FT_SHM_NAME_BYTES} bytes, UTF-8,
- * NUL-padded), so `nfqlb stats --ft_shm=NAME` shows the fast path of that daemon only.
+ * `8 + 8 * F_*` ({@link F_COUNT} of them; {@link F_UP} is the last), then the daemon's
+ * `--ft_shm` name ({@link FT_SHM_NAME_BYTES} bytes, UTF-8, NUL-padded), so
+ * `nfqlb stats --ft_shm=NAME` shows the fast path of that daemon only. The daemon's own
+ * metrics thread does not read this object: the writer shares the same values with it in a
+ * `SharedArrayBuffer` ({@link VALUES_BYTES}), which nobody outside the process can touch.
  *
  * @example
  * ```ts
@@ -57,8 +60,16 @@ export const F_MAX_FLUSH_US = 9;
 export const F_MAP_FULL = 10;
 /** Offers not added because adds pause after the map was full. */
 export const F_MAP_FULL_SKIPS = 11;
+/**
+ * 1 while the nftables table exists; 0 while it is removed after a failure (a failed switch, a
+ * socket error: every packet takes the queue until it is created again) and after the writer
+ * stopped.
+ */
+export const F_UP = 12;
 /** Number of values. */
-export const F_COUNT = 12;
+export const F_COUNT = 13;
+/** Bytes of the values alone (the writer's `SharedArrayBuffer` the metrics thread reads). */
+export const VALUES_BYTES = 8 * F_COUNT;
 
 /** Room for the daemon's `--ft_shm` name (a POSIX shm name is at most 255 bytes). */
 export const FT_SHM_NAME_BYTES = 256;
@@ -107,14 +118,18 @@ export function statusValues(mem: ArrayBuffer | SharedArrayBuffer): Float64Array
   return new Float64Array(mem, 8, F_COUNT);
 }
 
-/** The `stats` lines of the fast path with table `table`. */
-export function formatFastPathStats(table: string, mem: ArrayBuffer | SharedArrayBuffer): string {
-  const v = statusValues(mem);
-  return `Fastpath ${table}: elements=${v[F_ELEMENTS]}, hits4=${v[F_HITS4]}, hits6=${
+/** The `stats` lines of the fast path with table `table` and status values `v` (`F_*`). */
+export function formatFastPathValues(table: string, v: Float64Array): string {
+  return `Fastpath ${table}: up=${v[F_UP]}, elements=${v[F_ELEMENTS]}, hits4=${v[F_HITS4]}, hits6=${
     v[F_HITS6]
   }\n` +
     `  adds=${v[F_ADDS]}, add_failures=${v[F_ADD_FAILURES]}, ring_drops=${v[F_RING_DROPS]}\n` +
     `  flushes=${v[F_FLUSHES]}, last_flush_us=${v[F_LAST_FLUSH_US]}, ` +
     `max_flush_us=${v[F_MAX_FLUSH_US]}, map_full=${v[F_MAP_FULL]}, ` +
     `map_full_skips=${v[F_MAP_FULL_SKIPS]}`;
+}
+
+/** The `stats` lines of the fast path with table `table` and status object `mem`. */
+export function formatFastPathStats(table: string, mem: ArrayBuffer | SharedArrayBuffer): string {
+  return formatFastPathValues(table, statusValues(mem));
 }

@@ -7,13 +7,23 @@
  *   so a planted object cannot make every `activate` wait 1 s;
  * - `lb --fastpath` refuses to start over a planted or writable object, with the reason and the
  *   fix, and leaves it untouched; a stale object of its own is replaced by a new one, created
- *   exclusively with mode 0644.
+ *   exclusively with mode 0644;
+ * - an object whose process runs and maps it (a daemon with the same table whose table is down
+ *   after a failed switch, so a second daemon's table setup succeeds) is neither removed nor
+ *   replaced: the second daemon refuses to start, naming the pid and the table (before, it
+ *   unlinked the live daemon's object);
+ * - a daemon that stops removes its status object only if the name still is that object, not
+ *   one another daemon made after ours was removed (before, it unlinked whatever had the name).
  */
 import assert from "node:assert/strict";
 import { Daemon } from "../../testkit/e2e_service.ts";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
 import { isRoot, withTestNet } from "../../testkit/netns.ts";
-import { openLiveFastPath, waitForFastPaths } from "../../daemon/fastpath_wait.ts";
+import {
+  createStatusObject,
+  openLiveFastPath,
+  waitForFastPaths,
+} from "../../daemon/fastpath_wait.ts";
 import { initStatus, STATUS_PREFIX, STATUS_SIZE, statusPid } from "../../lib/fastpath/status.ts";
 
 const ROOT = isRoot();
@@ -46,6 +56,81 @@ async function deadPid(): Promise<number> {
   await c.status;
   return c.pid;
 }
+
+const WAIT = new URL("../../daemon/fastpath_wait.ts", import.meta.url).href;
+
+/** Another process that holds status object `name` (made with createStatusObject) while it runs. */
+async function holder(name: string): Promise<{ pid: number; kill(): Promise<void> }> {
+  const code = `import { createStatusObject } from ${JSON.stringify(WAIT)};
+createStatusObject(${JSON.stringify(name)}, Deno.pid, "ftshm");
+console.log("ready");
+for await (const _ of Deno.stdin.readable);`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let out = "";
+  while (!out.includes("ready\n")) {
+    const r = await reader.read();
+    if (r.done) throw new Error(`holder of ${name} exited: ${out}`);
+    out += r.value;
+  }
+  return {
+    pid: child.pid,
+    async kill() {
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // gone
+      }
+      await child.status;
+      await reader.cancel().catch(() => {});
+      await child.stdin.close().catch(() => {});
+    },
+  };
+}
+
+Deno.test("a status object whose process runs and maps it is not replaced; a stale one is", async () => {
+  const table = `fpst${token()}held`;
+  const name = `${STATUS_PREFIX}${ownNetns()}.${table}`;
+  const h = await holder(name);
+  try {
+    const ino = Deno.statSync(`/dev/shm/${name}`).ino;
+    assert.throws(
+      () => createStatusObject(name, Deno.pid, "mine"),
+      (e: unknown) => {
+        assert.ok(e instanceof Error && e.name === "FastPathInUseError", String(e));
+        assert.equal(
+          e.message,
+          `${name}: process ${h.pid} runs a fast path with table inet ${table} in this network ` +
+            `namespace (its table is being created again); stop it or use another --fastpath-table`,
+        );
+        return true;
+      },
+    );
+    assert.equal(Deno.statSync(`/dev/shm/${name}`).ino, ino, "left as it was");
+    const f = openLiveFastPath(name);
+    assert.notEqual(typeof f, "string", String(f));
+    if (typeof f !== "string") {
+      assert.equal(statusPid(f.mapping.buffer), h.pid);
+      f.mapping.close();
+    }
+    // Killed: its object is stale now, and replaced.
+    await h.kill();
+    const m = createStatusObject(name, Deno.pid, "mine");
+    try {
+      assert.equal(statusPid(m.buffer), Deno.pid);
+    } finally {
+      m.close();
+    }
+  } finally {
+    await h.kill();
+    removeShm(name);
+  }
+});
 
 Deno.test({
   name: "the table commands' wait ignores planted, writable, dead and unmapped status objects",
@@ -161,6 +246,41 @@ Deno.test({
           assert.throws(() => Deno.statSync(path), Deno.errors.NotFound, "removed at stop");
         } finally {
           await d.kill();
+        }
+
+        // Another process (a daemon whose table is down) holds the object: lb refuses, names it.
+        const h = await holder(status);
+        try {
+          const held = Deno.statSync(path).ino;
+          const d2 = new Daemon(net, lb, "lb", args);
+          if (await d2.ready().then(() => true, () => false)) {
+            await d2.kill();
+            assert.fail("lb started over a live daemon's status object");
+          }
+          const r = await d2.finish();
+          assert.equal(r.code, 1, r.stderr);
+          const want = `fastpath: ${status}: process ${h.pid} runs a fast path with table inet ` +
+            `${table} in this network namespace`;
+          assert.ok(r.stderr.includes(want), `stderr has:\n${want}\ngot:\n${r.stderr}`);
+          assert.equal(Deno.statSync(path).ino, held, "left as it was");
+        } finally {
+          await h.kill();
+          removeShm(status);
+        }
+
+        // Ours removed by hand while running, another made under the name: left at stop.
+        const d3 = new Daemon(net, lb, "lb", args);
+        try {
+          await d3.ready();
+          removeShm(status);
+          const other = createStatusObject(status, Deno.pid, "other");
+          const ino = Deno.statSync(path).ino;
+          other.close();
+          const r = await d3.stop();
+          assert.equal(r.code, 0, r.stderr);
+          assert.equal(Deno.statSync(path).ino, ino, "the other object is left at stop");
+        } finally {
+          await d3.kill();
         }
       });
     } finally {

@@ -8,7 +8,19 @@
  *   never came, and the writer died);
  * - a failed side switch (refused by the kernel, its answer lost, or the emptying before it
  *   refused) leaves no table, so nothing can be marked with an old decision, and the table is
- *   created again with empty maps.
+ *   created again with empty maps;
+ * - a socket that fails outside a switch (a send refused with ENOBUFS, no answer within the
+ *   receive timeout, for an add, a removal step or a counter read) removes the table the same
+ *   way instead of throwing (before, the writer thread died and the fast path stayed off for the
+ *   daemon's life), and the table is created again;
+ * - a switch that fails every time: the table is created again after each, and the notice
+ *   `fastpath: table inet NAME created again` is logged 3 times a minute, then summed up
+ *   (before, once per failure: up to 200 lines a second);
+ * - the writer keeps its live socket's fd in a shared word for the main thread (which closes it
+ *   if the writer thread dies, so the table goes): -1 while the table is removed, the new fd
+ *   after a re-creation, and a socket the main thread took from the word is not closed again by
+ *   the writer (before, the main thread followed the fd through messages that could arrive
+ *   after the thread's error).
  */
 import assert from "node:assert/strict";
 import { isRoot, withTestNet } from "../../testkit/netns.ts";
@@ -121,5 +133,108 @@ Deno.test({
     ]);
     assert.deepEqual(byName("closed").kernel, gone);
     assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
+  },
+});
+
+Deno.test({
+  name:
+    "fast-path writer: a socket failure outside a switch removes the table instead of throwing; it is created again",
+  ignore: !ROOT,
+  async fn() {
+    const steps = await probe("socket-failure") as {
+      name: string;
+      problem: { errno: number; what: string } | null;
+      thrown?: string;
+      up: boolean;
+      side: number;
+      kernel: KernelView;
+    }[];
+    const byName = (name: string, nth = 0) => steps.filter((s) => s.name === name)[nth];
+    const gone = { exists: false, ruleMaps: [], elements: {} };
+    const fresh = { exists: true, ruleMaps: ["fp4a", "fp6a"], elements: EMPTY };
+    assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
+    for (
+      const [name, problem] of [
+        ["add: send fails", { errno: 105, what: "add elements: send" }],
+        ["add: no answer", { errno: 11, what: "add elements: recv (no answer from nf_tables)" }],
+        ["emptying step: no answer", {
+          errno: 11,
+          what: "empty a map: recv (no answer from nf_tables)",
+        }],
+        ["counter read: no answer", { errno: 11, what: "read the hit counters: recv" }],
+      ] as const
+    ) {
+      const s = byName(name);
+      assert.deepEqual([s.problem, s.up, s.kernel], [problem, false, gone], name);
+    }
+    for (let i = 0; i < 4; i++) {
+      const r = byName("restore", i);
+      assert.deepEqual([r.problem, r.up, r.side, r.kernel], [null, true, 0, fresh], `restore ${i}`);
+    }
+    const read = byName("counter read");
+    assert.deepEqual([read.problem, read.up], [null, true]);
+    assert.deepEqual(byName("closed").kernel, gone);
+  },
+});
+
+Deno.test({
+  name:
+    "fast-path writer: the shared fd word follows the live socket; a socket taken from it is the taker's",
+  ignore: !ROOT,
+  async fn() {
+    const steps = await probe("fd-word") as {
+      name: string;
+      problem: { errno: number } | null;
+      thrown?: string;
+      up: boolean;
+      word: number;
+      fd: number;
+      taken?: boolean;
+      open?: boolean;
+      kernel: KernelView;
+    }[];
+    const byName = (name: string) => steps.find((s) => s.name === name)!;
+    assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
+    const setup = byName("setup");
+    assert.ok(setup.fd >= 0 && setup.word === setup.fd, JSON.stringify(setup));
+    const refused = byName("switch refused");
+    assert.deepEqual([refused.up, refused.fd, refused.word], [false, -1, -1]);
+    const restore = byName("restore");
+    assert.ok(
+      restore.up && restore.fd >= 0 && restore.word === restore.fd,
+      JSON.stringify(restore),
+    );
+    // The writer dropped a socket the main thread had taken: left open for the taker to close.
+    const lost = byName("add: no answer, fd taken");
+    assert.deepEqual(
+      [lost.problem?.errno, lost.up, lost.fd, lost.word, lost.taken, lost.open, lost.kernel.exists],
+      [11, false, -1, -1, true, true, true],
+    );
+    assert.equal(byName("closed by the taker").kernel.exists, false, "the table went with it");
+  },
+});
+
+Deno.test({
+  name:
+    "fast-path writer: a switch failing every time is re-created each time; its notices are rate-limited",
+  ignore: !ROOT,
+  async fn() {
+    const r = await probe("restore-notices") as {
+      table: string;
+      failed: number;
+      restoreProblems: number;
+      up: boolean;
+      exists: boolean;
+      notices: string[];
+    };
+    const line = `fastpath: table inet ${r.table} created again`;
+    assert.deepEqual(r, {
+      table: r.table,
+      failed: 50,
+      restoreProblems: 0,
+      up: true,
+      exists: true,
+      notices: [line, line, line, `${line} ... repeated 47 times`],
+    });
   },
 });

@@ -8,6 +8,11 @@
  * counters; `/healthz` is 200, then 503 naming the table once it is deleted and while it has no
  * active target. A second daemon on
  * the same address fails at start-up with a clear message.
+ *
+ * With `--fastpath`: `nfqlb_fastpath_up` is 1 (and `stats` shows `up=1`), and the fast-path
+ * figures come from the writer thread, not from the status object's name in /dev/shm: an object
+ * another user plants there (mode 0666, made-up values, then truncated) changes nothing (before,
+ * the metrics thread mapped whatever had the name: made-up values, or SIGBUS once truncated).
  */
 import assert from "node:assert/strict";
 import { Addressing } from "../../testkit/e2e_topology.ts";
@@ -21,6 +26,14 @@ import {
   serviceOf,
 } from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
+import {
+  F_ADDS,
+  F_UP,
+  initStatus,
+  STATUS_PREFIX,
+  STATUS_SIZE,
+  statusValues,
+} from "../../lib/fastpath/status.ts";
 
 const ROOT = isRoot();
 if (!ROOT) console.warn("metrics_test: not running as root: metrics end-to-end test skipped");
@@ -227,6 +240,78 @@ Deno.test({
     } finally {
       await (daemon as Daemon | null)?.kill();
       removeShmObjects(tshm, ftshm);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "metrics --fastpath: nfqlb_fastpath_up; the values are the writer's, not a planted object's (needs root)",
+  ignore: !ROOT,
+  async fn() {
+    const token = crypto.getRandomValues(new Uint32Array(1))[0].toString(36);
+    const tshm = `nfqlbmf-${Deno.pid}-${token}-t`;
+    const ftshm = `nfqlbmf-${Deno.pid}-${token}-ft`;
+    const table = `nfqlbmf${token}`;
+    let status = "";
+    let daemon: Daemon | null = null;
+    try {
+      await cli("init", `--shm=${tshm}`, "--M=997", "--N=4");
+      await withTestNet(async (net) => {
+        const lb = await net.addNs("mf");
+        const inode = /\[(\d+)\]/.exec(await net.run(lb, ["readlink", "/proc/self/ns/net"]))![1];
+        status = `${STATUS_PREFIX}${inode}.${table}`;
+        const path = `/dev/shm/${status}`;
+        daemon = new Daemon(net, lb, "lb", [
+          `--tshm=${tshm}`,
+          `--ft_shm=${ftshm}`,
+          `--queue=${Q}`,
+          `--metrics=${METRICS}`,
+          "--fastpath",
+          `--fastpath-table=${table}`,
+        ]);
+        await daemon.ready();
+        await daemon.waitLine(new RegExp(`^Metrics; http://${METRICS}/metrics$`));
+        const scrape = async () => {
+          const [code, body] = await get(net, lb, "/metrics");
+          assert.equal(code, 200, body);
+          return parseExposition(body);
+        };
+        const own = await scrape();
+        assert.equal(own.get("nfqlb_fastpath_up"), 1);
+        assert.equal(own.get("nfqlb_fastpath_adds_total"), 0);
+        assert.match(
+          await cli("stats", `--ft_shm=${ftshm}`),
+          new RegExp(`\nFastpath ${table}: up=1, `),
+        );
+
+        // Another user takes the name over: a regular file anyone may write, made-up values.
+        Deno.removeSync(path);
+        const mem = new ArrayBuffer(STATUS_SIZE);
+        initStatus(mem, daemon.pid, ftshm);
+        statusValues(mem)[F_ADDS] = 12345;
+        statusValues(mem)[F_UP] = 0;
+        Deno.writeFileSync(path, new Uint8Array(mem), { mode: 0o666 });
+        Deno.chmodSync(path, 0o666);
+        Deno.chownSync(path, 65534, 65534);
+        const planted = await scrape();
+        assert.deepEqual(
+          [planted.get("nfqlb_fastpath_adds_total"), planted.get("nfqlb_fastpath_up")],
+          [0, 1],
+          "the writer's values",
+        );
+        // Truncated: nothing maps it, the daemon keeps serving.
+        Deno.truncateSync(path, 0);
+        assert.equal((await scrape()).get("nfqlb_fastpath_up"), 1);
+
+        const r = await daemon.stop();
+        daemon = null;
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(Deno.statSync(path).size, 0, "another's object is left at stop");
+      });
+    } finally {
+      await (daemon as Daemon | null)?.kill();
+      removeShmObjects(tshm, ftshm, ...(status === "" ? [] : [status]));
     }
   },
 });
