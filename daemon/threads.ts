@@ -10,15 +10,15 @@ import { openTraceShm } from "./open_trace_shm.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { QueueWaker } from "../ffi/nfqueue.ts";
-import { createShm, type ShmMapping } from "../ffi/shm.ts";
+import { createShm, type ShmMapping, type ShmOwner } from "../ffi/shm.ts";
 import { TunDevice, TunError } from "../ffi/tun.ts";
 import { initFtStats } from "../lib/frag/stats.ts";
 import { countersSize, writeCountersHeader } from "../lib/counters/queue_counters.ts";
 import { FragTable } from "../lib/frag/table.ts";
-import { ShmCreateError, TunOpenError } from "./errors.ts";
+import { ShmCreateError, ShmUntrustedError, TunOpenError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
-import { openTable } from "./open_table.ts";
+import { adoptProblem, openTable } from "./open_table.ts";
 import type {
   FlowChannel,
   QueueWorkerGo,
@@ -71,7 +71,13 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   try {
     // Grow only: another daemon using the same name (with more queues) may have it mapped.
     // Nothing is written yet: that daemon may be running (docs/COMPATIBILITY.md#fragment-statistics-ftshm).
-    ft = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1), undefined, true);
+    // An existing object is used only if root or this uid owns it and others may not write it:
+    // the queue threads count into it, and a planter could truncate it under them (SIGBUS).
+    const adopt = (owner: ShmOwner) => {
+      const problem = adoptProblem(owner, Deno.uid() ?? 0);
+      if (problem !== undefined) throw new ShmUntrustedError(c.ftShm, problem);
+    };
+    ft = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1), adopt, true);
   } catch (e) {
     if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
     throw e;

@@ -130,6 +130,7 @@ Deno.test({
           `--ft_shm=${ft}`,
         ],
         env: { NFQLB_TRACE_SHM: trace },
+        signal: AbortSignal.timeout(20_000), // a daemon that started would run on
       }).output();
       const err = new TextDecoder().decode(r.stderr);
       assert.equal(r.code, 1, err);
@@ -143,6 +144,43 @@ Deno.test({
       assert.throws(() => Deno.statSync(`/dev/shm/${ft}`), Deno.errors.NotFound, "no ftshm made");
     } finally {
       for (const n of [trace, table, ft]) removeShm(n);
+    }
+  },
+});
+
+Deno.test({
+  name: "lb over a planted ftshm: refused with the reason, exit 1, the object untouched",
+  ignore: !ROOT,
+  async fn() {
+    const table = tempShmName("t");
+    const ft = tempShmName("ft");
+    const planted = new Uint8Array(72).fill(0x5a);
+    plant(ft, planted, 65534, 0o666);
+    try {
+      const init = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", CLI, "init", `--shm=${table}`, "--M=97", "--N=4"],
+      }).output();
+      assert.equal(init.code, 0);
+      const r = await new Deno.Command("unshare", {
+        args: [
+          "-n",
+          Deno.execPath(),
+          "run",
+          "-A",
+          CLI,
+          "lb",
+          "--queue=3",
+          `--tshm=${table}`,
+          `--ft_shm=${ft}`,
+        ],
+        signal: AbortSignal.timeout(20_000), // a daemon that started would run on
+      }).output();
+      const err = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 1, err);
+      assert.match(err, new RegExp(`^${ft}: refusing /dev/shm/${ft}: owned by uid 65534, `));
+      assert.deepEqual(Deno.readFileSync(`/dev/shm/${ft}`), planted, "left as it was");
+    } finally {
+      for (const n of [table, ft]) removeShm(n);
     }
   },
 });
