@@ -9,7 +9,8 @@
  * are written without blocking the loop (the unsent rest is kept per connection and sent when
  * the socket takes more, within a deadline and a budget for unprivileged peers), never raise
  * SIGPIPE, and with `--flow-state` the flows are saved after each change (write, then rename)
- * and restored at start.
+ * and restored at start. Nothing is saved, activated or served before the daemon has started
+ * (`started`: every queue bound); clients that connect earlier wait in the listen backlog.
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
@@ -28,7 +29,7 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { type AdmissionLimits, admit, peerRights } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { peerOf } from "./peer_identity.ts";
-import { FlowStateSaver, restoreFlowState } from "./flow_state_file.ts";
+import { FlowStateSaver, removeStaleTmpFiles, restoreFlowState } from "./flow_state_file.ts";
 import { PendingFlowRetry } from "./pending_flows.ts";
 import { LOG_NOTICE } from "../lib/log/levels.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
@@ -47,6 +48,13 @@ export interface ControlStart {
   readonly lanes: number;
   /** Int32Array over it: [0] = stop requested. */
   readonly stop: SharedArrayBuffer;
+  /**
+   * Int32Array over it: [0] = 1 once the daemon has started: every queue bound, the shared
+   * objects initialised (daemon/threads.ts). Until then the thread listens but saves, activates
+   * and serves nothing: a second flowlb whose queue is taken (it is about to exit 1) must not
+   * write the running one's `--flow-state`.
+   */
+  readonly started: SharedArrayBuffer;
   /**
    * Int32Array over it: [lane] = flow version each queue thread has installed, then
    * [lanes + lane] = its trace-flow version.
@@ -408,6 +416,19 @@ function serve(start: ControlStart): void {
   };
 
   try {
+    // Until the daemon has started nothing is saved, activated or served (clients wait in the
+    // backlog): a daemon that fails to start leaves another one's --flow-state alone.
+    const started = new Int32Array(start.started);
+    while (Atomics.load(started, 0) === 0 && Atomics.load(stop, 0) === 0) {
+      Atomics.wait(started, 0, 0, ACCEPT_POLL_MS);
+    }
+    if (start.flowState !== "" && Atomics.load(stop, 0) === 0) {
+      try {
+        removeStaleTmpFiles(start.flowState);
+      } catch (e) {
+        limitedLog(`flow-state: ${start.flowState}: stale temporary files: ${e}`);
+      }
+    }
     while (Atomics.load(stop, 0) === 0) {
       const now = Date.now();
       flushLog(now);
