@@ -10,7 +10,9 @@
  * error ends with a newline (#21). Additionally any option value containing
  * a newline is refused (`<option> contains a newline`) because it would
  * inject request lines, and a text (NUL-terminated) reply to a list command
- * is printed as a text reply with exit 255. Before a change (`flow-set`, `flow-delete`,
+ * is printed as a text reply with exit 255. A reply that is not received whole (the connection
+ * fails while it is read, or a list's JSON is cut short) prints nothing but an error, exit 1
+ * ({@link ReplyError}). Before a change (`flow-set`, `flow-delete`,
  * `trace-flow-set`, `trace-flow-delete`) on a unix address the server's credentials are
  * checked: root or the client's own uid, else `Refusing to talk to the control server: ...`,
  * exit 1, nothing sent ({@link UntrustedServerError}; `tcp:` addresses are not checked).
@@ -30,8 +32,8 @@ import { type Command, die, type Invocation, type OptionDecl } from "./command.t
 
 /**
  * Sends one request and returns the whole reply, read until EOF. Throws
- * {@link TransportError} when it cannot connect; I/O errors after connecting
- * end the reply (the bytes read so far are returned).
+ * {@link TransportError} when it cannot connect, and {@link ReplyError} when reading the reply
+ * fails (e.g. the server reset the connection) before a whole text reply (up to its NUL) came.
  */
 export type Transport = (
   address: SocketAddress,
@@ -72,6 +74,17 @@ export class TransportError extends Error {
   constructor(strerror: string) {
     super(strerror);
     this.name = "TransportError";
+  }
+}
+
+/**
+ * The reply was not received whole: the connection failed while it was read, or a list reply
+ * ended before its JSON did (the server gave up sending it). Nothing of it is printed.
+ */
+export class ReplyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ReplyError";
   }
 }
 
@@ -130,7 +143,7 @@ async function send(
     return await transport(address, buildRequest(action, fields), CHANGES.has(action));
   } catch (e) {
     if (e instanceof TransportError) die(`Connect failed. ${e.message}`);
-    if (e instanceof UntrustedServerError) die(e.message);
+    if (e instanceof UntrustedServerError || e instanceof ReplyError) die(e.message);
     throw e;
   }
 }
@@ -147,12 +160,27 @@ function printTextReply(inv: Invocation, reply: Uint8Array): number {
   return text.startsWith("OK") ? 0 : 255;
 }
 
-/** Print a JSON reply verbatim (exit 0); a NUL-terminated text reply is an error (255). */
+/**
+ * Print a JSON reply verbatim (exit 0); a NUL-terminated text reply is an error (255); no reply
+ * prints nothing (exit 0, as 1.2.0: a list of an unknown name). A reply that is not valid JSON
+ * was cut short (the server gave up sending it, e.g. at its reply deadline, and a unix socket
+ * cannot say so): nothing is printed, exit 1.
+ */
 function printListReply(inv: Invocation, reply: Uint8Array): number {
   const { text, terminated } = decodeReply(reply);
   if (terminated) {
     inv.io.out(text + "\n");
     return 255;
+  }
+  if (text !== "") {
+    try {
+      JSON.parse(text);
+    } catch {
+      die(
+        `Reply incomplete: the server closed the connection after ${reply.length} bytes, ` +
+          "before the end of the list (nothing printed)",
+      );
+    }
   }
   inv.io.out(text);
   return 0;

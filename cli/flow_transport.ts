@@ -10,7 +10,7 @@ import { EAGAIN } from "../ffi/constants.ts";
 import { LibcError, strerror } from "../ffi/libc.ts";
 import { UnixClient } from "../ffi/unix_client.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
-import { TransportError, UntrustedServerError } from "./flow_commands.ts";
+import { ReplyError, TransportError, UntrustedServerError } from "./flow_commands.ts";
 
 /** Longest reply read (a list of many flows); the rest is discarded. */
 const MAX_REPLY = 64 << 20;
@@ -104,9 +104,20 @@ export async function connectTrustedUnix(name: string): Promise<UnixClient> {
   return client;
 }
 
+/** The text of a read error: glibc's for an errno (Deno's "... (os error N)" or a LibcError). */
+function readErrorText(e: unknown): string {
+  if (e instanceof LibcError) return e.message;
+  const m = /\(os error (\d+)\)/.exec(String(e));
+  return m !== null ? strerror(Number(m[1])) : String(e instanceof Error ? e.message : e);
+}
+
 /**
  * Send `request` to `address` and return the whole reply. With `change` on a unix address,
  * the server must be root or this process's uid (docs/COMPATIBILITY.md#control-protocol).
+ * A write that fails (the server closed early: it refused the request) ends the request, and
+ * the reply is read. A read that fails (e.g. the server reset the connection) throws
+ * {@link ReplyError}, unless a whole text reply (up to its NUL) was read: what came before the
+ * failure is never returned as if it were the reply.
  */
 export async function socketTransport(
   address: SocketAddress,
@@ -118,19 +129,31 @@ export async function socketTransport(
     : await connectSocket(address);
   const chunks: Uint8Array[] = [];
   let total = 0;
+  let nul = false;
   try {
-    const req = new Uint8Array(request);
-    let off = 0;
-    while (off < req.length) off += await conn.write(req.subarray(off));
+    try {
+      const req = new Uint8Array(request);
+      let off = 0;
+      while (off < req.length) off += await conn.write(req.subarray(off));
+    } catch {
+      // The server closed before it took the whole request: its reply, if any, is read below.
+    }
     const buf = new Uint8Array(65536);
     for (;;) {
-      const n = await conn.read(buf);
+      let n: number | null;
+      try {
+        n = await conn.read(buf);
+      } catch (e) {
+        if (nul) break; // a whole text reply came first
+        throw new ReplyError(
+          `Reply failed. ${readErrorText(e)} (after ${total} bytes; nothing printed)`,
+        );
+      }
       if (n === null) break;
+      if (!nul && buf.subarray(0, n).includes(0)) nul = true;
       if (total + n <= MAX_REPLY) chunks.push(buf.slice(0, n));
       total += n;
     }
-  } catch {
-    // An I/O error after connecting: return what was read so far.
   } finally {
     conn.close();
   }

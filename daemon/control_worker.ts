@@ -9,7 +9,8 @@
  * are written without blocking the loop (the unsent rest is kept per connection and sent when
  * the socket takes more, within a deadline and a budget for unprivileged peers), never raise
  * SIGPIPE, and with `--flow-state` the flows are saved after each change (write, then rename)
- * and restored at start.
+ * and restored at start. Nothing is saved, activated or served before the daemon has started
+ * (`started`: every queue bound); clients that connect earlier wait in the listen backlog.
  * @module
  */
 import { LibcError } from "../ffi/libc.ts";
@@ -28,7 +29,7 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { type AdmissionLimits, admit, peerRights } from "./control_admission.ts";
 import { ListenError, type ListenFailure } from "./errors.ts";
 import { peerOf } from "./peer_identity.ts";
-import { FlowStateSaver, restoreFlowState } from "./flow_state_file.ts";
+import { FlowStateSaver, removeStaleTmpFiles, restoreFlowState } from "./flow_state_file.ts";
 import { PendingFlowRetry, untrustedPendingLine } from "./pending_flows.ts";
 import { LOG_NOTICE } from "../lib/log/levels.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
@@ -48,6 +49,13 @@ export interface ControlStart {
   /** Int32Array over it: [0] = stop requested. */
   readonly stop: SharedArrayBuffer;
   /**
+   * Int32Array over it: [0] = 1 once the daemon has started: every queue bound, the shared
+   * objects initialised (daemon/threads.ts). Until then the thread listens but saves, activates
+   * and serves nothing: a second flowlb whose queue is taken (it is about to exit 1) must not
+   * write the running one's `--flow-state`.
+   */
+  readonly started: SharedArrayBuffer;
+  /**
    * Int32Array over it: [lane] = flow version each queue thread has installed, then
    * [lanes + lane] = its trace-flow version.
    */
@@ -58,6 +66,8 @@ export interface ControlStart {
   readonly trace?: SharedArrayBuffer;
   /** `--fastpath`: the channel whose flushed versions a change also waits for. */
   readonly fastpath?: SharedArrayBuffer;
+  /** Tests only: smaller bounds than {@link REPLY_TIMEOUT_MS} and {@link UNPRIVILEGED_OUTPUT_MAX}. */
+  readonly limits?: { readonly replyTimeoutMs?: number; readonly unprivilegedOutputMax?: number };
 }
 
 /** Messages the control thread sends. */
@@ -182,10 +192,20 @@ const ACCEPT_BURST = 1024;
 const REPLY_TIMEOUT_MS = 5000;
 /**
  * The unsent reply bytes of all unprivileged connections together (each connection holds at
- * most its one reply); a reply that would go beyond is not sent and its connection is closed.
+ * most its one reply). A reply that would take them beyond is not sent at all (checked before
+ * its first byte, so a client never gets a prefix): the peer gets {@link busyReply} instead.
  * Privileged peers' replies do not count.
  */
 const UNPRIVILEGED_OUTPUT_MAX = 16 << 20;
+
+/** The text reply (+ NUL) an unprivileged peer gets instead of a reply of `bytes` over the cap. */
+function busyReply(bytes: number, max: number): Uint8Array {
+  return textReply(
+    `FAIL: reply of ${bytes} bytes not sent: the replies waiting for unprivileged clients ` +
+      `would exceed ${max} bytes; try again later`,
+  );
+}
+
 /**
  * In one loop round, unprivileged requests are handled until this much time has passed; the
  * rest wait for the next round (their bytes stay in the socket), so a request of root or the
@@ -195,6 +215,8 @@ const ROUND_BUDGET_MS = 10;
 
 function serve(start: ControlStart): void {
   const stop = new Int32Array(start.stop);
+  const replyTimeoutMs = start.limits?.replyTimeoutMs ?? REPLY_TIMEOUT_MS;
+  const outputMax = start.limits?.unprivilegedOutputMax ?? UNPRIVILEGED_OUTPUT_MAX;
   // Trace lines of bits flow-conf and target; the mask is read from nfqlb-trace per request.
   const ring = start.trace === undefined ? undefined : new TraceRing(start.trace);
   const traceShm = ring === undefined ? undefined : openTraceShm();
@@ -346,23 +368,33 @@ function serve(start: ControlStart): void {
    * closed; false when the rest of its reply waits for the socket (POLLOUT).
    */
   const finish = (o: Open, r: ReadResult): boolean => {
-    const reply = answer(o, r);
+    let reply = answer(o, r);
     if (reply === null) return true;
-    o.out = new Uint8Array(reply);
-    o.sent = 0;
-    o.deadline = Date.now() + REPLY_TIMEOUT_MS;
-    if (flush(o)) return true;
-    if (!o.privileged) {
-      const rest = o.out.length - o.sent;
-      if (unprivilegedPending() > UNPRIVILEGED_OUTPUT_MAX) {
+    if (!o.privileged && unprivilegedPending() + reply.length > outputMax) {
+      // All or nothing, decided before the first byte goes out: never a prefix of the reply.
+      const busy = busyReply(reply.length, outputMax);
+      if (reply.length > busy.length) {
         limitedLog(
-          `control: dropped the reply to ${o.who}: ${rest} bytes unsent, ` +
-            `unprivileged replies in flight over ${UNPRIVILEGED_OUTPUT_MAX} bytes`,
+          `control: refused the reply to ${o.who}: ${reply.length} bytes, unprivileged ` +
+            `replies waiting would exceed ${outputMax} bytes`,
         );
-        return true;
+        reply = busy;
       }
     }
-    return false;
+    o.out = new Uint8Array(reply);
+    o.sent = 0;
+    o.deadline = Date.now() + replyTimeoutMs;
+    return flush(o);
+  };
+
+  /**
+   * Close `o`; with part of its reply unsent, with a reset, so that a TCP client reads an error
+   * instead of an orderly end after a prefix (a unix client sees the end of the stream: the
+   * client checks that a list is whole).
+   */
+  const closeOpen = (o: Open) => {
+    if (o.out !== null && o.sent < o.out.length) o.conn.reset();
+    else o.conn.close();
   };
 
   /** Accept every pending client, within the caps. */
@@ -401,7 +433,7 @@ function serve(start: ControlStart): void {
         continue;
       }
       if (decision.evict >= 0) {
-        open[decision.evict].conn.close();
+        closeOpen(open[decision.evict]);
         open.splice(decision.evict, 1);
       }
       open.push({
@@ -419,6 +451,19 @@ function serve(start: ControlStart): void {
   };
 
   try {
+    // Until the daemon has started nothing is saved, activated or served (clients wait in the
+    // backlog): a daemon that fails to start leaves another one's --flow-state alone.
+    const started = new Int32Array(start.started);
+    while (Atomics.load(started, 0) === 0 && Atomics.load(stop, 0) === 0) {
+      Atomics.wait(started, 0, 0, ACCEPT_POLL_MS);
+    }
+    if (start.flowState !== "" && Atomics.load(stop, 0) === 0) {
+      try {
+        removeStaleTmpFiles(start.flowState);
+      } catch (e) {
+        limitedLog(`flow-state: ${start.flowState}: stale temporary files: ${e}`);
+      }
+    }
     while (Atomics.load(stop, 0) === 0) {
       const now = Date.now();
       flushLog(now);
@@ -430,11 +475,11 @@ function serve(start: ControlStart): void {
         if (o.deadline <= now) {
           if (o.out !== null) {
             limitedLog(
-              `control: closed ${o.who}: reply not taken within ${REPLY_TIMEOUT_MS} ms ` +
+              `control: closed ${o.who}: reply not taken within ${replyTimeoutMs} ms ` +
                 `(${o.out.length - o.sent} of ${o.out.length} bytes unsent)`,
             );
           }
-          o.conn.close();
+          closeOpen(o);
           open.splice(i, 1);
         }
       }
@@ -472,7 +517,7 @@ function serve(start: ControlStart): void {
       if (done.size > 0) {
         for (let i = open.length - 1; i >= 0; i--) {
           if (done.has(open[i])) {
-            open[i].conn.close();
+            closeOpen(open[i]);
             open.splice(i, 1);
           }
         }
@@ -480,7 +525,7 @@ function serve(start: ControlStart): void {
       if (listenerReady) acceptPending();
     }
   } finally {
-    for (const o of open) o.conn.close();
+    for (const o of open) closeOpen(o);
     server.close();
   }
   scope.postMessage({ type: "stopped" });

@@ -204,7 +204,9 @@ export function writeFlowStateFile(path: string, text: string): void {
 
 /**
  * Remove temporary files of ours left by a killed daemon (our names, regular files owned by
- * the daemon's uid). Returns how many were removed.
+ * the daemon's uid). Returns how many were removed. Called once the daemon has started (every
+ * queue bound), not by {@link restoreFlowState}: a second daemon that cannot start must not
+ * remove the file the running one is writing.
  */
 export function removeStaleTmpFiles(path: string, own: number = Deno.uid() ?? 0): number {
   const { dir, base } = split(path);
@@ -244,7 +246,6 @@ export function restoreFlowState(
   log: (text: string) => void,
 ): number {
   const text = readFlowStateFile(path);
-  removeStaleTmpFiles(path);
   if (text === undefined) return 0;
   let state;
   try {

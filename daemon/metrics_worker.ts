@@ -6,9 +6,10 @@
  * (`/proc/net/netfilter/nfnetlink_queue` of its network namespace) and, for
  * flowlb, the flows' match counters; `GET /healthz` answers 200 `ok` only when
  * a packet for a configured VIP would be forwarded (`lib/counters/health.ts`):
- * every queue bound, every table in use valid, an active target in the lb's
- * table or, for flowlb, in some flow's table; else 503 with the reasons, one
- * per line. Each request reads the kernel's queue list and maps each table in
+ * every queue bound and getting its verdicts out (no "send stuck since" word
+ * set in its block of `ftshm`), every table in use valid, an active target in
+ * the lb's table or, for flowlb, in some flow's table; else 503 with the
+ * reasons, one per line. Each request reads the kernel's queue list and maps each table in
  * use once (its `active` slots are read, nothing else).
  *
  * Messages to the main thread: `listening` (the address), or `error` (the
@@ -18,7 +19,8 @@
 import { openShm, type ShmMapping } from "../ffi/shm.ts";
 import { formatMetrics } from "../lib/counters/metrics.ts";
 import { healthProblems, PROC_QUEUES, type TableHealth } from "../lib/counters/health.ts";
-import { readQueueCounters } from "../lib/counters/queue_counters.ts";
+import { readQueueCounters, readSendStuck } from "../lib/counters/queue_counters.ts";
+import { strerror } from "../ffi/libc.ts";
 import { readStats, readStatsExt } from "../lib/frag/stats.ts";
 import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
 import { type KernelQueueStats, parseNfqueueProc } from "../lib/nfqueue/proc.ts";
@@ -150,6 +152,13 @@ function serve(start: MetricsStart): void {
     const kernel = await kernelQueues();
     const states = new Map<string, TableHealth>();
     for (const name of tables()) states.set(name, tableHealth(name));
+    const shm = stats();
+    const now = Date.now();
+    const sendStuck = (shm === undefined ? [] : readSendStuck(shm)).map((s) => ({
+      queue: s.queue,
+      forMs: now - s.sinceMs,
+      error: strerror(s.errno),
+    }));
     return healthProblems({
       queueFirst: start.queueFirst,
       queueLast: start.queueLast,
@@ -157,6 +166,7 @@ function serve(start: MetricsStart): void {
       tables: states,
       target: start.target,
       flows: start.flows === undefined ? undefined : snapshot?.flows ?? [],
+      sendStuck,
     });
   };
 

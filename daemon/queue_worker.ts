@@ -37,7 +37,7 @@ import {
   C_VERDICT_ERRORS,
   QueueCounters,
 } from "../lib/counters/queue_counters.ts";
-import { transientErrors } from "./transient_errors.ts";
+import { sendDone, transientErrors } from "./transient_errors.ts";
 import { FlowLbDecider, FlowSet } from "../lib/decide/flowlb.ts";
 import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
 import { LbDecider } from "../lib/decide/lb.ts";
@@ -242,9 +242,12 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       mtu: c.mtu,
       qlength: c.qlength,
       failOpen: c.failOpen,
-      // Transient receive/send errors are counted, logged and retried; a send gives up on stop.
+      // Transient receive/send errors are counted, logged and retried; a send gives up on stop,
+      // and after SEND_RETRY_LIMIT_MS with an error that stops the daemon. While it fails, the
+      // queue's block says since when (for /healthz).
       stop,
       onTransientError: transientErrors(queue, trace, () => mapped.counts),
+      onSendDone: sendDone(() => mapped.counts),
     });
     owned.push(q);
     // The queue is ours now; the main thread initialises the ftshm object once every queue is

@@ -97,6 +97,9 @@ async function flowLb(
   // The control thread's trace lines (bits flow-conf and target) go to the trace thread too.
   const controlTrace = TraceRing.create(TRACE_RING_BYTES);
   const fastpathChannel = c.fastpath === undefined ? undefined : newFastPathChannel();
+  // Set once every queue is bound: until then the control thread saves, activates and serves
+  // nothing (a second flowlb whose queue is taken leaves the running one's --flow-state alone).
+  const started = new Int32Array(new SharedArrayBuffer(4));
   let control: ControlThread;
   try {
     control = new ControlThread(io, {
@@ -106,6 +109,7 @@ async function flowLb(
       flowState: c.flowState,
       lanes,
       stop,
+      started: started.buffer as SharedArrayBuffer,
       applied,
       unauthenticated: c.controlUnauthenticated,
     });
@@ -171,6 +175,11 @@ async function flowLb(
   };
   control.onFlows = publish("flows", 0);
   control.onTraces = publish("traces", 1);
+  threads.started.then((ok) => {
+    if (!ok) return;
+    Atomics.store(started, 0, 1);
+    Atomics.notify(started, 0);
+  });
   // A control-thread failure after start-up is logged by ControlThread; the queue threads keep
   // serving packets (it used to set the stop flag: flowlb exited with status 0).
   stopOnSignals(stop, threads.finished, threads);

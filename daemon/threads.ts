@@ -140,6 +140,12 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
 export interface QueueThreads {
   /** Resolves with the exit status once every thread has stopped. */
   readonly finished: Promise<number>;
+  /**
+   * Resolves once the start-up gate has opened: true when every queue is bound (and the metrics
+   * server listens) and the shared objects are initialised, false when the daemon is stopping
+   * instead (a thread failed to start, or a signal came first).
+   */
+  readonly started: Promise<boolean>;
   /** Send a message to every thread. */
   broadcast(message: unknown): void;
   /**
@@ -258,12 +264,16 @@ export function startQueueThreads(
    */
   let pending = c.queueLast - c.queueFirst + 1 + (c.metrics === undefined ? 0 : 1);
   let gateOpen = false;
+  let started!: (ok: boolean) => void;
+  const startedPromise = new Promise<boolean>((r) => started = r);
   /** Initialise the shared objects unless stopping, then let the bound threads go on. */
   const openGate = () => {
     if (gateOpen) return;
     gateOpen = true;
-    if (Atomics.load(stopFlag, 0) === 0) prepared.initShared();
+    const ok = Atomics.load(stopFlag, 0) === 0;
+    if (ok) prepared.initShared();
     for (const w of workers) w.postMessage({ type: "go" } satisfies QueueWorkerGo);
+    started(ok);
   };
   const startedPart = () => {
     if (--pending === 0) openGate();
@@ -358,8 +368,11 @@ export function startQueueThreads(
     w.postMessage(start);
     workers.push(w);
   }
+  // A start-up that never reaches the gate (every thread failed first) has not started.
+  finished.then(() => started(false));
   return {
     finished,
+    started: startedPromise,
     broadcast: (message) => {
       workers.forEach((w) => w.postMessage(message));
       metrics?.postMessage(message);

@@ -37,10 +37,13 @@
  * ENOMEM, or ENOBUFS (the socket overran: the kernel dropped messages), counts it and returns no
  * packet (after ENOMEM, a pause of {@link RECEIVE_RETRY_MS}), so the loop goes round again; a
  * `sendmsg` of verdicts that fails with EINTR, ENOBUFS, ENOMEM or EAGAIN is retried (pausing 1,
- * 2, 4 … up to {@link SEND_RETRY_MAX_MS} ms between attempts) until it succeeds or the stop flag
- * is set. Each is counted in {@link NfQueueStats} and reported to `onTransientError`. Any other
- * errno is fatal: LibcError. The symbols are looked up in `getLibc()` at every call, which is
- * where tests put a failing layer (`testkit/failing_libc.ts`).
+ * 2, 4 … up to {@link SEND_RETRY_MAX_MS} ms between attempts) until it succeeds, the stop flag
+ * is set, or it has failed for {@link SEND_RETRY_LIMIT_MS}: then it is fatal (NfQueueError naming
+ * the errno and how long it was retried; the daemon stops and its supervisor restarts it, as
+ * before retries existed). Each failure is counted in {@link NfQueueStats} and reported to
+ * `onTransientError`; a send that goes out after failures is reported to `onSendDone`. Any other
+ * errno is fatal at once: LibcError. The symbols are looked up in `getLibc()` at every call,
+ * which is where tests put a failing layer (`testkit/failing_libc.ts`).
  *
  * Wake: {@link QueueWaker} sends a bare NLMSG_NOOP from a netlink socket of its own to a
  * queue socket's {@link NfQueue.portId}; the blocked `recvmmsg` returns at once with no
@@ -129,6 +132,13 @@ const CONFIG_WAIT_MS = 5000;
 export const RECEIVE_RETRY_MS = 5;
 /** Longest pause between two attempts of a `sendmsg` that failed transiently. */
 export const SEND_RETRY_MAX_MS = 100;
+/**
+ * How long the `sendmsg` of one verdict datagram is retried at most (from its first failure):
+ * then the failure is fatal. Meanwhile the queue's packets wait for their verdicts, so a send
+ * that never goes through must end the daemon (its supervisor restarts it) rather than stall the
+ * queue for ever.
+ */
+export const SEND_RETRY_LIMIT_MS = 5000;
 
 /**
  * Told of each transient failure of the data plane's `recvmmsg` or `sendmsg` (errno), which was
@@ -239,6 +249,13 @@ export interface NfQueueOptions {
   stop?: Int32Array;
   /** Told of each transient receive or send failure (counted, retried); default: nothing. */
   onTransientError?: TransientErrorHook;
+  /** Told when a send of verdicts that failed transiently has gone out; default: nothing. */
+  onSendDone?: () => void;
+  /**
+   * How long a failing send of verdicts is retried before it is fatal, in ms (default
+   * {@link SEND_RETRY_LIMIT_MS}; tests use less).
+   */
+  sendRetryLimitMs?: number;
 }
 
 /** Cumulative counters of one queue. */
@@ -285,12 +302,15 @@ function checkOptions(opts: NfQueueOptions): Required<NfQueueOptions> {
     batchVerdicts: opts.batchVerdicts ?? true,
     stop: opts.stop ?? new Int32Array(1),
     onTransientError: opts.onTransientError ?? (() => {}),
+    onSendDone: opts.onSendDone ?? (() => {}),
+    sendRetryLimitMs: opts.sendRetryLimitMs ?? SEND_RETRY_LIMIT_MS,
   };
   checkInt("queue", o.queue, 0, 65535);
   checkInt("mtu", o.mtu, 1, 65535);
   checkInt("qlength", o.qlength, 1, 0xffffffff);
   checkInt("batch", o.batch, 1, 1024);
   checkInt("timeoutMs", o.timeoutMs, 0, 3600_000);
+  checkInt("sendRetryLimitMs", o.sendRetryLimitMs, 0, 3600_000);
   return o;
 }
 
@@ -352,6 +372,8 @@ export class NfQueue {
   /** `[0]` ≠ 0: give up retrying a send. */
   private readonly stop: Int32Array;
   private readonly onTransientError: TransientErrorHook;
+  private readonly onSendDone: () => void;
+  private readonly sendRetryLimitMs: number;
   /** Waited on (never notified) for the pauses between retries. */
   private readonly pause = new Int32Array(new SharedArrayBuffer(4));
   /** Datagrams received while opening and not yet returned as a batch (0: none). */
@@ -366,6 +388,8 @@ export class NfQueue {
     this.fd = fd;
     this.stop = opts.stop;
     this.onTransientError = opts.onTransientError;
+    this.onSendDone = opts.onSendDone;
+    this.sendRetryLimitMs = opts.sendRetryLimitMs;
     this.portId = netlinkPortId(fd);
     this.rcvbuf = rcvbuf;
     // mtu + 2048 bytes per datagram, rounded up to 8 so that every slot is aligned.
@@ -627,10 +651,13 @@ export class NfQueue {
   /**
    * The send of the verdict datagram failed with `e`: retry it while the error is transient
    * (pausing between attempts), until it succeeds (true) or the stop flag is set (false: the
-   * verdicts are given up; the queue is about to close). Throws LibcError on a fatal error.
+   * verdicts are given up; the queue is about to close). Throws LibcError on a fatal error, and
+   * NfQueueError once it has failed for `sendRetryLimitMs` (the queue would stall for ever).
    */
   private sendAgain(e: number): boolean {
+    const since = performance.now();
     let pauseMs = 1;
+    let attempts = 1;
     for (;;) {
       if (e !== EINTR && e !== ENOBUFS && e !== ENOMEM && e !== EAGAIN) {
         throw new LibcError("sendmsg", e);
@@ -641,11 +668,24 @@ export class NfQueue {
         this.stats.sendsAbandoned++;
         return false;
       }
+      const elapsed = performance.now() - since;
+      if (elapsed >= this.sendRetryLimitMs) {
+        this.stats.sendsAbandoned++;
+        throw new NfQueueError(
+          `queue ${this.queue}: sendmsg: ${strerror(e)}: verdicts not sent for ` +
+            `${Math.round(elapsed)} ms (${attempts} attempts); giving up: the daemon stops`,
+          e,
+        );
+      }
       if (e !== EINTR) {
         Atomics.wait(this.pause, 0, 0, pauseMs);
         pauseMs = Math.min(2 * pauseMs, SEND_RETRY_MAX_MS);
       }
-      if (getLibc().sendmsg(this.fd, this.txMsg, 0) >= 0) return true;
+      attempts++;
+      if (getLibc().sendmsg(this.fd, this.txMsg, 0) >= 0) {
+        this.onSendDone();
+        return true;
+      }
       e = errno();
     }
   }

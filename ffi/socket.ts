@@ -20,6 +20,8 @@ export const SO_REUSEADDR = 2;
 export const SO_SNDBUF = 7;
 /** `SO_RCVBUF` (int; the kernel doubles what is set, capped at rmem_max). */
 export const SO_RCVBUF = 8;
+/** `SO_LINGER` (`struct linger` { int l_onoff; int l_linger }). */
+export const SO_LINGER = 13;
 /** `SO_PEERCRED` (`struct ucred`). */
 export const SO_PEERCRED = 17;
 /** `SO_RCVTIMEO` with a 64-bit `struct timeval` (SO_RCVTIMEO_OLD on x86-64). */
@@ -93,6 +95,19 @@ export function getIntOption(fd: number, level: number, name: number): number {
     throw new LibcError("getsockopt", errno());
   }
   return intBuf[0];
+}
+
+/**
+ * `SO_LINGER` on with a time of 0: the next `close` of a TCP socket resets the connection (RST,
+ * unsent data dropped), so the peer reads an error instead of an orderly end. No effect on unix
+ * sockets. Throws LibcError on failure.
+ */
+export function setLingerReset(fd: number): void {
+  const linger = new Int32Array([1, 0]);
+  const bytes = new Uint8Array(linger.buffer);
+  if (getLibc().setsockopt(fd, SOL_SOCKET, SO_LINGER, bytes, bytes.length) !== 0) {
+    throw new LibcError("setsockopt", errno());
+  }
 }
 
 /** Set `SO_RCVTIMEO` to `ms` milliseconds (0 = block forever). */

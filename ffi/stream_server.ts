@@ -34,6 +34,7 @@ import {
   type PeerCredentials,
   peerCredentials,
   setIntOption,
+  setLingerReset,
   setReceiveTimeout,
   SO_REUSEADDR,
   SOL_SOCKET,
@@ -132,6 +133,21 @@ export class Connection {
     if (this.#closed) return;
     this.#closed = true;
     getLibc().close(this.fd);
+  }
+
+  /**
+   * Close the connection with a reset (`SO_LINGER` 0), for a reply that is given up part-way:
+   * a TCP peer then reads an error (ECONNRESET), not an orderly end after a prefix. On a unix
+   * socket it is a plain close (the peer sees the end of the stream). Idempotent.
+   */
+  reset(): void {
+    if (this.#closed) return;
+    try {
+      setLingerReset(this.fd);
+    } catch {
+      // closing anyway
+    }
+    this.close();
   }
 }
 

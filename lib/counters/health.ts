@@ -1,7 +1,7 @@
 /**
  * What `GET /healthz` answers (docs/COMPATIBILITY.md#differences D52): healthy means "a packet for a
- * configured VIP would be forwarded now": every queue is bound, every table in use maps as a
- * valid table, and
+ * configured VIP would be forwarded now": every queue is bound and gets its verdicts out (no
+ * send of verdicts is failing), every table in use maps as a valid table, and
  * - `lb`: the target table has at least one active target;
  * - `flowlb`: at least one flow has a target table with an active target.
  *
@@ -43,6 +43,15 @@ export interface HealthInput {
   readonly target?: string;
   /** flowlb: the flows (helper flows have no target). */
   readonly flows?: readonly { readonly name: string; readonly target: string | undefined }[];
+  /**
+   * The queues whose verdicts have not gone out for `forMs` ms (their send keeps failing with
+   * `error`, the errno's text); the daemon stops once the queue thread gives up.
+   */
+  readonly sendStuck?: readonly {
+    readonly queue: number;
+    readonly forMs: number;
+    readonly error: string;
+  }[];
 }
 
 /** Flows named in a 503 body at most; the rest are counted in one line. */
@@ -59,6 +68,11 @@ export function healthProblems(h: HealthInput): string[] {
     for (let n = h.queueFirst; n <= h.queueLast; n++) {
       if (!h.bound.has(n)) problems.push(`queue ${n}: not bound (${PROC_QUEUES})`);
     }
+  }
+  for (const s of h.sendStuck ?? []) {
+    problems.push(
+      `queue ${s.queue}: verdicts not sent for ${Math.max(0, Math.round(s.forMs))} ms: ${s.error}`,
+    );
   }
   for (const [name, t] of h.tables) {
     if (t.problem !== undefined) problems.push(`table ${name}: ${t.problem}`);

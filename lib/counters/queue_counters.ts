@@ -16,6 +16,9 @@
  * | 8                                     | u32 first queue, u32 queue count, u32 fwmark slots, u32 0 |
  * | 24 + q·{@link BLOCK_SIZE}             | queue q's block: 16 float64 counters, then the fwmark table |
  *
+ * Two of the 16 are words, not counters: since when the queue's verdicts have not gone out
+ * ({@link C_SEND_STUCK_SINCE}) and why ({@link C_SEND_STUCK_ERRNO}), for `/healthz`.
+ *
  * @example
  * ```ts
  * import { countersSize, QueueCounters, readQueueCounters, writeCountersHeader } from "./queue_counters.ts";
@@ -66,6 +69,13 @@ export const C_RECEIVE_ERRORS = 9;
 export const C_RECEIVE_OVERRUNS = 10;
 /** Sends of verdicts that failed transiently (EINTR, ENOBUFS, ENOMEM, EAGAIN) and were retried. */
 export const C_SEND_ERRORS = 11;
+/**
+ * Not a counter: since when (ms since the epoch, `Date.now()`) the send of the queue's current
+ * verdicts has been failing, 0 while verdicts go out. `/healthz` reports a queue whose word is set.
+ */
+export const C_SEND_STUCK_SINCE = 12;
+/** Not a counter: the errno of the last failed attempt while {@link C_SEND_STUCK_SINCE} is set. */
+export const C_SEND_STUCK_ERRNO = 13;
 
 /** Bytes of one queue's block. */
 export const BLOCK_SIZE = 8 * NUM_COUNTERS + 4 * FW_SLOTS + 16 * FW_SLOTS;
@@ -210,6 +220,32 @@ export function readQueueCounters(
   }
   const fwmarks = [...marks.values()].sort((a, b) => a.fwmark - b.fwmark);
   return { queues, fwmarks };
+}
+
+/** A queue whose verdicts have not gone out since `sinceMs` (ms since the epoch). */
+export interface SendStuck {
+  readonly queue: number;
+  readonly sinceMs: number;
+  /** The errno of the last failed attempt. */
+  readonly errno: number;
+}
+
+/**
+ * The queues whose send of verdicts is failing now ({@link C_SEND_STUCK_SINCE} set), in queue
+ * order; empty when the object has no counters.
+ */
+export function readSendStuck(shm: ArrayBufferLike): SendStuck[] {
+  if (shm.byteLength < COUNTERS_OFFSET + HEADER_SIZE) return [];
+  const h = new Uint32Array(shm, COUNTERS_OFFSET, HEADER_SIZE >>> 2);
+  if (h[0] !== COUNTERS_MAGIC || h[1] !== COUNTERS_LAYOUT || h[4] !== FW_SLOTS) return [];
+  const count = Math.min(h[3], Math.floor((shm.byteLength - blockOffset(0)) / BLOCK_SIZE));
+  const out: SendStuck[] = [];
+  for (let i = 0; i < count; i++) {
+    const c = new Float64Array(shm, blockOffset(i), NUM_COUNTERS);
+    const sinceMs = c[C_SEND_STUCK_SINCE];
+    if (sinceMs > 0) out.push({ queue: h[2] + i, sinceMs, errno: c[C_SEND_STUCK_ERRNO] });
+  }
+  return out;
 }
 
 /**

@@ -114,3 +114,107 @@ Deno.test("full backlog that stays full: a clear error after the bound, from the
     srv.close();
   }
 });
+
+// A reply cut short (issue: the client could not tell): a fake server that takes the request,
+// sends `reply` and ends the connection with a plain close or a reset.
+
+/** A loopback tcp port nobody uses now. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+/**
+ * Run `command args` against a server on `address` (`unix:NAME` or `tcp:127.0.0.1:PORT`) that
+ * answers one request with `reply`, then closes (`reset`: with SO_LINGER 0).
+ */
+async function against(
+  kind: "unix" | "tcp",
+  reply: string,
+  reset: boolean,
+  command: string,
+  args: string[] = [],
+): Promise<{ code: number; out: string; err: string }> {
+  const addr = kind === "unix"
+    ? { kind, name: name() } as const
+    : { kind, host: "127.0.0.1", port: freePort(), v6: false } as const;
+  const srv = StreamServer.listen(addr, 4);
+  const served = (async () => {
+    const deadline = Date.now() + 30_000;
+    const buf = new Uint8Array(4096);
+    while (Date.now() < deadline) {
+      const c = srv.acceptNow();
+      if (c === null) {
+        await sleep(5);
+        continue;
+      }
+      let request = "";
+      while (!request.includes("eoc:\n") && Date.now() < deadline) {
+        const n = c.recvNow(buf);
+        if (n > 0) request += new TextDecoder().decode(buf.subarray(0, n));
+        else await sleep(5);
+      }
+      assert.equal(c.sendNow(encoder.encode(reply)), reply.length);
+      if (reset) c.reset();
+      else c.close();
+      return;
+    }
+    throw new Error("no client came");
+  })();
+  try {
+    const text = kind === "unix" ? `unix:${addr.name}` : `tcp:127.0.0.1:${addr.port}`;
+    const cmd = flowCommands(socketTransport, () => text).find((c) => c.name === command)!;
+    let out = "";
+    let err = "";
+    const code = await runCommand(cmd, args, { out: (t) => out += t, err: (t) => err += t });
+    await served;
+    return { code, out, err };
+  } finally {
+    srv.close();
+  }
+}
+
+const LIST = '[{\n  "name": "a",\n  "priority": 0,\n  "matches_count": 0,\n  "user_ref": "t"\n}]\n';
+
+for (const kind of ["unix", "tcp"] as const) {
+  Deno.test(`${kind}: a whole list is printed as it came; a text reply then a reset stands`, async () => {
+    assert.deepEqual(await against(kind, LIST, false, "flow-list"), {
+      code: 0,
+      out: LIST,
+      err: "",
+    });
+    assert.deepEqual(await against(kind, "", false, "flow-list", ["--name=x"]), {
+      code: 0,
+      out: "",
+      err: "",
+    }, "no reply: nothing, exit 0 (1.2.0)");
+    assert.deepEqual(await against(kind, "OK\0", true, "flow-delete", ["--name=a"]), {
+      code: 0,
+      out: "OK\n",
+      err: "",
+    });
+  });
+
+  Deno.test(`${kind}: a list cut short is not printed: an error, exit 1`, async () => {
+    const cut = LIST.slice(0, 30);
+    const r = await against(kind, cut, false, "flow-list");
+    assert.deepEqual(r, {
+      code: 1,
+      out: "",
+      err: "Reply incomplete: the server closed the connection after 30 bytes, before the end " +
+        "of the list (nothing printed)\n",
+    });
+  });
+}
+
+Deno.test("tcp: a reset after part of a list is an error, not the end of the reply", async () => {
+  const r = await against("tcp", LIST.slice(0, 30), true, "flow-list");
+  assert.equal(r.code, 1, r.err);
+  assert.equal(r.out, "");
+  assert.match(
+    r.err,
+    /^Reply failed\. Connection reset by peer \(after \d+ bytes; nothing printed\)\n$/,
+  );
+});

@@ -9,9 +9,18 @@ import assert from "node:assert/strict";
 import { clockSince, type PacketQueue, runPacketLoop } from "../../daemon/packet_loop.ts";
 import type { Decider } from "../../lib/decide/decider.ts";
 import { EAGAIN, EBADF, EINTR, ENOBUFS, ENOMEM } from "../../ffi/constants.ts";
-import { LibcError } from "../../ffi/libc.ts";
-import { attach, packets, verdicts } from "../../testkit/fake_kernel.ts";
+import { LibcError, strerror } from "../../ffi/libc.ts";
+import { NfQueueError } from "../../ffi/nfqueue.ts";
+import { attach, OPTS, packets, verdicts } from "../../testkit/fake_kernel.ts";
 import { failCalls } from "../../testkit/failing_libc.ts";
+import {
+  countersSize,
+  QueueCounters,
+  readSendStuck,
+  type SendStuck,
+  writeCountersHeader,
+} from "../../lib/counters/queue_counters.ts";
+import { sendDone, transientErrors } from "../../daemon/transient_errors.ts";
 
 /** A queue that returns scripted batches of packet lengths, then sets `stop`. */
 class ScriptedQueue implements PacketQueue {
@@ -228,6 +237,7 @@ Deno.test("transient send errors (ENOBUFS, ENOMEM, EINTR, EAGAIN): retried until
   // The loop's flag is set before the batch is decided: the queue must not give up on it.
   const { k, q } = await attach(undefined, {
     onTransientError: (call, e) => seen.push(`${call} ${e}`),
+    onSendDone: () => seen.push("sent"),
   });
   assert.ok(q !== undefined);
   const restore = failCalls("sendmsg", [ENOBUFS, ENOMEM, EINTR, EAGAIN]);
@@ -237,7 +247,10 @@ Deno.test("transient send errors (ENOBUFS, ENOMEM, EINTR, EAGAIN): retried until
     assert.deepEqual(k.read().map(verdicts), [[[true, 1, 2, 101]]], "sent once, after the retries");
     assert.equal(q.stats.sendErrors, 4);
     assert.equal(q.stats.sends, 1);
-    assert.deepEqual(seen, [ENOBUFS, ENOMEM, EINTR, EAGAIN].map((e) => `sendmsg ${e}`));
+    assert.deepEqual(seen, [
+      ...[ENOBUFS, ENOMEM, EINTR, EAGAIN].map((e) => `sendmsg ${e}`),
+      "sent",
+    ]);
   } finally {
     restore();
     q.close();
@@ -259,6 +272,82 @@ Deno.test("a send that keeps failing is given up when the stop flag is set; the 
     assert.equal(q.stats.sendErrors, 5);
     assert.equal(q.stats.sendsAbandoned, 1);
     assert.deepEqual(k.read(), [], "nothing was sent");
+  } finally {
+    restore();
+    q.close();
+    k.close();
+  }
+});
+
+Deno.test("a send that keeps failing is fatal after the retry limit: the errno and how long", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const { k, q } = await attach(undefined, { stop, sendRetryLimitMs: 50 });
+  assert.ok(q !== undefined);
+  // ENOMEM for ever. Without a limit the loop would retry until stopped: stop it after 20 s so
+  // that such a queue fails this test instead of hanging it.
+  const t0 = Date.now();
+  const restore = failCalls("sendmsg", () => ENOMEM, () => {
+    if (Date.now() - t0 > 20_000) Atomics.store(stop, 0, 1);
+  });
+  try {
+    k.write(packets(1));
+    await assert.rejects(runPacketLoop(q, ACCEPT_101, stop), (e: unknown) => {
+      assert.ok(e instanceof NfQueueError, String(e));
+      assert.equal(e.errno, ENOMEM);
+      assert.match(
+        e.message,
+        new RegExp(
+          `^queue ${OPTS.queue}: sendmsg: ${strerror(ENOMEM)}: verdicts not sent for \\d+ ms ` +
+            "\\(\\d+ attempts\\); giving up: the daemon stops$",
+        ),
+      );
+      const ms = Number(/for (\d+) ms/.exec(e.message)![1]);
+      assert.ok(ms >= 50, `retried for the limit at least, got ${ms} ms`);
+      return true;
+    });
+    assert.equal(Atomics.load(stop, 0), 0, "it gave up by itself");
+    assert.equal(q.stats.sendsAbandoned, 1);
+    assert.ok(q.stats.sendErrors >= 2);
+    assert.deepEqual(k.read(), [], "nothing was sent");
+  } finally {
+    restore();
+    q.close();
+    k.close();
+  }
+});
+
+Deno.test("while a send fails, the queue's block says since when and why; cleared once sent", async () => {
+  const stop = new Int32Array(new SharedArrayBuffer(4));
+  const shm = new ArrayBuffer(countersSize(1));
+  writeCountersHeader(shm, OPTS.queue, 1);
+  const counts = new QueueCounters(shm, 0).counts;
+  const trace = { mask: 0, level: 0, line: () => {} };
+  // Not given the loop's flag: it is set before the batch is decided (loopUntilPackets).
+  const { k, q } = await attach(undefined, {
+    // What the queue thread gives its queue (daemon/queue_worker.ts).
+    onTransientError: transientErrors(OPTS.queue, trace, () => counts),
+    onSendDone: sendDone(() => counts),
+  });
+  assert.ok(q !== undefined);
+  const during: SendStuck[][] = [];
+  const before = Date.now();
+  // Two failures; the block is read before the second and the third (successful) attempt.
+  const restore = failCalls("sendmsg", [ENOBUFS, ENOMEM], (c) => {
+    if (c > 0) during.push(readSendStuck(shm));
+  });
+  try {
+    assert.deepEqual(readSendStuck(shm), []);
+    k.write(packets(1));
+    assert.equal(await loopUntilPackets(q, stop), 1);
+    assert.equal(during.length, 2);
+    const [first, second] = during;
+    assert.equal(first.length, 1);
+    assert.equal(first[0].queue, OPTS.queue);
+    assert.equal(first[0].errno, ENOBUFS);
+    assert.ok(first[0].sinceMs >= before && first[0].sinceMs <= Date.now());
+    assert.deepEqual(second, [{ ...first[0], errno: ENOMEM }], "since the first failure");
+    assert.deepEqual(readSendStuck(shm), [], "sent: no longer stuck");
+    assert.deepEqual(k.read().map(verdicts), [[[false, 1, 1, 101]]]);
   } finally {
     restore();
     q.close();

@@ -10,11 +10,13 @@ import {
   countersSize,
   QueueCounters,
   readQueueCounters,
+  readSendStuck,
   writeCountersHeader,
 } from "../../lib/counters/queue_counters.ts";
 import { LOG_NOTICE, LOG_WARNING } from "../../lib/log/levels.ts";
 import type { TraceSink } from "../../lib/trace/mask.ts";
-import { IO_ERROR_LOG, transientErrors } from "../../daemon/transient_errors.ts";
+import { IO_ERROR_LOG, sendDone, transientErrors } from "../../daemon/transient_errors.ts";
+import { SEND_RETRY_LIMIT_MS } from "../../ffi/nfqueue.ts";
 
 function setup(level = LOG_NOTICE) {
   const shm = new ArrayBuffer(countersSize(1));
@@ -24,7 +26,8 @@ function setup(level = LOG_NOTICE) {
   const trace: TraceSink = { mask: 0, level, line: () => {}, log: (t) => logs.push(t) };
   let now = 1000;
   const hook = transientErrors(4, trace, () => counters.counts, () => now);
-  return { shm, logs, hook, advance: (ms: number) => now += ms };
+  const sent = sendDone(() => counters.counts);
+  return { shm, logs, hook, sent, advance: (ms: number) => now += ms };
 }
 
 Deno.test("transient errors: counted per kind in the queue's block, as stats reads them", () => {
@@ -49,7 +52,8 @@ Deno.test("transient errors: logged at most IO_ERROR_LOG.burst times per call an
   hook("sendmsg", EINTR);
   assert.deepEqual(logs, [], "a signal is no news");
   const send = `queue 4: sendmsg: ${strerror(ENOMEM)}: the verdicts were not sent; retrying ` +
-    "until they are (the packets wait in the queue)";
+    `until they are (the packets wait in the queue), for ${SEND_RETRY_LIMIT_MS} ms at most: ` +
+    "then the daemon stops";
   for (let i = 0; i < IO_ERROR_LOG.burst + 2; i++) hook("sendmsg", ENOMEM);
   hook("recvmmsg", ENOBUFS);
   assert.deepEqual(logs, [
@@ -69,4 +73,20 @@ Deno.test("transient errors: below warning level nothing is logged, all is count
   hook("recvmmsg", ENOMEM);
   assert.deepEqual(logs, []);
   assert.equal(readQueueCounters(shm)!.queues[0].receiveErrors, 1);
+});
+
+Deno.test("transient errors: a failing send marks the queue stuck since its first failure", () => {
+  const { shm, hook, sent } = setup();
+  hook("recvmmsg", ENOMEM);
+  assert.deepEqual(readSendStuck(shm), [], "a receive error is not a stuck send");
+  const before = Date.now();
+  hook("sendmsg", ENOBUFS);
+  const [s] = readSendStuck(shm);
+  assert.ok(s.sinceMs >= before && s.sinceMs <= Date.now());
+  assert.deepEqual(s, { queue: 4, sinceMs: s.sinceMs, errno: ENOBUFS });
+  hook("sendmsg", ENOMEM);
+  assert.deepEqual(readSendStuck(shm), [{ queue: 4, sinceMs: s.sinceMs, errno: ENOMEM }]);
+  sent();
+  assert.deepEqual(readSendStuck(shm), []);
+  assert.equal(readQueueCounters(shm)!.queues[0].sendErrors, 2, "still counted");
 });

@@ -3,13 +3,22 @@
  * docs/COMPATIBILITY.md#differences D52), as root, in a private network namespace with loopback
  * only (the queues need no traffic to be bound): flowlb with no flow is 503 with the reason; after
  * `flow-set` with a table that has an active target, 200; with every target deactivated, 503
- * naming the flow; lb with a table without an active target is 503, 200 once one is activated.
+ * naming the flow; lb with a table without an active target is 503, 200 once one is activated,
+ * and 503 naming the queue while its "send stuck since" word in `ftshm` is set.
  */
 import assert from "node:assert/strict";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
 import { cli, Daemon } from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
+import { openShm } from "../../ffi/shm.ts";
+import { ENOMEM } from "../../ffi/constants.ts";
+import { strerror } from "../../ffi/libc.ts";
+import {
+  C_SEND_STUCK_ERRNO,
+  C_SEND_STUCK_SINCE,
+  QueueCounters,
+} from "../../lib/counters/queue_counters.ts";
 
 const ROOT = isRoot();
 if (!ROOT) console.warn("healthz_test: not running as root: test skipped");
@@ -110,6 +119,26 @@ Deno.test({
             ]);
             await cli("activate", `--shm=${tshm}`, "101");
             assert.deepEqual(await healthz(net, ns), [200, "ok\n"]);
+            // The queue thread's "send stuck since" word (set while its verdicts cannot be sent):
+            // written here as the thread would, then cleared.
+            const ft = openShm(ftshm, true);
+            try {
+              const counts = new QueueCounters(ft.buffer, 0).counts;
+              counts[C_SEND_STUCK_ERRNO] = ENOMEM;
+              counts[C_SEND_STUCK_SINCE] = Date.now() - 1500;
+              const [status, body] = await healthz(net, ns);
+              assert.equal(status, 503, body);
+              assert.match(
+                body,
+                new RegExp(`^queue ${q}: verdicts not sent for \\d+ ms: ${strerror(ENOMEM)}\n$`),
+              );
+              const ms = Number(/for (\d+) ms/.exec(body)![1]);
+              assert.ok(ms >= 1500, `${ms} ms`);
+              counts[C_SEND_STUCK_SINCE] = 0;
+              assert.deepEqual(await healthz(net, ns), [200, "ok\n"]);
+            } finally {
+              ft.close();
+            }
             assert.equal((await lb.stop()).code, 0);
           } finally {
             await lb.kill();

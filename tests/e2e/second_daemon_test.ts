@@ -4,13 +4,20 @@
  * counts the UDP datagrams an `OUTPUT` NFQUEUE rule sends it; then `lb` B and `flowlb` B start on
  * the same queue and the same `--ft_shm`. Each must exit 1 with `queue Q is in use by another
  * process`, and the `ftshm` object must be byte for byte what it was before (it is initialised
- * only once every queue is bound); A goes on counting.
+ * only once every queue is bound); A goes on counting. Likewise its `--flow-state`: `flowlb` A
+ * runs with a state file holding a pending flow; `flowlb` B on the same queue and file, asked for
+ * a change on its own control socket while it starts, exits 1 and leaves the file as it was (its
+ * control thread saves, activates and serves nothing before every queue is bound).
  */
 import assert from "node:assert/strict";
 import { readShm, removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
 import { readQueueCounters } from "../../lib/counters/queue_counters.ts";
 import { cli, Daemon } from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
+import { LineProcess } from "../../testkit/line_process.ts";
+import { writeFlowStateFile } from "../../daemon/flow_state_file.ts";
+import { encodeFlowState } from "../../lib/flow/state_file.ts";
+import { FlowStore } from "../../lib/flow/store.ts";
 
 const ROOT = isRoot();
 if (!ROOT) console.warn("second_daemon_test: not running as root: test skipped");
@@ -110,6 +117,106 @@ Deno.test({
     } finally {
       await runCli("delete", `--shm=${tshm}`);
       removeShm(ftshm);
+    }
+  },
+});
+
+/**
+ * A client that connects to `@NAME` (argv 1) as soon as it listens and asks for `flow-set
+ * --name=b --target=TABLE` (argv 2); it gives up once the file argv 3 exists. Prints `reply
+ * <bytes>`, `error <why>` or `gave up`.
+ */
+const EAGER_CLIENT = `
+import os, socket, sys, time
+addr, table, done = "\\0" + sys.argv[1], sys.argv[2], sys.argv[3]
+deadline = time.monotonic() + 120
+while not os.path.exists(done) and time.monotonic() < deadline:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(addr)
+    except OSError:
+        s.close()
+        time.sleep(0.002)
+        continue
+    try:
+        s.sendall(("action:set\\nname:b\\ntarget:%s\\neoc:\\n" % table).encode())
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        print("reply", repr(data))
+    except OSError as e:
+        print("error", e)
+    sys.exit(0)
+print("gave up")
+`;
+
+Deno.test({
+  name: "a second flowlb on a busy queue exits 1 and leaves the first one's --flow-state (root)",
+  ignore: !ROOT,
+  async fn() {
+    const q = 2000 + ((Deno.pid + 7) % 20000);
+    const missing = tempShmName("2nd-missing");
+    const other = tempShmName("2nd-other");
+    const ftshm = tempShmName("2nd-fs-ft");
+    const dir = await Deno.makeTempDir({ prefix: "nfqlb-2nd-" });
+    const file = `${dir}/flows.json`;
+    try {
+      // A's state: flow `later` on a table that does not exist (pending, D58).
+      const before = new FlowStore({ acquire: () => true, release: () => {} });
+      assert.equal(before.set({ name: "later", target: missing, protocols: "udp" }), "OK");
+      writeFlowStateFile(file, encodeFlowState(before.flows.snapshot.flows, []));
+      // B is asked to add a flow on a table that exists (it would be saved at once).
+      await cli("init", `--shm=${other}`, "--M=997", "--N=4");
+      await withTestNet(async (net) => {
+        const ns = await net.addNs("secondfs");
+        const flowlb = (name: string) => [
+          "env",
+          `NFQLB_FLOW_ADDRESS=unix:${name}`,
+          DENO,
+          "run",
+          "-A",
+          CLI,
+          "flowlb",
+          `--queue=${q}`,
+          `--ft_shm=${ftshm}`,
+          `--flow-state=${file}`,
+        ];
+        const a = new LineProcess(net, ns, flowlb(`nfqlb-2nd-a-${Deno.pid}`), "flowlb A");
+        try {
+          await a.waitLine(/^queue_length=/);
+          const bytes = await Deno.readFile(file);
+          const inode = (await Deno.stat(file)).ino;
+
+          const bName = `nfqlb-2nd-b-${Deno.pid}`;
+          const done = `${dir}/b-done`;
+          const [b, client] = await Promise.all([
+            net.exec(ns, flowlb(bName)).finally(() => Deno.writeTextFile(done, "")),
+            net.exec(ns, ["/usr/bin/python3", "-c", EAGER_CLIENT, bName, other, done]),
+          ]);
+          assert.equal(b.code, 1, b.stderr);
+          assert.match(b.stderr, new RegExp(`^queue ${q} is in use by another process$`, "m"));
+          assert.deepEqual(await Deno.readFile(file), bytes, "B left the file as it was");
+          assert.equal((await Deno.stat(file)).ino, inode, "not replaced either");
+          assert.equal(client.code, 0, client.stderr);
+          assert.doesNotMatch(client.stdout, /OK/, `B accepted no change: ${client.stdout}`);
+          // Nothing else was left in the directory (no temporary file of B's).
+          const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+          assert.deepEqual(names, ["b-done", "flows.json"]);
+        } finally {
+          try {
+            Deno.kill(a.pid, "SIGTERM");
+          } catch { /* gone: its status says why */ }
+          const end = await a.finish();
+          assert.equal(end.code, 0, end.stderr);
+        }
+      });
+    } finally {
+      await runCli("delete", `--shm=${other}`);
+      removeShm(ftshm);
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

@@ -86,3 +86,16 @@ Deno.test("health: at most MAX_FLOW_LINES flows are named, the rest counted", ()
   assert.equal(p.length, 1 + MAX_FLOW_LINES + 1);
   assert.equal(p.at(-1), "... and 5 more flows");
 });
+
+Deno.test("health: a queue whose verdicts cannot be sent is a reason, with how long and why", () => {
+  const lb = (sendStuck: HealthInput["sendStuck"]) =>
+    healthProblems({ ...BOUND, tables: new Map([["t", { active: 1 }]]), target: "t", sendStuck });
+  assert.deepEqual(lb([]), []);
+  assert.deepEqual(lb([{ queue: 3, forMs: 1234.4, error: "Cannot allocate memory" }]), [
+    "queue 3: verdicts not sent for 1234 ms: Cannot allocate memory",
+  ]);
+  // A wall clock that stepped back says 0, not a negative time.
+  assert.deepEqual(lb([{ queue: 2, forMs: -5, error: "No buffer space available" }]), [
+    "queue 2: verdicts not sent for 0 ms: No buffer space available",
+  ]);
+});
