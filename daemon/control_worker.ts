@@ -21,7 +21,7 @@ import {
   RequestReader,
   textReply,
 } from "../lib/flow/control_protocol.ts";
-import { FlowStore } from "../lib/flow/store.ts";
+import { FlowStore, type TargetRegistry } from "../lib/flow/store.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { POLLIN, POLLOUT, PollSet } from "../ffi/poll.ts";
@@ -37,7 +37,7 @@ import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
 import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { FP_FLOWS_FLUSHED } from "../lib/fastpath/channel.ts";
-import { mappableTargets as targets, trustedTableProblem } from "./open_table.ts";
+import { mappableTargets as targets, trustedTableProblem, trustedTargets } from "./open_table.ts";
 
 /** The message that starts the control thread. */
 export interface ControlStart {
@@ -224,9 +224,24 @@ function serve(start: ControlStart): void {
   const readMask = () => {
     sink.mask = traceShm === undefined ? 0 : traceShm.words[MASK_WORD] >>> 0;
   };
-  const store = new FlowStore(tracedTargets(targets, sink), { lanes: start.lanes });
+  // A restore adopts only trusted tables (owned by root or our uid, not writable by others):
+  // the file names them, but anyone may have created them since (after a reboot, before nfqlb
+  // init). Their flows wait, pending, like those whose table is missing (D58).
+  let restoring = false;
+  const registry: TargetRegistry = {
+    acquire: (name) => restoring ? trustedTargets.acquire(name) : targets.acquire(name),
+    release: (name) => targets.release(name),
+  };
+  const store = new FlowStore(tracedTargets(registry, sink), { lanes: start.lanes });
   let restored = 0;
-  if (start.flowState !== "") restored = restore(store, start.flowState);
+  if (start.flowState !== "") {
+    restoring = true;
+    try {
+      restored = restore(store, start.flowState);
+    } finally {
+      restoring = false;
+    }
+  }
   let server: StreamServer;
   try {
     server = StreamServer.listen(start.address, LISTEN_BACKLOG);

@@ -7,7 +7,7 @@
 import { MaglevTable, TableFormatError } from "../lib/maglev/table.ts";
 import { openShm, type ShmOwner } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
-import { TableOpenError } from "./errors.ts";
+import { ShmUntrustedError, TableOpenError } from "./errors.ts";
 import type { TargetRegistry } from "../lib/flow/store.ts";
 
 /** A mapped, validated table and the function that unmaps it. */
@@ -74,14 +74,19 @@ function reportsTables(): boolean {
 }
 
 /**
- * Map and validate the table `name`; throws {@link TableOpenError} on failure. The first time
+ * Map and validate the table `name`; throws {@link TableOpenError} on failure. `check` sees the
+ * object's owner and mode (`fstat`) before anything is mapped; what it throws propagates. The first time
  * a thread that reports tables maps a table that group or others may write, a warning goes to
  * stderr ({@link writableTableWarning}).
  */
-export function openTable(name: string, writable: boolean): OpenTable {
+export function openTable(
+  name: string,
+  writable: boolean,
+  check?: (owner: ShmOwner) => void,
+): OpenTable {
   let mapping;
   try {
-    mapping = openShm(name, writable);
+    mapping = openShm(name, writable, check);
   } catch (e) {
     if (e instanceof LibcError) throw new TableOpenError(name, "map", e.message);
     throw e;
@@ -121,10 +126,6 @@ export function activeFwmarks(name: string): number[] {
 }
 
 /**
- * The flow store's target registry of the control thread: a target exists when its table maps
- * and is valid now (the queue threads map their own copies).
- */
-/**
  * Whether table `name` exists, is valid, and is trusted: owned by root or this uid and not
  * writable by others (the rule of {@link adoptProblem}). Returns undefined when it is, else why
  * not (`cannot be mapped: ...`, `not a valid table: ...` or `untrusted: ...`). A pending flow (D58) becomes a
@@ -132,21 +133,33 @@ export function activeFwmarks(name: string): number[] {
  * table a restored flow waits for, with fwmarks of their choosing, before `nfqlb init` does.
  */
 export function trustedTableProblem(name: string): string | undefined {
-  let t: OpenTable;
+  let untrusted: string | undefined;
+  // The owner is checked on the opened object before it is mapped: another user's object is
+  // never mapped (they could truncate it under the read: SIGBUS).
+  const check = (owner: ShmOwner) => {
+    untrusted = adoptProblem(owner, Deno.uid() ?? 0);
+    if (untrusted !== undefined) throw new ShmUntrustedError(name, untrusted);
+  };
   try {
-    t = openTable(name, false);
+    openTable(name, false, check).close();
+    return undefined;
   } catch (e) {
+    if (untrusted !== undefined) return `untrusted: ${untrusted}`;
     if (!(e instanceof TableOpenError)) throw e;
     return e.problem === "map" ? `cannot be mapped: ${e.detail}` : `not a valid table: ${e.detail}`;
   }
-  try {
-    const problem = adoptProblem(t.owner, Deno.uid() ?? 0);
-    return problem === undefined ? undefined : `untrusted: ${problem}`;
-  } finally {
-    t.close();
-  }
 }
 
+/** The registry of {@link trustedTableProblem}: a target exists when its table is trusted. */
+export const trustedTargets: TargetRegistry = {
+  acquire: (name) => trustedTableProblem(name) === undefined,
+  release() {},
+};
+
+/**
+ * The flow store's target registry of the control thread: a target exists when its table maps
+ * and is valid now (the queue threads map their own copies).
+ */
 export const mappableTargets: TargetRegistry = {
   acquire(name) {
     try {

@@ -295,3 +295,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "flowlb --flow-state: a restored flow whose table another user made is kept pending, " +
+    "never used (needs root)",
+  ignore: !ROOT,
+  async fn() {
+    const table = tempShmName("planted-t");
+    const ftshm = tempShmName("planted-ft");
+    const dir = await Deno.makeTempDir({ prefix: "nfqlb-planted-" });
+    const file = `${dir}/flows.json`;
+    try {
+      const before = new FlowStore({ acquire: () => true, release: () => {} });
+      assert.equal(before.set({ name: "web", target: table, protocols: "tcp" }), "OK");
+      writeFlowStateFile(file, encodeFlowState(before.flows.snapshot.flows, []));
+      // Before flowlb (re)starts, another user creates the table with fwmarks of their choosing.
+      await cli("init", `--shm=${table}`, "--M=997", "--N=4");
+      await cli("activate", `--shm=${table}`, "666");
+      Deno.chownSync(`/dev/shm/${table}`, 65534, 65534);
+      await withTestNet(async (net) => {
+        const lb = await net.addNs("lb");
+        const daemon = await startFlowlb(net, lb, [`--ft_shm=${ftshm}`, `--flow-state=${file}`]);
+        let err: string;
+        try {
+          const r = await nfqlbIn(net, lb)("flow-list");
+          assert.equal(r.code, 0, r.stderr);
+          const listed = JSON.parse(r.stdout) as { name: string; pending?: boolean }[];
+          assert.deepEqual(listed.map((f) => [f.name, f.pending]), [["web", true]]);
+        } finally {
+          err = await stopFlowlb(daemon);
+        }
+        assert.match(err, new RegExp(`table ${table} of a pending flow is not used: untrusted`));
+      });
+    } finally {
+      for (const n of [table, ftshm]) removeShm(n);
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
