@@ -430,9 +430,13 @@ function serve(start: ControlStart): void {
       if (conn === null) return;
       // The peer is looked up now, while the client is still connected: a tcp client that
       // closes early is no longer a live socket whose owner can be known (unprivileged then).
-      const peer = peerOf(conn, server.unix, unauthenticated, (at) => {
-        limitedLog(`control: refused connection from ${at}: not loopback`);
-      });
+      const peer = peerOf(
+        conn,
+        server.unix,
+        unauthenticated,
+        (at) => limitedLog(`control: refused connection from ${at}: not loopback`),
+        (text) => limitedLog(`control: ${text}`),
+      );
       if (peer === undefined) {
         conn.close();
         continue;

@@ -1,7 +1,8 @@
 /**
  * Who is at the other end of a control or trace connection (docs/COMPATIBILITY.md, D7 and D44):
- * on a unix address the kernel's `SO_PEERCRED`; on a tcp address a loopback peer's uid from the
- * row of its live socket in `/proc/net/tcp{,6}`, and nobody else unless the operator said so.
+ * on a unix address the kernel's `SO_PEERCRED`; on a tcp address a loopback peer's uid from its
+ * live socket (one exact `NETLINK_SOCK_DIAG` lookup; `/proc/net/tcp{,6}` where sock_diag does not
+ * work), and nobody else unless the operator said so.
  * A uid that cannot be established with certainty is left undefined, which
  * {@link peerRights} treats as unprivileged: every path that cannot tell fails closed.
  *
@@ -16,10 +17,12 @@
 import type { Connection } from "../ffi/stream_server.ts";
 import { tcpEnds } from "../ffi/socket_names.ts";
 import { SockDiag } from "../ffi/sock_diag.ts";
+import { ENOENT } from "../ffi/constants.ts";
 import { liveOwner } from "../lib/ccompat/inet_diag.ts";
 import { formatIPv6 } from "../lib/ccompat/inet.ts";
 import {
   isLoopback,
+  procNetTcpHex,
   procNetTcpUid,
   type TcpEndpoint,
   unmapIPv4,
@@ -43,48 +46,107 @@ function readProcNet(file: "tcp" | "tcp6"): string {
   }
 }
 
-/** This thread's sock_diag socket; null once it could not be opened (then /proc/net/tcp). */
-let diag: SockDiag | null | undefined;
+/** This thread's sock_diag socket, once it is known to answer (see {@link diagSocket}). */
+let diag: SockDiag | undefined;
+/** When sock_diag may be tried again (ms since epoch) after it could not be used. */
+let diagRetryAt = 0;
+/** Retry interval for a sock_diag socket that could not be opened or did not answer. */
+const DIAG_RETRY_MS = 10_000;
+
+/** What is known of the socket at the other end of a tcp connection. */
+type PeerSocket =
+  /** A live socket held by a process of this namespace: its uid. */
+  | { readonly kind: "local"; readonly uid: number }
+  /** No socket of this namespace has that tuple: the peer is on another host. */
+  | { readonly kind: "none" }
+  /** A socket no process holds (closed early), no answer, or no way to ask: not known. */
+  | { readonly kind: "unknown" };
+
+const UNKNOWN: PeerSocket = { kind: "unknown" };
+const NONE: PeerSocket = { kind: "none" };
 
 /**
- * The uid owning the other end (`peer`) of our connection whose end is `local`, when that is a
- * live socket of this host's network namespace held by a process; undefined otherwise (no such
- * socket: a remote peer, or a client that already closed — the kernel keeps an orphan or
- * time-wait socket with uid 0 and no inode — or no answer). One exact `NETLINK_SOCK_DIAG` lookup
- * (~15 µs, whatever the number of sockets); where sock_diag cannot be opened, one read of
- * `/proc/net/tcp{,6}` (a walk of every socket, so only as a fallback).
+ * This thread's sock_diag socket, or undefined (then `/proc/net/tcp`) while it cannot be used.
+ * A new socket is first asked for our own end of `local`–`peer`, which certainly exists: a kernel
+ * whose sock_diag cannot see TCP sockets (its inet_diag module missing) answers ENOENT to every
+ * lookup, which must not pass for "no such socket". `warn` hears once why sock_diag is not used.
  */
-function peerSocketOwner(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
-  if (diag === undefined) {
-    try {
-      diag = SockDiag.open();
-    } catch {
-      diag = null;
+function diagSocket(
+  local: TcpEndpoint,
+  peer: TcpEndpoint,
+  warn: (text: string) => void,
+): SockDiag | undefined {
+  if (diag !== undefined || Date.now() < diagRetryAt) return diag;
+  let d: SockDiag | undefined;
+  let why: string;
+  try {
+    d = SockDiag.open();
+    const own = d.lookup(local, peer);
+    if (liveOwner(own, local, peer) !== undefined) {
+      diag = d;
+      return d;
     }
+    why = "errno" in own ? `it does not find TCP sockets (errno ${own.errno})` : "a wrong answer";
+  } catch (e) {
+    why = e instanceof Error ? e.message : String(e);
   }
-  if (diag !== null) {
-    try {
-      return liveOwner(diag.lookup(peer, local), peer, local);
-    } catch {
-      return undefined; // no answer in time: not known
-    }
-  }
-  return procPeerUid(local, peer);
+  d?.close();
+  diagRetryAt = Date.now() + DIAG_RETRY_MS;
+  warn(
+    `sock_diag (NETLINK_SOCK_DIAG) not usable: ${why}; tcp peers are looked up in ` +
+      `/proc/net/tcp (slower), retried in ${DIAG_RETRY_MS / 1000} s`,
+  );
+  return undefined;
 }
 
-/** {@link peerSocketOwner} from `/proc/net/tcp{,6}` (IPv4-mapped ends are looked up as IPv4). */
-function procPeerUid(local: TcpEndpoint, peer: TcpEndpoint): number | undefined {
+/**
+ * The socket at the other end (`peer`) of our connection whose end is `local`: one exact
+ * `NETLINK_SOCK_DIAG` lookup (~5 µs, whatever the number of sockets); where sock_diag cannot be
+ * used, one read of `/proc/net/tcp{,6}` (a walk of every socket). Only ENOENT from the kernel, or
+ * no row at all in `/proc`, says "none"; a socket no process holds (the kernel keeps an orphan or
+ * time-wait socket with uid 0 and no inode after the client closed) or no answer is "unknown".
+ */
+function peerSocket(
+  local: TcpEndpoint,
+  peer: TcpEndpoint,
+  warn: (text: string) => void,
+): PeerSocket {
+  const d = diagSocket(local, peer, warn);
+  if (d !== undefined) {
+    let answer;
+    try {
+      answer = d.lookup(peer, local);
+    } catch {
+      d.close(); // no answer in time: a new socket (and check) next time
+      diag = undefined;
+      return UNKNOWN;
+    }
+    if ("errno" in answer) return answer.errno === ENOENT ? NONE : UNKNOWN;
+    const uid = liveOwner(answer, peer, local);
+    return uid === undefined ? UNKNOWN : { kind: "local", uid };
+  }
+  return procPeerSocket(local, peer);
+}
+
+/** {@link peerSocket} from `/proc/net/tcp{,6}` (IPv4-mapped ends are looked up as IPv4). */
+function procPeerSocket(local: TcpEndpoint, peer: TcpEndpoint): PeerSocket {
   const peer4 = peer.addr.length === 4 ? peer.addr : unmapIPv4(peer.addr);
   const local4 = local.addr.length === 4 ? local.addr : unmapIPv4(local.addr);
+  const rows: [string, TcpEndpoint, TcpEndpoint][] = [];
   if (peer4 !== undefined && local4 !== undefined) {
-    const uid = procNetTcpUid(
-      readProcNet("tcp"),
-      { addr: peer4, port: peer.port },
-      { addr: local4, port: local.port },
-    );
-    if (uid !== undefined || peer.addr.length === 4) return uid;
+    rows.push([readProcNet("tcp"), { addr: peer4, port: peer.port }, {
+      addr: local4,
+      port: local.port,
+    }]);
   }
-  return procNetTcpUid(readProcNet("tcp6"), peer, local);
+  if (peer.addr.length === 16) rows.push([readProcNet("tcp6"), peer, local]);
+  let seen = false;
+  for (const [text, p, l] of rows) {
+    const uid = procNetTcpUid(text, p, l);
+    if (uid !== undefined) return { kind: "local", uid };
+    seen ||= text.includes(` ${procNetTcpHex(p)} ${procNetTcpHex(l)} `);
+  }
+  return seen ? UNKNOWN : NONE;
 }
 
 const sameEnd = (a: TcpEndpoint, b: TcpEndpoint) =>
@@ -93,9 +155,9 @@ const sameEnd = (a: TcpEndpoint, b: TcpEndpoint) =>
 /**
  * The peer of a tcp connection. Loopback peers are checked: the uid of their live socket,
  * undefined (unprivileged) when it is not known for certain. Other peers are refused (undefined
- * result, `refused` hears of them) unless `unauthenticated`; then a peer that is a live socket of
- * this host (a local user connecting to one of its own addresses) is still checked, and only a
- * peer with no local socket is unchecked.
+ * result, `refused` hears of them) unless `unauthenticated`; then only a peer that no socket of this
+ * host has the tuple of is unchecked: a local user connecting to one of the host's own addresses
+ * is checked, also when it closed its socket early (then unprivileged).
  *
  * The answer counts only if our socket still holds the same four-tuple after the lookup: once
  * the client resets the connection, the tuple is free and a socket of another user could take it
@@ -105,6 +167,7 @@ function tcpPeer(
   conn: Connection,
   unauthenticated: boolean,
   refused: (at: string) => void,
+  warn: (text: string) => void,
 ): PeerInfo | undefined {
   let ends;
   try {
@@ -118,8 +181,8 @@ function tcpPeer(
     refused(at);
     return undefined;
   }
-  let uid = peerSocketOwner(ends.local, ends.peer);
-  if (uid !== undefined) {
+  let found = peerSocket(ends.local, ends.peer, warn);
+  if (found.kind === "local") {
     let still;
     try {
       still = tcpEnds(conn.fd);
@@ -128,9 +191,13 @@ function tcpPeer(
     }
     const held = still !== undefined && sameEnd(still.local, ends.local) &&
       sameEnd(still.peer, ends.peer);
-    if (!held) uid = undefined;
+    if (!held) found = UNKNOWN;
   }
-  if (!loopback && uid === undefined) return { uid: undefined, unchecked: true, who: `tcp ${at}` };
+  // Unchecked only when no socket of this host has the tuple: a remote peer the operator let in.
+  if (!loopback && found.kind === "none") {
+    return { uid: undefined, unchecked: true, who: `tcp ${at}` };
+  }
+  const uid = found.kind === "local" ? found.uid : undefined;
   return { uid, unchecked: false, who: `uid ${uid ?? "?"} (tcp ${at})` };
 }
 
@@ -152,6 +219,7 @@ export function peerOf(
   unix: boolean,
   unauthenticated: boolean,
   refused: (at: string) => void,
+  warn: (text: string) => void = () => {},
 ): PeerInfo | undefined {
-  return unix ? unixPeer(conn) : tcpPeer(conn, unauthenticated, refused);
+  return unix ? unixPeer(conn) : tcpPeer(conn, unauthenticated, refused, warn);
 }

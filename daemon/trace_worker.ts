@@ -150,7 +150,7 @@ function serve(start: TraceStart): void {
       // peers by their credentials, tcp peers only on loopback, by their live socket's row of
       // /proc/net/tcp (D44); anyone else, or a peer that cannot be told, is refused.
       let at = "";
-      const peer = peerOf(conn, server.unix, false, (a) => at = a);
+      const peer = peerOf(conn, server.unix, false, (a) => at = a, (t) => warn(`Trace: ${t}`));
       if (peer === undefined || !peerRights(peer, ownUid).privileged) {
         // Told why and closed; the mask and the stream of an attached-before state are left
         // alone (docs/COMPATIBILITY.md#trace-and-log).

@@ -160,54 +160,69 @@ async function clientsOf(net: TestNet, ns: string, port: number): Promise<string
   });
 }
 
-Deno.test({
-  name: "control over tcp: a peer that sends a change and closes at once is not taken for root",
-  ignore: !ROOT,
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const shm = `ctltcpc-${Deno.pid}`;
-    const port = 7393;
-    const address = `tcp:127.0.0.1:${port}`;
-    const tries = 40;
-    await withTestNet(async (net) => {
-      const ns = await net.addNs("ctltcpc");
-      const init = await net.exec(ns, [...NFQLB, "init", `--shm=${shm}`, "--M=997", "--N=8"]);
-      assert.equal(init.code, 0, init.stderr);
-      let stderr;
-      const lb = await startFlowlb(net, ns, address);
-      try {
-        // uid 65534 connects, sends a whole flow-set and closes, without waiting for a reply:
-        // by the time the server looks, the kernel shows its socket as orphaned (uid 0).
-        const evil = await net.exec(ns, [
-          ...NOBODY,
-          "env",
-          `NFQLB_FLOW_ADDRESS=${address}`,
-          "/usr/bin/python3",
-          CLIENTS,
-          "setclose",
-          String(tries),
-          shm,
-        ]);
-        assert.equal(evil.code, 0, evil.stderr);
-        assert.equal(JSON.parse(evil.stdout).sent, tries);
-        // Every one of them handled: the server has closed all their connections.
-        const deadline = Date.now() + 30_000;
-        for (;;) {
-          const left = await clientsOf(net, ns, port);
-          if (left.length === 0) break;
-          assert.ok(Date.now() < deadline, `connections not handled:\n${left.join("\n")}`);
-          await new Promise((r) => setTimeout(r, 50));
+for (
+  const [where, host, extra] of [
+    ["loopback", "127.0.0.1", []],
+    ["a host address with --control-unauthenticated", "10.78.0.1", ["--control-unauthenticated"]],
+  ] as const
+) {
+  Deno.test({
+    name:
+      `control over tcp (${where}): a peer that sends a change and closes at once is not taken for root`,
+    ignore: !ROOT,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const shm = `ctltcpc-${Deno.pid}`;
+      const port = 7393;
+      const address = `tcp:${host}:${port}`;
+      const tries = 40;
+      await withTestNet(async (net) => {
+        const ns = await net.addNs("ctltcpc");
+        // A local user reaching one of the host's own addresses is checked like a loopback one.
+        await net.run(ns, ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+        await net.run(ns, ["ip", "addr", "add", "10.78.0.1/24", "dev", "d0"]);
+        await net.run(ns, ["ip", "link", "set", "d0", "up"]);
+        const init = await net.exec(ns, [...NFQLB, "init", `--shm=${shm}`, "--M=997", "--N=8"]);
+        assert.equal(init.code, 0, init.stderr);
+        let stderr;
+        const lb = await startFlowlb(net, ns, address, [...extra]);
+        try {
+          // uid 65534 connects, sends a whole flow-set and closes, without waiting for a reply:
+          // by the time the server looks, the kernel shows its socket as orphaned (uid 0).
+          const evil = await net.exec(ns, [
+            ...NOBODY,
+            "env",
+            `NFQLB_FLOW_ADDRESS=${address}`,
+            "/usr/bin/python3",
+            CLIENTS,
+            "setclose",
+            String(tries),
+            shm,
+          ]);
+          assert.equal(evil.code, 0, evil.stderr);
+          assert.equal(JSON.parse(evil.stdout).sent, tries);
+          // Every one of them handled: the server has closed all their connections.
+          const deadline = Date.now() + 30_000;
+          for (;;) {
+            const left = await clientsOf(net, ns, port);
+            if (left.length === 0) break;
+            assert.ok(Date.now() < deadline, `connections not handled:\n${left.join("\n")}`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          const ok = await nfqlb(net, ns, address, ["flow-set", "--name=root", `--target=${shm}`]);
+          assert.equal(ok.stdout.trim(), "OK", ok.stderr);
+          const list = await nfqlb(net, ns, address, ["flow-list"]);
+          assert.deepEqual(names(list.stdout), ["root"], "no change of the closing peer was made");
+        } finally {
+          stderr = await stopFlowlb(lb);
+          await net.exec(ns, [...NFQLB, "delete", `--shm=${shm}`]).catch(() => {});
         }
-        const ok = await nfqlb(net, ns, address, ["flow-set", "--name=root", `--target=${shm}`]);
-        assert.equal(ok.stdout.trim(), "OK", ok.stderr);
-        const list = await nfqlb(net, ns, address, ["flow-list"]);
-        assert.deepEqual(names(list.stdout), ["root"], "no change of the closing peer was made");
-      } finally {
-        stderr = await stopFlowlb(lb);
-        await net.exec(ns, [...NFQLB, "delete", `--shm=${shm}`]).catch(() => {});
-      }
-      assert.match(stderr, /refused set from uid \? \(tcp 127\.0\.0\.1:\d+\)/);
-    });
-  },
-});
+        assert.match(
+          stderr,
+          new RegExp(`refused set from uid \\? \\(tcp ${host.replaceAll(".", "\\.")}:\\d+\\)`),
+        );
+      });
+    },
+  });
+}
