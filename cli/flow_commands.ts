@@ -161,10 +161,25 @@ function printTextReply(inv: Invocation, reply: Uint8Array): number {
 }
 
 /**
+ * Whether a list reply is whole: valid JSON, or (a 1.2.0 daemon prints names unescaped, D4, so its
+ * JSON may not parse) a text that ends with the bracket closing its first one — a reply cut short
+ * ends inside the list.
+ */
+function looksWhole(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    const t = text.trim();
+    return (t.startsWith("[") && t.endsWith("]")) || (t.startsWith("{") && t.endsWith("}"));
+  }
+}
+
+/**
  * Print a JSON reply verbatim (exit 0); a NUL-terminated text reply is an error (255); no reply
- * prints nothing (exit 0, as 1.2.0: a list of an unknown name). A reply that is not valid JSON
- * was cut short (the server gave up sending it, e.g. at its reply deadline, and a unix socket
- * cannot say so): nothing is printed, exit 1.
+ * prints nothing (exit 0, as 1.2.0: a list of an unknown name). A reply that is not whole
+ * ({@link looksWhole}) was cut short (the server gave up sending it, e.g. at its reply deadline,
+ * and a unix socket cannot say so): nothing is printed, exit 1.
  */
 function printListReply(inv: Invocation, reply: Uint8Array): number {
   const { text, terminated } = decodeReply(reply);
@@ -172,15 +187,11 @@ function printListReply(inv: Invocation, reply: Uint8Array): number {
     inv.io.out(text + "\n");
     return 255;
   }
-  if (text !== "") {
-    try {
-      JSON.parse(text);
-    } catch {
-      die(
-        `Reply incomplete: the server closed the connection after ${reply.length} bytes, ` +
-          "before the end of the list (nothing printed)",
-      );
-    }
+  if (text !== "" && !looksWhole(text)) {
+    die(
+      `Reply incomplete: the server closed the connection after ${reply.length} bytes, ` +
+        "before the end of the list (nothing printed)",
+    );
   }
   inv.io.out(text);
   return 0;

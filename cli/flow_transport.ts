@@ -157,7 +157,9 @@ export async function socketTransport(
   } finally {
     conn.close();
   }
-  const out = new Uint8Array(Math.min(total, MAX_REPLY));
+  // Only the chunks kept (a chunk crossing MAX_REPLY is dropped whole): no zero padding, which
+  // would read as a NUL-terminated text reply.
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let off = 0;
   for (const c of chunks) {
     out.set(c, off);

@@ -197,6 +197,15 @@ for (const kind of ["unix", "tcp"] as const) {
     });
   });
 
+  Deno.test(`${kind}: a 1.2.0 list with an unescaped name (D4) is whole: printed`, async () => {
+    const unescaped = LIST.replace('"name": "a"', '"name": "a"b"');
+    assert.deepEqual(await against(kind, unescaped, false, "flow-list"), {
+      code: 0,
+      out: unescaped,
+      err: "",
+    });
+  });
+
   Deno.test(`${kind}: a list cut short is not printed: an error, exit 1`, async () => {
     const cut = LIST.slice(0, 30);
     const r = await against(kind, cut, false, "flow-list");
@@ -206,6 +215,9 @@ for (const kind of ["unix", "tcp"] as const) {
       err: "Reply incomplete: the server closed the connection after 30 bytes, before the end " +
         "of the list (nothing printed)\n",
     });
+    // Cut right after an element's closing brace: still not the list's end.
+    const atBrace = LIST.slice(0, LIST.lastIndexOf("}") + 1);
+    assert.equal((await against(kind, atBrace, false, "flow-list")).code, 1);
   });
 }
 
