@@ -10,7 +10,9 @@ import { LOG_NOTICE, LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { closeFd } from "../ffi/socket.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
-import { F_UP, VALUES_BYTES } from "../lib/fastpath/status.ts";
+import { F_UP, statusPid, VALUES_BYTES } from "../lib/fastpath/status.ts";
+import { openShm, unlinkShmIfSame } from "../ffi/shm.ts";
+import { fastPathStatusName } from "./fastpath_wait.ts";
 import { OfferRing } from "../lib/fastpath/offer_ring.ts";
 import { DaemonError } from "./errors.ts";
 import type { Io } from "./io.ts";
@@ -123,6 +125,7 @@ export async function startFastPath(
     const live = Atomics.exchange(fd, 0, -1);
     if (live >= 0) closeFd(live); // the kernel removes the owned table: every packet is queued
     new Float64Array(values)[F_UP] = 0; // the metrics thread's nfqlb_fastpath_up
+    removeOwnStatus(c.fastpath!.table);
     stopped();
   };
   const start: FastPathStart = {
@@ -152,4 +155,25 @@ export async function startFastPath(
     values,
     stopped: done,
   };
+}
+
+/**
+ * Remove this process's fast-path status object after its writer thread died: the fast path is
+ * off for the daemon's life, and an object left behind (with `up=1` and scans that never come)
+ * would make `stats` show a running fast path and every table command wait for it in vain. Only
+ * an object naming this process is removed, and only that very object (device and inode).
+ */
+function removeOwnStatus(table: string): void {
+  try {
+    const m = openShm(fastPathStatusName(table), false, (owner) => {
+      if (owner.uid !== (Deno.uid() ?? 0)) throw new Error("not ours"); // never map another's
+    });
+    try {
+      if (statusPid(m.buffer) === Deno.pid) unlinkShmIfSame(m);
+    } finally {
+      m.close();
+    }
+  } catch {
+    // none (not created yet, or removed): nothing to do
+  }
 }

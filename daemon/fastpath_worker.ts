@@ -303,7 +303,7 @@ async function run(start: FastPathStart): Promise<void> {
           errno: p.errno,
           what: `${p.what}; the table is removed (no packet is marked) and created again`,
         });
-        restorer.removed();
+        restorer.removed(performance.now());
       }
       elements.clear();
       pending[0].count = pending[1].count = 0;
@@ -329,7 +329,7 @@ async function run(start: FastPathStart): Promise<void> {
         errno: p.errno,
         what: `${p.what}; the table is removed (no packet is marked) and created again`,
       });
-      restorer.removed();
+      restorer.removed(performance.now());
     };
     const scan = () => {
       const since = performance.now();

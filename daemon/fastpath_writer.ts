@@ -454,9 +454,16 @@ export class Restorer {
     readonly everyMs: number,
   ) {}
 
-  /** The table was just removed: the next {@link step} tries at once. */
-  removed(): void {
-    this.#next = 0;
+  /** When the table was last created again (ms), -Infinity before. */
+  #restoredAt = -Infinity;
+
+  /**
+   * The table was just removed at `now`: the next {@link step} tries at once, unless the table
+   * was created again less than `everyMs` ago (a socket that keeps failing must not make the
+   * table be created and removed at the rate of the adds): then it waits out the interval.
+   */
+  removed(now: number): void {
+    this.#next = now - this.#restoredAt < this.everyMs ? this.#restoredAt + this.everyMs : 0;
   }
 
   /**
@@ -470,6 +477,7 @@ export class Restorer {
       this.#next = now + this.everyMs;
       return p;
     }
+    this.#restoredAt = now;
     for (
       const l of this.#notices.offer(
         "restore",

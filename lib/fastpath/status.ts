@@ -6,7 +6,7 @@
  * a change, the writer has compared the tables since and switched to empty
  * maps if they differed.
  *
- * Layout: u32 magic `NFFP`, u32 pid of the daemon, then f64 values at
+ * Layout: u32 magic `NFP2` (its version), u32 pid of the daemon, then f64 values at
  * `8 + 8 * F_*` ({@link F_COUNT} of them; {@link F_UP} is the last), then the daemon's
  * `--ft_shm` name ({@link FT_SHM_NAME_BYTES} bytes, UTF-8, NUL-padded), so
  * `nfqlb stats --ft_shm=NAME` shows the fast path of that daemon only. The daemon's own
@@ -34,7 +34,11 @@
 
 /** Prefix of the status object's name; the network namespace's inode, `.` and the nft table follow. */
 export const STATUS_PREFIX = "nfqlb-fastpath.";
-const MAGIC = 0x5046464e; // "NFFP"
+/**
+ * `NFP2`: the layout of this version (values up to F_UP, then the `--ft_shm` name). The first
+ * layout's magic was `NFFP`; an object with another magic is not read as this one.
+ */
+const MAGIC = 0x3250464e; // "NFP2"
 
 /** Completed scans (tables compared, maps flushed if they changed). */
 export const F_SCANS = 0;
