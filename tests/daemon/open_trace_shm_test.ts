@@ -103,37 +103,40 @@ Deno.test({
   },
 });
 
+/**
+ * `nfqlb lb` on a new table with statistics object `ft` (and `NFQLB_TRACE_SHM=trace` if given), in
+ * a network namespace of its own (unshare -n: the queue it would bind is nobody's); killed after a
+ * deadline, since a daemon that started would run on. Returns its exit code and stderr.
+ */
+async function lbOver(ft: string, trace?: string): Promise<{ code: number; err: string }> {
+  const table = tempShmName("t");
+  try {
+    const init = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", CLI, "init", `--shm=${table}`, "--M=97", "--N=4"],
+    }).output();
+    assert.equal(init.code, 0);
+    const lb = ["lb", "--queue=3", `--tshm=${table}`, `--ft_shm=${ft}`];
+    const r = await new Deno.Command("unshare", {
+      args: ["-n", Deno.execPath(), "run", "-A", CLI, ...lb],
+      env: trace === undefined ? {} : { NFQLB_TRACE_SHM: trace },
+      signal: AbortSignal.timeout(20_000),
+    }).output();
+    return { code: r.code, err: new TextDecoder().decode(r.stderr) };
+  } finally {
+    removeShm(table);
+  }
+}
+
 Deno.test({
   name: "lb over a planted trace object: one line with the reason, exit 1, nothing shared touched",
   ignore: !ROOT,
   async fn() {
     const trace = `nfqlb-trace.${tempShmName("planted")}`;
-    const table = tempShmName("t");
     const ft = tempShmName("ft");
     plant(trace, PLANTED, 65534, 0o644);
     try {
-      const init = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", CLI, "init", `--shm=${table}`, "--M=97", "--N=4"],
-      }).output();
-      assert.equal(init.code, 0);
-      // A network namespace of its own (unshare -n): the queue it would bind is nobody's.
-      const r = await new Deno.Command("unshare", {
-        args: [
-          "-n",
-          Deno.execPath(),
-          "run",
-          "-A",
-          CLI,
-          "lb",
-          "--queue=3",
-          `--tshm=${table}`,
-          `--ft_shm=${ft}`,
-        ],
-        env: { NFQLB_TRACE_SHM: trace },
-        signal: AbortSignal.timeout(20_000), // a daemon that started would run on
-      }).output();
-      const err = new TextDecoder().decode(r.stderr);
-      assert.equal(r.code, 1, err);
+      const { code, err } = await lbOver(ft, trace);
+      assert.equal(code, 1, err);
       assert.equal(
         err,
         `${trace}: refusing /dev/shm/${trace}: owned by uid 65534, expected root or uid 0 ` +
@@ -143,7 +146,7 @@ Deno.test({
       assert.deepEqual(Deno.readFileSync(`/dev/shm/${trace}`), PLANTED, "left as it was");
       assert.throws(() => Deno.statSync(`/dev/shm/${ft}`), Deno.errors.NotFound, "no ftshm made");
     } finally {
-      for (const n of [trace, table, ft]) removeShm(n);
+      for (const n of [trace, ft]) removeShm(n);
     }
   },
 });
@@ -152,35 +155,16 @@ Deno.test({
   name: "lb over a planted ftshm: refused with the reason, exit 1, the object untouched",
   ignore: !ROOT,
   async fn() {
-    const table = tempShmName("t");
     const ft = tempShmName("ft");
     const planted = new Uint8Array(72).fill(0x5a);
     plant(ft, planted, 65534, 0o666);
     try {
-      const init = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", CLI, "init", `--shm=${table}`, "--M=97", "--N=4"],
-      }).output();
-      assert.equal(init.code, 0);
-      const r = await new Deno.Command("unshare", {
-        args: [
-          "-n",
-          Deno.execPath(),
-          "run",
-          "-A",
-          CLI,
-          "lb",
-          "--queue=3",
-          `--tshm=${table}`,
-          `--ft_shm=${ft}`,
-        ],
-        signal: AbortSignal.timeout(20_000), // a daemon that started would run on
-      }).output();
-      const err = new TextDecoder().decode(r.stderr);
-      assert.equal(r.code, 1, err);
+      const { code, err } = await lbOver(ft);
+      assert.equal(code, 1, err);
       assert.match(err, new RegExp(`^${ft}: refusing /dev/shm/${ft}: owned by uid 65534, `));
       assert.deepEqual(Deno.readFileSync(`/dev/shm/${ft}`), planted, "left as it was");
     } finally {
-      for (const n of [table, ft]) removeShm(n);
+      removeShm(ft);
     }
   },
 });
