@@ -37,7 +37,7 @@ import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
 import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { FP_FLOWS_FLUSHED } from "../lib/fastpath/channel.ts";
-import { mappableTargets as targets, trustedTableProblem, trustedTargets } from "./open_table.ts";
+import { mappableTargets as targets, trustedTableProblem } from "./open_table.ts";
 
 /** The message that starts the control thread. */
 export interface ControlStart {
@@ -229,7 +229,7 @@ function serve(start: ControlStart): void {
   // init). Their flows wait, pending, like those whose table is missing (D58).
   let restoring = false;
   const registry: TargetRegistry = {
-    acquire: (name) => restoring ? trustedTargets.acquire(name) : targets.acquire(name),
+    acquire: (name) => restoring ? trustedTableProblem(name) === undefined : targets.acquire(name),
     release: (name) => targets.release(name),
   };
   const store = new FlowStore(tracedTargets(registry, sink), { lanes: start.lanes });
@@ -260,6 +260,7 @@ function serve(start: ControlStart): void {
   // Restored flows whose table did not map yet: probed from the loop below (D58).
   // A pending flow's table is used only when it is trusted (owned by root or our uid, not
   // writable by others): anyone may create /dev/shm objects. An untrusted one is said once.
+  // The probe maps the table once; the store's acquire on activation is the only other map.
   const untrustedSaid = new Set<string>();
   const probe = (name: string) => {
     const problem = trustedTableProblem(name);
@@ -267,7 +268,7 @@ function serve(start: ControlStart): void {
       untrustedSaid.add(name);
       scope.postMessage({ type: "log", text: untrustedPendingLine(name, problem) });
     }
-    return problem === undefined && targets.acquire(name);
+    return problem === undefined;
   };
   const pending = new PendingFlowRetry(store, probe, (text) => {
     scope.postMessage({ type: "log", text, level: LOG_NOTICE });

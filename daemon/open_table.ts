@@ -150,12 +150,6 @@ export function trustedTableProblem(name: string): string | undefined {
   }
 }
 
-/** The registry of {@link trustedTableProblem}: a target exists when its table is trusted. */
-export const trustedTargets: TargetRegistry = {
-  acquire: (name) => trustedTableProblem(name) === undefined,
-  release() {},
-};
-
 /**
  * The flow store's target registry of the control thread: a target exists when its table maps
  * and is valid now (the queue threads map their own copies).
