@@ -369,14 +369,9 @@ function serve(start: ControlStart): void {
    * (all sent, or the peer is gone) and must be closed.
    */
   const flush = (o: Open): boolean => {
-    const out = o.out!;
-    while (o.sent < out.length) {
-      const n = o.conn.sendNow(out, o.sent);
-      if (n === -1) return false;
-      if (n < 0) return true;
-      o.sent += n;
-    }
-    return true;
+    const { offset, gone } = o.conn.sendRest(o.out!, o.sent);
+    o.sent = offset;
+    return gone || offset === o.out!.length;
   };
 
   /**

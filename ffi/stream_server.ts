@@ -128,6 +128,21 @@ export class Connection {
     }
   }
 
+  /**
+   * Send what the socket takes of `bytes` from `offset` on without waiting, in as many calls as
+   * it takes them: the new offset (`bytes.length` when all is sent), and whether the peer went
+   * away (the offset then says what was sent before).
+   */
+  sendRest(bytes: Uint8Array<ArrayBuffer>, offset: number): { offset: number; gone: boolean } {
+    while (offset < bytes.length) {
+      const n = this.sendNow(bytes, offset);
+      if (n === -1) break;
+      if (n < 0) return { offset, gone: true };
+      offset += n;
+    }
+    return { offset, gone: false };
+  }
+
   /** Close the connection. Idempotent. */
   close(): void {
     if (this.#closed) return;
@@ -197,13 +212,10 @@ export class SendBuffer {
 
   /** Send what `conn` takes without waiting; false when the peer went away. */
   flush(conn: Connection): boolean {
-    while (this.#start < this.#end) {
-      const n = conn.sendNow(this.#buf.subarray(0, this.#end), this.#start);
-      if (n === -1) return true;
-      if (n < 0) return false;
-      this.#start += n;
-    }
-    this.#start = this.#end = 0;
+    const { offset, gone } = conn.sendRest(this.#buf.subarray(0, this.#end), this.#start);
+    this.#start = offset;
+    if (gone) return false;
+    if (offset === this.#end) this.#start = this.#end = 0;
     return true;
   }
 
