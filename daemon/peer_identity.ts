@@ -24,6 +24,7 @@ import {
   isLoopback,
   procNetTcpHex,
   procNetTcpUid,
+  sameEndpoint,
   type TcpEndpoint,
   unmapIPv4,
 } from "../lib/ccompat/proc_net_tcp.ts";
@@ -149,9 +150,6 @@ function procPeerSocket(local: TcpEndpoint, peer: TcpEndpoint): PeerSocket {
   return seen ? UNKNOWN : NONE;
 }
 
-const sameEnd = (a: TcpEndpoint, b: TcpEndpoint) =>
-  a.port === b.port && a.addr.length === b.addr.length && a.addr.every((v, i) => v === b.addr[i]);
-
 /**
  * The peer of a tcp connection. Loopback peers are checked: the uid of their live socket,
  * undefined (unprivileged) when it is not known for certain. Other peers are refused (undefined
@@ -189,8 +187,8 @@ function tcpPeer(
     } catch {
       still = undefined;
     }
-    const held = still !== undefined && sameEnd(still.local, ends.local) &&
-      sameEnd(still.peer, ends.peer);
+    const held = still !== undefined && sameEndpoint(still.local, ends.local) &&
+      sameEndpoint(still.peer, ends.peer);
     if (!held) found = UNKNOWN;
   }
   // Unchecked only when no socket of this host has the tuple: a remote peer the operator let in.

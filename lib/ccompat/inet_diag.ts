@@ -22,8 +22,7 @@
  * ```
  * @module
  */
-import type { TcpEndpoint } from "./proc_net_tcp.ts";
-import { unmapIPv4 } from "./proc_net_tcp.ts";
+import { sameEndpoint, type TcpEndpoint, unmapIPv4 } from "./proc_net_tcp.ts";
 
 /** `nlmsg_type` of sock_diag requests and replies. */
 export const SOCK_DIAG_BY_FAMILY = 20;
@@ -81,13 +80,13 @@ export type InetDiagAnswer = InetDiagSocket | { readonly errno: number };
 function sameFamily(
   a: TcpEndpoint,
   b: TcpEndpoint,
-): { family: number; a: Uint8Array; b: Uint8Array } | undefined {
+): { family: number; a: TcpEndpoint; b: TcpEndpoint } | undefined {
   const a4 = a.addr.length === 4 ? a.addr : unmapIPv4(a.addr);
   const b4 = b.addr.length === 4 ? b.addr : unmapIPv4(b.addr);
-  if (a4 !== undefined && b4 !== undefined) return { family: AF_INET, a: a4, b: b4 };
-  if (a.addr.length === 16 && b.addr.length === 16) {
-    return { family: AF_INET6, a: a.addr, b: b.addr };
+  if (a4 !== undefined && b4 !== undefined) {
+    return { family: AF_INET, a: { addr: a4, port: a.port }, b: { addr: b4, port: b.port } };
   }
+  if (a.addr.length === 16 && b.addr.length === 16) return { family: AF_INET6, a, b };
   return undefined;
 }
 
@@ -117,8 +116,8 @@ export function writeInetDiagRequest(
   const id = r + 8;
   dv.setUint16(id + ID_SPORT, socket.port, false);
   dv.setUint16(id + ID_DPORT, remote.port, false);
-  buf.set(f.a, id + ID_SRC);
-  buf.set(f.b, id + ID_DST);
+  buf.set(f.a.addr, id + ID_SRC);
+  buf.set(f.b.addr, id + ID_DST);
   dv.setUint32(id + ID_IF, 0, true);
   dv.setUint32(id + ID_COOKIE, NOCOOKIE, true);
   dv.setUint32(id + ID_COOKIE + 4, NOCOOKIE, true);
@@ -180,10 +179,6 @@ export function liveOwner(
   if (!TCP_LIVE_STATES.has(answer.state) || answer.inode === 0) return undefined;
   const f = sameFamily(socket, remote);
   const g = sameFamily(answer.local, answer.remote);
-  if (f === undefined || g === undefined || f.family !== g.family) return undefined;
-  const same = (x: Uint8Array, y: Uint8Array) =>
-    x.length === y.length && x.every((v, i) => v === y[i]);
-  if (!same(f.a, g.a) || !same(f.b, g.b)) return undefined;
-  if (answer.local.port !== socket.port || answer.remote.port !== remote.port) return undefined;
-  return answer.uid;
+  if (f === undefined || g === undefined) return undefined;
+  return sameEndpoint(f.a, g.a) && sameEndpoint(f.b, g.b) ? answer.uid : undefined;
 }

@@ -92,6 +92,12 @@ export function procNetTcpUid(
   return found;
 }
 
+/** Whether `a` and `b` are the same endpoint: same port, same address bytes (and length). */
+export function sameEndpoint(a: TcpEndpoint, b: TcpEndpoint): boolean {
+  return a.port === b.port && a.addr.length === b.addr.length &&
+    a.addr.every((v, i) => v === b.addr[i]);
+}
+
 /** The IPv4 address inside an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), or undefined. */
 export function unmapIPv4(addr: Uint8Array): Uint8Array | undefined {
   if (addr.length !== 16) return undefined;
