@@ -3,8 +3,8 @@
  * on a unix address the kernel's `SO_PEERCRED`; on a tcp address a loopback peer's uid from its
  * live socket (one exact `NETLINK_SOCK_DIAG` lookup; `/proc/net/tcp{,6}` where sock_diag does not
  * work), and nobody else unless the operator said so.
- * A uid that cannot be established with certainty is left undefined, which
- * {@link peerRights} treats as unprivileged: every path that cannot tell fails closed.
+ * A uid that cannot be established with certainty is left undefined, which `peerRights`
+ * (./control_admission.ts) treats as unprivileged: every path that cannot tell fails closed.
  *
  * @example
  * ```ts
@@ -28,9 +28,7 @@ import {
   type TcpEndpoint,
   unmapIPv4,
 } from "../lib/ccompat/proc_net_tcp.ts";
-import { type PeerInfo, peerRights } from "./control_admission.ts";
-
-export { peerRights };
+import type { PeerInfo } from "./control_admission.ts";
 
 /** `ep` as `a.b.c.d:port` or `[v6]:port`. */
 function endpointText(ep: TcpEndpoint): string {
@@ -217,7 +215,7 @@ export function peerOf(
   unix: boolean,
   unauthenticated: boolean,
   refused: (at: string) => void,
-  warn: (text: string) => void = () => {},
+  warn: (text: string) => void,
 ): PeerInfo | undefined {
   return unix ? unixPeer(conn) : tcpPeer(conn, unauthenticated, refused, warn);
 }

@@ -26,7 +26,8 @@ import type { SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { formatMask, TRACE_LOG } from "../lib/trace/mask.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import { LOGLEVEL_WORD, MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
-import { peerOf, peerRights } from "./peer_identity.ts";
+import { peerRights } from "./control_admission.ts";
+import { peerOf } from "./peer_identity.ts";
 
 /** The message that starts the trace thread. */
 export interface TraceStart {
