@@ -15,10 +15,15 @@ import { ReplyError, TransportError, UntrustedServerError } from "./flow_command
 /** Longest reply read (a list of many flows); the rest is discarded. */
 const MAX_REPLY = 64 << 20;
 
-/** glibc's text for a Deno connect error ("Connection refused (os error 111)" → strerror(111)). */
-function connectError(e: unknown): TransportError {
+/** glibc's text for the errno of a Deno error ("... (os error 111)" → strerror(111)), if any. */
+function osErrorText(e: unknown): string | undefined {
   const m = /\(os error (\d+)\)/.exec(String(e));
-  return new TransportError(m !== null ? strerror(Number(m[1])) : String(e));
+  return m !== null ? strerror(Number(m[1])) : undefined;
+}
+
+/** A Deno connect error as a TransportError with glibc's text. */
+function connectError(e: unknown): TransportError {
+  return new TransportError(osErrorText(e) ?? String(e));
 }
 
 /** How long a connect to a unix server whose listen backlog is full is tried again (ms). */
@@ -107,8 +112,7 @@ export async function connectTrustedUnix(name: string): Promise<UnixClient> {
 /** The text of a read error: glibc's for an errno (Deno's "... (os error N)" or a LibcError). */
 function readErrorText(e: unknown): string {
   if (e instanceof LibcError) return e.message;
-  const m = /\(os error (\d+)\)/.exec(String(e));
-  return m !== null ? strerror(Number(m[1])) : String(e instanceof Error ? e.message : e);
+  return osErrorText(e) ?? String(e instanceof Error ? e.message : e);
 }
 
 /**
