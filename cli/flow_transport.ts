@@ -49,7 +49,7 @@ function isBusy(e: unknown): boolean {
  * `connect()`, tried again while the server's backlog is full, for up to {@link BUSY_RETRY_MS};
  * then {@link TransportError}. Other errors are thrown at once.
  */
-export async function retryWhileBusy<T>(connect: () => T | Promise<T>): Promise<T> {
+async function retryWhileBusy<T>(connect: () => T | Promise<T>): Promise<T> {
   const deadline = Date.now() + BUSY_RETRY_MS;
   let pause = BUSY_PAUSE_MS;
   for (;;) {

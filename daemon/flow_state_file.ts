@@ -280,7 +280,7 @@ export function restoreFlowState(
 }
 
 /** The log line of a restored flow kept pending (docs/COMPATIBILITY.md#differences D58). */
-export function pendingLine(name: string, target: string): string {
+function pendingLine(name: string, target: string): string {
   return `flow-state: flow ${name}: table ${target} cannot be mapped (not created yet?); ` +
     "the flow is kept, pending: it matches once the table exists";
 }
@@ -289,7 +289,7 @@ export function pendingLine(name: string, target: string): string {
  * The reply to a change that is in use but could not be saved: the client exits non-zero
  * (docs/COMPATIBILITY.md#differences D29).
  */
-export function unsavedReply(path: string, error: string): string {
+function unsavedReply(path: string, error: string): string {
   return `FAIL: the change is in use but not saved: flow-state: ${path}: ${error}; ` +
     "it is lost when flowlb restarts, unless a later change is saved";
 }

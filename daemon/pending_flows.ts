@@ -13,7 +13,7 @@ import type { ActivatedFlow, FlowStore } from "../lib/flow/store.ts";
 export const PENDING_RETRY_MS = 500;
 
 /** The log line of a pending flow that matches now. */
-export function activatedLine(f: ActivatedFlow): string {
+function activatedLine(f: ActivatedFlow): string {
   return `flow ${f.name}: table ${f.target} is mapped now; the flow is no longer pending`;
 }
 

@@ -24,7 +24,7 @@ import {
 } from "../lib/ccompat/inet_diag.ts";
 
 /** Netlink protocol of socket diagnostics (`linux/sock_diag.h`). */
-export const NETLINK_SOCK_DIAG = 4;
+const NETLINK_SOCK_DIAG = 4;
 
 /** A sock_diag socket of the calling thread's network namespace. */
 export class SockDiag {

@@ -25,7 +25,7 @@
 import { sameEndpoint, type TcpEndpoint, unmapIPv4 } from "./proc_net_tcp.ts";
 
 /** `nlmsg_type` of sock_diag requests and replies. */
-export const SOCK_DIAG_BY_FAMILY = 20;
+const SOCK_DIAG_BY_FAMILY = 20;
 /** `nlmsg_type` of an error (or acknowledgement). */
 const NLMSG_ERROR = 2;
 const NLM_F_REQUEST = 1;
@@ -59,7 +59,7 @@ const MSG_INODE = 68;
  * ESTABLISHED, FIN_WAIT1, FIN_WAIT2, CLOSE_WAIT, LAST_ACK, CLOSING. A time-wait or request
  * socket has no owner (uid 0, inode 0); SYN_SENT, CLOSE and LISTEN are no connected peer.
  */
-export const TCP_LIVE_STATES: ReadonlySet<number> = new Set([1, 4, 5, 8, 9, 11]);
+const TCP_LIVE_STATES: ReadonlySet<number> = new Set([1, 4, 5, 8, 9, 11]);
 
 /** A socket the kernel reported. */
 export interface InetDiagSocket {

@@ -46,7 +46,7 @@ const COL_INODE = 9;
  * process (uid and inode 0, or the listener's uid), and SYN_SENT, CLOSE, LISTEN are not a
  * connected peer.
  */
-export const LIVE_STATES: ReadonlySet<string> = new Set(["01", "04", "05", "08", "09", "0B"]);
+const LIVE_STATES: ReadonlySet<string> = new Set(["01", "04", "05", "08", "09", "0B"]);
 
 /** `ep` as the kernel prints it in `/proc/net/tcp{,6}` (`ADDR:PORT`, upper-case hex). */
 export function procNetTcpHex(ep: TcpEndpoint): string {
