@@ -11,8 +11,8 @@ import { closeFd } from "../ffi/socket.ts";
 import type { FlowSnapshot } from "../lib/flow/store.ts";
 import { CHANNEL_BYTES } from "../lib/fastpath/channel.ts";
 import { F_UP, statusPid, VALUES_BYTES } from "../lib/fastpath/status.ts";
-import { openShm, unlinkShmIfSame } from "../ffi/shm.ts";
-import { fastPathStatusName } from "./fastpath_wait.ts";
+import { unlinkShmIfSame } from "../ffi/shm.ts";
+import { fastPathStatusName, openStatusObject } from "./fastpath_wait.ts";
 import { OfferRing } from "../lib/fastpath/offer_ring.ts";
 import { DaemonError } from "./errors.ts";
 import type { Io } from "./io.ts";
@@ -165,9 +165,7 @@ export async function startFastPath(
  */
 function removeOwnStatus(table: string): void {
   try {
-    const m = openShm(fastPathStatusName(table), false, (owner) => {
-      if (owner.uid !== (Deno.uid() ?? 0)) throw new Error("not ours"); // never map another's
-    });
+    const m = openStatusObject(fastPathStatusName(table)); // never one another user may write
     try {
       if (statusPid(m.buffer) === Deno.pid) unlinkShmIfSame(m);
     } finally {

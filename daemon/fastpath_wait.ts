@@ -72,7 +72,7 @@ export function createStatusObject(name: string, pid: number, ftShm: string): Sh
     if (owner === undefined) continue; // removed meanwhile
     const problem = adoptProblem(owner, uid);
     if (problem !== undefined) throw new ShmUntrustedError(name, problem);
-    const holder = liveHolder(name, uid);
+    const holder = liveHolder(name);
     if (holder === "gone") continue;
     if (holder !== undefined) throw new FastPathInUseError(name, holder.pid, holder.maps);
     unlinkShm(name);
@@ -97,20 +97,28 @@ export class FastPathInUseError extends DaemonError {
 }
 
 /**
- * The process that status object `name` (of root or `uid`) names, if it is alive, not this
+ * Map status object `name` read-only once its owner and mode pass {@link adoptProblem} (root,
+ * this uid or `trustedUid`; nobody else may write it), checked before anything is mapped.
+ * Throws {@link ShmUntrustedError}, or LibcError (errno ENOENT: it does not exist; call `mmap`:
+ * it is empty).
+ */
+export function openStatusObject(name: string, trustedUid?: number): ShmMapping {
+  const uid = Deno.uid() ?? 0;
+  return openShm(name, false, (owner: ShmOwner) => {
+    const problem = adoptProblem(owner, uid, trustedUid);
+    if (problem !== undefined) throw new ShmUntrustedError(name, problem);
+  });
+}
+
+/**
+ * The process that status object `name` (of root or this uid) names, if it is alive, not this
  * process, and maps the object (`maps` true) or may (undefined: its /proc maps cannot be read);
  * undefined when the object is stale; "gone" when it was removed meanwhile.
  */
-function liveHolder(
-  name: string,
-  uid: number,
-): { pid: number; maps: boolean | undefined } | "gone" | undefined {
+function liveHolder(name: string): { pid: number; maps: boolean | undefined } | "gone" | undefined {
   let m: ShmMapping;
   try {
-    m = openShm(name, false, (owner: ShmOwner) => {
-      const problem = adoptProblem(owner, uid);
-      if (problem !== undefined) throw new ShmUntrustedError(name, problem);
-    });
+    m = openStatusObject(name);
   } catch (e) {
     if (e instanceof LibcError && e.errno === ENOENT) return "gone";
     if (e instanceof LibcError && e.call === "mmap") return undefined; // empty: not a status object
@@ -144,13 +152,9 @@ export interface LiveFastPath {
  * and the process it names must be alive and, where /proc lets this user see it, map it.
  */
 export function openLiveFastPath(name: string, trustedUid?: number): LiveFastPath | string {
-  const uid = Deno.uid() ?? 0;
   let m: ShmMapping;
   try {
-    m = openShm(name, false, (owner: ShmOwner) => {
-      const problem = adoptProblem(owner, uid, trustedUid);
-      if (problem !== undefined) throw new ShmUntrustedError(name, problem);
-    });
+    m = openStatusObject(name, trustedUid);
   } catch (e) {
     if (e instanceof ShmUntrustedError) return e.problem;
     if (e instanceof LibcError) return e.message; // gone meanwhile, or not ours to read

@@ -279,6 +279,14 @@ async function run(start: FastPathStart): Promise<void> {
       warned.set(p.what, now);
       scope.postMessage({ type: "warning", message: `fastpath: ${p.what}: ${strerror(p.errno)}` });
     };
+    /** Problem `p` made the writer remove the table: say so; it is created again (below). */
+    const tableRemoved = (p: NftProblem) => {
+      warn({
+        errno: p.errno,
+        what: `${p.what}; the table is removed (no packet is marked) and created again`,
+      });
+      restorer.removed(performance.now());
+    };
     const minApplied = (from: number) => {
       if (applied === undefined) return 0;
       let m = Atomics.load(applied, from);
@@ -298,13 +306,7 @@ async function run(start: FastPathStart): Promise<void> {
       epoch = (epoch + 1) | 0;
       Atomics.store(ch, FP_EPOCH, epoch);
       const p = writer.switchSides();
-      if (p !== undefined) {
-        warn({
-          errno: p.errno,
-          what: `${p.what}; the table is removed (no packet is marked) and created again`,
-        });
-        restorer.removed(performance.now());
-      }
+      if (p !== undefined) tableRemoved(p);
       elements.clear();
       pending[0].count = pending[1].count = 0;
       const us = Math.round((performance.now() - since) * 1000);
@@ -325,11 +327,7 @@ async function run(start: FastPathStart): Promise<void> {
       Atomics.store(ch, FP_EPOCH, epoch);
       elements.clear();
       pending[0].count = pending[1].count = 0;
-      warn({
-        errno: p.errno,
-        what: `${p.what}; the table is removed (no packet is marked) and created again`,
-      });
-      restorer.removed(performance.now());
+      tableRemoved(p);
     };
     const scan = () => {
       const since = performance.now();

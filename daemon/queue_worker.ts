@@ -16,10 +16,10 @@
  *
  * Messages to the main thread: `bound`, `started` (with the start-up line and the queue
  * socket's netlink port id, where the main thread sends its wake message), `stopped`,
- * or `error` (a one-line message).
+ * or `error` (a one-line message that names the queue).
  * @module
  */
-import { NfQueue } from "../ffi/nfqueue.ts";
+import { NfQueue, NfQueueError } from "../ffi/nfqueue.ts";
 import { startupLine } from "../lib/nfqueue/rcvbuf.ts";
 import { openShm } from "../ffi/shm.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
@@ -105,6 +105,7 @@ export type QueueWorkerMessage =
   | { type: "bound"; queue: number }
   | { type: "started"; queue: number; line: string; portId: number }
   | { type: "stopped"; queue: number; packets: number }
+  /** `message`: the whole line, naming the queue. */
   | { type: "error"; queue: number; message: string };
 
 /** The worker global scope (typed here: this module is also type-checked with the CLI). */
@@ -408,7 +409,10 @@ scope.onmessage = (e) => {
     return;
   }
   serve(m).catch((err) => {
-    const message = err instanceof Error ? err.message : String(err);
+    // NfQueueError messages name their queue already ("queue 3 is in use by another process").
+    const message = err instanceof NfQueueError
+      ? err.message
+      : `queue ${m.queue}: ${err instanceof Error ? err.message : String(err)}`;
     scope.postMessage({ type: "error", queue: m.queue, message });
   });
 };

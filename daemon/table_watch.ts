@@ -9,12 +9,12 @@
  */
 import { MaglevTable, MIN_M, tableSize } from "../lib/maglev/table.ts";
 import type { Flow } from "../lib/flow/types.ts";
+import { type OpenTable, openTable } from "./open_table.ts";
 
 /** Flows in matching order: a flow snapshot, or its matching flows (pending ones left out). */
 export interface FlowsInOrder {
   readonly flows: readonly Flow[];
 }
-import { type OpenTable, openTable } from "./open_table.ts";
 
 /** Least time between two checks of the mapped tables' sizes. */
 export const CHECK_INTERVAL_MS = 100;
@@ -136,7 +136,7 @@ export class TableCache {
 }
 
 /** Map `name` if it is a valid, untruncated table now; undefined otherwise. */
-export function tryOpen(name: string): OpenTable | undefined {
+function tryOpen(name: string): OpenTable | undefined {
   let t: OpenTable;
   try {
     t = openTable(name, false);

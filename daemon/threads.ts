@@ -320,13 +320,6 @@ export function startQueueThreads(
     w.terminate();
     if (--running === 0) done(status);
   };
-  // NfQueueError messages name their queue already ("queue 3 is in use by another process").
-  const fail = (queue: number, message: string) =>
-    stopWith(
-      message.startsWith(`queue ${queue}:`) || message.startsWith(`queue ${queue} `)
-        ? message
-        : `queue ${queue}: ${message}`,
-    );
   for (let queue = c.queueFirst; queue <= c.queueLast; queue++) {
     const w = new Worker(WORKER_URL, { type: "module", name: `queue-${queue}` });
     running++;
@@ -343,12 +336,12 @@ export function startQueueThreads(
         if (Atomics.load(stopFlag, 0) !== 0) waker.wake(m.portId);
         return;
       }
-      if (m.type === "error") fail(m.queue, m.message);
+      if (m.type === "error") stopWith(m.message);
       ended(w);
     };
     w.onerror = (e) => {
       e.preventDefault();
-      fail(queue, e.message);
+      stopWith(`queue ${queue}: ${e.message}`);
       ended(w);
     };
     const start: QueueWorkerStart = {

@@ -122,8 +122,9 @@ export function statusValues(mem: ArrayBuffer | SharedArrayBuffer): Float64Array
   return new Float64Array(mem, 8, F_COUNT);
 }
 
-/** The `stats` lines of the fast path with table `table` and status values `v` (`F_*`). */
-export function formatFastPathValues(table: string, v: Float64Array): string {
+/** The `stats` lines of the fast path with table `table` and status object `mem`. */
+export function formatFastPathStats(table: string, mem: ArrayBuffer | SharedArrayBuffer): string {
+  const v = statusValues(mem);
   return `Fastpath ${table}: up=${v[F_UP]}, elements=${v[F_ELEMENTS]}, hits4=${v[F_HITS4]}, hits6=${
     v[F_HITS6]
   }\n` +
@@ -131,9 +132,4 @@ export function formatFastPathValues(table: string, v: Float64Array): string {
     `  flushes=${v[F_FLUSHES]}, last_flush_us=${v[F_LAST_FLUSH_US]}, ` +
     `max_flush_us=${v[F_MAX_FLUSH_US]}, map_full=${v[F_MAP_FULL]}, ` +
     `map_full_skips=${v[F_MAP_FULL_SKIPS]}`;
-}
-
-/** The `stats` lines of the fast path with table `table` and status object `mem`. */
-export function formatFastPathStats(table: string, mem: ArrayBuffer | SharedArrayBuffer): string {
-  return formatFastPathValues(table, statusValues(mem));
 }
