@@ -14,10 +14,12 @@
  * ```
  * @module
  */
-import { errno, getLibc, LibcError } from "./libc.ts";
-import { EINTR, NETLINK_NETFILTER } from "./constants.ts";
+import { getLibc } from "./libc.ts";
+import { NETLINK_NETFILTER } from "./constants.ts";
 import {
   closeFd,
+  netlinkRecv,
+  netlinkSend,
   openNetlinkSocket,
   setIntOption,
   setReceiveTimeout,
@@ -25,9 +27,6 @@ import {
   SOL_SOCKET,
 } from "./socket.ts";
 import { readAcks } from "../lib/nft/replies.ts";
-
-/** errno of a receive timeout. */
-const EAGAIN = 11;
 
 /** One request of a batch the kernel refused. */
 export interface NftFailure {
@@ -85,14 +84,7 @@ export class NftSocket implements NftChannel {
 
   /** Send `bytes[0, len)` (one batch) to the kernel. Throws LibcError. */
   send(bytes: Uint8Array, len: number): void {
-    const l = getLibc();
-    for (;;) {
-      const r = Number(l.send(this.#fd, bytes, BigInt(len), 0));
-      if (r === len) return;
-      const e = errno();
-      if (r < 0 && e === EINTR) continue;
-      throw new LibcError("send", r < 0 ? e : 0);
-    }
+    netlinkSend(this.#fd, bytes, len);
   }
 
   /**
@@ -112,15 +104,9 @@ export class NftSocket implements NftChannel {
     this.send(bytes, len);
     const waiting = new Set(acked.map((s) => s >>> 0));
     const failures: NftFailure[] = [];
-    const l = getLibc();
     const rx = this.#rx;
     while (waiting.size > 0) {
-      const r = Number(l.recv(this.#fd, rx, BigInt(rx.length), 0));
-      if (r < 0) {
-        const e = errno();
-        if (e === EINTR) continue;
-        throw new LibcError(e === EAGAIN ? "recv (no answer from nf_tables)" : "recv", e);
-      }
+      const r = netlinkRecv(this.#fd, rx, "recv", "recv (no answer from nf_tables)");
       onReply?.(rx, r);
       readAcks(rx, r, (seq, err) => {
         waiting.delete(seq);
@@ -138,17 +124,9 @@ export class NftSocket implements NftChannel {
   /** Send a request and return the first reply datagram (e.g. GETOBJ). Throws LibcError. */
   request(bytes: Uint8Array, len: number): Uint8Array {
     this.send(bytes, len);
-    const l = getLibc();
-    for (;;) {
-      const r = Number(l.recv(this.#fd, this.#rx, BigInt(this.#rx.length), 0));
-      if (r >= 0) {
-        const reply = this.#rx.slice(0, r);
-        this.#drain();
-        return reply;
-      }
-      const e = errno();
-      if (e !== EINTR) throw new LibcError("recv", e);
-    }
+    const reply = this.#rx.slice(0, netlinkRecv(this.#fd, this.#rx));
+    this.#drain();
+    return reply;
   }
 
   /** Discard answers still queued (e.g. the ack after a GETOBJ reply). */

@@ -12,9 +12,13 @@
  * ```
  * @module
  */
-import { errno, getLibc, LibcError } from "./libc.ts";
-import { EINTR } from "./constants.ts";
-import { closeFd, openNetlinkSocket, setReceiveTimeout } from "./socket.ts";
+import {
+  closeFd,
+  netlinkRecv,
+  netlinkSend,
+  openNetlinkSocket,
+  setReceiveTimeout,
+} from "./socket.ts";
 import type { TcpEndpoint } from "../lib/ccompat/proc_net_tcp.ts";
 import {
   INET_DIAG_REQUEST_SIZE,
@@ -59,21 +63,9 @@ export class SockDiag {
     const seq = this.#seq = (this.#seq + 1) >>> 0;
     const len = writeInetDiagRequest(this.#req, seq, socket, remote);
     if (len === 0) return { errno: 22 }; // EINVAL: the ends are of different families
-    const l = getLibc();
+    netlinkSend(this.#fd, this.#req, len);
     for (;;) {
-      const r = Number(l.send(this.#fd, this.#req, BigInt(len), 0));
-      if (r === len) break;
-      const e = errno();
-      if (r < 0 && e === EINTR) continue;
-      throw new LibcError("send", r < 0 ? e : 0);
-    }
-    for (;;) {
-      const r = Number(l.recv(this.#fd, this.#rx, BigInt(this.#rx.length), 0));
-      if (r < 0) {
-        const e = errno();
-        if (e === EINTR) continue;
-        throw new LibcError("recv (sock_diag)", e);
-      }
+      const r = netlinkRecv(this.#fd, this.#rx, "recv (sock_diag)");
       const answer = readInetDiagReply(this.#rx, r, seq);
       if (answer !== undefined) return answer;
       // An answer to an earlier request that timed out: read on.

@@ -9,7 +9,7 @@
  * @module
  */
 
-import { AF_NETLINK, AF_UNIX, SOCK_CLOEXEC, SOCK_RAW } from "./constants.ts";
+import { AF_NETLINK, AF_UNIX, EAGAIN, EINTR, SOCK_CLOEXEC, SOCK_RAW } from "./constants.ts";
 import { errno, getLibc, LibcError } from "./libc.ts";
 
 /** Socket option level `SOL_SOCKET`. */
@@ -140,6 +140,41 @@ export function openNetlinkSocket(protocol: number): number {
     throw new LibcError("bind", e);
   }
   return fd;
+}
+
+/**
+ * Send datagram `bytes[0, len)` on netlink socket `fd` whole (EINTR is retried). Throws
+ * LibcError (errno 0 for a short send).
+ */
+export function netlinkSend(fd: number, bytes: Uint8Array, len: number): void {
+  const l = getLibc();
+  for (;;) {
+    const r = Number(l.send(fd, bytes, BigInt(len), 0));
+    if (r === len) return;
+    const e = errno();
+    if (r < 0 && e === EINTR) continue;
+    throw new LibcError("send", r < 0 ? e : 0);
+  }
+}
+
+/**
+ * Receive one datagram from netlink socket `fd` into `buf` (EINTR is retried); returns its
+ * length. Throws LibcError named `call`, or `timedOut` for EAGAIN (the socket's receive timeout
+ * passed without an answer).
+ */
+export function netlinkRecv(
+  fd: number,
+  buf: Uint8Array,
+  call = "recv",
+  timedOut = call,
+): number {
+  const l = getLibc();
+  for (;;) {
+    const r = Number(l.recv(fd, buf, BigInt(buf.length), 0));
+    if (r >= 0) return r;
+    const e = errno();
+    if (e !== EINTR) throw new LibcError(e === EAGAIN ? timedOut : call, e);
+  }
 }
 
 /**
