@@ -11,11 +11,18 @@
  */
 import { withTestNet } from "../testkit/netns.ts";
 import { LineProcess } from "../testkit/line_process.ts";
-import { longFlowState, untilAccepted } from "../testkit/control_load.ts";
+import {
+  CONTROL_CLIENTS,
+  controlClient,
+  flowlbIn,
+  longFlowState,
+  nfqlbIn,
+  NOBODY,
+  untilAccepted,
+} from "../testkit/control_load.ts";
 
-const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
-const CLIENTS = new URL("../testkit/fixtures/control_clients.py", import.meta.url).pathname;
+/** What the control clients report (the fields the benchmark reads). */
+type Reply = { ms: number; ok: number; reply: string };
 const runs = Number(Deno.args.find((a) => /^\d+$/.test(a)) ?? 3);
 const slowOnly = Deno.args.includes("--slow-readers");
 
@@ -30,37 +37,16 @@ for (let run = 0; run < (slowOnly ? 0 : runs); run++) {
   const shm = `ctlbench-${Deno.pid}-${run}`;
   await withTestNet(async (net) => {
     const ns = await net.addNs(`ctlb${run}`);
-    const client = async (args: string[], prefix: string[] = []) => {
-      const r = await net.exec(ns, [...prefix, "/usr/bin/python3", CLIENTS, ...args]);
-      if (r.code !== 0) throw new Error(r.stderr);
-      return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
-    };
-    await net.exec(ns, [
-      Deno.execPath(),
-      "run",
-      "-A",
-      CLI,
-      "init",
-      `--shm=${shm}`,
-      "--M=997",
-      "--N=8",
-    ]);
-    const lb = new LineProcess(net, ns, [
-      "env",
-      "NFQLB_FLOW_ADDRESS=unix:nfqlb",
-      Deno.execPath(),
-      "run",
-      "-A",
-      CLI,
-      "flowlb",
-      "--queue=0",
-    ], "flowlb");
+    const client = (args: string[], prefix: string[] = []) =>
+      controlClient<Reply>(net, ns, args, prefix);
+    await nfqlbIn(net, ns, "init", `--shm=${shm}`, "--M=997", "--N=8");
+    const lb = flowlbIn(net, ns, []);
     try {
       await lb.waitLine(/^queue_length=/);
       const hold = new LineProcess(
         net,
         ns,
-        [...NOBODY, "/usr/bin/python3", CLIENTS, "hold", "500"],
+        [...NOBODY, ...CONTROL_CLIENTS, "hold", "500"],
         "hold",
       );
       await hold.waitLine(/"held"/);
@@ -80,7 +66,7 @@ for (let run = 0; run < (slowOnly ? 0 : runs); run++) {
       Deno.kill(lb.pid, "SIGTERM");
       const end = await lb.finish();
       note("stderr lines (whole run)", end.stderr.split("\n").filter((l) => l !== "").length);
-      await net.exec(ns, [Deno.execPath(), "run", "-A", CLI, "delete", `--shm=${shm}`]);
+      await nfqlbIn(net, ns, "delete", `--shm=${shm}`);
     }
   });
 }
@@ -90,26 +76,11 @@ for (let run = 0; run < runs; run++) {
   const dir = Deno.makeTempDirSync({ prefix: "nfqlb-ctlbench-" });
   await withTestNet(async (net) => {
     const ns = await net.addNs(`ctls${run}`);
-    const client = async (args: string[]) => {
-      const r = await net.exec(ns, ["/usr/bin/python3", CLIENTS, ...args]);
-      if (r.code !== 0) throw new Error(r.stderr);
-      return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
-    };
-    const cli = (args: string[]) => net.exec(ns, [Deno.execPath(), "run", "-A", CLI, ...args]);
-    await cli(["init", `--shm=${shm}`, "--M=997", "--N=8"]);
+    const client = (args: string[]) => controlClient<Reply>(net, ns, args);
+    await nfqlbIn(net, ns, "init", `--shm=${shm}`, "--M=997", "--N=8");
     const state = `${dir}/flows.json`;
     Deno.writeTextFileSync(state, longFlowState(1500, shm), { mode: 0o600 });
-    const lb = new LineProcess(net, ns, [
-      "env",
-      "NFQLB_FLOW_ADDRESS=unix:nfqlb",
-      Deno.execPath(),
-      "run",
-      "-A",
-      CLI,
-      "flowlb",
-      "--queue=0",
-      `--flow-state=${state}`,
-    ], "flowlb");
+    const lb = flowlbIn(net, ns, [`--flow-state=${state}`]);
     let slow: LineProcess | null = null;
     /** Medians of 8 root flow-sets and 2 root flow-lists, noted under `label`. */
     const measure = async (label: string) => {
@@ -130,7 +101,7 @@ for (let run = 0; run < runs; run++) {
       slow = new LineProcess(
         net,
         ns,
-        [...NOBODY, "/usr/bin/python3", CLIENTS, "slowlist", "31", "16", "1"],
+        [...NOBODY, ...CONTROL_CLIENTS, "slowlist", "31", "16", "1"],
         "slowlist",
       );
       await slow.waitLine(/"asked"/);
@@ -140,7 +111,7 @@ for (let run = 0; run < runs; run++) {
       await slow?.finish();
       Deno.kill(lb.pid, "SIGTERM");
       await lb.finish();
-      await cli(["delete", `--shm=${shm}`]);
+      await nfqlbIn(net, ns, "delete", `--shm=${shm}`);
       Deno.removeSync(dir, { recursive: true });
     }
   });

@@ -25,12 +25,13 @@ import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
 import { type Command, die } from "./command.ts";
+import { exec } from "./exec.ts";
 
 /** stdout of `cmd`, or "" when it cannot run or fails. */
 async function output(cmd: string, ...args: string[]): Promise<string> {
   try {
-    const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "null" }).output();
-    return r.success ? new TextDecoder().decode(r.stdout) : "";
+    const r = await exec([cmd, ...args]);
+    return r.code === 0 ? r.stdout : "";
   } catch {
     return "";
   }
@@ -120,14 +121,10 @@ export const doctorCommand: Command = {
       const self = /(\/cli\.ts|\/nfqlb)$/.test(main)
         ? main
         : new URL("../cli.ts", import.meta.url).pathname;
-      const r = await new Deno.Command("ip", {
-        args: ["netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args],
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      inv.io.out(new TextDecoder().decode(r.stdout));
-      const err = new TextDecoder().decode(r.stderr);
-      if (err !== "") inv.io.err(err);
+      const argv = ["ip", "netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args];
+      const r = await exec(argv);
+      inv.io.out(r.stdout);
+      if (r.stderr !== "") inv.io.err(r.stderr);
       return r.code;
     }
     const queueText = o.get("queue") ?? "2";

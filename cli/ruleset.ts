@@ -32,33 +32,17 @@ import {
 } from "../lib/ruleset/ruleset.ts";
 import { parseVip, type Vip, vipsOverlap } from "../lib/ruleset/vip.ts";
 import { type Command, die } from "./command.ts";
+import { type CommandResult, exec } from "./exec.ts";
 
-/** The output of `argv` (its exit status, stdout, stderr), with `stdin` fed to it. */
-async function output(
-  argv: readonly string[],
-  stdin?: string,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const [cmd, ...args] = argv;
-  let child;
+/** The output of `argv` (its exit status, stdout, trimmed stderr), with `stdin` fed to it. */
+async function output(argv: readonly string[], stdin?: string): Promise<CommandResult> {
   try {
-    child = new Deno.Command(cmd, {
-      args,
-      stdin: stdin === undefined ? "null" : "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const r = await exec(argv, stdin);
+    return { ...r, stderr: r.stderr.trim() };
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) die(`ruleset: ${cmd} is not installed`);
+    if (e instanceof Deno.errors.NotFound) die(`ruleset: ${argv[0]} is not installed`);
     throw e;
   }
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const r = await child.output();
-  const dec = new TextDecoder();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr).trim() };
 }
 
 /** nfqlb's iptables tables of both families as they are (`iptables-save -t TABLE`). */

@@ -2,7 +2,8 @@
  * What the end-to-end tests of a UDP service behind nfqlb share (fragments,
  * LB tier, trace flows, metrics): the topology made ready for traffic, the
  * daemon process, the raw-socket fragment client (`fixtures/frag_client.py`),
- * the placement `nfqlb fwmark` predicts, and the `ftshm` counters.
+ * the placement `nfqlb fwmark` predicts, the `ftshm` counters, and the client
+ * and LB namespaces whose mangle INPUT rules count marked UDP (`markedUdpNet`).
  * @module
  */
 import assert from "node:assert/strict";
@@ -21,6 +22,8 @@ export const FRAG_CLIENT = ["/usr/bin/python3", FIXTURES + "frag_client.py"];
 export const UDP_TARGET = [DENO, "run", "--allow-all", FIXTURES + "e2e_target.ts"];
 /** The environment prefix of flowlb and the flow commands. */
 export const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
+/** The UDP sender (`--to=ADDR --port=N --count=N`). */
+const UDP_SENDER = [DENO, "run", "--allow-net", FIXTURES + "udp_sender.ts"];
 
 /** `nfqlb lb` or `nfqlb flowlb` in a namespace. */
 export class Daemon extends LineProcess {
@@ -337,4 +340,72 @@ export async function checkPmtuErrors(
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.deepEqual(Object.fromEntries(got), Object.fromEntries(want), `IPv${v6 ? 6 : 4}`);
+}
+
+/**
+ * Namespaces `cl` -> veth -> `lb` (`lb4`/24, `cl4`/24) where UDP to `port` is queued to `queue`
+ * in lb's mangle PREROUTING and counted in mangle INPUT by two rules: `all`, and `marked` (fwmark
+ * `mark`, the target's).
+ */
+export interface MarkedUdpNet {
+  readonly lb: string;
+  readonly cl: string;
+  /** Send `count` datagrams from `cl` to lb4:port. */
+  send(count: number): Promise<string>;
+  /** Packets the mangle INPUT rule `all` or `marked` counted. */
+  counter(rule: "all" | "marked"): Promise<number>;
+}
+
+/** Build a {@link MarkedUdpNet} in `net` (the client has pinged lb when it returns). */
+export async function markedUdpNet(
+  net: TestNet,
+  o: { lb4: string; cl4: string; port: number; queue: number; mark: number },
+): Promise<MarkedUdpNet> {
+  const lb = await net.addNs("lb");
+  const cl = await net.addNs("cl");
+  await net.veth(lb, "veth0", cl, "veth0");
+  for (const [ns, a4] of [[lb, o.lb4], [cl, o.cl4]]) {
+    await net.run(ns, ["ip", "addr", "add", `${a4}/24`, "dev", "veth0"]);
+  }
+  await net.run(cl, ["ping", "-c1", "-W2", o.lb4]);
+  const ipt = (...args: string[]) => net.run(lb, ["iptables", "-t", "mangle", ...args]);
+  const udp = ["-p", "udp", "--dport", `${o.port}`];
+  await ipt("-A", "PREROUTING", ...udp, "-j", "NFQUEUE", "--queue-num", `${o.queue}`);
+  await ipt("-A", "INPUT", ...udp, "-m", "comment", "--comment", "all");
+  const mark = ["-m", "mark", "--mark", `${o.mark}`];
+  await ipt("-A", "INPUT", ...udp, ...mark, "-m", "comment", "--comment", "marked");
+  return {
+    lb,
+    cl,
+    send: (count) =>
+      net.run(cl, [...UDP_SENDER, `--to=${o.lb4}`, `--port=${o.port}`, `--count=${count}`]),
+    async counter(rule) {
+      const out = await ipt("-L", "INPUT", "-nvx");
+      const line = out.split("\n").find((l) => l.includes(`/* ${rule} */`));
+      assert.ok(line !== undefined, `no rule ${rule} in:\n${out}`);
+      return Number(line.trim().split(/\s+/)[0]);
+    },
+  };
+}
+
+/** GET `http://ADDR/PATH` (argv 1 and 2): prints the status line's code, then the body. */
+const HTTP_GET = `
+import sys, urllib.request, urllib.error
+try:
+    r = urllib.request.urlopen("http://" + sys.argv[1] + sys.argv[2], timeout=5)
+    print(r.status); print(r.read().decode(), end="")
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode(), end="")
+`;
+
+/** GET `path` from the HTTP server at `address` (`--metrics`) inside `ns`: [status, body]. */
+export async function httpGet(
+  net: TestNet,
+  ns: string,
+  address: string,
+  path: string,
+): Promise<[number, string]> {
+  const out = await net.run(ns, ["/usr/bin/python3", "-c", HTTP_GET, address, path]);
+  const nl = out.indexOf("\n");
+  return [Number(out.slice(0, nl)), out.slice(nl + 1)];
 }

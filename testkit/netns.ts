@@ -20,16 +20,13 @@
  * ```
  * @module
  */
+import { type CommandResult, exec } from "../cli/exec.ts";
+
+/** Run a command to completion and capture its output (never throws on exit status). */
+export { type CommandResult, exec };
 
 /** Prefix of every namespace made by this helper. */
 export const NETNS_PREFIX = "nfqlbt-";
-
-/** Result of a finished command. */
-export interface CommandResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Whether the test process runs as root (needed for namespaces and NFQUEUE). */
 export function isRoot(): boolean {
@@ -44,24 +41,6 @@ export async function hasCommand(cmd: string): Promise<boolean> {
     stderr: "null",
   }).output();
   return r.success;
-}
-
-/** Run a command to completion and capture its output (never throws on exit status). */
-export async function exec(cmd: string[], stdin?: string): Promise<CommandResult> {
-  const child = new Deno.Command(cmd[0], {
-    args: cmd.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const r = await child.output();
-  const dec = new TextDecoder();
-  return { code: r.code, stdout: dec.decode(r.stdout), stderr: dec.decode(r.stderr) };
 }
 
 /** Run a command; throw with its stderr if it fails. Returns stdout. */

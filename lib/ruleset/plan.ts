@@ -225,8 +225,6 @@ function placedSpecs(rules: readonly Placed[]): QueueSpec[] {
   return dedupeSpecs((pre.length > 0 ? pre : rules).flatMap((r) => r.own.spec ?? []));
 }
 
-const placedSpec = (rules: readonly Placed[]) => placedSpecs(rules).at(0);
-
 const vipLine = (verb: string, vip: string, s: QueueSpec | undefined, tail = "") =>
   `${verb} vip ${vip}${s === undefined ? "" : ` queue ${specText(s)}`}${tail}`;
 
@@ -294,7 +292,7 @@ export function planIptables(state: IptablesState, req: Request): Plan<IptablesS
         : req.replace && !requested.has(text);
       if (drop) {
         for (const r of e.rules) push(del, r.chain, r);
-        const line = vipLine("removed", text, placedSpec(e.rules));
+        const line = vipLine("removed", text, placedSpecs(e.rules)[0]);
         if (requested.has(text)) vipLines.set(text, line);
         else tailLines.push(line);
       }
@@ -331,11 +329,9 @@ export function planIptables(state: IptablesState, req: Request): Plan<IptablesS
     }
 
     // The family's chains: in place while it has VIPs, removed with its last (delete, replace).
-    const remaining = [...f.vips.values()].some((e) =>
-      e.rules.some((r) =>
-        !(del.get(r.chain) ?? []).includes(r)
-      )
-    ) || [...add.values()].some((a) => a.length > 0);
+    const deleted = new Set([...del.values()].flat());
+    const remaining = [...f.vips.values()].some((e) => e.rules.some((r) => !deleted.has(r))) ||
+      add.size > 0;
     const ensure = remaining && req.mode === "apply";
     // Chains go with the family's last VIP when this command removes it (a delete of absent VIPs
     // changes nothing), or when --replace leaves the family none.
@@ -601,9 +597,11 @@ function elementLines(verb: "add" | "delete", vips: readonly Vip[]): string[] {
  * holds nothing nfqlb does not write).
  */
 export function planNft(state: NftState, req: Request): Plan<string> {
+  // The queue rules in place name other queues than the request's.
+  const requeue = state.spec !== undefined && !sameSpec(state.spec, req.spec);
   const found = state.vips.map((vip) => ({
     vip,
-    differs: state.spec !== undefined && !sameSpec(state.spec, req.spec),
+    differs: requeue,
     specs: state.spec === undefined ? [] : [state.spec],
   }));
   const refused = req.mode === "apply" && !req.replace && state.exists
@@ -643,28 +641,25 @@ export function planNft(state: NftState, req: Request): Plan<string> {
   }
 
   const spec = req.spec;
-  const rewrite = !state.exists || state.problems.length > 0 ||
-    state.spec === undefined || !sameSpec(state.spec, spec);
+  const rewrite = !state.exists || state.problems.length > 0 || state.spec === undefined || requeue;
   const missing = req.vips.filter((v) => !have.has(v.text));
   const unlisted = req.replace ? state.vips.filter((v) => !requested.has(v.text)) : [];
   for (const v of req.vips) {
     lines.push(
       !have.has(v.text)
         ? vipLine("added", v.text, spec)
-        : rewrite && state.spec !== undefined && !sameSpec(state.spec, spec)
-        ? vipLine("replaced", v.text, spec, ` (was queue ${specText(state.spec)})`)
+        : requeue
+        ? vipLine("replaced", v.text, spec, ` (was queue ${specText(state.spec!)})`)
         : vipLine("kept", v.text, spec),
     );
   }
   for (const v of unlisted) lines.push(vipLine("removed", v.text, state.spec));
   if (rewrite && state.exists && state.foreignObjects.length > 0) {
     // Written whole, the table would lose them: refused, nothing is removed unsaid.
-    const why = state.spec !== undefined && !sameSpec(state.spec, spec)
+    const why = requeue
       ? `for queue ${specText(spec)}`
       : `as nfqlb writes it (${state.problems.join("; ")})`;
-    const keep = state.spec !== undefined && !sameSpec(state.spec, spec)
-      ? `, or request the queues in place (queue ${specText(state.spec)})`
-      : "";
+    const keep = requeue ? `, or request the queues in place (queue ${specText(state.spec!)})` : "";
     return {
       refusals: [
         `table inet nfqlb holds ${foreignText(state.foreignObjects)}`,
@@ -677,9 +672,8 @@ export function planNft(state: NftState, req: Request): Plan<string> {
   }
   if (rewrite) {
     // Written whole; the table is created empty first so that deleting it cannot fail.
-    const r = { vips: req.vips.map((v) => v.text), first: spec.first, last: spec.last };
     script = (state.exists ? "table inet nfqlb {}\ndelete table inet nfqlb\n" : "") +
-      nftRuleset({ ...r, fastpath: spec.fastpath });
+      nftRuleset({ ...spec, vips: req.vips.map((v) => v.text) });
     lines.push(state.exists ? "replaced table inet nfqlb" : "added table inet nfqlb");
     if (state.foreign.length > 0) {
       lines.push(`removed elements nfqlb did not write: ${state.foreign.join(", ")}`);

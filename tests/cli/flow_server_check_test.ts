@@ -6,10 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { isRoot, withTestNet } from "../../testkit/netns.ts";
+import { nfqlbIn, NOBODY } from "../../testkit/control_load.ts";
 
 const ROOT = isRoot();
-const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
-const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 
 /** A server on `@nfqlb`: prints `listening`, then per client the bytes received, answers OK. */
 const IMPOSTOR = `
@@ -55,16 +54,7 @@ Deno.test({
           return line;
         };
         assert.equal(await nextLine(), "listening\n");
-        const cli = (...args: string[]) =>
-          net.exec(ns, [
-            "env",
-            "NFQLB_FLOW_ADDRESS=unix:nfqlb",
-            Deno.execPath(),
-            "run",
-            "-A",
-            CLI,
-            ...args,
-          ]);
+        const cli = (...args: string[]) => nfqlbIn(net, ns, ...args);
         const set = await cli("flow-set", "--name=f", "--target=t");
         const del = await cli("flow-delete", "--name=f");
         if (who === "impostor") {

@@ -50,6 +50,28 @@ interface KernelView {
 
 const EMPTY = { fp4a: 0, fp4b: 0, fp6a: 0, fp6b: 0 };
 
+/** A step of the failure scenarios: the problem the writer reports, its state, the kernel's. */
+interface FailureStep {
+  name: string;
+  problem: { errno: number; what: string } | null;
+  thrown?: string;
+  up: boolean;
+  side: number;
+  kernel: KernelView;
+}
+
+/** The kernel's view without the table. */
+const gone = { exists: false, ruleMaps: [], elements: {} };
+/** The table created anew: side A in use, empty. */
+const fresh = { exists: true, ruleMaps: ["fp4a", "fp6a"], elements: EMPTY };
+
+/** Run a failure `scenario`: its steps, and the `nth` step named `name`. */
+async function failureProbe(scenario: string) {
+  const steps = await probe(scenario) as FailureStep[];
+  const byName = (name: string, nth = 0) => steps.filter((s) => s.name === name)[nth];
+  return { steps, byName };
+}
+
 Deno.test({
   name: "fast-path writer: batches from every position around the 2^32 sequence wrap are applied",
   ignore: !ROOT,
@@ -83,17 +105,7 @@ Deno.test({
     "fast-path writer: a failed side switch removes the table (nothing marks), then re-creates it empty",
   ignore: !ROOT,
   async fn() {
-    const steps = await probe("switch-failure") as {
-      name: string;
-      problem: { errno: number; what: string } | null;
-      thrown?: string;
-      up: boolean;
-      side: number;
-      kernel: KernelView;
-    }[];
-    const byName = (name: string, nth = 0) => steps.filter((s) => s.name === name)[nth];
-    const gone = { exists: false, ruleMaps: [], elements: {} };
-    const fresh = { exists: true, ruleMaps: ["fp4a", "fp6a"], elements: EMPTY };
+    const { steps, byName } = await failureProbe("switch-failure");
 
     assert.deepEqual(byName("added to side A").kernel, {
       ...fresh,
@@ -141,17 +153,7 @@ Deno.test({
     "fast-path writer: a socket failure outside a switch removes the table instead of throwing; it is created again",
   ignore: !ROOT,
   async fn() {
-    const steps = await probe("socket-failure") as {
-      name: string;
-      problem: { errno: number; what: string } | null;
-      thrown?: string;
-      up: boolean;
-      side: number;
-      kernel: KernelView;
-    }[];
-    const byName = (name: string, nth = 0) => steps.filter((s) => s.name === name)[nth];
-    const gone = { exists: false, ruleMaps: [], elements: {} };
-    const fresh = { exists: true, ruleMaps: ["fp4a", "fp6a"], elements: EMPTY };
+    const { steps, byName } = await failureProbe("socket-failure");
     assert.deepEqual(steps.filter((s) => s.thrown !== undefined), [], "no writer call threw");
     for (
       const [name, problem] of [

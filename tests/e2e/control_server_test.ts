@@ -11,32 +11,23 @@
  */
 import assert from "node:assert/strict";
 import { removeShm, tempShmName } from "../../testkit/cli.ts";
-import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
+import { isRoot, withTestNet } from "../../testkit/netns.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
-import { longFlowState, untilAccepted } from "../../testkit/control_load.ts";
+import {
+  CONTROL_CLIENTS,
+  controlClient,
+  flowlbIn,
+  longFlowState,
+  nfqlbIn,
+  NOBODY,
+  untilAccepted,
+} from "../../testkit/control_load.ts";
 
 /** This file's fragment statistics object (not the default `ftshm`), removed at exit. */
 const FTSHM = tempShmName("ctl-ft");
 globalThis.addEventListener("unload", () => removeShm(FTSHM));
 
 const ROOT = isRoot();
-const NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
-const CLI = new URL("../../cli.ts", import.meta.url).pathname;
-const CLIENTS = new URL("../../testkit/fixtures/control_clients.py", import.meta.url).pathname;
-const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
-
-/** Run one client mode in `ns`; its JSON line. */
-async function client(
-  net: TestNet,
-  ns: string,
-  args: string[],
-  prefix: string[] = [],
-): Promise<Record<string, unknown>> {
-  const r = await net.exec(ns, [...prefix, "/usr/bin/python3", CLIENTS, ...args]);
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout.trim().split("\n").at(-1)!);
-}
-
 Deno.test({
   name:
     "control server: hostile idle connections, stalled request and garbage flood do not stall root",
@@ -47,49 +38,25 @@ Deno.test({
     const shm = `ctlsrv-${Deno.pid}`;
     await withTestNet(async (net) => {
       const ns = await net.addNs("ctlsrv");
-      const init = await net.exec(ns, [
-        Deno.execPath(),
-        "run",
-        "-A",
-        CLI,
-        "init",
-        `--shm=${shm}`,
-        "--M=997",
-        "--N=8",
-      ]);
+      const init = await nfqlbIn(net, ns, "init", `--shm=${shm}`, "--M=997", "--N=8");
       assert.equal(init.code, 0, init.stderr);
-      const lb = new LineProcess(
-        net,
-        ns,
-        [
-          ...FLOW_ENV,
-          Deno.execPath(),
-          "run",
-          "-A",
-          CLI,
-          "flowlb",
-          "--queue=0",
-          `--ft_shm=${FTSHM}`,
-        ],
-        "flowlb",
-      );
+      const lb = flowlbIn(net, ns, [`--ft_shm=${FTSHM}`]);
       try {
         await lb.waitLine(/^queue_length=/);
-        const hold = new LineProcess(net, ns, [
-          ...NOBODY,
-          "/usr/bin/python3",
-          CLIENTS,
+        const hold = new LineProcess(
+          net,
+          ns,
+          [...NOBODY, ...CONTROL_CLIENTS, "hold", "500"],
           "hold",
-          "500",
-        ], "hold");
+        );
         const held = JSON.parse(await hold.waitLine(/"held"/));
         assert.equal(held.held, 500, "the hostile client connected 500 times");
 
-        const list = await client(net, ns, ["list"]);
+        const list = await controlClient(net, ns, ["list"]);
         assert.equal(list.reply, "[]\n", "the empty flow list");
-        const set = await client(net, ns, ["set", "root1", shm]);
+        const set = await controlClient(net, ns, ["set", "root1", shm]);
         assert.equal(set.reply, "OK");
-        const sets = await client(net, ns, ["sets", "150", shm]);
+        const sets = await controlClient(net, ns, ["sets", "150", shm]);
         assert.deepEqual([sets.ok, sets.other], [150, []]);
 
         // The half-sent request is closed at its deadline (2 s), not kept forever.
@@ -98,19 +65,17 @@ Deno.test({
         await hold.finish();
 
         // A changing uid 65534 is refused.
-        const refused = await client(net, ns, ["set", "evil", shm], NOBODY);
+        const refused = await controlClient(net, ns, ["set", "evil", shm], NOBODY);
         assert.equal(refused.reply, "FAIL: permission denied");
 
-        const flood = await client(net, ns, ["flood", "20000"], NOBODY);
+        const flood = await controlClient(net, ns, ["flood", "20000"], NOBODY);
         assert.ok((flood.sent as number) > 0);
-        const after = await client(net, ns, ["list"]);
+        const after = await controlClient(net, ns, ["list"]);
         assert.match(after.reply as string, /root1/, "alive and answering after the flood");
       } finally {
         Deno.kill(lb.pid, "SIGTERM");
         const end = await lb.finish();
-        await net.exec(ns, [Deno.execPath(), "run", "-A", CLI, "delete", `--shm=${shm}`]).catch(
-          () => {},
-        );
+        await nfqlbIn(net, ns, "delete", `--shm=${shm}`).catch(() => {});
         const lines = end.stderr.split("\n").filter((l) => l !== "");
         // 20k requests × 40 unknown keys and the refusals: rate-limited to a few dozen lines.
         assert.ok(
@@ -132,26 +97,15 @@ Deno.test({
     await withTestNet(async (net) => {
       const ns = await net.addNs("ctlemf");
       // flowlb itself needs about 46 fds; 64 leave too few for 60 idle connections.
-      const lb = new LineProcess(net, ns, [
-        ...FLOW_ENV,
-        "prlimit",
-        "--nofile=64:64",
-        Deno.execPath(),
-        "run",
-        "-A",
-        CLI,
-        "flowlb",
-        "--queue=0",
-        `--ft_shm=${FTSHM}`,
-      ], "flowlb");
+      const lb = flowlbIn(net, ns, [`--ft_shm=${FTSHM}`], ["prlimit", "--nofile=64:64"]);
       try {
         await lb.waitLine(/^queue_length=/);
         // Root's idle connections are never refused by the caps: they use up the fds.
-        const hold = new LineProcess(net, ns, ["/usr/bin/python3", CLIENTS, "hold", "60"], "hold");
+        const hold = new LineProcess(net, ns, [...CONTROL_CLIENTS, "hold", "60"], "hold");
         await hold.waitLine(/"held"/);
         await hold.finish(); // closes them all
         await new Promise((r) => setTimeout(r, 500));
-        const list = await client(net, ns, ["list"]);
+        const list = await controlClient(net, ns, ["list"]);
         assert.equal(list.reply, "[]\n", "answers again once fds are free");
       } finally {
         Deno.kill(lb.pid, "SIGTERM");
@@ -177,34 +131,15 @@ Deno.test({
     const state = `${dir}/flows.json`;
     await withTestNet(async (net) => {
       const ns = await net.addNs("ctlslow");
-      const init = await net.exec(ns, [
-        Deno.execPath(),
-        "run",
-        "-A",
-        CLI,
-        "init",
-        `--shm=${shm}`,
-        "--M=997",
-        "--N=8",
-      ]);
+      const init = await nfqlbIn(net, ns, "init", `--shm=${shm}`, "--M=997", "--N=8");
       assert.equal(init.code, 0, init.stderr);
       Deno.writeTextFileSync(state, longFlowState(FLOWS, shm), { mode: 0o600 });
-      const lb = new LineProcess(net, ns, [
-        ...FLOW_ENV,
-        Deno.execPath(),
-        "run",
-        "-A",
-        CLI,
-        "flowlb",
-        "--queue=0",
-        `--ft_shm=${FTSHM}`,
-        `--flow-state=${state}`,
-      ], "flowlb");
+      const lb = flowlbIn(net, ns, [`--ft_shm=${FTSHM}`, `--flow-state=${state}`]);
       let slow: LineProcess | null = null;
       let end;
       try {
         await lb.waitLine(/^queue_length=/);
-        const full = await client(net, ns, ["list"]);
+        const full = await controlClient(net, ns, ["list"]);
         const size = new TextEncoder().encode(full.reply as string).length;
         assert.equal(JSON.parse(full.reply as string).length, FLOWS);
         assert.ok(size > 300_000, `the list (${size} bytes) is more than a socket buffer holds`);
@@ -216,16 +151,16 @@ Deno.test({
         slow = new LineProcess(
           net,
           ns,
-          [...NOBODY, "/usr/bin/python3", CLIENTS, "slowlist", String(SLOW + 1), "16", "1"],
+          [...NOBODY, ...CONTROL_CLIENTS, "slowlist", String(SLOW + 1), "16", "1"],
           "slowlist",
         );
         await slow.waitLine(/"asked"/);
         await untilAccepted(net, ns, "@nfqlb");
         // Root is answered at once, whatever they do.
-        const set = await client(net, ns, ["set", "root1", shm]);
+        const set = await controlClient(net, ns, ["set", "root1", shm]);
         assert.equal(set.reply, "OK");
         assert.ok((set.ms as number) < 2000, `root's flow-set took ${set.ms} ms`);
-        const list = await client(net, ns, ["list"]);
+        const list = await controlClient(net, ns, ["list"]);
         assert.equal(JSON.parse(list.reply as string).length, FLOWS + 1, "a whole list for root");
         assert.ok((list.ms as number) < 2000, `root's flow-list took ${list.ms} ms`);
 
@@ -236,9 +171,7 @@ Deno.test({
         await slow?.finish();
         Deno.kill(lb.pid, "SIGTERM");
         end = await lb.finish();
-        await net.exec(ns, [Deno.execPath(), "run", "-A", CLI, "delete", `--shm=${shm}`]).catch(
-          () => {},
-        );
+        await nfqlbIn(net, ns, "delete", `--shm=${shm}`).catch(() => {});
         Deno.removeSync(dir, { recursive: true });
       }
       assert.equal(end.code, 0, end.stderr.slice(-2000));

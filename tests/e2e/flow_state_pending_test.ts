@@ -12,30 +12,23 @@
  * saved, and the change is in use.
  */
 import assert from "node:assert/strict";
-import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
+import { removeShm, tempShmName } from "../../testkit/cli.ts";
+import { cli, Daemon, FLOW_ENV, httpGet, markedUdpNet } from "../../testkit/e2e_service.ts";
 import { writeFlowStateFile } from "../../daemon/flow_state_file.ts";
 import { decodeFlowState, encodeFlowState } from "../../lib/flow/state_file.ts";
 import { FlowStore } from "../../lib/flow/store.ts";
-import { LineProcess } from "../../testkit/line_process.ts";
+import type { LineProcess } from "../../testkit/line_process.ts";
 import { type CommandResult, isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
 const ROOT = isRoot();
 const DENO = Deno.execPath();
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
-const SENDER = [
-  DENO,
-  "run",
-  "--allow-net",
-  new URL("../../testkit/fixtures/udp_sender.ts", import.meta.url).pathname,
-];
 const LB4 = "10.217.0.1";
 const CL4 = "10.217.0.2";
 const PORT = 5217;
 const Q = 17;
 const MARK = 117;
 const METRICS = "127.0.0.1:9917";
-/** The control address of `flowlb` (abstract unix sockets are per network namespace). */
-const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -49,19 +42,9 @@ async function until(f: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
   }
 }
 
-/** Packet counter of the mangle INPUT rule with comment `name`. */
-async function counter(net: TestNet, ns: string, name: string): Promise<number> {
-  const out = await net.run(ns, ["iptables", "-t", "mangle", "-L", "INPUT", "-nvx"]);
-  const line = out.split("\n").find((l) => l.includes(`/* ${name} */`));
-  assert.ok(line !== undefined, `no rule ${name} in:\n${out}`);
-  return Number(line.trim().split(/\s+/)[0]);
-}
-
 /** `nfqlb_flows_pending` from the metrics server inside `ns`. */
 async function pendingGauge(net: TestNet, ns: string): Promise<number> {
-  const py = `import urllib.request\n` +
-    `print(urllib.request.urlopen("http://${METRICS}/metrics", timeout=5).read().decode())`;
-  const text = await net.run(ns, ["/usr/bin/python3", "-c", py]);
+  const [, text] = await httpGet(net, ns, METRICS, "/metrics");
   const m = /^nfqlb_flows_pending (\d+)$/m.exec(text);
   assert.ok(m !== null, `no nfqlb_flows_pending in:\n${text}`);
   return Number(m[1]);
@@ -75,16 +58,7 @@ function nfqlbIn(net: TestNet, ns: string) {
 
 /** `nfqlb flowlb <args>` in namespace `ns`, once its queue is bound. */
 async function startFlowlb(net: TestNet, ns: string, args: string[]): Promise<LineProcess> {
-  const d = new LineProcess(net, ns, [
-    ...FLOW_ENV,
-    DENO,
-    "run",
-    "--allow-all",
-    CLI,
-    "flowlb",
-    `--queue=${Q}`,
-    ...args,
-  ], "flowlb");
+  const d = new Daemon(net, ns, "flowlb", [`--queue=${Q}`, ...args]);
   await d.waitLine(/^queue_length=\d+/);
   return d;
 }
@@ -97,12 +71,6 @@ async function stopFlowlb(d: LineProcess): Promise<string> {
   const end = await d.finish();
   assert.equal(end.code, 0, `flowlb exit ${end.code}: ${end.stderr}`);
   return end.stderr;
-}
-
-/** Run `nfqlb <args>` in-process; it must succeed. */
-async function cli(...args: string[]): Promise<void> {
-  const r = await runCli(...args);
-  assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: exit ${r.code}: ${r.err}`);
 }
 
 Deno.test({
@@ -124,21 +92,8 @@ Deno.test({
       const saved = () => decodeFlowState(Deno.readTextFileSync(file)).flows.map((f) => f.name);
 
       await withTestNet(async (net) => {
-        const lb = await net.addNs("lb");
-        const cl = await net.addNs("cl");
-        await net.veth(lb, "veth0", cl, "veth0");
-        for (const [ns, a4] of [[lb, LB4], [cl, CL4]]) {
-          await net.run(ns, ["ip", "addr", "add", `${a4}/24`, "dev", "veth0"]);
-        }
-        await net.run(cl, ["ping", "-c1", "-W2", LB4]);
-        const ipt = (...args: string[]) => net.run(lb, ["iptables", "-t", "mangle", ...args]);
-        const udp = ["-p", "udp", "--dport", `${PORT}`];
-        await ipt("-A", "PREROUTING", ...udp, "-j", "NFQUEUE", "--queue-num", `${Q}`);
-        await ipt("-A", "INPUT", ...udp, "-m", "comment", "--comment", "all");
-        const mark = ["-m", "mark", "--mark", `${MARK}`];
-        await ipt("-A", "INPUT", ...udp, ...mark, "-m", "comment", "--comment", "marked");
-        const send = (count: number) =>
-          net.run(cl, [...SENDER, `--to=${LB4}`, `--port=${PORT}`, `--count=${count}`]);
+        const u = await markedUdpNet(net, { lb4: LB4, cl4: CL4, port: PORT, queue: Q, mark: MARK });
+        const { lb, send } = u;
         const nfqlb = nfqlbIn(net, lb);
         const flowList = async () => {
           const r = await nfqlb("flow-list");
@@ -161,7 +116,7 @@ Deno.test({
           // Its packets match no flow: dropped (default --nolb_fwmark=-1).
           await send(10);
           await sleep(500);
-          assert.equal(await counter(net, lb, "all"), 0, "no packet of a pending flow passed");
+          assert.equal(await u.counter("all"), 0, "no packet of a pending flow passed");
 
           // An unrelated change is saved with the pending flow in the file.
           await cli("init", `--shm=${other}`, "--M=997", "--N=4");
@@ -193,11 +148,11 @@ Deno.test({
           assert.equal(await pendingGauge(net, lb), 0);
           await send(20);
           assert.ok(
-            await until(async () => (await counter(net, lb, "marked")) >= 20),
+            await until(async () => (await u.counter("marked")) >= 20),
             "the flow's packets are accepted with the target's fwmark",
           );
-          assert.equal(await counter(net, lb, "marked"), 20);
-          assert.equal(await counter(net, lb, "all"), 20);
+          assert.equal(await u.counter("marked"), 20);
+          assert.equal(await u.counter("all"), 20);
           assert.deepEqual(saved(), ["later", "other"]);
         } finally {
           err = await stopFlowlb(daemon);

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
-import { cli, Daemon } from "../../testkit/e2e_service.ts";
+import { cli, Daemon, httpGet } from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
 import { openShm } from "../../ffi/shm.ts";
@@ -27,20 +27,9 @@ const DENO = Deno.execPath();
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const METRICS = "127.0.0.1:9920";
 
-/** GET `path` from the metrics server inside `ns`: [status, body]. */
-const HTTP_GET = `
-import sys, urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen("http://${METRICS}" + sys.argv[1], timeout=5)
-    print(r.status); print(r.read().decode(), end="")
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode(), end="")
-`;
-
-async function healthz(net: TestNet, ns: string): Promise<[number, string]> {
-  const out = await net.run(ns, ["/usr/bin/python3", "-c", HTTP_GET, "/healthz"]);
-  const nl = out.indexOf("\n");
-  return [Number(out.slice(0, nl)), out.slice(nl + 1)];
+/** GET /healthz from the metrics server inside `ns`: [status, body]. */
+function healthz(net: TestNet, ns: string): Promise<[number, string]> {
+  return httpGet(net, ns, METRICS, "/healthz");
 }
 
 Deno.test({
@@ -51,6 +40,10 @@ Deno.test({
     const tshm = tempShmName("hz-t");
     const ftshm = tempShmName("hz-ft");
     const flowAddress = `unix:nfqlb-hz-${Deno.pid}`;
+    /** The argv of `nfqlb <args>` with flowlb's control socket at `flowAddress`. */
+    const nfqlb = (...args: string[]) => {
+      return ["env", `NFQLB_FLOW_ADDRESS=${flowAddress}`, DENO, "run", "-A", CLI, ...args];
+    };
     try {
       await cli("init", `--shm=${tshm}`, "--M=997", "--N=8");
       await withTestNet(async (net) => {
@@ -62,16 +55,7 @@ Deno.test({
           const flowlb = new LineProcess(
             net,
             ns,
-            [
-              "env",
-              `NFQLB_FLOW_ADDRESS=${flowAddress}`,
-              DENO,
-              "run",
-              "-A",
-              CLI,
-              "flowlb",
-              ...common,
-            ],
+            nfqlb("flowlb", ...common),
             "flowlb",
           );
           try {
@@ -81,18 +65,10 @@ Deno.test({
               503,
               "no flows: no packet is load-balanced (nfqlb flow-set ...)\n",
             ]);
-            const set = await net.exec(ns, [
-              "env",
-              `NFQLB_FLOW_ADDRESS=${flowAddress}`,
-              DENO,
-              "run",
-              "-A",
-              CLI,
-              "flow-set",
-              "--name=web",
-              `--target=${tshm}`,
-              "--protocols=tcp",
-            ]);
+            const set = await net.exec(
+              ns,
+              nfqlb("flow-set", "--name=web", `--target=${tshm}`, "--protocols=tcp"),
+            );
             assert.equal(set.stdout.trim(), "OK", set.stderr);
             assert.deepEqual(await healthz(net, ns), [200, "ok\n"]);
             await cli("deactivate", `--shm=${tshm}`, "101", "102");

@@ -19,6 +19,7 @@ import { Addressing } from "../../testkit/e2e_topology.ts";
 import {
   cli,
   Daemon,
+  httpGet,
   predict,
   readyTopology,
   removeShmObjects,
@@ -49,19 +50,8 @@ const Q = 10;
 const METRICS = "127.0.0.1:9910";
 
 /** GET `path` from the metrics server inside `ns`: [status, body]. */
-const HTTP_GET = `
-import sys, urllib.request, urllib.error
-try:
-    r = urllib.request.urlopen("http://${METRICS}" + sys.argv[1], timeout=5)
-    print(r.status); print(r.read().decode(), end="")
-except urllib.error.HTTPError as e:
-    print(e.code); print(e.read().decode(), end="")
-`;
-
-async function get(net: TestNet, ns: string, path: string): Promise<[number, string]> {
-  const out = await net.run(ns, ["/usr/bin/python3", "-c", HTTP_GET, path]);
-  const nl = out.indexOf("\n");
-  return [Number(out.slice(0, nl)), out.slice(nl + 1)];
+function get(net: TestNet, ns: string, path: string): Promise<[number, string]> {
+  return httpGet(net, ns, METRICS, path);
 }
 
 /** Parse the text exposition: sample name{labels} -> value; checks HELP/TYPE come first. */

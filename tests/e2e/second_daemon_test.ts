@@ -28,6 +28,18 @@ const CLI = new URL("../../cli.ts", import.meta.url).pathname;
 const DST = "127.0.0.2";
 const PORT = 9;
 
+/** The argv of `nfqlb flowlb <args>` with its control socket at `@name`. */
+const flowlbArgv = (name: string, ...args: string[]) => [
+  "env",
+  `NFQLB_FLOW_ADDRESS=unix:${name}`,
+  DENO,
+  "run",
+  "-A",
+  CLI,
+  "flowlb",
+  ...args,
+];
+
 /** Send `n` UDP datagrams to DST:PORT from inside `ns`. */
 async function send(net: TestNet, ns: string, n: number): Promise<void> {
   const py = `import socket
@@ -90,17 +102,10 @@ Deno.test({
           assert.match(lb.stderr, busy);
           assert.deepEqual(stats(ftshm).bytes, before.bytes, "lb B left the object alone");
 
-          const flowlb = await net.exec(ns, [
-            "env",
-            `NFQLB_FLOW_ADDRESS=unix:nfqlb-2nd-${Deno.pid}`,
-            DENO,
-            "run",
-            "-A",
-            CLI,
-            "flowlb",
-            `--queue=${q}`,
-            `--ft_shm=${ftshm}`,
-          ]);
+          const flowlb = await net.exec(
+            ns,
+            flowlbArgv(`nfqlb-2nd-${Deno.pid}`, `--queue=${q}`, `--ft_shm=${ftshm}`),
+          );
           assert.equal(flowlb.code, 1, flowlb.stderr);
           assert.match(flowlb.stderr, busy);
           assert.deepEqual(stats(ftshm).bytes, before.bytes, "flowlb B left it alone");
@@ -172,18 +177,8 @@ Deno.test({
       await cli("init", `--shm=${other}`, "--M=997", "--N=4");
       await withTestNet(async (net) => {
         const ns = await net.addNs("secondfs");
-        const flowlb = (name: string) => [
-          "env",
-          `NFQLB_FLOW_ADDRESS=unix:${name}`,
-          DENO,
-          "run",
-          "-A",
-          CLI,
-          "flowlb",
-          `--queue=${q}`,
-          `--ft_shm=${ftshm}`,
-          `--flow-state=${file}`,
-        ];
+        const flowlb = (name: string) =>
+          flowlbArgv(name, `--queue=${q}`, `--ft_shm=${ftshm}`, `--flow-state=${file}`);
         const a = new LineProcess(net, ns, flowlb(`nfqlb-2nd-a-${Deno.pid}`), "flowlb A");
         try {
           await a.waitLine(/^queue_length=/);

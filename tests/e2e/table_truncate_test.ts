@@ -8,19 +8,13 @@
  * are counted by iptables rules in mangle INPUT.
  */
 import assert from "node:assert/strict";
-import { removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
-import { LineProcess } from "../../testkit/line_process.ts";
+import { removeShm, tempShmName } from "../../testkit/cli.ts";
+import { cli, Daemon, FLOW_ENV, markedUdpNet } from "../../testkit/e2e_service.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
 const ROOT = isRoot();
 const DENO = Deno.execPath();
 const CLI = new URL("../../cli.ts", import.meta.url).pathname;
-const SENDER = [
-  DENO,
-  "run",
-  "--allow-net",
-  new URL("../../testkit/fixtures/udp_sender.ts", import.meta.url).pathname,
-];
 const LB4 = "10.214.0.1";
 const CL4 = "10.214.0.2";
 const PORT = 5214;
@@ -28,30 +22,6 @@ const Q = 14;
 const MARK = 114;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Packet counter of the mangle INPUT rule with comment `name`. */
-async function counter(net: TestNet, ns: string, name: string): Promise<number> {
-  const out = await net.run(ns, ["iptables", "-t", "mangle", "-L", "INPUT", "-nvx"]);
-  const line = out.split("\n").find((l) => l.includes(`/* ${name} */`));
-  assert.ok(line !== undefined, `no rule ${name} in:\n${out}`);
-  return Number(line.trim().split(/\s+/)[0]);
-}
-
-/** A daemon (`lb` or `flowlb`) in the LB namespace. */
-class Daemon extends LineProcess {
-  constructor(net: TestNet, ns: string, args: string[]) {
-    super(net, ns, [...FLOW_ENV, DENO, "run", "--allow-all", CLI, ...args], args[0]);
-  }
-}
-
-/** The control address of `flowlb` (abstract unix sockets are per network namespace). */
-const FLOW_ENV = ["env", "NFQLB_FLOW_ADDRESS=unix:nfqlb"];
-
-/** Run `nfqlb <args>` in-process; it must succeed. */
-async function cli(...args: string[]): Promise<void> {
-  const r = await runCli(...args);
-  assert.equal(r.code, 0, `nfqlb ${args.join(" ")}: exit ${r.code}: ${r.err}`);
-}
 
 /**
  * Build the namespaces, start the daemon (`start`, after the table exists), and check:
@@ -64,40 +34,27 @@ async function truncateUnder(
   const ftshm = tempShmName("trunc-ft");
   try {
     await withTestNet(async (net) => {
-      const lb = await net.addNs("lb");
-      const cl = await net.addNs("cl");
-      await net.veth(lb, "veth0", cl, "veth0");
-      for (const [ns, a4] of [[lb, LB4], [cl, CL4]]) {
-        await net.run(ns, ["ip", "addr", "add", `${a4}/24`, "dev", "veth0"]);
-      }
-      await net.run(cl, ["ping", "-c1", "-W2", LB4]);
-      const ipt = (...args: string[]) => net.run(lb, ["iptables", "-t", "mangle", ...args]);
-      const udp = ["-p", "udp", "--dport", `${PORT}`];
-      await ipt("-A", "PREROUTING", ...udp, "-j", "NFQUEUE", "--queue-num", `${Q}`);
-      await ipt("-A", "INPUT", ...udp, "-m", "comment", "--comment", "all");
-      const mark = ["-m", "mark", "--mark", `${MARK}`];
-      await ipt("-A", "INPUT", ...udp, ...mark, "-m", "comment", "--comment", "marked");
+      const u = await markedUdpNet(net, { lb4: LB4, cl4: CL4, port: PORT, queue: Q, mark: MARK });
+      const { lb, send } = u;
       await cli("init", `--shm=${table}`, "--M=997", "--N=4");
       await cli("activate", `--shm=${table}`, `${MARK}`);
       const daemon = await start(net, lb, table, ftshm);
-      const send = (count: number) =>
-        net.run(cl, [...SENDER, `--to=${LB4}`, `--port=${PORT}`, `--count=${count}`]);
       const marked = async (want: number) => {
         const deadline = Date.now() + 3000;
-        while ((await counter(net, lb, "marked")) < want && Date.now() < deadline) await sleep(50);
-        return await counter(net, lb, "marked");
+        while ((await u.counter("marked")) < want && Date.now() < deadline) await sleep(50);
+        return await u.counter("marked");
       };
 
       await send(20);
       assert.equal(await marked(20), 20, "accepted with the target's mark");
-      assert.equal(await counter(net, lb, "all"), 20);
+      assert.equal(await u.counter("all"), 20);
 
       Deno.truncateSync(`/dev/shm/${table}`, 0);
       await sleep(400); // more than two checks (every 100 ms, at least every receive timeout)
       await send(20);
       await sleep(500);
-      assert.equal(await counter(net, lb, "all"), 20, "no packet passed after the truncation");
-      assert.equal(await counter(net, lb, "marked"), 20);
+      assert.equal(await u.counter("all"), 20, "no packet passed after the truncation");
+      assert.equal(await u.counter("marked"), 20);
 
       // A table created again under the same name is used again.
       await cli("init", `--shm=${table}`, "--M=997", "--N=4");
@@ -127,7 +84,7 @@ Deno.test({
   ignore: !ROOT,
   fn: () =>
     truncateUnder(async (net, lb, table, ftshm) => {
-      const d = new Daemon(net, lb, ["lb", `--tshm=${table}`, `--ft_shm=${ftshm}`, `--queue=${Q}`]);
+      const d = new Daemon(net, lb, "lb", [`--tshm=${table}`, `--ft_shm=${ftshm}`, `--queue=${Q}`]);
       await d.waitLines(/^queue_length=\d+/);
       return d;
     }),
@@ -138,7 +95,7 @@ Deno.test({
   ignore: !ROOT,
   fn: () =>
     truncateUnder(async (net, lb, table, ftshm) => {
-      const d = new Daemon(net, lb, ["flowlb", `--ft_shm=${ftshm}`, `--queue=${Q}`]);
+      const d = new Daemon(net, lb, "flowlb", [`--ft_shm=${ftshm}`, `--queue=${Q}`]);
       await d.waitLines(/^queue_length=\d+/);
       const r = await net.exec(lb, [
         ...FLOW_ENV,
