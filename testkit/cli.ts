@@ -1,19 +1,10 @@
 /**
- * Run the nfqlb CLI in-process and capture its output; unique shm names for tests.
- *
- * Importing it gives the test process (and the daemons and commands it starts, which inherit
- * its environment) a trace object of its own (`NFQLB_TRACE_SHM`, docs/COMPATIBILITY.md D59)
- * unless one is set already (`./dev test` sets one for the whole run): tests change the log
- * level and trace mask, and the host's `nfqlb-trace` belongs to any nfqlb running there.
+ * Run the nfqlb CLI in-process and capture its output; unique shm names for tests. Importing it
+ * gives the process a trace object of its own (`trace_shm.ts`).
  * @module
  */
+import "./trace_shm.ts";
 import { main } from "../cli/main.ts";
-
-// One name for every run outside `./dev test` (which sets and removes its own): deno test has no
-// hook to remove a per-process object at the end, so this one 8-byte object is reused instead.
-if ((Deno.env.get("NFQLB_TRACE_SHM") ?? "") === "") {
-  Deno.env.set("NFQLB_TRACE_SHM", "nfqlb-trace.tests");
-}
 
 /** What a CLI run produced. */
 export interface CliResult {

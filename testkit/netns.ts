@@ -20,6 +20,7 @@
  * ```
  * @module
  */
+import "./trace_shm.ts"; // the namespaces' daemons get a trace object of their own
 import { type CommandResult, exec } from "../cli/exec.ts";
 
 /** Run a command to completion and capture its output (never throws on exit status). */
