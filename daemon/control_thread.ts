@@ -9,12 +9,10 @@ import type { FlowSnapshot } from "../lib/flow/store.ts";
 import type { ControlMessage, ControlStart } from "./control_worker.ts";
 import { type DaemonError, ListenError, ThreadError } from "./errors.ts";
 import type { Io } from "./io.ts";
+import { workerUrl } from "./worker_url.ts";
 
 /** What the control thread reports once it serves requests. */
 export type ControlReady = ControlMessage & { type: "ready" };
-
-/** Kept a sibling of the worker module so the bundle finds it next to the CLI. */
-const CONTROL_WORKER_URL = new URL("./control_worker.ts", import.meta.url);
 
 /** The control-server worker and the events it reports. */
 export class ControlThread {
@@ -44,7 +42,10 @@ export class ControlThread {
     let isReady = false;
     this.ready = new Promise<ControlReady>((res, rej) => [ready, failed] = [res, rej]);
     this.stopped = new Promise<void>((res) => stopped = res);
-    this.#worker = new Worker(CONTROL_WORKER_URL, { type: "module", name: "control" });
+    this.#worker = new Worker(workerUrl("control_worker.ts", import.meta.url), {
+      type: "module",
+      name: "control",
+    });
     this.#worker.onmessage = (e: MessageEvent<ControlMessage>) => {
       const m = e.data;
       if (m.type === "ready") {

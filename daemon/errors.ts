@@ -191,3 +191,24 @@ export class ThreadError extends DaemonError {
     this.thread = thread;
   }
 }
+
+/**
+ * A worker module the daemons start is not next to the real `nfqlb` file (a bundle copied
+ * without its `*_worker.ts` files, or an install that lost one).
+ */
+export class WorkerMissingError extends DaemonError {
+  /** The path where the worker module was looked for. */
+  readonly path: string;
+  /** The directory of the real `nfqlb` file (symlinks resolved). */
+  readonly dir: string;
+  constructor(path: string, dir: string) {
+    super(
+      `worker module ${path} not found: nfqlb loads its worker modules from the directory of ` +
+        `its real file (${dir}); reinstall (./dev install) or keep nfqlb and its five ` +
+        "*_worker.ts files together in one directory",
+    );
+    this.name = "WorkerMissingError";
+    this.path = path;
+    this.dir = dir;
+  }
+}

@@ -18,8 +18,8 @@ import { DaemonError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
 import type { FastPathMessage, FastPathStart } from "./fastpath_worker.ts";
+import { workerUrl } from "./worker_url.ts";
 
-const WORKER_URL = new URL("./fastpath_worker.ts", import.meta.url);
 /** Offers a queue thread may have waiting for the writer. */
 export const RING_SLOTS = 4096;
 
@@ -68,7 +68,10 @@ export async function startFastPath(
   if (c.fastpath === undefined) return undefined;
   const lanes = c.queueLast - c.queueFirst + 1;
   const rings = Array.from({ length: lanes }, () => OfferRing.create(RING_SLOTS));
-  const w = new Worker(WORKER_URL, { type: "module", name: "fastpath" });
+  const w = new Worker(workerUrl("fastpath_worker.ts", import.meta.url), {
+    type: "module",
+    name: "fastpath",
+  });
   let ready!: () => void;
   let failed!: (e: Error) => void;
   let stopped!: () => void;

@@ -22,12 +22,14 @@ import {
 } from "./threads.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import { newFastPathChannel, startFastPath } from "./fastpath_thread.ts";
+import { checkWorkers } from "./worker_url.ts";
 
 /**
  * Run `lb`: one target table (`--tshm`), one thread per queue. Throws a
  * `DaemonError` when start-up fails.
  */
 export async function runLb(io: Io, config: DaemonConfig): Promise<number> {
+  checkWorkers(import.meta.url);
   const running = runningUntil();
   try {
     // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
@@ -74,6 +76,7 @@ export async function runFlowLb(
   if (address === undefined) {
     throw new OptionError("NFQLB_FLOW_ADDRESS", flowAddress, { kind: "address" });
   }
+  checkWorkers(import.meta.url);
   const running = runningUntil();
   try {
     return await flowLb(io, config, address);

@@ -28,13 +28,11 @@ import type {
 import type { TraceMessage, TraceStart } from "./trace_worker.ts";
 import type { MetricsMessage, MetricsStart } from "./metrics_worker.ts";
 import { VERSION } from "../lib/version.ts";
+import { workerUrl } from "./worker_url.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import type { FastPathThread } from "./fastpath_thread.ts";
 
-const WORKER_URL = new URL("./queue_worker.ts", import.meta.url);
-const TRACE_WORKER_URL = new URL("./trace_worker.ts", import.meta.url);
-const METRICS_WORKER_URL = new URL("./metrics_worker.ts", import.meta.url);
 /** Bytes of trace lines a thread may have waiting for the trace thread. */
 export const TRACE_RING_BYTES = 256 * 1024;
 
@@ -168,7 +166,10 @@ function startTraceThread(
 ): Promise<void> {
   const address = parseSocketAddress(c.traceAddress);
   if (address === undefined) return Promise.resolve(); // validated with the options
-  const w = new Worker(TRACE_WORKER_URL, { type: "module", name: "trace" });
+  const w = new Worker(workerUrl("trace_worker.ts", import.meta.url), {
+    type: "module",
+    name: "trace",
+  });
   return new Promise<void>((resolve) => {
     w.onmessage = (e: MessageEvent<TraceMessage>) => {
       if (e.data.type === "warning") {
@@ -203,7 +204,10 @@ function startMetricsThread(
   listening: () => void,
 ): Worker | undefined {
   if (c.metrics === undefined) return undefined;
-  const w = new Worker(METRICS_WORKER_URL, { type: "module", name: "metrics" });
+  const w = new Worker(workerUrl("metrics_worker.ts", import.meta.url), {
+    type: "module",
+    name: "metrics",
+  });
   w.onmessage = (e: MessageEvent<MetricsMessage>) => {
     const m = e.data;
     if (m.type === "listening") {
@@ -320,8 +324,9 @@ export function startQueueThreads(
     w.terminate();
     if (--running === 0) done(status);
   };
+  const queueWorker = workerUrl("queue_worker.ts", import.meta.url);
   for (let queue = c.queueFirst; queue <= c.queueLast; queue++) {
-    const w = new Worker(WORKER_URL, { type: "module", name: `queue-${queue}` });
+    const w = new Worker(queueWorker, { type: "module", name: `queue-${queue}` });
     running++;
     w.onmessage = (e: MessageEvent<QueueWorkerMessage>) => {
       const m = e.data;

@@ -1,5 +1,6 @@
 /** The offline packaging path: the bundled single file runs as the nfqlb CLI. */
 import assert from "node:assert/strict";
+import { WORKER_MODULES } from "../../daemon/worker_url.ts";
 
 Deno.test("scripts/bundle.ts produces a runnable single-file nfqlb", async () => {
   const dir = Deno.makeTempDirSync({ prefix: "nfqlb-bundle-" });
@@ -30,7 +31,7 @@ Deno.test("scripts/bundle.ts produces a runnable single-file nfqlb", async () =>
     assert.deepEqual(await run("version"), [0, "1.2.0\n"]);
     assert.deepEqual(await run("primebelow", "1000"), [0, "997\n"]);
     // The daemons' worker modules sit next to the CLI, self-contained, and load.
-    for (const w of ["queue_worker.ts", "control_worker.ts", "trace_worker.ts"]) {
+    for (const w of WORKER_MODULES) {
       const code = Deno.readTextFileSync(`${dir}/${w}`);
       assert.ok(!/^import /m.test(code), `${w}: everything is inlined`);
       const r = await new Deno.Command(Deno.execPath(), {
@@ -38,6 +39,26 @@ Deno.test("scripts/bundle.ts produces a runnable single-file nfqlb", async () =>
         stderr: "piped",
       }).output();
       assert.equal(r.code, 0, `${w}: ${new TextDecoder().decode(r.stderr)}`);
+    }
+    // Copied without its workers: a daemon says which file is missing and the fix, in one line,
+    // before it starts anything (no root needed to get that far), instead of a stack trace.
+    Deno.mkdirSync(`${dir}/alone`);
+    Deno.copyFileSync(out, `${dir}/alone/nfqlb`);
+    for (const daemon of ["flowlb", "lb"]) {
+      const r = await new Deno.Command(`${dir}/alone/nfqlb`, {
+        args: [daemon],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(r.code, 1);
+      assert.equal(new TextDecoder().decode(r.stdout), "", "nothing started");
+      assert.equal(
+        new TextDecoder().decode(r.stderr),
+        `worker module ${dir}/alone/queue_worker.ts not found: nfqlb loads its worker modules ` +
+          `from the directory of its real file (${dir}/alone); reinstall (./dev install) or ` +
+          "keep nfqlb and its five *_worker.ts files together in one directory\n",
+      );
     }
   } finally {
     Deno.removeSync(dir, { recursive: true });
