@@ -1,26 +1,21 @@
 /**
  * Offline packaging: bundle the CLI into one executable JavaScript file with
  * a Deno shebang (`dist/nfqlb` unless an output path is given), plus the
- * worker modules the daemons start (`queue_worker.ts`, `control_worker.ts`, `trace_worker.ts`,
- * `metrics_worker.ts`, `fastpath_worker.ts`,
- * bundled next to it: the CLI finds them relative to itself). Unlike
- * `deno compile`, this needs no download of the Deno runtime (denort): only
- * esbuild from the npm registry the first time.
+ * worker modules the daemons start (`WORKER_MODULES` of daemon/worker_url.ts:
+ * `queue_worker.ts`, `control_worker.ts`, `trace_worker.ts`, `metrics_worker.ts`,
+ * `fastpath_worker.ts`), bundled next to it: the CLI finds them next to its real
+ * path (symlinks resolved). Unlike `deno compile`, this needs no download of the
+ * Deno runtime (denort): only esbuild from the npm registry the first time.
+ * `scripts/install.ts` installs the result.
  *
  * Usage: deno run --allow-all scripts/bundle.ts [OUTPUT]
+ * @module
  */
-const SHEBANG = "#!/usr/bin/env -S deno run --allow-all\n";
-/** Worker entry points, bundled under their own names next to the CLI. */
-const WORKERS = [
-  "daemon/queue_worker.ts",
-  "daemon/control_worker.ts",
-  "daemon/trace_worker.ts",
-  "daemon/metrics_worker.ts",
-  "daemon/fastpath_worker.ts",
-];
+import { WORKER_MODULES } from "../daemon/worker_url.ts";
+
+/** The first line of the bundle: it runs with the `deno` found in `PATH`. */
+export const SHEBANG = "#!/usr/bin/env -S deno run --allow-all\n";
 const root = new URL("../", import.meta.url);
-const output = Deno.args[0] ?? new URL("dist/nfqlb", root).pathname;
-const dir = output.replace(/\/[^/]*$/, "") || ".";
 
 async function bundle(entry: string, out: string): Promise<string> {
   const tmp = `${out}.tmp.js`;
@@ -30,21 +25,39 @@ async function bundle(entry: string, out: string): Promise<string> {
     stdout: "inherit",
     stderr: "inherit",
   }).output();
-  if (!result.success) {
-    console.error(`bundle: deno bundle ${entry} failed`);
-    Deno.exit(1);
-  }
+  if (!result.success) throw new Error(`bundle: deno bundle ${entry} failed`);
   const code = Deno.readTextFileSync(tmp);
   Deno.removeSync(tmp);
   return code.startsWith("#!") ? code.slice(code.indexOf("\n") + 1) : code;
 }
 
-Deno.mkdirSync(dir, { recursive: true });
-const main = await bundle("cli.ts", output);
-Deno.writeTextFileSync(output, SHEBANG + main, { mode: 0o755 });
-Deno.chmodSync(output, 0o755);
-for (const w of WORKERS) {
-  const name = w.slice(w.lastIndexOf("/") + 1);
-  Deno.writeTextFileSync(`${dir}/${name}`, await bundle(w, `${dir}/${name}`));
+/**
+ * Write the bundle to `output` (mode 0755) and the worker modules beside it. Returns the paths
+ * written, the bundle first; throws when `deno bundle` fails.
+ */
+export async function bundleTo(output: string): Promise<string[]> {
+  const dir = output.replace(/\/[^/]*$/, "") || ".";
+  Deno.mkdirSync(dir, { recursive: true });
+  const main = await bundle("cli.ts", output);
+  Deno.writeTextFileSync(output, SHEBANG + main, { mode: 0o755 });
+  Deno.chmodSync(output, 0o755);
+  const written = [output];
+  for (const name of WORKER_MODULES) {
+    const path = `${dir}/${name}`;
+    Deno.writeTextFileSync(path, await bundle(`daemon/${name}`, path));
+    written.push(path);
+  }
+  return written;
 }
-console.error(`bundle: wrote ${output} (${(main.length / 1024).toFixed(1)} KiB) and its workers`);
+
+if (import.meta.main) {
+  const output = Deno.args[0] ?? new URL("dist/nfqlb", root).pathname;
+  try {
+    const written = await bundleTo(output);
+    const kib = (Deno.statSync(output).size / 1024).toFixed(1);
+    console.error(`bundle: wrote ${output} (${kib} KiB) and its ${written.length - 1} workers`);
+  } catch (e) {
+    console.error(e instanceof Error ? e.message : String(e));
+    Deno.exit(1);
+  }
+}
