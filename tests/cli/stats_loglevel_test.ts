@@ -212,8 +212,8 @@ Deno.test("loglevel says on stderr which processes, in which network namespace, 
     // Reading, with processes that map it: 1.2.0's output only.
     assert.deepEqual(await loglevel(), { code: 0, out: "loglevel=6\n", err: "" });
   } finally {
-    for (const m of mappers) await m.stop();
     removeShm(name);
+    for (const m of mappers) await m.stop();
   }
 });
 
