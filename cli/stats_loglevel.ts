@@ -11,7 +11,9 @@ import { parseStrictInt } from "../lib/ccompat/cnum.ts";
 import { formatStats, FTSHM_SIZE } from "../lib/frag/stats.ts";
 import { formatQueueCounters, readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { type Command, die } from "./command.ts";
-import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
+import { LOGLEVEL_WORD, openTraceShm, traceShmName } from "../daemon/open_trace_shm.ts";
+import { traceShmUsers } from "../daemon/trace_shm_users.ts";
+import { loglevelNote } from "../lib/trace/host_wide.ts";
 
 /**
  * The `Fastpath` lines of the running fast paths of the daemon whose statistics object is
@@ -70,11 +72,17 @@ export const statsCommand: Command = {
   },
 };
 
-/** `loglevel [level]`: show or set the daemons' log level (4 warning .. 7 debug). */
+/**
+ * `loglevel [level]`: show or set the daemons' log level (4 warning .. 7 debug). stdout is
+ * 1.2.0's `loglevel=<n>`; stderr gets a note on the object's reach (lib/trace/host_wide.ts):
+ * always when a level is set, when reading only if no process maps the object.
+ */
 export const loglevelCommand: Command = {
   name: "loglevel",
   help: "loglevel [level]\n" +
-    "  Show or set the log level of running daemons (4 warning, 5 notice, 6 info, 7 debug).",
+    "  Show or set the log level of running daemons (4 warning, 5 notice, 6 info, 7 debug).\n" +
+    "  The level is host-wide: every daemon that maps the same /dev/shm object takes it,\n" +
+    "  in any network namespace (NFQLB_TRACE_SHM names another object).",
   options: [],
   run(inv) {
     let level: number | undefined;
@@ -89,6 +97,9 @@ export const loglevelCommand: Command = {
     } finally {
       m.close();
     }
+    const name = traceShmName();
+    const note = loglevelNote(name, level !== undefined, traceShmUsers(name));
+    if (note !== undefined) inv.io.err(note + "\n");
     return 0;
   },
 };

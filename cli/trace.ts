@@ -7,7 +7,8 @@
  * ends with a newline, and when the address is invalid or the connect fails
  * the mask in `nfqlb-trace` is left as it was (1.2.0 leaves the new one); when the server
  * refuses this user (`Trace refused: ...`, a uid other than root or the daemon's) that line
- * goes to stderr, the mask is put back and the exit status is 1.
+ * goes to stderr, the mask is put back and the exit status is 1. Once attached, when processes in
+ * other network namespaces map the same trace object, one stderr note says they trace too (D61).
  * @module
  */
 import { cStrtol0 } from "../lib/ccompat/cnum.ts";
@@ -16,7 +17,9 @@ import { formatMask, selectionMask, TRACE_SELECTION } from "../lib/trace/mask.ts
 import { type Command, die } from "./command.ts";
 import { TransportError } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
-import { MASK_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
+import { MASK_WORD, openTraceShm, traceShmName } from "../daemon/open_trace_shm.ts";
+import { traceShmUsers } from "../daemon/trace_shm_users.ts";
+import { traceNote } from "../lib/trace/host_wide.ts";
 
 /** First line of the trace server's refusal of a peer that is not root or the daemon's uid. */
 const REFUSED = "Trace refused:";
@@ -26,7 +29,9 @@ export const traceCommand: Command = {
   name: "trace",
   help: "trace (--mask=M | --selection=LIST) [--trace_address=ADDR]\n" +
     "  Set the trace mask of running daemons and print their trace output until they\n" +
-    `  close the stream. Selection names: ${Object.keys(TRACE_SELECTION).join(",")}.`,
+    `  close the stream. Selection names: ${Object.keys(TRACE_SELECTION).join(",")}.\n` +
+    "  The mask is host-wide: every daemon that maps the same /dev/shm object traces with it,\n" +
+    "  in any network namespace (NFQLB_TRACE_SHM names another object).",
   options: [
     { name: "mask", desc: "Trace mask (C strtol: decimal, 0x hex, 0 octal)" },
     { name: "selection", desc: "Comma-separated trace names" },
@@ -86,6 +91,10 @@ export const traceCommand: Command = {
             inv.io.err(chunk.endsWith("\n") ? chunk : chunk + "\n");
             return 1;
           }
+          // Attached: daemons in other network namespaces trace with this mask too.
+          const name = traceShmName();
+          const note = traceNote(name, traceShmUsers(name));
+          if (note !== undefined) inv.io.err(note + "\n");
         }
         inv.io.out(chunk);
       }

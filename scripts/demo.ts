@@ -6,8 +6,12 @@
  * takes one target out and shows that only its flows move. Every step is a
  * real `nfqlb` command, printed as it runs.
  *
+ * Both leave nothing behind: the live demo's daemon uses a trace object of its own
+ * (`./demo_trace_shm.ts`, imported first), removed with its tables and statistics object.
+ *
  * Usage: deno run -A scripts/demo.ts [--table] [SHM-NAME]
  */
+import "./demo_trace_shm.ts";
 import { main } from "../cli/main.ts";
 import { isRoot } from "../testkit/netns.ts";
 import { liveDemo } from "./live_demo.ts";

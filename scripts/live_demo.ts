@@ -6,7 +6,8 @@
  * UDP exchanges, pings and fragmented datagrams, and prints where they went,
  * `flow-list` with its matches and the metrics. Then it takes t1 out of table
  * A and shows that t1's connections moved and almost no others. Everything it made (namespaces,
- * shared memory, processes) is removed at the end, on error and on Ctrl-C.
+ * shared memory — the tables, the statistics object and the daemon's trace object
+ * `nfqlb-trace.demo-<pid>` — and processes) is removed at the end, on error and on Ctrl-C.
  * @module
  */
 import { Addressing, buildTopology, type ClientResult } from "../testkit/e2e_topology.ts";
@@ -20,6 +21,7 @@ import {
   startTargets,
 } from "../testkit/e2e_service.ts";
 import { type TestNet, withTestNet } from "../testkit/netns.ts";
+import { DEMO_TRACE_SHM, removeDemoTraceShm } from "./demo_trace_shm.ts";
 
 const DENO = Deno.execPath();
 const CLI = new URL("../cli.ts", import.meta.url).pathname;
@@ -78,6 +80,7 @@ export async function liveDemo(): Promise<void> {
         // not made
       }
     }
+    removeDemoTraceShm();
   };
   try {
     await withTestNet(async (net) => {
@@ -122,6 +125,10 @@ export async function liveDemo(): Promise<void> {
         await cli("activate", `--shm=${tableB}`, "103", "104");
 
         step(`nfqlb flowlb --queue=${Q} --promiscuous_ping --metrics=${METRICS}`);
+        say(
+          `  NFQLB_TRACE_SHM=${DEMO_TRACE_SHM}: log level and trace mask of its own ` +
+            "(/dev/shm is shared by every network namespace of the host)",
+        );
         daemon = new Daemon(net, lb, "flowlb", [
           `--queue=${Q}`,
           "--promiscuous_ping",
@@ -231,5 +238,8 @@ export async function liveDemo(): Promise<void> {
     // A daemon still running after a failure was killed and reaped by the namespaces' cleanup.
     removeShm();
   }
-  step("done: nothing left behind");
+  step(
+    `done: nothing left behind (namespaces, processes, /dev/shm/nfqlb-demo-${tag}-*, ` +
+      `/dev/shm/${DEMO_TRACE_SHM})`,
+  );
 }

@@ -35,6 +35,7 @@ import {
 import { IPV6_HEADER_LEN } from "../wire/ipv6.ts";
 import { NO_TRACE, TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP, type TraceSink } from "../trace/mask.ts";
 import { traceFlowHeader, traceFlowResult } from "../trace/flow_lines.ts";
+import { packetEndpoints } from "../trace/packet_lines.ts";
 import { LOG_INFO } from "../log/levels.ts";
 
 /** Configuration of a {@link FlowLbDecider}. */
@@ -211,7 +212,7 @@ export class FlowLbDecider implements Decider {
     if (winner < 0) {
       this.counts[C_NO_FLOW]++;
       if (traced) t.line(traceFlowResult(-1, undefined, this.nolbFwmark, this.notargetsFwmark));
-      if ((t.mask & TRACE_PACKET) !== 0) t.line("Failed flowLookup");
+      if ((t.mask & TRACE_PACKET) !== 0) t.line(`Failed flowLookup, ${packetEndpoints(p, buf)}`);
       if ((t.level ?? 0) >= LOG_INFO) t.log?.("Failed flowLookup", LOG_INFO);
       return this.nolbFwmark;
     }
@@ -231,7 +232,7 @@ export class FlowLbDecider implements Decider {
       if (traced) t.line("FAILED: Handle first fragment");
       verdict = -1;
     }
-    if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) this.#traceFlow(rc, flow, len, fw);
+    if ((t.mask & (TRACE_PACKET | TRACE_SCTP)) !== 0) this.#traceFlow(rc, flow, buf, len, fw);
     else if (
       rc === 0 && fw >= 0 && flow.match === undefined && flow.priority > set.bytePriority &&
       ((t.mask & TRACE_FLOWS) === 0 || this.traceFlows.flows.length === 0)
@@ -245,13 +246,16 @@ export class FlowLbDecider implements Decider {
    * `Using LB; <target>` and `Packet; proto=…, len=…, fwmark=…` (docs/COMPATIBILITY.md#trace-and-log):
    * for every packet with bit packet, for SCTP packets with bit sctp.
    */
-  #traceFlow(rc: number, flow: Flow, len: number, fw: number): void {
+  #traceFlow(rc: number, flow: Flow, buf: Uint8Array, len: number, fw: number): void {
     const t = this.trace;
     const proto = keyProto(this.parse.key);
     if ((t.mask & TRACE_PACKET) === 0 && proto !== IPPROTO_SCTP) return;
     t.line(`Using LB; ${flow.target ?? ""}`);
     // First fragments show proto=0: 1.2.0 prints the key after its id-form conversion.
     const shown = (rc & RC_FIRST_FRAG) !== 0 ? 0 : proto;
-    t.line(`Packet; proto=${shown}, len=${len}, fwmark=${fw >>> 0}`);
+    // 1.2.0's fields, then the packet's addresses and ports (D60).
+    t.line(
+      `Packet; proto=${shown}, len=${len}, fwmark=${fw >>> 0}, ${packetEndpoints(this.parse, buf)}`,
+    );
   }
 }

@@ -30,6 +30,7 @@ import {
 } from "../packet/parse.ts";
 import { IPV6_HEADER_LEN } from "../wire/ipv6.ts";
 import { NO_TRACE, TRACE_PACKET, type TraceSink } from "../trace/mask.ts";
+import { packetEndpoints } from "../trace/packet_lines.ts";
 
 export type { FragmentTracker } from "../frag/steps.ts";
 
@@ -113,8 +114,9 @@ export class LbDecider implements Decider {
     if (fw >= 0 && (rc & RC_FIRST_FRAG) !== 0 && !this.fragments.first(p, fw, buf, off, len, now)) {
       verdict = -1;
     }
-    if ((t.mask & TRACE_PACKET) !== 0) t.line(`Load-balance packet. fw=${fw}`);
-    else if (rc === 0 && fw >= 0) {
+    if ((t.mask & TRACE_PACKET) !== 0) {
+      t.line(`Load-balance packet. fw=${fw}, ${packetEndpoints(p, buf)}`);
+    } else if (rc === 0 && fw >= 0) {
       this.cacheable = l3proto !== ETH_P_IPV6 || p.l4Offset - off === IPV6_HEADER_LEN;
     }
     return verdict;

@@ -63,17 +63,23 @@ Deno.test("loglevel creates nfqlb-trace with level 5, sets and reads it", async 
   } catch {
     saved = undefined;
   }
+  // stdout is 1.2.0's; stderr has the host-wide note (D61), whose text other tests check.
+  const loglevel = async (...args: string[]) => {
+    const r = await runCli("loglevel", ...args);
+    assert.match(r.err, /^(nfqlb: [^\n]*\n)?$/);
+    return { code: r.code, out: r.out };
+  };
   try {
     removeShm(name);
-    assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=5\n", err: "" });
+    assert.deepEqual(await loglevel(), { code: 0, out: "loglevel=5\n" });
     assert.deepEqual(Array.from(Deno.readFileSync(path)), [5, 0, 0, 0, 0, 0, 0, 0]);
     assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
-    assert.deepEqual(await runCli("loglevel", "7"), { code: 0, out: "loglevel=7\n", err: "" });
-    assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=7\n", err: "" });
+    assert.deepEqual(await loglevel("7"), { code: 0, out: "loglevel=7\n" });
+    assert.deepEqual(await loglevel(), { code: 0, out: "loglevel=7\n" });
     const bad = await runCli("loglevel", "abc");
     assert.equal(bad.code, 1);
     assert.match(bad.err, /^Invalid log level \[abc\]/);
-    assert.deepEqual(await runCli("loglevel"), { code: 0, out: "loglevel=7\n", err: "" });
+    assert.deepEqual(await loglevel(), { code: 0, out: "loglevel=7\n" });
   } finally {
     if (saved === undefined) removeShm(name);
     else Deno.writeFileSync(path, saved);
@@ -119,7 +125,9 @@ Deno.test("NFQLB_TRACE_SHM names the trace object of loglevel (and the daemons);
     return { code: r.code, out: text(r.stdout), err: text(r.stderr) };
   };
   try {
-    assert.deepEqual(await run(name, "6"), { code: 0, out: "loglevel=6\n", err: "" });
+    const six = await run(name, "6");
+    assert.deepEqual({ code: six.code, out: six.out }, { code: 0, out: "loglevel=6\n" });
+    assert.match(six.err, new RegExp(`^nfqlb: no running process maps /dev/shm/${name}, `));
     assert.deepEqual(Array.from(Deno.readFileSync(`/dev/shm/${name}`)), [6, 0, 0, 0, 0, 0, 0, 0]);
     const bad = await run("a/b");
     assert.equal(bad.code, 1);
@@ -132,3 +140,83 @@ Deno.test("NFQLB_TRACE_SHM names the trace object of loglevel (and the daemons);
     removeShm(name);
   }
 });
+
+/** A process that maps trace object `name` until its stdin closes; `netns`: in a new one. */
+async function mapper(name: string, netns: boolean) {
+  const mod = new URL("../../daemon/open_trace_shm.ts", import.meta.url).href;
+  const code = `const { openTraceShm } = await import(${JSON.stringify(mod)});
+    const m = openTraceShm(); console.log("mapped");
+    await Deno.stdin.read(new Uint8Array(1)); m.close();`;
+  const argv = [Deno.execPath(), "eval", code];
+  const child = new Deno.Command(netns ? "unshare" : argv[0], {
+    args: netns ? ["-n", ...argv] : argv.slice(1),
+    env: { NFQLB_TRACE_SHM: name },
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("mapped\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`mapper exited: ${text}`);
+    text += value;
+  }
+  return {
+    pid: child.pid,
+    async stop() {
+      await child.stdin.close();
+      await reader.cancel();
+      await child.status;
+    },
+  };
+}
+
+Deno.test("loglevel says on stderr which processes, in which network namespace, share the level", async () => {
+  const name = `nfqlb-trace.${tempShmName("hw")}`;
+  const cli = new URL("../../cli.ts", import.meta.url).pathname;
+  const loglevel = async (...args: string[]) => {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", cli, "loglevel", ...args],
+      env: { NFQLB_TRACE_SHM: name },
+    }).output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: r.code, out: text(r.stdout), err: text(r.stderr) };
+  };
+  const mappers: { pid: number; stop(): Promise<void> }[] = [];
+  try {
+    // Nobody maps it: setting and reading say no daemon takes or logs at this level.
+    const alone = await loglevel("7");
+    assert.deepEqual({ code: alone.code, out: alone.out }, { code: 0, out: "loglevel=7\n" });
+    assert.equal(
+      alone.err,
+      `nfqlb: no running process maps /dev/shm/${name}, so no daemon takes this level now ` +
+        "(daemons started later will); a daemon started with NFQLB_TRACE_SHM set uses that " +
+        "object: set the same for this command\n",
+    );
+    assert.match((await loglevel()).err, /so no daemon logs at this level;/);
+
+    mappers.push(await mapper(name, false));
+    if (isRootUser()) mappers.push(await mapper(name, true));
+    const set = await loglevel("6");
+    assert.deepEqual({ code: set.code, out: set.out }, { code: 0, out: "loglevel=6\n" });
+    const users = [`pid ${mappers[0].pid} (this network namespace)`];
+    // unshare execs deno in place: the pid it was spawned with maps the object.
+    if (mappers.length > 1) users.push(`pid ${mappers[1].pid} (another network namespace)`);
+    assert.equal(
+      set.err,
+      `nfqlb: the log level is host-wide: /dev/shm/${name} is read by every nfqlb on this ` +
+        `host that maps it, in any network namespace; mapped now by ${users.join(", ")}; ` +
+        "NFQLB_TRACE_SHM=nfqlb-trace.<suffix>, set for a daemon and its commands alike, gives " +
+        "them one of their own\n",
+    );
+    // Reading, with processes that map it: 1.2.0's output only.
+    assert.deepEqual(await loglevel(), { code: 0, out: "loglevel=6\n", err: "" });
+  } finally {
+    removeShm(name);
+    for (const m of mappers) await m.stop();
+  }
+});
+
+function isRootUser(): boolean {
+  return Deno.uid() === 0;
+}

@@ -3,7 +3,7 @@
  * network namespaces (the topology of testkit/e2e_topology.ts): the troubleshooting procedure of a
  * Kubernetes frontend, `nfqlb trace-flow-set --name=...` then `nfqlb trace --mask=0xffffffff`,
  * shows for each matching packet 1.2.0's lines (match, 5-tuple, target and fwmark), for IPv4 and
- * IPv6; the match is counted in `trace-flow-list`; a trace flow set with a raw 1.2.0 wire-format
+ * IPv6, and the packet line names the packet's addresses and ports (D60); the match is counted in `trace-flow-list`; a trace flow set with a raw 1.2.0 wire-format
  * request (the other implementation's CLI speaks the same bytes) works the same; deleted, it
  * prints nothing more.
  */
@@ -93,20 +93,22 @@ Deno.test({
             String(PORT),
             ...ports.map(String),
           ]);
-        /** The lines 1.2.0 prints for a UDP packet src:sport -> dst:PORT of 5 bytes. */
+        /** The lines printed for a UDP packet src:sport -> dst:PORT of 5 bytes. */
         const expected = async (src: string, dst: string, sport: number, flowName: string) => {
           const target = await predict(SVC, tshm, src, sport);
           const fw = NET.tMark(Number(target!.slice(1)));
           const v6 = src.includes(":");
           const len = (v6 ? 40 : 20) + 8 + 5;
           const a = (x: string) => v6 ? x : `::ffff:${x}`;
+          const ep = (x: string, port: number) => v6 ? `[${x}]:${port}` : `${x}:${port}`;
           return [
             "",
             `Match for trace-flow: ${flowName}`,
             `proto=udp, len=${len}, ${a(src)} ${sport} -> ${a(dst)} ${PORT}`,
             `target=${tshm}, fwmark=${fw}`,
             `Using LB; ${tshm}`,
-            `Packet; proto=17, len=${len}, fwmark=${fw}`,
+            // 1.2.0's packet line, then the packet's addresses and ports (D60).
+            `Packet; proto=17, len=${len}, fwmark=${fw}, ${ep(src, sport)} -> ${ep(dst, PORT)}`,
           ];
         };
         /**

@@ -70,5 +70,6 @@ Deno.test("log and trace are independent: trace bit packet and level 6 give one 
   const { logs, lines, decide } = setup(6, TRACE_PACKET);
   assert.equal(decide(toClient), 9);
   assert.deepEqual(logs, ["Failed flowLookup"]);
-  assert.deepEqual(lines, ["Failed flowLookup"]);
+  // The trace line names the packet (D60); the log line stays 1.2.0's.
+  assert.deepEqual(lines, ["Failed flowLookup, 192.168.1.2:23 -> 192.168.1.201:36112"]);
 });

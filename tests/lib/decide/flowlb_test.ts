@@ -123,8 +123,9 @@ Deno.test("flowlb: trace lines for packets and SCTP over UDP (docs/COMPATIBILITY
   const len = bytes(telnet).length;
   assert.deepEqual(lines, [
     "Using LB; a",
-    `Packet; proto=6, len=${len}, fwmark=${fw}`,
-    "Failed flowLookup",
+    // 1.2.0's fields, then the packet's addresses and ports (D60).
+    `Packet; proto=6, len=${len}, fwmark=${fw}, 192.168.1.201:36112 -> 192.168.1.2:23`,
+    "Failed flowLookup, 192.168.1.2:23 -> 192.168.1.201:36112",
   ]);
 
   lines.length = 0;
@@ -136,6 +137,9 @@ Deno.test("flowlb: trace lines for packets and SCTP over UDP (docs/COMPATIBILITY
   assert.deepEqual(lines, [
     "Udp encapsulated sctp packet on port 9899",
     "Using LB; a",
-    `Packet; proto=132, len=${bytes(encap).length}, fwmark=${expected(tbl.get("a")!, encap.hash)}`,
+    `Packet; proto=132, len=${bytes(encap).length}, fwmark=${
+      expected(tbl.get("a")!, encap.hash)
+    }, ` +
+    "192.168.2.221:9899 -> 10.0.0.0:9899, sctp 35857 -> 6000",
   ]);
 });

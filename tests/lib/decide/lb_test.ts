@@ -169,7 +169,10 @@ Deno.test("lb: trace lines (docs/COMPATIBILITY.md#trace-and-log) only for the bi
   assert.deepEqual(off.lines, [], "no packet line without the packet bit");
   const on = recordingSink(TRACE_PACKET);
   assert.equal(new LbDecider({ table, trace: on }).decide(pkt, 0, pkt.length, l3(pkt)), fw);
-  assert.deepEqual(on.lines, [`Load-balance packet. fw=${fw}`]);
+  // 1.2.0's text, then the packet's addresses and ports (D60).
+  assert.deepEqual(on.lines, [
+    `Load-balance packet. fw=${fw}, 83.77.202.167:38194 -> 13.37.48.94:3802`,
+  ]);
 
   const frag = rows.find((r) => r.rc === 2 && r.hash_mode === 1)!;
   const f = hex(frag.packet);
@@ -183,7 +186,11 @@ Deno.test("lb: trace lines (docs/COMPATIBILITY.md#trace-and-log) only for the bi
   new LbDecider({ table, trace: dropped }).decide(f, 0, f.length, l3(f));
   assert.deepEqual(
     [fr.lines, stored.lines, dropped.lines],
-    [["Handle non-first frag locally fwmark=777"], ["Fragment stored"], ["Fragment dropped"]],
+    [
+      ["Handle non-first frag locally fwmark=777, 83.77.202.167 -> 13.37.48.94, frag id=15998 offset=1000"],
+      ["Fragment stored, 83.77.202.167 -> 13.37.48.94, frag id=15998 offset=1000"],
+      ["Fragment dropped, 83.77.202.167 -> 13.37.48.94, frag id=15998 offset=1000"],
+    ],
   );
 
   const first = rows.find((r) => r.file === "crafted.pcap" && r.index === 15 && r.hash_mode === 1)!;
@@ -194,8 +201,10 @@ Deno.test("lb: trace lines (docs/COMPATIBILITY.md#trace-and-log) only for the bi
   // 1.2.0's order (as observed by users, issue "Observability"): the first fragment is handled
   // before the packet line.
   assert.deepEqual(both.lines, [
-    "First fragment",
+    "First fragment, 83.77.202.167:5365 -> 13.37.48.94:37646, frag id=15998 offset=0",
     "FAILED: Handle first fragment",
-    `Load-balance packet. fw=${goldenFwmark(first.hash)}`,
+    `Load-balance packet. fw=${
+      goldenFwmark(first.hash)
+    }, 83.77.202.167:5365 -> 13.37.48.94:37646, frag id=15998 offset=0`,
   ]);
 });

@@ -70,7 +70,8 @@ Deno.test("trace flow: the observed UDP example, and the match is counted", () =
     "proto=udp, len=33, ::ffff:192.168.77.1 46651 -> ::ffff:10.77.0.7 5000",
     "target=lb-t, fwmark=103",
     "Using LB; lb-t",
-    "Packet; proto=17, len=33, fwmark=103",
+    // The trace-flow lines are 1.2.0's; the packet line gains the addresses (D60).
+    "Packet; proto=17, len=33, fwmark=103, 192.168.77.1:46651 -> 10.77.0.7:5000",
   ]);
   assert.equal(store.traces.get("tr")!.matchesCount, 1);
 });
@@ -79,6 +80,12 @@ Deno.test("trace flow: the observed ICMP fragmentation-needed example (inner add
   const { d, lines } = setup([TR], [{ ...LBT, protocols: "udp" }]);
   const p = fragNeeded();
   assert.equal(d.decide(p, 0, p.length, ETH_P_IP), 103);
+  // The packet line: the ICMP error as it arrived, and the flow it was balanced as (D60).
+  assert.deepEqual(lines.slice(5), [
+    "Using LB; lb-t",
+    "Packet; proto=17, len=56, fwmark=103, 10.77.0.254 -> 10.77.0.7, icmp type=3 code=4, " +
+    "flow 192.168.77.1:46651 -> 10.77.0.7:5000",
+  ]);
   assert.deepEqual(lines.slice(0, 5), [
     "",
     "Match for trace-flow: tr",
@@ -103,7 +110,10 @@ Deno.test("trace flow: no flow, no target, no trace bit, no match", () => {
   const off = setup([TR], [LBT]);
   off.trace.mask = TRACE_PACKET;
   off.d.decide(p, 0, p.length, ETH_P_IP);
-  assert.deepEqual(off.lines, ["Using LB; lb-t", "Packet; proto=17, len=33, fwmark=103"]);
+  assert.deepEqual(off.lines, [
+    "Using LB; lb-t",
+    "Packet; proto=17, len=33, fwmark=103, 192.168.77.1:46651 -> 10.77.0.7:5000",
+  ]);
   assert.equal(off.store.traces.get("tr")!.matchesCount, 0, "not evaluated without the bit");
 
   const other = setup([{ ...TR, dsts: "10.77.0.8/32" }], [LBT]);

@@ -175,6 +175,12 @@ Deno.test("trace: the mask is stored before connecting, so an attaching daemon s
     const r = await runCli("trace", "--mask=0x46", `--trace_address=unix:${name}`);
     listener.close();
     assert.equal(await served, 0x46);
-    assert.deepEqual(r, { code: 0, out: "Mask=0x00000046\nTrace active, mask=0x46\n", err: "" });
+    assert.deepEqual({ ...r, err: "" }, {
+      code: 0,
+      out: "Mask=0x00000046\nTrace active, mask=0x46\n",
+      err: "",
+    });
+    // Others' processes may map the suite's trace object meanwhile: then one note (D61).
+    assert.match(r.err, /^(nfqlb: the trace mask is host-wide: [^\n]*\n)?$/);
   });
 });
