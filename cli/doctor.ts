@@ -1,13 +1,17 @@
 /**
  * `nfqlb doctor`: checks the network namespace it runs in (or `--netns=NAME`)
- * for what silently breaks a stateless load balancer, one PASS/FAIL line per
- * check with the fix (`lib/doctor/checks.ts`); exit 1 when a check fails.
+ * for what silently breaks a stateless load balancer, one PASS/FAIL/SKIP line per
+ * check with the fix (`lib/doctor/checks.ts`); exit 1 when a check fails (a SKIP, a check that
+ * could not run, does not). Without `--queue` it finds the daemon's queues (its statistics
+ * object, or the queues bound in this namespace) and says where from; the flows of this
+ * namespace's flowlb (`flow-list`) are checked against the NFQUEUE rules.
  * @module
  */
 import { openShm } from "../ffi/shm.ts";
 import {
   checkBridgeNetfilter,
   checkConntrack,
+  checkFlowRules,
   checkFwmarkReflect,
   checkFwmarkRoutes,
   checkOffloads,
@@ -18,9 +22,19 @@ import {
   checkShmSpace,
   checkTun,
   checkVipRules,
+  type DaemonQueues,
+  type FlowDsts,
   formatReport,
+  skip,
 } from "../lib/doctor/checks.ts";
 import { readStatsExt } from "../lib/frag/stats.ts";
+import { readQueueCounters } from "../lib/counters/queue_counters.ts";
+import { type FwmarkRule, parseDst, parseQueueRules, queuesText } from "../lib/doctor/rules.ts";
+import { buildRequest, decodeReply } from "../lib/flow/control_protocol.ts";
+import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
+import { socketTransport } from "./flow_transport.ts";
+import { readFwmarkRules, readRuleSets, tableHasRoute } from "./namespace_rules.ts";
 import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
@@ -88,18 +102,86 @@ async function shmFreeKiB(): Promise<number | undefined> {
   return Number.isFinite(n) ? n : undefined;
 }
 
+/** What the daemon's statistics object `name` says: its queues and its reassembled count. */
+function readFtShm(name: string): { queues: number[]; reassembled: number } | undefined {
+  try {
+    const m = openShm(name, false);
+    try {
+      return {
+        queues: readQueueCounters(m.buffer)?.queues.map((q) => q.queue) ?? [],
+        reassembled: readStatsExt(m.buffer)?.kernelReassembled ?? 0,
+      };
+    } finally {
+      m.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The daemon's queues: `--queue`; else the queues bound in this namespace (the statistics object
+ * in /dev/shm may be another namespace's daemon's); else undefined.
+ */
+function daemonQueues(
+  option: string | undefined,
+  bound: ReadonlySet<number>,
+): DaemonQueues | undefined {
+  if (option !== undefined) {
+    const q = parseQueueRange(option);
+    if (q === undefined) die(`queue invalid [${option}]`);
+    const queues: number[] = [];
+    for (let n = q[0]; n <= q[1]; n++) queues.push(n);
+    return { queues, source: "--queue" };
+  }
+  if (bound.size === 0) return undefined;
+  return {
+    queues: [...bound].sort((a, b) => a - b),
+    source: "the listeners of /proc/net/netfilter/nfnetlink_queue in this namespace",
+  };
+}
+
+/** Whether two queue lists hold the same queues. */
+const sameQueues = (a: readonly number[], b: ReadonlySet<number>) =>
+  a.length === b.size && a.every((q) => b.has(q));
+
+/** The flows of the flowlb of this namespace (`flow-list`), or why there are none to check. */
+async function listFlows(): Promise<FlowDsts[] | string> {
+  const text = Deno.env.get(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
+  const address = parseSocketAddress(text);
+  if (address === undefined) return `${FLOW_ADDRESS_ENV}=${text} is not an address`;
+  let reply: string;
+  try {
+    reply = decodeReply(await socketTransport(address, buildRequest("list", {}))).text;
+  } catch (e) {
+    return `no flowlb answers at ${text} (${
+      e instanceof Error ? e.message : e
+    }): flows not checked`;
+  }
+  try {
+    const list = JSON.parse(reply) as { name: string; dests?: string[] }[];
+    return list.map((f) => ({ name: f.name, dsts: f.dests ?? [] }));
+  } catch {
+    return `the flowlb at ${text} gave no flow list (${reply.slice(0, 60)})`;
+  }
+}
+
 export const doctorCommand: Command = {
   name: "doctor",
   help:
     "doctor [--netns=NAME] [--vip=VIP,...] [--queue=N|first:last] [--tun=NAME] [--tshm=NAME]\n" +
     "  Check this network namespace (or NAME) for what breaks a stateless load balancer:\n" +
     "  conntrack reassembly, bridge netfilter, rp_filter, fwmark_reflect, queues without a\n" +
-    "  listener, VIPs without a queue rule, the tun device, fwmarks without a route,\n" +
-    "  GRO/LRO, /dev/shm space. One PASS/FAIL line per check with the fix; exit 1 if any fails.",
+    "  listener, VIPs and flowlb flows without a queue rule, the tun device, fwmarks without\n" +
+    "  an ip rule and route per family, GRO/LRO, /dev/shm space. One PASS/FAIL/SKIP line per\n" +
+    "  check with the fix; SKIP: the check could not run (why); exit 1 if any fails.",
   options: [
     { name: "netns", desc: "Run the checks in network namespace NAME (ip netns)" },
     { name: "vip", desc: "VIPs that must be sent to NFQUEUE, comma-separated" },
-    { name: "queue", desc: "Queues that must have a listener (default 2, as lb/flowlb)" },
+    {
+      name: "queue",
+      desc: "The daemon's queues (default: those of --ft_shm's daemon, else the bound ones)",
+    },
     { name: "tun", desc: "tun device the daemon re-injects fragments through" },
     { name: "tshm", desc: "Target table whose active fwmarks need an ip rule and a route" },
     { name: "ft_shm", desc: "Fragment statistics of the daemon (default ftshm)" },
@@ -127,30 +209,30 @@ export const doctorCommand: Command = {
       if (r.stderr !== "") inv.io.err(r.stderr);
       return r.code;
     }
-    const queueText = o.get("queue") ?? "2";
-    const queues = parseQueueRange(queueText);
-    if (queues === undefined) die(`queue invalid [${queueText}]`);
-    const sets = [
-      await output("iptables-save"),
-      await output("ip6tables-save"),
-      await output("nft", "list", "ruleset"),
-    ];
-    const rules = sets.join("\n");
-    // iptables-save prints at least its header when it works: all empty means none could run.
-    const readable = sets.some((t) => t !== "") ? rules : undefined;
     const ftShm = o.get("ft_shm") ?? "ftshm";
-    let reassembled: number | undefined;
-    try {
-      const m = openShm(ftShm, false);
-      reassembled = readStatsExt(m.buffer)?.kernelReassembled ?? 0;
-      m.close();
-    } catch {
-      reassembled = undefined;
-    }
-    const proc = parseNfqueueProc(read("/proc/net/netfilter/nfnetlink_queue") ?? "");
+    const stats = readFtShm(ftShm);
+    const bound = new Set(
+      parseNfqueueProc(read("/proc/net/netfilter/nfnetlink_queue") ?? "").keys(),
+    );
+    const daemon = daemonQueues(o.get("queue"), bound);
+    const read3 = await readRuleSets();
+    const { ip4, ip6, nft } = read3.sets;
+    const rules = read3.readable ? parseQueueRules(read3.sets) : undefined;
+    const flows = await listFlows();
+    const vips = (o.get("vip") ?? "").split(",").filter((v) => v !== "");
     const results: CheckResult[] = [
-      checkConntrack(readable),
-      checkReassembled(reassembled, ftShm),
+      checkConntrack(
+        read3.readable ? [ip4, ip6, nft].join("\n") : undefined,
+        read3.failures,
+        Deno.uid() === 0,
+      ),
+      checkReassembled(
+        stats?.reassembled,
+        ftShm,
+        stats !== undefined && !sameQueues(stats.queues, bound)
+          ? queuesText(stats.queues)
+          : undefined,
+      ),
       checkBridgeNetfilter(
         read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
         read("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
@@ -160,12 +242,12 @@ export const doctorCommand: Command = {
         read("/proc/sys/net/ipv4/fwmark_reflect"),
         read("/proc/sys/net/ipv6/fwmark_reflect"),
       ),
-      checkQueues(queues[0], queues[1], new Set(proc.keys())),
+      checkQueues(daemon, bound, rules),
+      vips.length > 0
+        ? checkVipRules(vips, rules, daemon)
+        : skip("vip-rules", "no --vip given", "name the VIPs with --vip=VIP,..."),
+      checkFlowRules(flows, rules, daemon),
     ];
-    const vips = o.get("vip");
-    if (vips !== undefined) {
-      results.push(checkVipRules(vips.split(",").filter((v) => v !== ""), rules));
-    }
     const tun = o.get("tun");
     if (tun !== undefined) results.push(checkTun(tun, read(`/sys/class/net/${tun}/flags`)));
     const tshm = o.get("tshm");
@@ -176,21 +258,34 @@ export const doctorCommand: Command = {
       } catch (e) {
         die(`doctor: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
       }
-      const ipRules = (await output("ip", "rule", "show")) +
-        (await output("ip", "-6", "rule", "show"));
+      const dsts = [...vips, ...(typeof flows === "string" ? [] : flows.flatMap((f) => f.dsts))];
+      const families = ([4, 6] as const).filter((f) =>
+        dsts.some((d) => parseDst(d)?.v6 === (f === 6))
+      );
+      const ipRules = new Map<4 | 6, FwmarkRule[] | undefined>([
+        [4, await readFwmarkRules(4)],
+        [6, await readFwmarkRules(6)],
+      ]);
       const routes = new Map<string, boolean>();
-      for (const m of ipRules.matchAll(/lookup (\S+)/g)) {
-        const t = m[1];
-        if (routes.has(t)) continue;
-        const r4 = await output("ip", "route", "show", "table", t);
-        const r6 = await output("ip", "-6", "route", "show", "table", t);
-        routes.set(t, (r4 + r6).trim() !== "");
+      for (const [f, list] of ipRules) {
+        for (const r of list ?? []) {
+          const key = `${f} ${r.table}`;
+          if (!routes.has(key)) routes.set(key, await tableHasRoute(f, r.table));
+        }
       }
-      results.push(checkFwmarkRoutes(tshm, marks, ipRules, (t) => routes.get(t) ?? false));
+      results.push(
+        checkFwmarkRoutes(
+          tshm,
+          marks,
+          families,
+          ipRules,
+          (f, t) => routes.get(`${f} ${t}`) ?? false,
+        ),
+      );
     }
     results.push(checkOffloads(await offloads()));
     results.push(checkShmSpace(await shmFreeKiB()));
     inv.io.out(o.has("json") ? JSON.stringify(results, null, 2) + "\n" : formatReport(results));
-    return results.every((r) => r.ok) ? 0 : 1;
+    return results.some((r) => r.status === "fail") ? 1 : 0;
   },
 };

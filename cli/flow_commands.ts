@@ -29,6 +29,8 @@ import { type Action, buildRequest, decodeReply } from "../lib/flow/control_prot
 import { byteLength, checkName, type FlowFields } from "../lib/flow/parse.ts";
 import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { type Command, die, type Invocation, type OptionDecl } from "./command.ts";
+import { warnUnqueuedDsts } from "./namespace_rules.ts";
+import type { Io } from "../daemon/io.ts";
 
 /**
  * Sends one request and returns the whole reply, read until EOF. Throws
@@ -96,6 +98,9 @@ export const DEFAULT_FLOW_ADDRESS = "unix:nfqlb";
 export const MAX_TARGET_BYTES = 255;
 /** Longest value of the list options accepted by the client (bytes). */
 export const MAX_VALUE_BYTES = 1000;
+
+/** Runs after an `OK` to `flow-set`, with the flow's name and `--dsts` (warnings on stderr). */
+export type AfterSet = (io: Io, flow: string, dsts: string | undefined) => Promise<void>;
 
 /** Reads an environment variable (`undefined` when unset or not permitted). */
 export type EnvLookup = (name: string) => string | undefined;
@@ -234,15 +239,21 @@ function selectorFields(opts: ReadonlyMap<string, string>): FlowFields {
  * The eight flow client commands, in the order `flow-set`, `flow-delete`,
  * `flow-list`, `flow-list-names`, `trace-flow-set`, `trace-flow-delete`,
  * `trace-flow-list`, `trace-flow-list-names`, sending through `transport`.
- * `env` reads `NFQLB_FLOW_ADDRESS` (default: the process environment).
+ * `env` reads `NFQLB_FLOW_ADDRESS` (default: the process environment); `afterSet` runs after an
+ * `OK` to `flow-set` (default: warn about dsts no NFQUEUE rule queues).
  */
-export function flowCommands(transport: Transport, env: EnvLookup = defaultEnv): Command[] {
+export function flowCommands(
+  transport: Transport,
+  env: EnvLookup = defaultEnv,
+  afterSet: AfterSet = warnUnqueuedDsts,
+): Command[] {
   const request = (action: Action, fields: FlowFields) => send(transport, env, action, fields);
 
   const flowSet: Command = {
     name: "flow-set",
     help: "flow-set --name=NAME --target=SHM [--prio=N] [selectors...] [--udpencap=PORT]\n" +
-      "  Define or redefine a flow in a running flowlb.",
+      "  Define or redefine a flow in a running flowlb. Warns (stderr) about --dsts that no\n" +
+      "  NFQUEUE rule of this namespace queues.",
     options: [
       NAME_REQUIRED,
       opt("target", "Shared memory name of the target table", true),
@@ -260,7 +271,9 @@ export function flowCommands(transport: Transport, env: EnvLookup = defaultEnv):
         ...selectorFields(o),
         udpencap: o.get("udpencap"),
       };
-      return printTextReply(inv, await request("set", fields));
+      const code = printTextReply(inv, await request("set", fields));
+      if (code === 0) await afterSet(inv.io, o.get("name")!, o.get("dsts"));
+      return code;
     },
   };
 

@@ -31,6 +31,7 @@ import {
   type RulesetOptions,
 } from "../lib/ruleset/ruleset.ts";
 import { parseVip, type Vip, vipsOverlap } from "../lib/ruleset/vip.ts";
+import { explainNftError } from "../lib/ruleset/nft_errors.ts";
 import { type Command, die } from "./command.ts";
 import { type CommandResult, exec } from "./exec.ts";
 
@@ -112,7 +113,7 @@ export async function runIptablesSteps(
 /** Run the nft style's script (one transaction). */
 async function runNft(script: string): Promise<void> {
   const r = await output(["nft", "-f", "-"], script);
-  if (r.code !== 0) die(`ruleset: nft -f failed (nothing changed): ${r.stderr}`);
+  if (r.code !== 0) die(`ruleset: nft -f failed (nothing changed): ${explainNftError(r.stderr)}`);
 }
 
 /** End the command when the plan is refused: nothing was changed. */

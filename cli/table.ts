@@ -21,6 +21,7 @@ import { type Command, die, type Invocation } from "./command.ts";
 import { adoptProblem, openTable } from "../daemon/open_table.ts";
 import { waitForFastPaths } from "../daemon/fastpath_wait.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
+import { warnFwmarkRules } from "./namespace_rules.ts";
 
 /**
  * After a write to a table owned by `tableUid`: wait until the running fast paths flushed what
@@ -176,9 +177,10 @@ export const showCommand: Command = {
 export const activateCommand: Command = {
   name: "activate",
   help: "activate [--shm=NAME] [--index=i] <fwmark>...\n" +
-    "  Activate targets. With --index, set slot i to the (first) fwmark.",
+    "  Activate targets. With --index, set slot i to the (first) fwmark. Warns (stderr) about a\n" +
+    "  fwmark no `ip rule` of this namespace routes.",
   options: [shmOption, { name: "index", desc: "Slot index to set" }],
-  run(inv) {
+  async run(inv) {
     if (inv.opts.has("index") && inv.args.length === 0) return 0;
     const fwmarks = fwmarkArgs(inv.opts.has("index") ? inv.args.slice(0, 1) : inv.args, true);
     const { table, owner, close } = openTable(shmName(inv), true);
@@ -195,6 +197,7 @@ export const activateCommand: Command = {
       close();
     }
     syncFastPaths(inv, owner.uid);
+    await warnFwmarkRules(inv.io, fwmarks);
     return 0;
   },
 };

@@ -13,24 +13,55 @@
  * ```
  * @module
  */
+import {
+  formatDst,
+  type FwmarkRule,
+  fwmarkRuleFor,
+  parseDst,
+  type QueueRule,
+  queueRuleFor,
+  queuesText,
+} from "./rules.ts";
+
+/**
+ * How a check came out: `pass`, `fail` (exit status 1), or `skip`: it could not run (the
+ * detail says why); a skip does not fail the exit status.
+ */
+export type CheckStatus = "pass" | "fail" | "skip";
 
 /** One line of the doctor's report. */
 export interface CheckResult {
   /** Short name, e.g. `conntrack`. */
   readonly check: string;
+  readonly status: CheckStatus;
+  /** Not a failure (`pass` or `skip`); kept for scripts that read `--json` before `status`. */
   readonly ok: boolean;
-  /** What was found. */
+  /** What was found, or why the check could not run. */
   readonly detail: string;
-  /** What to do (failures only). */
+  /** What to do (failures; skips: how to make the check run). */
   readonly fix?: string;
 }
 
-const pass = (check: string, detail: string): CheckResult => ({ check, ok: true, detail });
+const pass = (check: string, detail: string): CheckResult => ({
+  check,
+  status: "pass",
+  ok: true,
+  detail,
+});
 const fail = (check: string, detail: string, fix: string): CheckResult => ({
   check,
+  status: "fail",
   ok: false,
   detail,
   fix,
+});
+/** A check that could not run: `detail` says why, `fix` (if any) how to make it run. */
+export const skip = (check: string, detail: string, fix?: string): CheckResult => ({
+  check,
+  status: "skip",
+  ok: true,
+  detail,
+  ...(fix === undefined ? {} : { fix }),
 });
 
 /** Rule lines (iptables-save `-A …`, nft rule lines) that make the kernel track connections. */
@@ -40,14 +71,25 @@ const CONNTRACK_RULE =
 /**
  * Rules that use conntrack (or NAT) make the kernel reassemble fragments in
  * this namespace before the queue. `rules` is the iptables-save/ip6tables-save
- * output and the nft ruleset.
+ * output and the nft ruleset, undefined when no tool could list them: then the check is skipped
+ * with `failures` (why each tool gave nothing) and, as the fix, what `root` (doctor runs as root)
+ * and the failures point at.
  */
-export function checkConntrack(rules: string | undefined): CheckResult {
+export function checkConntrack(
+  rules: string | undefined,
+  failures: readonly string[] = [],
+  root = false,
+): CheckResult {
   if (rules === undefined) {
-    return fail(
+    const missing = failures.length > 0 && failures.every((f) => f.endsWith("is not installed"));
+    return skip(
       "conntrack",
-      "the rule sets could not be read (iptables-save and nft both failed)",
-      "run doctor as root or with CAP_NET_ADMIN, with iptables or nftables installed",
+      `the rule sets could not be read: ${failures.join("; ") || "no tool ran"}`,
+      missing
+        ? "install iptables (iptables-save) or nftables (nft)"
+        : root
+        ? "the tools' errors above say why (a kernel without nf_tables or ip_tables?)"
+        : "run doctor as root or with CAP_NET_ADMIN",
     );
   }
   const hits = rules.split("\n").map((l) => l.trim()).filter((l) =>
@@ -67,9 +109,31 @@ export function checkConntrack(rules: string | undefined): CheckResult {
   );
 }
 
-/** The daemon's count of queued packets longer than `--mtu` (undefined: no `ftshm` found). */
-export function checkReassembled(count: number | undefined, ftShm: string): CheckResult {
-  if (count === undefined) return pass("reassembled", `no statistics object ${ftShm} (no daemon?)`);
+/**
+ * The daemon's count of queued packets longer than `--mtu` (undefined: no `ftshm` found). `foreign`
+ * set: the object is not of a daemon in this namespace (its queues, listed, have no listener
+ * here), so its count says nothing about this namespace.
+ */
+export function checkReassembled(
+  count: number | undefined,
+  ftShm: string,
+  foreign?: string,
+): CheckResult {
+  if (count === undefined) {
+    return skip(
+      "reassembled",
+      `no statistics object ${ftShm}: no daemon has run with --ft_shm=${ftShm}`,
+      `give the daemon's --ft_shm with --ft_shm=NAME`,
+    );
+  }
+  if (foreign !== undefined) {
+    return skip(
+      "reassembled",
+      `the statistics object ${ftShm} is not of a daemon in this namespace (its queue ` +
+        `${foreign} has no listener here; /dev/shm is shared by the host's namespaces)`,
+      "give this namespace's daemon's --ft_shm with --ft_shm=NAME",
+    );
+  }
   if (count === 0) return pass("reassembled", "the daemon has seen no reassembled packet");
   return fail(
     "reassembled",
@@ -128,48 +192,197 @@ export function checkFwmarkReflect(v4: string | undefined, v6: string | undefine
   );
 }
 
-/** Every queue of `first..last` has a listener in `/proc/net/netfilter/nfnetlink_queue`. */
+/** The queues the daemon listens on, and where doctor found them (said in the report). */
+export interface DaemonQueues {
+  readonly queues: readonly number[];
+  /** E.g. `--queue`, `the listeners of /proc/net/netfilter/nfnetlink_queue`. */
+  readonly source: string;
+}
+
+/** The queue numbers of rules, each with the first rule that sends to it. */
+function ruleQueues(rules: readonly QueueRule[]): Map<number, QueueRule> {
+  const m = new Map<number, QueueRule>();
+  for (const r of rules) for (let q = r.first; q <= r.last; q++) if (!m.has(q)) m.set(q, r);
+  return m;
+}
+
+const DEFAULTS_NOTE = "(`nfqlb ruleset` queues to 0:3 by default, lb and flowlb listen on 2)";
+
+/**
+ * Every queue of the daemon (`daemon`: undefined when none was given or found) and every queue
+ * an NFQUEUE rule sends to has a listener in `/proc/net/netfilter/nfnetlink_queue` (`bound`).
+ */
 export function checkQueues(
-  first: number,
-  last: number,
+  daemon: DaemonQueues | undefined,
   bound: ReadonlySet<number>,
+  rules: readonly QueueRule[] = [],
 ): CheckResult {
-  const missing: number[] = [];
-  for (let q = first; q <= last; q++) if (!bound.has(q)) missing.push(q);
-  const range = first === last ? `${first}` : `${first}:${last}`;
-  if (missing.length === 0) return pass("queues", `queue ${range}: every queue has a listener`);
+  const byRule = ruleQueues(rules);
+  const ruled = queuesText(byRule.keys());
+  if (daemon === undefined) {
+    return fail(
+      "queues",
+      "no queue has a listener in this namespace: no lb or flowlb runs here" +
+        (byRule.size > 0
+          ? `, yet NFQUEUE rules send to queue ${ruled} (e.g. \`${
+            [...byRule.values()][0].text
+          }\`): the kernel drops those packets`
+          : ""),
+      `start \`nfqlb lb\` or \`nfqlb flowlb\` in this namespace with --queue=${
+        byRule.size > 0 && /^\d+(:\d+)?$/.test(ruled) ? ruled : "0:3 (as `nfqlb ruleset`)"
+      }`,
+    );
+  }
+  const own = queuesText(daemon.queues);
+  const missing = daemon.queues.filter((q) => !bound.has(q));
+  const unheard = [...byRule].filter(([q]) => !bound.has(q));
+  if (missing.length === 0 && unheard.length === 0) {
+    return pass(
+      "queues",
+      `queue ${own} (from ${daemon.source}): every queue has a listener` +
+        (byRule.size > 0 ? `, and so has every queue the NFQUEUE rules send to (${ruled})` : ""),
+    );
+  }
+  const problems: string[] = [];
+  if (missing.length > 0) {
+    problems.push(`no listener on queue ${missing.join(", ")} (from ${daemon.source})`);
+  }
+  if (unheard.length > 0) {
+    problems.push(
+      `NFQUEUE rules send to queue ${queuesText(unheard.map(([q]) => q))}, where no one ` +
+        `listens (e.g. \`${unheard[0][1].text}\`)`,
+    );
+  }
+  const fix = unheard.length > 0
+    ? `make the daemon's --queue and the rules' queues agree ${DEFAULTS_NOTE}: start lb/flowlb ` +
+      `with --queue=${ruled}, or \`nfqlb ruleset --vip=VIP,... --queue=${own} --apply --replace\`` +
+      " (name every VIP: --replace removes the others)"
+    : `start \`nfqlb lb\` or \`nfqlb flowlb\` with --queue=${own} in this namespace`;
   return fail(
     "queues",
-    `no listener on queue ${
-      missing.join(", ")
-    }: the kernel drops what is queued there (or accepts it unmarked with fail-open)`,
-    `start \`nfqlb lb\` or \`nfqlb flowlb\` with --queue=${range} in this namespace`,
+    `${problems.join("; ")}: the kernel drops what is queued there (or accepts it unmarked ` +
+      "with --queue-bypass)",
+    fix,
   );
 }
 
+/** The `--queue` of `nfqlb ruleset` for queues (a single range), or "" when they are not one. */
+function queueOption(daemon: DaemonQueues | undefined): string {
+  const t = daemon === undefined ? "" : queuesText(daemon.queues);
+  return /^\d+(:\d+)?$/.test(t) ? ` --queue=${t}` : "";
+}
+
 /**
- * Each VIP has a rule that sends it to NFQUEUE (iptables `-d VIP … -j NFQUEUE`, nft `… VIP …
- * queue`, or a queue rule on a set listing it). A VIP inside a queued prefix is not recognised.
+ * Each of `dsts` (by the flow, VIP, ... named `owner`) is queued by an NFQUEUE rule to the
+ * daemon's queues: the names of the prefixes no rule queues, and of those queued elsewhere.
  */
-export function checkVipRules(vips: readonly string[], rules: string): CheckResult {
-  const lines = rules.split("\n");
-  const queueing = (l: string) => /NFQUEUE|\bqueue\b/.test(l);
-  // The address as a whole token: not 10.0.0.1 inside 110.0.0.1 or 10.0.0.10.
-  const token = (bare: string) =>
-    new RegExp(`(^|[\\s,{=])${bare.replace(/[.]/g, "\\.")}(/\\d+)?([\\s,}]|$)`);
-  const queued = (vip: string) => {
-    const t = token(vip.replace(/\/\d+$/, ""));
-    // A rule naming the VIP, or a queue rule on a set whose elements hold it.
-    return lines.some((l) => queueing(l) && t.test(l)) ||
-      (lines.some((l) => queueing(l) && /@[\w-]+/.test(l)) &&
-        lines.some((l) => /elements = /.test(l) && t.test(l)));
-  };
-  const missing = vips.filter((v) => !queued(v));
-  if (missing.length === 0) return pass("vip-rules", `${vips.join(", ")}: sent to NFQUEUE`);
+function unqueued(
+  dsts: readonly string[],
+  rules: readonly QueueRule[],
+  daemon: DaemonQueues | undefined,
+): { missing: string[]; elsewhere: string[] } {
+  const set = daemon === undefined ? undefined : new Set(daemon.queues);
+  const missing: string[] = [];
+  const elsewhere: string[] = [];
+  for (const text of dsts) {
+    const d = parseDst(text);
+    const name = d === undefined ? text : formatDst(d);
+    if (d === undefined || queueRuleFor(d, rules) === undefined) missing.push(name);
+    else if (set !== undefined && queueRuleFor(d, rules, set) === undefined) elsewhere.push(name);
+  }
+  return { missing, elsewhere };
+}
+
+/**
+ * Each VIP has a rule that sends it to NFQUEUE, to the daemon's queues when they are known
+ * (`rules`: undefined when the rule sets could not be read). A VIP inside a queued prefix is
+ * queued; a prefix only partly inside one is not.
+ */
+export function checkVipRules(
+  vips: readonly string[],
+  rules: readonly QueueRule[] | undefined,
+  daemon?: DaemonQueues,
+): CheckResult {
+  if (rules === undefined) return skip("vip-rules", "the rule sets could not be read (conntrack)");
+  const { missing, elsewhere } = unqueued(vips, rules, daemon);
+  if (missing.length === 0 && elsewhere.length === 0) {
+    return pass(
+      "vip-rules",
+      `${vips.join(", ")}: sent to NFQUEUE` +
+        (daemon === undefined ? "" : ` (queue ${queuesText(daemon.queues)})`),
+    );
+  }
+  const problems: string[] = [];
+  if (missing.length > 0) problems.push(`no NFQUEUE rule for ${missing.join(", ")}`);
+  if (elsewhere.length > 0) {
+    problems.push(
+      `${elsewhere.join(", ")} queued to queues other than the daemon's ${
+        queuesText(daemon!.queues)
+      }`,
+    );
+  }
   return fail(
     "vip-rules",
-    `no NFQUEUE rule for ${missing.join(", ")}: that traffic is routed without load balancing`,
-    "`nfqlb ruleset`-style rule, e.g. `iptables -t mangle -A PREROUTING -d VIP -j NFQUEUE --queue-balance 0:3`",
+    `${problems.join("; ")}: that traffic is not load balanced`,
+    missing.length > 0
+      ? `nfqlb ruleset --vip=${missing.join(",")}${queueOption(daemon)} --apply`
+      : `start lb/flowlb on the rules' queues, or \`nfqlb ruleset --vip=VIP,...${
+        queueOption(daemon)
+      } --apply --replace\` (name every VIP: --replace removes the others) ${DEFAULTS_NOTE}`,
+  );
+}
+
+/** A flow as `flow-list` gives it: its name and destination prefixes (none: every destination). */
+export interface FlowDsts {
+  readonly name: string;
+  readonly dsts: readonly string[];
+}
+
+/**
+ * Every destination of every flow of the running flowlb is sent to the daemon's queues by an
+ * NFQUEUE rule: a flow whose dsts no rule queues never sees a packet. `flows` is either the
+ * flows or why they could not be listed; `rules` is undefined when the rule sets could not be
+ * read.
+ */
+export function checkFlowRules(
+  flows: readonly FlowDsts[] | string,
+  rules: readonly QueueRule[] | undefined,
+  daemon?: DaemonQueues,
+): CheckResult {
+  if (typeof flows === "string") return skip("flow-rules", flows);
+  if (rules === undefined) return skip("flow-rules", "the rule sets could not be read (conntrack)");
+  if (flows.length === 0) return pass("flow-rules", "the flowlb has no flow");
+  const bad: string[] = [];
+  const missingAll = new Set<string>();
+  let elsewhereAny = false;
+  const any = flows.filter((f) => f.dsts.length === 0).map((f) => f.name);
+  for (const f of flows) {
+    const { missing, elsewhere } = unqueued(f.dsts, rules, daemon);
+    if (missing.length > 0) bad.push(`flow ${f.name}: no NFQUEUE rule for ${missing.join(", ")}`);
+    if (elsewhere.length > 0) {
+      bad.push(`flow ${f.name}: ${elsewhere.join(", ")} queued to queues other than the daemon's`);
+      elsewhereAny = true;
+    }
+    for (const d of missing) missingAll.add(d);
+  }
+  const anyNote = any.length > 0 ? ` (${any.join(", ")} match every destination: not checked)` : "";
+  if (bad.length === 0) {
+    return pass("flow-rules", `the dsts of ${flows.length} flow(s) are queued${anyNote}`);
+  }
+  const fixes: string[] = [];
+  if (missingAll.size > 0) {
+    fixes.push(`nfqlb ruleset --vip=${[...missingAll].join(",")}${queueOption(daemon)} --apply`);
+  }
+  if (elsewhereAny) {
+    fixes.push(
+      `queue them to the daemon's queues ${queuesText(daemon!.queues)} ${DEFAULTS_NOTE}: ` +
+        "`nfqlb ruleset --vip=VIP,... --queue=... --apply --replace` (name every VIP)",
+    );
+  }
+  return fail(
+    "flow-rules",
+    `${bad.join("; ")}: those packets never reach the flowlb${anyNote}`,
+    fixes.join("; "),
   );
 }
 
@@ -189,40 +402,63 @@ export function checkTun(name: string, flags: string | undefined): CheckResult {
 }
 
 /**
- * Each active fwmark of the table has an `ip rule fwmark` (in `rules`, the
- * output of `ip rule` and `ip -6 rule`) and its routing table has a route
- * (`routes`: fwmark → whether `ip route show table <t>` printed anything).
+ * Each active fwmark of the table has an `ip rule fwmark` whose routing table has a route, in
+ * each family of `families` (those of the VIPs and flows' dsts; empty: not known, one family
+ * with a rule and a route will do). `rules` holds each family's fwmark rules (undefined: `ip`
+ * could not tell); `routes(family, table)` says whether the table has a route.
  */
 export function checkFwmarkRoutes(
   table: string,
   fwmarks: readonly number[],
-  rules: string,
-  routes: (table: string) => boolean,
+  families: readonly (4 | 6)[],
+  rules: ReadonlyMap<4 | 6, readonly FwmarkRule[] | undefined>,
+  routes: (family: 4 | 6, table: string) => boolean,
 ): CheckResult {
-  const problems: string[] = [];
-  for (const fw of fwmarks) {
-    const re = new RegExp(
-      `fwmark (0x0*${fw.toString(16)}|${fw})(/0x[0-9a-f]+)? lookup (\\S+)`,
-      "i",
-    );
-    const m = re.exec(rules);
-    if (m === null) problems.push(`fwmark ${fw}: no ip rule`);
-    else if (!routes(m[3])) problems.push(`fwmark ${fw}: routing table ${m[3]} is empty`);
-  }
   if (fwmarks.length === 0) return pass("fwmark-routes", `${table}: no active target`);
+  const asked: (4 | 6)[] = families.length > 0 ? [...families] : [4, 6];
+  const known = asked.filter((f) => rules.get(f) !== undefined);
+  if (known.length === 0) return skip("fwmark-routes", "`ip rule` could not be run");
+  const ip = (f: 4 | 6) => (f === 4 ? "ip" : "ip -6");
+  const problems: string[] = [];
+  const fixes: string[] = [];
+  for (const fw of fwmarks) {
+    const found = known.map((f) => {
+      const r = fwmarkRuleFor(fw, rules.get(f)!);
+      const routed = r !== undefined && routes(f, r.table);
+      return { f, r, routed };
+    });
+    const broken = families.length > 0
+      ? found.filter((x) => !x.routed)
+      : found.some((x) => x.routed)
+      ? []
+      : found;
+    for (const { f, r } of broken) {
+      if (r === undefined) {
+        problems.push(`fwmark ${fw}: no ${ip(f)} rule`);
+        fixes.push(`${ip(f)} rule add fwmark ${fw} table ${fw}`);
+        fixes.push(`${ip(f)} route add default via TARGET table ${fw}`);
+      } else {
+        problems.push(`fwmark ${fw}: ${ip(f)} routing table ${r.table} is empty`);
+        fixes.push(`${ip(f)} route add default via TARGET table ${r.table}`);
+      }
+    }
+  }
+  const which = families.length > 0
+    ? `IPv${families.join(" and IPv")}`
+    : "one family (the VIPs' families are not known: --vip names them)";
   if (problems.length === 0) {
-    return pass("fwmark-routes", `${table}: every active fwmark has a rule and a route`);
+    return pass("fwmark-routes", `${table}: every active fwmark has a rule and a route (${which})`);
   }
   return fail(
     "fwmark-routes",
     `${table}: ${problems.join("; ")}: such packets are routed as if unmarked`,
-    "for each fwmark M: `ip rule add fwmark M table M; ip route add default via TARGET table M` (and -6)",
+    fixes.join("; ") + " (TARGET: the target's address of that family)",
   );
 }
 
 /** Free space in /dev/shm (KiB); tables must fit, and a full /dev/shm fails `init`. */
 export function checkShmSpace(availableKiB: number | undefined, neededKiB = 1024): CheckResult {
-  if (availableKiB === undefined) return pass("dev-shm", "free space unknown (df failed)");
+  if (availableKiB === undefined) return skip("dev-shm", "free space unknown (df failed)");
   if (availableKiB >= neededKiB) return pass("dev-shm", `${availableKiB} KiB free in /dev/shm`);
   return fail(
     "dev-shm",
@@ -237,7 +473,9 @@ export function checkShmSpace(availableKiB: number | undefined, neededKiB = 1024
  * queue.
  */
 export function checkOffloads(features: ReadonlyMap<string, string> | undefined): CheckResult {
-  if (features === undefined) return pass("offloads", "ethtool not installed: GRO/LRO not checked");
+  if (features === undefined) {
+    return skip("offloads", "ethtool is not installed: GRO/LRO not checked", "install ethtool");
+  }
   const on: string[] = [];
   for (const [dev, text] of features) {
     for (const f of ["generic-receive-offload", "large-receive-offload", "rx-gro-hw"]) {
@@ -253,9 +491,14 @@ export function checkOffloads(features: ReadonlyMap<string, string> | undefined)
   );
 }
 
-/** The report as text: one `PASS`/`FAIL` line per check, the fix indented under a failure. */
+/**
+ * The report as text: one `PASS`/`FAIL`/`SKIP` line per check, the fix indented under a failure
+ * (and under a skip that says how to make the check run).
+ */
 export function formatReport(results: readonly CheckResult[]): string {
   return results.map((r) =>
-    `${r.ok ? "PASS" : "FAIL"} ${r.check}: ${r.detail}\n${r.ok ? "" : `     fix: ${r.fix}\n`}`
+    `${r.status.toUpperCase()} ${r.check}: ${r.detail}\n${
+      r.status !== "pass" && r.fix !== undefined ? `     fix: ${r.fix}\n` : ""
+    }`
   ).join("");
 }

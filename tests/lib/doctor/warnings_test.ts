@@ -1,0 +1,48 @@
+/**
+ * The warnings of `activate` and `flow-set` (lib/doctor/warnings.ts): said when the
+ * configuration cannot work, not when it can, nothing when the rules are unknown.
+ */
+import assert from "node:assert/strict";
+import { fwmarkRuleWarnings, unqueuedDstsWarning } from "../../../lib/doctor/warnings.ts";
+import { parseFwmarkRules, parseQueueRules } from "../../../lib/doctor/rules.ts";
+
+Deno.test("activate: a fwmark no ip rule routes is warned about, per family when one is routed", () => {
+  const r101 = parseFwmarkRules("100:\tfrom all fwmark 0x65 lookup 101\n");
+  const none = fwmarkRuleWarnings([104], [], []);
+  assert.equal(none.length, 1);
+  assert.match(
+    none[0],
+    /^fwmark 104 has no ip rule \(ip rule add fwmark 104 table 104; ip -6 rule/,
+  );
+  assert.deepEqual(fwmarkRuleWarnings([101], r101, []), [], "IPv4 only, no IPv6 policy routing");
+  const v6 = fwmarkRuleWarnings(
+    [104],
+    parseFwmarkRules("1: from all fwmark 0x68 lookup 104\n"),
+    r101,
+  );
+  assert.equal(v6.length, 1);
+  assert.match(v6[0], /^fwmark 104 has no ip -6 rule \(ip -6 rule add fwmark 104 table 104\)/);
+  assert.deepEqual(fwmarkRuleWarnings([104], undefined, undefined), [], "ip could not tell");
+  assert.deepEqual(fwmarkRuleWarnings([-1], [], []), [], "not a target");
+  assert.deepEqual(fwmarkRuleWarnings([104], [], [], false), [], "no daemon, nothing routed here");
+  assert.equal(fwmarkRuleWarnings([104], r101, [], false).length, 1, "others routed, not this");
+});
+
+Deno.test("flow-set: dsts no NFQUEUE rule queues are warned about, with the ruleset command", () => {
+  const rules = parseQueueRules({
+    ip4: "-A nfqlb -d 10.0.0.1/32 -j NFQUEUE --queue-balance 0:3\n",
+    ip6: "",
+    nft: "",
+  });
+  assert.equal(unqueuedDstsWarning("web", "10.0.0.1/32", rules), undefined);
+  const w = unqueuedDstsWarning("web", "10.0.0.1/32, 10.9.9.0/24,1000::1/128", rules);
+  assert.match(
+    w!,
+    /^flow web: no NFQUEUE rule in this namespace sends 10\.9\.9\.0\/24, 1000::1 to/,
+  );
+  assert.match(
+    w!,
+    /nfqlb ruleset --vip=10\.9\.9\.0\/24,1000::1 --queue=<flowlb's --queue> --apply$/,
+  );
+  assert.equal(unqueuedDstsWarning("all", "", rules), undefined, "no dsts: every destination");
+});
