@@ -4,6 +4,7 @@
  * check with the fix (`lib/doctor/checks.ts`); exit 1 when a check fails.
  * @module
  */
+import { queueInvalid } from "../lib/hints/accepted.ts";
 import { openShm } from "../ffi/shm.ts";
 import {
   checkBridgeNetfilter,
@@ -129,7 +130,7 @@ export const doctorCommand: Command = {
     }
     const queueText = o.get("queue") ?? "2";
     const queues = parseQueueRange(queueText);
-    if (queues === undefined) die(`queue invalid [${queueText}]`);
+    if (queues === undefined) die(queueInvalid(queueText));
     const sets = [
       await output("iptables-save"),
       await output("ip6tables-save"),

@@ -29,6 +29,7 @@ import { type Action, buildRequest, decodeReply } from "../lib/flow/control_prot
 import { byteLength, checkName, type FlowFields } from "../lib/flow/parse.ts";
 import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { type Command, die, type Invocation, type OptionDecl } from "./command.ts";
+import { connectFailedHint } from "./address_hints.ts";
 
 /**
  * Sends one request and returns the whole reply, read until EOF. Throws
@@ -136,13 +137,20 @@ async function send(
   for (const [key, value] of Object.entries(fields)) {
     if (typeof value === "string" && value.includes("\n")) die(`${key} contains a newline`);
   }
-  const text = env(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
+  const fromEnv = env(FLOW_ADDRESS_ENV);
+  const text = fromEnv ?? DEFAULT_FLOW_ADDRESS;
   const address = parseSocketAddress(text);
   if (address === undefined) die(`Failed to parse address [${text}]\n`);
   try {
     return await transport(address, buildRequest(action, fields), CHANGES.has(action));
   } catch (e) {
-    if (e instanceof TransportError) die(`Connect failed. ${e.message}`);
+    if (e instanceof TransportError) {
+      die(
+        `Connect failed. ${e.message}\n${
+          connectFailedHint(text, fromEnv !== undefined, e.message)
+        }`,
+      );
+    }
     if (e instanceof UntrustedServerError || e instanceof ReplyError) die(e.message);
     throw e;
   }
@@ -151,12 +159,15 @@ async function send(
 /**
  * Print a text reply (up to its NUL) + newline; exit 0 if it starts with
  * `OK`, else 255. No reply at all prints nothing (exit 255), as in 1.2.0,
- * which prints only when its read returned bytes (a lone NUL prints "\n").
+ * which prints only when its read returned bytes (a lone NUL prints "\n"). The reply's note
+ * (D62: the cause and the fix of a failure, or why an `OK` did nothing) goes to stderr as
+ * `<command>: <note>`, so stdout stays 1.2.0's.
  */
-function printTextReply(inv: Invocation, reply: Uint8Array): number {
+function printTextReply(inv: Invocation, reply: Uint8Array, command: string): number {
   if (reply.length === 0) return 255;
-  const { text } = decodeReply(reply);
+  const { text, note } = decodeReply(reply);
   inv.io.out(text + "\n");
+  if (note !== undefined && note !== "") inv.io.err(`${command}: ${note}\n`);
   return text.startsWith("OK") ? 0 : 255;
 }
 
@@ -260,7 +271,7 @@ export function flowCommands(transport: Transport, env: EnvLookup = defaultEnv):
         ...selectorFields(o),
         udpencap: o.get("udpencap"),
       };
-      return printTextReply(inv, await request("set", fields));
+      return printTextReply(inv, await request("set", fields), "flow-set");
     },
   };
 
@@ -272,7 +283,7 @@ export function flowCommands(transport: Transport, env: EnvLookup = defaultEnv):
     async run(inv) {
       checkSetOptions(inv.opts, false);
       const fields: FlowFields = { name: inv.opts.get("name"), ...selectorFields(inv.opts) };
-      return printTextReply(inv, await request("trace-set", fields));
+      return printTextReply(inv, await request("trace-set", fields), "trace-flow-set");
     },
   };
 
@@ -281,7 +292,7 @@ export function flowCommands(transport: Transport, env: EnvLookup = defaultEnv):
     help: `${name} --name=NAME\n  Delete a ${what} from a running flowlb.`,
     options: [NAME_REQUIRED],
     async run(inv) {
-      return printTextReply(inv, await request(action, { name: inv.opts.get("name") }));
+      return printTextReply(inv, await request(action, { name: inv.opts.get("name") }), name);
     },
   });
 

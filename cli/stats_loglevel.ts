@@ -11,6 +11,7 @@ import { parseStrictInt } from "../lib/ccompat/cnum.ts";
 import { formatStats, FTSHM_SIZE } from "../lib/frag/stats.ts";
 import { formatQueueCounters, readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { type Command, die } from "./command.ts";
+import { statsMapHint } from "../lib/hints/shm.ts";
 import { LOGLEVEL_WORD, openTraceShm } from "../daemon/open_trace_shm.ts";
 
 /**
@@ -48,7 +49,9 @@ export const statsCommand: Command = {
     try {
       m = openShm(name, false);
     } catch (e) {
-      if (e instanceof LibcError) die(`FAILED mapSharedData: ${name}`);
+      if (e instanceof LibcError) {
+        die(`FAILED mapSharedData: ${name}\n${statsMapHint(name, e.errno, e.message)}`);
+      }
       throw e;
     }
     try {
