@@ -79,7 +79,7 @@ Deno.test("help: the command list, or one command's --help, exit 0", async () =>
   const bad = await runCli("help", "flowset");
   assert.equal(bad.code, 1);
   assert.equal(bad.out, "");
-  assert.match(bad.err, /^Unknown command \[flowset\]\n  did you mean flow-set\?/);
+  assert.match(bad.err, /^Unknown command \[flowset\]\n {2}did you mean flow-set\?/);
 });
 
 Deno.test("every command has --help: header, then option lines in the 1.2.0 format", async () => {
@@ -264,7 +264,7 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
       [["init", shm, "--N=-1"], /^Invalid --N=-1;/],
       [["init", shm, "--N=x"], /^Invalid --N=x;/],
       [["init", shm, "--ownfw=4294967296"], /^Invalid --ownfw=4294967296;/],
-      [["init", shm, "--bogus=1"], /^init: unrecognized option '--bogus=1'\n  nfqlb init --help/],
+      [["init", shm, "--bogus=1"], /^init: unrecognized option '--bogus=1'\n {2}nfqlb init --help/],
       [["activate", shm, "abc"], /^Invalid fwmark \[abc\]/],
       [["activate", shm, "100", "4294967296"], /^Invalid fwmark \[4294967296\]/],
       [["activate", shm, "2147483648"], /^Invalid fwmark \[2147483648\]/],

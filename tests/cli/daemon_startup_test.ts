@@ -102,3 +102,14 @@ Deno.test("flowlb: control address in use: 'Flow server bind: ...', then who hol
     removeShm(ftShm);
   }
 });
+
+Deno.test("doctor, ruleset: 1.2.0's `queue invalid [<q>]`, then the accepted forms", async () => {
+  for (const args of [["doctor", "--queue=a"], ["ruleset", "--vip=10.0.0.1", "--queue=3:1"]]) {
+    const q = args[args.length - 1].slice("--queue=".length);
+    assert.deepEqual(
+      await runCli(...args),
+      { code: 1, out: "", err: `queue invalid [${q}]\n  ${QUEUE_ACCEPTED}\n` },
+      args.join(" "),
+    );
+  }
+});
