@@ -6,6 +6,7 @@
  * @module
  */
 import { getopt } from "../lib/ccompat/getopt.ts";
+import { nearestName } from "../lib/hints/nearest.ts";
 import { DaemonError } from "../daemon/errors.ts";
 import type { Io } from "../daemon/io.ts";
 
@@ -86,7 +87,7 @@ export async function runCommand(cmd: Command, args: readonly string[], io: Io):
     return 0;
   }
   if (scan.error !== undefined) {
-    io.err(scan.error + "\n");
+    io.err(scan.error + "\n" + unknownOptionHint(cmd, scan.unknown));
     return 1;
   }
   const opts = new Map(scan.options);
@@ -104,11 +105,23 @@ export async function runCommand(cmd: Command, args: readonly string[], io: Io):
     }
     // A start-up failure of the daemon layer: its one-line message, exit 1 as a die.
     if (e instanceof DaemonError) {
-      io.err(withNewline(e.message));
+      io.err(withNewline(e.message) + (e.hint === undefined ? "" : withNewline(e.hint)));
       return 1;
     }
     throw e;
   }
+}
+
+/**
+ * The line after getopt's `unrecognized option` error: the nearest option of `cmd`
+ * (`-`/`_` confusion, a small typo) or where the options are listed.
+ */
+export function unknownOptionHint(cmd: Command, unknown: string | undefined): string {
+  if (unknown === undefined) return "";
+  const near = nearestName(unknown, cmd.options.map((o) => o.name));
+  return near !== undefined
+    ? `  did you mean --${near}? (nfqlb ${cmd.name} --help lists its options)\n`
+    : `  nfqlb ${cmd.name} --help lists its options\n`;
 }
 
 function withNewline(message: string): string {

@@ -7,6 +7,7 @@
  * namespace's flowlb (`flow-list`) are checked against the NFQUEUE rules.
  * @module
  */
+import { queueInvalid } from "../lib/hints/accepted.ts";
 import { openShm } from "../ffi/shm.ts";
 import {
   checkBridgeNetfilter,
@@ -129,7 +130,7 @@ function daemonQueues(
 ): DaemonQueues | undefined {
   if (option !== undefined) {
     const q = parseQueueRange(option);
-    if (q === undefined) die(`queue invalid [${option}]`);
+    if (q === undefined) die(queueInvalid(option));
     const queues: number[] = [];
     for (let n = q[0]; n <= q[1]; n++) queues.push(n);
     return { queues, source: "--queue" };

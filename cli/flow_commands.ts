@@ -31,6 +31,7 @@ import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.
 import { type Command, die, type Invocation, type OptionDecl } from "./command.ts";
 import { warnUnqueuedDsts } from "./namespace_rules.ts";
 import type { Io } from "../daemon/io.ts";
+import { connectFailedHint } from "./address_hints.ts";
 
 /**
  * Sends one request and returns the whole reply, read until EOF. Throws
@@ -141,13 +142,20 @@ async function send(
   for (const [key, value] of Object.entries(fields)) {
     if (typeof value === "string" && value.includes("\n")) die(`${key} contains a newline`);
   }
-  const text = env(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
+  const fromEnv = env(FLOW_ADDRESS_ENV);
+  const text = fromEnv ?? DEFAULT_FLOW_ADDRESS;
   const address = parseSocketAddress(text);
   if (address === undefined) die(`Failed to parse address [${text}]\n`);
   try {
     return await transport(address, buildRequest(action, fields), CHANGES.has(action));
   } catch (e) {
-    if (e instanceof TransportError) die(`Connect failed. ${e.message}`);
+    if (e instanceof TransportError) {
+      die(
+        `Connect failed. ${e.message}\n${
+          connectFailedHint(text, fromEnv !== undefined, e.message)
+        }`,
+      );
+    }
     if (e instanceof UntrustedServerError || e instanceof ReplyError) die(e.message);
     throw e;
   }
@@ -156,12 +164,15 @@ async function send(
 /**
  * Print a text reply (up to its NUL) + newline; exit 0 if it starts with
  * `OK`, else 255. No reply at all prints nothing (exit 255), as in 1.2.0,
- * which prints only when its read returned bytes (a lone NUL prints "\n").
+ * which prints only when its read returned bytes (a lone NUL prints "\n"). The reply's note
+ * (D65: the cause and the fix of a failure, or why an `OK` did nothing) goes to stderr as
+ * `<command>: <note>`, so stdout stays 1.2.0's.
  */
-function printTextReply(inv: Invocation, reply: Uint8Array): number {
+function printTextReply(inv: Invocation, reply: Uint8Array, command: string): number {
   if (reply.length === 0) return 255;
-  const { text } = decodeReply(reply);
+  const { text, note } = decodeReply(reply);
   inv.io.out(text + "\n");
+  if (note !== undefined && note !== "") inv.io.err(`${command}: ${note}\n`);
   return text.startsWith("OK") ? 0 : 255;
 }
 
@@ -271,7 +282,7 @@ export function flowCommands(
         ...selectorFields(o),
         udpencap: o.get("udpencap"),
       };
-      const code = printTextReply(inv, await request("set", fields));
+      const code = printTextReply(inv, await request("set", fields), "flow-set");
       if (code === 0) await afterSet(inv.io, o.get("name")!, o.get("dsts"));
       return code;
     },
@@ -285,7 +296,7 @@ export function flowCommands(
     async run(inv) {
       checkSetOptions(inv.opts, false);
       const fields: FlowFields = { name: inv.opts.get("name"), ...selectorFields(inv.opts) };
-      return printTextReply(inv, await request("trace-set", fields));
+      return printTextReply(inv, await request("trace-set", fields), "trace-flow-set");
     },
   };
 
@@ -294,7 +305,7 @@ export function flowCommands(
     help: `${name} --name=NAME\n  Delete a ${what} from a running flowlb.`,
     options: [NAME_REQUIRED],
     async run(inv) {
-      return printTextReply(inv, await request(action, { name: inv.opts.get("name") }));
+      return printTextReply(inv, await request(action, { name: inv.opts.get("name") }), name);
     },
   });
 

@@ -8,6 +8,7 @@ import type { Command } from "./command.ts";
 import { daemonConfig, daemonOptions } from "../daemon/options.ts";
 import { runFlowLb } from "../daemon/run.ts";
 import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
+import { withBindHint } from "./address_hints.ts";
 
 /** `flowlb`: classify packets by flow, then load-balance with the flow's target table. */
 export const flowlbCommand: Command = {
@@ -17,9 +18,14 @@ export const flowlbCommand: Command = {
     `  flow's target table. Flow commands connect to ${FLOW_ADDRESS_ENV} (default\n` +
     `  ${DEFAULT_FLOW_ADDRESS}). Stop with SIGTERM/SIGINT.`,
   options: daemonOptions("flowlb"),
-  run(inv) {
+  async run(inv) {
     const config = daemonConfig(inv.opts);
-    const flowAddress = Deno.env.get(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
-    return runFlowLb(inv.io, config, flowAddress);
+    const fromEnv = Deno.env.get(FLOW_ADDRESS_ENV);
+    const flowAddress = fromEnv ?? DEFAULT_FLOW_ADDRESS;
+    try {
+      return await runFlowLb(inv.io, config, flowAddress);
+    } catch (e) {
+      throw withBindHint(e, flowAddress, fromEnv !== undefined);
+    }
   },
 };

@@ -3,7 +3,8 @@
  * (docs/COMPATIBILITY.md#command-line).
  * @module
  */
-import { type Command, type Io, runCommand } from "./command.ts";
+import { type Command, helpText, type Io, runCommand } from "./command.ts";
+import { nearestName } from "../lib/hints/nearest.ts";
 import { primebelowCommand, versionCommand } from "./basic.ts";
 import { traceCommand } from "./trace.ts";
 import { flowCommands } from "./flow_commands.ts";
@@ -70,10 +71,38 @@ export function main(prog: string, argv: readonly string[], io: Io): Promise<num
     io.out(usage(prog));
     return Promise.resolve(0);
   }
+  if (argv[0] === "help") return Promise.resolve(help(prog, argv[1], io));
   const cmd = COMMANDS.find((c) => c.name === argv[0]);
   if (cmd === undefined) {
-    io.err(`Unknown command [${argv[0]}]\n`);
+    io.err(unknownCommand(argv[0]));
     return Promise.resolve(1);
   }
   return runCommand(cmd, argv.slice(1), io);
+}
+
+/**
+ * 1.2.0's `Unknown command [<name>]`, then the nearest command (`flowset` → `flow-set`) or
+ * where the commands are listed.
+ */
+export function unknownCommand(name: string): string {
+  const near = nearestName(name, COMMANDS.map((c) => c.name));
+  return `Unknown command [${name}]\n` +
+    (near !== undefined
+      ? `  did you mean ${near}? (nfqlb help lists the commands)\n`
+      : "  nfqlb help lists the commands\n");
+}
+
+/** `nfqlb help`: the command list; `nfqlb help <command>`: that command's `--help` text. */
+function help(prog: string, name: string | undefined, io: Io): number {
+  if (name === undefined) {
+    io.out(usage(prog));
+    return 0;
+  }
+  const cmd = COMMANDS.find((c) => c.name === name);
+  if (cmd === undefined) {
+    io.err(unknownCommand(name));
+    return 1;
+  }
+  io.out(helpText(cmd));
+  return 0;
 }

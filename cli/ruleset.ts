@@ -7,6 +7,7 @@
  * `lib/ruleset/plan.ts`'s; this module reads the rules in place and runs it.
  * @module
  */
+import { queueInvalid } from "../lib/hints/accepted.ts";
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
 import {
@@ -172,7 +173,7 @@ export const rulesetCommand: Command = {
     const vips = parseVips(o.get("vip") ?? "");
     const queueText = o.get("queue") ?? "0:3";
     const q = parseQueueRange(queueText);
-    if (q === undefined) die(`queue invalid [${queueText}]`);
+    if (q === undefined) die(queueInvalid(queueText));
     const style = o.get("style") ?? "iptables";
     if (style !== "iptables" && style !== "nft") die(`ruleset: invalid --style [${style}]`);
     if (o.has("apply") && o.has("delete")) die("ruleset: --apply and --delete exclude each other");

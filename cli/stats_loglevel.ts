@@ -14,6 +14,7 @@ import { type Command, die } from "./command.ts";
 import { LOGLEVEL_WORD, openTraceShm, traceShmName } from "../daemon/open_trace_shm.ts";
 import { traceShmUsers } from "../daemon/trace_shm_users.ts";
 import { loglevelNote } from "../lib/trace/host_wide.ts";
+import { statsMapHint } from "../lib/hints/shm.ts";
 
 /**
  * The `Fastpath` lines of the running fast paths of the daemon whose statistics object is
@@ -50,7 +51,9 @@ export const statsCommand: Command = {
     try {
       m = openShm(name, false);
     } catch (e) {
-      if (e instanceof LibcError) die(`FAILED mapSharedData: ${name}`);
+      if (e instanceof LibcError) {
+        die(`FAILED mapSharedData: ${name}\n${statsMapHint(name, e.errno, e.message)}`);
+      }
       throw e;
     }
     try {

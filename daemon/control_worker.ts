@@ -37,7 +37,11 @@ import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
 import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { FP_FLOWS_FLUSHED } from "../lib/fastpath/channel.ts";
-import { mappableTargets as targets, trustedTableProblem } from "./open_table.ts";
+import {
+  flowTargetProblem,
+  mappableTargets as targets,
+  trustedTableProblem,
+} from "./open_table.ts";
 
 /** The message that starts the control thread. */
 export interface ControlStart {
@@ -228,9 +232,20 @@ function serve(start: ControlStart): void {
   // the file names them, but anyone may have created them since (after a reboot, before nfqlb
   // init). Their flows wait, pending, like those whose table is missing (D58).
   let restoring = false;
+  // Why the last acquire of a table failed (said in the reply's note and logged, D65).
+  const problems = new Map<string, string>();
   const registry: TargetRegistry = {
-    acquire: (name) => restoring ? trustedTableProblem(name) === undefined : targets.acquire(name),
+    acquire: (name) => {
+      if (restoring) return trustedTableProblem(name) === undefined;
+      if (targets.acquire(name)) return true;
+      const problem = flowTargetProblem(name) ?? `table [${name}]: cannot be mapped`;
+      problems.clear();
+      problems.set(name, problem);
+      limitedLog(`control: flow-set: ${problem}`);
+      return false;
+    },
     release: (name) => targets.release(name),
+    problem: (name) => problems.get(name),
   };
   const store = new FlowStore(tracedTargets(registry, sink), { lanes: start.lanes });
   let restored = 0;

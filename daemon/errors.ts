@@ -8,12 +8,20 @@
  * `docs/COMPATIBILITY.md#command-line`.
  * @module
  */
+import { tableMapHint, type TableOption } from "../lib/hints/shm.ts";
+import { queueInvalid } from "../lib/hints/accepted.ts";
 
 /** Base class of every failure the daemon layer reports. */
 export class DaemonError extends Error {
-  constructor(message: string) {
+  /**
+   * Lines printed after `message` (each starting with two spaces, no final newline): the cause
+   * and the fix, after the line 1.2.0 prints and a script may parse; undefined when none.
+   */
+  hint: string | undefined;
+  constructor(message: string, hint?: string) {
     super(message);
     this.name = "DaemonError";
+    this.hint = hint;
   }
 }
 
@@ -24,14 +32,20 @@ export type TableProblem =
   /** The object exists but is not a valid table; `detail` says why. */
   | "format";
 
-/** A target table (`--tshm`, `--lbshm`, `--shm`, a flow's target) could not be mapped. */
+/**
+ * A target table (`--tshm`, `--lbshm`, `--shm`, a flow's target) could not be mapped. The
+ * message is 1.2.0's line; for a map failure the {@link DaemonError.hint} gives the errno text
+ * and the fix ({@link tableMapHint}).
+ */
 export class TableOpenError extends DaemonError {
   /** The shm name as given. */
   readonly shm: string;
   readonly problem: TableProblem;
   /** `strerror` text (map) or what is wrong with the object (format). */
   readonly detail: string;
-  constructor(shm: string, problem: TableProblem, detail: string) {
+  /** errno of the failed call (map), 0 when not known. */
+  readonly errno: number;
+  constructor(shm: string, problem: TableProblem, detail: string, errno = 0) {
     super(
       problem === "map"
         ? `FAILED mapSharedData: ${shm}`
@@ -41,6 +55,16 @@ export class TableOpenError extends DaemonError {
     this.shm = shm;
     this.problem = problem;
     this.detail = detail;
+    this.errno = errno;
+    this.forOption("shm");
+  }
+
+  /** Say the fix for a table named by `--<option>` (lb's `--tshm`, `--lbshm`); returns this. */
+  forOption(option: TableOption): this {
+    if (this.problem === "map") {
+      this.hint = tableMapHint(this.shm, this.errno, this.detail, option);
+    }
+    return this;
   }
 }
 
@@ -115,7 +139,7 @@ function optionMessage(option: string, value: string, p: OptionProblem): string 
     case "mtu-high":
       return `Invalid MTU; ${value} (at most ${p.max})`;
     case "queue":
-      return `queue invalid [${value}]`;
+      return queueInvalid(value);
     case "address":
       return `Failed to parse address [${value}]`;
     case "listen":

@@ -9,6 +9,7 @@ import { openShm, type ShmOwner } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { ShmUntrustedError, TableOpenError } from "./errors.ts";
 import type { TargetRegistry } from "../lib/flow/store.ts";
+import type { TableOption } from "../lib/hints/shm.ts";
 
 /** A mapped, validated table and the function that unmaps it. */
 export interface OpenTable {
@@ -88,7 +89,7 @@ export function openTable(
   try {
     mapping = openShm(name, writable, check);
   } catch (e) {
-    if (e instanceof LibcError) throw new TableOpenError(name, "map", e.message);
+    if (e instanceof LibcError) throw new TableOpenError(name, "map", e.message, e.errno);
     throw e;
   }
   if (writableByOthers(mapping.owner) && !warned.has(name) && reportsTables()) {
@@ -109,6 +110,37 @@ export function openTable(
     mapping.close();
     if (e instanceof TableFormatError) throw new TableOpenError(name, "format", e.message);
     throw e;
+  }
+}
+
+/**
+ * Check at start-up that table `name`, given with `--<option>` (lb's `--tshm`, `--lbshm`),
+ * maps and is valid; the {@link TableOpenError} thrown says the fix for that option.
+ */
+export function checkTable(name: string, option: TableOption): void {
+  try {
+    openTable(name, false).close();
+  } catch (e) {
+    if (e instanceof TableOpenError) throw e.forOption(option);
+    throw e;
+  }
+}
+
+/**
+ * Why target `name` of a flow cannot be used now, as one line for the control reply's note and
+ * the daemon's log (`table [NAME]: /dev/shm/NAME: ...; create it with: nfqlb init ...`), or
+ * undefined when it maps and is valid.
+ */
+export function flowTargetProblem(name: string): string | undefined {
+  try {
+    openTable(name, false).close();
+    return undefined;
+  } catch (e) {
+    if (!(e instanceof TableOpenError)) throw e;
+    return e.problem === "map"
+      ? `table [${name}]:${e.hint!.slice(1)}`
+      : `table [${name}]: not a valid target table: ${e.detail}; initialise it with: ` +
+        `nfqlb init --shm=${name}`;
   }
 }
 

@@ -12,7 +12,7 @@ import { ControlThread } from "./control_thread.ts";
 import { OptionError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
-import { openTable } from "./open_table.ts";
+import { checkTable } from "./open_table.ts";
 import {
   ignoreSignals,
   prepareDaemon,
@@ -33,7 +33,7 @@ export async function runLb(io: Io, config: DaemonConfig): Promise<number> {
   const running = runningUntil();
   try {
     // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
-    openTable(config.tshm, false).close();
+    checkTable(config.tshm, "tshm");
     const prepared = prepareDaemon(io, config);
     const stop = new SharedArrayBuffer(4);
     let threads;

@@ -18,7 +18,7 @@ import { FragTable } from "../lib/frag/table.ts";
 import { ShmCreateError, ShmUntrustedError, TunOpenError } from "./errors.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
-import { adoptProblem, openTable } from "./open_table.ts";
+import { adoptProblem, checkTable } from "./open_table.ts";
 import type {
   FlowChannel,
   QueueWorkerGo,
@@ -64,7 +64,7 @@ export interface Prepared {
 export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   // Every thread maps the trace object: a refused one (planted, D46) fails here, once.
   openTraceShm().close();
-  if (c.lbshm !== "") openTable(c.lbshm, false).close();
+  if (c.lbshm !== "") checkTable(c.lbshm, "lbshm");
   let ft: ShmMapping | undefined;
   try {
     // Grow only: another daemon using the same name (with more queues) may have it mapped.

@@ -30,6 +30,8 @@ export interface GetoptResult {
   readonly positionals: string[];
   /** glibc's message for the first error (scanning stops there). */
   readonly error?: string;
+  /** The name (without dashes or value) of an unrecognized option, when that is the error. */
+  readonly unknown?: string;
 }
 
 /** Scan `args` against `specs`; `prog` prefixes error messages. */
@@ -66,7 +68,7 @@ export function getopt(
       }
       if (candidates.length === 0) {
         const error = `${prog}: unrecognized option '${prefix}${body}'`;
-        return { options, positionals, error };
+        return { options, positionals, error, unknown: name };
       }
       found = candidates[0];
     }

@@ -28,7 +28,7 @@
  */
 import type { FlowFields } from "./parse.ts";
 import { formatFlow, formatFlowList, formatNameList } from "./format.ts";
-import type { FlowList, FlowStore } from "./store.ts";
+import type { Answer, FlowList, FlowStore } from "./store.ts";
 
 /** Longest request line, in bytes without the `\n` (1.2.0 reads lines with a 1024-byte buffer). */
 export const MAX_LINE_BYTES = 1023;
@@ -103,10 +103,12 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /** A text reply: the UTF-8 text followed by a NUL byte (docs/COMPATIBILITY.md#control-protocol). */
-export function textReply(text: string): Uint8Array {
+export function textReply(text: string, note?: string): Uint8Array {
   const b = encoder.encode(text);
-  const out = new Uint8Array(b.length + 1);
+  const n = note === undefined ? undefined : encoder.encode(note.replaceAll("\0", ""));
+  const out = new Uint8Array(b.length + 1 + (n === undefined ? 0 : n.length + 1));
   out.set(b);
+  if (n !== undefined) out.set(n, b.length + 1);
   return out;
 }
 
@@ -279,17 +281,17 @@ export function handleRequest(store: FlowStore, request: ControlRequest): Uint8A
     case undefined:
       return textReply(REPLY_NO_ACTION);
     case "set":
-      return textReply(store.set(f));
+      return answerReply(store.setAnswer(f));
     case "delete":
-      return textReply(store.delete(f.name));
+      return answerReply(store.deleteAnswer(f.name));
     case "list":
       return listReply(store.flows, f.name, "flow");
     case "list-names":
       return encoder.encode(formatNameList(store.flows.names()));
     case "trace-set":
-      return textReply(store.traceSet(f));
+      return answerReply(store.traceSetAnswer(f));
     case "trace-delete":
-      return textReply(store.traceDelete(f.name));
+      return answerReply(store.traceDeleteAnswer(f.name));
     case "trace-list":
       return listReply(store.traces, f.name, "trace");
     case "trace-list-names":
@@ -299,14 +301,32 @@ export function handleRequest(store: FlowStore, request: ControlRequest): Uint8A
   }
 }
 
+/** The text reply of a store's {@link Answer}: the reply, NUL, and its note with a NUL (D65). */
+export function answerReply(a: Answer): Uint8Array {
+  return textReply(a.reply, a.note);
+}
+
+/** A reply as the CLI reads it. */
+export interface DecodedReply {
+  /** The text before the first NUL, or the whole reply when it has none (JSON, nothing). */
+  readonly text: string;
+  /** There was a NUL: a text reply. */
+  readonly terminated: boolean;
+  /** The note after the NUL up to the next NUL (D65), when there is one; 1.2.0 sends none. */
+  readonly note?: string;
+}
+
 /**
  * How the CLI reads a reply: a text reply is the text before the first NUL
- * (`terminated: true`); a reply without NUL (JSON, or nothing) is returned
- * whole.
+ * (`terminated: true`), followed by an optional note (D65: what 1.2.0's client, which prints up to
+ * the NUL, never shows); a reply without NUL (JSON, or nothing) is returned whole.
  */
-export function decodeReply(reply: Uint8Array): { text: string; terminated: boolean } {
+export function decodeReply(reply: Uint8Array): DecodedReply {
   const nul = reply.indexOf(0);
-  return nul < 0
-    ? { text: decoder.decode(reply), terminated: false }
-    : { text: decoder.decode(reply.subarray(0, nul)), terminated: true };
+  if (nul < 0) return { text: decoder.decode(reply), terminated: false };
+  const text = decoder.decode(reply.subarray(0, nul));
+  const rest = reply.subarray(nul + 1);
+  if (rest.length === 0) return { text, terminated: true };
+  const end = rest.indexOf(0);
+  return { text, terminated: true, note: decoder.decode(end < 0 ? rest : rest.subarray(0, end)) };
 }

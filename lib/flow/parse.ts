@@ -19,6 +19,7 @@
  * @module
  */
 import { cAtoi, cScanU32, cStrtol0 } from "../ccompat/cnum.ts";
+import { badValue, CIDRS_ACCEPTED, PORTS_ACCEPTED, PROTOCOLS_ACCEPTED } from "../hints/accepted.ts";
 import {
   type Cidr,
   type Flow,
@@ -59,7 +60,13 @@ export type Parsed<T> =
 /** The outcome of {@link parseFlow}. */
 export type FlowResult =
   | { readonly ok: true; readonly flow: Flow }
-  | { readonly ok: false; readonly error: string };
+  | {
+    readonly ok: false;
+    /** The reply text of 1.2.0 (`Invalid dports`). */
+    readonly error: string;
+    /** The bad value and what is accepted (`[80-]: accepted: ...`), for the reply's note. */
+    readonly detail?: string;
+  };
 
 /** First character of internal SCTP-over-UDP helper flow names (docs/COMPATIBILITY.md#flows). */
 export const HELPER_PREFIX = "#";
@@ -186,24 +193,32 @@ function parseCidrList(s: string): readonly Cidr[] | undefined | null {
   return out;
 }
 
+/** One port token: decimal digits only, `PORT` or `FIRST-LAST` (D64: no `80-`, `+7`, `7-9-11`). */
+const PORT_TOKEN_RE = /^([0-9]{1,5})(?:-([0-9]{1,5}))?$/;
+
 /**
- * Port ranges (docs/COMPATIBILITY.md#flows): tokens `a` or `a-b` read like `sscanf("%u-%u")`,
- * 1 ≤ a ≤ b ≤ 65535, sorted and merged when overlapping or adjacent. An
- * empty value gives an empty set (which matches nothing). `undefined` when a
- * token is invalid.
+ * One port token `a` or `a-b`, 1 ≤ a ≤ b ≤ 65535 (docs/COMPATIBILITY.md#flows), or undefined.
+ * Stricter than 1.2.0's `sscanf("%u-%u")`, which ignores trailing text: `80-` was 80 there (D64).
+ */
+export function parsePortToken(t: string): PortRange | undefined {
+  const m = PORT_TOKEN_RE.exec(t);
+  if (m === null) return undefined;
+  const lo = Number(m[1]);
+  const hi = m[2] === undefined ? lo : Number(m[2]);
+  return lo < 1 || hi > 65535 || hi < lo ? undefined : { lo, hi };
+}
+
+/**
+ * Port ranges (docs/COMPATIBILITY.md#flows): tokens {@link parsePortToken}, sorted and merged
+ * when overlapping or adjacent. An empty value gives an empty set (which matches nothing).
+ * `undefined` when a token is invalid.
  */
 export function parsePortRanges(s: string): PortRange[] | undefined {
   const ranges: PortRange[] = [];
   for (const t of splitList(s)) {
-    const a = cScanU32(t);
-    if (a === undefined) return undefined;
-    let hi = a.value;
-    if (t[a.end] === "-") {
-      const b = cScanU32(t, a.end + 1);
-      if (b !== undefined) hi = b.value;
-    }
-    if (a.value < 1 || hi > 65535 || hi < a.value) return undefined;
-    ranges.push({ lo: a.value, hi });
+    const r = parsePortToken(t);
+    if (r === undefined) return undefined;
+    ranges.push(r);
   }
   ranges.sort((x, y) => x.lo - y.lo);
   const merged: PortRange[] = [];
@@ -278,6 +293,28 @@ export function parseMatch(s: string): Parsed<readonly MatchStatement[] | undefi
   return { ok: true, value: out.length === 0 ? undefined : out };
 }
 
+/** The note of `Invalid protocols`: the first bad token and the accepted names. */
+function protocolsDetail(s: string): string {
+  const bad = splitList(s).find((t) => !["tcp", "udp", "sctp"].includes(t.toLowerCase()));
+  return `protocols ${badValue(bad ?? s, PROTOCOLS_ACCEPTED)}`;
+}
+
+/** The note of `Invalid dports` / `Invalid sports`: the first bad token and the accepted forms. */
+function portsDetail(field: string, s: string): string {
+  const bad = splitList(s).find((t) => parsePortToken(t) === undefined);
+  return `${field} ${badValue(bad ?? s, PORTS_ACCEPTED)}`;
+}
+
+/** The note of `Invalid dsts` / `Invalid srcs`: the first bad entry, or the count, and the form. */
+function cidrsDetail(s: string): string {
+  const entries = splitList(s);
+  if (entries.length > MAX_CIDRS) {
+    return `${entries.length} entries, at most ${MAX_CIDRS}; ${CIDRS_ACCEPTED}`;
+  }
+  const bad = entries.find((e) => parseCidr(e) === undefined);
+  return badValue(bad ?? s, CIDRS_ACCEPTED);
+}
+
 /**
  * Parse a whole flow in the server's validation order (docs/COMPATIBILITY.md#flows step 4):
  * name, protocols, dports, sports, dsts, srcs, match. The target is copied
@@ -290,17 +327,21 @@ export function parseFlow(fields: FlowFields): FlowResult {
   let protocols: number | undefined;
   if (fields.protocols !== undefined) {
     const p = parseProtocols(fields.protocols);
-    if (!p.ok) return p;
+    if (!p.ok) return { ...p, detail: protocolsDetail(fields.protocols) };
     protocols = p.value;
   }
   const dports = fields.dports === undefined ? undefined : parsePortRanges(fields.dports);
-  if (fields.dports !== undefined && dports === undefined) return { ok: false, error: ERR.dports };
+  if (fields.dports !== undefined && dports === undefined) {
+    return { ok: false, error: ERR.dports, detail: portsDetail("dports", fields.dports) };
+  }
   const sports = fields.sports === undefined ? undefined : parsePortRanges(fields.sports);
-  if (fields.sports !== undefined && sports === undefined) return { ok: false, error: ERR.sports };
+  if (fields.sports !== undefined && sports === undefined) {
+    return { ok: false, error: ERR.sports, detail: portsDetail("sports", fields.sports) };
+  }
   const dsts = fields.dsts === undefined ? undefined : parseCidrList(fields.dsts);
-  if (dsts === null) return { ok: false, error: ERR.dsts };
+  if (dsts === null) return { ok: false, error: ERR.dsts, detail: cidrsDetail(fields.dsts!) };
   const srcs = fields.srcs === undefined ? undefined : parseCidrList(fields.srcs);
-  if (srcs === null) return { ok: false, error: ERR.srcs };
+  if (srcs === null) return { ok: false, error: ERR.srcs, detail: cidrsDetail(fields.srcs!) };
   let match: readonly MatchStatement[] | undefined;
   if (fields.match !== undefined) {
     const r = parseMatch(fields.match);

@@ -86,6 +86,25 @@ export interface TargetRegistry {
   acquire(name: string): boolean;
   /** Drop a reference taken by a successful {@link TargetRegistry.acquire}. */
   release(name: string): void;
+  /**
+   * Why the last failed {@link TargetRegistry.acquire} of `name` failed, with the fix (one line,
+   * for the reply's note, D65); undefined when not known.
+   */
+  problem?(name: string): string | undefined;
+}
+
+/**
+ * A reply (1.2.0's text) and its note: the cause and the fix of a failure, or a warning about
+ * a request that did nothing; the control protocol sends the note after the reply's NUL (D65).
+ */
+export interface Answer {
+  readonly reply: string;
+  readonly note?: string;
+}
+
+/** The note of a delete that found nothing. */
+function noSuchFlow(what: string, name: string): string {
+  return `no ${what} named [${name}]; nothing deleted`;
 }
 
 /** No flow pending. */
@@ -408,8 +427,8 @@ interface PreparedSet {
   readonly put: Flow[];
   /** The flows of `put` wait for their table (no target reference is held). */
   readonly pending: boolean;
-  /** Release what was acquired and return `error`. */
-  readonly fail: (error: string) => string;
+  /** Release what was acquired and return `error` with its `note`. */
+  readonly fail: (error: string, note?: string) => Answer;
   /** Release the replaced flow's target. */
   readonly commit: () => void;
 }
@@ -459,13 +478,18 @@ export class FlowStore {
    * changes and any target acquired on the way is released.
    */
   set(fields: FlowFields): string {
+    return this.setAnswer(fields).reply;
+  }
+
+  /** {@link FlowStore.set} with the note of a failure (the bad value, the table's problem). */
+  setAnswer(fields: FlowFields): Answer {
     const p = this.#prepareSet(fields, false);
-    if (typeof p === "string") return p;
+    if (!("put" in p)) return p;
     if (!this.flows.apply(p.put, [], p.pending ? new Set(p.put) : NONE_PENDING)) {
       return p.fail(REPLY.tooManyFlows);
     }
     p.commit();
-    return REPLY.ok;
+    return { reply: REPLY.ok };
   }
 
   /**
@@ -493,8 +517,8 @@ export class FlowStore {
     for (const fields of list) {
       if (fields.name !== undefined && batchNames.has(fields.name)) flush();
       const p = this.#prepareSet(fields, keepMissing);
-      if (typeof p === "string") {
-        replies.push(p);
+      if (!("put" in p)) {
+        replies.push(p.reply);
         continue;
       }
       const replaces = p.existing !== undefined ||
@@ -502,12 +526,12 @@ export class FlowStore {
       if (replaces) {
         flush();
         if (!this.flows.apply(p.put, [], p.pending ? new Set(p.put) : NONE_PENDING)) {
-          replies.push(p.fail(REPLY.tooManyFlows));
+          replies.push(p.fail(REPLY.tooManyFlows).reply);
           continue;
         }
       } else {
         if (this.flows.available() - batch.length < p.put.length) {
-          replies.push(p.fail(REPLY.tooManyFlows));
+          replies.push(p.fail(REPLY.tooManyFlows).reply);
           continue;
         }
         for (const f of p.put) {
@@ -528,9 +552,9 @@ export class FlowStore {
    * cannot be acquired is refused, except that the flows are pending instead when
    * `keepMissing` is set, or when they replace a pending flow with the same target.
    */
-  #prepareSet(fields: FlowFields, keepMissing: boolean): string | PreparedSet {
+  #prepareSet(fields: FlowFields, keepMissing: boolean): Answer | PreparedSet {
     const nameError = checkName(fields.name);
-    if (nameError !== undefined) return nameError;
+    if (nameError !== undefined) return { reply: nameError };
     const name = fields.name!;
     const udpencap = parseUdpencap(fields.udpencap);
     const existing = this.flows.get(name)?.flow;
@@ -539,26 +563,35 @@ export class FlowStore {
     let acquired: string | undefined;
     let pending = false;
     if (existing !== undefined) {
-      if (existing.udpencap !== udpencap) return REPLY.alterUdpencap;
+      if (existing.udpencap !== udpencap) {
+        return {
+          reply: REPLY.alterUdpencap,
+          note: `flow [${name}] has udpencap ${existing.udpencap}: delete it first ` +
+            `(nfqlb flow-delete --name=${name}) to change it`,
+        };
+      }
       if (target !== existing.target || existingPending) {
         if (target !== undefined && this.#targets.acquire(target)) acquired = target;
         else if (target !== undefined && (keepMissing || target === existing.target)) {
           pending = true;
-        } else return REPLY.createNewLb;
+        } else return this.#targetFailure(REPLY.createNewLb, target);
       }
     } else {
       if (target !== undefined && this.#targets.acquire(target)) acquired = target;
       else if (target !== undefined && keepMissing) pending = true;
-      else return REPLY.createLb;
+      else return this.#targetFailure(REPLY.createLb, target);
     }
-    const fail = (error: string): string => {
+    const fail = (error: string, note?: string): Answer => {
       if (acquired !== undefined) this.#targets.release(acquired);
-      return error;
+      return { reply: error, note };
     };
     const encapError = checkUdpencap(udpencap, fields.protocols);
-    if (encapError !== undefined) return fail(encapError);
+    if (encapError !== undefined) {
+      const given = fields.protocols === undefined ? "none" : `[${fields.protocols}]`;
+      return fail(encapError, `udpencap ${udpencap} needs protocols=sctp alone, got ${given}`);
+    }
     const parsed = parseFlow(fields);
-    if (!parsed.ok) return fail(parsed.error);
+    if (!parsed.ok) return fail(parsed.error, parsed.detail);
     const flow = parsed.flow;
     const put = flow.udpencap !== 0 ? [helperFlow(flow), flow] : [flow];
     const commit = () => {
@@ -571,6 +604,14 @@ export class FlowStore {
       }
     };
     return { existing, put, pending, fail, commit };
+  }
+
+  /** The reply `reply` to a set whose `target` cannot be used, with the registry's reason. */
+  #targetFailure(reply: string, target: string | undefined): Answer {
+    const note = target === undefined
+      ? "the request has no target (nfqlb flow-set --target=SHM)"
+      : this.#targets.problem?.(target);
+    return { reply, note };
   }
 
   /**
@@ -605,14 +646,28 @@ export class FlowStore {
    * ignored) so that a flow with udpencap always has its helper.
    */
   delete(name: string | undefined): string {
-    if (name === undefined) return REPLY.noName;
-    if (name.startsWith(HELPER_PREFIX)) return REPLY.ok;
+    return this.deleteAnswer(name).reply;
+  }
+
+  /**
+   * {@link FlowStore.delete} with a note when nothing was deleted (the reply stays `OK`:
+   * deletes are idempotent for 1.2.0's clients).
+   */
+  deleteAnswer(name: string | undefined): Answer {
+    if (name === undefined) return { reply: REPLY.noName };
+    if (name.startsWith(HELPER_PREFIX)) {
+      return {
+        reply: REPLY.ok,
+        note: `[${name}] is a helper flow; nothing deleted (it goes with flow ` +
+          `[${name.slice(HELPER_PREFIX.length)}])`,
+      };
+    }
     const existing = this.flows.get(name)?.flow;
-    if (existing === undefined) return REPLY.ok;
+    if (existing === undefined) return { reply: REPLY.ok, note: noSuchFlow("flow", name) };
     const held = !this.flows.isPending(name);
     this.flows.apply([], [name, HELPER_PREFIX + name]);
     if (existing.target !== undefined && held) this.#targets.release(existing.target);
-    return REPLY.ok;
+    return { reply: REPLY.ok };
   }
 
   /**
@@ -621,9 +676,14 @@ export class FlowStore {
    * (docs/COMPATIBILITY.md#differences D5) or the first error.
    */
   traceSet(fields: FlowFields): string {
+    return this.traceSetAnswer(fields).reply;
+  }
+
+  /** {@link FlowStore.traceSet} with the note of a failure (the bad value). */
+  traceSetAnswer(fields: FlowFields): Answer {
     const parsed = parseFlow({ ...fields, target: undefined, udpencap: undefined });
-    if (!parsed.ok) return parsed.error;
-    return this.traces.apply([parsed.flow]) ? REPLY.ok : REPLY.tooManyFlows;
+    if (!parsed.ok) return { reply: parsed.error, note: parsed.detail };
+    return { reply: this.traces.apply([parsed.flow]) ? REPLY.ok : REPLY.tooManyFlows };
   }
 
   /**
@@ -663,8 +723,16 @@ export class FlowStore {
 
   /** `trace-delete`: `FAIL: no name` without a name, else `OK`. */
   traceDelete(name: string | undefined): string {
-    if (name === undefined) return REPLY.noName;
-    if (this.traces.indexOf(name) >= 0) this.traces.apply([], [name]);
-    return REPLY.ok;
+    return this.traceDeleteAnswer(name).reply;
+  }
+
+  /** {@link FlowStore.traceDelete} with a note when nothing was deleted. */
+  traceDeleteAnswer(name: string | undefined): Answer {
+    if (name === undefined) return { reply: REPLY.noName };
+    if (this.traces.indexOf(name) < 0) {
+      return { reply: REPLY.ok, note: noSuchFlow("trace flow", name) };
+    }
+    this.traces.apply([], [name]);
+    return { reply: REPLY.ok };
   }
 }

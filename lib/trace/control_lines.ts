@@ -41,6 +41,7 @@ export function tracedTargets(registry: TargetRegistry, sink: TraceSink): Target
       }
       return ok;
     },
+    problem: registry.problem === undefined ? undefined : (name) => registry.problem!(name),
     release(name) {
       registry.release(name);
       const n = (users.get(name) ?? 1) - 1;

@@ -52,9 +52,34 @@ Deno.test("no arguments, -h and --help print the usage with all 23 commands", as
   }
 });
 
-Deno.test("unknown command: exact, case-sensitive match", async () => {
-  assert.deepEqual(await runCli("Init"), { code: 1, out: "", err: "Unknown command [Init]\n" });
-  assert.deepEqual(await runCli("ini"), { code: 1, out: "", err: "Unknown command [ini]\n" });
+Deno.test("unknown command: exact, case-sensitive match; 1.2.0's line, then the nearest", async () => {
+  const near = (typed: string, cmd: string) => ({
+    code: 1,
+    out: "",
+    err: `Unknown command [${typed}]\n  did you mean ${cmd}? (nfqlb help lists the commands)\n`,
+  });
+  assert.deepEqual(await runCli("Init"), near("Init", "init"));
+  assert.deepEqual(await runCli("ini"), near("ini", "init"));
+  assert.deepEqual(await runCli("flowset"), near("flowset", "flow-set"));
+  assert.deepEqual(await runCli("flow_list"), near("flow_list", "flow-list"));
+  assert.deepEqual(await runCli("xyzzy"), {
+    code: 1,
+    out: "",
+    err: "Unknown command [xyzzy]\n  nfqlb help lists the commands\n",
+  });
+});
+
+Deno.test("help: the command list, or one command's --help, exit 0", async () => {
+  const list = await runCli();
+  assert.deepEqual(await runCli("help"), list);
+  assert.equal(list.code, 0);
+  for (const name of ["flow-set", "init", "doctor"]) {
+    assert.deepEqual(await runCli("help", name), await runCli(name, "--help"), name);
+  }
+  const bad = await runCli("help", "flowset");
+  assert.equal(bad.code, 1);
+  assert.equal(bad.out, "");
+  assert.match(bad.err, /^Unknown command \[flowset\]\n {2}did you mean flow-set\?/);
 });
 
 Deno.test("every command has --help: header, then option lines in the 1.2.0 format", async () => {
@@ -121,16 +146,41 @@ Deno.test("getopt: prefixes, -name forms, separate values, permutation", async (
   }
 });
 
+/** The line after an unrecognized option with no near one. */
+const noHint = (cmd: string) => `  nfqlb ${cmd} --help lists its options\n`;
+/** The line after an unrecognized option near `option`. */
+const didYouMean = (cmd: string, option: string) =>
+  `  did you mean --${option}? (nfqlb ${cmd} --help lists its options)\n`;
+
 Deno.test("getopt errors use glibc's messages and exit 1", async () => {
   const cases: [string[], string][] = [
     [["fwmark", "-h"], "fwmark: option '-h' is ambiguous; possibilities: '-help' '-hash_mode'\n"],
-    [["show", "--bogus=1"], "show: unrecognized option '--bogus=1'\n"],
+    [["show", "--bogus=1"], "show: unrecognized option '--bogus=1'\n" + noHint("show")],
     [["init", "--M"], "init: option '--M' requires an argument\n"],
     [["show", "--help=1"], "show: option '--help' doesn't allow an argument\n"],
-    [["primebelow", "-1"], "primebelow: unrecognized option '-1'\n"],
+    [["primebelow", "-1"], "primebelow: unrecognized option '-1'\n" + noHint("primebelow")],
     [["fwmark"], "Missing option [--src]\nMissing option [--dst]\n"],
     [["delete"], "Missing option [--shm]\n"],
-    [["show", "--bogus", "--help"], "show: unrecognized option '--bogus'\n"],
+    [["show", "--bogus", "--help"], "show: unrecognized option '--bogus'\n" + noHint("show")],
+    // The nearest option after glibc's line: `-`/`_` confusion, a typo, a swap.
+    [
+      ["flowlb", "--promiscuous-ping"],
+      "flowlb: unrecognized option '--promiscuous-ping'\n" +
+      didYouMean("flowlb", "promiscuous_ping"),
+    ],
+    [
+      ["lb", "--ft-shm=x"],
+      "lb: unrecognized option '--ft-shm=x'\n" + didYouMean("lb", "ft_shm"),
+    ],
+    [
+      ["flowlb", "--fastpath_table=t"],
+      "flowlb: unrecognized option '--fastpath_table=t'\n" + didYouMean("flowlb", "fastpath-table"),
+    ],
+    [["init", "--shn=x"], "init: unrecognized option '--shn=x'\n" + didYouMean("init", "shm")],
+    [
+      ["flow-set", "--protcols=tcp"],
+      "flow-set: unrecognized option '--protcols=tcp'\n" + didYouMean("flow-set", "protocols"),
+    ],
   ];
   for (const [args, err] of cases) {
     assert.deepEqual(await runCli(...args), { code: 1, out: "", err }, args.join(" "));
@@ -214,7 +264,7 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
       [["init", shm, "--N=-1"], /^Invalid --N=-1;/],
       [["init", shm, "--N=x"], /^Invalid --N=x;/],
       [["init", shm, "--ownfw=4294967296"], /^Invalid --ownfw=4294967296;/],
-      [["init", shm, "--bogus=1"], /^init: unrecognized option '--bogus=1'\n$/],
+      [["init", shm, "--bogus=1"], /^init: unrecognized option '--bogus=1'\n {2}nfqlb init --help/],
       [["activate", shm, "abc"], /^Invalid fwmark \[abc\]/],
       [["activate", shm, "100", "4294967296"], /^Invalid fwmark \[4294967296\]/],
       [["activate", shm, "2147483648"], /^Invalid fwmark \[2147483648\]/],
@@ -232,7 +282,8 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
       const r = await runCli(...args);
       assert.equal(r.code, 1, args.join(" "));
       assert.match(r.err, err, args.join(" "));
-      assert.equal(r.err.split("\n").length, 2, `one line: ${r.err}`);
+      const lines = args.includes("--bogus=1") ? 3 : 2; // an unknown option: where the options are
+      assert.equal(r.err.split("\n").length, lines, `one line: ${r.err}`);
       assert.deepEqual(readShm(name), before, `${args.join(" ")} changed the table`);
     }
   });
@@ -240,12 +291,22 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
 
 Deno.test("missing or invalid shm objects give a clear error naming the object", async () => {
   const missing = tempShmName("missing");
+  // 1.2.0's line, then the errno text and the command that creates the table.
+  const err =
+    `FAILED mapSharedData: ${missing}\n  /dev/shm/${missing}: No such file or directory; ` +
+    `create it with: nfqlb init --shm=${missing} [--M=997 --N=32]\n`;
   for (const cmd of ["show", "activate", "deactivate"]) {
     const r = await runCli(cmd, `--shm=${missing}`, "1");
-    assert.deepEqual(r, { code: 1, out: "", err: `FAILED mapSharedData: ${missing}\n` }, cmd);
+    assert.deepEqual(r, { code: 1, out: "", err }, cmd);
   }
   const fw = await runCli("fwmark", `--shm=${missing}`, "--src=1.1.1.1:1", "--dst=2.2.2.2:2");
-  assert.equal(fw.err, `FAILED mapSharedData: ${missing}\n`);
+  assert.equal(fw.err, err);
+  const slash = await runCli("show", "--shm=a/b");
+  assert.equal(
+    slash.err,
+    "FAILED mapSharedData: a/b\n  [a/b]: Invalid argument: a shm name is one file name in " +
+      "/dev/shm, without '/'; give another name with --shm=NAME\n",
+  );
   const corrupt = tempShmName("corrupt");
   try {
     const bytes = new Uint8Array(200);

@@ -3,6 +3,7 @@
  * non-blocking connect then fails with EAGAIN; the client tries again for up to 2 s, so it is
  * served once the server accepts, and otherwise fails with a message that says why.
  */
+import { currentNetns } from "../../daemon/socket_holder.ts";
 import assert from "node:assert/strict";
 import { type Command, runCommand } from "../../cli/command.ts";
 import { flowCommands, TransportError } from "../../cli/flow_commands.ts";
@@ -107,7 +108,10 @@ Deno.test("full backlog that stays full: a clear error after the bound, from the
       code: 1,
       out: "",
       err: "Connect failed. Resource temporarily unavailable (the server's backlog of pending " +
-        "connections stayed full for 2 s)\n",
+        "connections stayed full for 2 s)\n" +
+        // A daemon listens there: the address is said, not "start flowlb".
+        `  the address: unix:${n} (NFQLB_FLOW_ADDRESS), the abstract unix socket @${n} of ` +
+        `network namespace ${currentNetns()}\n`,
     });
   } finally {
     for (const f of fillers) f.close();

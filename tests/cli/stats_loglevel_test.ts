@@ -28,7 +28,9 @@ Deno.test("stats prints the spec's example for a default daemon's object", async
   assert.deepEqual(await runCli("stats", `--ft_shm=${name}`), {
     code: 1,
     out: "",
-    err: `FAILED mapSharedData: ${name}\n`,
+    err: `FAILED mapSharedData: ${name}\n  /dev/shm/${name}: No such file or directory; ` +
+      `no lb or flowlb on this host has created its statistics object ${name}: is one ` +
+      "running? (one started with --ft_shm=NAME: nfqlb stats --ft_shm=NAME)\n",
   });
 });
 

@@ -3,6 +3,8 @@
  * client commands (1.9) end to end through a fake transport:
  * CLI request bytes → request reader → store → reply → CLI output.
  */
+import { currentNetns } from "../../../daemon/socket_holder.ts";
+import { CIDRS_ACCEPTED, PORTS_ACCEPTED, PROTOCOLS_ACCEPTED } from "../../../lib/hints/accepted.ts";
 import assert from "node:assert/strict";
 import { F2_ARGS, F2_JSON } from "../../../testkit/spec_examples.ts";
 import {
@@ -15,6 +17,7 @@ import {
   parseRequest,
   type ReadResult,
   RequestReader,
+  textReply,
 } from "../../../lib/flow/control_protocol.ts";
 import { FlowStore } from "../../../lib/flow/store.ts";
 import type { SocketAddress } from "../../../lib/ccompat/sockaddr.ts";
@@ -255,7 +258,10 @@ Deno.test("7.4: replies for every action", () => {
   assert.equal(serve(store, "action:trace-list-names\neoc:\n"), "[]\n");
   assert.equal(serve(store, "action:set\nname:a\ntarget:lb\neoc:\n"), "OK\0");
   assert.equal(serve(store, "action:set\nname:a b\ntarget:lb\neoc:\n"), "Invalid name\0");
-  assert.equal(serve(store, "action:set\nname:b\neoc:\n"), "FAIL: Couldn't create load-balancer\0");
+  assert.equal(
+    serve(store, "action:set\nname:b\neoc:\n"),
+    "FAIL: Couldn't create load-balancer\0the request has no target (nfqlb flow-set --target=SHM)\0",
+  );
   assert.equal(
     serve(store, "action:set\nname:s\ntarget:lb\nprotocols:sctp\nudpencap:9899\neoc:\n"),
     "OK\0",
@@ -268,12 +274,19 @@ Deno.test("7.4: replies for every action", () => {
   assert.equal(serve(store, "action:list\nname:zz\neoc:\n"), "");
   assert.match(serve(store, "action:list\nname:#s\neoc:\n"), /"user_ref": "NULL"\n}$/);
   assert.equal(serve(store, "action:delete\neoc:\n"), "FAIL: no name\0");
-  assert.equal(serve(store, "action:delete\nname:zz\neoc:\n"), "OK\0");
+  // 1.2.0's OK for a flow that is not there, then a note (D65).
+  assert.equal(
+    serve(store, "action:delete\nname:zz\neoc:\n"),
+    "OK\0no flow named [zz]; nothing deleted\0",
+  );
   assert.equal(serve(store, "action:delete\nname:s\neoc:\n"), "OK\0");
   assert.equal(serve(store, "action:list-names\neoc:\n"), '[\n  "a"\n]\n');
   // Trace flows (11 #5: trace-set replies OK).
   assert.equal(serve(store, "action:trace-set\nname:tr\npriority:4\neoc:\n"), "OK\0");
-  assert.equal(serve(store, "action:trace-set\nname:t2\ndports:0\neoc:\n"), "Invalid dports\0");
+  assert.equal(
+    serve(store, "action:trace-set\nname:t2\ndports:0\neoc:\n"),
+    `Invalid dports\0dports [0]: ${PORTS_ACCEPTED}\0`,
+  );
   assert.equal(
     serve(store, "action:trace-list\neoc:\n"),
     '[{\n  "name": "tr",\n  "priority": 4,\n  "matches_count": 0\n}]\n',
@@ -285,11 +298,26 @@ Deno.test("7.4: replies for every action", () => {
   assert.equal(serve(store, "action:trace-list-names\neoc:\n"), '[\n  "tr"\n]\n');
   assert.equal(serve(store, "action:trace-delete\neoc:\n"), "FAIL: no name\0");
   assert.equal(serve(store, "action:trace-delete\nname:tr\neoc:\n"), "OK\0");
+  assert.equal(
+    serve(store, "action:trace-delete\nname:tr\neoc:\n"),
+    "OK\0no trace flow named [tr]; nothing deleted\0",
+  );
   assert.equal(serve(store, "action:trace-list-names\neoc:\n"), "[]\n");
 });
 
-Deno.test("decodeReply: text up to NUL, JSON whole", () => {
-  assert.deepEqual(decodeReply(bytes("OK\0junk")), { text: "OK", terminated: true });
+Deno.test("decodeReply: text up to NUL, then the note up to the next NUL; JSON whole", () => {
+  assert.deepEqual(decodeReply(bytes("OK\0")), { text: "OK", terminated: true });
+  assert.deepEqual(decodeReply(bytes("OK\0junk")), { text: "OK", terminated: true, note: "junk" });
+  assert.deepEqual(decodeReply(bytes("OK\0a note\0x")), {
+    text: "OK",
+    terminated: true,
+    note: "a note",
+  });
+  assert.deepEqual(decodeReply(textReply("FAIL: x", "why")), {
+    text: "FAIL: x",
+    terminated: true,
+    note: "why",
+  });
   assert.deepEqual(decodeReply(bytes("[]\n")), { text: "[]\n", terminated: false });
   assert.deepEqual(decodeReply(new Uint8Array(0)), { text: "", terminated: false });
 });
@@ -363,7 +391,12 @@ Deno.test("round trip: the f2 example, flow-list, --name, names, delete", async 
     err: "",
   });
   assert.deepEqual(await h.run("flow-delete", "--name=f2"), { code: 0, out: "OK\n", err: "" });
-  assert.deepEqual(await h.run("flow-delete", "--name=f2"), { code: 0, out: "OK\n", err: "" });
+  // Deleted twice: still 1.2.0's OK and exit 0, and a warning on stderr (D65).
+  assert.deepEqual(await h.run("flow-delete", "--name=f2"), {
+    code: 0,
+    out: "OK\n",
+    err: "flow-delete: no flow named [f2]; nothing deleted\n",
+  });
   assert.deepEqual(await h.run("flow-delete", "--name=f1"), { code: 0, out: "OK\n", err: "" });
   assert.deepEqual(await h.run("flow-list"), { code: 0, out: "[]\n", err: "" });
   assert.deepEqual(await h.run("flow-list-names"), { code: 0, out: "[]\n", err: "" });
@@ -393,11 +426,37 @@ Deno.test("round trip: seed 000 udpencap flow and server errors (exit 255)", asy
   );
   assert.deepEqual(
     await h.run("flow-set", "--name=sctp", "--target=nfqlb", "--protocols=sctp", "--udpencap=1"),
-    { code: 255, out: "FAIL: Alter udpencap not allowed\n", err: "" },
+    {
+      code: 255,
+      out: "FAIL: Alter udpencap not allowed\n",
+      err: "flow-set: flow [sctp] has udpencap 9899: delete it first " +
+        "(nfqlb flow-delete --name=sctp) to change it\n",
+    },
   );
+  // 1.2.0's reply on stdout; the bad value and what is accepted on stderr.
   assert.deepEqual(
     await h.run("flow-set", "--name=x", "--target=t", "--protocols=tcp", "--dports=0"),
-    { code: 255, out: "Invalid dports\n", err: "" },
+    { code: 255, out: "Invalid dports\n", err: `flow-set: dports [0]: ${PORTS_ACCEPTED}\n` },
+  );
+  assert.deepEqual(
+    await h.run("flow-set", "--name=x", "--target=t", "--protocols=tcp", "--dports=80,443-"),
+    { code: 255, out: "Invalid dports\n", err: `flow-set: dports [443-]: ${PORTS_ACCEPTED}\n` },
+  );
+  assert.deepEqual(
+    await h.run("flow-set", "--name=x", "--target=t", "--protocols=tcp,tcpp"),
+    {
+      code: 255,
+      out: "Invalid protocols\n",
+      err: `flow-set: protocols [tcpp]: ${PROTOCOLS_ACCEPTED}\n`,
+    },
+  );
+  assert.deepEqual(
+    await h.run("flow-set", "--name=x", "--target=t", "--dsts=10.0.0.0/24,10.0.0.1"),
+    { code: 255, out: "Invalid dsts\n", err: `flow-set: [10.0.0.1]: ${CIDRS_ACCEPTED}\n` },
+  );
+  assert.deepEqual(
+    await h.run("flow-set", "--name=x", "--target=t", "--srcs=1000::/129"),
+    { code: 255, out: "Invalid srcs\n", err: `flow-set: [1000::/129]: ${CIDRS_ACCEPTED}\n` },
   );
   // 11 #9: a long reply is printed whole.
   const stmt = "tcp[0:1]=" + "1".repeat(55);
@@ -420,7 +479,7 @@ Deno.test("round trip: trace flows (11 #5: OK, exit 0)", async () => {
   assert.deepEqual(await h.run("trace-flow-set", "--name=t2", "--protocols=udp", "--sports=0"), {
     code: 255,
     out: "Invalid sports\n",
-    err: "",
+    err: `trace-flow-set: sports [0]: ${PORTS_ACCEPTED}\n`,
   });
   assert.deepEqual(await h.run("trace-flow-list"), {
     code: 0,
@@ -481,7 +540,7 @@ Deno.test("1.9: client-side checks, in order, exit 1, nothing sent", async () =>
     "--protocols=sctp," + "tcp,".repeat(248) + "udp", // 1000 bytes
     "--udpencap=9",
   );
-  assert.equal(ok.err, "");
+  assert.match(ok.err, /^flow-set: udpencap 9 needs protocols=sctp alone, got \[sctp,tcp,/);
   assert.equal(ok.out, "FAIL: only sctp for updencap\n"); // server side: "sctp" substring only
   const sctpOk = await h.run(
     "flow-set",
@@ -560,7 +619,16 @@ Deno.test("1.9: address from NFQLB_FLOW_ADDRESS, parse and connect failures", as
     let err = "";
     const code = await runCommand(cmd, args, { out: () => {}, err: (t) => err += t });
     assert.equal(code, 1, cmd.name);
-    assert.equal(err, "Connect failed. Connection refused\n", cmd.name);
+    // 1.2.0's line, then where it tried (the default address, this namespace) and the fix.
+    assert.equal(
+      err,
+      "Connect failed. Connection refused\n" +
+        "  no flowlb answers on unix:nfqlb, the abstract unix socket @nfqlb of network namespace " +
+        `${currentNetns()}; start nfqlb flowlb in this network namespace, run the command in ` +
+        "the daemon's (ip netns exec NS nfqlb ...), or set NFQLB_FLOW_ADDRESS to the daemon's " +
+        "address\n",
+      cmd.name,
+    );
   }
 });
 

@@ -2,6 +2,7 @@
  * Flow parsing (docs/COMPATIBILITY.md#flows; #differences D3 #4 #11) and printing (6.3, 6.9).
  * Expected values are the spec's examples and the seeds' real outputs.
  */
+import { CIDRS_ACCEPTED, PORTS_ACCEPTED, PROTOCOLS_ACCEPTED } from "../../../lib/hints/accepted.ts";
 import assert from "node:assert/strict";
 import { F2_FIELDS, F2_JSON } from "../../../testkit/spec_examples.ts";
 import {
@@ -228,23 +229,45 @@ Deno.test("6.2 dsts/srcs lists: empty = absent, ≤ 32 entries, duplicates kept,
   assert.equal(errorOf({ ...base, srcs: "10.0.0.1" }), "Invalid srcs");
 });
 
-Deno.test("6.2 ports: sscanf forms, merge overlapping and adjacent ranges", () => {
+Deno.test("6.2 ports: merge overlapping and adjacent ranges; malformed tokens refused (D64)", () => {
   assert.deepEqual(ports("80,80,81"), ["80-81"]);
   assert.deepEqual(ports("10-20,21-30,32"), ["10-30", "32"]);
   assert.deepEqual(ports("3,2,1"), ["1-3"]);
   assert.deepEqual(ports("5-5"), ["5"]);
-  assert.deepEqual(ports("7-9-11"), ["7-9"]);
-  assert.deepEqual(ports("+7"), ["7"]);
   assert.deepEqual(ports("80,22,23,100-200,150-300,1000"), ["22-23", "80", "100-300", "1000"]);
   assert.deepEqual(ports("1-65535"), ["1-65535"]);
-  assert.deepEqual(ports("80x"), ["80"]);
-  assert.deepEqual(ports("80-"), ["80"]);
   assert.deepEqual(ports("100-200,150"), ["100-200"]);
+  assert.deepEqual(ports("080"), ["80"]);
+  assert.deepEqual(ports("80, 443"), ["80", "443"]);
   assert.deepEqual(ports(""), []);
   assert.deepEqual(ports(" , "), []);
   for (const bad of ["0", "0-5", "9-8", "65536", "1-65536", "x", "-", "-5", "5--3", "a-5"]) {
     assert.equal(ports(bad), undefined, bad);
   }
+  // 1.2.0's sscanf("%u-%u") ignored trailing text: these were 80, 80, 7-9 and 7 there.
+  for (const bad of ["80-", "80x", "7-9-11", "+7", "80-70", "70000", "-80", "1 -", "80,443-"]) {
+    assert.equal(ports(bad), undefined, bad);
+  }
+});
+
+Deno.test("6.2 ports, protocols, CIDRs: the failure names the bad value and the accepted forms", () => {
+  const detail = (f: FlowFields) => {
+    const r = parseFlow(f);
+    assert.ok(!r.ok);
+    return r.detail;
+  };
+  assert.equal(
+    detail({ ...base, protocols: "tcp", dports: "80,80-" }),
+    `dports [80-]: ${PORTS_ACCEPTED}`,
+  );
+  assert.equal(detail({ ...base, protocols: "tcp", sports: "x" }), `sports [x]: ${PORTS_ACCEPTED}`);
+  assert.equal(
+    detail({ ...base, protocols: "udp tcpp" }),
+    `protocols [tcpp]: ${PROTOCOLS_ACCEPTED}`,
+  );
+  assert.equal(detail({ ...base, dsts: "10.0.0.1/32,10.0.0.2" }), `[10.0.0.2]: ${CIDRS_ACCEPTED}`);
+  const many = Array.from({ length: 33 }, (_, i) => `10.0.0.${i}/32`).join(",");
+  assert.equal(detail({ ...base, srcs: many }), `33 entries, at most 32; ${CIDRS_ACCEPTED}`);
 });
 
 Deno.test("6.2 ports: errors (sports fixed, #3) and the empty set printing", () => {
