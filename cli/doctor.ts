@@ -99,7 +99,11 @@ export const doctorCommand: Command = {
   options: [
     { name: "netns", desc: "Run the checks in network namespace NAME (ip netns)" },
     { name: "vip", desc: "VIPs that must be sent to NFQUEUE, comma-separated" },
-    { name: "queue", desc: "Queues that must have a listener (default 2, as lb/flowlb)" },
+    {
+      name: "queue",
+      desc: "Queues that must have a listener (default 2, as lb/flowlb; `ruleset` defaults to " +
+        "0:3: give the daemon's --queue)",
+    },
     { name: "tun", desc: "tun device the daemon re-injects fragments through" },
     { name: "tshm", desc: "Target table whose active fwmarks need an ip rule and a route" },
     { name: "ft_shm", desc: "Fragment statistics of the daemon (default ftshm)" },
