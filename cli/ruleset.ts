@@ -148,10 +148,17 @@ export const rulesetCommand: Command = {
     "  prerouting to NFQUEUE, locally generated ICMP to the VIPs too, and the VIPs exempted\n" +
     "  from conntrack (notrack). --apply adds the VIPs that are missing and keeps the others;\n" +
     "  it refuses queues other than those of the rules in place (--replace: the rules become\n" +
-    "  exactly this request). --delete removes the VIPs given. Both print a line per VIP.",
+    "  exactly this request). --delete removes the VIPs given. Both print a line per VIP.\n" +
+    "  A queue range is chosen by a hash of the packet's addresses, not its ports: all of one\n" +
+    "  client's packets to a VIP go to one queue. To spread them by the receiving CPU instead,\n" +
+    "  add --queue-cpu-fanout to the printed iptables rules (nft: `queue num 0-3 fanout`).",
   options: [
     { name: "vip", desc: "VIPs (or prefixes), comma-separated", required: true },
-    { name: "queue", desc: "NFQUEUE number N or range first:last (default 0:3)" },
+    {
+      name: "queue",
+      desc: "NFQUEUE number N or range first:last (default 0:3; lb, flowlb and doctor default " +
+        "to 2: give them the same --queue)",
+    },
     { name: "style", desc: "iptables (default; this kernel has no nft queue) or nft" },
     { name: "tun", desc: "tun device of lb/flowlb --tun (its rp_filter must not be strict)" },
     { name: "tshm", desc: "Also print the policy routing for this table's active fwmarks" },

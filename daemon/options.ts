@@ -108,7 +108,11 @@ export function daemonOptions(kind: "lb" | "flowlb"): DaemonOptionDecl[] {
   opts.push(
     { name: "notargets_fwmark", desc: "Verdict fwmark when a table has no target (default -1)" },
     { name: "hash_mode", desc: "1: SCTP hashes only the ports (default 1)" },
-    { name: "queue", desc: "NFQUEUE number N or range first:last (default 2)" },
+    {
+      name: "queue",
+      desc: "NFQUEUE number N or range first:last (default 2, as 1.2.0; `ruleset` queues to 0:3 " +
+        "by default: give both the same --queue)",
+    },
     { name: "qlength", desc: "NFQUEUE max queue length (default 1024)" },
     { name: "ft_shm", desc: "Fragment statistics shm name (default ftshm)" },
     { name: "ft_size", desc: "Fragment hash table size, >= 1 (default 500)" },
