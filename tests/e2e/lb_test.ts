@@ -355,8 +355,12 @@ Deno.test({
               assert.equal(r.code, 0, r.stdout + r.stderr);
               const lines = await tr.waitLines(/^Load-balance packet\. fw=/, 3);
               for (const l of lines) {
-                const fw = Number(/fw=(\d+)$/.exec(l)?.[1]);
-                assert.ok(MARK_TO_TARGET.has(fw), `${l}: a target's fwmark`);
+                // 1.2.0's text, then the packet (COMPATIBILITY D60): an echo request to the VIP.
+                const m = /^Load-balance packet\. fw=(\d+), (\S+) -> (\S+), icmp type=8 code=0$/
+                  .exec(l);
+                assert.ok(m, `${l}: 1.2.0's line with the packet's addresses and ICMP type`);
+                assert.ok(MARK_TO_TARGET.has(Number(m[1])), `${l}: a target's fwmark`);
+                assert.equal(m[3], VIP4, `${l}: to the VIP`);
               }
             } finally {
               Deno.kill(tr.pid, "SIGTERM");
