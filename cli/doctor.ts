@@ -181,7 +181,8 @@ export const doctorCommand: Command = {
     { name: "vip", desc: "VIPs that must be sent to NFQUEUE, comma-separated" },
     {
       name: "queue",
-      desc: "The daemon's queues (default: those bound in this namespace; lb/flowlb default to 2, " +
+      desc:
+        "The daemon's queues (default: those bound in this namespace; lb/flowlb default to 2, " +
         "`ruleset` to 0:3: give them all the same --queue)",
     },
     { name: "tun", desc: "tun device the daemon re-injects fragments through" },
