@@ -35,7 +35,7 @@ import {
 import { IPV6_HEADER_LEN } from "../wire/ipv6.ts";
 import { NO_TRACE, TRACE_FLOWS, TRACE_PACKET, TRACE_SCTP, type TraceSink } from "../trace/mask.ts";
 import { traceFlowHeader, traceFlowResult } from "../trace/flow_lines.ts";
-import { packetEndpoints } from "../trace/packet_lines.ts";
+import { endpointsTail } from "../trace/packet_lines.ts";
 import { LOG_INFO } from "../log/levels.ts";
 
 /** Configuration of a {@link FlowLbDecider}. */
@@ -212,7 +212,7 @@ export class FlowLbDecider implements Decider {
     if (winner < 0) {
       this.counts[C_NO_FLOW]++;
       if (traced) t.line(traceFlowResult(-1, undefined, this.nolbFwmark, this.notargetsFwmark));
-      if ((t.mask & TRACE_PACKET) !== 0) t.line(`Failed flowLookup, ${packetEndpoints(p, buf)}`);
+      if ((t.mask & TRACE_PACKET) !== 0) t.line(`Failed flowLookup${endpointsTail(p, buf)}`);
       if ((t.level ?? 0) >= LOG_INFO) t.log?.("Failed flowLookup", LOG_INFO);
       return this.nolbFwmark;
     }
@@ -255,7 +255,7 @@ export class FlowLbDecider implements Decider {
     const shown = (rc & RC_FIRST_FRAG) !== 0 ? 0 : proto;
     // 1.2.0's fields, then the packet's addresses and ports (D60).
     t.line(
-      `Packet; proto=${shown}, len=${len}, fwmark=${fw >>> 0}, ${packetEndpoints(this.parse, buf)}`,
+      `Packet; proto=${shown}, len=${len}, fwmark=${fw >>> 0}${endpointsTail(this.parse, buf)}`,
     );
   }
 }

@@ -30,7 +30,7 @@ import {
 } from "../packet/parse.ts";
 import { IPV6_HEADER_LEN } from "../wire/ipv6.ts";
 import { NO_TRACE, TRACE_PACKET, type TraceSink } from "../trace/mask.ts";
-import { packetEndpoints } from "../trace/packet_lines.ts";
+import { endpointsTail } from "../trace/packet_lines.ts";
 
 export type { FragmentTracker } from "../frag/steps.ts";
 
@@ -115,7 +115,7 @@ export class LbDecider implements Decider {
       verdict = -1;
     }
     if ((t.mask & TRACE_PACKET) !== 0) {
-      t.line(`Load-balance packet. fw=${fw}, ${packetEndpoints(p, buf)}`);
+      t.line(`Load-balance packet. fw=${fw}${endpointsTail(p, buf)}`);
     } else if (rc === 0 && fw >= 0) {
       this.cacheable = l3proto !== ETH_P_IPV6 || p.l4Offset - off === IPV6_HEADER_LEN;
     }

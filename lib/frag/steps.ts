@@ -10,7 +10,7 @@ import { fwmarkFor } from "../maglev/maglev.ts";
 import type { MaglevTable } from "../maglev/table.ts";
 import { type KeyParse, RC_FIRST_FRAG } from "../packet/parse.ts";
 import { NO_TRACE, TRACE_FRAG, type TraceSink } from "../trace/mask.ts";
-import { packetEndpoints } from "../trace/packet_lines.ts";
+import { endpointsTail } from "../trace/packet_lines.ts";
 
 /** {@link FragmentTracker.lastStatus}: the last non-first fragment was stored. */
 const FRAG_STORED = 1;
@@ -60,7 +60,7 @@ export class FragmentSteps {
     if (tier !== undefined) {
       const fw = fwmarkFor(tier, addressHash(p.key));
       if (fw >= 0 && fw !== tier.ownFwmark) {
-        if (traced) this.trace.line(`Fragment to LB tier. fw=${fw}, ${packetEndpoints(p, buf)}`);
+        if (traced) this.trace.line(`Fragment to LB tier. fw=${fw}${endpointsTail(p, buf)}`);
         return fw;
       }
     }
@@ -73,7 +73,7 @@ export class FragmentSteps {
         : t?.lastStatus === FRAG_STORED
         ? "Fragment stored"
         : "Fragment dropped";
-      this.trace.line(`${what}, ${packetEndpoints(p, buf)}`);
+      this.trace.line(`${what}${endpointsTail(p, buf)}`);
     }
     return fw;
   }
@@ -85,7 +85,7 @@ export class FragmentSteps {
   first(p: KeyParse, fw: number, buf: Uint8Array, off: number, len: number, now: number): boolean {
     setIdForm(p.key, p.fragId);
     const traced = (this.trace.mask & TRACE_FRAG) !== 0;
-    if (traced) this.trace.line(`First fragment, ${packetEndpoints(p, buf)}`);
+    if (traced) this.trace.line(`First fragment${endpointsTail(p, buf)}`);
     const t = this.tracker;
     const ok = t !== undefined && t.first(p, fw, buf, off, len, now);
     if (!ok && traced) this.trace.line("FAILED: Handle first fragment");

@@ -51,6 +51,24 @@ function endpoint(addr: string, v6: boolean, port: number | undefined): string {
 }
 
 /**
+ * What follows 1.2.0's text in a packet trace line: `, ` and {@link packetEndpoints}, or nothing
+ * when the packet did not parse (the line is then 1.2.0's exactly).
+ *
+ * @example
+ * ```ts
+ * import { endpointsTail } from "./packet_lines.ts";
+ * import { KeyParse } from "../packet/parse.ts";
+ * const p = new KeyParse();
+ * p.rc = -1; // not parsed
+ * endpointsTail(p, new Uint8Array(0)); // ""
+ * ```
+ */
+export function endpointsTail(p: KeyParse, buf: Uint8Array): string {
+  const text = packetEndpoints(p, buf);
+  return text === "" ? "" : `, ${text}`;
+}
+
+/**
  * `<src>[:<sport>] -> <dst>[:<dport>]` of the packet `p` parsed in `buf` (IPv6 addresses in
  * brackets when a port follows), then, where they apply, `, icmp type=<t> code=<c>` (`icmp6`
  * for ICMPv6), `, flow <src>:<sport> -> <dst>:<dport>` (an ICMP error: the key it was hashed

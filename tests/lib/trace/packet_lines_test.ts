@@ -3,7 +3,7 @@
  * 1.2.0's fields (docs/COMPATIBILITY.md D60), for IPv4 and IPv6, from packets built byte by byte.
  */
 import assert from "node:assert/strict";
-import { packetEndpoints } from "../../../lib/trace/packet_lines.ts";
+import { endpointsTail, packetEndpoints } from "../../../lib/trace/packet_lines.ts";
 import { ETH_P_IP, ETH_P_IPV6, KeyParse, parseKeyAt } from "../../../lib/packet/parse.ts";
 
 const C = [10, 0, 0, 5]; // client
@@ -91,4 +91,14 @@ Deno.test("packetEndpoints: fragments show the id as on the wire and the offset;
     where(ipv6(44, C6, V6, [...fh(1448, false), ...Array(16).fill(0xaa)])),
     "1000::5 -> 1000::1, frag id=74565 offset=1448",
   );
+});
+
+Deno.test("endpointsTail: ', ' and the packet when it parsed; nothing (1.2.0's line) when not", () => {
+  const good = Uint8Array.from(ipv4(17, C, V, udp(40000, 80)));
+  const p = new KeyParse();
+  assert.ok(parseKeyAt(p, good, 0, good.length, ETH_P_IP, 0) >= 0);
+  assert.equal(endpointsTail(p, good), ", 10.0.0.5:40000 -> 10.0.0.1:80");
+  const bad = Uint8Array.from([0x45, 0, 0]); // a truncated IPv4 header
+  assert.ok(parseKeyAt(p, bad, 0, bad.length, ETH_P_IP, 0) < 0);
+  assert.equal(endpointsTail(p, bad), "");
 });
