@@ -88,6 +88,7 @@ export async function tableHasRoute(
   limits: ToolLimits = {},
 ): Promise<boolean | string> {
   const r = await tool(["ip", `-${family}`, "route", "show", "table", table], limits);
+  if (!r.ok && /FIB table does not exist/.test(r.why)) return false; // no route ever added
   return r.ok ? r.text.trim() !== "" : r.why;
 }
 
@@ -218,7 +219,8 @@ async function readAllQueueRules(
  * NFQUEUE rule in this namespace. Silent without `--dsts`, when the flowlb is reached over TCP
  * (`address`: it may run in another namespace), with {@link NO_WARNINGS_ENV}, and unless every
  * rule source was read (within the budget and the cap). The mangle tables of the dsts' families
- * (where `nfqlb ruleset` writes) are read first: when they queue every dst, nothing more is read.
+ * (where `nfqlb ruleset` writes), as `nft list table ip mangle` shows iptables-nft's, are read
+ * first: when they queue every dst, nothing more is read.
  */
 export async function warnUnqueuedDsts(
   io: Io,
@@ -232,18 +234,14 @@ export async function warnUnqueuedDsts(
   const families = dstFamilies(dsts);
   if (families.size === 0) return;
   const w = await withinBudget(limits, async (t, expired) => {
-    const fams = [...families];
+    // The mangle tables as nft lists them (iptables-nft's, where `nfqlb ruleset` writes): one
+    // table read, not the whole rule set that iptables-save fetches.
     const mangle = await Promise.all(
-      fams.map((f) => tool([f === 4 ? "iptables-save" : "ip6tables-save", "-t", "mangle"], t)),
+      [...families].map((f) => tool(["nft", "list", "table", f === 4 ? "ip" : "ip6", "mangle"], t)),
     );
-    if (mangle.every((m) => m.ok)) {
-      const text = (f: 4 | 6) => {
-        const i = fams.indexOf(f);
-        return i < 0 ? "" : (mangle[i] as { text: string }).text;
-      };
-      const sets = { ip4: text(4), ip6: text(6), nft: "" };
-      if (unqueuedDstsWarning(flow, dsts, parseQueueRules(sets)) === undefined) return undefined;
-    }
+    const nft = mangle.map((m) => (m.ok ? m.text : "")).join("\n");
+    const sets = { ip4: "", ip6: "", nft };
+    if (unqueuedDstsWarning(flow, dsts, parseQueueRules(sets)) === undefined) return undefined;
     if (expired()) return undefined;
     const all = await readAllQueueRules(families, t);
     return all === undefined ? undefined : unqueuedDstsWarning(flow, dsts, parseQueueRules(all));
