@@ -32,25 +32,41 @@ import { readStatsExt } from "../lib/frag/stats.ts";
 import { readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { type FwmarkRule, parseDst, parseQueueRules, queuesText } from "../lib/doctor/rules.ts";
 import { buildRequest, decodeReply } from "../lib/flow/control_protocol.ts";
-import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
+import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
-import { socketTransport } from "./flow_transport.ts";
+import { connectSocket } from "./flow_transport.ts";
 import { readFwmarkRules, readRuleSets, tableHasRoute } from "./namespace_rules.ts";
+import { resolveTool, tool, type ToolLimits } from "./tools.ts";
 import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
 import { type Command, die } from "./command.ts";
 import { exec } from "./exec.ts";
 
-/** stdout of `cmd`, or "" when it cannot run or fails. */
-async function output(cmd: string, ...args: string[]): Promise<string> {
-  try {
-    const r = await exec([cmd, ...args]);
-    return r.code === 0 ? r.stdout : "";
-  } catch {
-    return "";
-  }
+/** How long doctor lets one tool run, and waits for the flowlb's flow list (ms). */
+export const DOCTOR_TIMEOUT_MS = 5000;
+
+/** What doctor's checks read through: the tools' directories and timeout, the environment. */
+export interface DoctorDeps {
+  /** The tools (`ip`, `iptables-save`, `nft`, `ethtool`, `df`) and their timeout. */
+  readonly tools: ToolLimits;
+  /** How long the flowlb has to answer `flow-list` (ms). */
+  readonly flowTimeoutMs: number;
+  /** Reads `NFQLB_FLOW_ADDRESS`. */
+  readonly env: (name: string) => string | undefined;
 }
+
+const DEFAULT_DEPS: DoctorDeps = {
+  tools: { timeoutMs: DOCTOR_TIMEOUT_MS },
+  flowTimeoutMs: DOCTOR_TIMEOUT_MS,
+  env: (name) => {
+    try {
+      return Deno.env.get(name);
+    } catch {
+      return undefined;
+    }
+  },
+};
 
 /** A file's text, or undefined when it cannot be read. */
 function read(path: string): string | undefined {
@@ -76,13 +92,12 @@ function rpFilters(): Map<string, number> {
 }
 
 /** `ethtool -k` of every interface but lo and tun devices, or undefined when ethtool cannot run. */
-async function offloads(): Promise<Map<string, string> | undefined> {
-  try {
-    await new Deno.Command("ethtool", { args: ["--version"], stdout: "null", stderr: "null" })
-      .output();
-  } catch {
-    return undefined;
-  }
+async function offloads(tools: ToolLimits): Promise<Map<string, string> | undefined> {
+  if (resolveTool("ethtool", tools.dirs) === undefined) return undefined;
+  const output = async (...argv: string[]) => {
+    const r = await tool(argv, tools);
+    return r.ok ? r.text : "";
+  };
   const m = new Map<string, string>();
   try {
     for (const e of Deno.readDirSync("/sys/class/net")) {
@@ -97,8 +112,9 @@ async function offloads(): Promise<Map<string, string> | undefined> {
 }
 
 /** Available KiB in /dev/shm (`df -Pk`), undefined if unknown. */
-async function shmFreeKiB(): Promise<number | undefined> {
-  const line = (await output("df", "-Pk", "/dev/shm")).trim().split("\n")[1];
+async function shmFreeKiB(tools: ToolLimits): Promise<number | undefined> {
+  const r = await tool(["df", "-Pk", "/dev/shm"], tools);
+  const line = (r.ok ? r.text : "").trim().split("\n")[1];
   const n = Number(line?.trim().split(/\s+/)[3]);
   return Number.isFinite(n) ? n : undefined;
 }
@@ -146,149 +162,241 @@ function daemonQueues(
 const sameQueues = (a: readonly number[], b: ReadonlySet<number>) =>
   a.length === b.size && a.every((q) => b.has(q));
 
+/**
+ * Send `request` to `address` and read the reply to its end, within `timeoutMs` (connect
+ * included); throws on a failure, a message on the timeout (the connection is closed).
+ */
+async function requestWithin(
+  address: SocketAddress,
+  request: Uint8Array,
+  timeoutMs: number,
+): Promise<Uint8Array> {
+  let conn: Deno.Conn | undefined;
+  let expired = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      expired = true;
+      try {
+        conn?.close();
+      } catch {
+        // closed
+      }
+      reject(new Error(`no reply in ${timeoutMs / 1000} s`));
+    }, timeoutMs);
+  });
+  const exchange = async () => {
+    const c = await connectSocket(address);
+    if (expired) {
+      c.close();
+      throw new Error("late");
+    }
+    conn = c;
+    const req = new Uint8Array(request);
+    for (let off = 0; off < req.length;) off += await c.write(req.subarray(off));
+    const chunks: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    for (let n; (n = await c.read(buf)) !== null;) chunks.push(buf.slice(0, n));
+    c.close();
+    const out = new Uint8Array(chunks.reduce((a, x) => a + x.length, 0));
+    chunks.reduce((off, x) => (out.set(x, off), off + x.length), 0);
+    return out;
+  };
+  const run = exchange();
+  run.catch(() => {}); // after a timeout its failure is not wanted
+  try {
+    return await Promise.race([run, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The flows of the flowlb of this namespace (`flow-list`), or why there are none to check. */
-async function listFlows(): Promise<FlowDsts[] | string> {
-  const text = Deno.env.get(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
+async function listFlows(deps: DoctorDeps): Promise<FlowDsts[] | string> {
+  const text = deps.env(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
   const address = parseSocketAddress(text);
   if (address === undefined) return `${FLOW_ADDRESS_ENV}=${text} is not an address`;
   let reply: string;
   try {
-    reply = decodeReply(await socketTransport(address, buildRequest("list", {}))).text;
+    const bytes = await requestWithin(address, buildRequest("list", {}), deps.flowTimeoutMs);
+    reply = decodeReply(bytes).text;
   } catch (e) {
     return `no flowlb answers at ${text} (${
       e instanceof Error ? e.message : e
     }): flows not checked`;
   }
   try {
-    const list = JSON.parse(reply) as { name: string; dests?: string[] }[];
-    return list.map((f) => ({ name: f.name, dsts: f.dests ?? [] }));
+    const list = JSON.parse(reply) as { name: string; dests?: string[]; user_ref?: string }[];
+    return list.map((f) => ({
+      name: f.name,
+      dsts: f.dests ?? [],
+      ...(f.user_ref !== undefined && f.user_ref !== "NULL" ? { target: f.user_ref } : {}),
+    }));
   } catch {
     return `the flowlb at ${text} gave no flow list (${reply.slice(0, 60)})`;
   }
 }
 
-export const doctorCommand: Command = {
-  name: "doctor",
-  help:
-    "doctor [--netns=NAME] [--vip=VIP,...] [--queue=N|first:last] [--tun=NAME] [--tshm=NAME]\n" +
-    "  Check this network namespace (or NAME) for what breaks a stateless load balancer:\n" +
-    "  conntrack reassembly, bridge netfilter, rp_filter, fwmark_reflect, queues without a\n" +
-    "  listener, VIPs and flowlb flows without a queue rule, the tun device, fwmarks without\n" +
-    "  an ip rule and route per family, GRO/LRO, /dev/shm space. One PASS/FAIL/SKIP line per\n" +
-    "  check with the fix; SKIP: the check could not run (why); exit 1 if any fails.",
-  options: [
-    { name: "netns", desc: "Run the checks in network namespace NAME (ip netns)" },
-    { name: "vip", desc: "VIPs that must be sent to NFQUEUE, comma-separated" },
-    {
-      name: "queue",
-      desc:
-        "The daemon's queues (default: those bound in this namespace; lb/flowlb default to 2, " +
-        "`ruleset` to 0:3: give them all the same --queue)",
-    },
-    { name: "tun", desc: "tun device the daemon re-injects fragments through" },
-    { name: "tshm", desc: "Target table whose active fwmarks need an ip rule and a route" },
-    { name: "ft_shm", desc: "Fragment statistics of the daemon (default ftshm)" },
-    { name: "json", desc: "Print the results as JSON", flag: true },
-  ],
-  async run(inv) {
-    const o = inv.opts;
-    const netns = o.get("netns");
-    if (netns !== undefined) {
-      // The same checks from inside the namespace (the /proc and /sys views are per namespace).
-      const args = ["doctor"];
-      for (const d of doctorCommand.options) {
-        const v = o.get(d.name);
-        if (d.name === "netns" || v === undefined) continue;
-        args.push(d.flag ? `--${d.name}` : `--${d.name}=${v}`);
-      }
-      // This program: the bundle or cli.ts (in-process, as in tests, the main module is another).
-      const main = new URL(Deno.mainModule).pathname;
-      const self = /(\/cli\.ts|\/nfqlb)$/.test(main)
-        ? main
-        : new URL("../cli.ts", import.meta.url).pathname;
-      const argv = ["ip", "netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args];
-      const r = await exec(argv);
-      inv.io.out(r.stdout);
-      if (r.stderr !== "") inv.io.err(r.stderr);
-      return r.code;
+/**
+ * The fwmark-routes check of each target table (`families`: of the VIPs and flows' dsts): its
+ * active fwmarks against `ip rule` and the routes of each rule's table. A table that cannot be
+ * opened, or an `ip` that cannot tell, is a SKIP.
+ */
+async function fwmarkRoutes(
+  tables: readonly string[],
+  families: readonly (4 | 6)[],
+  tools: ToolLimits,
+): Promise<CheckResult[]> {
+  const ipRules = new Map<4 | 6, FwmarkRule[] | undefined>([
+    [4, await readFwmarkRules(4, tools)],
+    [6, await readFwmarkRules(6, tools)],
+  ]);
+  const routes = new Map<string, boolean>();
+  for (const [f, list] of ipRules) {
+    for (const r of list ?? []) {
+      const key = `${f} ${r.table}`;
+      if (routes.has(key)) continue;
+      const has = await tableHasRoute(f, r.table, tools);
+      if (typeof has === "string") return [skip("fwmark-routes", has)];
+      routes.set(key, has);
     }
-    const ftShm = o.get("ft_shm") ?? "ftshm";
-    const stats = readFtShm(ftShm);
-    const bound = new Set(
-      parseNfqueueProc(read("/proc/net/netfilter/nfnetlink_queue") ?? "").keys(),
+  }
+  return tables.map((table) => {
+    let marks: number[];
+    try {
+      marks = activeFwmarks(table);
+    } catch (e) {
+      return skip("fwmark-routes", `${table}: ${e instanceof Error ? e.message : e}`);
+    }
+    return checkFwmarkRoutes(
+      table,
+      marks,
+      families,
+      ipRules,
+      (f, t) => routes.get(`${f} ${t}`) ?? false,
     );
-    const daemon = daemonQueues(o.get("queue"), bound);
-    const read3 = await readRuleSets();
-    const { ip4, ip6, nft } = read3.sets;
-    const rules = read3.readable ? parseQueueRules(read3.sets) : undefined;
-    const flows = await listFlows();
-    const vips = (o.get("vip") ?? "").split(",").filter((v) => v !== "");
-    const results: CheckResult[] = [
-      checkConntrack(
-        read3.readable ? [ip4, ip6, nft].join("\n") : undefined,
-        read3.failures,
-        Deno.uid() === 0,
-      ),
-      checkReassembled(
-        stats?.reassembled,
-        ftShm,
-        stats !== undefined && !sameQueues(stats.queues, bound)
-          ? queuesText(stats.queues)
-          : undefined,
-      ),
-      checkBridgeNetfilter(
-        read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
-        read("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
-      ),
-      checkRpFilter(rpFilters()),
-      checkFwmarkReflect(
-        read("/proc/sys/net/ipv4/fwmark_reflect"),
-        read("/proc/sys/net/ipv6/fwmark_reflect"),
-      ),
-      checkQueues(daemon, bound, rules),
-      vips.length > 0
-        ? checkVipRules(vips, rules, daemon)
-        : skip("vip-rules", "no --vip given", "name the VIPs with --vip=VIP,..."),
-      checkFlowRules(flows, rules, daemon),
-    ];
-    const tun = o.get("tun");
-    if (tun !== undefined) results.push(checkTun(tun, read(`/sys/class/net/${tun}/flags`)));
-    const tshm = o.get("tshm");
-    if (tshm !== undefined) {
-      let marks: number[] = [];
-      try {
-        marks = activeFwmarks(tshm);
-      } catch (e) {
-        die(`doctor: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
+  });
+}
+
+/** `nfqlb doctor`, its tools and the flowlb's answer bounded as `deps` says (tests shrink them). */
+export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
+  const doctorCommand: Command = {
+    name: "doctor",
+    help:
+      "doctor [--netns=NAME] [--vip=VIP,...] [--queue=N|first:last] [--tun=NAME] [--tshm=NAME]\n" +
+      "  Check this network namespace (or NAME) for what breaks a stateless load balancer:\n" +
+      "  conntrack reassembly, bridge netfilter, rp_filter, fwmark_reflect, queues without a\n" +
+      "  listener, VIPs and flowlb flows without a queue rule, the tun device, fwmarks without\n" +
+      "  an ip rule and route per family, GRO/LRO, /dev/shm space. One PASS/FAIL/SKIP line per\n" +
+      "  check with the fix; SKIP: the check could not run (why); exit 1 if any fails.",
+    options: [
+      { name: "netns", desc: "Run the checks in network namespace NAME (ip netns)" },
+      { name: "vip", desc: "VIPs that must be sent to NFQUEUE, comma-separated" },
+      {
+        name: "queue",
+        desc:
+          "The daemon's queues (default: those bound in this namespace; lb/flowlb default to 2, " +
+          "`ruleset` to 0:3: give them all the same --queue)",
+      },
+      { name: "tun", desc: "tun device the daemon re-injects fragments through" },
+      { name: "tshm", desc: "Target table whose active fwmarks need an ip rule and a route" },
+      { name: "ft_shm", desc: "Fragment statistics of the daemon (default ftshm)" },
+      { name: "json", desc: "Print the results as JSON", flag: true },
+    ],
+    async run(inv) {
+      const o = inv.opts;
+      const netns = o.get("netns");
+      if (netns !== undefined) {
+        // The same checks from inside the namespace (the /proc and /sys views are per namespace).
+        const args = ["doctor"];
+        for (const d of doctorCommand.options) {
+          const v = o.get(d.name);
+          if (d.name === "netns" || v === undefined) continue;
+          args.push(d.flag ? `--${d.name}` : `--${d.name}=${v}`);
+        }
+        // This program: the bundle or cli.ts (in-process, as in tests, the main module is another).
+        const main = new URL(Deno.mainModule).pathname;
+        const self = /(\/cli\.ts|\/nfqlb)$/.test(main)
+          ? main
+          : new URL("../cli.ts", import.meta.url).pathname;
+        const ip = resolveTool("ip", deps.tools.dirs) ?? "ip";
+        const argv = [ip, "netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args];
+        const r = await exec(argv);
+        inv.io.out(r.stdout);
+        if (r.stderr !== "") inv.io.err(r.stderr);
+        return r.code;
       }
-      const dsts = [...vips, ...(typeof flows === "string" ? [] : flows.flatMap((f) => f.dsts))];
-      const families = ([4, 6] as const).filter((f) =>
-        dsts.some((d) => parseDst(d)?.v6 === (f === 6))
+      const ftShm = o.get("ft_shm") ?? "ftshm";
+      const stats = readFtShm(ftShm);
+      const bound = new Set(
+        parseNfqueueProc(read("/proc/net/netfilter/nfnetlink_queue") ?? "").keys(),
       );
-      const ipRules = new Map<4 | 6, FwmarkRule[] | undefined>([
-        [4, await readFwmarkRules(4)],
-        [6, await readFwmarkRules(6)],
-      ]);
-      const routes = new Map<string, boolean>();
-      for (const [f, list] of ipRules) {
-        for (const r of list ?? []) {
-          const key = `${f} ${r.table}`;
-          if (!routes.has(key)) routes.set(key, await tableHasRoute(f, r.table));
+      const daemon = daemonQueues(o.get("queue"), bound);
+      const read3 = await readRuleSets(undefined, deps.tools);
+      const { ip4, ip6, nft } = read3.sets;
+      const rules = read3.readable ? parseQueueRules(read3.sets) : undefined;
+      // "No rule queues X" needs every source: a tool that failed may hold the rule.
+      const unread = read3.failures.length > 0 ? read3.failures.join("; ") : undefined;
+      const flows = await listFlows(deps);
+      const vips = (o.get("vip") ?? "").split(",").filter((v) => v !== "");
+      const results: CheckResult[] = [
+        checkConntrack(
+          read3.readable ? [ip4, ip6, nft].join("\n") : undefined,
+          read3.failures,
+          Deno.uid() === 0,
+        ),
+        checkReassembled(
+          stats?.reassembled,
+          ftShm,
+          stats !== undefined && !sameQueues(stats.queues, bound)
+            ? queuesText(stats.queues)
+            : undefined,
+        ),
+        checkBridgeNetfilter(
+          read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
+          read("/proc/sys/net/bridge/bridge-nf-call-ip6tables"),
+        ),
+        checkRpFilter(rpFilters()),
+        checkFwmarkReflect(
+          read("/proc/sys/net/ipv4/fwmark_reflect"),
+          read("/proc/sys/net/ipv6/fwmark_reflect"),
+        ),
+        checkQueues(daemon, bound, rules),
+        vips.length > 0
+          ? checkVipRules(vips, rules, daemon, unread)
+          : skip("vip-rules", "no --vip given", "name the VIPs with --vip=VIP,..."),
+        checkFlowRules(flows, rules, daemon, unread),
+      ];
+      const tun = o.get("tun");
+      if (tun !== undefined) results.push(checkTun(tun, read(`/sys/class/net/${tun}/flags`)));
+      const tshm = o.get("tshm");
+      if (tshm !== undefined) {
+        try {
+          activeFwmarks(tshm);
+        } catch (e) {
+          die(`doctor: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
         }
       }
-      results.push(
-        checkFwmarkRoutes(
-          tshm,
-          marks,
-          families,
-          ipRules,
-          (f, t) => routes.get(`${f} ${t}`) ?? false,
-        ),
-      );
-    }
-    results.push(checkOffloads(await offloads()));
-    results.push(checkShmSpace(await shmFreeKiB()));
-    inv.io.out(o.has("json") ? JSON.stringify(results, null, 2) + "\n" : formatReport(results));
-    return results.some((r) => r.status === "fail") ? 1 : 0;
-  },
-};
+      // The target tables: --tshm, and those of the flowlb's flows.
+      const tables = new Set<string>(tshm === undefined ? [] : [tshm]);
+      if (typeof flows !== "string") {
+        for (const f of flows) if (f.target !== undefined) tables.add(f.target);
+      }
+      if (tables.size > 0) {
+        const dsts = [...vips, ...(typeof flows === "string" ? [] : flows.flatMap((f) => f.dsts))];
+        const families = ([4, 6] as const).filter((f) =>
+          dsts.some((d) => parseDst(d)?.v6 === (f === 6))
+        );
+        results.push(...await fwmarkRoutes([...tables], families, deps.tools));
+      }
+      results.push(checkOffloads(await offloads(deps.tools)));
+      results.push(checkShmSpace(await shmFreeKiB(deps.tools)));
+      inv.io.out(o.has("json") ? JSON.stringify(results, null, 2) + "\n" : formatReport(results));
+      return results.some((r) => r.status === "fail") ? 1 : 0;
+    },
+  };
+  return doctorCommand;
+}
+
+/** `nfqlb doctor`. */
+export const doctorCommand: Command = makeDoctorCommand();

@@ -100,8 +100,16 @@ export const MAX_TARGET_BYTES = 255;
 /** Longest value of the list options accepted by the client (bytes). */
 export const MAX_VALUE_BYTES = 1000;
 
-/** Runs after an `OK` to `flow-set`, with the flow's name and `--dsts` (warnings on stderr). */
-export type AfterSet = (io: Io, flow: string, dsts: string | undefined) => Promise<void>;
+/**
+ * Runs after an `OK` to `flow-set`, with the flow's name, `--dsts` and the flowlb's address
+ * (`$NFQLB_FLOW_ADDRESS` or the default): warnings on stderr.
+ */
+export type AfterSet = (
+  io: Io,
+  flow: string,
+  dsts: string | undefined,
+  address: string,
+) => Promise<void>;
 
 /** Reads an environment variable (`undefined` when unset or not permitted). */
 export type EnvLookup = (name: string) => string | undefined;
@@ -283,7 +291,10 @@ export function flowCommands(
         udpencap: o.get("udpencap"),
       };
       const code = printTextReply(inv, await request("set", fields), "flow-set");
-      if (code === 0) await afterSet(inv.io, o.get("name")!, o.get("dsts"));
+      if (code === 0) {
+        const address = env(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
+        await afterSet(inv.io, o.get("name")!, o.get("dsts"), address);
+      }
       return code;
     },
   };

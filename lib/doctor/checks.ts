@@ -21,7 +21,9 @@ import {
   type QueueRule,
   queueRuleFor,
   queuesText,
+  uncertainRuleFor,
 } from "./rules.ts";
+import { suggestedTable } from "./warnings.ts";
 
 /**
  * How a check came out: `pass`, `fail` (exit status 1), or `skip`: it could not run (the
@@ -81,7 +83,7 @@ export function checkConntrack(
   root = false,
 ): CheckResult {
   if (rules === undefined) {
-    const missing = failures.length > 0 && failures.every((f) => f.endsWith("is not installed"));
+    const missing = failures.length > 0 && failures.every((f) => / is not installed\b/.test(f));
     return skip(
       "conntrack",
       `the rule sets could not be read: ${failures.join("; ") || "no tool ran"}`,
@@ -123,15 +125,15 @@ export function checkReassembled(
     return skip(
       "reassembled",
       `no statistics object ${ftShm}: no daemon has run with --ft_shm=${ftShm}`,
-      `give the daemon's --ft_shm with --ft_shm=NAME`,
+      "doctor --ft_shm=NAME with the --ft_shm of this namespace's daemon",
     );
   }
   if (foreign !== undefined) {
     return skip(
       "reassembled",
-      `the statistics object ${ftShm} is not of a daemon in this namespace (its queue ` +
-        `${foreign} has no listener here; /dev/shm is shared by the host's namespaces)`,
-      "give this namespace's daemon's --ft_shm with --ft_shm=NAME",
+      `/dev/shm/${ftShm} belongs to a daemon of another network namespace (or a stopped one): ` +
+        `its queue ${foreign} has no listener here (/dev/shm is shared by the host's namespaces)`,
+      "doctor --ft_shm=NAME with the --ft_shm of this namespace's daemon",
     );
   }
   if (count === 0) return pass("reassembled", "the daemon has seen no reassembled packet");
@@ -202,7 +204,10 @@ export interface DaemonQueues {
 /** The queue numbers of rules, each with the first rule that sends to it. */
 function ruleQueues(rules: readonly QueueRule[]): Map<number, QueueRule> {
   const m = new Map<number, QueueRule>();
-  for (const r of rules) for (let q = r.first; q <= r.last; q++) if (!m.has(q)) m.set(q, r);
+  for (const r of rules) {
+    if (r.queuesUnknown) continue; // chosen at run time: no queue can be named
+    for (let q = r.first; q <= r.last; q++) if (!m.has(q)) m.set(q, r);
+  }
   return m;
 }
 
@@ -266,31 +271,49 @@ export function checkQueues(
   );
 }
 
-/** The `--queue` of `nfqlb ruleset` for queues (a single range), or "" when they are not one. */
+/**
+ * The `--queue` of `nfqlb ruleset` for the daemon's queues (a single range); without a daemon
+ * (or queues that are not one range) a placeholder to fill in, as the flow-set warning's.
+ */
 function queueOption(daemon: DaemonQueues | undefined): string {
   const t = daemon === undefined ? "" : queuesText(daemon.queues);
-  return /^\d+(:\d+)?$/.test(t) ? ` --queue=${t}` : "";
+  return /^\d+(:\d+)?$/.test(t) ? ` --queue=${t}` : " --queue=<lb/flowlb's --queue>";
 }
 
 /**
- * Each of `dsts` (by the flow, VIP, ... named `owner`) is queued by an NFQUEUE rule to the
- * daemon's queues: the names of the prefixes no rule queues, and of those queued elsewhere.
+ * Each of `dsts` is queued by an NFQUEUE rule to the daemon's queues: the names of the prefixes
+ * no rule queues, of those queued elsewhere, and of those only a rule with unreadable
+ * destinations (an ipset) may queue. With `unread` (a rule source could not be read) a prefix no
+ * rule read queues is not known to be missing either.
  */
 function unqueued(
   dsts: readonly string[],
   rules: readonly QueueRule[],
   daemon: DaemonQueues | undefined,
-): { missing: string[]; elsewhere: string[] } {
+  unread: string | undefined,
+): { missing: string[]; elsewhere: string[]; unknown: string[] } {
   const set = daemon === undefined ? undefined : new Set(daemon.queues);
   const missing: string[] = [];
   const elsewhere: string[] = [];
+  const unknown: string[] = [];
   for (const text of dsts) {
     const d = parseDst(text);
     const name = d === undefined ? text : formatDst(d);
-    if (d === undefined || queueRuleFor(d, rules) === undefined) missing.push(name);
-    else if (set !== undefined && queueRuleFor(d, rules, set) === undefined) elsewhere.push(name);
+    if (d === undefined) missing.push(name);
+    else if (queueRuleFor(d, rules) === undefined) {
+      (uncertainRuleFor(d, rules) !== undefined || unread !== undefined ? unknown : missing)
+        .push(name);
+    } else if (set !== undefined && queueRuleFor(d, rules, set) === undefined) elsewhere.push(name);
   }
-  return { missing, elsewhere };
+  return { missing, elsewhere, unknown };
+}
+
+/** Why the queueing of `unknown` prefixes cannot be told. */
+function unknownText(unknown: readonly string[], unread: string | undefined): string {
+  return `${unknown.join(", ")}: ` +
+    (unread !== undefined
+      ? `no rule read queues them, but not every rule set could be read (${unread})`
+      : "only rules whose destinations doctor cannot read (an ipset, a concatenation) may queue them");
 }
 
 /**
@@ -302,9 +325,13 @@ export function checkVipRules(
   vips: readonly string[],
   rules: readonly QueueRule[] | undefined,
   daemon?: DaemonQueues,
+  unread?: string,
 ): CheckResult {
   if (rules === undefined) return skip("vip-rules", "the rule sets could not be read (conntrack)");
-  const { missing, elsewhere } = unqueued(vips, rules, daemon);
+  const { missing, elsewhere, unknown } = unqueued(vips, rules, daemon, unread);
+  if (missing.length === 0 && elsewhere.length === 0 && unknown.length > 0) {
+    return skip("vip-rules", unknownText(unknown, unread));
+  }
   if (missing.length === 0 && elsewhere.length === 0) {
     return pass(
       "vip-rules",
@@ -336,6 +363,8 @@ export function checkVipRules(
 export interface FlowDsts {
   readonly name: string;
   readonly dsts: readonly string[];
+  /** Its target table (`user_ref`), when it has one. */
+  readonly target?: string;
 }
 
 /**
@@ -348,6 +377,7 @@ export function checkFlowRules(
   flows: readonly FlowDsts[] | string,
   rules: readonly QueueRule[] | undefined,
   daemon?: DaemonQueues,
+  unread?: string,
 ): CheckResult {
   if (typeof flows === "string") return skip("flow-rules", flows);
   if (rules === undefined) return skip("flow-rules", "the rule sets could not be read (conntrack)");
@@ -355,9 +385,11 @@ export function checkFlowRules(
   const bad: string[] = [];
   const missingAll = new Set<string>();
   let elsewhereAny = false;
+  const unknownAll: string[] = [];
   const any = flows.filter((f) => f.dsts.length === 0).map((f) => f.name);
   for (const f of flows) {
-    const { missing, elsewhere } = unqueued(f.dsts, rules, daemon);
+    const { missing, elsewhere, unknown } = unqueued(f.dsts, rules, daemon, unread);
+    if (unknown.length > 0) unknownAll.push(...unknown.map((u) => `flow ${f.name} ${u}`));
     if (missing.length > 0) bad.push(`flow ${f.name}: no NFQUEUE rule for ${missing.join(", ")}`);
     if (elsewhere.length > 0) {
       bad.push(`flow ${f.name}: ${elsewhere.join(", ")} queued to queues other than the daemon's`);
@@ -366,6 +398,9 @@ export function checkFlowRules(
     for (const d of missing) missingAll.add(d);
   }
   const anyNote = any.length > 0 ? ` (${any.join(", ")} match every destination: not checked)` : "";
+  if (bad.length === 0 && unknownAll.length > 0) {
+    return skip("flow-rules", unknownText(unknownAll, unread) + anyNote);
+  }
   if (bad.length === 0) {
     return pass("flow-rules", `the dsts of ${flows.length} flow(s) are queued${anyNote}`);
   }
@@ -414,7 +449,13 @@ export function checkFwmarkRoutes(
   rules: ReadonlyMap<4 | 6, readonly FwmarkRule[] | undefined>,
   routes: (family: 4 | 6, table: string) => boolean,
 ): CheckResult {
-  if (fwmarks.length === 0) return pass("fwmark-routes", `${table}: no active target`);
+  if (fwmarks.length === 0) {
+    return fail(
+      "fwmark-routes",
+      `${table}: no active target: packets load balanced with it are dropped (/healthz answers 503)`,
+      `nfqlb activate --shm=${table} FWMARK...`,
+    );
+  }
   const asked: (4 | 6)[] = families.length > 0 ? [...families] : [4, 6];
   const known = asked.filter((f) => rules.get(f) !== undefined);
   if (known.length === 0) return skip("fwmark-routes", "`ip rule` could not be run");
@@ -434,9 +475,10 @@ export function checkFwmarkRoutes(
       : found;
     for (const { f, r } of broken) {
       if (r === undefined) {
+        const { table: t, note } = suggestedTable(fw);
         problems.push(`fwmark ${fw}: no ${ip(f)} rule`);
-        fixes.push(`${ip(f)} rule add fwmark ${fw} table ${fw}`);
-        fixes.push(`${ip(f)} route add default via TARGET table ${fw}`);
+        fixes.push(`${ip(f)} rule add fwmark ${fw} table ${t}${note}`);
+        fixes.push(`${ip(f)} route add default via TARGET table ${t}`);
       } else {
         problems.push(`fwmark ${fw}: ${ip(f)} routing table ${r.table} is empty`);
         fixes.push(`${ip(f)} route add default via TARGET table ${r.table}`);

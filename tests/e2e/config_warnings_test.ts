@@ -47,7 +47,10 @@ Deno.test({
             assert.match(d.get("reassembled").detail, new RegExp(`no statistics object ${noFt}`));
             assert.equal(d.get("flow-rules").status, "skip");
             assert.match(d.get("flow-rules").detail, /no flowlb answers at unix:nfqlb-cw/);
-            assert.equal(d.get("vip-rules").fix, `nfqlb ruleset --vip=${V4} --apply`);
+            assert.equal(
+              d.get("vip-rules").fix,
+              `nfqlb ruleset --vip=${V4} --queue=<lb/flowlb's --queue> --apply`,
+            );
             assert.match(d.get("queues").detail, /no queue has a listener in this namespace/);
             const text = await nfqlb("doctor", `--ft_shm=${noFt}`);
             assert.match(
@@ -61,6 +64,10 @@ Deno.test({
           const quiet = await nfqlb("activate", `--shm=${tshm}`, "105");
           assert.deepEqual([quiet.code, quiet.stderr], [0, ""]);
           assert.equal((await nfqlb("deactivate", `--shm=${tshm}`, "105")).code, 0);
+          // A table without an active target cannot forward anything (as /healthz says).
+          const empty = (await doctor(`--tshm=${tshm}`)).get("fwmark-routes");
+          assert.equal(empty.status, "fail");
+          assert.equal(empty.fix, `nfqlb activate --shm=${tshm} FWMARK...`);
         });
 
         await t.step(

@@ -63,7 +63,7 @@ Deno.test({
         const expectFail = async (check: string, detail: RegExp) => {
           const d = await doctor();
           assert.equal(d.code, 1);
-          assert.equal(d.get(check).ok, false, check);
+          assert.equal(d.get(check).ok, false, `${check}: ${d.get(check).detail}`);
           assert.match(d.get(check).detail, detail);
           assert.ok((d.get(check).fix ?? "") !== "", `${check} has a fix`);
         };

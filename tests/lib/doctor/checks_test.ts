@@ -235,3 +235,43 @@ Deno.test("offloads: GRO or LRO on fails with the ethtool fix; no ethtool is a S
   assert.equal(r.ok, false);
   assert.equal(r.fix, "ethtool -K eth0 gro off lro off");
 });
+
+Deno.test("fwmark routes: a table without an active target fails; system tables not suggested", () => {
+  const none = checkFwmarkRoutes("lbt", [], [4], new Map([[4, []], [6, []]]), () => true);
+  assert.equal(none.status, "fail");
+  assert.match(none.detail, /^lbt: no active target/);
+  assert.equal(none.fix, "nfqlb activate --shm=lbt FWMARK...");
+  const r = checkFwmarkRoutes("t", [254], [4], new Map([[4, []], [6, []]]), () => true);
+  assert.match(
+    r.fix!,
+    /^ip rule add fwmark 254 table 1254 \(table 1254, a free routing table id other than 253-255.*; ip route add default via TARGET table 1254/,
+  );
+});
+
+Deno.test("vip and flow rules: --queue always in the fix; what cannot be told is a SKIP", () => {
+  const noRule = checkVipRules(["10.0.0.2"], sets(IPTABLES_OK));
+  assert.equal(noRule.fix, "nfqlb ruleset --vip=10.0.0.2 --queue=<lb/flowlb's --queue> --apply");
+  const unread = checkVipRules(["10.0.0.2"], sets(IPTABLES_OK), Q03, "nft is not installed");
+  assert.equal(unread.status, "skip");
+  assert.match(unread.detail, /not every rule set could be read \(nft is not installed\)/);
+  assert.equal(
+    checkVipRules(["10.0.0.1"], sets(IPTABLES_OK), Q03, "nft is not installed").status,
+    "pass",
+    "a rule read is a rule",
+  );
+  const ipset = sets("-A PREROUTING -m set --match-set vips dst -j NFQUEUE --queue-num 0");
+  assert.equal(checkVipRules(["10.0.0.2"], ipset, Q03).status, "skip");
+  const flows = checkFlowRules([{ name: "web", dsts: ["10.0.0.2/32"] }], ipset, Q03);
+  assert.equal(flows.status, "skip");
+  assert.match(flows.detail, /flow web 10\.0\.0\.2: only rules whose destinations/);
+});
+
+Deno.test("reassembled: another namespace's statistics object, said plainly", () => {
+  const r = checkReassembled(0, "ftshm", "0:3");
+  assert.equal(
+    formatReport([r]),
+    "SKIP reassembled: /dev/shm/ftshm belongs to a daemon of another network namespace (or a " +
+      "stopped one): its queue 0:3 has no listener here (/dev/shm is shared by the host's " +
+      "namespaces)\n     fix: doctor --ft_shm=NAME with the --ft_shm of this namespace's daemon\n",
+  );
+});

@@ -5,12 +5,16 @@
  */
 import assert from "node:assert/strict";
 import {
+  formatDst,
   fwmarkRuleFor,
+  nftQueueStatement,
   parseDst,
   parseFwmarkRules,
   parseQueueRules,
   queueRuleFor,
   queuesText,
+  rangeDsts,
+  uncertainRuleFor,
 } from "../../../lib/doctor/rules.ts";
 
 const dst = (t: string) => parseDst(t)!;
@@ -74,4 +78,105 @@ Deno.test("ip rule: fwmark in hex, masks, the table looked up", () => {
   assert.equal(fwmarkRuleFor(0x1ff, rules)?.table, "lbt", "masked");
   assert.equal(fwmarkRuleFor(102, rules), undefined);
   assert.equal(queuesText([3, 0, 1, 2, 7, 9, 8]), "0:3,7:9");
+});
+
+Deno.test("nft: interval elements (A-B) are queued; a range only partly covered is not", () => {
+  const nft = `table inet meridio-nfqlb {
+\tset ipv4-vips {
+\t\ttype ipv4_addr
+\t\tflags interval
+\t\telements = { 50.0.0.1-50.0.0.5, 60.0.0.0/25,
+\t\t\t     60.0.0.128/25 }
+\t}
+\tchain nfqlb {
+\t\ttype filter hook prerouting priority filter; policy accept;
+\t\tip daddr @ipv4-vips counter packets 0 bytes 0 queue to 0-3
+\t}
+}
+`;
+  const rules = parseQueueRules({ ip4: "", ip6: "", nft });
+  for (const a of ["50.0.0.1", "50.0.0.3", "50.0.0.5", "50.0.0.4/31"]) {
+    assert.ok(queueRuleFor(dst(a), rules), a);
+  }
+  assert.equal(queueRuleFor(dst("50.0.0.6"), rules), undefined, "past the range");
+  assert.equal(queueRuleFor(dst("50.0.0.0/29"), rules), undefined, "partly in the range");
+  assert.ok(queueRuleFor(dst("60.0.0.0/24"), rules), "two adjacent prefixes hold the /24");
+  assert.deepEqual(
+    rangeDsts(false, 0x32000001n, 0x32000005n).map(formatDst),
+    ["50.0.0.1", "50.0.0.2/31", "50.0.0.4/31"],
+  );
+  const ipt = parseQueueRules({
+    ip4: "-A x -m iprange --dst-range 70.0.0.1-70.0.0.9 -j NFQUEUE --queue-num 1\n",
+    ip6: "",
+    nft: "",
+  });
+  assert.ok(queueRuleFor(dst("70.0.0.9"), ipt));
+  assert.equal(queueRuleFor(dst("70.0.0.10"), ipt), undefined);
+});
+
+Deno.test("nft: the queue statement, not a chain or a comment named queue; queue forms", () => {
+  const nft = `table inet t {
+\tchain c {
+\t\ttype filter hook prerouting priority filter; policy accept;
+\t\tip daddr 10.0.0.1 jump queue_chain
+\t\tip daddr 10.0.0.2 jump queue
+\t\tip daddr 10.0.0.3 counter comment "queue them"
+\t\tip daddr 10.0.0.4 meta mark set 1 goto queue
+\t\tip daddr 10.0.0.5 queue flags bypass,fanout to 2-5
+\t\tip daddr 10.0.0.6 queue num 2
+\t\tip daddr 10.0.0.7 queue flags fanout to numgen inc mod 4
+\t\tip daddr 10.0.0.8 queue to jhash ip saddr mod 2
+\t\tip daddr 10.0.0.9 queue num 1-3 bypass,fanout
+\t}
+\tchain queue_chain {
+\t}
+}
+`;
+  const rules = parseQueueRules({ ip4: "", ip6: "", nft });
+  for (const a of ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]) {
+    assert.equal(queueRuleFor(dst(a), rules), undefined, a);
+  }
+  const q = (a: string) => queueRuleFor(dst(a), rules)!;
+  assert.deepEqual([q("10.0.0.5").first, q("10.0.0.5").last], [2, 5]);
+  assert.deepEqual([q("10.0.0.6").first, q("10.0.0.6").last], [2, 2]);
+  assert.deepEqual([q("10.0.0.9").first, q("10.0.0.9").last], [1, 3]);
+  for (const a of ["10.0.0.7", "10.0.0.8"]) {
+    assert.equal(q(a).queuesUnknown, true, `${a}: some queue, not claimed which`);
+    assert.ok(queueRuleFor(dst(a), rules, new Set([9])), `${a}: not "other queues"`);
+  }
+  assert.deepEqual(nftQueueStatement("ip daddr 1.2.3.4 queue"), {
+    first: 0,
+    last: 0,
+    unknown: false,
+  });
+  assert.equal(nftQueueStatement("ip daddr 1.2.3.4 jump queue"), undefined);
+  assert.equal(nftQueueStatement("ip daddr vmap { 1.2.3.4 : jump queue }"), undefined);
+});
+
+Deno.test("ipsets and concatenations: destinations unknown, neither queued nor unqueued", () => {
+  const rules = parseQueueRules({
+    ip4: "-A PREROUTING -m set --match-set vips dst -j NFQUEUE --queue-num 2\n",
+    ip6: "",
+    nft: `table ip t {
+\tchain c {
+\t\tip daddr . tcp dport @vipports queue num 3
+\t\tip daddr @not-listed queue num 4
+\t}
+}
+`,
+  });
+  assert.equal(rules.length, 3);
+  assert.ok(rules.every((r) => r.dstsUnknown), "none claims its destinations");
+  assert.equal(queueRuleFor(dst("10.0.0.1"), rules), undefined, "no coverage claimed");
+  assert.ok(uncertainRuleFor(dst("10.0.0.1"), rules), "but one may queue it");
+  assert.equal(uncertainRuleFor(dst("1000::1"), rules), undefined, "not of IPv6");
+});
+
+Deno.test("ip rule: a `not` rule routes no marked packet", () => {
+  const rules = parseFwmarkRules(
+    "100:\tnot from all fwmark 0x65 lookup main\n" +
+      "101:\tfrom all fwmark 0x66 lookup 102\n",
+  );
+  assert.deepEqual(rules.map((r) => r.fwmark), [0x66]);
+  assert.equal(fwmarkRuleFor(101, rules), undefined);
 });

@@ -3,7 +3,11 @@
  * configuration cannot work, not when it can, nothing when the rules are unknown.
  */
 import assert from "node:assert/strict";
-import { fwmarkRuleWarnings, unqueuedDstsWarning } from "../../../lib/doctor/warnings.ts";
+import {
+  fwmarkRuleWarnings,
+  suggestedTable,
+  unqueuedDstsWarning,
+} from "../../../lib/doctor/warnings.ts";
 import { parseFwmarkRules, parseQueueRules } from "../../../lib/doctor/rules.ts";
 
 Deno.test("activate: a fwmark no ip rule routes is warned about, per family when one is routed", () => {
@@ -45,4 +49,29 @@ Deno.test("flow-set: dsts no NFQUEUE rule queues are warned about, with the rule
     /nfqlb ruleset --vip=10\.9\.9\.0\/24,1000::1 --queue=<flowlb's --queue> --apply$/,
   );
   assert.equal(unqueuedDstsWarning("all", "", rules), undefined, "no dsts: every destination");
+});
+
+Deno.test("the suggested routing table: never a system table (0, 253-255), always a table id", () => {
+  assert.deepEqual(suggestedTable(104), { table: 104, note: "" });
+  for (const [fw, t] of [[0, 1000], [253, 1253], [254, 1254], [255, 1255], [2 ** 32, 1000]]) {
+    const s = suggestedTable(fw);
+    assert.equal(s.table, t, `fwmark ${fw}`);
+    assert.match(s.note, new RegExp(`^ \\(table ${t}, a free routing table id other than 253-255`));
+  }
+  const [w] = fwmarkRuleWarnings([254], [], []);
+  assert.match(
+    w,
+    /^fwmark 254 has no ip rule \(ip rule add fwmark 254 table 1254; ip -6 rule add fwmark 254 table 1254; and a route in table 1254\) \(table 1254, a free routing table id other than 253-255/,
+  );
+  assert.doesNotMatch(w, /table 254\b[;)]/);
+});
+
+Deno.test("flow-set: a dst an ipset rule may queue is not warned about", () => {
+  const rules = parseQueueRules({
+    ip4: "-A PREROUTING -m set --match-set vips dst -j NFQUEUE --queue-num 2\n",
+    ip6: "",
+    nft: "",
+  });
+  assert.equal(unqueuedDstsWarning("web", "10.0.0.1/32", rules), undefined);
+  assert.match(unqueuedDstsWarning("web", "1000::1/128", rules)!, /sends 1000::1 to a queue/);
 });
