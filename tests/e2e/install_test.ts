@@ -5,8 +5,11 @@
  * and a symlink straight to the bundle `DIR/lib/nfqlb/nfqlb` (run by its shebang, the issue's
  * `ln -s dist/nfqlb` case) — each for `version`, `init`/`show` on a shm object of its own, and
  * `flowlb` in a network namespace the test creates (its worker modules must be found through the
- * link: `flow-list` answers `[]`). Then uninstall must leave nothing of nfqlb, and both commands
- * must refuse, changing nothing, a `bin/nfqlb` no install made.
+ * link: `flow-list` answers `[]`). Then uninstall must leave nothing of nfqlb (only the prefix's
+ * shared directories), and both commands must refuse, changing nothing, a `bin/nfqlb` no install
+ * made. Also: a reinstall removes the files an earlier install had and this one has not; the
+ * prefix, `bin`, `lib` of an earlier (relocated) manifest are never removed; `--group` makes the
+ * Deno and the launcher root:GROUP 0750, so a user outside the group cannot run them.
  */
 import assert from "node:assert/strict";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
@@ -127,7 +130,17 @@ Deno.test({
       const un = await dev("uninstall", `--prefix=${prefix}`);
       assert.equal(un.code, 0, un.stderr);
       assert.match(un.stdout, /^uninstall: removed .*\/lib\/nfqlb\/deno$/m);
-      assert.deepEqual(tree(tmp), ["elsewhere", "elsewhere/nfqlb", "elsewhere/nfqlb-bundle"]);
+      // nfqlb's own directories go; the prefix's shared ones (made by the install here) stay.
+      assert.deepEqual(tree(tmp), [
+        "elsewhere",
+        "elsewhere/nfqlb",
+        "elsewhere/nfqlb-bundle",
+        "prefix",
+        "prefix/bin",
+        "prefix/lib",
+        "prefix/share",
+        "prefix/share/doc",
+      ]);
 
       // Something no install made: both refuse and leave it.
       Deno.mkdirSync(`${prefix}/bin`, { recursive: true });
@@ -138,7 +151,7 @@ Deno.test({
       const notOurs = await dev("uninstall", `--prefix=${prefix}`);
       assert.equal(notOurs.code, 1);
       assert.match(notOurs.stderr, /not installed by \.\/dev install; nothing removed/);
-      assert.deepEqual(tree(prefix), ["bin", "bin/nfqlb"]);
+      assert.deepEqual(tree(prefix), ["bin", "bin/nfqlb", "lib", "share", "share/doc"]);
       assert.equal(Deno.readTextFileSync(`${prefix}/bin/nfqlb`), "#!/bin/sh\necho mine\n");
     } finally {
       removeShm(shm);
@@ -146,3 +159,103 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "./dev install: an earlier install's files it no longer has are removed; " +
+    "a relocated manifest's shared dirs are never removed (root)",
+  ignore: !ROOT,
+  async fn() {
+    const tmp = Deno.makeTempDirSync({ prefix: "nfqlb-install-test-" });
+    const prefix = `${tmp}/usr`;
+    try {
+      const first = await dev("install", `--prefix=${prefix}`);
+      assert.equal(first.code, 0, first.stderr);
+      const manifestPath = `${prefix}/lib/nfqlb/MANIFEST`;
+      const manifest = Deno.readTextFileSync(manifestPath);
+      assert.doesNotMatch(manifest, /^dir (\.|bin|lib|share|share\/doc)$/m, "shared dirs recorded");
+      // An earlier version's install, relocated: a file the new one no longer has, and the
+      // shared directories (the prefix, bin, lib) recorded as made by it.
+      Deno.writeTextFileSync(`${prefix}/lib/nfqlb/old_worker.ts`, "// 1.0\n");
+      Deno.writeTextFileSync(
+        manifestPath,
+        `dir .\ndir bin\ndir lib\n${manifest}file lib/nfqlb/old_worker.ts\n`,
+      );
+      const again = await dev("install", `--prefix=${prefix}`);
+      assert.equal(again.code, 0, again.stderr);
+      assert.match(
+        again.stdout,
+        /^install: removed .*\/lib\/nfqlb\/old_worker\.ts \(no longer installed\)$/m,
+      );
+      assert.equal(Deno.readTextFileSync(manifestPath), manifest, "the new install's list only");
+      assert.ok(!tree(prefix).includes("lib/nfqlb/old_worker.ts"), "orphan left");
+      assert.deepEqual(tree(prefix).filter((p) => p.includes(".new-")), [], "temporary files");
+
+      // The same earlier manifest at uninstall: the shared directories stay, even when empty.
+      Deno.writeTextFileSync(manifestPath, `dir .\ndir bin\ndir lib\n${manifest}`);
+      const un = await dev("uninstall", `--prefix=${prefix}`);
+      assert.equal(un.code, 0, un.stderr);
+      assert.match(un.stdout, /^uninstall: kept .*\/usr\/bin: not nfqlb's own directory$/m);
+      assert.deepEqual(tree(tmp), ["usr", "usr/bin", "usr/lib", "usr/share", "usr/share/doc"]);
+    } finally {
+      Deno.removeSync(tmp, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "./dev install --group: the Deno and the launcher are root:GROUP 0750; " +
+    "only the group runs nfqlb; a plain reinstall makes them 0755 again (root)",
+  ignore: !ROOT,
+  async fn() {
+    const tmp = Deno.makeTempDirSync({ prefix: "nfqlb-install-test-" });
+    Deno.chmodSync(tmp, 0o755); // others must reach the files to be refused by their modes
+    const prefix = `${tmp}/usr`;
+    const command = `${prefix}/bin/nfqlb`;
+    /** `nfqlb version` as uid 65534, with supplementary `groups` (numbers). */
+    const asNobody = (groups: string) =>
+      exec([
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        groups === "" ? "--clear-groups" : `--groups=${groups}`,
+        ...cleanEnv(BARE_PATH),
+        command,
+        "version",
+      ]);
+    try {
+      const bad = await dev("install", `--prefix=${prefix}`, "--group=nfqlb-no-such-group");
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /--group=nfqlb-no-such-group: no such group/);
+      assert.equal(lstatOrUndefined(`${prefix}/lib/nfqlb`), undefined, "nothing installed");
+
+      const r = await dev("install", `--prefix=${prefix}`, "--group=daemon");
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /lib\/nfqlb\/deno \(root:daemon 0750: only root and daemon/);
+      for (const f of ["lib/nfqlb/deno", "lib/nfqlb/nfqlb.sh"]) {
+        const st = Deno.statSync(`${prefix}/${f}`);
+        assert.deepEqual([st.uid, st.gid, st.mode! & 0o7777], [0, 1, 0o750], f);
+      }
+      const outsider = await asNobody("");
+      assert.notEqual(outsider.code, 0, "a user outside the group ran nfqlb");
+      assert.match(outsider.stderr, /Permission denied/);
+      const member = await asNobody("1");
+      assert.deepEqual([member.code, member.stdout], [0, "1.2.0\n"], member.stderr);
+
+      const plain = await dev("install", `--prefix=${prefix}`);
+      assert.equal(plain.code, 0, plain.stderr);
+      const st = Deno.statSync(`${prefix}/lib/nfqlb/deno`);
+      assert.deepEqual([st.gid, st.mode! & 0o7777], [0, 0o755]);
+      assert.equal((await asNobody("")).code, 0);
+    } finally {
+      Deno.removeSync(tmp, { recursive: true });
+    }
+  },
+});
+
+function lstatOrUndefined(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch {
+    return undefined;
+  }
+}

@@ -12,6 +12,12 @@
  * its own (the README's tshm-web, ftshm and /var/lib/nfqlb never touch the host's), and when the
  * test ends or fails, every process the blocks started dies with it. `nfqlb` on its PATH runs this
  * checkout's cli.ts with the project's deno.
+ *
+ * After drain and restart, the targets run the README's test service instead of the test's own,
+ * the "check it works" blocks must show both VIPs answered, `/healthz` ok and the flow's matches;
+ * the teardown block must leave no rule, ip rule, route table, shm object or flow state in the
+ * LB's namespace. No README command may print a `warning:` (the configuration warnings of
+ * `activate` and `flow-set`) on the LB shell's stderr.
  */
 import assert from "node:assert/strict";
 import { type Service, startTargets } from "../../testkit/e2e_service.ts";
@@ -129,10 +135,13 @@ class LbShell {
   #steps = 0;
 
   constructor(net: TestNet, ns: string, bin: string) {
+    // The default trace object name, as the README's teardown removes it: /dev/shm is private.
     this.#p = new LineProcess(net, ns, [
       "env",
       "-u",
       "NFQLB_FLOW_ADDRESS",
+      "-u",
+      "NFQLB_TRACE_SHM",
       `PATH=${bin}:${Deno.env.get("PATH")}`,
       "unshare",
       "--mount",
@@ -152,10 +161,15 @@ class LbShell {
   }
 
   /** Run README block `name`; returns the stdout lines it printed. */
-  async run(name: string): Promise<string[]> {
+  run(name: string): Promise<string[]> {
+    return this.runText(block(name));
+  }
+
+  /** Run the shell commands `text`; returns the stdout lines they printed. */
+  async runText(text: string): Promise<string[]> {
     const tag = `__readme_block_${++this.#steps}_done__`;
     const from = this.#p.lines.length;
-    await this.#p.write(`${block(name)}\necho ${tag}\n`);
+    await this.#p.write(`${text}\necho ${tag}\n`);
     // The tag may end a line: `flow-list` prints its JSON without a final newline, as 1.2.0.
     const last = await this.#p.waitLine((l) => l.endsWith(tag), from, 180_000);
     const end = this.#p.lines.indexOf(last, from);
@@ -163,9 +177,48 @@ class LbShell {
     return [...this.#p.lines.slice(from, end), ...(rest === "" ? [] : [rest])];
   }
 
-  /** End the shell (and so every process in its PID namespace); its exit status. */
-  async end(): Promise<number> {
-    return (await this.#p.finish()).code;
+  /** End the shell (and so every process in its PID namespace); its exit status and stderr. */
+  async end(): Promise<{ code: number; stderr: string }> {
+    const { code, stderr } = await this.#p.finish();
+    return { code, stderr };
+  }
+}
+
+/** A directory per target, `DIR/tN/index.html` holding `tN`: what the README's service serves. */
+function serviceDirs(): string {
+  const dir = Deno.makeTempDirSync({ prefix: "nfqlb-readme-www-" });
+  for (const i of TARGETS) {
+    Deno.mkdirSync(`${dir}/t${i}`);
+    Deno.writeTextFileSync(`${dir}/t${i}/index.html`, `t${i}\n`);
+  }
+  return dir;
+}
+
+/**
+ * README block `service` on each target, from its directory under `dirs`; returns once every one
+ * answers on 127.0.0.1 and ::1 (the README says it serves both families).
+ */
+async function startReadmeService(net: TestNet, targets: Map<number, string>, dirs: string) {
+  for (const [i, ns] of targets) {
+    new LineProcess(
+      net,
+      ns,
+      ["bash", "-c", `cd ${dirs}/t${i} && exec ${block("service")}`],
+      `t${i}`,
+    );
+  }
+  for (const [i, ns] of targets) {
+    for (const url of ["http://127.0.0.1/", "http://[::1]/"]) {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const r = await net.exec(ns, ["curl", "-s", "-g", "--max-time", "5", url]);
+        if (r.stdout === `t${i}\n`) break;
+        if (Date.now() > deadline) {
+          throw new Error(`t${i}: the README's service: ${url}: ${r.stderr}`);
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   }
 }
 
@@ -204,6 +257,7 @@ Deno.test({
       if (!await t.step(name, fn)) throw new Error(`step failed: ${name}`);
     };
     const bin = nfqlbBin();
+    const dirs = serviceDirs();
     try {
       await withTestNet(async (net) => {
         const { cl, lb, targets } = await wire(net);
@@ -224,7 +278,11 @@ Deno.test({
             assert.equal(r.code, 0, `${ns}: ${r.stdout}${r.stderr}`);
           }
         });
-        await startTargets(net, SERVICE, [...targets].map(([i, ns]) => [`t${i}`, ns]));
+        const servers = await startTargets(
+          net,
+          SERVICE,
+          [...targets].map(([i, ns]) => [`t${i}`, ns]),
+        );
 
         await step("IPv4 and IPv6 connections reach the targets, spread", async () => {
           const got = await connect(net, cl, 20000);
@@ -255,10 +313,47 @@ Deno.test({
           for (const per of [got.v4, got.v6]) assert.equal(per.get("t2"), undefined);
         });
 
-        assert.equal(await lbShell.end(), 0, "the LB's bash");
+        await step("the README's service and its check blocks", async () => {
+          for (const s of servers) {
+            Deno.kill(s.pid, "SIGTERM");
+            await s.finish();
+          }
+          await startReadmeService(net, targets, dirs);
+          const answers = await net.exec(cl, ["bash", "-e", "-c", block("check-client")]);
+          assert.equal(answers.code, 0, answers.stderr);
+          const names = answers.stdout.trim().split("\n");
+          assert.equal(names.length, 2, `one answer per VIP: ${answers.stdout}`);
+          for (const n of names) assert.match(n, /^t[13]$/, "an active target answered");
+          const out = await lbShell.run("check-lb");
+          assert.equal(out[0], "ok", `/healthz: ${out}`);
+          const m = /^ *"matches_count": (\d+),?$/.exec(out[1] ?? "");
+          assert.ok(m !== null && Number(m[1]) > 0, `matches_count: ${out}`);
+        });
+
+        await step("the teardown block leaves nothing in the LB namespace", async () => {
+          await lbShell.run("teardown");
+          for (const save of ["iptables-save", "ip6tables-save"]) {
+            const rules = await net.run(lb, [save]);
+            assert.doesNotMatch(rules, /nfqlb|NFQUEUE|NOTRACK|CT --notrack/, `${save}:\n${rules}`);
+          }
+          for (const family of ["-4", "-6"]) {
+            const rules = await net.run(lb, ["ip", family, "rule", "show"]);
+            assert.doesNotMatch(rules, /fwmark/, `ip ${family} rule:\n${rules}`);
+            const routes = await net.run(lb, ["ip", family, "route", "show", "table", "all"]);
+            assert.doesNotMatch(routes, /table 10[123]\b/, `ip ${family} route:\n${routes}`);
+          }
+          const left = await lbShell.runText("find /dev/shm /var/lib/nfqlb -mindepth 1");
+          assert.deepEqual(left, [], "shm objects or flow state left");
+        });
+
+        const end = await lbShell.end();
+        assert.equal(end.code, 0, `the LB's bash: ${end.stderr}`);
+        const warnings = end.stderr.split("\n").filter((l) => /warning:/.test(l));
+        assert.deepEqual(warnings, [], "the README's commands warn");
       });
     } finally {
       Deno.removeSync(bin, { recursive: true });
+      Deno.removeSync(dirs, { recursive: true });
     }
   },
 });
