@@ -213,7 +213,8 @@ function startMetricsThread(
     if (m.type === "listening") {
       io.out(`Metrics; http://${m.address}/metrics\n`);
       listening();
-    } else failed(m.message);
+    } else if (m.type === "note") io.err(`warning: ${m.message}\n`);
+    else failed(m.message);
   };
   w.onerror = (e) => {
     e.preventDefault();

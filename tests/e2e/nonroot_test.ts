@@ -15,6 +15,7 @@ import {
   type Service,
   serviceOf,
 } from "../../testkit/e2e_service.ts";
+import { httpGet } from "../../testkit/e2e_service.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
@@ -29,6 +30,8 @@ const PORT = 5001;
 const SVC: Service = serviceOf(NET, PORT);
 const Q = 12;
 const UID = 65534;
+/** The metrics server, in the test's own network namespace. */
+const METRICS = "127.0.0.1:9931";
 const MARKS = NET.targets.map((i) => String(NET.tMark(i))).join(" ");
 
 /** `cmd` as uid `uid` with only CAP_NET_ADMIN (inheritable and ambient), Deno's cache in `home`. */
@@ -107,6 +110,7 @@ Deno.test({
           Deno.kill(d.pid, "SIGTERM");
           const r = await d.finish();
           assert.equal(r.code, 0, r.stderr);
+          return r.stderr;
         };
 
         await t.step("lb: UDP exchanges land where the table predicts", async () => {
@@ -122,7 +126,14 @@ Deno.test({
         await t.step(
           "flowlb: flow-set by its own uid works; another uid's CLI refuses the server",
           async () => {
-            await start(`flowlb --queue=${Q}`);
+            const d = await start(`flowlb --queue=${Q} --metrics=${METRICS}`);
+            await d.waitLine(/^Metrics; /);
+            // /proc/net/netfilter/nfnetlink_queue is root's (0440): the queue threads' own word
+            // says the queue is bound, so the only reason left is the missing flow.
+            assert.deepEqual(await httpGet(net, lb, METRICS, "/healthz"), [
+              503,
+              "no flows: no packet is load-balanced (nfqlb flow-set ...)\n",
+            ]);
             const flowSet = (uid: number) =>
               net.exec(lb, [
                 "sh",
@@ -135,6 +146,11 @@ Deno.test({
               ]);
             const ok = await flowSet(UID);
             assert.equal(ok.stdout, "OK\n", ok.stderr);
+            assert.deepEqual(await httpGet(net, lb, METRICS, "/healthz"), [200, "ok\n"]);
+            const [status, metrics] = await httpGet(net, lb, METRICS, "/metrics");
+            assert.equal(status, 200);
+            assert.match(metrics, /^nfqlb_kernel_queue_figures_available 0$/m);
+            assert.doesNotMatch(metrics, /^nfqlb_kernel_queue_packets_total/m);
             const other = await flowSet(65533);
             assert.notEqual(other.code, 0);
             assert.match(
@@ -146,7 +162,14 @@ Deno.test({
             for (const p of ports) {
               assert.equal(got.get(p), await predict(SVC, twin, NET.cl4[0], p), `port ${p}`);
             }
-            await stop();
+            const log = await stop();
+            const notes = log.split("\n").filter((l) => l.includes("nfnetlink_queue"));
+            assert.equal(
+              notes.length,
+              1,
+              `one line about the kernel's queue list, not per scrape:\n${log}`,
+            );
+            assert.match(notes[0], /^warning: metrics: cannot read .*Permission denied; /);
           },
         );
         for (const s of servers) {
