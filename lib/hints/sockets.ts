@@ -63,3 +63,23 @@ export function bindInUseHint(a: AddressContext, holders: readonly SocketHolder[
   return `  ${describe(a)} is ${who}: another flowlb already runs in this network namespace; ` +
     `stop it, or give this one another address with NFQLB_FLOW_ADDRESS (and its clients the same)`;
 }
+
+/**
+ * The line after `Refusing to talk to the control server: owned by uid <uid> ...`: the flow
+ * commands talk only to a daemon of their own uid (or root), so run them as the daemon's uid;
+ * `user` is that uid's name when `/etc/passwd` has it.
+ *
+ * @example
+ * ```ts
+ * import { untrustedServerHint } from "./sockets.ts";
+ * untrustedServerHint(65534, "nobody");
+ * // "  the daemon runs as uid 65534 (nobody): run the command as that user: sudo -u nobody nfqlb ...,
+ * //  or setpriv --reuid=65534 nfqlb ..."
+ * ```
+ */
+export function untrustedServerHint(uid: number, user?: string): string {
+  const sudo = user === undefined ? `sudo -u '#${uid}'` : `sudo -u ${user}`;
+  const who = user === undefined ? `uid ${uid}` : `uid ${uid} (${user})`;
+  return `  the daemon runs as ${who}: run the command as that user: ${sudo} nfqlb ..., ` +
+    `or setpriv --reuid=${uid} nfqlb ...`;
+}

@@ -11,6 +11,7 @@ import {
   buildRequest,
   type ControlRequest,
   decodeReply,
+  EMPTY_CONNECTION,
   handleRequest,
   MAX_LINE_BYTES,
   MAX_REQUEST_BYTES,
@@ -34,10 +35,12 @@ function request(text: string): ControlRequest {
   return (r as { request: ControlRequest }).request;
 }
 
-function rejected(r: ReadResult): { reply: string; warnings: readonly string[] } {
+function rejected(
+  r: ReadResult,
+): { reply: string; warnings: readonly string[]; debug?: readonly string[] } {
   assert.equal(r.status, "rejected");
-  const x = r as { reply: Uint8Array; warnings: readonly string[] };
-  return { reply: dec.decode(x.reply), warnings: x.warnings };
+  const x = r as { reply: Uint8Array; warnings: readonly string[]; debug?: readonly string[] };
+  return { reply: dec.decode(x.reply), warnings: x.warnings, debug: x.debug };
 }
 
 const acceptAll = () => new FlowStore({ acquire: () => true, release: () => {} });
@@ -129,6 +132,14 @@ Deno.test("7.3: EOF before eoc closes without reply; final eoc without newline i
   assert.deepEqual(rejected(parseRequest(bytes("action:list\n"))).warnings, [
     "readFlowCmd; unexpected eof",
   ]);
+  for (const text of ["action:list\n", "name:x", "action:list\nname:a"]) {
+    assert.deepEqual(rejected(parseRequest(bytes(text))).warnings, [
+      "readFlowCmd; unexpected eof",
+    ], JSON.stringify(text));
+  }
+  // Not one byte (a client that refused the server): a debug line, not the warning.
+  const empty = rejected(parseRequest(bytes("")));
+  assert.deepEqual([empty.warnings, empty.debug], [[], [EMPTY_CONNECTION]]);
   assert.equal(request("action:list\neoc:").action, "list");
   assert.equal(request("action:list\neoc:x").action, "list");
 });
