@@ -267,8 +267,21 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
       [["init", shm, "--bogus=1"], /^init: unrecognized option '--bogus=1'\n {2}nfqlb init --help/],
       [["activate", shm, "abc"], /^Invalid fwmark \[abc\]/],
       [["activate", shm, "100", "4294967296"], /^Invalid fwmark \[4294967296\]/],
-      [["activate", shm, "2147483648"], /^Invalid fwmark \[2147483648\]/],
-      [["activate", shm, "--", "-5"], /^Invalid fwmark \[-5\]; a target fwmark is >= 0\n$/],
+      // A target's fwmark is 0..2^31-1; a negative value (inactive) only for one --index slot.
+      [
+        ["activate", shm, "2147483648"],
+        /^Invalid fwmark \[2147483648\]; expected an integer in 0\.\.2147483647\n$/,
+      ],
+      [
+        ["activate", shm, "--", "-5"],
+        /^Invalid fwmark \[-5\]; expected an integer in 0\.\.2147483647\n$/,
+      ],
+      [
+        ["activate", shm, "--index=1", "2147483648"],
+        /^Invalid fwmark \[2147483648\]; expected an integer in -2147483648\.\.2147483647\n$/,
+      ],
+      // N = 0: a table nothing can be activated in (1.2.0 accepts it).
+      [["init", shm, "--N=0"], /^Invalid --N=0; expected an integer in 1\.\.4294967295\n$/],
       [["activate", shm, "--index=32", "7"], /^Lookup index too large; --index=32, N=32\n$/],
       [["activate", shm, "--index=-1", "7"], /^Lookup index too large; --index=-1, N=32\n$/],
       [
@@ -286,6 +299,23 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
       assert.equal(r.err.split("\n").length, lines, `one line: ${r.err}`);
       assert.deepEqual(readShm(name), before, `${args.join(" ")} changed the table`);
     }
+  });
+});
+
+Deno.test("init over active targets: still overwritten (1.2.0), with one warning naming them", async () => {
+  await withTable(async (name) => {
+    assert.equal((await runCli("deactivate", `--shm=${name}`, "100", "103")).code, 0);
+    const r = await runCli("init", `--shm=${name}`, "--M=997", "--N=32");
+    assert.deepEqual(r, {
+      code: 0,
+      out: "",
+      err: `init: /dev/shm/${name} had 2 active targets (fwmarks 101 102): all are inactive ` +
+        `now; activate them again (nfqlb activate --shm=${name} 101 102)\n`,
+    });
+    const shown = (await runCli("show", `--shm=${name}`)).out;
+    assert.match(shown, /Active:\n$/, "no target active");
+    // Nothing active: nothing said.
+    assert.deepEqual(await runCli("init", `--shm=${name}`), { code: 0, out: "", err: "" });
   });
 });
 
