@@ -83,3 +83,17 @@ export function untrustedServerHint(uid: number, user?: string): string {
   return `  the daemon runs as ${who}: run the command as that user: ${sudo} nfqlb ..., ` +
     `or setpriv --reuid=${uid} nfqlb ...`;
 }
+
+/**
+ * The line after `Trace client connect to <addr>: <strerror>` (two spaces first); `refused`:
+ * nothing listens there, else only the address is said. `netns` as in {@link AddressContext}.
+ */
+export function traceConnectHint(text: string, netns: string, refused: boolean): string {
+  const where = text.startsWith("unix:")
+    ? `${text}, the abstract unix socket @${text.slice(5)} of network namespace ${netns}`
+    : `${text} in network namespace ${netns}`;
+  if (!refused) return `  the address: ${where}`;
+  return `  no lb or flowlb serves traces on ${where}; start one in this network namespace, run ` +
+    `the command in the daemon's (ip netns exec NS nfqlb trace ...), or give the daemon's ` +
+    `address with --trace_address=ADDR`;
+}

@@ -2,6 +2,7 @@
  * CLI behaviour: getopt_long_only semantics, help, exit codes, and bad input
  * that must fail with one clear line and leave the existing table untouched.
  */
+import { ENDPOINT_ACCEPTED, FWMARK_PROTO_ACCEPTED } from "../../lib/hints/accepted.ts";
 import assert from "node:assert/strict";
 import { COMMANDS } from "../../cli/main.ts";
 import { readShm, removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
@@ -398,15 +399,17 @@ Deno.test("fwmark: address parsing and hash without --shm", async () => {
   const bracketV4 = await runCli("fwmark", "--src=[10.0.0.1]:80", "--dst=10.0.0.2:80");
   const mappedV6 = await runCli("fwmark", "--src=[::ffff:10.0.0.1]:80", "--dst=10.0.0.2:80");
   assert.equal(bracketV4.out, mappedV6.out, "bracketed IPv4 is the mapped address");
+  // 1.2.0's line, then the accepted forms (the address-too-long line stays alone).
+  const ENDPOINT = ENDPOINT_ACCEPTED;
   const long = "1".repeat(61);
   const bad: [string, string][] = [
     [`--src=${long}`, `Address too long [${long}]\n`],
-    ["--src=10.0.0.1", "No port in [10.0.0.1]\n"],
-    ["--src=1000::1:80", "Parse address failed [1000::1:80]\n"],
-    ["--src=10.0.0.1:99999", "Parse address failed [10.0.0.1:99999]\n"],
-    ["--src=10.0.0.1:-1", "Parse address failed [10.0.0.1:-1]\n"],
-    ["--src=10.0.0.1:abc", "Parse address failed [10.0.0.1:abc]\n"],
-    ["--src=[1::1:80", "Parse address failed [[1::1:80]\n"],
+    ["--src=10.0.0.1", "No port in [10.0.0.1]\n  " + ENDPOINT + "\n"],
+    ["--src=1000::1:80", "Parse address failed [1000::1:80]\n  " + ENDPOINT + "\n"],
+    ["--src=10.0.0.1:99999", "Parse address failed [10.0.0.1:99999]\n  " + ENDPOINT + "\n"],
+    ["--src=10.0.0.1:-1", "Parse address failed [10.0.0.1:-1]\n  " + ENDPOINT + "\n"],
+    ["--src=10.0.0.1:abc", "Parse address failed [10.0.0.1:abc]\n  " + ENDPOINT + "\n"],
+    ["--src=[1::1:80", "Parse address failed [[1::1:80]\n  " + ENDPOINT + "\n"],
   ];
   for (const [src, err] of bad) {
     assert.deepEqual(await runCli("fwmark", src, "--dst=1.1.1.1:1"), { code: 1, out: "", err });
@@ -419,6 +422,7 @@ Deno.test("fwmark: address parsing and hash without --shm", async () => {
   assert.deepEqual(await runCli("fwmark", "--src=1.1.1.1:1", "--dst=1.1.1.1:1", "--proto=icmp"), {
     code: 1,
     out: "",
-    err: "Failed to parse protocol [icmp]\n",
+    // 1.2.0's line, then the accepted values.
+    err: `Failed to parse protocol [icmp]\n  ${FWMARK_PROTO_ACCEPTED}\n`,
   });
 });

@@ -464,11 +464,15 @@ Deno.test("round trip: seed 000 udpencap flow and server errors (exit 255)", asy
   );
   assert.deepEqual(
     await h.run("flow-set", "--name=x", "--target=t", "--dsts=10.0.0.0/24,10.0.0.1"),
-    { code: 255, out: "Invalid dsts\n", err: `flow-set: [10.0.0.1]: ${CIDRS_ACCEPTED}\n` },
+    {
+      code: 255,
+      out: "Invalid dsts\n",
+      err: `flow-set: dsts [10.0.0.1]: ${CIDRS_ACCEPTED}; one address is 10.0.0.1/32\n`,
+    },
   );
   assert.deepEqual(
     await h.run("flow-set", "--name=x", "--target=t", "--srcs=1000::/129"),
-    { code: 255, out: "Invalid srcs\n", err: `flow-set: [1000::/129]: ${CIDRS_ACCEPTED}\n` },
+    { code: 255, out: "Invalid srcs\n", err: `flow-set: srcs [1000::/129]: ${CIDRS_ACCEPTED}\n` },
   );
   // 11 #9: a long reply is printed whole.
   const stmt = "tcp[0:1]=" + "1".repeat(55);
