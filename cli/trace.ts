@@ -99,7 +99,8 @@ export const traceCommand: Command = {
           }
           // Attached: daemons in other network namespaces trace with this mask too.
           const name = traceShmName();
-          const note = traceNote(name, traceShmUsers(name));
+          const scan = traceShmUsers(name);
+          const note = traceNote(name, scan.users, scan.uninspected);
           if (note !== undefined) inv.io.err(note + "\n");
         }
         inv.io.out(chunk);
