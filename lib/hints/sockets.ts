@@ -66,22 +66,25 @@ export function bindInUseHint(a: AddressContext, holders: readonly SocketHolder[
 
 /**
  * The line after `Refusing to talk to the control server: owned by uid <uid> ...`: the flow
- * commands talk only to a daemon of their own uid (or root), so run them as the daemon's uid;
+ * commands talk only to a daemon of their own uid (or root), so if that server is the flowlb
+ * meant (a non-root daemon), run the command as its uid; else something else holds the address.
  * `user` is that uid's name when `/etc/passwd` has it.
  *
  * @example
  * ```ts
  * import { untrustedServerHint } from "./sockets.ts";
  * untrustedServerHint(65534, "nobody");
- * // "  the daemon runs as uid 65534 (nobody): run the command as that user: sudo -u nobody nfqlb ...,
- * //  or setpriv --reuid=65534 nfqlb ..."
+ * // "  if it is the flowlb you meant (it runs as uid 65534 (nobody)), run the command as that
+ * //  user: sudo -u nobody nfqlb ..., or setpriv --reuid=65534 nfqlb ...; if not, another program
+ * //  holds the address"
  * ```
  */
 export function untrustedServerHint(uid: number, user?: string): string {
   const sudo = user === undefined ? `sudo -u '#${uid}'` : `sudo -u ${user}`;
   const who = user === undefined ? `uid ${uid}` : `uid ${uid} (${user})`;
-  return `  the daemon runs as ${who}: run the command as that user: ${sudo} nfqlb ..., ` +
-    `or setpriv --reuid=${uid} nfqlb ...`;
+  return `  if it is the flowlb you meant (it runs as ${who}), run the command as that user: ` +
+    `${sudo} nfqlb ..., or setpriv --reuid=${uid} nfqlb ...; if not, another program holds ` +
+    "the address";
 }
 
 /**

@@ -176,7 +176,7 @@ Deno.test({
             // 65534 is "nobody" in this host's /etc/passwd (or has no name at all).
             assert.match(
               fix,
-              /^ {2}the daemon runs as uid 65534( \(nobody\))?: run the command as that user: sudo -u (nobody|'#65534') nfqlb \.\.\., or setpriv --reuid=65534 nfqlb \.\.\.$/,
+              /^ {2}if it is the flowlb you meant \(it runs as uid 65534( \(nobody\))?\), run the command as that user: sudo -u (nobody|'#65534') nfqlb \.\.\., or setpriv --reuid=65534 nfqlb \.\.\.; if not, another program holds the address$/,
             );
             const ports = Array.from({ length: 10 }, (_, i) => 43000 + i);
             const got = await exchange(net, cl, ports);

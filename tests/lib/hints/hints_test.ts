@@ -91,12 +91,14 @@ Deno.test("trace connect and an untrusted control server: the fix, in full", () 
   );
   assert.equal(
     untrustedServerHint(65534, "nobody"),
-    "  the daemon runs as uid 65534 (nobody): run the command as that user: " +
-      "sudo -u nobody nfqlb ..., or setpriv --reuid=65534 nfqlb ...",
+    "  if it is the flowlb you meant (it runs as uid 65534 (nobody)), run the command as that " +
+      "user: sudo -u nobody nfqlb ..., or setpriv --reuid=65534 nfqlb ...; if not, another " +
+      "program holds the address",
   );
   assert.equal(
     untrustedServerHint(4242),
-    "  the daemon runs as uid 4242: run the command as that user: sudo -u '#4242' nfqlb ..., " +
-      "or setpriv --reuid=4242 nfqlb ...",
+    "  if it is the flowlb you meant (it runs as uid 4242), run the command as that user: " +
+      "sudo -u '#4242' nfqlb ..., or setpriv --reuid=4242 nfqlb ...; if not, another program " +
+      "holds the address",
   );
 });
