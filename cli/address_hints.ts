@@ -6,7 +6,12 @@
  */
 import { currentNetns, unixListenerHolders } from "../daemon/socket_holder.ts";
 import { ListenError } from "../daemon/errors.ts";
-import { type AddressContext, bindInUseHint, connectHint } from "../lib/hints/sockets.ts";
+import {
+  type AddressContext,
+  bindInUseHint,
+  connectHint,
+  traceConnectHint,
+} from "../lib/hints/sockets.ts";
 
 /** The context of control address `text`. */
 function context(text: string, fromEnv: boolean): AddressContext {
@@ -17,6 +22,11 @@ function context(text: string, fromEnv: boolean): AddressContext {
 export function connectFailedHint(text: string, fromEnv: boolean, strerror: string): string {
   const refused = /refused|No such file/.test(strerror);
   return connectHint(context(text, fromEnv), refused);
+}
+
+/** The line after `Trace client connect to <addr>: <strerror>` for trace address `text`. */
+export function traceConnectFailedHint(text: string, strerror: string): string {
+  return traceConnectHint(text, currentNetns(), /refused|No such file/.test(strerror));
 }
 
 /**

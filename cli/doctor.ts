@@ -324,6 +324,10 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
         const r = await exec(argv);
         inv.io.out(r.stdout);
         if (r.stderr !== "") inv.io.err(r.stderr);
+        // ip's line for a name it does not know: say where the names are.
+        if (/^Cannot open network namespace /m.test(r.stderr)) {
+          inv.io.err("  (ip netns list shows the names)\n");
+        }
         return r.code;
       }
       const ftShm = o.get("ft_shm") ?? "ftshm";

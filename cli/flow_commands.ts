@@ -32,6 +32,8 @@ import { type Command, die, type Invocation, type OptionDecl } from "./command.t
 import { warnUnqueuedDsts } from "./namespace_rules.ts";
 import type { Io } from "../daemon/io.ts";
 import { connectFailedHint } from "./address_hints.ts";
+import { untrustedServerHint } from "../lib/hints/sockets.ts";
+import { userNameOf } from "../daemon/user_names.ts";
 
 /**
  * Sends one request and returns the whole reply, read until EOF. Throws
@@ -164,7 +166,10 @@ async function send(
         }`,
       );
     }
-    if (e instanceof UntrustedServerError || e instanceof ReplyError) die(e.message);
+    if (e instanceof UntrustedServerError) {
+      die(e.uid < 0 ? e.message : `${e.message}\n${untrustedServerHint(e.uid, userNameOf(e.uid))}`);
+    }
+    if (e instanceof ReplyError) die(e.message);
     throw e;
   }
 }

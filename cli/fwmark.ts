@@ -3,6 +3,7 @@
  * would compute for an address pair (docs/COMPATIBILITY.md#command-line).
  * @module
  */
+import { ENDPOINT_ACCEPTED, FWMARK_PROTO_ACCEPTED } from "../lib/hints/accepted.ts";
 import { parseStrictInt } from "../lib/ccompat/cnum.ts";
 import { addressHash, hashKey } from "../lib/packet/hash.ts";
 import { KEY_DPORT, KEY_DST, KEY_LEN, KEY_PROTO, KEY_SPORT, KEY_SRC } from "../lib/packet/key.ts";
@@ -32,14 +33,14 @@ export function parseEndpoint(arg: string): Endpoint {
   let addr: Uint8Array | undefined;
   if (arg.includes("[")) {
     const m = /^\[([^\]]*)\]:(.*)$/.exec(arg);
-    if (m === null) die(`Parse address failed [${arg}]`);
+    if (m === null) die(`Parse address failed [${arg}]\n  ${ENDPOINT_ACCEPTED}`);
     [, host, portText] = m;
     // 1.2.0 hashes uninitialised memory for a bracketed IPv4 address; use its mapped form.
     const v4 = parseIPv4(host);
     addr = v4 !== undefined ? mapIPv4(v4) : parseIPv6(host);
   } else {
     const colon = arg.lastIndexOf(":");
-    if (colon < 0) die(`No port in [${arg}]`);
+    if (colon < 0) die(`No port in [${arg}]\n  ${ENDPOINT_ACCEPTED}`);
     host = arg.slice(0, colon);
     portText = arg.slice(colon + 1);
     const v4 = parseIPv4(host);
@@ -49,7 +50,7 @@ export function parseEndpoint(arg: string): Endpoint {
   if (
     addr === undefined || port === undefined || portText.startsWith("+") || portText.startsWith("-")
   ) {
-    die(`Parse address failed [${arg}]`);
+    die(`Parse address failed [${arg}]\n  ${ENDPOINT_ACCEPTED}`);
   }
   return { addr, port };
 }
@@ -83,7 +84,9 @@ export const fwmarkCommand: Command = {
     let hash: number;
     if (protoText !== undefined) {
       const proto = PROTOCOLS[protoText.toLowerCase()];
-      if (proto === undefined) die(`Failed to parse protocol [${protoText}]`);
+      if (proto === undefined) {
+        die(`Failed to parse protocol [${protoText}]\n  ${FWMARK_PROTO_ACCEPTED}`);
+      }
       key[KEY_PROTO] = proto;
       hash = hashKey(key, hashMode);
     } else {

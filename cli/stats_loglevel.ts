@@ -101,7 +101,8 @@ export const loglevelCommand: Command = {
       m.close();
     }
     const name = traceShmName();
-    const note = loglevelNote(name, level !== undefined, traceShmUsers(name));
+    const scan = traceShmUsers(name);
+    const note = loglevelNote(name, level !== undefined, scan.users, scan.uninspected);
     if (note !== undefined) inv.io.err(note + "\n");
     return 0;
   },

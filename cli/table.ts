@@ -13,9 +13,9 @@ import {
   initTable,
   sleepSync,
 } from "../lib/maglev/maglev.ts";
-import { MAX_M, MIN_M, tableSize } from "../lib/maglev/table.ts";
+import { MaglevTable, MAX_M, MIN_M, tableSize } from "../lib/maglev/table.ts";
 import { primeBelow } from "../lib/maglev/prime.ts";
-import { createShm, unlinkShm } from "../ffi/shm.ts";
+import { createShm, openShm, unlinkShm } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { type Command, die, type Invocation } from "./command.ts";
 import { adoptProblem, openTable } from "../daemon/open_table.ts";
@@ -85,6 +85,40 @@ const shmOption = { name: "shm", desc: `Shared memory name (default ${DEFAULT_SH
 /** `init` found an existing object it must not use. */
 class AdoptRefused extends Error {}
 
+/** The active fwmarks of an existing valid table `name` (slot order); empty when none or no table. */
+function activeBefore(name: string): number[] {
+  let m;
+  try {
+    m = openShm(name, false);
+  } catch {
+    return [];
+  }
+  try {
+    return [...MaglevTable.view(m.buffer).active].filter((fw) => fw >= 0);
+  } catch {
+    return []; // not a valid table: nothing was active
+  } finally {
+    m.close();
+  }
+}
+
+/** Fwmarks named in the warning of `init` at most; more are `...`. */
+const MAX_WARNED_FWMARKS = 32;
+
+/**
+ * The warning of `init` over a table that had active targets (1.2.0 overwrites it silently):
+ * `init: /dev/shm/T had N active targets (fwmarks ...): all are inactive now; activate them
+ * again (nfqlb activate --shm=T ...)`.
+ */
+export function initClearedWarning(name: string, fwmarks: readonly number[]): string {
+  const shown = fwmarks.slice(0, MAX_WARNED_FWMARKS).join(" ") +
+    (fwmarks.length > MAX_WARNED_FWMARKS ? " ..." : "");
+  const n = fwmarks.length;
+  return `init: /dev/shm/${name} had ${n} active target${n === 1 ? "" : "s"} ` +
+    `(fwmark${n === 1 ? "" : "s"} ${shown}): all are inactive now; activate them again ` +
+    `(nfqlb activate --shm=${name} ${shown})`;
+}
+
 /** `init`: create or overwrite a target table. */
 export const initCommand: Command = {
   name: "init",
@@ -100,18 +134,22 @@ export const initCommand: Command = {
   run(inv) {
     const name = shmName(inv);
     const requested = intOption(inv, "M", 997, MIN_M, 2 ** 32 - 1);
-    const n = intOption(inv, "N", 32, 0, 2 ** 32 - 1);
+    // N = 0 (1.2.0 accepts it) makes a table no target can ever be activated in.
+    const n = intOption(inv, "N", 32, 1, 2 ** 32 - 1);
     const ownfw = intOption(inv, "ownfw", 0, I32_MIN, I32_MAX);
     if (requested > MAX_M) die(`M too large; ${requested} > ${MAX_M}`);
     const m = primeBelow(requested)!;
     if (m !== requested) inv.io.out(`M adjusted; ${requested} -> ${m}\n`);
     if (n > m) die("N can't be larger than M");
     let mapping;
+    let before: number[] = [];
     try {
       mapping = createShm(name, tableSize(m, n), (owner) => {
         // Never adopt an object another user planted or can write (nothing is changed).
         const problem = adoptProblem(owner, Deno.uid() ?? 0);
         if (problem !== undefined) throw new AdoptRefused(problem);
+        // An object init may use: say afterwards which targets this clears.
+        before = activeBefore(name);
       });
     } catch (e) {
       if (e instanceof AdoptRefused) die(`createSharedData: ${name}: ${e.message}; not changed`);
@@ -123,6 +161,7 @@ export const initCommand: Command = {
     } finally {
       mapping.close();
     }
+    if (before.length > 0) inv.io.err(`${initClearedWarning(name, before)}\n`);
     // A table a daemon uses, initialised again, is a change too.
     syncFastPaths(inv, mapping.owner.uid);
     return 0;
@@ -182,15 +221,15 @@ export const activateCommand: Command = {
   options: [shmOption, { name: "index", desc: "Slot index to set" }],
   async run(inv) {
     if (inv.opts.has("index") && inv.args.length === 0) return 0;
-    const fwmarks = fwmarkArgs(inv.opts.has("index") ? inv.args.slice(0, 1) : inv.args, true);
+    // A negative value (inactive) only for one slot (--index); targets are 0..2^31-1.
+    const withIndex = inv.opts.has("index");
+    const fwmarks = fwmarkArgs(withIndex ? inv.args.slice(0, 1) : inv.args, withIndex);
     const { table, owner, close } = openTable(shmName(inv), true);
     try {
       const index = indexOption(inv, table.n);
       if (index !== undefined) {
         activateIndex(table, index, fwmarks[0], grace);
       } else {
-        const bad = fwmarks.find((fw) => fw < 0);
-        if (bad !== undefined) die(`Invalid fwmark [${bad}]; a target fwmark is >= 0`);
         activate(table, fwmarks, grace);
       }
     } finally {

@@ -11,6 +11,7 @@
  * other network namespaces map the same trace object, one stderr note says they trace too (D61).
  * @module
  */
+import { traceConnectFailedHint } from "./address_hints.ts";
 import { cStrtol0 } from "../lib/ccompat/cnum.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { formatMask, selectionMask, TRACE_SELECTION } from "../lib/trace/mask.ts";
@@ -66,7 +67,12 @@ export const traceCommand: Command = {
       } catch (e) {
         // Unless something changed it meanwhile, restore the mask this command replaced.
         putBack();
-        if (e instanceof TransportError) die(`Trace client connect to ${text}: ${e.message}`);
+        if (e instanceof TransportError) {
+          die(
+            `Trace client connect to ${text}: ${e.message}\n` +
+              traceConnectFailedHint(text, e.message),
+          );
+        }
         throw e;
       }
     } catch (e) {
@@ -93,7 +99,8 @@ export const traceCommand: Command = {
           }
           // Attached: daemons in other network namespaces trace with this mask too.
           const name = traceShmName();
-          const note = traceNote(name, traceShmUsers(name));
+          const scan = traceShmUsers(name);
+          const note = traceNote(name, scan.users, scan.uninspected);
           if (note !== undefined) inv.io.err(note + "\n");
         }
         inv.io.out(chunk);

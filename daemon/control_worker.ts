@@ -31,11 +31,11 @@ import { ListenError, type ListenFailure } from "./errors.ts";
 import { peerOf } from "./peer_identity.ts";
 import { FlowStateSaver, removeStaleTmpFiles, restoreFlowState } from "./flow_state_file.ts";
 import { PendingFlowRetry, untrustedPendingLine } from "./pending_flows.ts";
-import { LOG_NOTICE } from "../lib/log/levels.ts";
+import { LOG_DEBUG, LOG_NOTICE } from "../lib/log/levels.ts";
 import { TraceRing } from "../lib/trace/ring.ts";
 import type { TraceSink } from "../lib/trace/mask.ts";
 import { tracedTargets, traceReply, traceRequest } from "../lib/trace/control_lines.ts";
-import { MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
+import { LOGLEVEL_WORD, MASK_WORD, openTraceShm } from "./open_trace_shm.ts";
 import { FP_FLOWS_FLUSHED } from "../lib/fastpath/channel.ts";
 import {
   flowTargetProblem,
@@ -228,6 +228,8 @@ function serve(start: ControlStart): void {
   const readMask = () => {
     sink.mask = traceShm === undefined ? 0 : traceShm.words[MASK_WORD] >>> 0;
   };
+  /** Whether the log level (in `nfqlb-trace`) lets debug lines through. */
+  const debugOn = () => traceShm !== undefined && traceShm.words[LOGLEVEL_WORD] >= LOG_DEBUG;
   // A restore adopts only trusted tables (owned by root or our uid, not writable by others):
   // the file names them, but anyone may have created them since (after a reboot, before nfqlb
   // init). Their flows wait, pending, like those whose table is missing (D58).
@@ -338,6 +340,10 @@ function serve(start: ControlStart): void {
     if (r.status !== "more") {
       traceRequest(sink, r.lines, r.warnings);
       for (const w of r.warnings) limitedLog(w);
+      // Debug lines only at log level 7 (`nfqlb loglevel 7`), when the trace object is mapped.
+      if (r.status === "rejected" && r.debug !== undefined && debugOn()) {
+        for (const d of r.debug) scope.postMessage({ type: "log", text: d, level: LOG_DEBUG });
+      }
     }
     if (r.status === "rejected") {
       return r.reply.length > 0 ? send(r.reply) : null;

@@ -73,8 +73,9 @@ export class ShmCreateError extends DaemonError {
   readonly shm: string;
   /** `strerror` text, e.g. `Invalid argument`. */
   readonly strerror: string;
-  constructor(shm: string, strerror: string) {
-    super(`createSharedData: ${strerror}`);
+  /** `hint`: the cause and the fix, lines after 1.2.0's (see {@link DaemonError.hint}). */
+  constructor(shm: string, strerror: string, hint?: string) {
+    super(`createSharedData: ${strerror}`, hint);
     this.name = "ShmCreateError";
     this.shm = shm;
     this.strerror = strerror;

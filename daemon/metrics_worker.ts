@@ -10,7 +10,9 @@
  * set in its block of `ftshm`), every table in use valid, an active target in
  * the lb's table or, for flowlb, in some flow's table; else 503 with the
  * reasons, one per line. Each request reads the kernel's queue list and maps each table in
- * use once (its `active` slots are read, nothing else).
+ * use once (its `active` slots are read, nothing else). A daemon that cannot read the kernel's
+ * list (non-root: the file is root's, mode 0440) logs that once, leaves the kernel's figures
+ * out of `/metrics`, and judges "bound" from the queue threads' own word in `ftshm`.
  *
  * Messages to the main thread: `listening` (the address), or `error` (the
  * server could not be set up). Messages from it: new flow snapshots.
@@ -19,7 +21,11 @@
 import { openShm, type ShmMapping } from "../ffi/shm.ts";
 import { formatMetrics } from "../lib/counters/metrics.ts";
 import { healthProblems, PROC_QUEUES, type TableHealth } from "../lib/counters/health.ts";
-import { readQueueCounters, readSendStuck } from "../lib/counters/queue_counters.ts";
+import {
+  readBoundQueues,
+  readQueueCounters,
+  readSendStuck,
+} from "../lib/counters/queue_counters.ts";
 import { strerror } from "../ffi/libc.ts";
 import { readStats, readStatsExt } from "../lib/frag/stats.ts";
 import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
@@ -58,6 +64,8 @@ export interface MetricsStart {
 /** Messages the worker sends. */
 export type MetricsMessage =
   | { type: "listening"; address: string }
+  /** A line for the daemon's log, once (not per scrape). */
+  | { type: "note"; message: string }
   | { type: "error"; message: string };
 
 const scope = self as unknown as {
@@ -94,7 +102,8 @@ async function kernelQueues(): Promise<Map<number, KernelQueueStats> | string> {
   try {
     return parseNfqueueProc(await Deno.readTextFile(PROC_QUEUES));
   } catch (e) {
-    return e instanceof Error ? e.message : String(e);
+    // "Permission denied (os error 13): readfile '...'": the errno's text is enough.
+    return e instanceof Error ? e.message.replace(/ \(os error \d+\).*$/s, "") : String(e);
   }
 }
 
@@ -124,9 +133,29 @@ function serve(start: MetricsStart): void {
   /** The fast path's status values, copied (undefined: off). */
   const fastpath = start.fastpath === undefined ? undefined : new Float64Array(start.fastpath);
 
+  /** Whether the line about an unreadable kernel queue list was logged (once per daemon). */
+  let noted = false;
+  /** The kernel's queue figures; logs once why they are missing when the file cannot be read. */
+  const kernelFigures = async () => {
+    const kernel = await kernelQueues();
+    if (typeof kernel === "string" && !noted) {
+      noted = true;
+      scope.postMessage({
+        type: "note",
+        message: `metrics: cannot read ${PROC_QUEUES}: ${kernel}; ` +
+          "/metrics leaves out the kernel's queue figures (nfqlb_kernel_queue_*, " +
+          "nfqlb_kernel_queue_figures_available 0) and /healthz takes the queues as bound " +
+          "from the queue threads (the file is root's, mode 0440: a non-root daemon cannot read it)",
+      });
+    }
+    return kernel;
+  };
+  // At start: the line about an unreadable list comes once, before any scrape.
+  void kernelFigures();
+
   const metrics = async (): Promise<string> => {
     const shm = stats();
-    const kernel = await kernelQueues();
+    const kernel = await kernelFigures();
     const q = shm === undefined ? undefined : readQueueCounters(shm);
     const frag = shm === undefined ? undefined : { ...readStats(shm), ...readStatsExt(shm) };
     const flows = (snapshot?.flows ?? []).map((f, i) => ({
@@ -140,7 +169,7 @@ function serve(start: MetricsStart): void {
       deno: Deno.version.deno,
       queues: q?.queues ?? [],
       fwmarks: q?.fwmarks ?? [],
-      kernel: typeof kernel === "string" ? new Map() : kernel,
+      kernel: typeof kernel === "string" ? undefined : kernel,
       flows,
       tables: tables().length,
       fragments: frag,
@@ -149,10 +178,12 @@ function serve(start: MetricsStart): void {
   };
 
   const health = async (): Promise<string[]> => {
-    const kernel = await kernelQueues();
+    const kernel = await kernelFigures();
     const states = new Map<string, TableHealth>();
     for (const name of tables()) states.set(name, tableHealth(name));
     const shm = stats();
+    // Not readable (non-root): the queue threads' own word says which queues they hold.
+    const own = typeof kernel === "string" && shm !== undefined ? readBoundQueues(shm) : undefined;
     const now = Date.now();
     const sendStuck = (shm === undefined ? [] : readSendStuck(shm)).map((s) => ({
       queue: s.queue,
@@ -162,7 +193,8 @@ function serve(start: MetricsStart): void {
     return healthProblems({
       queueFirst: start.queueFirst,
       queueLast: start.queueLast,
-      bound: typeof kernel === "string" ? kernel : new Set(kernel.keys()),
+      bound: typeof kernel !== "string" ? new Set(kernel.keys()) : own ?? kernel,
+      boundFromDaemon: typeof kernel === "string" && own !== undefined ? kernel : undefined,
       tables: states,
       target: start.target,
       flows: start.flows === undefined ? undefined : snapshot?.flows ?? [],

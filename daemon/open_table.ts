@@ -8,6 +8,7 @@ import { MaglevTable, TableFormatError } from "../lib/maglev/table.ts";
 import { openShm, type ShmOwner } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { ShmUntrustedError, TableOpenError } from "./errors.ts";
+import { forDaemon } from "./shm_denied.ts";
 import type { TargetRegistry } from "../lib/flow/store.ts";
 import type { TableOption } from "../lib/hints/shm.ts";
 
@@ -121,7 +122,7 @@ export function checkTable(name: string, option: TableOption): void {
   try {
     openTable(name, false).close();
   } catch (e) {
-    if (e instanceof TableOpenError) throw e.forOption(option);
+    if (e instanceof TableOpenError) throw forDaemon(e.forOption(option));
     throw e;
   }
 }
@@ -137,6 +138,7 @@ export function flowTargetProblem(name: string): string | undefined {
     return undefined;
   } catch (e) {
     if (!(e instanceof TableOpenError)) throw e;
+    forDaemon(e);
     return e.problem === "map"
       ? `table [${name}]:${e.hint!.slice(1)}`
       : `table [${name}]: not a valid target table: ${e.detail}; initialise it with: ` +
@@ -178,6 +180,7 @@ export function trustedTableProblem(name: string): string | undefined {
   } catch (e) {
     if (untrusted !== undefined) return `untrusted: ${untrusted}`;
     if (!(e instanceof TableOpenError)) throw e;
+    forDaemon(e);
     return e.problem === "map" ? `cannot be mapped: ${e.detail}` : `not a valid table: ${e.detail}`;
   }
 }

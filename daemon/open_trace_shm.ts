@@ -15,6 +15,7 @@ import {
   TRACE_SHM_SIZE,
 } from "../lib/trace/shm_layout.ts";
 import { ShmCreateError, ShmSizeError, ShmUntrustedError } from "./errors.ts";
+import { shmCreateError } from "./shm_denied.ts";
 import { adoptProblem } from "./open_table.ts";
 
 /** Index of the log level (i32) in {@link TraceShm.words}. */
@@ -97,7 +98,13 @@ export function openTraceShm(name: string = traceShmName()): TraceShm {
     }
     if (m === undefined) throw new LibcError("shm_open", EEXIST);
   } catch (e) {
-    if (e instanceof LibcError) throw new ShmCreateError(name, e.message);
+    if (e instanceof LibcError) {
+      throw shmCreateError(
+        name,
+        e,
+        `${TRACE_SHM_ENV}=${TRACE_SHM_NAME}.<suffix> (set the same for its commands)`,
+      );
+    }
     throw e;
   }
   if (m.size < TRACE_SHM_SIZE) {

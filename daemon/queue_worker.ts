@@ -33,6 +33,7 @@ import { LogRateLimiter } from "../lib/log/rate_limit.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { FT_OFF_KERNEL_REASSEMBLED, FTSHM_EXT_SIZE } from "../lib/frag/stats.ts";
 import {
+  C_BOUND,
   C_TABLE_OPEN_ERRORS,
   C_VERDICT_ERRORS,
   QueueCounters,
@@ -280,6 +281,9 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     // This queue's block of counters in the ftshm object (one writer: this thread).
     const counters = new QueueCounters(ft.buffer, queue - c.queueFirst);
     mapped.counts = counters.counts;
+    // The queue is bound (above): say so for /healthz, which cannot always read the kernel's list.
+    counters.counts[C_BOUND] = 1;
+    owned.push({ close: () => void (counters.counts[C_BOUND] = 0) });
     const common = {
       counts: counters.counts,
       lbTier: lbTier?.table,

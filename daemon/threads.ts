@@ -15,7 +15,8 @@ import { TunDevice, TunError } from "../ffi/tun.ts";
 import { initFtStats } from "../lib/frag/stats.ts";
 import { countersSize, writeCountersHeader } from "../lib/counters/queue_counters.ts";
 import { FragTable } from "../lib/frag/table.ts";
-import { ShmCreateError, ShmUntrustedError, TunOpenError } from "./errors.ts";
+import { ShmUntrustedError, TunOpenError } from "./errors.ts";
+import { shmCreateError } from "./shm_denied.ts";
 import type { Io } from "./io.ts";
 import type { DaemonConfig } from "./options.ts";
 import { adoptProblem, checkTable } from "./open_table.ts";
@@ -77,7 +78,9 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
     };
     ft = createShm(c.ftShm, countersSize(c.queueLast - c.queueFirst + 1), adopt, true);
   } catch (e) {
-    if (e instanceof LibcError) throw new ShmCreateError(c.ftShm, e.message);
+    if (e instanceof LibcError) {
+      throw shmCreateError(c.ftShm, e, "--ft_shm=NAME (and nfqlb stats --ft_shm=NAME)");
+    }
     throw e;
   }
   const sizes = {
@@ -213,7 +216,8 @@ function startMetricsThread(
     if (m.type === "listening") {
       io.out(`Metrics; http://${m.address}/metrics\n`);
       listening();
-    } else failed(m.message);
+    } else if (m.type === "note") io.err(`warning: ${m.message}\n`);
+    else failed(m.message);
   };
   w.onerror = (e) => {
     e.preventDefault();

@@ -2,7 +2,8 @@
  * Which processes map the trace object (`/dev/shm/nfqlb-trace` or `NFQLB_TRACE_SHM`'s), and in
  * which network namespace, from `/proc/<pid>/maps` and `/proc/<pid>/ns/net`: what the host-wide
  * notes of `loglevel` and `trace` name (lib/trace/host_wide.ts). Processes whose `/proc` this
- * user may not read are left out; this process is left out.
+ * user may not read are counted, so the notes do not claim that nobody maps it; this process is
+ * left out.
  * @module
  */
 import type { TraceShmUser } from "../lib/trace/host_wide.ts";
@@ -29,26 +30,46 @@ export function mapsPath(maps: string, path: string): boolean {
   }
 }
 
-/** The processes other than this one that map `/dev/shm/<name>`, by pid. */
-export function traceShmUsers(name: string): TraceShmUser[] {
+/** Most `/proc/<pid>` directories looked at (a bound on the cost of a note); the rest are counted. */
+export const MAX_PIDS = 32768;
+
+/** What a scan of `/proc` found: the processes that map the object, and how many it could not read. */
+export interface TraceShmScan {
+  readonly users: TraceShmUser[];
+  /**
+   * Processes whose `/proc/<pid>/maps` could not be read (another user's, or not dumpable: a
+   * daemon with file capabilities) or that were beyond {@link MAX_PIDS}: they may map it too.
+   */
+  readonly uninspected: number;
+}
+
+/** The processes other than this one that map `/dev/shm/<name>`, by pid, and those not inspected. */
+export function traceShmUsers(name: string): TraceShmScan {
   const path = `/dev/shm/${name}`;
   const mine = netns("self");
   const users: TraceShmUser[] = [];
+  let uninspected = 0;
+  let seen = 0;
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync("/proc")];
   } catch {
-    return users; // no /proc: nothing known
+    return { users, uninspected }; // no /proc: nothing known
   }
   for (const e of entries) {
     if (!/^\d+$/.test(e.name)) continue;
     const pid = Number(e.name);
     if (pid === Deno.pid) continue;
+    if (++seen > MAX_PIDS) {
+      uninspected++;
+      continue;
+    }
     let maps: string;
     try {
       maps = Deno.readTextFileSync(`/proc/${pid}/maps`);
-    } catch {
-      continue; // gone, or not ours to read
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) uninspected++; // not ours to read
+      continue; // or gone
     }
     if (!mapsPath(maps, path)) continue;
     const ns = netns(pid);
@@ -57,5 +78,5 @@ export function traceShmUsers(name: string): TraceShmUser[] {
       sameNetns: ns === undefined || mine === undefined ? undefined : ns === mine,
     });
   }
-  return users.sort((a, b) => a.pid - b.pid);
+  return { users: users.sort((a, b) => a.pid - b.pid), uninspected };
 }

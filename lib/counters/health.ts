@@ -35,8 +35,13 @@ export interface TableHealth {
 export interface HealthInput {
   readonly queueFirst: number;
   readonly queueLast: number;
-  /** The queues the kernel has bound, or why that could not be read. */
+  /**
+   * The queues the kernel has bound, or why that could not be read. When the kernel's list
+   * cannot be read (a non-root daemon), the queues the daemon's queue threads say they hold.
+   */
   readonly bound: ReadonlySet<number> | string;
+  /** Set when {@link bound} is the daemon's own state: why the kernel's list was not used. */
+  readonly boundFromDaemon?: string;
   /** Every table in use (the target table or the flows' tables, and the LB tier) by name. */
   readonly tables: ReadonlyMap<string, TableHealth>;
   /** lb: the target table (`--tshm`). */
@@ -66,7 +71,12 @@ export function healthProblems(h: HealthInput): string[] {
   if (typeof h.bound === "string") problems.push(`cannot read ${PROC_QUEUES}: ${h.bound}`);
   else {
     for (let n = h.queueFirst; n <= h.queueLast; n++) {
-      if (!h.bound.has(n)) problems.push(`queue ${n}: not bound (${PROC_QUEUES})`);
+      if (h.bound.has(n)) continue;
+      problems.push(
+        h.boundFromDaemon === undefined
+          ? `queue ${n}: not bound (${PROC_QUEUES})`
+          : `queue ${n}: not bound (its queue thread does not hold it; ${PROC_QUEUES}: ${h.boundFromDaemon})`,
+      );
     }
   }
   for (const s of h.sendStuck ?? []) {

@@ -38,8 +38,12 @@ export interface MetricsInput {
   readonly deno: string;
   readonly queues: readonly QueueCounts[];
   readonly fwmarks: readonly FwmarkCounts[];
-  /** The kernel's figures by queue number (only the daemon's queues are shown). */
-  readonly kernel: ReadonlyMap<number, KernelQueueStats>;
+  /**
+   * The kernel's figures by queue number (only the daemon's queues are shown); undefined when
+   * they could not be read (a non-root daemon): those families are left out and
+   * `nfqlb_kernel_queue_figures_available` is 0.
+   */
+  readonly kernel: ReadonlyMap<number, KernelQueueStats> | undefined;
   /**
    * flowlb: each flow, its table ("" for a helper), its matches, and whether it is pending
    * (waits for its table, docs/COMPATIBILITY.md#differences D58).
@@ -73,6 +77,45 @@ class Writer {
       this.text += `${name}${l.length === 0 ? "" : `{${l.join(",")}}`} ${value}\n`;
     }
   }
+}
+
+/** The kernel's figures of the daemon's queues. */
+function kernelFamilies(
+  w: Writer,
+  queues: readonly QueueCounts[],
+  figures: ReadonlyMap<number, KernelQueueStats>,
+): void {
+  const kernel = (pick: (k: KernelQueueStats) => number) =>
+    queues.filter((q) => figures.has(q.queue)).map((
+      q,
+    ): [Record<string, string>, number] => [
+      { queue: String(q.queue) },
+      pick(figures.get(q.queue)!),
+    ]);
+  w.family(
+    "nfqlb_kernel_queue_packets_total",
+    "counter",
+    "Packets the kernel queued (its id sequence).",
+    kernel((k) => k.idSequence),
+  );
+  w.family(
+    "nfqlb_kernel_queue_dropped_total",
+    "counter",
+    "Packets the kernel dropped: queue full.",
+    kernel((k) => k.queueDropped),
+  );
+  w.family(
+    "nfqlb_kernel_queue_user_dropped_total",
+    "counter",
+    "Packets the kernel dropped: reader's socket buffer full.",
+    kernel((k) => k.userDropped),
+  );
+  w.family(
+    "nfqlb_kernel_queue_waiting_packets",
+    "gauge",
+    "Packets waiting for a verdict.",
+    kernel((k) => k.waiting),
+  );
 }
 
 /** The exposition text for `m`. */
@@ -154,37 +197,14 @@ export function formatMetrics(m: MetricsInput): string {
     "Sends of verdicts that failed transiently (EINTR, ENOBUFS, ENOMEM, EAGAIN) and were retried.",
     perQueue((q) => q.sendErrors),
   );
-  const kernel = (pick: (k: KernelQueueStats) => number) =>
-    m.queues.filter((q) => m.kernel.has(q.queue)).map((
-      q,
-    ): [Record<string, string>, number] => [
-      { queue: String(q.queue) },
-      pick(m.kernel.get(q.queue)!),
-    ]);
   w.family(
-    "nfqlb_kernel_queue_packets_total",
-    "counter",
-    "Packets the kernel queued (its id sequence).",
-    kernel((k) => k.idSequence),
-  );
-  w.family(
-    "nfqlb_kernel_queue_dropped_total",
-    "counter",
-    "Packets the kernel dropped: queue full.",
-    kernel((k) => k.queueDropped),
-  );
-  w.family(
-    "nfqlb_kernel_queue_user_dropped_total",
-    "counter",
-    "Packets the kernel dropped: reader's socket buffer full.",
-    kernel((k) => k.userDropped),
-  );
-  w.family(
-    "nfqlb_kernel_queue_waiting_packets",
+    "nfqlb_kernel_queue_figures_available",
     "gauge",
-    "Packets waiting for a verdict.",
-    kernel((k) => k.waiting),
+    "1 when the kernel's queue figures (/proc/net/netfilter/nfnetlink_queue) could be read; " +
+      "0 when not (a non-root daemon): the nfqlb_kernel_queue_* families are then left out.",
+    [[{}, m.kernel === undefined ? 0 : 1]],
   );
+  if (m.kernel !== undefined) kernelFamilies(w, m.queues, m.kernel);
   w.family(
     "nfqlb_target_packets_total",
     "counter",

@@ -16,8 +16,9 @@
  * | 8                                     | u32 first queue, u32 queue count, u32 fwmark slots, u32 0 |
  * | 24 + q·{@link BLOCK_SIZE}             | queue q's block: 16 float64 counters, then the fwmark table |
  *
- * Two of the 16 are words, not counters: since when the queue's verdicts have not gone out
- * ({@link C_SEND_STUCK_SINCE}) and why ({@link C_SEND_STUCK_ERRNO}), for `/healthz`.
+ * Three of the 16 are words, not counters: since when the queue's verdicts have not gone out
+ * ({@link C_SEND_STUCK_SINCE}) and why ({@link C_SEND_STUCK_ERRNO}), and whether the queue
+ * thread holds its queue bound ({@link C_BOUND}), for `/healthz`.
  *
  * @example
  * ```ts
@@ -76,6 +77,12 @@ export const C_SEND_ERRORS = 11;
 export const C_SEND_STUCK_SINCE = 12;
 /** Not a counter: the errno of the last failed attempt while {@link C_SEND_STUCK_SINCE} is set. */
 export const C_SEND_STUCK_ERRNO = 13;
+/**
+ * Not a counter: 1 while the queue thread holds its queue bound (set once its block is mapped,
+ * cleared when it stops). `/healthz` judges "bound" from it when the kernel's queue list cannot
+ * be read (a non-root daemon: `/proc/net/netfilter/nfnetlink_queue` is root's, mode 0440).
+ */
+export const C_BOUND = 14;
 
 /** Bytes of one queue's block. */
 export const BLOCK_SIZE = 8 * NUM_COUNTERS + 4 * FW_SLOTS + 16 * FW_SLOTS;
@@ -244,6 +251,22 @@ export function readSendStuck(shm: ArrayBufferLike): SendStuck[] {
     const c = new Float64Array(shm, blockOffset(i), NUM_COUNTERS);
     const sinceMs = c[C_SEND_STUCK_SINCE];
     if (sinceMs > 0) out.push({ queue: h[2] + i, sinceMs, errno: c[C_SEND_STUCK_ERRNO] });
+  }
+  return out;
+}
+
+/**
+ * The queues whose thread says it holds its queue bound ({@link C_BOUND} set), or undefined
+ * when the object has no counters.
+ */
+export function readBoundQueues(shm: ArrayBufferLike): Set<number> | undefined {
+  if (shm.byteLength < COUNTERS_OFFSET + HEADER_SIZE) return undefined;
+  const h = new Uint32Array(shm, COUNTERS_OFFSET, HEADER_SIZE >>> 2);
+  if (h[0] !== COUNTERS_MAGIC || h[1] !== COUNTERS_LAYOUT || h[4] !== FW_SLOTS) return undefined;
+  const count = Math.min(h[3], Math.floor((shm.byteLength - blockOffset(0)) / BLOCK_SIZE));
+  const out = new Set<number>();
+  for (let i = 0; i < count; i++) {
+    if (new Float64Array(shm, blockOffset(i), NUM_COUNTERS)[C_BOUND] === 1) out.add(h[2] + i);
   }
   return out;
 }

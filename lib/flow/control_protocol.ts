@@ -81,7 +81,19 @@ export type ReadResult =
     readonly reply: Uint8Array;
     readonly lines: readonly string[];
     readonly warnings: readonly string[];
+    /**
+     * Debug lines (logged only at log level 7): a connection closed before it sent one byte,
+     * e.g. by a client that refused the server ({@link EMPTY_CONNECTION}).
+     */
+    readonly debug?: readonly string[];
   };
+
+/**
+ * The debug line of a connection closed before it sent a byte (docs/COMPATIBILITY.md D63):
+ * not a truncated request, so not 1.2.0's `readFlowCmd; unexpected eof` warning.
+ */
+export const EMPTY_CONNECTION =
+  "readFlowCmd; connection closed before any request (a client that refused this server, or a probe)";
 
 type FieldKey = keyof FlowFields;
 /** Keys whose first occurrence wins. */
@@ -157,6 +169,16 @@ export class RequestReader {
     if (this.#partialLen > 0) {
       const r = this.#line(this.#takePartial());
       if (r !== undefined) return r;
+    }
+    if (this.#offset === 0 && this.#lines.length === 0) {
+      // Not one byte: no request was cut short (a client that checked the server and left).
+      return this.#result = {
+        status: "rejected",
+        reply: new Uint8Array(0),
+        lines: [],
+        warnings: [],
+        debug: [EMPTY_CONNECTION],
+      };
     }
     this.#warnings.push("readFlowCmd; unexpected eof");
     return this.#reject("");

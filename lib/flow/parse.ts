@@ -30,7 +30,7 @@ import {
   PROTO_TCP,
   PROTO_UDP,
 } from "./types.ts";
-import { parseIPv6 } from "../ccompat/inet.ts";
+import { parseIPv4, parseIPv6 } from "../ccompat/inet.ts";
 import { SCTP_HEADER_LEN, TCP_HEADER_LEN, UDP_HEADER_LEN } from "../wire/l4.ts";
 
 /**
@@ -305,14 +305,19 @@ function portsDetail(field: string, s: string): string {
   return `${field} ${badValue(bad ?? s, PORTS_ACCEPTED)}`;
 }
 
-/** The note of `Invalid dsts` / `Invalid srcs`: the first bad entry, or the count, and the form. */
-function cidrsDetail(s: string): string {
+/**
+ * The note of `Invalid dsts` / `Invalid srcs`: the field, the first bad entry (a bare address gets
+ * its one-address prefix suggested), or the count, and the form.
+ */
+function cidrsDetail(field: "dsts" | "srcs", s: string): string {
   const entries = splitList(s);
   if (entries.length > MAX_CIDRS) {
-    return `${entries.length} entries, at most ${MAX_CIDRS}; ${CIDRS_ACCEPTED}`;
+    return `${field}: ${entries.length} entries, at most ${MAX_CIDRS}; ${CIDRS_ACCEPTED}`;
   }
-  const bad = entries.find((e) => parseCidr(e) === undefined);
-  return badValue(bad ?? s, CIDRS_ACCEPTED);
+  const bad = entries.find((e) => parseCidr(e) === undefined) ?? s;
+  const prefix = parseIPv4(bad) !== undefined ? 32 : parseIPv6(bad) !== undefined ? 128 : undefined;
+  const one = prefix === undefined ? "" : `; one address is ${bad}/${prefix}`;
+  return `${field} ${badValue(bad, CIDRS_ACCEPTED)}${one}`;
 }
 
 /**
@@ -339,9 +344,13 @@ export function parseFlow(fields: FlowFields): FlowResult {
     return { ok: false, error: ERR.sports, detail: portsDetail("sports", fields.sports) };
   }
   const dsts = fields.dsts === undefined ? undefined : parseCidrList(fields.dsts);
-  if (dsts === null) return { ok: false, error: ERR.dsts, detail: cidrsDetail(fields.dsts!) };
+  if (dsts === null) {
+    return { ok: false, error: ERR.dsts, detail: cidrsDetail("dsts", fields.dsts!) };
+  }
   const srcs = fields.srcs === undefined ? undefined : parseCidrList(fields.srcs);
-  if (srcs === null) return { ok: false, error: ERR.srcs, detail: cidrsDetail(fields.srcs!) };
+  if (srcs === null) {
+    return { ok: false, error: ERR.srcs, detail: cidrsDetail("srcs", fields.srcs!) };
+  }
   let match: readonly MatchStatement[] | undefined;
   if (fields.match !== undefined) {
     const r = parseMatch(fields.match);

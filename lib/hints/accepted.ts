@@ -35,3 +35,12 @@ export const CIDRS_ACCEPTED = "accepted: up to 32 ADDRESS/PREFIX (IPv4 /0..32, I
 export function badValue(value: string, accepted: string): string {
   return `[${value}]: ${accepted}`;
 }
+
+/** The accepted forms of `fwmark --src` / `--dst`. */
+export const ENDPOINT_ACCEPTED =
+  "expected ADDR:PORT (10.0.0.1:80) or [IPv6]:PORT ([1000::2]:80), " +
+  "PORT 0..65535 (empty: 0)";
+
+/** The accepted values of `fwmark --proto`. */
+export const FWMARK_PROTO_ACCEPTED = "accepted: tcp, udp, sctp (any case); without --proto only " +
+  "the addresses are hashed";

@@ -84,3 +84,76 @@ export function statsMapHint(name: string, errno: number, strerror: string): str
   return `  ${cause}; no lb or flowlb on this host has created its statistics object ` +
     `${name}: is one running? (one started with --ft_shm=NAME: nfqlb stats --ft_shm=NAME)`;
 }
+
+/** Who owns an object and its permission bits, as `stat` found them. */
+export interface ShmOwnerFacts {
+  readonly uid: number;
+  readonly mode: number;
+}
+
+/** `uid 0 (root), mode 0600`: an owner as the hints name it; `user` is the owner's name if known. */
+export function ownerText(owner: ShmOwnerFacts, user?: string): string {
+  const name = user === undefined ? "" : ` (${user})`;
+  return `uid ${owner.uid}${name}, mode ${owner.mode.toString(8).padStart(4, "0")}`;
+}
+
+/** Whether `errno` is a permission error (EACCES, EPERM). */
+export function isDenied(errno: number): boolean {
+  return errno === EACCES || errno === EPERM;
+}
+
+/**
+ * The line after `FAILED mapSharedData: <name>` when a daemon (`lb`, `flowlb`, or `flow-set`
+ * through one) is denied table `name`: the table must belong to the daemon's uid. `owner` is
+ * what `stat` found (undefined when it could not), `user` the owner's name if known.
+ *
+ * @example
+ * ```ts
+ * import { daemonDeniedHint } from "./shm.ts";
+ * daemonDeniedHint("t", "Permission denied", 65534, { uid: 0, mode: 0o600 }, "root");
+ * // "  /dev/shm/t: Permission denied; owned by uid 0 (root), mode 0600: the table must belong to
+ * //  the daemon's uid 65534: create it with nfqlb init run as uid 65534 ..., or chown 65534 /dev/shm/t"
+ * ```
+ */
+export function daemonDeniedHint(
+  name: string,
+  strerror: string,
+  daemonUid: number,
+  owner: ShmOwnerFacts | undefined,
+  user?: string,
+): string {
+  const found = owner === undefined ? "" : `; owned by ${ownerText(owner, user)}`;
+  return `  /dev/shm/${name}: ${strerror}${found}: the table must belong to the daemon's uid ` +
+    `${daemonUid}: create it with nfqlb init run as uid ${daemonUid} ` +
+    `(setpriv --reuid=${daemonUid} nfqlb init --shm=${name} ...), or chown ${daemonUid} ` +
+    `/dev/shm/${name}`;
+}
+
+/**
+ * The line after `createSharedData: Permission denied` when `nfqlb-trace` or the `ftshm` object
+ * exists and this process may not open it (e.g. left by an earlier run as root): the object, its
+ * owner and mode, and the two fixes: remove it, or give this daemon one of its own (`own`, e.g.
+ * `NFQLB_TRACE_SHM=nfqlb-trace.<suffix>` or `--ft_shm=NAME`).
+ *
+ * @example
+ * ```ts
+ * import { createDeniedHint } from "./shm.ts";
+ * createDeniedHint("ftshm", 65534, { uid: 0, mode: 0o600 }, "root", "--ft_shm=NAME");
+ * // "  /dev/shm/ftshm: owned by uid 0 (root), mode 0600: uid 65534 may not open it; remove it as
+ * //  root (rm /dev/shm/ftshm), or give this daemon its own with --ft_shm=NAME"
+ * ```
+ */
+export function createDeniedHint(
+  name: string,
+  selfUid: number,
+  owner: ShmOwnerFacts | undefined,
+  user: string | undefined,
+  own: string,
+): string {
+  const who = owner === undefined
+    ? `/dev/shm/${name}: uid ${selfUid} may not open it`
+    : `/dev/shm/${name}: owned by ${ownerText(owner, user)}: uid ${selfUid} may not open it`;
+  const remover = owner === undefined || owner.uid === 0 ? "root" : `root or uid ${owner.uid}`;
+  return `  ${who}; remove it as ${remover} (rm /dev/shm/${name}), or give this daemon its own ` +
+    `with ${own}`;
+}

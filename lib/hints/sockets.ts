@@ -63,3 +63,40 @@ export function bindInUseHint(a: AddressContext, holders: readonly SocketHolder[
   return `  ${describe(a)} is ${who}: another flowlb already runs in this network namespace; ` +
     `stop it, or give this one another address with NFQLB_FLOW_ADDRESS (and its clients the same)`;
 }
+
+/**
+ * The line after `Refusing to talk to the control server: owned by uid <uid> ...`: the flow
+ * commands talk only to a daemon of their own uid (or root), so if that server is the flowlb
+ * meant (a non-root daemon), run the command as its uid; else something else holds the address.
+ * `user` is that uid's name when `/etc/passwd` has it.
+ *
+ * @example
+ * ```ts
+ * import { untrustedServerHint } from "./sockets.ts";
+ * untrustedServerHint(65534, "nobody");
+ * // "  if it is the flowlb you meant (it runs as uid 65534 (nobody)), run the command as that
+ * //  user: sudo -u nobody nfqlb ..., or setpriv --reuid=65534 nfqlb ...; if not, another program
+ * //  holds the address"
+ * ```
+ */
+export function untrustedServerHint(uid: number, user?: string): string {
+  const sudo = user === undefined ? `sudo -u '#${uid}'` : `sudo -u ${user}`;
+  const who = user === undefined ? `uid ${uid}` : `uid ${uid} (${user})`;
+  return `  if it is the flowlb you meant (it runs as ${who}), run the command as that user: ` +
+    `${sudo} nfqlb ..., or setpriv --reuid=${uid} nfqlb ...; if not, another program holds ` +
+    "the address";
+}
+
+/**
+ * The line after `Trace client connect to <addr>: <strerror>` (two spaces first); `refused`:
+ * nothing listens there, else only the address is said. `netns` as in {@link AddressContext}.
+ */
+export function traceConnectHint(text: string, netns: string, refused: boolean): string {
+  const where = text.startsWith("unix:")
+    ? `${text}, the abstract unix socket @${text.slice(5)} of network namespace ${netns}`
+    : `${text} in network namespace ${netns}`;
+  if (!refused) return `  the address: ${where}`;
+  return `  no lb or flowlb serves traces on ${where}; start one in this network namespace, run ` +
+    `the command in the daemon's (ip netns exec NS nfqlb trace ...), or give the daemon's ` +
+    `address with --trace_address=ADDR`;
+}

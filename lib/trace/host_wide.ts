@@ -41,37 +41,66 @@ export function describeUsers(users: readonly TraceShmUser[]): string {
   ).join(", ");
 }
 
+/** `N processes` / `1 process`. */
+function processes(n: number): string {
+  return `${n} process${n === 1 ? "" : "es"}`;
+}
+
+/** `; N more processes could not be inspected (...)`, or "" when all were. */
+function notInspected(n: number): string {
+  return n === 0 ? "" : `; ${processes(n)} could not be inspected (${UNINSPECTED_WHY})`;
+}
+
+/** Why a process's `/proc/<pid>/maps` may be unreadable. */
+const UNINSPECTED_WHY = "another user's, or not dumpable, e.g. a daemon with file capabilities";
+
 /**
  * The note of `loglevel` on the object `name`: `set` when a level was given. Setting always gets
  * one (who now logs at that level, or that nobody does yet); reading gets one only when no
- * process maps the object, i.e. no running daemon logs at the level shown. Undefined: no note.
+ * process found maps the object, i.e. no running daemon logs at the level shown. `uninspected`:
+ * processes whose maps could not be read; when none found maps it, the note says they might,
+ * instead of claiming that none does. Undefined: no note.
  */
 export function loglevelNote(
   name: string,
   set: boolean,
   users: readonly TraceShmUser[],
+  uninspected = 0,
 ): string | undefined {
   const where = `/dev/shm/${name}`;
+  const own = "a daemon started with NFQLB_TRACE_SHM set uses that object: set the same for " +
+    "this command";
+  if (users.length === 0 && uninspected > 0) {
+    return `nfqlb: no process this command could inspect maps ${where}, but ` +
+      `${processes(uninspected)} could not be inspected (${UNINSPECTED_WHY}): a daemon among ` +
+      `them ${set ? "takes this level now" : "logs at this level"}; ${own}`;
+  }
   if (users.length === 0) {
     return `nfqlb: no running process maps ${where}, so no daemon ${
       set ? "takes this level now (daemons started later will)" : "logs at this level"
-    }; a daemon started with NFQLB_TRACE_SHM set uses that object: set the same for this command`;
+    }; ${own}`;
   }
   if (!set) return undefined;
   return `nfqlb: the log level is host-wide: ${where} is read by every nfqlb on this host that ` +
-    `maps it, in any network namespace; mapped now by ${describeUsers(users)}; ${separate()}`;
+    `maps it, in any network namespace; mapped now by ${describeUsers(users)}` +
+    `${notInspected(uninspected)}; ${separate()}`;
 }
 
 /**
  * The note of `trace` once a daemon accepted it, when processes in other network namespaces (or
  * in unknown ones) map the object `name` too: they trace with this mask as well, to their own
- * client or, if none ever attached, to their stderr. Undefined: no note.
+ * client or, if none ever attached, to their stderr; `uninspected` processes (maps unreadable)
+ * are counted in it. Undefined: no note.
  */
-export function traceNote(name: string, users: readonly TraceShmUser[]): string | undefined {
+export function traceNote(
+  name: string,
+  users: readonly TraceShmUser[],
+  uninspected = 0,
+): string | undefined {
   const others = users.filter((u) => u.sameNetns !== true);
   if (others.length === 0) return undefined;
   return `nfqlb: the trace mask is host-wide: /dev/shm/${name} is read by every nfqlb on this ` +
     `host that maps it, in any network namespace; ${describeUsers(others)} trace with this ` +
     `mask too (to their own trace client, or to their stderr if none ever attached) until ` +
-    `this trace ends; ${separate()}`;
+    `this trace ends${notInspected(uninspected)}; ${separate()}`;
 }

@@ -2,6 +2,7 @@
  * CLI behaviour: getopt_long_only semantics, help, exit codes, and bad input
  * that must fail with one clear line and leave the existing table untouched.
  */
+import { ENDPOINT_ACCEPTED, FWMARK_PROTO_ACCEPTED } from "../../lib/hints/accepted.ts";
 import assert from "node:assert/strict";
 import { COMMANDS } from "../../cli/main.ts";
 import { readShm, removeShm, runCli, tempShmName } from "../../testkit/cli.ts";
@@ -267,8 +268,21 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
       [["init", shm, "--bogus=1"], /^init: unrecognized option '--bogus=1'\n {2}nfqlb init --help/],
       [["activate", shm, "abc"], /^Invalid fwmark \[abc\]/],
       [["activate", shm, "100", "4294967296"], /^Invalid fwmark \[4294967296\]/],
-      [["activate", shm, "2147483648"], /^Invalid fwmark \[2147483648\]/],
-      [["activate", shm, "--", "-5"], /^Invalid fwmark \[-5\]; a target fwmark is >= 0\n$/],
+      // A target's fwmark is 0..2^31-1; a negative value (inactive) only for one --index slot.
+      [
+        ["activate", shm, "2147483648"],
+        /^Invalid fwmark \[2147483648\]; expected an integer in 0\.\.2147483647\n$/,
+      ],
+      [
+        ["activate", shm, "--", "-5"],
+        /^Invalid fwmark \[-5\]; expected an integer in 0\.\.2147483647\n$/,
+      ],
+      [
+        ["activate", shm, "--index=1", "2147483648"],
+        /^Invalid fwmark \[2147483648\]; expected an integer in -2147483648\.\.2147483647\n$/,
+      ],
+      // N = 0: a table nothing can be activated in (1.2.0 accepts it).
+      [["init", shm, "--N=0"], /^Invalid --N=0; expected an integer in 1\.\.4294967295\n$/],
       [["activate", shm, "--index=32", "7"], /^Lookup index too large; --index=32, N=32\n$/],
       [["activate", shm, "--index=-1", "7"], /^Lookup index too large; --index=-1, N=32\n$/],
       [
@@ -286,6 +300,23 @@ Deno.test("bad input: one clear line on stderr, exit 1, existing table untouched
       assert.equal(r.err.split("\n").length, lines, `one line: ${r.err}`);
       assert.deepEqual(readShm(name), before, `${args.join(" ")} changed the table`);
     }
+  });
+});
+
+Deno.test("init over active targets: still overwritten (1.2.0), with one warning naming them", async () => {
+  await withTable(async (name) => {
+    assert.equal((await runCli("deactivate", `--shm=${name}`, "100", "103")).code, 0);
+    const r = await runCli("init", `--shm=${name}`, "--M=997", "--N=32");
+    assert.deepEqual(r, {
+      code: 0,
+      out: "",
+      err: `init: /dev/shm/${name} had 2 active targets (fwmarks 101 102): all are inactive ` +
+        `now; activate them again (nfqlb activate --shm=${name} 101 102)\n`,
+    });
+    const shown = (await runCli("show", `--shm=${name}`)).out;
+    assert.match(shown, /Active:\n$/, "no target active");
+    // Nothing active: nothing said.
+    assert.deepEqual(await runCli("init", `--shm=${name}`), { code: 0, out: "", err: "" });
   });
 });
 
@@ -368,15 +399,17 @@ Deno.test("fwmark: address parsing and hash without --shm", async () => {
   const bracketV4 = await runCli("fwmark", "--src=[10.0.0.1]:80", "--dst=10.0.0.2:80");
   const mappedV6 = await runCli("fwmark", "--src=[::ffff:10.0.0.1]:80", "--dst=10.0.0.2:80");
   assert.equal(bracketV4.out, mappedV6.out, "bracketed IPv4 is the mapped address");
+  // 1.2.0's line, then the accepted forms (the address-too-long line stays alone).
+  const ENDPOINT = ENDPOINT_ACCEPTED;
   const long = "1".repeat(61);
   const bad: [string, string][] = [
     [`--src=${long}`, `Address too long [${long}]\n`],
-    ["--src=10.0.0.1", "No port in [10.0.0.1]\n"],
-    ["--src=1000::1:80", "Parse address failed [1000::1:80]\n"],
-    ["--src=10.0.0.1:99999", "Parse address failed [10.0.0.1:99999]\n"],
-    ["--src=10.0.0.1:-1", "Parse address failed [10.0.0.1:-1]\n"],
-    ["--src=10.0.0.1:abc", "Parse address failed [10.0.0.1:abc]\n"],
-    ["--src=[1::1:80", "Parse address failed [[1::1:80]\n"],
+    ["--src=10.0.0.1", "No port in [10.0.0.1]\n  " + ENDPOINT + "\n"],
+    ["--src=1000::1:80", "Parse address failed [1000::1:80]\n  " + ENDPOINT + "\n"],
+    ["--src=10.0.0.1:99999", "Parse address failed [10.0.0.1:99999]\n  " + ENDPOINT + "\n"],
+    ["--src=10.0.0.1:-1", "Parse address failed [10.0.0.1:-1]\n  " + ENDPOINT + "\n"],
+    ["--src=10.0.0.1:abc", "Parse address failed [10.0.0.1:abc]\n  " + ENDPOINT + "\n"],
+    ["--src=[1::1:80", "Parse address failed [[1::1:80]\n  " + ENDPOINT + "\n"],
   ];
   for (const [src, err] of bad) {
     assert.deepEqual(await runCli("fwmark", src, "--dst=1.1.1.1:1"), { code: 1, out: "", err });
@@ -389,6 +422,7 @@ Deno.test("fwmark: address parsing and hash without --shm", async () => {
   assert.deepEqual(await runCli("fwmark", "--src=1.1.1.1:1", "--dst=1.1.1.1:1", "--proto=icmp"), {
     code: 1,
     out: "",
-    err: "Failed to parse protocol [icmp]\n",
+    // 1.2.0's line, then the accepted values.
+    err: `Failed to parse protocol [icmp]\n  ${FWMARK_PROTO_ACCEPTED}\n`,
   });
 });

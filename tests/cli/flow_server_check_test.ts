@@ -4,6 +4,8 @@
  * `OK` to everything; a root `flow-set` / `flow-delete` is refused with a clear error, exit 1,
  * and the impostor receives nothing. A server run by root is trusted.
  */
+import { untrustedServerHint } from "../../lib/hints/sockets.ts";
+import { userNameOf } from "../../daemon/user_names.ts";
 import assert from "node:assert/strict";
 import { isRoot, withTestNet } from "../../testkit/netns.ts";
 import { nfqlbIn, NOBODY } from "../../testkit/control_load.ts";
@@ -65,7 +67,7 @@ Deno.test({
             assert.equal(
               r.stderr,
               `Refusing to talk to the control server: owned by uid 65534 (pid ${pid}), ` +
-                "expected root or uid 0\n",
+                "expected root or uid 0\n" + untrustedServerHint(65534, userNameOf(65534)) + "\n",
             );
           }
           // A read-only request is not checked (nothing to steer); it is answered as before.

@@ -129,7 +129,13 @@ Deno.test("NFQLB_TRACE_SHM names the trace object of loglevel (and the daemons);
   try {
     const six = await run(name, "6");
     assert.deepEqual({ code: six.code, out: six.out }, { code: 0, out: "loglevel=6\n" });
-    assert.match(six.err, new RegExp(`^nfqlb: no running process maps /dev/shm/${name}, `));
+    assert.match(
+      six.err,
+      new RegExp(
+        `^nfqlb: no (running process|process this command could inspect) maps ` +
+          `${escape(`/dev/shm/${name}`)}, `,
+      ),
+    );
     assert.deepEqual(Array.from(Deno.readFileSync(`/dev/shm/${name}`)), [6, 0, 0, 0, 0, 0, 0, 0]);
     const bad = await run("a/b");
     assert.equal(bad.code, 1);
@@ -189,27 +195,46 @@ Deno.test("loglevel says on stderr which processes, in which network namespace, 
     // Nobody maps it: setting and reading say no daemon takes or logs at this level.
     const alone = await loglevel("7");
     assert.deepEqual({ code: alone.code, out: alone.out }, { code: 0, out: "loglevel=7\n" });
-    assert.equal(
+    // Processes whose maps cannot be read (here even as root: a container's pid 1 may not be)
+    // are counted instead of taken for none.
+    const where = escape(`/dev/shm/${name}`);
+    assert.match(
       alone.err,
-      `nfqlb: no running process maps /dev/shm/${name}, so no daemon takes this level now ` +
-        "(daemons started later will); a daemon started with NFQLB_TRACE_SHM set uses that " +
-        "object: set the same for this command\n",
+      new RegExp(
+        `^nfqlb: (no running process maps ${where}, so no daemon takes this level now ` +
+          `\\(daemons started later will\\)|no process this command could inspect maps ` +
+          `${where}, but \\d+ process(es)? could not be inspected \\(${escape(WHY)}\\): a ` +
+          `daemon among them takes this level now); a daemon started with NFQLB_TRACE_SHM set ` +
+          `uses that object: set the same for this command\n$`,
+      ),
     );
-    assert.match((await loglevel()).err, /so no daemon logs at this level;/);
+    assert.match(
+      (await loglevel()).err,
+      /(so no daemon logs at this level|a daemon among them logs at this level);/,
+    );
 
     mappers.push(await mapper(name, false));
     if (isRootUser()) mappers.push(await mapper(name, true));
     const set = await loglevel("6");
     assert.deepEqual({ code: set.code, out: set.out }, { code: 0, out: "loglevel=6\n" });
-    const users = [`pid ${mappers[0].pid} (this network namespace)`];
+    const users = [{ pid: mappers[0].pid, text: "this network namespace" }];
     // unshare execs deno in place: the pid it was spawned with maps the object.
-    if (mappers.length > 1) users.push(`pid ${mappers[1].pid} (another network namespace)`);
-    assert.equal(
+    if (mappers.length > 1) users.push({ pid: mappers[1].pid, text: "another network namespace" });
+    // Listed by pid, whichever mapper got the lower one.
+    users.sort((a, b) => a.pid - b.pid);
+    assert.match(
       set.err,
-      `nfqlb: the log level is host-wide: /dev/shm/${name} is read by every nfqlb on this ` +
-        `host that maps it, in any network namespace; mapped now by ${users.join(", ")}; ` +
-        "NFQLB_TRACE_SHM=nfqlb-trace.<suffix>, set for a daemon and its commands alike, gives " +
-        "them one of their own\n",
+      new RegExp(
+        "^" + escape(
+          `nfqlb: the log level is host-wide: /dev/shm/${name} is read by every nfqlb on this ` +
+            `host that maps it, in any network namespace; mapped now by ${
+              users.map((u) => `pid ${u.pid} (${u.text})`).join(", ")
+            }`,
+        ) + `(; \\d+ process(es)? could not be inspected \\(${escape(WHY)}\\))?` + escape(
+          "; NFQLB_TRACE_SHM=nfqlb-trace.<suffix>, set for a daemon and its commands alike, " +
+            "gives them one of their own\n",
+        ) + "$",
+      ),
     );
     // Reading, with processes that map it: 1.2.0's output only.
     assert.deepEqual(await loglevel(), { code: 0, out: "loglevel=6\n", err: "" });
@@ -217,6 +242,56 @@ Deno.test("loglevel says on stderr which processes, in which network namespace, 
     removeShm(name);
     for (const m of mappers) await m.stop();
   }
+});
+
+/** Why a process may not be inspected, as the notes say. */
+const WHY = "another user's, or not dumpable, e.g. a daemon with file capabilities";
+
+/** `s` as a literal in a regular expression. */
+function escape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+}
+
+Deno.test({
+  name:
+    "loglevel as a user who cannot read other processes' maps: they are counted, not taken for none",
+  ignore: !isRootUser(),
+  async fn() {
+    const name = `nfqlb-trace.${tempShmName("nr")}`;
+    const home = Deno.makeTempDirSync({ prefix: "nfqlb-loglevel-" });
+    Deno.chownSync(home, 65534, 65534);
+    try {
+      const cli = new URL("../../cli.ts", import.meta.url).pathname;
+      const r = await new Deno.Command("setpriv", {
+        args: [
+          "--reuid=65534",
+          "--regid=65534",
+          "--clear-groups",
+          Deno.execPath(),
+          "run",
+          "-A",
+          cli,
+          "loglevel",
+          "7",
+        ],
+        env: { NFQLB_TRACE_SHM: name, HOME: home, DENO_DIR: home },
+      }).output();
+      const err = new TextDecoder().decode(r.stderr);
+      assert.equal(r.code, 0, err);
+      // Root's processes (this test among them) are not uid 65534's to read.
+      assert.match(
+        err,
+        new RegExp(
+          `^nfqlb: no process this command could inspect maps ${escape(`/dev/shm/${name}`)}, ` +
+            `but \\d+ process(es)? could not be inspected \\(${escape(WHY)}\\): a daemon among ` +
+            "them takes this level now; ",
+        ),
+      );
+    } finally {
+      removeShm(name);
+      Deno.removeSync(home, { recursive: true });
+    }
+  },
 });
 
 function isRootUser(): boolean {

@@ -164,3 +164,15 @@ Deno.test({
     }
   },
 });
+
+Deno.test("doctor --netns with a name ip does not know: ip's line, then where the names are", async () => {
+  const name = `nfqlb-nope-${Deno.pid}`;
+  const r = await runCli("doctor", `--netns=${name}`);
+  assert.notEqual(r.code, 0);
+  assert.equal(r.out, "");
+  assert.equal(
+    r.err,
+    `Cannot open network namespace "${name}": No such file or directory\n` +
+      "  (ip netns list shows the names)\n",
+  );
+});

@@ -15,6 +15,7 @@ import {
   type Service,
   serviceOf,
 } from "../../testkit/e2e_service.ts";
+import { httpGet } from "../../testkit/e2e_service.ts";
 import { LineProcess } from "../../testkit/line_process.ts";
 import { isRoot, type TestNet, withTestNet } from "../../testkit/netns.ts";
 
@@ -29,6 +30,8 @@ const PORT = 5001;
 const SVC: Service = serviceOf(NET, PORT);
 const Q = 12;
 const UID = 65534;
+/** The metrics server, in the test's own network namespace. */
+const METRICS = "127.0.0.1:9931";
 const MARKS = NET.targets.map((i) => String(NET.tMark(i))).join(" ");
 
 /** `cmd` as uid `uid` with only CAP_NET_ADMIN (inheritable and ambient), Deno's cache in `home`. */
@@ -87,7 +90,15 @@ Deno.test({
             `${nfqlb("init --shm=t --M=997 --N=32")} >/dev/null && ` +
               `${nfqlb(`activate --shm=t ${MARKS}`)} && exec ${nfqlb(daemonArgs)}`,
           );
-          const d = new LineProcess(net, lb, withOwnShm(`exec ${script}`), "unprivileged daemon");
+          // Table r is root's (mode 0600): the daemon is denied it.
+          const rootTable = `${nfqlb("init --shm=r --M=997 --N=32")} >/dev/null && ` +
+            "chmod 600 /dev/shm/r";
+          const d = new LineProcess(
+            net,
+            lb,
+            withOwnShm(`${rootTable} && exec ${script}`),
+            "unprivileged daemon",
+          );
           daemon = d;
           await d.waitLine(/^queue_length=/);
           assert.equal(uidOf(d.pid), UID, "the daemon runs as uid 65534");
@@ -107,6 +118,7 @@ Deno.test({
           Deno.kill(d.pid, "SIGTERM");
           const r = await d.finish();
           assert.equal(r.code, 0, r.stderr);
+          return r.stderr;
         };
 
         await t.step("lb: UDP exchanges land where the table predicts", async () => {
@@ -122,31 +134,65 @@ Deno.test({
         await t.step(
           "flowlb: flow-set by its own uid works; another uid's CLI refuses the server",
           async () => {
-            await start(`flowlb --queue=${Q}`);
-            const flowSet = (uid: number) =>
+            const d = await start(`flowlb --queue=${Q} --metrics=${METRICS}`);
+            await d.waitLine(/^Metrics; /);
+            // /proc/net/netfilter/nfnetlink_queue is root's (0440): the queue threads' own word
+            // says the queue is bound, so the only reason left is the missing flow.
+            assert.deepEqual(await httpGet(net, lb, METRICS, "/healthz"), [
+              503,
+              "no flows: no packet is load-balanced (nfqlb flow-set ...)\n",
+            ]);
+            const flowSet = (uid: number, target = "t") =>
               net.exec(lb, [
                 "sh",
                 "-c",
                 unprivileged(
                   uid,
                   home,
-                  nfqlb(`flow-set --name=u --target=t --protocols=udp --dports=${PORT}`),
+                  nfqlb(`flow-set --name=u --target=${target} --protocols=udp --dports=${PORT}`),
                 ),
               ]);
+            // A table the daemon may not map: the note says it must be the daemon's.
+            const denied = await flowSet(UID, "r");
+            assert.equal(denied.stdout, "FAIL: Couldn't create load-balancer\n", denied.stderr);
+            assert.equal(
+              denied.stderr,
+              "flow-set: table [r]: /dev/shm/r: Permission denied; owned by uid 0 (root), mode 0600: the " +
+                `table must belong to the daemon's uid ${UID}: create it with nfqlb init run as ` +
+                `uid ${UID} (setpriv --reuid=${UID} nfqlb init --shm=r ...), or chown ${UID} ` +
+                "/dev/shm/r\n",
+            );
             const ok = await flowSet(UID);
             assert.equal(ok.stdout, "OK\n", ok.stderr);
+            assert.deepEqual(await httpGet(net, lb, METRICS, "/healthz"), [200, "ok\n"]);
+            const [status, metrics] = await httpGet(net, lb, METRICS, "/metrics");
+            assert.equal(status, 200);
+            assert.match(metrics, /^nfqlb_kernel_queue_figures_available 0$/m);
+            assert.doesNotMatch(metrics, /^nfqlb_kernel_queue_packets_total/m);
             const other = await flowSet(65533);
             assert.notEqual(other.code, 0);
+            const [first, fix] = other.stderr.split("\n");
+            assert.match(first, /^Refusing to talk to the control server: owned by uid 65534 /);
+            // 65534 is "nobody" in this host's /etc/passwd (or has no name at all).
             assert.match(
-              other.stderr,
-              /Refusing to talk to the control server: owned by uid 65534/,
+              fix,
+              /^ {2}if it is the flowlb you meant \(it runs as uid 65534( \(nobody\))?\), run the command as that user: sudo -u (nobody|'#65534') nfqlb \.\.\., or setpriv --reuid=65534 nfqlb \.\.\.; if not, another program holds the address$/,
             );
             const ports = Array.from({ length: 10 }, (_, i) => 43000 + i);
             const got = await exchange(net, cl, ports);
             for (const p of ports) {
               assert.equal(got.get(p), await predict(SVC, twin, NET.cl4[0], p), `port ${p}`);
             }
-            await stop();
+            const log = await stop();
+            // The refused client closed without a byte: not 1.2.0's truncated-request warning.
+            assert.doesNotMatch(log, /unexpected eof/);
+            const notes = log.split("\n").filter((l) => l.includes("nfnetlink_queue"));
+            assert.equal(
+              notes.length,
+              1,
+              `one line about the kernel's queue list, not per scrape:\n${log}`,
+            );
+            assert.match(notes[0], /^warning: metrics: cannot read .*Permission denied; /);
           },
         );
         for (const s of servers) {

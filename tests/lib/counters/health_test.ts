@@ -30,6 +30,19 @@ Deno.test("health: lb needs its queues bound and an active target in its table",
     healthProblems({ ...BOUND, bound: "EACCES", tables: new Map([["t", { active: 1 }]]) }),
     [`cannot read ${PROC_QUEUES}: EACCES`],
   );
+  // Non-root: the kernel's list is unreadable, the queue threads' own word stands in for it.
+  const own = (bound: Set<number>) =>
+    healthProblems({
+      ...BOUND,
+      bound,
+      boundFromDaemon: "Permission denied",
+      tables: new Map([["t", { active: 1 }]]),
+      target: "t",
+    });
+  assert.deepEqual(own(new Set([2, 3])), []);
+  assert.deepEqual(own(new Set([2])), [
+    `queue 3: not bound (its queue thread does not hold it; ${PROC_QUEUES}: Permission denied)`,
+  ]);
   // A table that does not map says why once (not also "no active target").
   assert.deepEqual(
     healthProblems({

@@ -101,6 +101,22 @@ Deno.test("metrics: without fragment counters, no fragment families; kernel figu
   });
   assert.doesNotMatch(text, /nfqlb_fragments/);
   assert.doesNotMatch(text, /queue="9"/);
+  assert.match(text, /^nfqlb_kernel_queue_figures_available 1$/m);
+});
+
+Deno.test("metrics: kernel figures unreadable (non-root): their families are left out, said by a gauge", () => {
+  const text = formatMetrics({
+    version: "1.2.0",
+    deno: "x",
+    queues: [QUEUE],
+    fwmarks: [],
+    kernel: undefined,
+    flows: [],
+    tables: 0,
+  });
+  assert.match(text, /^nfqlb_kernel_queue_figures_available 0$/m);
+  assert.doesNotMatch(text, /nfqlb_kernel_queue_(packets|dropped|user_dropped|waiting)/);
+  assert.match(text, /^nfqlb_queue_packets_received_total\{queue=/m);
 });
 
 Deno.test("parseNfqueueProc: the nine columns of each bound queue", () => {

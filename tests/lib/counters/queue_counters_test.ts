@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import {
+  C_BOUND,
   C_INVALID,
   C_NO_FLOW,
   C_NO_TARGET,
@@ -12,6 +13,7 @@ import {
   formatQueueCounters,
   FW_SLOTS,
   QueueCounters,
+  readBoundQueues,
   readQueueCounters,
   writeCountersHeader,
 } from "../../../lib/counters/queue_counters.ts";
@@ -107,4 +109,16 @@ Deno.test("deciders count their drop reasons: invalid, no target, no flow", () =
   const f = new FlowLbDecider({ counts: fcounts, nolbFwmark: 77 });
   assert.equal(f.decide(udp, 0, 28, 0x0800), 77);
   assert.equal(fcounts[C_NO_FLOW], 1);
+});
+
+Deno.test("queue counters: the bound word of each queue thread, read back by queue number", () => {
+  const shm = new ArrayBuffer(countersSize(3));
+  assert.equal(readBoundQueues(new ArrayBuffer(16)), undefined, "no counters: unknown");
+  writeCountersHeader(shm, 5, 3);
+  assert.deepEqual(readBoundQueues(shm), new Set());
+  new QueueCounters(shm, 0).counts[C_BOUND] = 1;
+  new QueueCounters(shm, 2).counts[C_BOUND] = 1;
+  assert.deepEqual(readBoundQueues(shm), new Set([5, 7]));
+  new QueueCounters(shm, 0).counts[C_BOUND] = 0;
+  assert.deepEqual(readBoundQueues(shm), new Set([7]));
 });

@@ -11,6 +11,7 @@ import {
   buildRequest,
   type ControlRequest,
   decodeReply,
+  EMPTY_CONNECTION,
   handleRequest,
   MAX_LINE_BYTES,
   MAX_REQUEST_BYTES,
@@ -34,10 +35,12 @@ function request(text: string): ControlRequest {
   return (r as { request: ControlRequest }).request;
 }
 
-function rejected(r: ReadResult): { reply: string; warnings: readonly string[] } {
+function rejected(
+  r: ReadResult,
+): { reply: string; warnings: readonly string[]; debug?: readonly string[] } {
   assert.equal(r.status, "rejected");
-  const x = r as { reply: Uint8Array; warnings: readonly string[] };
-  return { reply: dec.decode(x.reply), warnings: x.warnings };
+  const x = r as { reply: Uint8Array; warnings: readonly string[]; debug?: readonly string[] };
+  return { reply: dec.decode(x.reply), warnings: x.warnings, debug: x.debug };
 }
 
 const acceptAll = () => new FlowStore({ acquire: () => true, release: () => {} });
@@ -129,6 +132,14 @@ Deno.test("7.3: EOF before eoc closes without reply; final eoc without newline i
   assert.deepEqual(rejected(parseRequest(bytes("action:list\n"))).warnings, [
     "readFlowCmd; unexpected eof",
   ]);
+  for (const text of ["action:list\n", "name:x", "action:list\nname:a"]) {
+    assert.deepEqual(rejected(parseRequest(bytes(text))).warnings, [
+      "readFlowCmd; unexpected eof",
+    ], JSON.stringify(text));
+  }
+  // Not one byte (a client that refused the server): a debug line, not the warning.
+  const empty = rejected(parseRequest(bytes("")));
+  assert.deepEqual([empty.warnings, empty.debug], [[], [EMPTY_CONNECTION]]);
   assert.equal(request("action:list\neoc:").action, "list");
   assert.equal(request("action:list\neoc:x").action, "list");
 });
@@ -453,11 +464,15 @@ Deno.test("round trip: seed 000 udpencap flow and server errors (exit 255)", asy
   );
   assert.deepEqual(
     await h.run("flow-set", "--name=x", "--target=t", "--dsts=10.0.0.0/24,10.0.0.1"),
-    { code: 255, out: "Invalid dsts\n", err: `flow-set: [10.0.0.1]: ${CIDRS_ACCEPTED}\n` },
+    {
+      code: 255,
+      out: "Invalid dsts\n",
+      err: `flow-set: dsts [10.0.0.1]: ${CIDRS_ACCEPTED}; one address is 10.0.0.1/32\n`,
+    },
   );
   assert.deepEqual(
     await h.run("flow-set", "--name=x", "--target=t", "--srcs=1000::/129"),
-    { code: 255, out: "Invalid srcs\n", err: `flow-set: [1000::/129]: ${CIDRS_ACCEPTED}\n` },
+    { code: 255, out: "Invalid srcs\n", err: `flow-set: srcs [1000::/129]: ${CIDRS_ACCEPTED}\n` },
   );
   // 11 #9: a long reply is printed whole.
   const stmt = "tcp[0:1]=" + "1".repeat(55);

@@ -265,9 +265,18 @@ Deno.test("6.2 ports, protocols, CIDRs: the failure names the bad value and the 
     detail({ ...base, protocols: "udp tcpp" }),
     `protocols [tcpp]: ${PROTOCOLS_ACCEPTED}`,
   );
-  assert.equal(detail({ ...base, dsts: "10.0.0.1/32,10.0.0.2" }), `[10.0.0.2]: ${CIDRS_ACCEPTED}`);
+  // The field is named; a bare address gets its one-address prefix suggested.
+  assert.equal(
+    detail({ ...base, dsts: "10.0.0.1/32,10.0.0.2" }),
+    `dsts [10.0.0.2]: ${CIDRS_ACCEPTED}; one address is 10.0.0.2/32`,
+  );
+  assert.equal(
+    detail({ ...base, srcs: "1000::1" }),
+    `srcs [1000::1]: ${CIDRS_ACCEPTED}; one address is 1000::1/128`,
+  );
+  assert.equal(detail({ ...base, dsts: "10.0.0.0/33" }), `dsts [10.0.0.0/33]: ${CIDRS_ACCEPTED}`);
   const many = Array.from({ length: 33 }, (_, i) => `10.0.0.${i}/32`).join(",");
-  assert.equal(detail({ ...base, srcs: many }), `33 entries, at most 32; ${CIDRS_ACCEPTED}`);
+  assert.equal(detail({ ...base, srcs: many }), `srcs: 33 entries, at most 32; ${CIDRS_ACCEPTED}`);
 });
 
 Deno.test("6.2 ports: errors (sports fixed, #3) and the empty set printing", () => {

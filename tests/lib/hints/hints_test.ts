@@ -3,7 +3,12 @@ import assert from "node:assert/strict";
 import { editDistance, nearestName } from "../../../lib/hints/nearest.ts";
 import { statsMapHint, tableMapHint } from "../../../lib/hints/shm.ts";
 import { QUEUE_ACCEPTED, queueInvalid } from "../../../lib/hints/accepted.ts";
-import { bindInUseHint, connectHint } from "../../../lib/hints/sockets.ts";
+import {
+  bindInUseHint,
+  connectHint,
+  traceConnectHint,
+  untrustedServerHint,
+} from "../../../lib/hints/sockets.ts";
 import { listeningUnixInodes } from "../../../lib/ccompat/proc_net_unix.ts";
 
 const FLOWLB = ["help", "lbshm", "mtu", "promiscuous_ping", "ft_shm", "fastpath-table", "queue"];
@@ -70,4 +75,30 @@ Deno.test("listeningUnixInodes: listening sockets on an abstract name only", () 
   assert.deepEqual(listeningUnixInodes(text, "nfqlb"), [11]);
   assert.deepEqual(listeningUnixInodes(text, "nfqlb-trace"), [13]);
   assert.deepEqual(listeningUnixInodes(text, "none"), []);
+});
+
+Deno.test("trace connect and an untrusted control server: the fix, in full", () => {
+  assert.equal(
+    traceConnectHint("unix:nfqlb-trace", "lb (net:[1])", true),
+    "  no lb or flowlb serves traces on unix:nfqlb-trace, the abstract unix socket " +
+      "@nfqlb-trace of network namespace lb (net:[1]); start one in this network namespace, " +
+      "run the command in the daemon's (ip netns exec NS nfqlb trace ...), or give the " +
+      "daemon's address with --trace_address=ADDR",
+  );
+  assert.equal(
+    traceConnectHint("tcp:127.0.0.1:1", "net:[1]", false),
+    "  the address: tcp:127.0.0.1:1 in network namespace net:[1]",
+  );
+  assert.equal(
+    untrustedServerHint(65534, "nobody"),
+    "  if it is the flowlb you meant (it runs as uid 65534 (nobody)), run the command as that " +
+      "user: sudo -u nobody nfqlb ..., or setpriv --reuid=65534 nfqlb ...; if not, another " +
+      "program holds the address",
+  );
+  assert.equal(
+    untrustedServerHint(4242),
+    "  if it is the flowlb you meant (it runs as uid 4242), run the command as that user: " +
+      "sudo -u '#4242' nfqlb ..., or setpriv --reuid=4242 nfqlb ...; if not, another program " +
+      "holds the address",
+  );
 });

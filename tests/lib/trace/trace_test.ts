@@ -3,6 +3,8 @@
  * `trace` command's errors: exact stderr bytes, and the mask in
  * `nfqlb-trace` left as it was when the command cannot attach.
  */
+import { traceConnectHint } from "../../../lib/hints/sockets.ts";
+import { currentNetns } from "../../../daemon/socket_holder.ts";
 import assert from "node:assert/strict";
 import { formatMask, selectionMask, TRACE_SELECTION } from "../../../lib/trace/mask.ts";
 import { TraceRing } from "../../../lib/trace/ring.ts";
@@ -137,14 +139,16 @@ Deno.test("trace: a failed connect leaves the previous mask (1.2.0 leaves the ne
     assert.deepEqual(await runCli("trace", "--mask=0x46", `--trace_address=${address}`), {
       code: 1,
       out: "Mask=0x00000046\n",
-      err: `Trace client connect to ${address}: Connection refused\n`,
+      err: `Trace client connect to ${address}: Connection refused\n` +
+        `${traceConnectHint(address, currentNetns(), true)}\n`,
     });
     assert.equal(storedMask(), 0x21);
     const tcp = "tcp:127.0.0.1:1";
     assert.deepEqual(await runCli("trace", "--selection=packet,flows", `--trace_address=${tcp}`), {
       code: 1,
       out: "Mask=0x00000042\n",
-      err: `Trace client connect to ${tcp}: Connection refused\n`,
+      err: `Trace client connect to ${tcp}: Connection refused\n` +
+        `${traceConnectHint(tcp, currentNetns(), true)}\n`,
     });
     assert.equal(storedMask(), 0x21);
   });
