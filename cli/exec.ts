@@ -81,7 +81,8 @@ async function readCapped(
 /**
  * Run `argv` (no stdin) like {@link exec}, but never longer than `limits` allow: on a timeout, an
  * abort or too much output the program is killed (SIGKILL), its pipes closed and no longer waited
- * for (a grandchild that keeps them open does not hold the caller), and the result says why.
+ * for (a grandchild that keeps them open does not hold the caller, but is not killed either: only
+ * the program itself is; `ip`, `iptables-save` and `nft` do not fork), and the result says why.
  * Throws `Deno.errors.NotFound` when the program is not installed.
  */
 export async function execBounded(

@@ -183,7 +183,9 @@ function serve(start: MetricsStart): void {
     for (const name of tables()) states.set(name, tableHealth(name));
     const shm = stats();
     // Not readable (non-root): the queue threads' own word says which queues they hold.
-    const own = typeof kernel === "string" && shm !== undefined ? readBoundQueues(shm) : undefined;
+    const own = typeof kernel === "string" && shm !== undefined
+      ? readBoundQueues(shm, Deno.pid)
+      : undefined;
     const now = Date.now();
     const sendStuck = (shm === undefined ? [] : readSendStuck(shm)).map((s) => ({
       queue: s.queue,

@@ -282,8 +282,13 @@ async function serve(start: QueueWorkerStart): Promise<void> {
     const counters = new QueueCounters(ft.buffer, queue - c.queueFirst);
     mapped.counts = counters.counts;
     // The queue is bound (above): say so for /healthz, which cannot always read the kernel's list.
-    counters.counts[C_BOUND] = 1;
-    owned.push({ close: () => void (counters.counts[C_BOUND] = 0) });
+    // The pid: a word another daemon sharing the object left or wrote is not this one's.
+    counters.counts[C_BOUND] = Deno.pid;
+    owned.push({
+      close: () => {
+        if (counters.counts[C_BOUND] === Deno.pid) counters.counts[C_BOUND] = 0;
+      },
+    });
     const common = {
       counts: counters.counts,
       lbTier: lbTier?.table,

@@ -28,11 +28,19 @@ export const MANIFEST_PATH = "lib/nfqlb/MANIFEST";
 
 const HEADER = "# nfqlb install manifest: what ./dev install put here; ./dev uninstall removes it";
 
-/** Whether `path` is a plain relative path inside the prefix (no `..`, not absolute). */
+/** Where a file or link of an install may be: nfqlb's own directories and `bin/nfqlb`. */
+const OWN_FILES = /^(bin\/nfqlb|lib\/nfqlb\/[^/]+|share\/doc\/nfqlb\/[^/]+)$/;
+
+/**
+ * Whether `path` is a plain relative path inside the prefix (no `..`, not absolute), and for a file
+ * or a link one of nfqlb's own (`OWN_FILES`): a stale or edited manifest cannot make an uninstall
+ * remove another program's file.
+ */
 function inside(kind: EntryKind, path: string): boolean {
   if (path === ".") return kind === "dir";
-  return path !== "" && !path.startsWith("/") &&
+  const plain = path !== "" && !path.startsWith("/") &&
     path.split("/").every((s) => s !== "" && s !== "." && s !== "..");
+  return plain && (kind === "dir" || OWN_FILES.test(path));
 }
 
 /** The manifest's text for `entries` (duplicates dropped, order kept). */

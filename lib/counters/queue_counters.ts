@@ -78,9 +78,11 @@ export const C_SEND_STUCK_SINCE = 12;
 /** Not a counter: the errno of the last failed attempt while {@link C_SEND_STUCK_SINCE} is set. */
 export const C_SEND_STUCK_ERRNO = 13;
 /**
- * Not a counter: 1 while the queue thread holds its queue bound (set once its block is mapped,
- * cleared when it stops). `/healthz` judges "bound" from it when the kernel's queue list cannot
- * be read (a non-root daemon: `/proc/net/netfilter/nfnetlink_queue` is root's, mode 0440).
+ * Not a counter: the daemon's pid while its queue thread holds the queue bound (set once its
+ * block is mapped, cleared when it stops, if still its own). `/healthz` judges "bound" from it when
+ * the kernel's queue list cannot be read (a non-root daemon: `/proc/net/netfilter/nfnetlink_queue`
+ * is root's, mode 0440), counting only its own pid: a word left by a daemon that died, or written
+ * by another daemon sharing the object, does not make it healthy.
  */
 export const C_BOUND = 14;
 
@@ -256,17 +258,17 @@ export function readSendStuck(shm: ArrayBufferLike): SendStuck[] {
 }
 
 /**
- * The queues whose thread says it holds its queue bound ({@link C_BOUND} set), or undefined
- * when the object has no counters.
+ * The queues whose thread in process `pid` says it holds its queue bound ({@link C_BOUND} is
+ * `pid`), or undefined when the object has no counters.
  */
-export function readBoundQueues(shm: ArrayBufferLike): Set<number> | undefined {
+export function readBoundQueues(shm: ArrayBufferLike, pid: number): Set<number> | undefined {
   if (shm.byteLength < COUNTERS_OFFSET + HEADER_SIZE) return undefined;
   const h = new Uint32Array(shm, COUNTERS_OFFSET, HEADER_SIZE >>> 2);
   if (h[0] !== COUNTERS_MAGIC || h[1] !== COUNTERS_LAYOUT || h[4] !== FW_SLOTS) return undefined;
   const count = Math.min(h[3], Math.floor((shm.byteLength - blockOffset(0)) / BLOCK_SIZE));
   const out = new Set<number>();
   for (let i = 0; i < count; i++) {
-    if (new Float64Array(shm, blockOffset(i), NUM_COUNTERS)[C_BOUND] === 1) out.add(h[2] + i);
+    if (new Float64Array(shm, blockOffset(i), NUM_COUNTERS)[C_BOUND] === pid) out.add(h[2] + i);
   }
   return out;
 }

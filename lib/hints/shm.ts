@@ -154,6 +154,7 @@ export function createDeniedHint(
     ? `/dev/shm/${name}: uid ${selfUid} may not open it`
     : `/dev/shm/${name}: owned by ${ownerText(owner, user)}: uid ${selfUid} may not open it`;
   const remover = owner === undefined || owner.uid === 0 ? "root" : `root or uid ${owner.uid}`;
-  return `  ${who}; remove it as ${remover} (rm /dev/shm/${name}), or give this daemon its own ` +
+  return `  ${who}; when no nfqlb uses it any more, remove it as ${remover} ` +
+    `(rm /dev/shm/${name}), or give this daemon its own ` +
     `with ${own}`;
 }

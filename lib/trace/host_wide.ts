@@ -73,7 +73,7 @@ export function loglevelNote(
   if (users.length === 0 && uninspected > 0) {
     return `nfqlb: no process this command could inspect maps ${where}, but ` +
       `${processes(uninspected)} could not be inspected (${UNINSPECTED_WHY}): a daemon among ` +
-      `them ${set ? "takes this level now" : "logs at this level"}; ${own}`;
+      `them may ${set ? "take this level now" : "log at this level"}; ${own}`;
   }
   if (users.length === 0) {
     return `nfqlb: no running process maps ${where}, so no daemon ${

@@ -71,7 +71,8 @@ Deno.test({
           r.err,
           "createSharedData: Permission denied\n" +
             `  /dev/shm/${rootTrace}: owned by uid 0 (root), mode 0600: uid ${UID} may not open ` +
-            `it; remove it as root (rm /dev/shm/${rootTrace}), or give this daemon its own with ` +
+            `it; when no nfqlb uses it any more, remove it as root (rm /dev/shm/${rootTrace}), or ` +
+            "give this daemon its own with " +
             "NFQLB_TRACE_SHM=nfqlb-trace.<suffix> (set the same for its commands)\n",
         );
       });
@@ -110,7 +111,8 @@ Deno.test({
         assert.equal(
           lines[at + 1],
           `  /dev/shm/${rootFt}: owned by uid 0 (root), mode 0600: uid ${UID} may not open it; ` +
-            `remove it as root (rm /dev/shm/${rootFt}), or give this daemon its own with ` +
+            `when no nfqlb uses it any more, remove it as root (rm /dev/shm/${rootFt}), or give ` +
+            "this daemon its own with " +
             "--ft_shm=NAME (and nfqlb stats --ft_shm=NAME)",
         );
       });

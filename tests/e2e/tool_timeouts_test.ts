@@ -59,6 +59,12 @@ async function settles<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   }
 }
 
+/**
+ * The warnings' budget here: long enough that each fake tool (a shell) has started and written its
+ * pid before it runs out, also with the other core busy, so the test sees it killed.
+ */
+const BUDGET_MS = 1500;
+
 const recorder = () => {
   const io = { out: "", err: "" };
   return {
@@ -76,7 +82,7 @@ Deno.test({
     try {
       const a = recorder();
       await settles(
-        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: 200 }),
+        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: BUDGET_MS }),
         30_000,
         "activate's warning",
       );
@@ -84,7 +90,7 @@ Deno.test({
       await settles(
         warnUnqueuedDsts(f.sink, "web", "10.0.0.1/32", "unix:x", {
           dirs: [tools.dir],
-          budgetMs: 200,
+          budgetMs: BUDGET_MS,
         }),
         30_000,
         "flow-set's warning",

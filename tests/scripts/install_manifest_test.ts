@@ -28,8 +28,19 @@ Deno.test("install manifest: paths outside the prefix are refused", () => {
       "file lib//x",
       "dir ",
       "remove bin/nfqlb",
+      // Inside the prefix but not nfqlb's: a stale or edited manifest must not remove them.
+      "file bin/ip",
+      "link bin/deno",
+      "file etc/passwd",
+      "file lib/libc.so.6",
+      "file lib/nfqlb/sub/x",
     ]
   ) {
-    assert.throws(() => parseManifest(`file bin/ok\n${line}\n`), /line 2 is not an entry/, line);
+    assert.throws(() => parseManifest(`link bin/nfqlb\n${line}\n`), /line 2 is not an entry/, line);
   }
+});
+
+Deno.test("install manifest: nfqlb's own files and links are entries", () => {
+  const text = "link bin/nfqlb\nfile lib/nfqlb/nfqlb\nfile share/doc/nfqlb/README.md\ndir bin\n";
+  assert.equal(parseManifest(text).length, 4);
 });

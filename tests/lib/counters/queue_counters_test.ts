@@ -111,14 +111,19 @@ Deno.test("deciders count their drop reasons: invalid, no target, no flow", () =
   assert.equal(fcounts[C_NO_FLOW], 1);
 });
 
-Deno.test("queue counters: the bound word of each queue thread, read back by queue number", () => {
+Deno.test("queue counters: the bound word of each queue thread, read back by queue number and pid", () => {
   const shm = new ArrayBuffer(countersSize(3));
-  assert.equal(readBoundQueues(new ArrayBuffer(16)), undefined, "no counters: unknown");
+  const PID = 4242;
+  assert.equal(readBoundQueues(new ArrayBuffer(16), PID), undefined, "no counters: unknown");
   writeCountersHeader(shm, 5, 3);
-  assert.deepEqual(readBoundQueues(shm), new Set());
-  new QueueCounters(shm, 0).counts[C_BOUND] = 1;
-  new QueueCounters(shm, 2).counts[C_BOUND] = 1;
-  assert.deepEqual(readBoundQueues(shm), new Set([5, 7]));
+  assert.deepEqual(readBoundQueues(shm, PID), new Set());
+  new QueueCounters(shm, 0).counts[C_BOUND] = PID;
+  new QueueCounters(shm, 2).counts[C_BOUND] = PID;
+  assert.deepEqual(readBoundQueues(shm, PID), new Set([5, 7]));
   new QueueCounters(shm, 0).counts[C_BOUND] = 0;
-  assert.deepEqual(readBoundQueues(shm), new Set([7]));
+  assert.deepEqual(readBoundQueues(shm, PID), new Set([7]));
+  // A word of another process (a daemon that died, or another sharing the object) is not ours.
+  new QueueCounters(shm, 1).counts[C_BOUND] = 99;
+  assert.deepEqual(readBoundQueues(shm, PID), new Set([7]));
+  assert.deepEqual(readBoundQueues(shm, 99), new Set([6]));
 });

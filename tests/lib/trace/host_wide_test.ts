@@ -52,12 +52,12 @@ Deno.test("notes: processes whose maps could not be read are counted, not taken 
   assert.equal(
     loglevelNote("nfqlb-trace", true, [], 3),
     "nfqlb: no process this command could inspect maps /dev/shm/nfqlb-trace, but 3 processes " +
-      `could not be inspected (${why}): a daemon among them takes this level now; a daemon ` +
+      `could not be inspected (${why}): a daemon among them may take this level now; a daemon ` +
       "started with NFQLB_TRACE_SHM set uses that object: set the same for this command",
   );
   assert.match(
     loglevelNote("nfqlb-trace", false, [], 1)!,
-    /but 1 process could not be inspected \(.*\): a daemon among them logs at this level;/,
+    /but 1 process could not be inspected \(.*\): a daemon among them may log at this level;/,
   );
   assert.equal(
     loglevelNote("nfqlb-trace", true, [{ pid: 7, sameNetns: true }], 2),
