@@ -27,6 +27,7 @@
  */
 import { type Action, buildRequest, decodeReply } from "../lib/flow/control_protocol.ts";
 import { byteLength, checkName, type FlowFields } from "../lib/flow/parse.ts";
+import { cAtoi } from "../lib/ccompat/cnum.ts";
 import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { type Command, die, type Invocation, type OptionDecl } from "./command.ts";
 import { warnUnqueuedDsts } from "./namespace_rules.ts";
@@ -227,9 +228,17 @@ function printListReply(inv: Invocation, reply: Uint8Array): number {
 }
 
 /** The client checks of `flow-set` / `trace-flow-set` (docs/COMPATIBILITY.md#control-protocol, in order), with the name rule first. */
-function checkSetOptions(opts: ReadonlyMap<string, string>, withTarget: boolean): void {
+function checkSetOptions(opts: ReadonlyMap<string, string>, withTarget: boolean): string[] {
+  const warnings: string[] = [];
   const nameError = checkName(opts.get("name"));
-  if (nameError !== undefined) die(nameError);
+  if (nameError !== undefined) {
+    die(
+      `${nameError}\n  --name=${
+        JSON.stringify(opts.get("name") ?? "")
+      }: a flow name is 1 to 1023 ` +
+        "bytes of letters, digits, '-', '+' and '_'",
+    );
+  }
   if (withTarget && byteLength(opts.get("target") ?? "") > MAX_TARGET_BYTES) {
     die("target too long");
   }
@@ -243,8 +252,19 @@ function checkSetOptions(opts: ReadonlyMap<string, string>, withTarget: boolean)
     if (!protocols.toLowerCase().includes("sctp")) die("udpencap specified without sctp");
   }
   if ((opts.has("dports") || opts.has("sports")) && protocols === undefined) {
-    die("ports specified without protocols");
+    die(
+      "ports specified without protocols\n" +
+        "  ports select tcp, udp or sctp packets: give --protocols too (e.g. --protocols=tcp)",
+    );
   }
+  const prio = opts.get("prio");
+  if (prio !== undefined && !/^\s*[+-]?\d+$/.test(prio)) {
+    // 1.2.0 reads it with atoi (abc is 0, 1O is 1): still sent as given, but said.
+    warnings.push(
+      `warning: --prio=${prio} is not a number: read as ${cAtoi(prio)} (as 1.2.0's atoi does)`,
+    );
+  }
+  return warnings;
 }
 
 /** The selector fields given on the command line. */
@@ -286,7 +306,7 @@ export function flowCommands(
       opt("udpencap", "UDP port carrying encapsulated SCTP"),
     ],
     async run(inv) {
-      checkSetOptions(inv.opts, true);
+      const warnings = checkSetOptions(inv.opts, true);
       const o = inv.opts;
       const fields: FlowFields = {
         name: o.get("name"),
@@ -296,6 +316,8 @@ export function flowCommands(
         udpencap: o.get("udpencap"),
       };
       const code = printTextReply(inv, await request("set", fields), "flow-set");
+      // Said once the request went (a request that cannot be sent says only why).
+      for (const w of warnings) inv.io.err(`${w}\n`);
       if (code === 0) {
         const address = env(FLOW_ADDRESS_ENV) ?? DEFAULT_FLOW_ADDRESS;
         await afterSet(inv.io, o.get("name")!, o.get("dsts"), address);

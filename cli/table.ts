@@ -50,11 +50,23 @@ function shmName(inv: Invocation): string {
   return inv.opts.get("shm") ?? DEFAULT_SHM;
 }
 
-function intOption(inv: Invocation, name: string, dflt: number, min: number, max: number) {
+/**
+ * Option `name` as an integer in min..max (`dflt` when absent); the message states `accepted`,
+ * the range that is accepted in the end when a later check narrows it (M: 1.2.0's own
+ * `M too large` line follows for values above 993997).
+ */
+function intOption(
+  inv: Invocation,
+  name: string,
+  dflt: number,
+  min: number,
+  max: number,
+  accepted = `${min}..${max}`,
+) {
   const s = inv.opts.get(name);
   if (s === undefined) return dflt;
   const v = parseStrictInt(s, min, max);
-  if (v === undefined) die(`Invalid --${name}=${s}; expected an integer in ${min}..${max}`);
+  if (v === undefined) die(`Invalid --${name}=${s}; expected an integer in ${accepted}`);
   return v;
 }
 
@@ -133,7 +145,7 @@ export const initCommand: Command = {
   ],
   run(inv) {
     const name = shmName(inv);
-    const requested = intOption(inv, "M", 997, MIN_M, 2 ** 32 - 1);
+    const requested = intOption(inv, "M", 997, MIN_M, 2 ** 32 - 1, `${MIN_M}..${MAX_M}`);
     // N = 0 (1.2.0 accepts it) makes a table no target can ever be activated in.
     const n = intOption(inv, "N", 32, 1, 2 ** 32 - 1);
     const ownfw = intOption(inv, "ownfw", 0, I32_MIN, I32_MAX);

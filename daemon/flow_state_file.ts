@@ -23,6 +23,8 @@
 import { decodeReply, textReply } from "../lib/flow/control_protocol.ts";
 import { decodeFlowState, encodeFlowState } from "../lib/flow/state_file.ts";
 import type { FlowStore } from "../lib/flow/store.ts";
+import { flowTargetProblem } from "./open_table.ts";
+import { userNameOf } from "./user_names.ts";
 
 /** The state file or its directory is not safe to use. */
 export class FlowStateError extends Error {
@@ -118,7 +120,22 @@ export function readFlowStateFile(path: string, own: number = Deno.uid() ?? 0): 
   }
   checkFile(path, before, own, shared);
   // A regular file does not block on open; the fstat below catches a swap since the lstat.
-  const file = Deno.openSync(path, { read: true });
+  let file: Deno.FsFile;
+  try {
+    file = Deno.openSync(path, { read: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.PermissionDenied)) throw e;
+    // E.g. root's file from a run as root, then the daemon started as its own user.
+    const owner = before.uid ?? 0;
+    const name = userNameOf(owner);
+    const mode = ((before.mode ?? 0) & 0o777).toString(8).padStart(4, "0");
+    throw new FlowStateError(
+      path,
+      `Permission denied: owned by uid ${owner}${name === undefined ? "" : ` (${name})`}, mode ` +
+        `${mode}, and this daemon runs as uid ${own}: chown ${own} ${path} (or remove it, and ` +
+        "the flows it holds)",
+    );
+  }
   try {
     const st = file.statSync();
     if (st.dev !== before.dev || st.ino !== before.ino) {
@@ -279,10 +296,15 @@ export function restoreFlowState(
   return n;
 }
 
-/** The log line of a restored flow kept pending (docs/COMPATIBILITY.md#differences D58). */
+/**
+ * The log line of a restored flow kept pending (docs/COMPATIBILITY.md#differences D58), with why
+ * its table cannot be used and the fix (not created yet after a reboot: `nfqlb init`; a table
+ * of another user: who must own it).
+ */
 function pendingLine(name: string, target: string): string {
-  return `flow-state: flow ${name}: table ${target} cannot be mapped (not created yet?); ` +
-    "the flow is kept, pending: it matches once the table exists";
+  const why = flowTargetProblem(target) ?? `table [${target}]: cannot be mapped`;
+  return `flow-state: flow ${name}: ${why}; the flow is kept, pending: it matches once the ` +
+    "table can be used";
 }
 
 /**

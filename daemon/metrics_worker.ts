@@ -30,7 +30,8 @@ import { strerror } from "../ffi/libc.ts";
 import { readStats, readStatsExt } from "../lib/frag/stats.ts";
 import { type FlowSnapshot, MatchCounters, matchingFlows } from "../lib/flow/store.ts";
 import { type KernelQueueStats, parseNfqueueProc } from "../lib/nfqueue/proc.ts";
-import { openTable } from "./open_table.ts";
+import { daemonTableProblem, openTable } from "./open_table.ts";
+import { TableOpenError } from "./errors.ts";
 import { isTruncated } from "./table_watch.ts";
 
 /** The message that starts the worker. */
@@ -85,6 +86,8 @@ function tableHealth(name: string): TableHealth {
   try {
     t = openTable(name, false);
   } catch (e) {
+    // Why, and the fix (e.g. a table root created that this non-root daemon cannot open).
+    if (e instanceof TableOpenError) return { problem: daemonTableProblem(e), active: 0 };
     return { problem: e instanceof Error ? e.message : String(e), active: 0 };
   }
   try {

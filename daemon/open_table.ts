@@ -138,12 +138,21 @@ export function flowTargetProblem(name: string): string | undefined {
     return undefined;
   } catch (e) {
     if (!(e instanceof TableOpenError)) throw e;
-    forDaemon(e);
-    return e.problem === "map"
-      ? `table [${name}]:${e.hint!.slice(1)}`
-      : `table [${name}]: not a valid target table: ${e.detail}; initialise it with: ` +
-        `nfqlb init --shm=${name}`;
+    return `table [${name}]: ${daemonTableProblem(e)}`;
   }
+}
+
+/**
+ * Why a daemon cannot use the table of `e`, with the fix, as one line
+ * (`/dev/shm/NAME: No such file or directory; create it with: nfqlb init ...`, or for a table of
+ * another user that the daemon's uid must own): for the control reply's note, the log and
+ * `/healthz`.
+ */
+export function daemonTableProblem(e: TableOpenError): string {
+  forDaemon(e);
+  return e.problem === "map"
+    ? e.hint!.trimStart()
+    : `not a valid target table: ${e.detail}; initialise it with: nfqlb init --shm=${e.shm}`;
 }
 
 /**

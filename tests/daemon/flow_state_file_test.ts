@@ -253,8 +253,9 @@ Deno.test("flow-state: flows whose table does not exist are restored pending and
     assert.deepEqual(s.flows.names(), ["web", "dns"]);
     assert.ok(s.flows.isPending("web") && !s.flows.isPending("dns"));
     assert.deepEqual(logs, [
-      `flow-state: flow web: table ${table} cannot be mapped (not created yet?); ` +
-      "the flow is kept, pending: it matches once the table exists",
+      `flow-state: flow web: table [${table}]: /dev/shm/${table}: No such file or directory; ` +
+      `create it with: nfqlb init --shm=${table} [--M=997 --N=32]; the flow is kept, pending: ` +
+      "it matches once the table can be used",
     ]);
     // An unrelated change is saved with the pending flow in it.
     const saver = new FlowStateSaver(file, s, (l) => assert.fail(l));
@@ -315,4 +316,32 @@ Deno.test("flow-state: a failed save turns OK into a FAIL reply; other replies u
   } finally {
     await Deno.remove(d, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "flow-state: a file the daemon's uid may not read: owner, mode and the fix, not errno",
+  ignore: !ROOT,
+  async fn() {
+    const d = await dir(0o755);
+    try {
+      // Root's file (a run as root), then the daemon started as uid 65534.
+      writeFlowStateFile(`${d}/flows.json`, oneFlow("a"));
+      const mod = new URL("../../daemon/flow_state_file.ts", import.meta.url).href;
+      const code = `const { readFlowStateFile } = await import(${JSON.stringify(mod)});
+        try { readFlowStateFile(${JSON.stringify(`${d}/flows.json`)}); console.log("read"); }
+        catch (e) { console.log(e.message); }`;
+      const r = await new Deno.Command(NOBODY[0], {
+        args: [...NOBODY.slice(1), Deno.execPath(), "eval", code],
+      }).output();
+      assert.equal(
+        new TextDecoder().decode(r.stdout),
+        `flow-state: ${d}/flows.json: Permission denied: owned by uid 0 (root), mode 0600, and ` +
+          `this daemon runs as uid 65534: chown 65534 ${d}/flows.json (or remove it, and the ` +
+          "flows it holds)\n",
+        new TextDecoder().decode(r.stderr),
+      );
+    } finally {
+      await Deno.remove(d, { recursive: true });
+    }
+  },
 });

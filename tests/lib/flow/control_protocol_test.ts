@@ -515,13 +515,21 @@ Deno.test("round trip: trace flows (11 #5: OK, exit 0)", async () => {
   assert.deepEqual(await h.run("trace-flow-list"), { code: 0, out: "[]\n", err: "" });
 });
 
+/** 1.2.0's `Invalid name` line, then what a name may be (COMPATIBILITY D63). */
+const invalidName = (name: string) =>
+  `Invalid name\n  --name=${JSON.stringify(name)}: a flow name is 1 to 1023 bytes of letters, ` +
+  "digits, '-', '+' and '_'\n";
+/** 1.2.0's line, then the fix. */
+const PORTS_WITHOUT_PROTOCOLS = "ports specified without protocols\n" +
+  "  ports select tcp, udp or sctp packets: give --protocols too (e.g. --protocols=tcp)\n";
+
 Deno.test("1.9: client-side checks, in order, exit 1, nothing sent", async () => {
   const h = harness();
   const long = (n: number) => "x".repeat(n);
   const cases: [string[], string][] = [
-    [["--name=a b", "--target=" + long(256)], "Invalid name\n"],
-    [["--name=#a", "--target=t"], "Invalid name\n"],
-    [["--name=", "--target=t"], "Invalid name\n"],
+    [["--name=a b", "--target=" + long(256)], invalidName("a b")],
+    [["--name=#a", "--target=t"], invalidName("#a")],
+    [["--name=", "--target=t"], invalidName("")],
     [["--name=a", "--target=" + long(256), "--protocols=" + long(1001)], "target too long\n"],
     [
       ["--name=a", "--target=t", "--protocols=" + long(1001), "--dsts=" + long(1001)],
@@ -540,8 +548,8 @@ Deno.test("1.9: client-side checks, in order, exit 1, nothing sent", async () =>
       ["--name=a", "--target=t", "--udpencap=0", "--protocols=tcp"],
       "udpencap specified without sctp\n",
     ],
-    [["--name=a", "--target=t", "--dports=80"], "ports specified without protocols\n"],
-    [["--name=a", "--target=t", "--sports=80"], "ports specified without protocols\n"],
+    [["--name=a", "--target=t", "--dports=80"], PORTS_WITHOUT_PROTOCOLS],
+    [["--name=a", "--target=t", "--sports=80"], PORTS_WITHOUT_PROTOCOLS],
     [["--name=a", "--target=t\nx"], "target contains a newline\n"],
     [["--name=a", "--target=t", "--prio=1\npriority:9"], "priority contains a newline\n"],
   ];
@@ -570,9 +578,9 @@ Deno.test("1.9: client-side checks, in order, exit 1, nothing sent", async () =>
   const sentBefore = h.sent.length;
   assert.equal(
     (await h.run("trace-flow-set", "--name=a", "--dports=1")).err,
-    "ports specified without protocols\n",
+    PORTS_WITHOUT_PROTOCOLS,
   );
-  assert.equal((await h.run("trace-flow-set", "--name=a b")).err, "Invalid name\n");
+  assert.equal((await h.run("trace-flow-set", "--name=a b")).err, invalidName("a b"));
   assert.equal(
     (await h.run("trace-flow-set", "--name=a", "--match=" + long(1001))).err,
     "match too long\n",
@@ -691,4 +699,15 @@ Deno.test("1.4: text replies to lists", async () => {
   );
   assert.equal(await runCommand(failing[7], [], io), 255);
   assert.deepEqual(out, ["FAIL: action unknown\n"]);
+});
+
+Deno.test("flow-set --prio that is not a number: sent as given (1.2.0's atoi), and said", async () => {
+  const h = harness();
+  const r = await h.run("flow-set", "--name=p", "--target=t", "--prio=1O");
+  assert.equal(r.code, 0);
+  assert.equal(r.out, "OK\n");
+  assert.equal(r.err, "warning: --prio=1O is not a number: read as 1 (as 1.2.0's atoi does)\n");
+  assert.match(h.sent.at(-1)!.text, /\npriority:1O\n/);
+  const n = await h.run("flow-set", "--name=q", "--target=t", "--prio=-7");
+  assert.deepEqual([n.code, n.err], [0, ""]);
 });
