@@ -25,12 +25,13 @@ import {
   checkVipRules,
   type DaemonQueues,
   type FlowDsts,
+  foreignQueues,
   formatReport,
   skip,
 } from "../lib/doctor/checks.ts";
 import { readStatsExt } from "../lib/frag/stats.ts";
 import { readQueueCounters } from "../lib/counters/queue_counters.ts";
-import { type FwmarkRule, parseDst, parseQueueRules, queuesText } from "../lib/doctor/rules.ts";
+import { type FwmarkRule, parseDst, parseQueueRules } from "../lib/doctor/rules.ts";
 import { buildRequest, decodeReply } from "../lib/flow/control_protocol.ts";
 import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
@@ -157,10 +158,6 @@ function daemonQueues(
     source: "the listeners of /proc/net/netfilter/nfnetlink_queue in this namespace",
   };
 }
-
-/** Whether two queue lists hold the same queues. */
-const sameQueues = (a: readonly number[], b: ReadonlySet<number>) =>
-  a.length === b.size && a.every((q) => b.has(q));
 
 /**
  * Send `request` to `address` and read the reply to its end, within `timeoutMs` (connect
@@ -332,9 +329,8 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
       }
       const ftShm = o.get("ft_shm") ?? "ftshm";
       const stats = readFtShm(ftShm);
-      const bound = new Set(
-        parseNfqueueProc(read("/proc/net/netfilter/nfnetlink_queue") ?? "").keys(),
-      );
+      const procQueues = read("/proc/net/netfilter/nfnetlink_queue");
+      const bound = new Set(parseNfqueueProc(procQueues ?? "").keys());
       const daemon = daemonQueues(o.get("queue"), bound);
       const read3 = await readRuleSets(undefined, deps.tools);
       const { ip4, ip6, nft } = read3.sets;
@@ -352,9 +348,9 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
         checkReassembled(
           stats?.reassembled,
           ftShm,
-          stats !== undefined && !sameQueues(stats.queues, bound)
-            ? queuesText(stats.queues)
-            : undefined,
+          stats === undefined
+            ? undefined
+            : foreignQueues(stats.queues, procQueues === undefined ? undefined : bound),
         ),
         checkBridgeNetfilter(
           read("/proc/sys/net/bridge/bridge-nf-call-iptables"),
