@@ -37,12 +37,11 @@ import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.
 import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
 import { readFwmarkRules, readRuleSets, tableHasRoute } from "./namespace_rules.ts";
-import { resolveTool, tool, type ToolLimits } from "./tools.ts";
+import { resolveTool, runTool, stoppedWhy, tool, type ToolLimits } from "./tools.ts";
 import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
 import { type Command, die } from "./command.ts";
-import { exec } from "./exec.ts";
 
 /** How long doctor lets one tool run, and waits for the flowlb's flow list (ms). */
 export const DOCTOR_TIMEOUT_MS = 5000;
@@ -55,6 +54,18 @@ export interface DoctorDeps {
   readonly flowTimeoutMs: number;
   /** Reads `NFQLB_FLOW_ADDRESS`. */
   readonly env: (name: string) => string | undefined;
+  /** How long `--netns` lets the doctor in the namespace run (ms; default {@link netnsTimeoutMs}). */
+  readonly netnsTimeoutMs?: number;
+}
+
+/**
+ * How long `doctor --netns` waits for the doctor it runs in the namespace (ms): the flow list's
+ * timeout and twelve tool timeouts (the rule sets, two `ip rule`, `ip route` of a few tables,
+ * `ethtool` of a few interfaces, `df`: most of them run one after the other), plus 10 s to start.
+ */
+export function netnsTimeoutMs(deps: DoctorDeps): number {
+  return deps.netnsTimeoutMs ??
+    deps.flowTimeoutMs + 12 * (deps.tools.timeoutMs ?? DOCTOR_TIMEOUT_MS) + 10_000;
 }
 
 const DEFAULT_DEPS: DoctorDeps = {
@@ -316,9 +327,16 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
         const self = /(\/cli\.ts|\/nfqlb)$/.test(main)
           ? main
           : new URL("../cli.ts", import.meta.url).pathname;
-        const ip = resolveTool("ip", deps.tools.dirs) ?? "ip";
-        const argv = [ip, "netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args];
-        const r = await exec(argv);
+        const argv = ["ip", "netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args];
+        const limits = { dirs: deps.tools.dirs, timeoutMs: netnsTimeoutMs(deps) };
+        const r = await runTool(argv, limits);
+        if (r.stopped === "timeout") {
+          die(
+            `doctor: \`ip netns exec ${netns} nfqlb doctor\` did not finish in ` +
+              `${limits.timeoutMs / 1000} s (killed)`,
+          );
+        }
+        if (r.stopped !== undefined) die(`doctor: ${stoppedWhy(argv, r.stopped, limits)}`);
         inv.io.out(r.stdout);
         if (r.stderr !== "") inv.io.err(r.stderr);
         // ip's line for a name it does not know: say where the names are.
