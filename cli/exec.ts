@@ -1,8 +1,8 @@
 /**
  * Run an external program to completion: its exit status, stdout and stderr, with `stdin` fed to
- * it. The commands that drive other tools (`ruleset`, `doctor`) run them through it; the tests'
- * namespace helpers (`testkit/netns.ts`) too. {@link execBounded} runs a program that must not
- * hold its caller: killed on a timeout, an abort, or too much output.
+ * it; the tests' namespace helpers (`testkit/netns.ts`) run with it. {@link execBounded} runs a
+ * program that must not hold its caller: killed on a timeout, an abort, or too much output; the
+ * commands run every tool with it (`cli/tools.ts`).
  * @module
  */
 

@@ -83,7 +83,8 @@ Deno.test({
     try {
       const a = recorder();
       await settles(
-        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: BUDGET_MS }),
+        // The `ip` fallback (the rtnetlink dump would not run a tool at all).
+        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: BUDGET_MS, netlink: false }),
         30_000,
         "activate's warning",
       );
@@ -313,6 +314,27 @@ Deno.test({
         err: "doctor: `ip netns exec nfqlb-none nfqlb doctor` did not finish in 1.5 s (killed)\n",
       });
       for (const pid of tools.pids()) assert.ok(await ends(pid), `tool ${pid} was killed`);
+    } finally {
+      for (const pid of tools.pids()) if (running(pid)) Deno.kill(pid, "SIGKILL");
+      Deno.removeSync(tools.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "activate's warning reads the rules with an rtnetlink dump: no tool runs",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const tools = hangingTools();
+    try {
+      const a = recorder();
+      await settles(
+        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: 60_000 }),
+        30_000,
+        "activate's warning",
+      );
+      assert.deepEqual(tools.pids(), [], "no ip was started");
     } finally {
       for (const pid of tools.pids()) if (running(pid)) Deno.kill(pid, "SIGKILL");
       Deno.removeSync(tools.dir, { recursive: true });
