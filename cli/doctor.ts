@@ -25,23 +25,23 @@ import {
   checkVipRules,
   type DaemonQueues,
   type FlowDsts,
+  foreignQueues,
   formatReport,
   skip,
 } from "../lib/doctor/checks.ts";
 import { readStatsExt } from "../lib/frag/stats.ts";
 import { readQueueCounters } from "../lib/counters/queue_counters.ts";
-import { type FwmarkRule, parseDst, parseQueueRules, queuesText } from "../lib/doctor/rules.ts";
+import { type FwmarkRule, parseDst, parseQueueRules } from "../lib/doctor/rules.ts";
 import { buildRequest, decodeReply } from "../lib/flow/control_protocol.ts";
 import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
 import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
 import { readFwmarkRules, readRuleSets, tableHasRoute } from "./namespace_rules.ts";
-import { resolveTool, tool, type ToolLimits } from "./tools.ts";
+import { resolveTool, runTool, stoppedWhy, tool, type ToolLimits } from "./tools.ts";
 import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
 import { type Command, die } from "./command.ts";
-import { exec } from "./exec.ts";
 
 /** How long doctor lets one tool run, and waits for the flowlb's flow list (ms). */
 export const DOCTOR_TIMEOUT_MS = 5000;
@@ -54,6 +54,18 @@ export interface DoctorDeps {
   readonly flowTimeoutMs: number;
   /** Reads `NFQLB_FLOW_ADDRESS`. */
   readonly env: (name: string) => string | undefined;
+  /** How long `--netns` lets the doctor in the namespace run (ms; default {@link netnsTimeoutMs}). */
+  readonly netnsTimeoutMs?: number;
+}
+
+/**
+ * How long `doctor --netns` waits for the doctor it runs in the namespace (ms): the flow list's
+ * timeout and twelve tool timeouts (the rule sets, two `ip rule`, `ip route` of a few tables,
+ * `ethtool` of a few interfaces, `df`: most of them run one after the other), plus 10 s to start.
+ */
+export function netnsTimeoutMs(deps: DoctorDeps): number {
+  return deps.netnsTimeoutMs ??
+    deps.flowTimeoutMs + 12 * (deps.tools.timeoutMs ?? DOCTOR_TIMEOUT_MS) + 10_000;
 }
 
 const DEFAULT_DEPS: DoctorDeps = {
@@ -157,10 +169,6 @@ function daemonQueues(
     source: "the listeners of /proc/net/netfilter/nfnetlink_queue in this namespace",
   };
 }
-
-/** Whether two queue lists hold the same queues. */
-const sameQueues = (a: readonly number[], b: ReadonlySet<number>) =>
-  a.length === b.size && a.every((q) => b.has(q));
 
 /**
  * Send `request` to `address` and read the reply to its end, within `timeoutMs` (connect
@@ -319,9 +327,16 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
         const self = /(\/cli\.ts|\/nfqlb)$/.test(main)
           ? main
           : new URL("../cli.ts", import.meta.url).pathname;
-        const ip = resolveTool("ip", deps.tools.dirs) ?? "ip";
-        const argv = [ip, "netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args];
-        const r = await exec(argv);
+        const argv = ["ip", "netns", "exec", netns, Deno.execPath(), "run", "-A", self, ...args];
+        const limits = { dirs: deps.tools.dirs, timeoutMs: netnsTimeoutMs(deps) };
+        const r = await runTool(argv, limits);
+        if (r.stopped === "timeout") {
+          die(
+            `doctor: \`ip netns exec ${netns} nfqlb doctor\` did not finish in ` +
+              `${limits.timeoutMs / 1000} s (killed)`,
+          );
+        }
+        if (r.stopped !== undefined) die(`doctor: ${stoppedWhy(argv, r.stopped, limits)}`);
         inv.io.out(r.stdout);
         if (r.stderr !== "") inv.io.err(r.stderr);
         // ip's line for a name it does not know: say where the names are.
@@ -332,9 +347,8 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
       }
       const ftShm = o.get("ft_shm") ?? "ftshm";
       const stats = readFtShm(ftShm);
-      const bound = new Set(
-        parseNfqueueProc(read("/proc/net/netfilter/nfnetlink_queue") ?? "").keys(),
-      );
+      const procQueues = read("/proc/net/netfilter/nfnetlink_queue");
+      const bound = new Set(parseNfqueueProc(procQueues ?? "").keys());
       const daemon = daemonQueues(o.get("queue"), bound);
       const read3 = await readRuleSets(undefined, deps.tools);
       const { ip4, ip6, nft } = read3.sets;
@@ -352,9 +366,9 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
         checkReassembled(
           stats?.reassembled,
           ftShm,
-          stats !== undefined && !sameQueues(stats.queues, bound)
-            ? queuesText(stats.queues)
-            : undefined,
+          stats === undefined
+            ? undefined
+            : foreignQueues(stats.queues, procQueues === undefined ? undefined : bound),
         ),
         checkBridgeNetfilter(
           read("/proc/sys/net/bridge/bridge-nf-call-iptables"),

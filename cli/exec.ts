@@ -1,8 +1,8 @@
 /**
  * Run an external program to completion: its exit status, stdout and stderr, with `stdin` fed to
- * it. The commands that drive other tools (`ruleset`, `doctor`) run them through it; the tests'
- * namespace helpers (`testkit/netns.ts`) too. {@link execBounded} runs a program that must not
- * hold its caller: killed on a timeout, an abort, or too much output.
+ * it; the tests' namespace helpers (`testkit/netns.ts`) run with it. {@link execBounded} runs a
+ * program that must not hold its caller: killed on a timeout, an abort, or too much output; the
+ * commands run every tool with it (`cli/tools.ts`).
  * @module
  */
 
@@ -79,7 +79,8 @@ async function readCapped(
 }
 
 /**
- * Run `argv` (no stdin) like {@link exec}, but never longer than `limits` allow: on a timeout, an
+ * Run `argv` (with `stdin` fed to it, else none) like {@link exec}, but never longer than
+ * `limits` allow: on a timeout, an
  * abort or too much output the program is killed (SIGKILL), its pipes closed and no longer waited
  * for (a grandchild that keeps them open does not hold the caller, but is not killed either: only
  * the program itself is; `ip`, `iptables-save` and `nft` do not fork), and the result says why.
@@ -88,14 +89,20 @@ async function readCapped(
 export async function execBounded(
   argv: readonly string[],
   limits: ExecLimits,
+  stdin?: string,
 ): Promise<BoundedResult> {
   if (limits.signal?.aborted) return { stopped: "aborted" };
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
-    stdin: "null",
+    stdin: stdin === undefined ? "null" : "piped",
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  if (stdin !== undefined) {
+    // Not awaited: a program that does not read its input must not hold the caller either.
+    const w = child.stdin.getWriter();
+    w.write(new TextEncoder().encode(stdin)).then(() => w.close()).catch(() => {});
+  }
   let why: "timeout" | "aborted" | "too-large" | undefined;
   let wake: () => void = () => {};
   const stopped = new Promise<void>((r) => (wake = r));

@@ -65,10 +65,16 @@ export function usage(prog: string): string {
     COMMANDS.map((c) => `  ${c.name}\n`).join("");
 }
 
+/** The line after the usage list on stderr when `nfqlb` is run with no arguments. */
+export const NO_ARGS_HINT =
+  "nfqlb help <command> (or nfqlb <command> --help) describes a command\n";
+
 /** Run `nfqlb` with `argv` (without the program name); returns the exit status. */
 export function main(prog: string, argv: readonly string[], io: Io): Promise<number> {
   if (argv.length === 0 || argv[0] === "-h" || argv[0] === "--help") {
     io.out(usage(prog));
+    // Bare `nfqlb`: where the commands' own help is (stderr: stdout stays 1.2.0's list).
+    if (argv.length === 0) io.err(NO_ARGS_HINT);
     return Promise.resolve(0);
   }
   if (argv[0] === "help") return Promise.resolve(help(prog, argv[1], io));

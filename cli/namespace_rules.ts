@@ -19,6 +19,7 @@ import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
 import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
 import type { Io } from "../daemon/io.ts";
+import { dumpFwmarkRules } from "../ffi/rtnetlink.ts";
 import { tool, type ToolLimits, type ToolOutput } from "./tools.ts";
 
 export { tool, type ToolOutput };
@@ -35,6 +36,8 @@ export interface WarningLimits {
   readonly dirs?: readonly string[];
   readonly budgetMs?: number;
   readonly maxBytes?: number;
+  /** `activate`: read the rules with an rtnetlink dump (default), else with `ip` only. */
+  readonly netlink?: boolean;
 }
 
 /** The rule sets of this namespace, and the tools that could not be run (why). */
@@ -134,10 +137,23 @@ async function withinBudget<T>(
 }
 
 /**
+ * The fwmark rules of both families from one rtnetlink dump each (`ffi/rtnetlink.ts`), within
+ * `timeoutMs` per answer; undefined when the socket fails (then `ip` is asked).
+ */
+function dumpBoth(timeoutMs: number): [FwmarkRule[], FwmarkRule[]] | undefined {
+  try {
+    return [dumpFwmarkRules(4, timeoutMs), dumpFwmarkRules(6, timeoutMs)];
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * After `activate`: warn on `io` about the fwmarks no `ip rule` routes
  * (`lib/doctor/warnings.ts`; with no fwmark routed at all, only where a daemon listens on a
- * queue). Silent when `ip` cannot tell within the budget, or with {@link NO_WARNINGS_ENV}.
- * About 5 ms (two `ip rule` runs).
+ * queue). The rules come from one rtnetlink dump per family (tens of µs), or, when that socket
+ * fails, from `ip -4|-6 rule` (about 5 ms). Silent when neither can tell within the budget, or
+ * with {@link NO_WARNINGS_ENV}.
  */
 export async function warnFwmarkRules(
   io: Io,
@@ -145,7 +161,10 @@ export async function warnFwmarkRules(
   limits: WarningLimits = {},
 ): Promise<void> {
   if (!fwmarks.some((f) => f >= 0) || warningsOff()) return;
-  const read = await withinBudget(
+  const dumped = limits.netlink === false
+    ? undefined
+    : dumpBoth((limits.budgetMs ?? WARNING_BUDGET_MS) / 2);
+  const read = dumped ?? await withinBudget(
     limits,
     (t) => Promise.all([readFwmarkRules(4, t), readFwmarkRules(6, t)]),
   );

@@ -34,25 +34,55 @@ import {
 import { parseVip, type Vip, vipsOverlap } from "../lib/ruleset/vip.ts";
 import { explainNftError } from "../lib/ruleset/nft_errors.ts";
 import { type Command, die } from "./command.ts";
-import { type CommandResult, exec } from "./exec.ts";
+import type { CommandResult } from "./exec.ts";
+import { runTool, stoppedWhy, type ToolLimits } from "./tools.ts";
 
-/** The output of `argv` (its exit status, stdout, trimmed stderr), with `stdin` fed to it. */
-async function output(argv: readonly string[], stdin?: string): Promise<CommandResult> {
-  try {
-    const r = await exec(argv, stdin);
-    return { ...r, stderr: r.stderr.trim() };
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) die(`ruleset: ${argv[0]} is not installed`);
-    throw e;
-  }
+/**
+ * How long `ruleset` lets one tool run (ms): `iptables-restore -w` waits for the xtables lock,
+ * which another program may hold for a while.
+ */
+export const RULESET_TIMEOUT_MS = 30_000;
+
+/** What `ruleset --apply/--delete` runs its tools with (tests give a directory and a timeout). */
+export interface RulesetDeps {
+  readonly tools: ToolLimits;
 }
 
+/** Seconds of a timeout as the messages say it (`30 s`, `0.2 s`). */
+const seconds = (ms: number | undefined) => `${(ms ?? 0) / 1000} s`;
+
+/**
+ * The output of `argv` (its exit status, stdout, trimmed stderr), with `stdin` fed to it, bounded
+ * by `tools`; a tool missing or stopped at its timeout ends the command (`changed`: what that
+ * means for the rules).
+ */
+async function output(
+  argv: readonly string[],
+  tools: ToolLimits,
+  changed: string,
+  stdin?: string,
+): Promise<CommandResult> {
+  const r = await runTool(argv, tools, stdin);
+  if (r.stopped === "missing") die(`ruleset: ${stoppedWhy(argv, r.stopped, tools)}`);
+  if (r.stopped !== undefined) die(`ruleset: ${stoppedText(argv, r.stopped, tools)}: ${changed}`);
+  return { ...r, stderr: r.stderr.trim() };
+}
+
+/** Why a run was stopped, the timeout said in seconds and the process killed. */
+function stoppedText(argv: readonly string[], stopped: string, tools: ToolLimits): string {
+  return stopped === "timeout"
+    ? `\`${argv.join(" ")}\` did not finish in ${seconds(tools.timeoutMs)} (killed)`
+    : stoppedWhy(argv, stopped as "aborted", tools);
+}
+
+const UNCHANGED = "nothing changed";
+
 /** nfqlb's iptables tables of both families as they are (`iptables-save -t TABLE`). */
-async function readIptables(): Promise<IptablesState> {
+async function readIptables(tools: ToolLimits): Promise<IptablesState> {
   const state = new Map<string, SavedTable>();
   for (const cmd of ["iptables", "ip6tables"]) {
     for (const table of IPTABLES_TABLES) {
-      const r = await output([`${cmd}-save`, "-t", table]);
+      const r = await output([`${cmd}-save`, "-t", table], tools, UNCHANGED);
       if (r.code !== 0) die(`ruleset: \`${cmd}-save -t ${table}\` failed: ${r.stderr}`);
       state.set(`${cmd} ${table}`, parseIptablesSave(r.stdout));
     }
@@ -61,8 +91,8 @@ async function readIptables(): Promise<IptablesState> {
 }
 
 /** The nft style's table as it is (`nft -j list table inet nfqlb`). */
-async function readNft(): Promise<NftState> {
-  const r = await output(["nft", "-j", "list", "table", "inet", "nfqlb"]);
+async function readNft(tools: ToolLimits): Promise<NftState> {
+  const r = await output(["nft", "-j", "list", "table", "inet", "nfqlb"], tools, UNCHANGED);
   if (r.code !== 0) {
     if (/No such file or directory/.test(r.stderr)) return NO_NFT_TABLE;
     die(`ruleset: \`nft -j list table inet nfqlb\` failed: ${r.stderr}`);
@@ -77,10 +107,22 @@ async function readNft(): Promise<NftState> {
 /** Run one `iptables-restore --noflush` transaction; its error text, or undefined when it worked. */
 export type Restore = (cmd: IptablesCmd, input: string) => Promise<string | undefined>;
 
-const restoreHere: Restore = async (cmd, input) => {
-  const r = await output([`${cmd}-restore`, "--noflush", "-w"], input);
-  return r.code === 0 ? undefined : r.stderr || `exit status ${r.code}`;
-};
+/**
+ * `iptables-restore --noflush -w` bounded by `tools`: a run stopped at the timeout is a failed
+ * transaction (killed while it waited, for the xtables lock most likely), undone like any other.
+ */
+export function restoreWith(tools: ToolLimits): Restore {
+  return async (cmd, input) => {
+    const argv = [`${cmd}-restore`, "--noflush", "-w"];
+    const r = await runTool(argv, tools, input);
+    if (r.stopped === "missing") return stoppedWhy(argv, r.stopped, tools);
+    if (r.stopped === "timeout") {
+      return `${stoppedText(argv, r.stopped, tools)} (waiting for the xtables lock, most likely)`;
+    }
+    if (r.stopped !== undefined) return stoppedText(argv, r.stopped, tools);
+    return r.code === 0 ? undefined : r.stderr.trim() || `exit status ${r.code}`;
+  };
+}
 
 /**
  * Run the steps in order, each one transaction; when one fails, undo the ones before it (last
@@ -88,7 +130,7 @@ const restoreHere: Restore = async (cmd, input) => {
  */
 export async function runIptablesSteps(
   steps: readonly IptablesStep[],
-  restore: Restore = restoreHere,
+  restore: Restore = restoreWith({ timeoutMs: RULESET_TIMEOUT_MS }),
 ): Promise<void> {
   const name = (s: IptablesStep) => `${s.cmd}-restore (table ${s.table})`;
   for (let i = 0; i < steps.length; i++) {
@@ -112,8 +154,13 @@ export async function runIptablesSteps(
 }
 
 /** Run the nft style's script (one transaction). */
-async function runNft(script: string): Promise<void> {
-  const r = await output(["nft", "-f", "-"], script);
+async function runNft(script: string, tools: ToolLimits): Promise<void> {
+  const r = await output(
+    ["nft", "-f", "-"],
+    tools,
+    "nothing changed (nft -f is one transaction, killed before it ended)",
+    script,
+  );
   if (r.code !== 0) die(`ruleset: nft -f failed (nothing changed): ${explainNftError(r.stderr)}`);
 }
 
@@ -139,110 +186,123 @@ function parseVips(text: string): Vip[] {
   return out;
 }
 
-export const rulesetCommand: Command = {
-  name: "ruleset",
-  help: "ruleset --vip=VIP[,VIP...] [--queue=N|first:last] [--style=iptables|nft] [--fastpath]\n" +
-    "        [--apply [--replace]|--delete]\n" +
-    "  [--tshm=NAME]\n" +
-    "  Print (or apply, or remove) the rules that send the VIPs' traffic to the queues:\n" +
-    "  prerouting to NFQUEUE, locally generated ICMP to the VIPs too, and the VIPs exempted\n" +
-    "  from conntrack (notrack). --apply adds the VIPs that are missing and keeps the others;\n" +
-    "  it refuses queues other than those of the rules in place (--replace: the rules become\n" +
-    "  exactly this request). --delete removes the VIPs given. Both print a line per VIP.\n" +
-    "  A queue range is chosen by a hash of the packet's addresses, not its ports: all of one\n" +
-    "  client's packets to a VIP go to one queue. To spread them by the receiving CPU instead,\n" +
-    "  add --queue-cpu-fanout to the printed iptables rules (nft: `queue num 0-3 fanout`).",
-  options: [
-    { name: "vip", desc: "VIPs (or prefixes), comma-separated", required: true },
-    {
-      name: "queue",
-      desc: "NFQUEUE number N or range first:last (default 0:3; lb, flowlb and doctor default " +
-        "to 2: give them the same --queue)",
-    },
-    { name: "style", desc: "iptables (default; this kernel has no nft queue) or nft" },
-    { name: "tun", desc: "tun device of lb/flowlb --tun (its rp_filter must not be strict)" },
-    { name: "tshm", desc: "Also print the policy routing for this table's active fwmarks" },
-    {
-      name: "fastpath",
-      desc: "For lb/flowlb --fastpath: queue only packets not yet marked",
-      flag: true,
-    },
-    { name: "apply", desc: "Apply the rules in this network namespace", flag: true },
-    {
-      name: "replace",
-      desc: "With --apply: remove VIPs not given, change the queues of those given",
-      flag: true,
-    },
-    { name: "delete", desc: "Remove the rules of the VIPs given", flag: true },
-  ],
-  async run(inv) {
-    const o = inv.opts;
-    const vips = parseVips(o.get("vip") ?? "");
-    const queueText = o.get("queue") ?? "0:3";
-    const q = parseQueueRange(queueText);
-    if (q === undefined) die(queueInvalid(queueText));
-    const style = o.get("style") ?? "iptables";
-    if (style !== "iptables" && style !== "nft") die(`ruleset: invalid --style [${style}]`);
-    if (o.has("apply") && o.has("delete")) die("ruleset: --apply and --delete exclude each other");
-    if (o.has("replace") && !o.has("apply")) die("ruleset: --replace goes with --apply");
-    const r: RulesetOptions = {
-      vips: vips.map((v) => v.text),
-      first: q[0],
-      last: q[1],
-      fastpath: o.has("fastpath"),
-    };
-    const tun = o.get("tun");
-
-    if (o.has("apply") || o.has("delete")) {
-      // --tshm and --tun only print advice: with --apply/--delete it would be dropped unsaid.
-      const printOnly = ["tshm", "tun"].filter((n) => o.has(n));
-      if (printOnly.length > 0) {
-        die(
-          `ruleset: --${printOnly.join(" and --")} only print${printOnly.length === 1 ? "s" : ""}` +
-            " (policy routing, rp_filter advice), nothing of it is applied: run without" +
-            " --apply/--delete to see it",
-        );
+/** `nfqlb ruleset`, its tools found and bounded as `deps` says (tests shrink the timeout). */
+export function makeRulesetCommand(
+  deps: RulesetDeps = { tools: { timeoutMs: RULESET_TIMEOUT_MS } },
+): Command {
+  return {
+    name: "ruleset",
+    help:
+      "ruleset --vip=VIP[,VIP...] [--queue=N|first:last] [--style=iptables|nft] [--fastpath]\n" +
+      "        [--apply [--replace]|--delete]\n" +
+      "  [--tshm=NAME]\n" +
+      "  Print (or apply, or remove) the rules that send the VIPs' traffic to the queues:\n" +
+      "  prerouting to NFQUEUE, locally generated ICMP to the VIPs too, and the VIPs exempted\n" +
+      "  from conntrack (notrack). --apply adds the VIPs that are missing and keeps the others;\n" +
+      "  it refuses queues other than those of the rules in place (--replace: the rules become\n" +
+      "  exactly this request). --delete removes the VIPs given. Both print a line per VIP.\n" +
+      "  A queue range is chosen by a hash of the packet's addresses, not its ports: all of one\n" +
+      "  client's packets to a VIP go to one queue. To spread them by the receiving CPU instead,\n" +
+      "  add --queue-cpu-fanout to the printed iptables rules (nft: `queue num 0-3 fanout`).",
+    options: [
+      { name: "vip", desc: "VIPs (or prefixes), comma-separated", required: true },
+      {
+        name: "queue",
+        desc: "NFQUEUE number N or range first:last (default 0:3; lb, flowlb and doctor default " +
+          "to 2: give them the same --queue)",
+      },
+      { name: "style", desc: "iptables (default; this kernel has no nft queue) or nft" },
+      { name: "tun", desc: "tun device of lb/flowlb --tun (its rp_filter must not be strict)" },
+      { name: "tshm", desc: "Also print the policy routing for this table's active fwmarks" },
+      {
+        name: "fastpath",
+        desc: "For lb/flowlb --fastpath: queue only packets not yet marked",
+        flag: true,
+      },
+      { name: "apply", desc: "Apply the rules in this network namespace", flag: true },
+      {
+        name: "replace",
+        desc: "With --apply: remove VIPs not given, change the queues of those given",
+        flag: true,
+      },
+      { name: "delete", desc: "Remove the rules of the VIPs given", flag: true },
+    ],
+    async run(inv) {
+      const o = inv.opts;
+      const vips = parseVips(o.get("vip") ?? "");
+      const queueText = o.get("queue") ?? "0:3";
+      const q = parseQueueRange(queueText);
+      if (q === undefined) die(queueInvalid(queueText));
+      const style = o.get("style") ?? "iptables";
+      if (style !== "iptables" && style !== "nft") die(`ruleset: invalid --style [${style}]`);
+      if (o.has("apply") && o.has("delete")) {
+        die("ruleset: --apply and --delete exclude each other");
       }
-      const req: Request = {
-        vips,
-        spec: { first: q[0], last: q[1], fastpath: o.has("fastpath") },
-        mode: o.has("apply") ? "apply" : "delete",
-        replace: o.has("replace"),
+      if (o.has("replace") && !o.has("apply")) die("ruleset: --replace goes with --apply");
+      const r: RulesetOptions = {
+        vips: vips.map((v) => v.text),
+        first: q[0],
+        last: q[1],
+        fastpath: o.has("fastpath"),
       };
-      let lines: readonly string[];
-      if (style === "nft") {
-        const plan = planNft(await readNft(), req);
-        refuse(plan.refusals);
-        for (const step of plan.steps) await runNft(step);
-        lines = plan.lines;
-      } else {
-        const plan = planIptables(await readIptables(), req);
-        refuse(plan.refusals);
-        await runIptablesSteps(plan.steps);
-        lines = plan.lines;
-      }
-      inv.io.out(lines.map((l) => l + "\n").join(""));
-      return 0;
-    }
+      const tun = o.get("tun");
 
-    let text = style === "nft" ? nftRuleset(r) : iptablesCommands(r).join("\n") + "\n";
-    if (tun !== undefined) {
-      text += `# re-injected fragments come from ${tun}: the VIP rules above queue them too;\n` +
-        `# reverse-path filtering must let them in:\nsysctl -w net.ipv4.conf.${tun}.rp_filter=2\n`;
-    }
-    const tshm = o.get("tshm");
-    if (tshm !== undefined) {
-      let marks: number[] = [];
-      try {
-        marks = activeFwmarks(tshm);
-      } catch (e) {
-        die(`ruleset: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
+      if (o.has("apply") || o.has("delete")) {
+        // --tshm and --tun only print advice: with --apply/--delete it would be dropped unsaid.
+        const printOnly = ["tshm", "tun"].filter((n) => o.has(n));
+        if (printOnly.length > 0) {
+          die(
+            `ruleset: --${printOnly.join(" and --")} only print${
+              printOnly.length === 1 ? "s" : ""
+            }` +
+              " (policy routing, rp_filter advice), nothing of it is applied: run without" +
+              " --apply/--delete to see it",
+          );
+        }
+        const req: Request = {
+          vips,
+          spec: { first: q[0], last: q[1], fastpath: o.has("fastpath") },
+          mode: o.has("apply") ? "apply" : "delete",
+          replace: o.has("replace"),
+        };
+        let lines: readonly string[];
+        if (style === "nft") {
+          const plan = planNft(await readNft(deps.tools), req);
+          refuse(plan.refusals);
+          for (const step of plan.steps) await runNft(step, deps.tools);
+          lines = plan.lines;
+        } else {
+          const plan = planIptables(await readIptables(deps.tools), req);
+          refuse(plan.refusals);
+          await runIptablesSteps(plan.steps, restoreWith(deps.tools));
+          lines = plan.lines;
+        }
+        inv.io.out(lines.map((l) => l + "\n").join(""));
+        return 0;
       }
-      text += `# policy routing for the active fwmarks of ${tshm}:\n${
-        policyRouting(marks).join("\n")
-      }\n`;
-    }
-    inv.io.out(text);
-    return 0;
-  },
-};
+
+      let text = style === "nft" ? nftRuleset(r) : iptablesCommands(r).join("\n") + "\n";
+      if (tun !== undefined) {
+        text += `# re-injected fragments come from ${tun}: the VIP rules above queue them too;\n` +
+          `# reverse-path filtering must let them in:\nsysctl -w net.ipv4.conf.${tun}.rp_filter=2\n`;
+      }
+      const tshm = o.get("tshm");
+      if (tshm !== undefined) {
+        let marks: number[] = [];
+        try {
+          marks = activeFwmarks(tshm);
+        } catch (e) {
+          die(`ruleset: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
+        }
+        text += `# policy routing for the active fwmarks of ${tshm}:\n${
+          policyRouting(marks).join("\n")
+        }\n`;
+      }
+      inv.io.out(text);
+      return 0;
+    },
+  };
+}
+
+/** `nfqlb ruleset`. */
+export const rulesetCommand: Command = makeRulesetCommand();

@@ -14,7 +14,9 @@ import { type Command, die } from "./command.ts";
 import { LOGLEVEL_WORD, openTraceShm, traceShmName } from "../daemon/open_trace_shm.ts";
 import { traceShmUsers } from "../daemon/trace_shm_users.ts";
 import { loglevelNote } from "../lib/trace/host_wide.ts";
-import { statsMapHint } from "../lib/hints/shm.ts";
+import { statsForeignNote, statsMapHint } from "../lib/hints/shm.ts";
+import { foreignQueues } from "../lib/doctor/checks.ts";
+import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 
 /**
  * The `Fastpath` lines of the running fast paths of the daemon whose statistics object is
@@ -37,8 +39,28 @@ function fastPathStats(ftShm: string, trustedUid: number): string[] {
 }
 
 /**
+ * The note when the object's queues have no listener in this namespace (doctor's judgement,
+ * `foreignQueues`); undefined when they have, or `/proc/net/netfilter/nfnetlink_queue` cannot be
+ * read (nothing is claimed).
+ */
+function foreignNote(name: string, queues: readonly number[]): string | undefined {
+  let bound: Set<number>;
+  try {
+    bound = new Set(
+      parseNfqueueProc(Deno.readTextFileSync("/proc/net/netfilter/nfnetlink_queue")).keys(),
+    );
+  } catch {
+    return undefined;
+  }
+  const foreign = foreignQueues(queues, bound);
+  if (foreign === undefined) return undefined;
+  return statsForeignNote(name, foreign, queues.filter((q) => !bound.has(q)).length > 1);
+}
+
+/**
  * `stats`: print the fragment statistics a running daemon keeps in `--ft_shm`, then the
- * counters of that daemon's fast path.
+ * counters of that daemon's fast path; on stderr, a note when the object's queues have no
+ * listener in this namespace (stdout and the exit status stay 1.2.0's).
  */
 export const statsCommand: Command = {
   name: "stats",
@@ -68,6 +90,8 @@ export const statsCommand: Command = {
       }
       inv.io.out(text);
       for (const fp of fastPathStats(name, m.owner.uid)) inv.io.out(fp + "\n");
+      const note = foreignNote(name, counters?.queues.map((q) => q.queue) ?? []);
+      if (note !== undefined) inv.io.err(note + "\n");
     } finally {
       m.close();
     }

@@ -5,7 +5,7 @@
  * capped. `doctor`, `activate` and `flow-set` use them (`cli/namespace_rules.ts`).
  * @module
  */
-import { execBounded } from "./exec.ts";
+import { type BoundedResult, execBounded } from "./exec.ts";
 
 /** Where the tools are looked for, in order. */
 export const TOOL_DIRS: readonly string[] = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"];
@@ -39,25 +39,51 @@ export function resolveTool(name: string, dirs: readonly string[] = TOOL_DIRS): 
   return undefined;
 }
 
+/** How one bounded run of a tool ended: finished, stopped at a limit, or not installed. */
+export type ToolRun = BoundedResult | { stopped: "missing" };
+
+/**
+ * Run tool `argv[0]`, found in `limits.dirs` (not through `PATH`), with `stdin` fed to it,
+ * bounded by `limits`. Throws what spawning throws, but for a missing tool.
+ */
+export async function runTool(
+  argv: readonly string[],
+  limits: ToolLimits = {},
+  stdin?: string,
+): Promise<ToolRun> {
+  const path = resolveTool(argv[0], limits.dirs);
+  if (path === undefined) return { stopped: "missing" };
+  return await execBounded([path, ...argv.slice(1)], limits, stdin);
+}
+
+/**
+ * Why a run of `argv` was stopped, one phrase naming the command and the limit
+ * (`` `iptables-save` did not finish in 200 ms ``).
+ */
+export function stoppedWhy(
+  argv: readonly string[],
+  stopped: ToolRun["stopped"] & string,
+  limits: ToolLimits,
+): string {
+  const shown = argv.join(" ");
+  switch (stopped) {
+    case "missing":
+      return `${argv[0]} is not installed (not in ${(limits.dirs ?? TOOL_DIRS).join(", ")})`;
+    case "timeout":
+      return `\`${shown}\` did not finish in ${limits.timeoutMs} ms`;
+    case "aborted":
+      return `\`${shown}\` was stopped (deadline)`;
+    case "too-large":
+      return `\`${shown}\` printed more than ${limits.maxBytes} bytes`;
+  }
+}
+
 /** Run a tool bounded by `limits`; its stdout when it exits 0, else what went wrong. */
 export async function tool(argv: readonly string[], limits: ToolLimits = {}): Promise<ToolOutput> {
   const shown = argv.join(" ");
-  const path = resolveTool(argv[0], limits.dirs);
-  if (path === undefined) {
-    return {
-      ok: false,
-      why: `${argv[0]} is not installed (not in ${(limits.dirs ?? TOOL_DIRS).join(", ")})`,
-    };
-  }
   try {
-    const r = await execBounded([path, ...argv.slice(1)], limits);
-    if (r.stopped === "timeout") {
-      return { ok: false, why: `\`${shown}\` did not finish in ${limits.timeoutMs} ms` };
-    }
-    if (r.stopped === "aborted") return { ok: false, why: `\`${shown}\` was stopped (deadline)` };
-    if (r.stopped !== undefined) {
-      return { ok: false, why: `\`${shown}\` printed more than ${limits.maxBytes} bytes` };
-    }
+    const r = await runTool(argv, limits);
+    if (r.stopped !== undefined) return { ok: false, why: stoppedWhy(argv, r.stopped, limits) };
     if (r.code === 0) return { ok: true, text: r.stdout };
     const err = r.stderr.trim().split("\n")[0] ?? "";
     return { ok: false, why: `\`${shown}\` failed (${r.code})${err ? `: ${err}` : ""}` };

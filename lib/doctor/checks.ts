@@ -112,6 +112,23 @@ export function checkConntrack(
 }
 
 /**
+ * The queues of a daemon's statistics object (`queues`, from its counters) that have no listener
+ * in this network namespace (`bound`: the queues of `/proc/net/netfilter/nfnetlink_queue` here),
+ * as text (`0:3`); when there are any, the object is evidently not of a daemon of this namespace
+ * (another namespace's, or a stopped one's: `/dev/shm` is shared by the host's namespaces).
+ * Undefined when every queue has a listener, the object names no queue (1.2.0's layout), or
+ * `bound` is not known (the file could not be read). `doctor` and `stats` both judge with it.
+ */
+export function foreignQueues(
+  queues: readonly number[],
+  bound: ReadonlySet<number> | undefined,
+): string | undefined {
+  if (bound === undefined) return undefined;
+  const missing = queues.filter((q) => !bound.has(q));
+  return missing.length > 0 ? queuesText(missing) : undefined;
+}
+
+/**
  * The daemon's count of queued packets longer than `--mtu` (undefined: no `ftshm` found). `foreign`
  * set: the object is not of a daemon in this namespace (its queues, listed, have no listener
  * here), so its count says nothing about this namespace.

@@ -85,6 +85,18 @@ export function statsMapHint(name: string, errno: number, strerror: string): str
     `${name}: is one running? (one started with --ft_shm=NAME: nfqlb stats --ft_shm=NAME)`;
 }
 
+/**
+ * The note on stderr after `stats` printed an object whose queues (`queues`, as text: `0:3`, with
+ * `plural` when more than one) have no listener in this network namespace
+ * (`lib/doctor/checks.ts` `foreignQueues`): its counters are not this namespace's daemon's.
+ */
+export function statsForeignNote(name: string, queues: string, plural: boolean): string {
+  return `nfqlb: ${name} is not of a daemon in this network namespace (its ` +
+    `${plural ? `queues ${queues} have` : `queue ${queues} has`} no listener here; /dev/shm is ` +
+    "shared by the host's namespaces): these may be another namespace's or a stopped daemon's " +
+    "counters";
+}
+
 /** Who owns an object and its permission bits, as `stat` found them. */
 export interface ShmOwnerFacts {
   readonly uid: number;

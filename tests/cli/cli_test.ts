@@ -48,9 +48,15 @@ async function withTable(fn: (name: string) => Promise<void>): Promise<void> {
 Deno.test("no arguments, -h and --help print the usage with all 23 commands", async () => {
   const expected = "Usage: nfqlb <command> [opt...]\nCommands:\n" +
     ALL_COMMANDS.map((c) => `  ${c}\n`).join("");
-  for (const args of [[], ["-h"], ["--help"]]) {
+  for (const args of [["-h"], ["--help"]]) {
     assert.deepEqual(await runCli(...args), { code: 0, out: expected, err: "" });
   }
+  // Bare `nfqlb`: the same stdout, and on stderr where a command's own help is.
+  assert.deepEqual(await runCli(), {
+    code: 0,
+    out: expected,
+    err: "nfqlb help <command> (or nfqlb <command> --help) describes a command\n",
+  });
 });
 
 Deno.test("unknown command: exact, case-sensitive match; 1.2.0's line, then the nearest", async () => {
@@ -71,7 +77,7 @@ Deno.test("unknown command: exact, case-sensitive match; 1.2.0's line, then the 
 });
 
 Deno.test("help: the command list, or one command's --help, exit 0", async () => {
-  const list = await runCli();
+  const list = await runCli("-h");
   assert.deepEqual(await runCli("help"), list);
   assert.equal(list.code, 0);
   for (const name of ["flow-set", "init", "doctor"]) {

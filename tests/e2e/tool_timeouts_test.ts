@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { warnFwmarkRules, warnUnqueuedDsts } from "../../cli/namespace_rules.ts";
 import { makeDoctorCommand } from "../../cli/doctor.ts";
+import { makeRulesetCommand } from "../../cli/ruleset.ts";
 import { resolveTool, tool } from "../../cli/tools.ts";
 import { runCommand } from "../../cli/command.ts";
 import type { CheckResult } from "../../lib/doctor/checks.ts";
@@ -82,7 +83,8 @@ Deno.test({
     try {
       const a = recorder();
       await settles(
-        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: BUDGET_MS }),
+        // The `ip` fallback (the rtnetlink dump would not run a tool at all).
+        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: BUDGET_MS, netlink: false }),
         30_000,
         "activate's warning",
       );
@@ -196,6 +198,146 @@ Deno.test({
     } finally {
       Deno.removeSync(all, { recursive: true });
       Deno.removeSync(noNft, { recursive: true });
+    }
+  },
+});
+
+/**
+ * A directory of fake `iptables-save`/`ip6tables-save` (empty tables) and an
+ * `iptables-restore` that records each input (`in.N`) and hangs on its call number `hangAt`.
+ */
+function restoreTools(
+  hangAt: number,
+): { dir: string; inputs: () => string[]; pids: () => number[] } {
+  const dir = Deno.makeTempDirSync({ prefix: "nfqlb-restore-" });
+  Deno.mkdirSync(`${dir}/pids`);
+  Deno.writeTextFileSync(`${dir}/count`, "0\n");
+  for (const name of ["iptables-save", "ip6tables-save"]) {
+    Deno.writeTextFileSync(`${dir}/${name}`, "#!/bin/sh\nexit 0\n");
+    Deno.chmodSync(`${dir}/${name}`, 0o755);
+  }
+  for (const name of ["iptables-restore", "ip6tables-restore"]) {
+    Deno.writeTextFileSync(
+      `${dir}/${name}`,
+      `#!/bin/sh\nn=$(cat ${dir}/count)\necho $((n + 1)) > ${dir}/count\n` +
+        `cat > ${dir}/in.$n\n` +
+        `if [ "$n" = ${hangAt} ]; then echo $$ > ${dir}/pids/$$; exec sleep 3600; fi\nexit 0\n`,
+    );
+    Deno.chmodSync(`${dir}/${name}`, 0o755);
+  }
+  return {
+    dir,
+    inputs: () => {
+      const n = Number(Deno.readTextFileSync(`${dir}/count`));
+      return Array.from({ length: n }, (_, i) => Deno.readTextFileSync(`${dir}/in.${i}`));
+    },
+    pids: () => [...Deno.readDirSync(`${dir}/pids`)].map((e) => Number(e.name)),
+  };
+}
+
+Deno.test({
+  name: "ruleset --apply: a tool past its timeout is killed, said in one line, and undone",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const hang = hangingTools();
+    const rs = restoreTools(1);
+    try {
+      // Reading the rules hangs: nothing was changed.
+      const reading = makeRulesetCommand({ tools: { dirs: [hang.dir], timeoutMs: 200 } });
+      const r1 = recorder();
+      const c1 = await settles(
+        runCommand(reading, ["--vip=10.0.0.1", "--apply"], r1.sink),
+        30_000,
+        "ruleset (reading)",
+      );
+      assert.deepEqual({ code: c1, ...r1.io }, {
+        code: 1,
+        out: "",
+        err:
+          "ruleset: `iptables-save -t mangle` did not finish in 0.2 s (killed): nothing changed\n",
+      });
+      // The second transaction (table raw) hangs: it is killed, the first one (mangle) undone.
+      const applying = makeRulesetCommand({ tools: { dirs: [rs.dir], timeoutMs: 1500 } });
+      const r2 = recorder();
+      const c2 = await settles(
+        runCommand(applying, ["--vip=10.0.0.1", "--apply"], r2.sink),
+        30_000,
+        "ruleset (applying)",
+      );
+      assert.deepEqual({ code: c2, ...r2.io }, {
+        code: 1,
+        out: "",
+        err: "ruleset: iptables-restore (table raw) failed: `iptables-restore --noflush -w` did " +
+          "not finish in 1.5 s (killed) (waiting for the xtables lock, most likely)\n" +
+          "ruleset: nothing changed (the earlier changes were undone)\n",
+      });
+      const inputs = rs.inputs();
+      assert.equal(inputs.length, 3, "mangle, raw (killed), mangle's undo");
+      assert.match(inputs[0], /^\*mangle\n/);
+      assert.match(inputs[1], /^\*raw\n/);
+      assert.match(inputs[2], /^\*mangle\n/);
+      assert.notEqual(inputs[2], inputs[0], "the undo, not the change again");
+      for (const pid of [...hang.pids(), ...rs.pids()]) {
+        assert.ok(await ends(pid), `tool ${pid} was killed`);
+      }
+    } finally {
+      for (const pid of [...hang.pids(), ...rs.pids()]) if (running(pid)) Deno.kill(pid, "SIGKILL");
+      Deno.removeSync(hang.dir, { recursive: true });
+      Deno.removeSync(rs.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor --netns: the doctor in the namespace past its timeout is killed, one line, exit 1",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const tools = hangingTools(); // its `ip` hangs: `ip netns exec` never ends
+    try {
+      const doctor = makeDoctorCommand({
+        tools: { dirs: [tools.dir], timeoutMs: 200 },
+        flowTimeoutMs: 200,
+        env: () => undefined,
+        netnsTimeoutMs: 1500,
+      });
+      const r = recorder();
+      const code = await settles(
+        runCommand(doctor, ["--netns=nfqlb-none"], r.sink),
+        30_000,
+        "doctor",
+      );
+      assert.deepEqual({ code, ...r.io }, {
+        code: 1,
+        out: "",
+        err: "doctor: `ip netns exec nfqlb-none nfqlb doctor` did not finish in 1.5 s (killed)\n",
+      });
+      for (const pid of tools.pids()) assert.ok(await ends(pid), `tool ${pid} was killed`);
+    } finally {
+      for (const pid of tools.pids()) if (running(pid)) Deno.kill(pid, "SIGKILL");
+      Deno.removeSync(tools.dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "activate's warning reads the rules with an rtnetlink dump: no tool runs",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const tools = hangingTools();
+    try {
+      const a = recorder();
+      await settles(
+        warnFwmarkRules(a.sink, [104], { dirs: [tools.dir], budgetMs: 60_000 }),
+        30_000,
+        "activate's warning",
+      );
+      assert.deepEqual(tools.pids(), [], "no ip was started");
+    } finally {
+      for (const pid of tools.pids()) if (running(pid)) Deno.kill(pid, "SIGKILL");
+      Deno.removeSync(tools.dir, { recursive: true });
     }
   },
 });

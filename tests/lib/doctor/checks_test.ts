@@ -18,6 +18,7 @@ import {
   checkTun,
   checkVipRules,
   type DaemonQueues,
+  foreignQueues,
   formatReport,
 } from "../../../lib/doctor/checks.ts";
 import { type FwmarkRule, parseFwmarkRules, parseQueueRules } from "../../../lib/doctor/rules.ts";
@@ -274,4 +275,14 @@ Deno.test("reassembled: another namespace's statistics object, said plainly", ()
       "stopped one): its queue 0:3 has no listener here (/dev/shm is shared by the host's " +
       "namespaces)\n     fix: doctor --ft_shm=NAME with the --ft_shm of this namespace's daemon\n",
   );
+});
+
+Deno.test("foreignQueues: the object's queues without a listener here, only when that is known", () => {
+  const bound = new Set([0, 1, 2, 3]);
+  assert.equal(foreignQueues([0, 1, 2, 3], bound), undefined, "its daemon listens here");
+  assert.equal(foreignQueues([2], bound), undefined, "a second daemon here: still listening");
+  assert.equal(foreignQueues([0, 1, 2, 3], new Set()), "0:3", "nothing listens here");
+  assert.equal(foreignQueues([3, 4, 5], bound), "4:5", "the queues without a listener");
+  assert.equal(foreignQueues([0, 1], undefined), undefined, "the listeners are not known");
+  assert.equal(foreignQueues([], new Set()), undefined, "1.2.0's object names no queue");
 });
