@@ -24,6 +24,7 @@ import {
   checkTun,
   checkVipRules,
   type DaemonQueues,
+  fail,
   type FlowDsts,
   foreignQueues,
   formatReport,
@@ -41,6 +42,7 @@ import { resolveTool, runTool, stoppedWhy, tool, type ToolLimits } from "./tools
 import { parseNfqueueProc } from "../lib/nfqueue/proc.ts";
 import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
+import { TableOpenError } from "../daemon/errors.ts";
 import { type Command, die } from "./command.ts";
 
 /** How long doctor lets one tool run, and waits for the flowlb's flow list (ms). */
@@ -274,6 +276,15 @@ async function fwmarkRoutes(
     try {
       marks = activeFwmarks(table);
     } catch (e) {
+      // A table that cannot be opened (missing, another user's, not a table): nothing it is
+      // used for works, so a FAIL with the cause and the fix, and the other checks go on.
+      if (e instanceof TableOpenError && e.hint !== undefined) {
+        const text = e.hint.trim();
+        const at = text.indexOf("; ");
+        return at < 0
+          ? fail("fwmark-routes", `${table}: ${text}`, `nfqlb init --shm=${table}`)
+          : fail("fwmark-routes", `${table}: ${text.slice(0, at)}`, text.slice(at + 2));
+      }
       return skip("fwmark-routes", `${table}: ${e instanceof Error ? e.message : e}`);
     }
     return checkFwmarkRoutes(
@@ -388,13 +399,6 @@ export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
       const tun = o.get("tun");
       if (tun !== undefined) results.push(checkTun(tun, read(`/sys/class/net/${tun}/flags`)));
       const tshm = o.get("tshm");
-      if (tshm !== undefined) {
-        try {
-          activeFwmarks(tshm);
-        } catch (e) {
-          die(`doctor: --tshm=${tshm}: ${e instanceof Error ? e.message : e}`);
-        }
-      }
       // The target tables: --tshm, and those of the flowlb's flows.
       const tables = new Set<string>(tshm === undefined ? [] : [tshm]);
       if (typeof flows !== "string") {

@@ -211,7 +211,10 @@ export function makeRulesetCommand(
         desc: "NFQUEUE number N or range first:last (default 0:3; lb, flowlb and doctor default " +
           "to 2: give them the same --queue)",
       },
-      { name: "style", desc: "iptables (default; this kernel has no nft queue) or nft" },
+      {
+        name: "style",
+        desc: "iptables (default) or nft (needs a kernel with the nft queue expression)",
+      },
       { name: "tun", desc: "tun device of lb/flowlb --tun (its rp_filter must not be strict)" },
       { name: "tshm", desc: "Also print the policy routing for this table's active fwmarks" },
       {

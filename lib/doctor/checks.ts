@@ -50,7 +50,8 @@ const pass = (check: string, detail: string): CheckResult => ({
   ok: true,
   detail,
 });
-const fail = (check: string, detail: string, fix: string): CheckResult => ({
+/** A failed check: what was found and the fix. */
+export const fail = (check: string, detail: string, fix: string): CheckResult => ({
   check,
   status: "fail",
   ok: false,

@@ -70,6 +70,31 @@ Deno.test({
         const expectPass = async (check: string) =>
           assert.equal((await doctor()).get(check).ok, true, check);
 
+        await t.step(
+          "a --tshm that does not exist: a FAIL with the fix; the rest still runs",
+          async () => {
+            const missing = `${tshm}-missing`;
+            const r = await net.exec(ns, [
+              DENO,
+              "run",
+              "-A",
+              CLI,
+              "doctor",
+              ...args.map((a) => a === `--tshm=${tshm}` ? `--tshm=${missing}` : a),
+            ]);
+            assert.equal(r.code, 1, r.stderr);
+            const results = JSON.parse(r.stdout) as CheckResult[];
+            const routes = results.find((x) => x.check === "fwmark-routes")!;
+            assert.equal(routes.status, "fail");
+            assert.equal(
+              routes.detail,
+              `${missing}: /dev/shm/${missing}: No such file or directory`,
+            );
+            assert.match(routes.fix!, new RegExp(`^create it with: nfqlb init --shm=${missing} `));
+            assert.ok(results.some((x) => x.check === "conntrack"), "the other checks ran");
+          },
+        );
+
         await t.step("queues, VIP rule, tun, fwmark routes: missing, then in place", async () => {
           await expectFail("queues", new RegExp(`no listener on queue ${Q}`));
           await expectFail(
