@@ -257,44 +257,67 @@ async function fwmarkRoutes(
   families: readonly (4 | 6)[],
   tools: ToolLimits,
 ): Promise<CheckResult[]> {
+  // Each table first: one that cannot be opened is a FAIL whatever the routes.
+  const opened = tables.map((table) => ({ table, marks: tableMarks(table) }));
   const ipRules = new Map<4 | 6, FwmarkRule[] | undefined>([
     [4, await readFwmarkRules(4, tools)],
     [6, await readFwmarkRules(6, tools)],
   ]);
   const routes = new Map<string, boolean>();
+  let unknown: string | undefined;
   for (const [f, list] of ipRules) {
     for (const r of list ?? []) {
       const key = `${f} ${r.table}`;
-      if (routes.has(key)) continue;
+      if (unknown !== undefined || routes.has(key)) continue;
       const has = await tableHasRoute(f, r.table, tools);
-      if (typeof has === "string") return [skip("fwmark-routes", has)];
-      routes.set(key, has);
+      if (typeof has === "string") unknown = has;
+      else routes.set(key, has);
     }
   }
-  return tables.map((table) => {
-    let marks: number[];
-    try {
-      marks = activeFwmarks(table);
-    } catch (e) {
-      // A table that cannot be opened (missing, another user's, not a table): nothing it is
-      // used for works, so a FAIL with the cause and the fix, and the other checks go on.
-      if (e instanceof TableOpenError && e.hint !== undefined) {
-        const text = e.hint.trim();
-        const at = text.indexOf("; ");
-        return at < 0
-          ? fail("fwmark-routes", `${table}: ${text}`, `nfqlb init --shm=${table}`)
-          : fail("fwmark-routes", `${table}: ${text.slice(0, at)}`, text.slice(at + 2));
-      }
+  const results: CheckResult[] = [];
+  for (const { table, marks } of opened) {
+    if (!Array.isArray(marks)) results.push(marks);
+    else if (unknown === undefined) {
+      results.push(
+        checkFwmarkRoutes(
+          table,
+          marks,
+          families,
+          ipRules,
+          (f, t) => routes.get(`${f} ${t}`) ?? false,
+        ),
+      );
+    }
+  }
+  if (unknown !== undefined) results.push(skip("fwmark-routes", unknown));
+  return results;
+}
+
+/**
+ * The active fwmarks of `table`, or the check's result when it cannot be opened: missing,
+ * another user's or not a table, nothing it is used for works, so a FAIL with the cause and the
+ * fix (and the other checks go on); anything else a SKIP.
+ */
+function tableMarks(table: string): number[] | CheckResult {
+  try {
+    return activeFwmarks(table);
+  } catch (e) {
+    if (!(e instanceof TableOpenError)) {
       return skip("fwmark-routes", `${table}: ${e instanceof Error ? e.message : e}`);
     }
-    return checkFwmarkRoutes(
-      table,
-      marks,
-      families,
-      ipRules,
-      (f, t) => routes.get(`${f} ${t}`) ?? false,
-    );
-  });
+    if (e.problem !== "map" || e.hint === undefined) {
+      return fail(
+        "fwmark-routes",
+        `${table}: not a valid target table: ${e.detail}`,
+        `nfqlb init --shm=${table} (it makes the object a table again)`,
+      );
+    }
+    const text = e.hint.trim();
+    const at = text.indexOf("; ");
+    return at < 0
+      ? fail("fwmark-routes", `${table}: ${text}`, `nfqlb init --shm=${table}`)
+      : fail("fwmark-routes", `${table}: ${text.slice(0, at)}`, text.slice(at + 2));
+  }
 }
 
 /** `nfqlb doctor`, its tools and the flowlb's answer bounded as `deps` says (tests shrink them). */

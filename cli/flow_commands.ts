@@ -227,15 +227,18 @@ function printListReply(inv: Invocation, reply: Uint8Array): number {
   return 0;
 }
 
+/** A name as a message shows it: quoted, its first 64 characters (a too long one is 1 KiB+). */
+function shownName(name: string): string {
+  return name.length > 64 ? `${JSON.stringify(name.slice(0, 64))}...` : JSON.stringify(name);
+}
+
 /** The client checks of `flow-set` / `trace-flow-set` (docs/COMPATIBILITY.md#control-protocol, in order), with the name rule first. */
 function checkSetOptions(opts: ReadonlyMap<string, string>, withTarget: boolean): string[] {
   const warnings: string[] = [];
   const nameError = checkName(opts.get("name"));
   if (nameError !== undefined) {
     die(
-      `${nameError}\n  --name=${
-        JSON.stringify(opts.get("name") ?? "")
-      }: a flow name is 1 to 1023 ` +
+      `${nameError}\n  --name=${shownName(opts.get("name") ?? "")}: a flow name is 1 to 1023 ` +
         "bytes of letters, digits, '-', '+' and '_'",
     );
   }
@@ -258,10 +261,15 @@ function checkSetOptions(opts: ReadonlyMap<string, string>, withTarget: boolean)
     );
   }
   const prio = opts.get("prio");
-  if (prio !== undefined && !/^\s*[+-]?\d+$/.test(prio)) {
+  // C's isspace, not JS's \s; and a number atoi would wrap (it reads 32 bits).
+  const number = prio !== undefined && /^[ \t\n\v\f\r]*[+-]?\d+$/.test(prio) &&
+    Number(prio.trim()) === cAtoi(prio);
+  if (prio !== undefined && !number) {
     // 1.2.0 reads it with atoi (abc is 0, 1O is 1): still sent as given, but said.
     warnings.push(
-      `warning: --prio=${prio} is not a number: read as ${cAtoi(prio)} (as 1.2.0's atoi does)`,
+      `warning: --prio=${prio} is not a number in -2147483648..2147483647: read as ${
+        cAtoi(prio)
+      } (as 1.2.0's atoi does)`,
     );
   }
   return warnings;

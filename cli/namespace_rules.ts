@@ -161,11 +161,14 @@ export async function warnFwmarkRules(
   limits: WarningLimits = {},
 ): Promise<void> {
   if (!fwmarks.some((f) => f >= 0) || warningsOff()) return;
-  const dumped = limits.netlink === false
-    ? undefined
-    : dumpBoth((limits.budgetMs ?? WARNING_BUDGET_MS) / 2);
+  // One budget for both ways: what the dump took is not given again to `ip`.
+  const budget = limits.budgetMs ?? WARNING_BUDGET_MS;
+  const start = performance.now();
+  const dumped = limits.netlink === false ? undefined : dumpBoth(budget / 4);
+  const left = budget - (performance.now() - start);
+  if (dumped === undefined && left <= 0) return;
   const read = dumped ?? await withinBudget(
-    limits,
+    { ...limits, budgetMs: left },
     (t) => Promise.all([readFwmarkRules(4, t), readFwmarkRules(6, t)]),
   );
   if (read === undefined) return;

@@ -149,7 +149,19 @@ export async function runIptablesSteps(
         );
       }
     }
-    die(`${failed}\nruleset: nothing changed${i > 0 ? " (the earlier changes were undone)" : ""}`);
+    const undone = i > 0 ? " (the earlier changes were undone)" : "";
+    if (/\(killed\)/.test(err)) {
+      // Killed: it may have committed before it was (the kernel applies a table's batch at once).
+      die(
+        `${failed}\nruleset: ${name(steps[i])} may have been applied before it was killed${
+          undone === "" ? "" : `; the earlier steps were undone`
+        }: check with ${steps[i].cmd}-save -t ${
+          steps[i].table
+        }; the same command again completes ` +
+          "or keeps what is there",
+      );
+    }
+    die(`${failed}\nruleset: nothing changed${undone}`);
   }
 }
 
@@ -158,7 +170,8 @@ async function runNft(script: string, tools: ToolLimits): Promise<void> {
   const r = await output(
     ["nft", "-f", "-"],
     tools,
-    "nothing changed (nft -f is one transaction, killed before it ended)",
+    "nft -f is one transaction, and it may have been applied before nft was killed: check with " +
+      "nft list table inet nfqlb; the same command again completes or keeps what is there",
     script,
   );
   if (r.code !== 0) die(`ruleset: nft -f failed (nothing changed): ${explainNftError(r.stderr)}`);

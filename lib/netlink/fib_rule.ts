@@ -43,6 +43,9 @@ export const FRA_FWMASK = 16;
 export const FIB_RULE_INVERT = 0x2;
 /** Offsets in `fib_rule_hdr`. */
 const HDR_TABLE = 4;
+/** struct fib_rule_hdr's action byte: only `FR_ACT_TO_TBL` rules route (not blackhole, goto, ...). */
+const HDR_ACTION = 7;
+export const FR_ACT_TO_TBL = 1;
 const HDR_FLAGS = 8;
 
 /** Write into `buf` the dump request of the rules of `family`; returns its length. */
@@ -61,8 +64,9 @@ export function writeFibRuleDumpRequest(buf: Uint8Array, seq: number, family: 4 
 export type DumpState = "more" | "done" | { readonly errno: number };
 
 /**
- * Read the datagram `buf[0, len)` of the dump `seq`: each rule with a fwmark that is not
- * inverted (a `not` rule routes no marked packet, as `parseFwmarkRules` leaves it out) is
+ * Read the datagram `buf[0, len)` of the dump `seq`: each rule with a fwmark that looks up a table
+ * (action `FR_ACT_TO_TBL`, as `parseFwmarkRules` keeps only `lookup` rules) and is not inverted
+ * (a `not` rule routes no marked packet, as `parseFwmarkRules` leaves it out) is
  * appended to `out` (the mask 0xffffffff when none is given; the table of `FRA_TABLE`, else the
  * header's). Messages of other sequence numbers are skipped; a truncated one is an error (EIO).
  */
@@ -80,7 +84,11 @@ export function readFibRuleDump(
     const type = dv.getUint16(off + 4, true);
     const p = off + NLMSG_HDRLEN;
     if (dv.getUint32(off + 8, true) === (seq >>> 0)) {
-      if (type === NLMSG_DONE) return "done";
+      if (type === NLMSG_DONE) {
+        // The dump's own result is in DONE's payload (e.g. -EAFNOSUPPORT without IPv6).
+        const v = mlen >= NLMSG_HDRLEN + 4 ? dv.getInt32(p, true) : 0;
+        return v < 0 ? { errno: -v } : "done";
+      }
       if (type === NLMSG_ERROR) {
         const e = mlen >= NLMSG_HDRLEN + 4 ? -dv.getInt32(p, true) : 5;
         return e === 0 ? "done" : { errno: e };
@@ -98,9 +106,10 @@ export function readFibRuleDump(
 /** The fwmark rule of the `RTM_NEWRULE` body at `p` (ending at `end`), if it is one. */
 function readRule(dv: DataView, p: number, end: number): FwmarkRule | undefined {
   if ((dv.getUint32(p + HDR_FLAGS, true) & FIB_RULE_INVERT) !== 0) return undefined;
+  if (dv.getUint8(p + HDR_ACTION) !== FR_ACT_TO_TBL) return undefined;
   let table = dv.getUint8(p + HDR_TABLE);
   let fwmark: number | undefined;
-  let mask = 0xffffffff;
+  let mask: number | undefined;
   for (let a = p + FIB_RULE_HDR_SIZE; a + 4 <= end;) {
     const alen = dv.getUint16(a, true);
     if (alen < 4 || a + alen > end) break;
@@ -113,5 +122,7 @@ function readRule(dv: DataView, p: number, end: number): FwmarkRule | undefined 
     }
     a += (alen + 3) & ~3;
   }
-  return fwmark === undefined ? undefined : { fwmark, mask, table: String(table) };
+  // Mark 0 with a mask (`fwmark 0/0xff`): the kernel sends the mask alone.
+  if (fwmark === undefined && mask === undefined) return undefined;
+  return { fwmark: fwmark ?? 0, mask: mask ?? 0xffffffff, table: String(table) };
 }

@@ -92,6 +92,26 @@ Deno.test({
             );
             assert.match(routes.fix!, new RegExp(`^create it with: nfqlb init --shm=${missing} `));
             assert.ok(results.some((x) => x.check === "conntrack"), "the other checks ran");
+            // An object that is not a table: a FAIL too.
+            const junk = `${tshm}-junk`;
+            Deno.writeFileSync(`/dev/shm/${junk}`, new Uint8Array(100).fill(0xa5), { mode: 0o600 });
+            try {
+              const j = await net.exec(ns, [
+                DENO,
+                "run",
+                "-A",
+                CLI,
+                "doctor",
+                ...args.map((a) => a === `--tshm=${tshm}` ? `--tshm=${junk}` : a),
+              ]);
+              const jr = (JSON.parse(j.stdout) as CheckResult[]).find((x) =>
+                x.check === "fwmark-routes"
+              )!;
+              assert.equal(jr.status, "fail", jr.detail);
+              assert.match(jr.detail, new RegExp(`^${junk}: not a valid target table: `));
+            } finally {
+              removeShm(junk);
+            }
           },
         );
 

@@ -41,7 +41,8 @@ Deno.test({
         ], "lb");
         let stopped = false;
         try {
-          await lb.waitLine(/^queue_length=/);
+          // One line per queue, each as its queue is bound: both, before "its own namespace".
+          await lb.waitLines(/^queue_length=/, 2);
           const own = await stats(here);
           assert.equal(own.code, 0, own.stderr);
           assert.equal(own.stderr, "", "the daemon listens here: nothing to say");

@@ -270,7 +270,10 @@ Deno.test({
         out: "",
         err: "ruleset: iptables-restore (table raw) failed: `iptables-restore --noflush -w` did " +
           "not finish in 1.5 s (killed) (waiting for the xtables lock, most likely)\n" +
-          "ruleset: nothing changed (the earlier changes were undone)\n",
+          // Killed: it may have committed; the earlier step is undone and said.
+          "ruleset: iptables-restore (table raw) may have been applied before it was killed; the " +
+          "earlier steps were undone: check with iptables-save -t raw; the same command again " +
+          "completes or keeps what is there\n",
       });
       const inputs = rs.inputs();
       assert.equal(inputs.length, 3, "mangle, raw (killed), mangle's undo");

@@ -706,8 +706,19 @@ Deno.test("flow-set --prio that is not a number: sent as given (1.2.0's atoi), a
   const r = await h.run("flow-set", "--name=p", "--target=t", "--prio=1O");
   assert.equal(r.code, 0);
   assert.equal(r.out, "OK\n");
-  assert.equal(r.err, "warning: --prio=1O is not a number: read as 1 (as 1.2.0's atoi does)\n");
+  assert.equal(
+    r.err,
+    "warning: --prio=1O is not a number in -2147483648..2147483647: read as 1 (as 1.2.0's atoi does)\n",
+  );
   assert.match(h.sent.at(-1)!.text, /\npriority:1O\n/);
   const n = await h.run("flow-set", "--name=q", "--target=t", "--prio=-7");
   assert.deepEqual([n.code, n.err], [0, ""]);
+  // Not C whitespace (atoi reads 0), and a number atoi wraps.
+  for (const [prio, read] of [["\u00a05", 0], ["2147483648", -2147483648]] as const) {
+    const w = await h.run("flow-set", "--name=w", "--target=t", `--prio=${prio}`);
+    assert.equal(
+      w.err,
+      `warning: --prio=${prio} is not a number in -2147483648..2147483647: read as ${read} (as 1.2.0's atoi does)\n`,
+    );
+  }
 });

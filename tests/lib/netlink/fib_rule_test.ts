@@ -32,10 +32,20 @@ const u32 = (v: number) => {
 };
 const attr = (type: number, v: number) => [8, 0, type, 0, ...u32(v)];
 /** `fib_rule_hdr`: family, dst_len, src_len, tos, table, res1, res2, action, flags. */
-const hdr = (table: number, flags = 0) => [2, 0, 0, 0, table, 0, 0, 1, ...u32(flags)];
+const hdr = (table: number, flags = 0, action = 1) => [
+  2,
+  0,
+  0,
+  0,
+  table,
+  0,
+  0,
+  action,
+  ...u32(flags),
+];
 
-const rule = (seq: number, table: number, attrs: number[][], flags = 0) =>
-  msg(RTM_NEWRULE, seq, [...hdr(table, flags), ...attrs.flat()]);
+const rule = (seq: number, table: number, attrs: number[][], flags = 0, action = 1) =>
+  msg(RTM_NEWRULE, seq, [...hdr(table, flags, action), ...attrs.flat()]);
 
 Deno.test("the dump request: RTM_GETRULE, NLM_F_REQUEST | NLM_F_DUMP, the family", () => {
   const buf = new Uint8Array(FIB_RULE_REQUEST_SIZE).fill(0xee);
@@ -73,4 +83,20 @@ Deno.test("the end of the dump, the kernel's error, a truncated message", () => 
   assert.deepEqual(readFibRuleDump(err, err.length, 3, []), { errno: 13 });
   const cut = new Uint8Array(rule(3, 7, [attr(FRA_FWMARK, 7)]));
   assert.deepEqual(readFibRuleDump(cut, cut.length - 4, 3, []), { errno: 5 });
+});
+
+Deno.test("fwmark rules: only those that look up a table; a mask alone is mark 0", () => {
+  // FR_ACT_GOTO 2, FR_ACT_NOP 3, FR_ACT_BLACKHOLE 6, FR_ACT_UNREACHABLE 7, FR_ACT_PROHIBIT 8.
+  const bytes = new Uint8Array([
+    ...[2, 3, 6, 7, 8].flatMap((action) => rule(5, 0, [attr(FRA_FWMARK, 104)], 0, action)),
+    ...rule(5, 5, [attr(FRA_FWMASK, 0xff), attr(FRA_TABLE, 5)]), // `fwmark 0/0xff lookup 5`
+  ]);
+  const out: FwmarkRule[] = [];
+  assert.equal(readFibRuleDump(bytes, bytes.length, 5, out), "more");
+  assert.deepEqual(out, [{ fwmark: 0, mask: 0xff, table: "5" }]);
+});
+
+Deno.test("a dump that failed says so in its DONE message: the errno, not an empty list", () => {
+  const done = new Uint8Array(msg(3, 4, u32(-97))); // -EAFNOSUPPORT
+  assert.deepEqual(readFibRuleDump(done, done.length, 4, []), { errno: 97 });
 });
