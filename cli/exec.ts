@@ -13,17 +13,22 @@ export interface CommandResult {
   stderr: string;
 }
 
+/** Start `argv` with stdout and stderr piped, and stdin piped when `input` (else /dev/null). */
+function spawnPiped(argv: readonly string[], input: boolean): Deno.ChildProcess {
+  return new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: input ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
 /**
  * Run `argv` to completion and capture its output (never throws on exit status; throws
  * `Deno.errors.NotFound` when the program is not installed).
  */
 export async function exec(argv: readonly string[], stdin?: string): Promise<CommandResult> {
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnPiped(argv, stdin !== undefined);
   if (stdin !== undefined) {
     const w = child.stdin.getWriter();
     await w.write(new TextEncoder().encode(stdin));
@@ -92,12 +97,7 @@ export async function execBounded(
   stdin?: string,
 ): Promise<BoundedResult> {
   if (limits.signal?.aborted) return { stopped: "aborted" };
-  const child = new Deno.Command(argv[0], {
-    args: argv.slice(1),
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const child = spawnPiped(argv, stdin !== undefined);
   if (stdin !== undefined) {
     // Not awaited: a program that does not read its input must not hold the caller either.
     const w = child.stdin.getWriter();
