@@ -180,7 +180,14 @@ Deno.test({
             await cli("delete", `--shm=${tshm}`);
             const [status, body] = await get(net, lb, "/healthz");
             assert.equal(status, 503);
-            assert.match(body, new RegExp(`^table ${tshm}: FAILED mapSharedData: ${tshm}`));
+            // Why, and the fix (D52).
+            assert.match(
+              body,
+              new RegExp(
+                `^table ${tshm}: /dev/shm/${tshm}: No such file or directory; create it with: ` +
+                  `nfqlb init --shm=${tshm} `,
+              ),
+            );
             // Back, but without an active target: still no packet would be forwarded.
             await cli("init", `--shm=${tshm}`, "--M=997", "--N=32");
             assert.deepEqual(await get(net, lb, "/healthz"), [
