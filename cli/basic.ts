@@ -5,6 +5,7 @@
 import { cAtoi, toU32 } from "../lib/ccompat/cnum.ts";
 import { primeBelow } from "../lib/maglev/prime.ts";
 import { type Command, die } from "./command.ts";
+import { PRIMEBELOW_SPEC, VERSION_SPEC } from "./specs.ts";
 
 import { VERSION } from "../lib/version.ts";
 
@@ -13,13 +14,7 @@ import { VERSION } from "../lib/version.ts";
  * it). `--verbose` adds a line with the implementation and the Deno runtime.
  */
 export const versionCommand: Command = {
-  name: "version",
-  help: "version [--verbose]\n  Print the version (--verbose: also the implementation and Deno's).",
-  options: [{
-    name: "verbose",
-    desc: "Also print the implementation and Deno versions",
-    flag: true,
-  }],
+  ...VERSION_SPEC,
   run(inv) {
     inv.io.out(VERSION + "\n");
     if (inv.opts.has("verbose")) {
@@ -34,9 +29,7 @@ export const versionCommand: Command = {
 
 /** `primebelow <n>`: print the largest prime ≤ n (capped at 993997). */
 export const primebelowCommand: Command = {
-  name: "primebelow",
-  help: "primebelow <n>\n  Print the largest prime <= n (at most 993997, the largest M).",
-  options: [],
+  ...PRIMEBELOW_SPEC,
   run(inv) {
     if (inv.args.length === 0) return 0;
     const n = toU32(cAtoi(inv.args[0]));

@@ -35,7 +35,6 @@ import { readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { type FwmarkRule, parseDst, parseQueueRules } from "../lib/doctor/rules.ts";
 import { buildRequest, decodeReply } from "../lib/flow/control_protocol.ts";
 import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
-import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
 import { readFwmarkRules, readRuleSets, tableHasRoute } from "./namespace_rules.ts";
 import { resolveTool, runTool, stoppedWhy, tool, type ToolLimits } from "./tools.ts";
@@ -44,6 +43,7 @@ import { parseQueueRange } from "../daemon/options.ts";
 import { activeFwmarks } from "../daemon/open_table.ts";
 import { TableOpenError } from "../daemon/errors.ts";
 import { type Command, die } from "./command.ts";
+import { DEFAULT_FLOW_ADDRESS, DOCTOR_SPEC, FLOW_ADDRESS_ENV } from "./specs.ts";
 
 /** How long doctor lets one tool run, and waits for the flowlb's flow list (ms). */
 export const DOCTOR_TIMEOUT_MS = 5000;
@@ -323,28 +323,7 @@ function tableMarks(table: string): number[] | CheckResult {
 /** `nfqlb doctor`, its tools and the flowlb's answer bounded as `deps` says (tests shrink them). */
 export function makeDoctorCommand(deps: DoctorDeps = DEFAULT_DEPS): Command {
   const doctorCommand: Command = {
-    name: "doctor",
-    help:
-      "doctor [--netns=NAME] [--vip=VIP,...] [--queue=N|first:last] [--tun=NAME] [--tshm=NAME]\n" +
-      "  Check this network namespace (or NAME) for what breaks a stateless load balancer:\n" +
-      "  conntrack reassembly, bridge netfilter, rp_filter, fwmark_reflect, queues without a\n" +
-      "  listener, VIPs and flowlb flows without a queue rule, the tun device, fwmarks without\n" +
-      "  an ip rule and route per family, GRO/LRO, /dev/shm space. One PASS/FAIL/SKIP line per\n" +
-      "  check with the fix; SKIP: the check could not run (why); exit 1 if any fails.",
-    options: [
-      { name: "netns", desc: "Run the checks in network namespace NAME (ip netns)" },
-      { name: "vip", desc: "VIPs that must be sent to NFQUEUE, comma-separated" },
-      {
-        name: "queue",
-        desc:
-          "The daemon's queues (default: those bound in this namespace; lb/flowlb default to 2, " +
-          "`ruleset` to 0:3: give them all the same --queue)",
-      },
-      { name: "tun", desc: "tun device the daemon re-injects fragments through" },
-      { name: "tshm", desc: "Target table whose active fwmarks need an ip rule and a route" },
-      { name: "ft_shm", desc: "Fragment statistics of the daemon (default ftshm)" },
-      { name: "json", desc: "Print the results as JSON", flag: true },
-    ],
+    ...DOCTOR_SPEC,
     async run(inv) {
       const o = inv.opts;
       const netns = o.get("netns");

@@ -29,8 +29,16 @@ import { type Action, buildRequest, decodeReply } from "../lib/flow/control_prot
 import { byteLength, checkName, type FlowFields } from "../lib/flow/parse.ts";
 import { cAtoi } from "../lib/ccompat/cnum.ts";
 import { parseSocketAddress, type SocketAddress } from "../lib/ccompat/sockaddr.ts";
-import { type Command, die, type Invocation, type OptionDecl } from "./command.ts";
-import { warnUnqueuedDsts } from "./namespace_rules.ts";
+import { type Command, die, type Invocation } from "./command.ts";
+import {
+  DEFAULT_FLOW_ADDRESS,
+  deleterSpec,
+  FLOW_ADDRESS_ENV,
+  FLOW_SET_SPEC,
+  listerSpec,
+  namesListerSpec,
+  TRACE_FLOW_SET_SPEC,
+} from "./specs.ts";
 import type { Io } from "../daemon/io.ts";
 import { connectFailedHint } from "./address_hints.ts";
 import { untrustedServerHint } from "../lib/hints/sockets.ts";
@@ -94,10 +102,8 @@ export class ReplyError extends Error {
   }
 }
 
-/** Environment variable naming the flow server address. */
-export const FLOW_ADDRESS_ENV = "NFQLB_FLOW_ADDRESS";
-/** Default flow server address. */
-export const DEFAULT_FLOW_ADDRESS = "unix:nfqlb";
+/** Environment variable naming the flow server address; its default. */
+export { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV };
 /** Longest `--target` accepted by the client (bytes). */
 export const MAX_TARGET_BYTES = 255;
 /** Longest value of the list options accepted by the client (bytes). */
@@ -114,6 +120,15 @@ export type AfterSet = (
   address: string,
 ) => Promise<void>;
 
+/**
+ * The default {@link AfterSet}: `warnUnqueuedDsts` of `cli/namespace_rules.ts`, loaded only for
+ * a flow with `--dsts` (without, there is nothing it could warn about).
+ */
+const warnUnqueuedDsts: AfterSet = async (io, flow, dsts, address) => {
+  if (dsts === undefined) return;
+  await (await import("./namespace_rules.ts")).warnUnqueuedDsts(io, flow, dsts, address);
+};
+
 /** Reads an environment variable (`undefined` when unset or not permitted). */
 export type EnvLookup = (name: string) => string | undefined;
 
@@ -127,21 +142,6 @@ function defaultEnv(name: string): string | undefined {
 
 /** The list-valued options that `flow-set` / `trace-flow-set` bound to 1000 bytes. */
 const LIST_OPTIONS = ["protocols", "dsts", "srcs", "dports", "sports", "match"] as const;
-
-const opt = (name: string, desc: string, required = false): OptionDecl => ({
-  name,
-  desc,
-  required,
-});
-const NAME_REQUIRED = opt("name", "Flow name", true);
-const SELECTOR_OPTIONS: readonly OptionDecl[] = [
-  opt("protocols", "Protocols, tcp, udp, sctp (comma separated)"),
-  opt("dsts", "Destination CIDRs (comma separated)"),
-  opt("srcs", "Source CIDRs (comma separated)"),
-  opt("dports", "Destination ports and ranges, e.g. 80,1000-2000"),
-  opt("sports", "Source ports and ranges"),
-  opt("match", "Byte-match statements, e.g. 'tcp[2:2]=5001'"),
-];
 
 /** The shared client steps: address, transport, and the failure messages of docs/COMPATIBILITY.md#control-protocol. */
 async function send(
@@ -302,17 +302,7 @@ export function flowCommands(
   const request = (action: Action, fields: FlowFields) => send(transport, env, action, fields);
 
   const flowSet: Command = {
-    name: "flow-set",
-    help: "flow-set --name=NAME --target=SHM [--prio=N] [selectors...] [--udpencap=PORT]\n" +
-      "  Define or redefine a flow in a running flowlb. Warns (stderr) about --dsts that no\n" +
-      "  NFQUEUE rule of this namespace queues.",
-    options: [
-      NAME_REQUIRED,
-      opt("target", "Shared memory name of the target table", true),
-      opt("prio", "Priority, higher is matched first (default 0)"),
-      ...SELECTOR_OPTIONS,
-      opt("udpencap", "UDP port carrying encapsulated SCTP"),
-    ],
+    ...FLOW_SET_SPEC,
     async run(inv) {
       const warnings = checkSetOptions(inv.opts, true);
       const o = inv.opts;
@@ -335,10 +325,7 @@ export function flowCommands(
   };
 
   const traceSet: Command = {
-    name: "trace-flow-set",
-    help: "trace-flow-set --name=NAME [selectors...]\n" +
-      "  Define or redefine a trace flow in a running flowlb.",
-    options: [NAME_REQUIRED, ...SELECTOR_OPTIONS],
+    ...TRACE_FLOW_SET_SPEC,
     async run(inv) {
       checkSetOptions(inv.opts, false);
       const fields: FlowFields = { name: inv.opts.get("name"), ...selectorFields(inv.opts) };
@@ -347,27 +334,21 @@ export function flowCommands(
   };
 
   const deleter = (name: string, action: Action, what: string): Command => ({
-    name,
-    help: `${name} --name=NAME\n  Delete a ${what} from a running flowlb.`,
-    options: [NAME_REQUIRED],
+    ...deleterSpec(name, what),
     async run(inv) {
       return printTextReply(inv, await request(action, { name: inv.opts.get("name") }), name);
     },
   });
 
   const lister = (name: string, action: Action, what: string): Command => ({
-    name,
-    help: `${name} [--name=NAME]\n  List the ${what}s of a running flowlb (JSON).`,
-    options: [opt("name", `Only this ${what}`)],
+    ...listerSpec(name, what),
     async run(inv) {
       return printListReply(inv, await request(action, { name: inv.opts.get("name") }));
     },
   });
 
   const namesLister = (name: string, action: Action, what: string): Command => ({
-    name,
-    help: `${name}\n  List the ${what} names of a running flowlb (JSON).`,
-    options: [],
+    ...namesListerSpec(name, what),
     async run(inv) {
       return printListReply(inv, await request(action, {}));
     },

@@ -5,19 +5,14 @@
  * @module
  */
 import type { Command } from "./command.ts";
-import { daemonConfig, daemonOptions } from "../daemon/options.ts";
+import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV, FLOWLB_SPEC } from "./specs.ts";
+import { daemonConfig } from "../daemon/options.ts";
 import { runFlowLb } from "../daemon/run.ts";
-import { DEFAULT_FLOW_ADDRESS, FLOW_ADDRESS_ENV } from "./flow_commands.ts";
 import { withBindHint } from "./address_hints.ts";
 
 /** `flowlb`: classify packets by flow, then load-balance with the flow's target table. */
 export const flowlbCommand: Command = {
-  name: "flowlb",
-  help: "flowlb [options]\n" +
-    "  Classify packets from NFQUEUE by flow (see flow-set) and load-balance each with its\n" +
-    `  flow's target table. Flow commands connect to ${FLOW_ADDRESS_ENV} (default\n` +
-    `  ${DEFAULT_FLOW_ADDRESS}). Stop with SIGTERM/SIGINT.`,
-  options: daemonOptions("flowlb"),
+  ...FLOWLB_SPEC,
   async run(inv) {
     const config = daemonConfig(inv.opts);
     const fromEnv = Deno.env.get(FLOW_ADDRESS_ENV);

@@ -10,6 +10,7 @@ import { KEY_DPORT, KEY_DST, KEY_LEN, KEY_PROTO, KEY_SPORT, KEY_SRC } from "../l
 import { IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP } from "../lib/wire/ip_proto.ts";
 import { mapIPv4, parseIPv4, parseIPv6 } from "../lib/ccompat/inet.ts";
 import { type Command, die } from "./command.ts";
+import { FWMARK_SPEC } from "./specs.ts";
 import { openTable } from "../daemon/open_table.ts";
 
 const MAX_ADDRESS_TEXT = 60;
@@ -57,16 +58,7 @@ export function parseEndpoint(arg: string): Endpoint {
 
 /** `fwmark`: print `{ "hash": … }`, or with `--shm` the lookup result too. */
 export const fwmarkCommand: Command = {
-  name: "fwmark",
-  help: "fwmark [--shm=NAME] [--proto=tcp|udp|sctp] --src=ADDR --dst=ADDR [--hash_mode=h]\n" +
-    "  Compute the hash and fwmark for an address pair (a.b.c.d:port or [ipv6]:port).",
-  options: [
-    { name: "shm", desc: "Target table; when given, also look up the fwmark" },
-    { name: "proto", desc: "tcp, udp or sctp; without it only the addresses are hashed" },
-    { name: "src", desc: "Source address:port", required: true },
-    { name: "dst", desc: "Destination address:port", required: true },
-    { name: "hash_mode", desc: "1 (default): SCTP hashes only the ports" },
-  ],
+  ...FWMARK_SPEC,
   run(inv) {
     const src = parseEndpoint(inv.opts.get("src")!);
     const dst = parseEndpoint(inv.opts.get("dst")!);

@@ -6,15 +6,12 @@
  * @module
  */
 import type { Command } from "./command.ts";
-import { daemonConfig, daemonOptions } from "../daemon/options.ts";
+import { LB_SPEC } from "./specs.ts";
+import { daemonConfig } from "../daemon/options.ts";
 import { runLb } from "../daemon/run.ts";
 
 /** `lb`: load-balance packets from NFQUEUE with one target table. */
 export const lbCommand: Command = {
-  name: "lb",
-  help: "lb [options]\n" +
-    "  Load-balance packets from NFQUEUE: ACCEPT with the fwmark of the target that the\n" +
-    "  Maglev table in --tshm selects for the packet's 5-tuple hash. Stop with SIGTERM/SIGINT.",
-  options: daemonOptions("lb"),
+  ...LB_SPEC,
   run: (inv) => runLb(inv.io, daemonConfig(inv.opts)),
 };

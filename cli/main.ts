@@ -1,62 +1,85 @@
 /**
  * The command table and top-level dispatch of `nfqlb <command> [opt...]`
- * (docs/COMPATIBILITY.md#command-line).
+ * (docs/COMPATIBILITY.md#command-line). The table holds each command's spec (`specs.ts`: what
+ * the usage text, `--help` and the option parser need) and loads the module that does its work
+ * only when it runs: a command costs the start-up of its own modules, not of all of them
+ * (`bench/cli_startup.ts`).
  * @module
  */
 import { type Command, helpText, type Io, runCommand } from "./command.ts";
 import { nearestName } from "../lib/hints/nearest.ts";
-import { primebelowCommand, versionCommand } from "./basic.ts";
-import { traceCommand } from "./trace.ts";
-import { flowCommands } from "./flow_commands.ts";
-import { socketTransport } from "./flow_transport.ts";
-import { flowlbCommand } from "./flowlb.ts";
-import { fwmarkCommand } from "./fwmark.ts";
-import { doctorCommand } from "./doctor.ts";
-import { rulesetCommand } from "./ruleset.ts";
-import { lbCommand } from "./lb.ts";
-import { loglevelCommand, statsCommand } from "./stats_loglevel.ts";
 import {
-  activateCommand,
-  deactivateCommand,
-  deleteCommand,
-  initCommand,
-  showCommand,
-} from "./table.ts";
+  ACTIVATE_SPEC,
+  type CommandSpec,
+  DEACTIVATE_SPEC,
+  DELETE_SPEC,
+  deleterSpec,
+  DOCTOR_SPEC,
+  FLOW_SET_SPEC,
+  FLOWLB_SPEC,
+  FWMARK_SPEC,
+  INIT_SPEC,
+  LB_SPEC,
+  listerSpec,
+  LOGLEVEL_SPEC,
+  namesListerSpec,
+  PRIMEBELOW_SPEC,
+  RULESET_SPEC,
+  SHOW_SPEC,
+  STATS_SPEC,
+  TRACE_FLOW_SET_SPEC,
+  TRACE_SPEC,
+  VERSION_SPEC,
+} from "./specs.ts";
 
-const flowClient = new Map(flowCommands(socketTransport).map((c) => [c.name, c]));
+/**
+ * A command whose work is loaded when it runs: `load` imports its module (only then: a command
+ * loads what it needs, not every command's code) and gives the command built from `spec`.
+ */
+function lazy(spec: CommandSpec, load: () => Promise<Command>): Command {
+  return { ...spec, run: async (inv) => (await load()).run(inv) };
+}
 
-/** A flow client command by name. */
-function flow(name: string): Command {
-  const c = flowClient.get(name);
+/** A flow client command by name, sending through the socket transport. */
+async function flow(name: string): Promise<Command> {
+  const [{ flowCommands }, { socketTransport }] = await Promise.all([
+    import("./flow_commands.ts"),
+    import("./flow_transport.ts"),
+  ]);
+  const c = flowCommands(socketTransport).find((c) => c.name === name);
   if (c === undefined) throw new Error(`no flow command ${name}`);
   return c;
 }
 
+const table = () => import("./table.ts");
+const basic = () => import("./basic.ts");
+const statsLoglevel = () => import("./stats_loglevel.ts");
+
 /** All commands, in the order the usage text lists them. */
 export const COMMANDS: readonly Command[] = [
-  activateCommand,
-  deactivateCommand,
-  versionCommand,
-  flow("flow-set"),
-  flow("flow-delete"),
-  flow("flow-list"),
-  flow("flow-list-names"),
-  flowlbCommand,
-  fwmarkCommand,
-  lbCommand,
-  initCommand,
-  deleteCommand,
-  showCommand,
-  statsCommand,
-  primebelowCommand,
-  traceCommand,
-  loglevelCommand,
-  flow("trace-flow-set"),
-  flow("trace-flow-delete"),
-  flow("trace-flow-list"),
-  flow("trace-flow-list-names"),
-  doctorCommand,
-  rulesetCommand,
+  lazy(ACTIVATE_SPEC, async () => (await table()).activateCommand),
+  lazy(DEACTIVATE_SPEC, async () => (await table()).deactivateCommand),
+  lazy(VERSION_SPEC, async () => (await basic()).versionCommand),
+  lazy(FLOW_SET_SPEC, () => flow("flow-set")),
+  lazy(deleterSpec("flow-delete", "flow"), () => flow("flow-delete")),
+  lazy(listerSpec("flow-list", "flow"), () => flow("flow-list")),
+  lazy(namesListerSpec("flow-list-names", "flow"), () => flow("flow-list-names")),
+  lazy(FLOWLB_SPEC, async () => (await import("./flowlb.ts")).flowlbCommand),
+  lazy(FWMARK_SPEC, async () => (await import("./fwmark.ts")).fwmarkCommand),
+  lazy(LB_SPEC, async () => (await import("./lb.ts")).lbCommand),
+  lazy(INIT_SPEC, async () => (await table()).initCommand),
+  lazy(DELETE_SPEC, async () => (await table()).deleteCommand),
+  lazy(SHOW_SPEC, async () => (await table()).showCommand),
+  lazy(STATS_SPEC, async () => (await statsLoglevel()).statsCommand),
+  lazy(PRIMEBELOW_SPEC, async () => (await basic()).primebelowCommand),
+  lazy(TRACE_SPEC, async () => (await import("./trace.ts")).traceCommand),
+  lazy(LOGLEVEL_SPEC, async () => (await statsLoglevel()).loglevelCommand),
+  lazy(TRACE_FLOW_SET_SPEC, () => flow("trace-flow-set")),
+  lazy(deleterSpec("trace-flow-delete", "trace flow"), () => flow("trace-flow-delete")),
+  lazy(listerSpec("trace-flow-list", "trace flow"), () => flow("trace-flow-list")),
+  lazy(namesListerSpec("trace-flow-list-names", "trace flow"), () => flow("trace-flow-list-names")),
+  lazy(DOCTOR_SPEC, async () => (await import("./doctor.ts")).doctorCommand),
+  lazy(RULESET_SPEC, async () => (await import("./ruleset.ts")).rulesetCommand),
 ];
 
 /** The top-level usage text. */

@@ -34,6 +34,7 @@ import {
 import { parseVip, type Vip, vipsOverlap } from "../lib/ruleset/vip.ts";
 import { explainNftError } from "../lib/ruleset/nft_errors.ts";
 import { type Command, die } from "./command.ts";
+import { RULESET_SPEC } from "./specs.ts";
 import type { CommandResult } from "./exec.ts";
 import { runTool, stoppedWhy, type ToolLimits } from "./tools.ts";
 
@@ -204,45 +205,7 @@ export function makeRulesetCommand(
   deps: RulesetDeps = { tools: { timeoutMs: RULESET_TIMEOUT_MS } },
 ): Command {
   return {
-    name: "ruleset",
-    help:
-      "ruleset --vip=VIP[,VIP...] [--queue=N|first:last] [--style=iptables|nft] [--fastpath]\n" +
-      "        [--apply [--replace]|--delete]\n" +
-      "  [--tshm=NAME]\n" +
-      "  Print (or apply, or remove) the rules that send the VIPs' traffic to the queues:\n" +
-      "  prerouting to NFQUEUE, locally generated ICMP to the VIPs too, and the VIPs exempted\n" +
-      "  from conntrack (notrack). --apply adds the VIPs that are missing and keeps the others;\n" +
-      "  it refuses queues other than those of the rules in place (--replace: the rules become\n" +
-      "  exactly this request). --delete removes the VIPs given. Both print a line per VIP.\n" +
-      "  A queue range is chosen by a hash of the packet's addresses, not its ports: all of one\n" +
-      "  client's packets to a VIP go to one queue. To spread them by the receiving CPU instead,\n" +
-      "  add --queue-cpu-fanout to the printed iptables rules (nft: `queue num 0-3 fanout`).",
-    options: [
-      { name: "vip", desc: "VIPs (or prefixes), comma-separated", required: true },
-      {
-        name: "queue",
-        desc: "NFQUEUE number N or range first:last (default 0:3; lb, flowlb and doctor default " +
-          "to 2: give them the same --queue)",
-      },
-      {
-        name: "style",
-        desc: "iptables (default) or nft (needs a kernel with the nft queue expression)",
-      },
-      { name: "tun", desc: "tun device of lb/flowlb --tun (its rp_filter must not be strict)" },
-      { name: "tshm", desc: "Also print the policy routing for this table's active fwmarks" },
-      {
-        name: "fastpath",
-        desc: "For lb/flowlb --fastpath: queue only packets not yet marked",
-        flag: true,
-      },
-      { name: "apply", desc: "Apply the rules in this network namespace", flag: true },
-      {
-        name: "replace",
-        desc: "With --apply: remove VIPs not given, change the queues of those given",
-        flag: true,
-      },
-      { name: "delete", desc: "Remove the rules of the VIPs given", flag: true },
-    ],
+    ...RULESET_SPEC,
     async run(inv) {
       const o = inv.opts;
       const vips = parseVips(o.get("vip") ?? "");

@@ -11,6 +11,7 @@ import { parseStrictInt } from "../lib/ccompat/cnum.ts";
 import { formatStats, FTSHM_SIZE } from "../lib/frag/stats.ts";
 import { formatQueueCounters, readQueueCounters } from "../lib/counters/queue_counters.ts";
 import { type Command, die } from "./command.ts";
+import { LOGLEVEL_SPEC, STATS_SPEC } from "./specs.ts";
 import { LOGLEVEL_WORD, openTraceShm, traceShmName } from "../daemon/open_trace_shm.ts";
 import { traceShmUsers } from "../daemon/trace_shm_users.ts";
 import { loglevelNote } from "../lib/trace/host_wide.ts";
@@ -63,10 +64,7 @@ function foreignNote(name: string, queues: readonly number[]): string | undefine
  * listener in this namespace (stdout and the exit status stay 1.2.0's).
  */
 export const statsCommand: Command = {
-  name: "stats",
-  help: "stats [--ft_shm=NAME]\n  Print the fragment-table statistics of a running lb/flowlb,\n" +
-    "  then the counters of its fast path (--fastpath), if it runs one.",
-  options: [{ name: "ft_shm", desc: "Fragment statistics shm name (default ftshm)" }],
+  ...STATS_SPEC,
   run(inv) {
     const name = inv.opts.get("ft_shm") ?? "ftshm";
     let m;
@@ -105,12 +103,7 @@ export const statsCommand: Command = {
  * always when a level is set, when reading only if no process maps the object.
  */
 export const loglevelCommand: Command = {
-  name: "loglevel",
-  help: "loglevel [level]\n" +
-    "  Show or set the log level of running daemons (4 warning, 5 notice, 6 info, 7 debug).\n" +
-    "  The level is host-wide: every daemon that maps the same /dev/shm object takes it,\n" +
-    "  in any network namespace (NFQLB_TRACE_SHM names another object).",
-  options: [],
+  ...LOGLEVEL_SPEC,
   run(inv) {
     let level: number | undefined;
     if (inv.args.length > 0) {

@@ -18,10 +18,17 @@ import { primeBelow } from "../lib/maglev/prime.ts";
 import { createShm, openShm, unlinkShm } from "../ffi/shm.ts";
 import { LibcError } from "../ffi/libc.ts";
 import { type Command, die, type Invocation } from "./command.ts";
+import {
+  ACTIVATE_SPEC,
+  DEACTIVATE_SPEC,
+  DEFAULT_SHM,
+  DELETE_SPEC,
+  INIT_SPEC,
+  SHOW_SPEC,
+} from "./specs.ts";
 import { adoptProblem, openTable } from "../daemon/open_table.ts";
 import { waitForFastPaths } from "../daemon/fastpath_wait.ts";
 import { LOG_WARNING, logLine } from "../lib/log/levels.ts";
-import { warnFwmarkRules } from "./namespace_rules.ts";
 
 /**
  * After a write to a table owned by `tableUid`: wait until the running fast paths flushed what
@@ -36,7 +43,7 @@ function syncFastPaths(inv: Invocation, tableUid: number): void {
 }
 
 /** Default target-table name. */
-export const DEFAULT_SHM = "nfqlb";
+export { DEFAULT_SHM };
 const I32_MIN = -2147483648;
 /**
  * How long a deactivation waits between publishing the new lookup table and
@@ -92,8 +99,6 @@ function indexOption(inv: Invocation, n: number): number | undefined {
   return v;
 }
 
-const shmOption = { name: "shm", desc: `Shared memory name (default ${DEFAULT_SHM})` };
-
 /** `init` found an existing object it must not use. */
 class AdoptRefused extends Error {}
 
@@ -133,16 +138,7 @@ export function initClearedWarning(name: string, fwmarks: readonly number[]): st
 
 /** `init`: create or overwrite a target table. */
 export const initCommand: Command = {
-  name: "init",
-  help: "init [--shm=NAME] [--M=m] [--N=n] [--ownfw=f]\n" +
-    "  Create or overwrite a Maglev target table in shared memory (all targets inactive).",
-  // 1.2.0's declaration order, which its --help lists.
-  options: [
-    { name: "ownfw", desc: "Own fwmark, for an LB-tier table (default 0)" },
-    shmOption,
-    { name: "N", desc: "Number of target slots, <= M (default 32)" },
-    { name: "M", desc: "Lookup table size, adjusted down to a prime (default 997)" },
-  ],
+  ...INIT_SPEC,
   run(inv) {
     const name = shmName(inv);
     const requested = intOption(inv, "M", 997, MIN_M, 2 ** 32 - 1, `${MIN_M}..${MAX_M}`);
@@ -182,9 +178,7 @@ export const initCommand: Command = {
 
 /** `delete`: unlink a shared-memory object (missing is not an error). */
 export const deleteCommand: Command = {
-  name: "delete",
-  help: "delete --shm=NAME\n  Remove a shared memory object.",
-  options: [{ name: "shm", desc: "Shared memory name", required: true }],
+  ...DELETE_SPEC,
   run(inv) {
     try {
       unlinkShm(shmName(inv));
@@ -198,9 +192,7 @@ export const deleteCommand: Command = {
 
 /** `show`: print a target table. */
 export const showCommand: Command = {
-  name: "show",
-  help: "show [--shm=NAME]\n  Print a target table.",
-  options: [shmOption],
+  ...SHOW_SPEC,
   run(inv) {
     const name = shmName(inv);
     const { table, close } = openTable(name, false);
@@ -226,11 +218,7 @@ export const showCommand: Command = {
 
 /** `activate`: add targets (fwmarks), or set one slot with `--index`. */
 export const activateCommand: Command = {
-  name: "activate",
-  help: "activate [--shm=NAME] [--index=i] <fwmark>...\n" +
-    "  Activate targets. With --index, set slot i to the (first) fwmark. Warns (stderr) about a\n" +
-    "  fwmark no `ip rule` of this namespace routes.",
-  options: [shmOption, { name: "index", desc: "Slot index to set" }],
+  ...ACTIVATE_SPEC,
   async run(inv) {
     if (inv.opts.has("index") && inv.args.length === 0) return 0;
     // A negative value (inactive) only for one slot (--index); targets are 0..2^31-1.
@@ -248,17 +236,15 @@ export const activateCommand: Command = {
       close();
     }
     syncFastPaths(inv, owner.uid);
-    await warnFwmarkRules(inv.io, fwmarks);
+    // Loaded here: reading the namespace's rules is activate's alone among these commands.
+    await (await import("./namespace_rules.ts")).warnFwmarkRules(inv.io, fwmarks);
     return 0;
   },
 };
 
 /** `deactivate`: remove targets by fwmark, or one slot with `--index`. */
 export const deactivateCommand: Command = {
-  name: "deactivate",
-  help: "deactivate [--shm=NAME] [--index=i] <fwmark>...\n" +
-    "  Deactivate targets by fwmark, or the slot given by --index.",
-  options: [shmOption, { name: "index", desc: "Slot index to deactivate" }],
+  ...DEACTIVATE_SPEC,
   run(inv) {
     const fwmarks = inv.opts.has("index") ? [] : fwmarkArgs(inv.args, false);
     const { table, owner, close } = openTable(shmName(inv), true);

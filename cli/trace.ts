@@ -14,8 +14,9 @@
 import { traceConnectFailedHint } from "./address_hints.ts";
 import { cStrtol0 } from "../lib/ccompat/cnum.ts";
 import { parseSocketAddress } from "../lib/ccompat/sockaddr.ts";
-import { formatMask, selectionMask, TRACE_SELECTION } from "../lib/trace/mask.ts";
+import { formatMask, selectionMask } from "../lib/trace/mask.ts";
 import { type Command, die } from "./command.ts";
+import { TRACE_SPEC } from "./specs.ts";
 import { TransportError } from "./flow_commands.ts";
 import { connectSocket } from "./flow_transport.ts";
 import { MASK_WORD, openTraceShm, traceShmName } from "../daemon/open_trace_shm.ts";
@@ -27,17 +28,7 @@ const REFUSED = "Trace refused:";
 
 /** `trace`: set the trace mask and print a running daemon's trace output. */
 export const traceCommand: Command = {
-  name: "trace",
-  help: "trace (--mask=M | --selection=LIST) [--trace_address=ADDR]\n" +
-    "  Set the trace mask of running daemons and print their trace output until they\n" +
-    `  close the stream. Selection names: ${Object.keys(TRACE_SELECTION).join(",")}.\n` +
-    "  The mask is host-wide: every daemon that maps the same /dev/shm object traces with it,\n" +
-    "  in any network namespace (NFQLB_TRACE_SHM names another object).",
-  options: [
-    { name: "mask", desc: "Trace mask (C strtol: decimal, 0x hex, 0 octal)" },
-    { name: "selection", desc: "Comma-separated trace names" },
-    { name: "trace_address", desc: "Trace server address (default unix:nfqlb-trace)" },
-  ],
+  ...TRACE_SPEC,
   async run(inv) {
     const maskText = inv.opts.get("mask");
     const selection = inv.opts.get("selection");

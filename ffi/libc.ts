@@ -1,12 +1,12 @@
 /**
- * The one `Deno.dlopen` of glibc: every libc symbol the FFI modules use
+ * The glibc symbols the FFI modules use
  * (POSIX shared memory for `./shm.ts`, sockets for `./socket.ts`,
  * `./nfqueue.ts` and `./stream_server.ts`), plus errno reporting through
  * `strerror`.
  *
- * The library is opened lazily on first use so that pure modules importing
- * this one (for types) do not need `--allow-ffi`; a missing permission
- * (`Deno.errors.NotCapable`) propagates from that first use.
+ * Each symbol is bound lazily on its first call, so that pure modules importing
+ * this one (for types) do not need `--allow-ffi` and a short-lived command binds only what it
+ * calls; a missing permission (`Deno.errors.NotCapable`) propagates from that first use.
  * @module
  */
 
@@ -81,14 +81,48 @@ const LIBC_SYMBOLS = {
 /** The bound glibc symbols. */
 export type Libc = Deno.DynamicLibrary<typeof LIBC_SYMBOLS>["symbols"];
 
+type SymbolName = keyof typeof LIBC_SYMBOLS;
+
 let libc: Libc | undefined;
 let errnoCell: Int32Array | undefined;
+/** The libraries opened, one per bound symbol: kept so that nothing closes them. */
+const opened: Deno.DynamicLibrary<Deno.ForeignLibraryInterface>[] = [];
 
-/** The glibc symbols, opened on first use. */
+/**
+ * Bind one symbol: a `Deno.dlopen` of glibc with only that symbol. glibc is loaded once; what
+ * costs is each symbol's binding (~0.2 ms), so a process pays only for the symbols it calls.
+ */
+function bind(name: SymbolName): (...args: unknown[]) => unknown {
+  const lib = Deno.dlopen("libc.so.6", { [name]: LIBC_SYMBOLS[name] });
+  opened.push(lib);
+  return lib.symbols[name] as (...args: unknown[]) => unknown;
+}
+
+/**
+ * A stand-in for `name` until its first call: binds the symbol, puts it in its place in the
+ * table (so later calls go straight to it) and calls it.
+ */
+function lazySymbol(name: SymbolName): unknown {
+  let real: ((...args: unknown[]) => unknown) | undefined;
+  const stub = (...args: unknown[]) => {
+    real ??= bind(name);
+    const table = libc as Record<string, unknown>;
+    if (table[name] === stub) table[name] = real;
+    return real(...args);
+  };
+  return stub;
+}
+
+/**
+ * The glibc symbols. Each one is bound on its first call: a command that calls five of them
+ * does not pay for the binding of all. The object is the same for the life of the thread, with
+ * every symbol a plain writable property from the start (built whole: fast properties; a bound
+ * symbol replaces its stand-in in place).
+ */
 export function getLibc(): Libc {
-  if (libc === undefined) {
-    libc = Deno.dlopen("libc.so.6", LIBC_SYMBOLS).symbols;
-  }
+  libc ??= Object.fromEntries(
+    (Object.keys(LIBC_SYMBOLS) as SymbolName[]).map((n) => [n, lazySymbol(n)]),
+  ) as Libc;
   return libc;
 }
 
