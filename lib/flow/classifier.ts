@@ -2,9 +2,9 @@
  * Compiled flow classifier for `flowlb`: exactly the answers of
  * `matchFlowLinear` (`linear.ts`; docs/COMPATIBILITY.md#flows, #packet-decisions with defect #18 fixed),
  * at a per-packet cost that grows far slower than the number of flows. This
- * module is the per-packet part and the layout of the compiled tables;
- * `compileFlows` in `classifier_build.ts` builds them (and documents them and
- * their memory).
+ * module is the per-packet part; `compileFlows` in `classifier_build.ts` builds
+ * the tables (and documents them and their memory), whose layout both take from
+ * `classifier_layout.ts`.
  *
  * ## Per packet
  * Flows are numbered in matching order, so the winner is the lowest-numbered
@@ -57,7 +57,7 @@
 
 import type { Flow } from "./types.ts";
 import { FlowMatch, locateMatchL4, MatchL4, statementHolds } from "./match.ts";
-import type { ClassifierTables, FieldIndex } from "./classifier_build.ts";
+import { type ClassifierTables, type FieldTables, LAYOUT } from "./classifier_layout.ts";
 import type { KeyParse } from "../packet/parse.ts";
 import { KEY_DPORT, KEY_DST, KEY_SPORT, KEY_SRC, keyProto } from "../packet/key.ts";
 import {
@@ -68,84 +68,10 @@ import {
   IPPROTO_UDP,
 } from "../wire/ip_proto.ts";
 
-// The layout of the compiled tables. classifier_build.ts gets it through LAYOUT: the per-packet
-// code reads these module-private constants, which the JIT folds (exported bindings it does not:
-// about 7% slower classification, bench/classifier_bench.ts).
-
-// Per-flow record (Int32Array, REC ints per flow): offsets of its fields.
-/** Ints per flow in the per-flow record array (`ClassifierTables.rec`). */
-const REC = 10;
-/** Record field: flags, `HAS_* | V_* | kind << KIND_SHIFT`. */
-const R_FLAGS = 0;
-/** Record field: the flow's `udpencap`. */
-const R_ENCAP = 1;
-/** Record fields: the flow's `dports`, pairs [start, end) in `ranges`. */
-const R_DP = 2;
-/** Record fields: the flow's `sports`, pairs [start, end) in `ranges`. */
-const R_SP = 4;
-/** Record fields: the flow's source CIDRs, [start, end) in `srcCidrs`. */
-const R_SRC = 6;
-/** Record fields: the flow's byte-match statements, [start, end) in `stmts`. */
-const R_ST = 8;
-
-// Flags: fields a flow restricts (checked per flow when not looked up) ...
-/** Flag: the flow restricts source addresses. */
-const HAS_SRC = 1;
-/** Flag: the flow restricts destination ports. */
-const HAS_DPORT = 2;
-/** Flag: the flow restricts source ports. */
-const HAS_SPORT = 4;
-// ... and checks the indexes never settle.
-/** Flag: the flow has byte-match statements. */
-const V_MATCH = 8;
-/** Flag: the flow's `dports` are not indexed (too many blocks). */
-const V_DPORTS = 16;
-/** Flag: the flow's `sports` are not indexed. */
-const V_SPORTS = 32;
-/** Flags of the per-flow checks no index settles. */
-const V_ANY = V_MATCH | V_DPORTS | V_SPORTS;
-/** Shift of the flow kind (`KIND_*`) in {@link R_FLAGS}. */
-const KIND_SHIFT = 6;
-
-// Flow kinds: what a matching flow does to the scan.
-/** Kind: has a target (or `anyFlowWins`): wins. */
-const KIND_WIN = 0;
-/** Kind: no target, `udpencap` ≠ 0: stops the scan and reports its `udpencap`. */
-const KIND_HELPER = 1;
-/** Kind: no target, no `udpencap`: never decides. */
-const KIND_PASSIVE = 2;
-
-/** Ints per source CIDR in `srcCidrs`: 4 masked address words + prefix. */
-const SRC_STRIDE = 5;
-/** Ints per statement in `stmts`: proto, offset, nbytes, mask, value. */
-const ST_STRIDE = 5;
-
-// Protocol classes of a key.
-/** Protocol class of a key: TCP (index of its protocol bitset). */
-const PC_TCP = 0;
-/** Protocol class of a key: UDP. */
-const PC_UDP = 1;
-/** Protocol class of a key: SCTP. */
-const PC_SCTP = 2;
-/** Protocol class of a key: any other protocol. */
-const PC_OTHER = 3;
-
-// First-level index of the IPv4-mapped boundaries: top V4_BITS bits of the address.
-/** Top address bits indexing the IPv4-mapped boundaries (first level). */
-const V4_BITS = 12;
-/** Shift giving the first-level bucket of an IPv4 address. */
-const V4_SHIFT = 32 - V4_BITS;
-
-/**
- * Address words are kept "biased" (XOR 0x80000000, as int32) so that signed
- * comparisons of small integers order them like the unsigned values.
- */
-const BIAS = 0x80000000 | 0;
-/** Biased 0xffff: the third word of an IPv4-mapped address. */
-const BIASED_FFFF = (0xffff ^ 0x80000000) | 0;
-
-/** The table layout constants above, for `classifier_build.ts`. */
-export const LAYOUT = {
+// The layout of the compiled tables (classifier_layout.ts), as module-private constants: the
+// per-packet code reads these, which the JIT folds (imported bindings it does not: about 7%
+// slower classification, bench/classifier_bench.ts).
+const {
   REC,
   R_FLAGS,
   R_ENCAP,
@@ -163,18 +89,16 @@ export const LAYOUT = {
   KIND_SHIFT,
   KIND_WIN,
   KIND_HELPER,
-  KIND_PASSIVE,
   SRC_STRIDE,
   ST_STRIDE,
   PC_TCP,
   PC_UDP,
   PC_SCTP,
   PC_OTHER,
-  V4_BITS,
   V4_SHIFT,
   BIAS,
   BIASED_FFFF,
-} as const;
+} = LAYOUT;
 
 /**
  * Once the best field leaves at most this many candidate words, the other
@@ -192,7 +116,7 @@ const SCAN_HELPER = -2; // a helper flow stopped the scan
  * `node`; returns the number of candidate words if the field drove the
  * search (its chain's entries plus its base words).
  */
-function loadChain(f: FieldIndex, node: number): number {
+function loadChain(f: FieldTables, node: number): number {
   const rec = f.nodeRec, chain = f.chain;
   let len = 0;
   let cnt = f.baseWords;
@@ -205,7 +129,7 @@ function loadChain(f: FieldIndex, node: number): number {
 }
 
 /** Word `j` of the field's set for the loaded chain: base, plus a binary search per prefix. */
-function lookupWord(f: FieldIndex, j: number): number {
+function lookupWord(f: FieldTables, j: number): number {
   let w = f.base[j];
   const chain = f.chain, rec = f.nodeRec, ent = f.ent;
   for (let c = f.chainLen - 1; c >= 0; c--) {
@@ -227,7 +151,7 @@ function lookupWord(f: FieldIndex, j: number): number {
 }
 
 /** Starts merging the sparse lists of the loaded chain and the base; returns the cursor count. */
-function openCursors(f: FieldIndex): number {
+function openCursors(f: FieldTables): number {
   const rec = f.nodeRec, chain = f.chain, cur = f.cur, curEnd = f.curEnd;
   let nc = 0;
   for (let c = 0; c <= f.chainLen; c++) {
@@ -251,7 +175,7 @@ function rd32(k: Uint8Array, o: number): number {
 }
 
 /** Innermost prefix containing the 16-byte address at `key[at]`, -1 none. */
-function addrNode(f: FieldIndex, key: Uint8Array, at: number): number {
+function addrNode(f: FieldTables, key: Uint8Array, at: number): number {
   const a0 = rdBiased(key, at), a1 = rdBiased(key, at + 4), a2 = rdBiased(key, at + 8);
   const a3 = rdBiased(key, at + 12);
   if (a0 === BIAS && a1 === BIAS && a2 === BIASED_FFFF) {
@@ -323,10 +247,10 @@ export class Classifier {
   declare readonly size: number;
   /** Bitset words (⌈size / 32⌉). */
   declare private readonly words: number;
-  declare private readonly dst: FieldIndex;
-  declare private readonly src: FieldIndex;
-  declare private readonly dport: FieldIndex;
-  declare private readonly sport: FieldIndex;
+  declare private readonly dst: FieldTables;
+  declare private readonly src: FieldTables;
+  declare private readonly dport: FieldTables;
+  declare private readonly sport: FieldTables;
   /** Some flow has `protocols`. */
   declare private readonly protoActive: boolean;
   /** 4 dense bitsets (tcp, udp, sctp, other key protocol), `words` each. */
@@ -416,7 +340,7 @@ export class Classifier {
       ? PC_SCTP
       : PC_OTHER;
     let best = pA ? this.protoWords[pc] : words;
-    let driver: FieldIndex | null = null;
+    let driver: FieldTables | null = null;
     let pending = 0; // fields checked per candidate flow
     let dL = false, sL = false, dpL = false, spL = false; // fields looked up
     if (dst.active) {

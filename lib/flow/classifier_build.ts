@@ -1,7 +1,7 @@
 /**
  * Compilation of a flow list ({@link compileFlows}) into the tables the
- * compiled classifier (`Classifier` of `classifier.ts`, which also defines
- * their record layout) reads per packet: per-field prefix indexes with sparse
+ * compiled classifier (`Classifier` of `classifier.ts`) reads per packet, in
+ * the layout of `classifier_layout.ts`: per-field prefix indexes with sparse
  * flow bitsets, dense protocol bitsets and compact per-flow records. Runs off
  * the hot path, on every flow change; linear in the size of the definitions.
  *
@@ -59,7 +59,10 @@
 import type { Cidr, Flow, PortRange } from "./types.ts";
 import { PROTO_SCTP, PROTO_TCP, PROTO_UDP } from "./types.ts";
 import { statementProto } from "./match.ts";
-import { Classifier, LAYOUT } from "./classifier.ts";
+import { Classifier } from "./classifier.ts";
+import { type ClassifierTables, type FieldTables, LAYOUT } from "./classifier_layout.ts";
+
+export type { ClassifierTables };
 
 const {
   REC,
@@ -114,7 +117,7 @@ const EMPTY_I32 = new Int32Array(0);
  * blocks), each with a sparse flow bitset, the base set of flows that match
  * every value, and per-instance scratch.
  */
-export class FieldIndex {
+export class FieldIndex implements FieldTables {
   /** Some flow restricts this field (otherwise it is skipped). */
   declare readonly active: boolean;
   /** Address fields: sorted interval starts, 4 biased BE words each. */
@@ -545,34 +548,6 @@ class RadixSorter {
     this.order = tmp;
     this.tmp = order;
   }
-}
-
-/** The compiled tables of a flow list (see the module documentation); immutable. */
-export interface ClassifierTables {
-  /** Number of flows. */
-  readonly size: number;
-  /** Bitset words (⌈size / 32⌉). */
-  readonly words: number;
-  readonly dst: FieldIndex;
-  readonly src: FieldIndex;
-  readonly dport: FieldIndex;
-  readonly sport: FieldIndex;
-  /** Some flow has `protocols`. */
-  readonly protoActive: boolean;
-  /** 4 dense bitsets (tcp, udp, sctp, other key protocol), `words` each. */
-  readonly protoBits: Int32Array;
-  /** Non-zero words of each protocol bitset. */
-  readonly protoWords: Int32Array;
-  /** All flows. */
-  readonly all: Int32Array;
-  /** Per-flow records (REC ints each, see R_*). */
-  readonly rec: Int32Array;
-  /** Port ranges of all flows: [lo, hi] pairs. */
-  readonly ranges: Int32Array;
-  /** Source CIDRs of all flows: 4 masked words + prefix each. */
-  readonly srcCidrs: Int32Array;
-  /** Byte-match statements of all flows: proto, offset, nbytes, mask, value each. */
-  readonly stmts: Int32Array;
 }
 
 /** Compiles `flows` (matching order: priority descending, stable) into {@link ClassifierTables}. */
