@@ -474,7 +474,7 @@ async function run(start: FastPathStart): Promise<void> {
         nextScan = now + SCAN_MS;
       }
       if (now >= nextHits) {
-        readHits();
+        if (!hitsFinal) readHits(); // final once no element can be live: nothing left to hit
         restorer.flush(now, notice); // "... repeated N times" of a minute that ended
         nextHits = now + HITS_MS;
       }
