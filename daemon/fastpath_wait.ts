@@ -28,11 +28,15 @@ import {
   STATUS_PREFIX,
   STATUS_SIZE,
   statusPid,
+  statusSleepWord,
   statusTable,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import { adoptProblem } from "./open_table.ts";
 import { DaemonError, ShmUntrustedError } from "./errors.ts";
+
+/** A word of this process's own for {@link waitForFastPaths}' fence. */
+const FENCE = new Int32Array(new SharedArrayBuffer(4));
 
 /** Longest wait for one writer, ms. */
 export const FASTPATH_WAIT_MS = 1000;
@@ -203,8 +207,19 @@ export function liveFastPaths(trustedUid?: number): LiveFastPath[] {
  * `trustedUid`: the owner of the table written (see {@link openLiveFastPath}).
  */
 export function waitForFastPaths(timeoutMs = FASTPATH_WAIT_MS, trustedUid?: number): string[] {
+  // The table write (plain stores) must be visible to every writer before this process reads
+  // their sleep words: a full fence (a locked RMW). A writer that still sleeps then has no live
+  // element in its maps, and it stores 0 into its sleep word (also a full fence) before it next
+  // reads the tables, so its first scan after waking sees the write (store, fence, load on both
+  // sides: one of them sees the other's store). It is not waited for.
+  Atomics.exchange(FENCE, 0, 0);
+  const awake = liveFastPaths(trustedUid).filter((f) => {
+    if (Atomics.load(statusSleepWord(f.mapping.buffer), 0) !== 1) return true;
+    f.mapping.close();
+    return false;
+  });
   // Two more scans each: the one under way may have compared before the write.
-  const waiting = liveFastPaths(trustedUid).map((f) => {
+  const waiting = awake.map((f) => {
     const scans = statusValues(f.mapping.buffer);
     return { ...f, scans, until: scans[F_SCANS] + 2 };
   });

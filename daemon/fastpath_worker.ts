@@ -19,7 +19,16 @@
  * - keeps its status values (the kernel's hit counters read once a second,
  *   whether the table is up) in a SharedArrayBuffer the metrics thread reads,
  *   copied into the status object (`nfqlb-fastpath.<netns>.<table>`) for
- *   `stats` and the table commands after each scan and each round.
+ *   `stats` and the table commands after each scan and each round;
+ * - sleeps while no element can be live in the maps in use (none added for the element timeout,
+ *   or none since the last switch): a change of a table, the flows or the trace mask can then
+ *   leave no stale mark, so there is nothing to scan for. Asleep it adds nothing; woken by the
+ *   first offer or decision change (the doorbell protocol of lib/fastpath/channel.ts), it scans
+ *   before it adds, so an offer decided before a change made meanwhile is dropped by the new
+ *   epoch. The table commands do not wait for a sleeping writer (the sleep word of its status
+ *   object, daemon/fastpath_wait.ts). Asleep it still scans every {@link SLEEP_SCAN_MS} (a
+ *   write nobody announced is switched, though nothing could be stale); awake, every
+ *   {@link SCAN_MS} as before: the staleness bound of docs/FASTPATH.md is unchanged.
  * Nothing here runs on the packet path.
  * @module
  */
@@ -43,6 +52,7 @@ import {
   F_RING_DROPS,
   F_SCANS,
   F_UP,
+  statusSleepWord,
   statusValues,
 } from "../lib/fastpath/status.ts";
 import { type FlowSnapshot, matchingFlows } from "../lib/flow/store.ts";
@@ -56,6 +66,7 @@ import {
   FP_EPOCH,
   FP_EVENTS,
   FP_FLOWS_FLUSHED,
+  FP_SLEEP,
   FP_TRACES_FLUSHED,
 } from "../lib/fastpath/channel.ts";
 import {
@@ -81,6 +92,22 @@ const HITS_MS = 1000;
 const COUNT_MS = 100;
 /** How often the table is created again while that fails (after a failed switch), ms. */
 export const RESTORE_MS = 1000;
+/**
+ * Asleep, how often the writer looks at the stop flag and the flow version, ms (it is woken at
+ * once by offers and by the queue threads' decision changes, lib/fastpath/channel.ts).
+ */
+export const SLEEP_POLL_MS = 200;
+/**
+ * Asleep, how often the writer still scans, ms: a table write that nobody announces is seen
+ * and switched (nothing can be stale then, so this bounds nothing; it keeps the flush count and
+ * the copies of the tables current).
+ */
+export const SLEEP_SCAN_MS = 1000;
+/**
+ * Added to an element's timeout before the writer counts it gone: the kernel's clock starts at
+ * the add (before its answer, after which the writer takes the time) and counts in jiffies.
+ */
+const EXPIRY_MARGIN_MS = 50;
 
 /** The start message. */
 export interface FastPathStart {
@@ -221,6 +248,7 @@ async function run(start: FastPathStart): Promise<void> {
     status = createStatusObject(name, Deno.pid, start.ftShm);
     const v = new Float64Array(start.values);
     const shown = statusValues(status.buffer);
+    const asleep = statusSleepWord(status.buffer);
     /** Copy the values into the status object (`stats`, the table commands' wait). */
     const publish = () => {
       v[F_UP] = writer.up ? 1 : 0;
@@ -267,6 +295,10 @@ async function run(start: FastPathStart): Promise<void> {
     let nextScan = 0;
     let nextHits = 0;
     let nextCount = 0;
+    /** Until when an element added may be live in the maps in use (0: none since the switch). */
+    let liveUntil = 0;
+    /** The hit counters were read after the last element expired: they stay as they are. */
+    let hitsFinal = false;
     const fullUntil = [0, 0];
     const warned = new Map<string, number>();
     /** Creates the table again after a failure removed it. */
@@ -308,6 +340,7 @@ async function run(start: FastPathStart): Promise<void> {
       const p = writer.switchSides();
       if (p !== undefined) tableRemoved(p);
       elements.clear();
+      liveUntil = 0;
       pending[0].count = pending[1].count = 0;
       const us = Math.round((performance.now() - since) * 1000);
       v[F_FLUSHES]++;
@@ -326,6 +359,7 @@ async function run(start: FastPathStart): Promise<void> {
       epoch = (epoch + 1) | 0;
       Atomics.store(ch, FP_EPOCH, epoch);
       elements.clear();
+      liveUntil = 0;
       pending[0].count = pending[1].count = 0;
       tableRemoved(p);
     };
@@ -357,6 +391,9 @@ async function run(start: FastPathStart): Promise<void> {
       const p = pending[f];
       if (p.count === 0) return;
       const problem = writer.add(p);
+      // Answered (or failed): the kernel's timeout of these elements started before this.
+      liveUntil = performance.now() + c.timeoutMs + EXPIRY_MARGIN_MS;
+      hitsFinal = false;
       if (problem === undefined) {
         v[F_ADDS] += p.count;
         elements.added(p.count, now);
@@ -377,10 +414,48 @@ async function run(start: FastPathStart): Promise<void> {
       p.count = 0;
     };
     const readHits = () => {
+      if (performance.now() >= liveUntil) hitsFinal = true;
       const h = writer.hits();
       if (h.v4 !== undefined) v[F_HITS4] = h.v4;
       if (h.v6 !== undefined) v[F_HITS6] = h.v6;
       if (h.problem !== undefined) lost(h.problem);
+    };
+
+    /** Whether something waits: offers, a decision change, a flow snapshot not taken, stop. */
+    const work = () =>
+      Atomics.load(stop, 0) !== 0 || Atomics.load(ch, FP_EVENTS) !== events ||
+      (flowsVersion !== undefined && Atomics.load(flowsVersion, 0) > watchedVersion) ||
+      readers.some((r) => r.waiting());
+    /**
+     * Sleep while nothing can be stale (see the module doc and lib/fastpath/channel.ts) until
+     * woken or stopped. Returns at once when the writer may not sleep now.
+     */
+    const sleep = (now: number) => {
+      if (!writer.up || writer.dirty((1 - writer.side) as Side) || now < liveUntil) return;
+      if (newestFlows !== undefined || work()) return;
+      if (!hitsFinal) {
+        readHits(); // the last values: no element is left to hit
+        if (!writer.up) return;
+      }
+      v[F_ELEMENTS] = 0;
+      publish();
+      // Status word first (the table commands stop waiting), then the doorbell word; then one
+      // more look (the queue threads publish, then read the doorbell word).
+      Atomics.store(asleep, 0, 1);
+      Atomics.store(ch, FP_SLEEP, 1);
+      const until = now + SLEEP_SCAN_MS;
+      while (!work()) {
+        Atomics.wait(ch, FP_SLEEP, 1, SLEEP_POLL_MS);
+        if (Atomics.load(ch, FP_SLEEP) !== 1) break; // rung
+        const t = performance.now();
+        if (t >= until) break; // the scan of a sleeping writer
+        restorer.flush(t, notice);
+      }
+      Atomics.store(ch, FP_SLEEP, 0);
+      // A full fence before the scan reads the tables: a table command that saw 1 did not wait,
+      // so this scan must see its write (daemon/fastpath_wait.ts).
+      Atomics.exchange(asleep, 0, 0);
+      nextScan = 0; // scan before any add
     };
 
     const idle = new Int32Array(new SharedArrayBuffer(4));
@@ -399,7 +474,7 @@ async function run(start: FastPathStart): Promise<void> {
         nextScan = now + SCAN_MS;
       }
       if (now >= nextHits) {
-        readHits();
+        if (!hitsFinal) readHits(); // final once no element can be live: nothing left to hit
         restorer.flush(now, notice); // "... repeated N times" of a minute that ended
         nextHits = now + HITS_MS;
       }
@@ -447,7 +522,8 @@ async function run(start: FastPathStart): Promise<void> {
       // Sleep 1 ms unless there is a backlog: offers wait in the rings (4096 slots per queue
       // thread last 1 ms up to 4M offers/s), and a trickle of new flows does not keep this
       // thread spinning.
-      if (offered < BATCH_ELEMENTS) Atomics.wait(idle, 0, 0, 1);
+      if (offered === 0) sleep(now);
+      if (offered < BATCH_ELEMENTS && nextScan !== 0) Atomics.wait(idle, 0, 0, 1);
     }
   } catch (e) {
     const message = e instanceof LibcError || e instanceof DaemonError

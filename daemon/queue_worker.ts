@@ -329,9 +329,11 @@ async function serve(start: QueueWorkerStart): Promise<void> {
         d.setFlows(new FlowSet(m.flows, cache.tablesFor(m), m.slots, lane));
         cache.prune(m);
         current = s;
-        decisionsChanged();
+        // Applied first, then the event: the writer's switch after the event then counts this
+        // lane's version (fastpath_worker.ts), even when it wakes at once (lib/fastpath/channel.ts).
         Atomics.store(applied, ch.lane, s.version);
         Atomics.notify(applied, ch.lane);
+        decisionsChanged();
       };
       install(current);
       const traceLane = new MatchCounters(ch.lanes, ch.traceCapacity, ch.traceCounters)
@@ -340,9 +342,9 @@ async function serve(start: QueueWorkerStart): Promise<void> {
       const installTraces = (s: FlowSnapshot) => {
         d.setTraceFlows(new FlowSet(s.flows, [], s.slots, traceLane, true));
         currentTraces = s;
-        decisionsChanged();
         Atomics.store(applied, ch.lanes + ch.lane, s.version);
         Atomics.notify(applied, ch.lanes + ch.lane);
+        decisionsChanged();
       };
       installTraces(currentTraces);
       checkFlowTables = () => {

@@ -52,6 +52,8 @@ export class OfferWriter {
   readonly #bytes: Uint8Array;
   readonly #mask: number;
   #tail = 0;
+  /** The tail at the start of the batch. */
+  #begun = 0;
   #limit = 0;
   #dropped = 0;
 
@@ -67,6 +69,7 @@ export class OfferWriter {
   begin(): void {
     // Counts wrap at 2^32 (int32 arithmetic throughout): the limit is the head plus the size.
     this.#limit = (Atomics.load(this.#words, W_HEAD) + this.#mask + 1) | 0;
+    this.#begun = this.#tail;
   }
 
   /**
@@ -87,13 +90,14 @@ export class OfferWriter {
     return true;
   }
 
-  /** End a batch: publish its offers (and the drop count) to the consumer. */
-  end(): void {
+  /** End a batch: publish its offers (and the drop count) to the consumer; true when there were offers. */
+  end(): boolean {
     Atomics.store(this.#words, W_TAIL, this.#tail);
     if (this.#dropped !== 0) {
       Atomics.add(this.#words, W_DROPPED, this.#dropped);
       this.#dropped = 0;
     }
+    return this.#tail !== this.#begun;
   }
 }
 
@@ -135,6 +139,11 @@ export class OfferReader {
     this.keyAt = s * 4 + 12;
     this.#head = (this.#head + 1) | 0;
     return true;
+  }
+
+  /** Whether offers wait that {@link next} has not returned (one atomic load). */
+  waiting(): boolean {
+    return this.#head !== this.#tail || Atomics.load(this.#words, W_TAIL) !== this.#head;
   }
 
   /** Give the slots read so far back to the producer. */

@@ -23,7 +23,7 @@
  * ```
  * @module
  */
-import { FP_EPOCH, FP_EVENTS } from "./channel.ts";
+import { FP_EPOCH, FP_EVENTS, ringWriter } from "./channel.ts";
 import { OfferWriter } from "./offer_ring.ts";
 import type { KeyParse } from "../packet/parse.ts";
 
@@ -62,13 +62,14 @@ export class Offload {
     if (d.cacheable) this.#ring.offer(d.parse.key, l3proto === IPV6, v, this.#epoch);
   }
 
-  /** After the batch: publish its offers. */
+  /** After the batch: publish its offers, and wake the writer if it sleeps (./channel.ts). */
   end(): void {
-    this.#ring.end();
+    if (this.#ring.end()) ringWriter(this.#channel);
   }
 
   /** This thread's decisions changed (flows, trace flows or a table swapped): the writer flushes. */
   changed(): void {
     Atomics.add(this.#channel, FP_EVENTS, 1);
+    ringWriter(this.#channel);
   }
 }

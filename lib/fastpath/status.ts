@@ -9,7 +9,9 @@
  * Layout: u32 magic `NFP2` (its version), u32 pid of the daemon, then f64 values at
  * `8 + 8 * F_*` ({@link F_COUNT} of them; {@link F_UP} is the last), then the daemon's
  * `--ft_shm` name ({@link FT_SHM_NAME_BYTES} bytes, UTF-8, NUL-padded), so
- * `nfqlb stats --ft_shm=NAME` shows the fast path of that daemon only. The daemon's own
+ * `nfqlb stats --ft_shm=NAME` shows the fast path of that daemon only, then the i32 sleep word
+ * ({@link statusSleepWord}: 1 while the writer sleeps with no live element in the maps in use;
+ * the table commands do not wait for a sleeping writer, see daemon/fastpath_wait.ts). The daemon's own
  * metrics thread does not read this object: the writer shares the same values with it in a
  * `SharedArrayBuffer` ({@link VALUES_BYTES}), which nobody outside the process can touch.
  *
@@ -35,10 +37,11 @@
 /** Prefix of the status object's name; the network namespace's inode, `.` and the nft table follow. */
 export const STATUS_PREFIX = "nfqlb-fastpath.";
 /**
- * `NFP2`: the layout of this version (values up to F_UP, then the `--ft_shm` name). The first
- * layout's magic was `NFFP`; an object with another magic is not read as this one.
+ * `NFP3`: the layout of this version (values up to F_UP, the `--ft_shm` name, the sleep word).
+ * The earlier layouts' magics were `NFFP` and `NFP2` (no sleep word); an object with another
+ * magic is not read as this one.
  */
-const MAGIC = 0x3250464e; // "NFP2"
+const MAGIC = 0x3350464e; // "NFP3"
 
 /** Completed scans (tables compared, maps flushed if they changed). */
 export const F_SCANS = 0;
@@ -79,8 +82,18 @@ export const VALUES_BYTES = 8 * F_COUNT;
 export const FT_SHM_NAME_BYTES = 256;
 const FT_SHM_NAME_AT = 8 + 8 * F_COUNT;
 
+const SLEEP_AT = FT_SHM_NAME_AT + FT_SHM_NAME_BYTES;
+
 /** Bytes of the object. */
-export const STATUS_SIZE = FT_SHM_NAME_AT + FT_SHM_NAME_BYTES;
+export const STATUS_SIZE = SLEEP_AT + 8;
+
+/**
+ * The sleep word of object `mem` (`Int32Array` of one element): the writer stores 1 before it
+ * sleeps and 0 (with `Atomics.exchange`, a full fence) before it scans again.
+ */
+export function statusSleepWord(mem: ArrayBuffer | SharedArrayBuffer): Int32Array {
+  return new Int32Array(mem, SLEEP_AT, 1);
+}
 
 /** The nft table of status object `name` (`nfqlb-fastpath.<netns>.<table>`), or undefined. */
 export function statusTable(name: string): string | undefined {
@@ -99,6 +112,7 @@ export function initStatus(
   const name = new Uint8Array(mem, FT_SHM_NAME_AT, FT_SHM_NAME_BYTES);
   name.fill(0);
   new TextEncoder().encodeInto(ftShm, name.subarray(0, FT_SHM_NAME_BYTES - 1));
+  statusSleepWord(mem)[0] = 0;
   w[1] = pid >>> 0;
   w[0] = MAGIC;
 }
