@@ -37,6 +37,11 @@ export interface DaemonConfig {
   readonly traceAddress: string;
   /** NFQA_CFG_F_FAIL_OPEN: accept instead of drop when the queue is full. */
   readonly failOpen: boolean;
+  /**
+   * `--queue-threads`: how many threads serve the queues, each serving several queue sockets
+   * (0 or absent: one per queue, 1.2.0's way).
+   */
+  readonly queueThreads?: number;
   readonly promiscuousPing: boolean;
   /** `--flow-state` file (flowlb), or "". */
   readonly flowState: string;
@@ -137,6 +142,11 @@ export function daemonOptions(kind: "lb" | "flowlb"): DaemonOptionDecl[] {
       desc: "Accept packets instead of dropping them when the queue is full",
       flag: true,
     },
+    {
+      name: "queue-threads",
+      desc: "Threads serving the queues, each several (default: one per queue; " +
+        "each thread costs ~12 MB)",
+    },
   );
   return opts;
 }
@@ -222,6 +232,7 @@ export function daemonConfig(opts: OptionValues): DaemonConfig {
     ftTtl: int(opts, "ft_ttl", 200, 0, 86_400_000),
     traceAddress,
     failOpen: opts.has("fail-open"),
+    queueThreads: int(opts, "queue-threads", 0, 1, 1024),
     promiscuousPing: opts.has("promiscuous_ping"),
     flowState: opts.get("flow-state") ?? "",
     controlUnauthenticated: opts.has("control-unauthenticated"),

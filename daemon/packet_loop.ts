@@ -124,9 +124,7 @@ export async function runPacketLoop(
   const counters = options.counters ?? NOT_COUNTED;
   const nowNs = options.clock ?? clockSince(performance.timeOrigin);
   const offload = options.offload;
-  const buf = q.buffer;
   let packets = 0;
-  let long = 0;
   while (Atomics.load(stop, 0) === 0) {
     const n = q.receiveBatch();
     // The fast path's epoch, before anything the batch is decided with (hook: flows, trace mask).
@@ -136,26 +134,42 @@ export async function runPacketLoop(
       if (p !== undefined) await p;
     }
     if (n === 0) continue;
-    const now = nowNs();
-    try {
-      for (let i = 0; i < n; i++) {
-        if (q.capLen(i) !== 0) long++;
-        const len = q.payloadLength(i);
-        const l3 = q.l3proto(i);
-        const v = decider.decide(buf, q.payloadOffset(i), len, l3, now);
-        q.verdict(i, v);
-        counters.packet(v, len);
-        if (offload !== undefined) offload.packet(v, l3);
-      }
-    } finally {
-      q.flush();
-      offload?.end();
-    }
-    if (long !== 0) {
-      truncated?.(long);
-      long = 0;
-    }
+    const long = decideBatch(q, decider, n, nowNs(), counters, offload);
+    if (long !== 0) truncated?.(long);
     packets += n;
   }
   return packets;
+}
+
+/**
+ * Decide the `n` packets `q` received, in receive order, with the time `now`, count them, tell
+ * the fast path, and send the verdicts (also when the decider throws: the verdicts decided so far
+ * go out, then the error propagates). Returns the number of packets longer than the copy range.
+ * The per-batch body of {@link runPacketLoop} and of `runPacketLoops` (./packet_loops.ts).
+ */
+export function decideBatch(
+  q: PacketQueue,
+  decider: Decider,
+  n: number,
+  now: number,
+  counters: PacketCounter = NOT_COUNTED,
+  offload?: BatchOffload,
+): number {
+  const buf = q.buffer;
+  let long = 0;
+  try {
+    for (let i = 0; i < n; i++) {
+      if (q.capLen(i) !== 0) long++;
+      const len = q.payloadLength(i);
+      const l3 = q.l3proto(i);
+      const v = decider.decide(buf, q.payloadOffset(i), len, l3, now);
+      q.verdict(i, v);
+      counters.packet(v, len);
+      if (offload !== undefined) offload.packet(v, l3);
+    }
+  } finally {
+    q.flush();
+    offload?.end();
+  }
+  return long;
 }

@@ -15,7 +15,9 @@ import type { DaemonConfig } from "./options.ts";
 import { checkTable } from "./open_table.ts";
 import {
   ignoreSignals,
+  type Prepared,
   prepareDaemon,
+  spawnQueueThreads,
   startQueueThreads,
   stopOnSignals,
   TRACE_RING_BYTES,
@@ -25,7 +27,7 @@ import { newFastPathChannel, startFastPath } from "./fastpath_thread.ts";
 import { checkWorkers } from "./worker_url.ts";
 
 /**
- * Run `lb`: one target table (`--tshm`), one thread per queue. Throws a
+ * Run `lb`: one target table (`--tshm`), the queue threads of ./threads.ts. Throws a
  * `DaemonError` when start-up fails.
  */
 export async function runLb(io: Io, config: DaemonConfig): Promise<number> {
@@ -34,14 +36,23 @@ export async function runLb(io: Io, config: DaemonConfig): Promise<number> {
   try {
     // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
     checkTable(config.tshm, "tshm");
-    const prepared = prepareDaemon(io, config);
+    // The queue threads load their modules while the rest starts (docs/ARCHITECTURE.md).
+    const spawned = spawnQueueThreads(config);
+    let prepared: Prepared;
+    try {
+      prepared = prepareDaemon(io, config);
+    } catch (e) {
+      spawned.terminate();
+      throw e;
+    }
     const stop = new SharedArrayBuffer(4);
     let threads;
     try {
       const fastpath = await startFastPath(io, prepared.config, stop);
-      threads = startQueueThreads(io, prepared, stop, undefined, undefined, fastpath);
+      threads = startQueueThreads(io, prepared, spawned, stop, undefined, undefined, fastpath);
     } catch (e) {
       Atomics.store(new Int32Array(stop), 0, 1);
+      spawned.terminate();
       prepared.release();
       throw e;
     }
@@ -90,7 +101,15 @@ async function flowLb(
   config: DaemonConfig,
   address: NonNullable<ReturnType<typeof parseSocketAddress>>,
 ): Promise<number> {
-  const prepared = prepareDaemon(io, config);
+  // The queue threads load their modules while the control thread starts (docs/ARCHITECTURE.md).
+  const spawned = spawnQueueThreads(config);
+  let prepared: Prepared;
+  try {
+    prepared = prepareDaemon(io, config);
+  } catch (e) {
+    spawned.terminate();
+    throw e;
+  }
   const c = prepared.config;
   const stop = new SharedArrayBuffer(4);
   const stopFlag = new Int32Array(stop);
@@ -117,6 +136,7 @@ async function flowLb(
       unauthenticated: c.controlUnauthenticated,
     });
   } catch (e) {
+    spawned.terminate();
     prepared.release();
     throw e;
   }
@@ -125,6 +145,7 @@ async function flowLb(
     ready = await control.ready;
   } catch (e) {
     control.terminate();
+    spawned.terminate();
     prepared.release();
     throw e;
   }
@@ -153,10 +174,11 @@ async function flowLb(
     Atomics.store(stopFlag, 0, 1);
     await control.stopped;
     control.terminate();
+    spawned.terminate();
     prepared.release();
     throw e;
   }
-  const threads = startQueueThreads(io, prepared, stop, controlTrace, (lane) => ({
+  const threads = startQueueThreads(io, prepared, spawned, stop, controlTrace, (lane) => ({
     lane,
     counters: ready.counters,
     lanes,

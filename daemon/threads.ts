@@ -1,9 +1,29 @@
 /**
  * What `lb` and `flowlb` share: the start-up sequence after option parsing
- * (fragment statistics object, `FragTable;` line) and the queue threads,
- * one Worker per queue, stopped cleanly on SIGTERM/SIGINT (docs/COMPATIBILITY.md#nfqueue).
- * The `ftshm` object is zeroed and initialised only once every queue is bound (and the metrics
- * server listens): a daemon that cannot start leaves a running one's counters alone (D57).
+ * (fragment statistics object, `FragTable;` line) and the queue threads, stopped cleanly on
+ * SIGTERM/SIGINT (docs/COMPATIBILITY.md#nfqueue).
+ *
+ * Queue threads: one per queue, or `--queue-threads=N` of them (one V8 isolate, ~12 MB, each;
+ * see {@link queueThreadCount} for what fewer cost in throughput). Queue i of `--queue` (its lane)
+ * goes to thread i mod that number; each thread owns its queues' sockets from bind to close (./queue_worker.ts), and serves
+ * several with one `poll` (./packet_loops.ts). Everything else stays per queue: its socket and
+ * port id, its counters block in `ftshm`, its trace and log rings, its flow-counter lane, its
+ * fast-path offer ring, its `queue_length=` line.
+ *
+ * Flow changes and stop reach the queues the same way whatever thread serves them: the main
+ * thread posts the snapshot to every queue thread, bumps the version word, then sends a wake
+ * message to every queue socket's port id (`QueueWaker`), so a thread blocked in a receive or a
+ * `poll` goes round at once and each queue's hook installs the snapshot. Stop: the stop flag is
+ * set, every socket is woken, each thread ends its loop, closes its sockets (which unbinds the
+ * queues) and reports `stopped`; the daemon ends when every queue thread has, then the trace
+ * thread and the fast-path writer.
+ *
+ * Start-up order: the queue threads are spawned first ({@link spawnQueueThreads}, before the
+ * control thread and the fast-path writer start, so their modules load meanwhile) and bind as soon
+ * as they get their start message; the trace thread, which only drains rings, starts once every
+ * queue is bound. The `ftshm` object is zeroed and initialised only once every queue is bound
+ * (and the metrics server listens): a daemon that cannot start leaves a running one's counters
+ * alone (D57).
  * @module
  */
 import { openTraceShm } from "./open_trace_shm.ts";
@@ -137,6 +157,41 @@ export function prepareDaemon(io: Io, c: DaemonConfig): Prepared {
   };
 }
 
+/** Queue threads spawned (their modules loading), not yet started. */
+export interface SpawnedQueueThreads {
+  /** The threads, and the lanes (queue − first queue) each will serve. */
+  readonly threads: readonly { readonly worker: Worker; readonly lanes: readonly number[] }[];
+  /** Stop them (start-up failed before they were started). */
+  terminate(): void;
+}
+
+/**
+ * How many queue threads serve `queues` queues: one per queue unless `--queue-threads` asks for
+ * fewer. Fewer threads use less memory (one V8 isolate, ~12 MB, each), but on 2 CPUs shared with
+ * the traffic's sender, 2 threads serving 4 queues delivered ~20% less than 4 threads
+ * (`./dev throughput`, flood, 4 queues): they stay runnable and get a smaller share of the CPUs.
+ */
+export function queueThreadCount(queues: number, requested = 0): number {
+  return requested > 0 ? Math.min(queues, requested) : queues;
+}
+
+/**
+ * Spawn the queue threads for `c.queueFirst..c.queueLast` ({@link queueThreadCount}; lane i to
+ * thread i mod count). They load their modules and wait for {@link startQueueThreads}.
+ */
+export function spawnQueueThreads(c: DaemonConfig): SpawnedQueueThreads {
+  const queues = c.queueLast - c.queueFirst + 1;
+  const count = queueThreadCount(queues, c.queueThreads);
+  const url = workerUrl("queue_worker.ts", import.meta.url);
+  const threads = Array.from({ length: count }, (_, t) => {
+    const lanes: number[] = [];
+    for (let i = t; i < queues; i += count) lanes.push(i);
+    const name = lanes.map((i) => `${c.queueFirst + i}`).join(",");
+    return { worker: new Worker(url, { type: "module", name: `queue-${name}` }), lanes };
+  });
+  return { threads, terminate: () => threads.forEach((t) => t.worker.terminate()) };
+}
+
 /** Running queue threads. */
 export interface QueueThreads {
   /** Resolves with the exit status once every thread has stopped. */
@@ -246,15 +301,15 @@ function startMetricsThread(
 }
 
 /**
- * Start one thread per queue, and the trace server thread, which also reads
- * `controlTrace`, the control thread's trace ring (flowlb). `flows(lane)`
- * gives the flow channel of the thread with that lane (flowlb); `fastpath`,
- * the running fast-path writer (`--fastpath`), which is awaited at the end.
- * Any thread's error stops all of them.
+ * Start the spawned queue threads, and, once every queue is bound, the trace server thread, which
+ * also reads `controlTrace`, the control thread's trace ring (flowlb). `flows(lane)` gives the
+ * flow channel of the queue with that lane (flowlb); `fastpath`, the running fast-path writer
+ * (`--fastpath`), which is awaited at the end. Any thread's error stops all of them.
  */
 export function startQueueThreads(
   io: Io,
   prepared: Prepared,
+  spawned: SpawnedQueueThreads,
   stop: SharedArrayBuffer,
   controlTrace: SharedArrayBuffer | undefined,
   flows?: (lane: number) => FlowChannel,
@@ -262,10 +317,27 @@ export function startQueueThreads(
 ): QueueThreads {
   const c = prepared.config;
   const stopFlag = new Int32Array(stop);
-  const workers: Worker[] = [];
+  const workers = spawned.threads.map((t) => t.worker);
   const waker = new QueueWaker();
   /** Netlink port ids of the queue sockets, as the threads report them. */
   const portIds: number[] = [];
+  const rings: SharedArrayBuffer[] = [];
+  const logs: SharedArrayBuffer[] = [];
+  for (let q = c.queueFirst; q <= c.queueLast; q++) {
+    rings.push(TraceRing.create(TRACE_RING_BYTES));
+    logs.push(TraceRing.create(TRACE_RING_BYTES));
+  }
+  // The control thread's ring first: its lines (a flow change) come before the packet lines that
+  // follow the change, when one drain finds both.
+  const traceRings = controlTrace === undefined ? rings : [controlTrace, ...rings];
+  /**
+   * The trace thread, started once every queue has printed its `queue_length=` line (nothing is
+   * traced before "go"; the lines wait in the rings), and not at all when the start-up failed.
+   */
+  let traceDone: Promise<void> | undefined;
+  const startTrace = () => traceDone ??= startTraceThread(io, c, traceRings, logs, stop);
+  let unstarted = c.queueLast - c.queueFirst + 1;
+  let gateOk = false;
   /**
    * What is left before the shared objects may be initialised: every queue bound, the metrics
    * server listening. Until then a failure leaves `ftshm` as it was (another daemon may use it).
@@ -281,6 +353,7 @@ export function startQueueThreads(
     const ok = Atomics.load(stopFlag, 0) === 0;
     if (ok) prepared.initShared();
     for (const w of workers) w.postMessage({ type: "go" } satisfies QueueWorkerGo);
+    gateOk = ok;
     started(ok);
   };
   const startedPart = () => {
@@ -295,16 +368,6 @@ export function startQueueThreads(
   let status = 0;
   let done!: (status: number) => void;
   const queuesDone = new Promise<number>((r) => done = r);
-  const rings: SharedArrayBuffer[] = [];
-  const logs: SharedArrayBuffer[] = [];
-  for (let q = c.queueFirst; q <= c.queueLast; q++) {
-    rings.push(TraceRing.create(TRACE_RING_BYTES));
-    logs.push(TraceRing.create(TRACE_RING_BYTES));
-  }
-  // The control thread's ring first: its lines (a flow change) come before the packet lines that
-  // follow the change, when one drain finds both.
-  const traceRings = controlTrace === undefined ? rings : [controlTrace, ...rings];
-  const traceDone = startTraceThread(io, c, traceRings, logs, stop);
   /** A thread failed: say so, stop every thread, exit 1. */
   const stopWith = (message: string) => {
     io.err(message + "\n");
@@ -312,25 +375,12 @@ export function startQueueThreads(
     Atomics.store(stopFlag, 0, 1);
     wake();
   };
-  const metrics = startMetricsThread(io, c, flows?.(0), fastpath, stopWith, startedPart);
-  // The trace thread stops with the same flag; the daemon ends when both have stopped.
-  const finished = queuesDone.then(async (s) => {
-    metrics?.terminate();
-    waker.close();
-    prepared.release();
-    Atomics.store(stopFlag, 0, 1);
-    await traceDone;
-    // The writer removes the nftables table once the queue threads no longer offer.
-    await fastpath?.stopped;
-    return s;
-  });
   const ended = (w: Worker) => {
     w.terminate();
     if (--running === 0) done(status);
   };
-  const queueWorker = workerUrl("queue_worker.ts", import.meta.url);
-  for (let queue = c.queueFirst; queue <= c.queueLast; queue++) {
-    const w = new Worker(queueWorker, { type: "module", name: `queue-${queue}` });
+  // The queues first: binding them is what a start-up waits for.
+  for (const { worker: w, lanes } of spawned.threads) {
     running++;
     w.onmessage = (e: MessageEvent<QueueWorkerMessage>) => {
       const m = e.data;
@@ -340,8 +390,9 @@ export function startQueueThreads(
       }
       if (m.type === "started") {
         io.out(m.line + "\n");
+        if (--unstarted === 0) startTrace();
         if (m.portId !== 0) portIds.push(m.portId);
-        // A stop requested before this thread reported its port id: wake it too.
+        // A stop requested before this queue reported its port id: wake it too.
         if (Atomics.load(stopFlag, 0) !== 0) waker.wake(m.portId);
         return;
       }
@@ -350,26 +401,41 @@ export function startQueueThreads(
     };
     w.onerror = (e) => {
       e.preventDefault();
-      stopWith(`queue ${queue}: ${e.message}`);
+      stopWith(`queue ${lanes.map((i) => c.queueFirst + i).join(",")}: ${e.message}`);
       ended(w);
     };
     const start: QueueWorkerStart = {
       config: c,
-      queue,
       stop,
-      trace: rings[queue - c.queueFirst],
-      log: logs[queue - c.queueFirst],
       fragments: prepared.fragments,
       originMs: performance.timeOrigin,
       tun: prepared.tun === undefined
         ? undefined
         : { fd: prepared.tun.fd, name: prepared.tun.name },
-      flows: flows?.(queue - c.queueFirst),
-      fastpath: fastpath?.lane(queue - c.queueFirst),
+      queues: lanes.map((lane) => ({
+        queue: c.queueFirst + lane,
+        trace: rings[lane],
+        log: logs[lane],
+        flows: flows?.(lane),
+        fastpath: fastpath?.lane(lane),
+      })),
     };
     w.postMessage(start);
-    workers.push(w);
   }
+  const metrics = startMetricsThread(io, c, flows?.(0), fastpath, stopWith, startedPart);
+  // The trace thread stops with the same flag; the daemon ends when both have stopped.
+  const finished = queuesDone.then(async (s) => {
+    metrics?.terminate();
+    waker.close();
+    prepared.release();
+    Atomics.store(stopFlag, 0, 1);
+    // A queue that failed after "go" may have logged: the trace thread drains the rings.
+    if (gateOk) startTrace();
+    await traceDone;
+    // The writer removes the nftables table once the queue threads no longer offer.
+    await fastpath?.stopped;
+    return s;
+  });
   // A start-up that never reaches the gate (every thread failed first) has not started.
   finished.then(() => started(false));
   return {

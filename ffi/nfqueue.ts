@@ -539,9 +539,9 @@ export class NfQueue {
    * transient error (counted; see the module comment). Throws LibcError on a
    * fatal receive error.
    */
-  private receiveInto(first: number): number {
+  private receiveInto(first: number, flags = MSG_WAITFORONE): number {
     const vec = first === 0 ? this.vec : this.vec.subarray(first * MMSGHDR_SIZE);
-    const n = getLibc().recvmmsg(this.fd, vec, this.batch - first, MSG_WAITFORONE, null);
+    const n = getLibc().recvmmsg(this.fd, vec, this.batch - first, flags, null);
     if (n <= 0) return n === 0 ? 0 : this.receiveFailed(errno());
     const vv = this.vecView;
     const s = this.stats;
@@ -578,13 +578,27 @@ export class NfQueue {
    * the next call. Throws LibcError on a fatal receive error.
    */
   receiveBatch(): number {
+    return this.receiveWith(MSG_WAITFORONE);
+  }
+
+  /**
+   * Like {@link NfQueue.receiveBatch}, but without waiting: what is queued now, up to `batch`
+   * datagrams (0 when nothing is). For a thread that serves several queues and waits for all of
+   * them with one `poll` (daemon/packet_loops.ts).
+   */
+  receiveNow(): number {
+    return this.receiveWith(MSG_WAITFORONE | MSG_DONTWAIT);
+  }
+
+  /** {@link NfQueue.receiveBatch} with the given `recvmmsg` flags. */
+  private receiveWith(flags: number): number {
     const t = this.table;
     let n = this.pending;
     if (n > 0) {
       this.pending = 0;
     } else {
       t.reset();
-      n = this.receiveInto(0);
+      n = this.receiveInto(0, flags);
       if (n === 0) return 0;
     }
     const s = this.stats;

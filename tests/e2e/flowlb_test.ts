@@ -474,6 +474,9 @@ Deno.test({
         const startDaemon = async (extra: string[]) => {
           const d = new FlowLb(net, lb, [
             `--queue=${QUEUES[0]}:${QUEUES.at(-1)}`,
+            // Two threads serving the four queues (daemon/packet_loops.ts), as with
+            // --queue-threads on a small pod.
+            "--queue-threads=2",
             "--qlength=1024",
             `--ft_shm=${ftshm}`,
             `--flow-state=${stateFile}`,
