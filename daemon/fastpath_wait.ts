@@ -211,7 +211,8 @@ export function waitForFastPaths(timeoutMs = FASTPATH_WAIT_MS, trustedUid?: numb
   // their sleep words: a full fence (a locked RMW). A writer that still sleeps then has no live
   // element in its maps, and it stores 0 into its sleep word (also a full fence) before it next
   // reads the tables, so its first scan after waking sees the write (store, fence, load on both
-  // sides: one of them sees the other's store). It is not waited for.
+  // sides: one of them sees the other's store). It is not waited for. This is x86-64's
+  // memory model (a locked RMW orders later plain loads), which the project assumes elsewhere.
   Atomics.exchange(FENCE, 0, 0);
   const awake = liveFastPaths(trustedUid).filter((f) => {
     if (Atomics.load(statusSleepWord(f.mapping.buffer), 0) !== 1) return true;
@@ -226,8 +227,14 @@ export function waitForFastPaths(timeoutMs = FASTPATH_WAIT_MS, trustedUid?: numb
   const deadline = performance.now() + timeoutMs;
   const late: string[] = [];
   for (const w of waiting) {
-    while (w.scans[F_SCANS] < w.until && performance.now() < deadline) sleepSync(1);
-    if (w.scans[F_SCANS] < w.until) late.push(w.table);
+    // A writer that falls asleep meanwhile (its switch for this write emptied its maps, or its
+    // last element expired) has no live element, and scans before it adds one: done with it, as
+    // with one asleep before (its second scan would come only with its once-a-second scan).
+    const sleep = statusSleepWord(w.mapping.buffer);
+    while (
+      w.scans[F_SCANS] < w.until && Atomics.load(sleep, 0) !== 1 && performance.now() < deadline
+    ) sleepSync(1);
+    if (w.scans[F_SCANS] < w.until && Atomics.load(sleep, 0) !== 1) late.push(w.table);
     w.mapping.close();
   }
   return late;

@@ -1,6 +1,9 @@
 /**
  * The packet loop of a queue thread that serves several queue sockets (daemon/queue_worker.ts:
- * more queues than CPUs). Each socket keeps the loop of `./packet_loop.ts` for one batch —
+ * `--queue-threads=N` with fewer threads than queues). While one socket retries a failed verdict
+ * send (up to 5 s) or backs off on ENOMEM, the thread's other sockets are not read (their kernel
+ * queues fill: drops, or accepts with `--fail-open`); a thread per queue (the default) keeps them
+ * apart. Each socket keeps the loop of `./packet_loop.ts` for one batch —
  * receive, hook, decide, one `sendmsg` of verdicts — but its receive does not wait
  * (`NfQueue.receiveNow`); the thread goes round its sockets, a batch from each, and waits only
  * when a whole round found no packet: one `poll` over all its sockets, up to the receive timeout.

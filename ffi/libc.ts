@@ -121,7 +121,12 @@ function lazySymbol(name: SymbolName): unknown {
  */
 export function getLibc(): Libc {
   libc ??= Object.fromEntries(
-    (Object.keys(LIBC_SYMBOLS) as SymbolName[]).map((n) => [n, lazySymbol(n)]),
+    (Object.keys(LIBC_SYMBOLS) as SymbolName[]).map((n) => [
+      n,
+      // errno is read right after a failed call: binding then (a dlopen) would overwrite it
+      // (dlopen's path search sets ENOENT). So this one is bound with the table, first.
+      n === "__errno_location" ? bind(n) : lazySymbol(n),
+    ]),
   ) as Libc;
   return libc;
 }
