@@ -27,6 +27,24 @@ import { newFastPathChannel, startFastPath } from "./fastpath_thread.ts";
 import { checkWorkers } from "./worker_url.ts";
 
 /**
+ * Spawn the queue threads, which load their modules while the rest of the start-up runs
+ * (docs/ARCHITECTURE.md), then prepare the daemon (./threads.ts); a failed preparation ends the
+ * spawned threads before it is thrown.
+ */
+function spawnAndPrepare(
+  io: Io,
+  config: DaemonConfig,
+): { spawned: ReturnType<typeof spawnQueueThreads>; prepared: Prepared } {
+  const spawned = spawnQueueThreads(config);
+  try {
+    return { spawned, prepared: prepareDaemon(io, config) };
+  } catch (e) {
+    spawned.terminate();
+    throw e;
+  }
+}
+
+/**
  * Run `lb`: one target table (`--tshm`), the queue threads of ./threads.ts. Throws a
  * `DaemonError` when start-up fails.
  */
@@ -36,15 +54,7 @@ export async function runLb(io: Io, config: DaemonConfig): Promise<number> {
   try {
     // Fail early, in the main thread, with 1.2.0's messages; workers map their own copies.
     checkTable(config.tshm, "tshm");
-    // The queue threads load their modules while the rest starts (docs/ARCHITECTURE.md).
-    const spawned = spawnQueueThreads(config);
-    let prepared: Prepared;
-    try {
-      prepared = prepareDaemon(io, config);
-    } catch (e) {
-      spawned.terminate();
-      throw e;
-    }
+    const { spawned, prepared } = spawnAndPrepare(io, config);
     const stop = new SharedArrayBuffer(4);
     let threads;
     try {
@@ -101,15 +111,7 @@ async function flowLb(
   config: DaemonConfig,
   address: NonNullable<ReturnType<typeof parseSocketAddress>>,
 ): Promise<number> {
-  // The queue threads load their modules while the control thread starts (docs/ARCHITECTURE.md).
-  const spawned = spawnQueueThreads(config);
-  let prepared: Prepared;
-  try {
-    prepared = prepareDaemon(io, config);
-  } catch (e) {
-    spawned.terminate();
-    throw e;
-  }
+  const { spawned, prepared } = spawnAndPrepare(io, config);
   const c = prepared.config;
   const stop = new SharedArrayBuffer(4);
   const stopFlag = new Int32Array(stop);

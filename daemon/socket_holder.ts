@@ -5,10 +5,10 @@
  * @module
  */
 import { listeningUnixInodes } from "../lib/ccompat/proc_net_unix.ts";
+import { procPids } from "./proc_pids.ts";
 import type { SocketHolder } from "../lib/hints/sockets.ts";
 
 /** Most `/proc/<pid>` directories looked at for a holder (a bound on the failure path's cost). */
-const MAX_PIDS = 32768;
 
 /** This network namespace: `NAME (net:[ino])` when `ip netns` names it, else `net:[ino]`. */
 export function currentNetns(): string {
@@ -45,17 +45,10 @@ export function unixListenerHolders(name: string): SocketHolder[] {
   }
   if (inodes.length === 0) return [];
   const wanted = new Set(inodes.map((i) => `socket:[${i}]`));
-  const out: SocketHolder[] = [];
-  let seen = 0;
-  try {
-    for (const p of Deno.readDirSync("/proc")) {
-      if (!/^[0-9]+$/.test(p.name) || ++seen > MAX_PIDS) continue;
-      if (holds(p.name, wanted)) out.push({ pid: Number(p.name), comm: comm(p.name) });
-    }
-  } catch {
-    // /proc unreadable
-  }
-  return out;
+  return procPids().pids.filter((pid) => holds(String(pid), wanted)).map((pid) => ({
+    pid,
+    comm: comm(String(pid)),
+  }));
 }
 
 /** Whether process `pid` has an fd on one of `wanted`. */

@@ -7,6 +7,7 @@
  * @module
  */
 import type { TraceShmUser } from "../lib/trace/host_wide.ts";
+import { procPids } from "./proc_pids.ts";
 
 /** The network namespace link of process `pid` (`self` for this one), or undefined. */
 function netns(pid: number | "self"): string | undefined {
@@ -30,8 +31,7 @@ export function mapsPath(maps: string, path: string): boolean {
   }
 }
 
-/** Most `/proc/<pid>` directories looked at (a bound on the cost of a note); the rest are counted. */
-export const MAX_PIDS = 32768;
+export { MAX_PIDS } from "./proc_pids.ts";
 
 /** What a scan of `/proc` found: the processes that map the object, and how many it could not read. */
 export interface TraceShmScan {
@@ -48,22 +48,10 @@ export function traceShmUsers(name: string): TraceShmScan {
   const path = `/dev/shm/${name}`;
   const mine = netns("self");
   const users: TraceShmUser[] = [];
-  let uninspected = 0;
-  let seen = 0;
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync("/proc")];
-  } catch {
-    return { users, uninspected }; // no /proc: nothing known
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e.name)) continue;
-    const pid = Number(e.name);
+  const scan = procPids();
+  let uninspected = scan.beyond;
+  for (const pid of scan.pids) {
     if (pid === Deno.pid) continue;
-    if (++seen > MAX_PIDS) {
-      uninspected++;
-      continue;
-    }
     let maps: string;
     try {
       maps = Deno.readTextFileSync(`/proc/${pid}/maps`);
